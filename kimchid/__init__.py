@@ -1,0 +1,3 @@
+"""kimchid: the kimchi daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: Redis, libvirt, child processes."""

@@ -1,0 +1,22 @@
+"""The HTTP API: the route table and the Klein app built from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kimchid.api import events, isos, system, tasks
+from kimchid.api.app import build
+from kimchid.api.routes import RouteTable
+
+__all__ = ["build", "make_table"]
+
+
+def make_table(svc: Any) -> RouteTable:
+    """Every route of the daemon, bound to the services of ``svc`` (a Kimchid)."""
+    table = RouteTable()
+    system.register(table, svc.cfg, svc.health)
+    tasks.register(table, svc.tasks, svc.events.cursor)
+    isos.register(table, svc.isos)
+    events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
+                    svc.cfg.events.page_size)
+    return table

@@ -1,0 +1,182 @@
+"""/events: the event stream over WebSocket, Server-Sent Events, or JSON pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from kimchid import bus
+from kimchid.api.routes import EVENT_SCHEMA, JSON, Call, Reply, RouteTable
+from kimchid.errors import InvalidRequest
+from kimchid.model.events import RESET, Event, EventFilter, EventHub, Watcher
+
+log = Logger()
+
+SSE = "text/event-stream"
+
+
+def _since(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        bus.parse_event_id(value)
+    except ValueError:
+        raise InvalidRequest("KCHEVT0001E", since=value) from None
+    return value
+
+
+# -- WebSocket ----------------------------------------------------------------------
+
+
+class _SocketWatcher(Watcher):
+    def __init__(self, proto: EventSocket, wants: EventFilter, limit: int) -> None:
+        super().__init__(wants, limit)
+        self.proto = proto
+
+    def write(self, ev: Event) -> None:
+        if ev.prepared is None:
+            ev.prepared = self.proto.factory.prepareMessage(ev.text.encode())
+        self.proto.sendPreparedMessage(ev.prepared)
+
+    def write_reset(self) -> None:
+        self.proto.sendMessage(RESET.encode())
+
+    def write_ephemeral(self, text: str) -> None:
+        self.proto.sendMessage(text.encode())
+
+    def drop(self, reason: str) -> None:
+        self.proto.sendClose(4000, reason[:120])
+
+
+class EventSocket(WebSocketServerProtocol):
+    watcher: _SocketWatcher | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        p = {k: v[-1] for k, v in request.params.items()}
+        self.since = _since(p.get("since"))
+        self.wants = EventFilter(p.get("types"), p.get("task"))
+
+    def onOpen(self) -> None:
+        hub: EventHub = self.factory.hub
+        self.watcher = _SocketWatcher(self, self.wants, self.factory.buffer_limit)
+        self.transport.registerProducer(self.watcher, True)
+        d = defer.Deferred.fromCoroutine(hub.watch(self.watcher, self.since))
+        d.addErrback(self._failed)
+
+    def _failed(self, f: Any) -> None:
+        log.warn("event socket back-fill failed: {error}", error=f.getErrorMessage())
+        self.sendClose(1011, "event stream unavailable; retry")
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        pass  # the stream is one-way; clients resume by reconnecting with since
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.watcher is not None:
+            self.factory.hub.unwatch(self.watcher)
+            self.watcher.dropped = True
+
+
+def socket_factory(hub: EventHub, buffer_limit: int) -> WebSocketServerFactory:
+    factory = WebSocketServerFactory()
+    factory.protocol = EventSocket
+    factory.hub = hub
+    factory.buffer_limit = buffer_limit
+    factory.setProtocolOptions(autoPingInterval=30, autoPingTimeout=15,
+                               perMessageCompressionAccept=lambda offers: None)
+    return factory
+
+
+# -- Server-Sent Events ----------------------------------------------------------------
+
+
+class _StreamWatcher(Watcher):
+    def __init__(self, request: IRequest, wants: EventFilter, limit: int,
+                 done: defer.Deferred[bytes]) -> None:
+        super().__init__(wants, limit)
+        self.request = request
+        self.done = done
+
+    def write(self, ev: Event) -> None:
+        self.request.write(b"id: %s\ndata: %s\n\n" % (ev.id.encode(), ev.text.encode()))
+
+    def write_reset(self) -> None:
+        self.request.write(b"data: %s\n\n" % RESET.encode())
+
+    def write_ephemeral(self, text: str) -> None:
+        self.request.write(b"data: %s\n\n" % text.encode())
+
+    def drop(self, reason: str) -> None:
+        self.request.write(b": dropped: %s\n\n" % reason.encode())
+        if not self.done.called:
+            self.done.callback(b"")
+
+
+async def _serve_sse(hub: EventHub, clock: IReactorTime, request: IRequest,
+                     wants: EventFilter, since: str | None, limit: int) -> bytes:
+    request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"X-Accel-Buffering", b"no")
+    request.write(b"retry: 1000\n\n")
+    done: defer.Deferred[bytes] = defer.Deferred()
+    w = _StreamWatcher(request, wants, limit, done)
+    request.registerProducer(w, True)
+    request.notifyFinish().addBoth(lambda _: done.called or done.callback(b""))
+    keepalive = task.LoopingCall(lambda: request.write(b": keepalive\n\n"))
+    keepalive.clock = clock
+    keepalive.start(15.0, now=False)
+    try:
+        await hub.watch(w, since)
+        return await done
+    finally:
+        hub.unwatch(w)
+        w.dropped = True
+        keepalive.stop()
+        request.unregisterProducer()
+
+
+# -- the route -------------------------------------------------------------------------
+
+
+def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit: int,
+             page_size: int) -> None:
+    factory = socket_factory(hub, buffer_limit)
+    socket = WebSocketResource(factory)
+
+    async def events(call: Call) -> Any:
+        req = call.request
+        wants = EventFilter(call.query.get("types"), call.query.get("task"))
+        since = _since(call.query.get("since"))
+        upgrade = (call.header("upgrade") or "").lower()
+        if upgrade == "websocket":
+            return socket.render(req)
+        accept = (call.header("accept") or "").lower()
+        if SSE in accept:
+            since = since or _since(call.header("last-event-id"))
+            return await _serve_sse(hub, clock, req, wants, since, buffer_limit)
+        limit = int(call.query.get("limit", page_size))
+        return Reply(200, await hub.page(since or "0", wants, limit))
+
+    table.add(
+        "/events", "GET", events, "Watch events (WebSocket, SSE) or page through them (JSON)",
+        "events", raw=True, produces=(JSON, SSE),
+        query={
+            "since": {"type": "string", "maxLength": 41,
+                      "description": "resume after this event id (0: everything kept)"},
+            "types": {"type": "string", "maxLength": 512,
+                      "description": "comma-separated types, * wildcards: task.*,vm.state"},
+            "task": {"type": "string", "maxLength": 64},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 10000},
+        },
+        response={"type": "array", "items": EVENT_SCHEMA},
+        description="With `Upgrade: websocket`: one JSON text frame per event. With "
+                    "`Accept: text/event-stream`: SSE (`Last-Event-ID` resumes). Otherwise the "
+                    "JSON page of events after `since`. When `since` is older than what is "
+                    "kept, the first event is `{\"type\": \"reset\"}`: list again.",
+    )

@@ -1,0 +1,56 @@
+"""``GET /openapi.json``, generated from the route table that also validates requests."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kimchid.api.routes import ERROR_SCHEMA, JSON, RouteTable
+from kimchid.errors import CATALOGUE
+
+_PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
+
+
+def openapi(table: RouteTable, version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for r in table.routes:
+        path = _PARAM.sub(r"{\1}", r.path)
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for n in _PARAM.findall(r.path)]
+        params += [{"name": n, "in": "query", "required": False, "schema": s}
+                   for n, s in r.query.items()]
+        ok: dict[str, Any] = {"description": "success"}
+        if r.response is not None:
+            ok["content"] = {m: {"schema": r.response} for m in r.produces if m == JSON}
+        slug = re.sub(r"\W+", "_", r.path).strip("_") or "root"
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": f"{r.method.lower()}_{slug}",
+            "tags": [r.tag],
+            "parameters": params,
+            "responses": {
+                str(r.status): ok,
+                "4XX": {"description": "invalid request",
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "503": {"description": "service not ready",
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
+        if r.description:
+            op["description"] = r.description
+        if r.public:
+            op["security"] = []
+        if r.body is not None:
+            op["requestBody"] = {"required": True, "content": {JSON: {"schema": r.body}}}
+        paths.setdefault(path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kimchid", "version": version,
+                 "description": "KVM host management: VMs, templates, storage, networks, "
+                                "tasks and a resumable event stream."},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA},
+            "x-error-codes": CATALOGUE,
+        },
+    }

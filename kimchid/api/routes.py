@@ -1,0 +1,211 @@
+"""The route table and the HTTP conventions of API.md, applied in one place.
+
+Each route is declared once — path, method, query parameters, body schema,
+response schema — and that one declaration drives the Klein routing, request
+validation (400/406/415), the error model and ``GET /openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from twisted.web.iweb import IRequest
+
+from kimchid.errors import InvalidRequest, NotAcceptable, UnsupportedMediaType
+
+JSON = "application/json"
+
+
+@dataclass
+class Reply:
+    """A response: status, JSON body (None: no body), extra headers."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    """What a handler receives: path arguments, validated query and body, the raw request."""
+
+    args: dict[str, str]
+    query: dict[str, str]
+    body: dict[str, Any]
+    request: IRequest
+
+    def header(self, name: str) -> str | None:
+        v = self.request.getHeader(name)
+        return v.decode() if isinstance(v, bytes) else v
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass
+class Route:
+    path: str  # werkzeug syntax: /tasks/<id>
+    method: str
+    handler: Handler
+    summary: str
+    tag: str
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    status: int = 200
+    produces: tuple[str, ...] = (JSON,)
+    public: bool = False  # reachable without a login
+    raw: bool = False  # the handler answers by itself (streams, files)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self._body_validator = Draft202012Validator(self.body) if self.body else None
+
+    def validate_body(self, raw: bytes, content_type: str | None) -> dict[str, Any]:
+        raw = raw.strip()
+        if not raw:
+            data: Any = {}
+        else:
+            ctype = (content_type or "").split(";")[0].strip().lower()
+            if ctype != JSON:
+                raise UnsupportedMediaType("KCHAPI0004E", content_type=ctype or "none")
+            try:
+                data = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise InvalidRequest("KCHAPI0005E", error=str(e)) from e
+        if not isinstance(data, dict):
+            raise InvalidRequest("KCHAPI0006E", error="the body must be a JSON object")
+        if self._body_validator is None:
+            if data:
+                raise InvalidRequest("KCHAPI0007E", fields=", ".join(sorted(data)))
+            return data
+        errors = sorted(self._body_validator.iter_errors(data), key=lambda e: list(e.path))
+        for e in errors:
+            if e.validator == "additionalProperties":
+                allowed = set(e.schema.get("properties", {}))
+                extra = sorted(set(e.instance) - allowed)
+                raise InvalidRequest("KCHAPI0007E", fields=", ".join(extra))
+        if errors:
+            e = errors[0]
+            where = ".".join(str(p) for p in e.path) or "body"
+            raise InvalidRequest("KCHAPI0006E", error=f"{where}: {e.message}")
+        return data
+
+    def validate_query(self, args: dict[bytes, list[bytes]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for rawname, values in args.items():
+            name = rawname.decode(errors="replace")
+            schema = self.query.get(name)
+            if schema is None:
+                raise InvalidRequest("KCHAPI0008E", param=name, error="unknown parameter")
+            value = values[-1].decode(errors="replace")
+            errors = list(Draft202012Validator(schema).iter_errors(_typed(value, schema)))
+            if errors:
+                raise InvalidRequest("KCHAPI0008E", param=name, error=errors[0].message)
+            out[name] = value
+        return out
+
+    def check_accept(self, accept: str | None) -> str:
+        """The media type to answer with, or 406."""
+        if not accept:
+            return self.produces[0]
+        offered = []
+        for part in accept.split(","):
+            media, _, params = part.strip().partition(";")
+            q = 1.0
+            for p in params.split(";"):
+                k, _, v = p.strip().partition("=")
+                if k == "q":
+                    try:
+                        q = float(v)
+                    except ValueError:
+                        q = 0.0
+            if q > 0:
+                offered.append((q, media.strip().lower()))
+        for _q, media in sorted(offered, key=lambda x: -x[0]):
+            for mine in self.produces:
+                major = mine.split("/")[0]
+                if media in (mine, "*/*", major + "/*"):
+                    return mine
+        raise NotAcceptable("KCHAPI0003E", accept=accept)
+
+
+def _typed(value: str, schema: dict[str, Any]) -> Any:
+    if schema.get("type") == "integer":
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+class RouteTable:
+    """All routes of the daemon, in declaration order."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, path: str, method: str, handler: Handler, summary: str, tag: str,
+            **kw: Any) -> Route:
+        r = Route(path, method, handler, summary, tag, **kw)
+        if any(x.path == path and x.method == method for x in self.routes):
+            raise ValueError(f"route {method} {path} declared twice")
+        self.routes.append(r)
+        return r
+
+    def by_path(self) -> dict[str, list[Route]]:
+        out: dict[str, list[Route]] = {}
+        for r in self.routes:
+            out.setdefault(r.path, []).append(r)
+        return out
+
+
+# Shared schema pieces -------------------------------------------------------------
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "reason", "errcode"],
+    "properties": {
+        "code": {"type": "string", "examples": ["400 Bad Request"]},
+        "reason": {"type": "string"},
+        "errcode": {"type": "string", "pattern": "^KCH[A-Z]+[0-9]{4}[EW]$"},
+    },
+}
+
+TASK_SCHEMA = {
+    "type": "object",
+    "required": ["id", "kind", "status", "message", "progress", "target_uri", "created",
+                 "updated", "result"],
+    "properties": {
+        "id": {"type": "string"},
+        "kind": {"type": "string", "examples": ["iso.scan"]},
+        "status": {"enum": ["running", "finished", "failed", "cancelled"]},
+        "message": {"type": "string"},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+        "target_uri": {"type": "string"},
+        "created": {"type": "string", "format": "date-time"},
+        "updated": {"type": "string", "format": "date-time"},
+        "result": {"type": ["object", "null"]},
+        "params": {"type": ["object", "null"]},
+        "details": {"type": ["object", "null"],
+                    "description": "structured progress: counters of the job"},
+        "attempt": {"type": "integer", "description": "runs of the job so far (0: queued)"},
+        "worker": {"type": ["string", "null"]},
+        "owner": {"type": ["string", "null"]},
+    },
+}
+
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "id": {"type": ["string", "null"], "description": "stream id; null for notices"},
+        "type": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+        "data": {},
+    },
+}

@@ -1,0 +1,86 @@
+"""/config, /health, /openapi.json and the browser UI's files."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kimchid import __version__
+from kimchid.api.openapi import openapi
+from kimchid.api.routes import JSON, Call, Reply, RouteTable
+from kimchid.config import Config
+from kimchid.errors import NotFound
+
+WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"
+UI_CSP = (b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+          b"style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+
+
+def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict[str, Any]]],
+             webui: Path = WEBUI) -> None:
+    async def get_config(call: Call) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "http_port": cfg.server.http_port,
+            "https_port": cfg.server.https_port,
+            "auth": "pam",
+            "features": {"iso_streaming": cfg.features.iso_streaming},
+            "workers": {"embedded": cfg.workers.embedded,
+                        "concurrency": cfg.workers.concurrency,
+                        "max_attempts": cfg.workers.max_attempts},
+        }
+
+    async def get_health(call: Call) -> Reply:
+        h = await health()
+        return Reply(200 if h["status"] == "ok" else 503, h)
+
+    async def get_openapi(call: Call) -> dict[str, Any]:
+        return openapi(table, __version__)
+
+    async def root(call: Call) -> Any:
+        accept = (call.header("accept") or "*/*").lower()
+        if "text/html" in accept or "*/*" in accept and JSON not in accept:
+            return _file(call, webui / "index.html")
+        return {"name": "kimchi", "version": __version__, "openapi": "/openapi.json",
+                "resources": sorted({r.path.split("/")[1] for r in table.routes
+                                     if r.path.count("/") >= 1 and r.path != "/"})}
+
+    async def asset(call: Call) -> Any:
+        base = webui.resolve()
+        path = (base / call.args["asset"]).resolve()
+        if base not in path.parents or not path.is_file():
+            raise NotFound("KCHAPI0001E", path=call.request.path.decode(errors="replace"))
+        return _file(call, path)
+
+    table.add("/config", "GET", get_config, "Server configuration", "config",
+              response={"type": "object", "required": ["version", "http_port", "https_port",
+                                                       "auth", "features"]})
+    table.add("/health", "GET", get_health, "What runs, and whether it answers", "config",
+              public=True,
+              response={"type": "object", "required": ["status", "redis", "libvirt", "workers"],
+                        "properties": {"status": {"enum": ["ok", "degraded"]},
+                                       "redis": {"enum": ["up", "down"]},
+                                       "libvirt": {"enum": ["up", "down", "unknown"]},
+                                       "workers": {"type": "integer"}}},
+              description="200 when everything answers, 503 (same body) when degraded.")
+    table.add("/openapi.json", "GET", get_openapi, "This API, as OpenAPI 3.1", "config",
+              public=True)
+    table.add("/", "GET", root, "The browser UI (text/html) or an index (JSON)", "ui",
+              raw=True, public=True, produces=(JSON, "text/html"))
+    table.add("/ui/<path:asset>", "GET", asset, "The browser UI's files", "ui", raw=True,
+              public=True, produces=("*/*",))
+
+
+def _file(call: Call, path: Path) -> bytes:
+    req = call.request
+    ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if ctype.startswith("text/") or ctype == "application/javascript":
+        ctype += "; charset=utf-8"
+    req.setHeader(b"Content-Type", ctype.encode())
+    req.setHeader(b"X-Content-Type-Options", b"nosniff")
+    req.setHeader(b"Content-Security-Policy", UI_CSP)
+    req.setHeader(b"X-Frame-Options", b"DENY")
+    req.setHeader(b"Cache-Control", b"no-cache")
+    return path.read_bytes()

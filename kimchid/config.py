@@ -1,0 +1,265 @@
+"""The configuration: one typed object, read once, every error reported with its key.
+
+Sources, later ones winning: built-in defaults, the TOML file
+(``/etc/kimchi/kimchi.toml`` or ``--config``), then ``KIMCHI_<SECTION>_<KEY>``
+environment variables.  Shared by ``kimchid`` and ``kimchi-worker``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kimchid.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "/etc/kimchi/kimchi.toml"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    http_port: int = 8000
+    https_port: int = 8001
+    tls: bool = True
+    cert: str = ""
+    key: str = ""
+    log_format: str = "text"  # text | json
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""  # empty: start an embedded redis-server in state_dir
+    timeout: float = 5.0  # seconds for any one command
+    key_prefix: str = "kimchi:"
+    appendfsync: str = "everysec"  # embedded server only: always | everysec
+
+
+@dataclass(frozen=True)
+class LibvirtConfig:
+    uri: str = "qemu:///system"
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    embedded: int = 2  # worker processes the daemon starts and supervises
+    concurrency: int = 2  # jobs one worker process runs at once
+    lease_seconds: float = 5.0  # a job whose worker stopped heartbeating this long is reclaimed
+    max_attempts: int = 3  # runs of one job before it is failed
+    progress_interval: float = 0.2  # at most this often a task.progress per task
+    job_timeout: float = 3600.0  # wall-clock limit of one attempt
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    max_len: int = 100_000  # events kept for resume (approximate cap of the stream)
+    page_size: int = 500  # events per JSON page
+    client_buffer: int = 5_000  # events queued for one slow client before it is dropped
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    keep_seconds: int = 7 * 86400  # ended tasks are forgotten after this
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    state_dir: str = "/var/lib/kimchi"
+    objects_dir: str = "/etc/kimchi/json"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    pam_service: str = "kimchi"
+    admin_groups: tuple[str, ...] = ("kimchi-admin", "sudo", "wheel")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    iso_streaming: str = "auto"  # auto | on | off
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    libvirt: LibvirtConfig = field(default_factory=LibvirtConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.paths.state_dir)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Rules beyond the type of a key: (section, key) -> (check, what it must be).
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("server", "log_format"): ("text", "json"),
+    ("server", "log_level"): ("debug", "info", "warn", "error"),
+    ("redis", "appendfsync"): ("always", "everysec"),
+    ("features", "iso_streaming"): ("auto", "on", "off"),
+}
+_POSITIVE = {
+    ("redis", "timeout"),
+    ("workers", "concurrency"),
+    ("workers", "lease_seconds"),
+    ("workers", "max_attempts"),
+    ("workers", "job_timeout"),
+    ("events", "max_len"),
+    ("events", "page_size"),
+    ("events", "client_buffer"),
+    ("tasks", "keep_seconds"),
+}
+_PORTS = {("server", "http_port"), ("server", "https_port")}
+
+
+def _coerce(value: Any, hint: Any, from_env: bool) -> Any:
+    """Convert ``value`` to ``hint`` or raise ValueError saying what was expected."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ValueError(f"expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"expected a string, got {value!r}")
+    if origin is tuple:
+        if from_env and isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip().startswith("[") else [
+                    v.strip() for v in value.split(",") if v.strip()
+                ]
+            except json.JSONDecodeError as e:
+                raise ValueError(f"expected a list, got {value!r}") from e
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    raise ValueError(f"unsupported type {hint}")  # pragma: no cover
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in hints}
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration; raise :class:`ConfigError` listing every bad key.
+
+    ``path`` None means the default file, which may be absent; a file named
+    explicitly must exist.
+    """
+    environ = os.environ if environ is None else environ
+    problems: list[tuple[str, str]] = []
+    raw: dict[str, Any] = {}
+    explicit = path is not None or "KIMCHI_CONFIG" in environ
+    file_path = Path(path or environ.get("KIMCHI_CONFIG") or DEFAULT_CONFIG_FILE)
+    if file_path.exists():
+        try:
+            raw = tomllib.loads(file_path.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError([(str(file_path), f"cannot read: {e}")]) from e
+    elif explicit:
+        raise ConfigError([(str(file_path), "file does not exist")])
+
+    sections = _section_types()
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for name, section in raw.items():
+        if name not in sections:
+            problems.append((name, "unknown section"))
+            continue
+        if not isinstance(section, dict):
+            problems.append((name, "must be a table"))
+            continue
+        values[name].update({k: (v, False) for k, v in section.items()})
+    for var, value in environ.items():
+        if not var.startswith("KIMCHI_") or var == "KIMCHI_CONFIG":
+            continue
+        rest = var[len("KIMCHI_"):].lower()
+        section_name = next((s for s in sections if rest.startswith(s + "_")), None)
+        if section_name is None:
+            problems.append((var, "unknown section in environment variable"))
+            continue
+        values[section_name][rest[len(section_name) + 1:]] = (value, True)
+
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for key, (value, from_env) in values[name].items():
+            dotted = f"{name}.{key}"
+            if key not in hints:
+                problems.append((dotted, "unknown key"))
+                continue
+            try:
+                v = _coerce(value, hints[key], from_env)
+            except ValueError as e:
+                problems.append((dotted, str(e)))
+                continue
+            choices = _CHOICES.get((name, key))
+            if choices and v not in choices:
+                problems.append((dotted, f"must be one of {', '.join(choices)}, got {v!r}"))
+                continue
+            if (name, key) in _POSITIVE and v <= 0:
+                problems.append((dotted, f"must be greater than 0, got {v!r}"))
+                continue
+            if (name, key) in _PORTS and not 0 <= v <= 65535:
+                problems.append((dotted, f"must be a port number 0-65535, got {v!r}"))
+                continue
+            kwargs[key] = v
+        built[name] = cls(**kwargs)
+    cfg = Config(**built)
+    if cfg.workers.embedded < 0:
+        problems.append(("workers.embedded", "must be 0 or more"))
+    if cfg.server.tls and bool(cfg.server.cert) != bool(cfg.server.key):
+        problems.append(("server.cert", "cert and key must be given together"))
+    if cfg.redis.url and not cfg.redis.url.startswith(("redis://", "unix://")):
+        problems.append(("redis.url", f"must start with redis:// or unix://, got {cfg.redis.url!r}"))
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of ``cfg`` with some keys changed: ``replace(cfg, redis={"url": u})``."""
+    changed = {
+        name: dataclasses.replace(getattr(cfg, name), **dict(keys)) for name, keys in sections.items()
+    }
+    return dataclasses.replace(cfg, **changed)
+

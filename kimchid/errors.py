@@ -1,0 +1,125 @@
+"""One error hierarchy with stable codes, and the catalogue of every message.
+
+Codes are ``KCH<AREA><4 digits><E|W>`` and never change meaning; the messages
+are the translatable part.  The HTTP layer turns a :class:`KimchiError` into
+``{"code", "reason", "errcode"}`` in exactly one place (``kimchid.api.app``).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+#: errcode -> message template (str.format fields).  Ready for translation:
+#: a locale catalogue maps the same codes to other templates.
+CATALOGUE: dict[str, str] = {
+    # API conventions
+    "KCHAPI0001E": "Unknown resource {path}",
+    "KCHAPI0002E": "Method {method} is not allowed on {path}",
+    "KCHAPI0003E": "Cannot answer with any of the accepted types: {accept}",
+    "KCHAPI0004E": "Request body must be application/json, not {content_type}",
+    "KCHAPI0005E": "Unable to parse JSON request: {error}",
+    "KCHAPI0006E": "Invalid request body: {error}",
+    "KCHAPI0007E": "Unknown field(s) in request: {fields}",
+    "KCHAPI0008E": "Invalid query parameter {param}: {error}",
+    "KCHAPI0009E": "Unexpected error: {error}",
+    "KCHAPI0010E": "Service is not ready: {reason}",
+    # Tasks
+    "KCHTASK0001E": "Task {id} does not exist",
+    "KCHTASK0002E": "Task {id} has already ended ({status})",
+    "KCHTASK0003E": "Task ended because its worker was lost {attempts} times",
+    "KCHTASK0004E": "Job kind {kind} is unknown to this worker",
+    "KCHTASK0005E": "Job failed: {error}",
+    "KCHTASK0006E": "Task {id} timed out after {seconds} seconds",
+    # Events
+    "KCHEVT0001E": "Invalid event id {since}",
+    "KCHEVT0002E": "Invalid event type filter {types}",
+    # ISOs
+    "KCHISO0001E": "Scan path {path} must be an absolute path",
+    "KCHISO0002E": "Scan path {path} does not exist or is not a directory",
+    "KCHISO0003E": "Scan path {path} is not readable",
+    "KCHISO0004E": "Scanning {path} is not allowed: {reason}",
+    # Service
+    "KCHSVC0001E": "Redis is not reachable: {error}",
+    "KCHSVC0002E": "libvirt is not reachable: {error}",
+    # Configuration
+    "KCHCONF0001E": "Configuration key {key}: {error}",
+}
+
+
+def message(errcode: str, **params: Any) -> str:
+    """The human message for ``errcode``, prefixed by the code as Kimchi did."""
+    template = CATALOGUE[errcode]
+    try:
+        text = template.format(**params)
+    except (KeyError, IndexError):
+        text = template
+    return f"{errcode}: {text}"
+
+
+class KimchiError(Exception):
+    """An error the user can act on; ``status`` is its HTTP status."""
+
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, errcode: str, **params: Any) -> None:
+        if errcode not in CATALOGUE:
+            raise ValueError(f"errcode {errcode} is not in the catalogue")
+        self.errcode = errcode
+        self.params = params
+        super().__init__(message(errcode, **params))
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "code": f"{self.status.value} {self.status.phrase}",
+            "reason": self.reason,
+            "errcode": self.errcode,
+        }
+
+
+class InvalidRequest(KimchiError):
+    status = HTTPStatus.BAD_REQUEST
+
+
+class InvalidOperation(KimchiError):
+    """The request is valid, but not in the object's current state."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+
+class NotFound(KimchiError):
+    status = HTTPStatus.NOT_FOUND
+
+
+class MethodNotAllowed(KimchiError):
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+
+
+class NotAcceptable(KimchiError):
+    status = HTTPStatus.NOT_ACCEPTABLE
+
+
+class UnsupportedMediaType(KimchiError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class ServiceUnavailable(KimchiError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class OperationFailed(KimchiError):
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class ConfigError(Exception):
+    """Every problem found in the configuration, each naming its key."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(
+            "\n".join(message("KCHCONF0001E", key=key, error=err) for key, err in problems)
+        )

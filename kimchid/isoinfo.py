@@ -1,0 +1,400 @@
+"""Identify ISO images from their ISO-9660 volume descriptors.
+
+Only the few sectors that matter are read: the volume descriptor set that
+starts at sector 16 (normally one read of four sectors) and, for El Torito
+images, the first 64 bytes of the boot catalog.  Nothing is mounted and no
+external tool is run, so a deep scan can probe hundreds of images quickly.
+:func:`probe_reader` takes any ``read_at(offset, length)`` callable so the
+same code can later probe remote images through HTTP Range requests.
+
+References: ECMA-119 (ISO-9660) and the El Torito Bootable CD-ROM Format
+Specification 1.0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "IsoInfo",
+    "NotAnIso",
+    "identify_volume",
+    "probe_fd",
+    "probe_file",
+    "probe_reader",
+]
+
+SECTOR_SIZE = 2048
+# Sectors 0-15 are the system area; the volume descriptor set starts after it.
+_VD_SET_OFFSET = 16 * SECTOR_SIZE
+# PVD + boot record + Joliet SVD + terminator fit in four sectors for almost
+# every real image, so one read usually covers the whole descriptor set.
+_FIRST_READ_SECTORS = 4
+# Bound the walk: a real descriptor set is a handful of sectors, and a corrupt
+# image must not make us read megabytes.
+_MAX_DESCRIPTORS = 16
+# Smallest file that can hold the system area plus one descriptor.
+_MIN_ISO_SIZE = _VD_SET_OFFSET + SECTOR_SIZE
+
+_VD_IDENT = b"CD001"
+_VD_BOOT_RECORD = 0
+_VD_PRIMARY = 1
+_VD_TERMINATOR = 255
+_EL_TORITO_ID = b"EL TORITO SPECIFICATION"
+
+# Boot catalog: a 32-byte validation entry followed by the 32-byte
+# initial/default entry; 64 bytes is all we need.
+_CATALOG_PROBE_SIZE = 64
+_CATALOG_WORDS = struct.Struct("<16H")
+_BOOTABLE = 0x88
+
+_UNKNOWN = "unknown"
+
+ReadAt = Callable[[int, int], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class IsoInfo:
+    """What an ISO image says about itself."""
+
+    volume_id: str  # stripped
+    os_distro: str  # e.g. "fedora", or "unknown"
+    os_version: str  # e.g. "39", or "unknown"
+    bootable: bool  # El Torito boot catalog with a bootable (0x88) default entry
+
+
+class NotAnIso(Exception):
+    """Not an ISO-9660 image, or truncated/corrupt. str() is a short human reason."""
+
+
+# ---------------------------------------------------------------------------
+# Probing
+# ---------------------------------------------------------------------------
+
+
+def probe_file(path: str | os.PathLike[str]) -> IsoInfo:
+    """Probe the ISO image at *path*.
+
+    Raises :class:`NotAnIso` for anything that is not a (complete) ISO-9660
+    image, including directories, FIFOs and other special files.  ``OSError``
+    (missing file, permission denied, I/O error) propagates: the caller can
+    tell "not an ISO" apart from "could not look".
+    """
+    # O_NONBLOCK so that a FIFO named *.iso cannot hang a directory scan;
+    # it has no effect on regular files and block devices.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        return probe_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def probe_fd(fd: int) -> IsoInfo:
+    """Probe the ISO image open on *fd* with positional reads (``os.pread``).
+
+    The file offset of *fd* is not used or changed.  For regular files the
+    size is checked against the volume size recorded in the Primary Volume
+    Descriptor, so partially downloaded or copied images are reported as
+    :class:`NotAnIso`.
+    """
+    st = os.fstat(fd)
+    size: int | None = None
+    if stat.S_ISREG(st.st_mode):
+        size = st.st_size
+        # Cheap early reject, saves a read for empty and tiny files.
+        if size < _MIN_ISO_SIZE:
+            raise NotAnIso(f"too small for an ISO image ({size} bytes)")
+    elif not stat.S_ISBLK(st.st_mode):
+        raise NotAnIso("not a regular file or block device")
+
+    def read_at(offset: int, length: int) -> bytes:
+        return os.pread(fd, length, offset)
+
+    return probe_reader(read_at, size=size)
+
+
+def probe_reader(read_at: ReadAt, *, size: int | None = None) -> IsoInfo:
+    """Probe an ISO image through ``read_at(offset, length) -> bytes``.
+
+    *read_at* may return fewer bytes than asked (e.g. at end of file); an
+    empty result means end of data.  A complete image is normally probed with
+    two calls: one for the descriptor set, one for the El Torito boot catalog.
+    If *size* (the image size in bytes, e.g. an HTTP Content-Length) is given,
+    an image smaller than its recorded volume size is reported as truncated.
+
+    Raises :class:`NotAnIso` when the data is not a complete ISO-9660 image.
+    Exceptions raised by *read_at* propagate unchanged.
+    """
+    data = _read_exact(read_at, _VD_SET_OFFSET, _FIRST_READ_SECTORS * SECTOR_SIZE)
+    if len(data) < SECTOR_SIZE:
+        raise NotAnIso("too small for an ISO image")
+    if data[1:6] != _VD_IDENT:
+        raise NotAnIso("no ISO-9660 signature at sector 16")
+
+    # A short first read means the data ends there: no point asking again.
+    at_eof = len(data) < _FIRST_READ_SECTORS * SECTOR_SIZE
+    pvd: bytes | None = None
+    catalog_sector: int | None = None
+    for index in range(_MAX_DESCRIPTORS):
+        start = index * SECTOR_SIZE
+        if start + SECTOR_SIZE > len(data):
+            if not at_eof:
+                # More descriptors than the first read covered: fetch the rest
+                # of the bounded window in one go, not sector by sector.
+                wanted = (_MAX_DESCRIPTORS - index) * SECTOR_SIZE
+                more = _read_exact(read_at, _VD_SET_OFFSET + start, wanted)
+                at_eof = len(more) < wanted
+                data += more
+            if start + SECTOR_SIZE > len(data):
+                raise NotAnIso("truncated volume descriptor set")
+        if data[start + 1 : start + 6] != _VD_IDENT:
+            # Damaged descriptor before the terminator: keep what was found
+            # so far (without a PVD this still ends in NotAnIso below).
+            break
+        vd_type = data[start]
+        if vd_type == _VD_TERMINATOR:
+            break
+        if vd_type == _VD_PRIMARY and pvd is None:
+            if data[start + 6] != 1:
+                raise NotAnIso("unsupported primary volume descriptor version")
+            pvd = data[start : start + SECTOR_SIZE]
+        elif vd_type == _VD_BOOT_RECORD and catalog_sector is None:
+            # Boot system id (bytes 7..38) is padded with NULs per El Torito;
+            # also tolerate space padding written by sloppy mastering tools.
+            if data[start + 7 : start + 39].rstrip(b"\x00 ") == _EL_TORITO_ID:
+                (catalog_sector,) = struct.unpack_from("<I", data, start + 71)
+
+    if pvd is None:
+        raise NotAnIso("no primary volume descriptor")
+
+    if size is not None:
+        (blocks,) = struct.unpack_from("<I", pvd, 80)
+        (block_size,) = struct.unpack_from("<H", pvd, 128)
+        if block_size not in (512, 1024, 2048):
+            block_size = SECTOR_SIZE
+        expected = blocks * block_size
+        if size < expected:
+            raise NotAnIso(f"truncated image ({size} of {expected} bytes)")
+
+    volume_id = _decode(pvd[40:72])
+    volume_set_id = _decode(pvd[190:318])
+    bootable = False
+    if catalog_sector is not None:
+        bootable = _catalog_is_bootable(read_at, data, catalog_sector)
+    distro, version = identify_volume(volume_id, volume_set_id)
+    return IsoInfo(volume_id, distro, version, bootable)
+
+
+def _read_exact(read_at: ReadAt, offset: int, length: int) -> bytes:
+    """Read *length* bytes, accepting short reads; return less only at EOF."""
+    data = bytes(read_at(offset, length))
+    if len(data) >= length or not data:
+        return data[:length]
+    # A short but non-empty answer: keep asking for the rest, because some
+    # readers (sockets, chunked HTTP) return partial data before EOF.
+    chunks = [data]
+    got = len(data)
+    while got < length:
+        more = bytes(read_at(offset + got, length - got))
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)[:length]
+
+
+def _catalog_is_bootable(read_at: ReadAt, descriptors: bytes, sector: int) -> bool:
+    """Tell whether the El Torito catalog at *sector* has a bootable default entry.
+
+    A malformed catalog means "not bootable", never an error: the volume is
+    still a valid ISO-9660 image that can be attached as a data disc.
+    """
+    if sector < 16:
+        # Inside the system area: cannot be a real catalog.
+        return False
+    # The catalog sometimes sits right after the descriptors, inside the
+    # data already read; reuse it instead of issuing another read.
+    offset_in_buffer = (sector - 16) * SECTOR_SIZE
+    if offset_in_buffer + _CATALOG_PROBE_SIZE <= len(descriptors):
+        entries = descriptors[offset_in_buffer : offset_in_buffer + _CATALOG_PROBE_SIZE]
+    else:
+        entries = _read_exact(read_at, sector * SECTOR_SIZE, _CATALOG_PROBE_SIZE)
+    if len(entries) < _CATALOG_PROBE_SIZE:
+        return False
+    # Validation entry: header id 1, key bytes 0x55 0xAA, and the 16
+    # little-endian words summing to zero (mod 2**16).
+    if entries[0] != 1 or entries[30] != 0x55 or entries[31] != 0xAA:
+        return False
+    if sum(_CATALOG_WORDS.unpack_from(entries, 0)) & 0xFFFF:
+        return False
+    return entries[32] == _BOOTABLE
+
+
+def _decode(raw: bytes) -> str:
+    """Decode a descriptor text field (space padded, sometimes NUL padded)."""
+    raw = raw.rstrip(b" \x00")
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        # Not d-characters, but some mastering tools write UTF-8 anyway;
+        # latin-1 is the last resort because it never fails.
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+    return text.strip()
+
+
+# ---------------------------------------------------------------------------
+# Volume id -> (distro, version)
+# ---------------------------------------------------------------------------
+
+VersionFn = Callable[[re.Match[str]], str]
+
+
+def _fixed(version: str) -> VersionFn:
+    return lambda _m: version
+
+
+def _dotted(m: re.Match[str]) -> str:
+    """Join the groups that matched with dots: ("9", "2") -> "9.2"."""
+    return ".".join(g for g in m.groups() if g)
+
+
+def _group1(m: re.Match[str]) -> str:
+    return m.group(1)
+
+
+def _sp(m: re.Match[str]) -> str:
+    """SUSE service packs: ("15", "4") -> "15sp4", ("15", None) -> "15"."""
+    major, service_pack = m.group(1), m.group(2)
+    return f"{major}sp{service_pack}" if service_pack else major
+
+
+def _windows(version: str, prefixes: str) -> tuple[str, str, VersionFn]:
+    return ("windows", rf"^(?:{prefixes})", _fixed(version))
+
+
+# A minor version: 1-2 digits, then a separator or the end, so that build
+# numbers ("CentOS-8-2004") and architectures are not taken for a minor.
+_MINOR = r"(?:[-_.]U?(\d{1,2})(?=[-_ .]|$))?"
+
+# Ordered: the first match wins, so specific rules come before the generic
+# "distro known, version unknown" ones.  All patterns are case-insensitive and
+# anchored at the start of the volume id.
+#
+# Windows labels are ambiguous: the label names the media family and edition,
+# not the release.  Windows 10 and 11 both ship as CCCOMA_*/CPBA_*, so all
+# modern client media map to "10"; Server 2016, 2019, 2022 and 2025 all ship
+# as SSS_X64FRE(E)_*, so they map to "2022".  Treat Windows versions as hints.
+# Older label lists come from libosinfo via the original Kimchi isoinfo.py.
+_RULES_SPEC: list[tuple[str, str, VersionFn]] = [
+    # --- Red Hat family --------------------------------------------------
+    ("fedora", r"^Fedora(?![a-z]).*\brawh", _fixed("rawhide")),
+    # First stand-alone 1-2 digit number: skips "x86_64", "ppc64le", dates.
+    ("fedora", r"^Fedora(?![a-z]).*?(?<![a-z0-9_])(\d{1,2})(?![0-9a-z])", _group1),
+    ("fedora", r"^Fedora(?![a-z])", _fixed(_UNKNOWN)),
+    # CentOS Stream is reported as plain "centos" with its major version.
+    ("centos", rf"^CentOS[-_ ](?:Stream[-_ ])?(\d+){_MINOR}", _dotted),
+    ("centos", r"^CentOS", _fixed(_UNKNOWN)),
+    # "RHEL-9-2-0-BaseOS", "RHEL-8.6 Server", "RHEL_7.9 Server", "RHEL/4-U8".
+    ("rhel", rf"^RHEL(?:-LE)?[-_/ ]?(\d+){_MINOR}", _dotted),
+    ("rhel", r"^Red[ _]?Hat[ _]Enterprise[ _]Linux[ _](\d+)(?:\.(\d+))?", _dotted),
+    # Generic "RED_HAT"-style ids: identify_volume() then tries the volume
+    # set id, which carries the real release.
+    ("rhel", r"^(?:RED[ _]?HAT|RHEL)", _fixed(_UNKNOWN)),
+    ("rocky", rf"^Rocky[-_ ](?:Linux[-_ ])?(\d+){_MINOR}", _dotted),
+    ("almalinux", rf"^AlmaLinux[-_ ](?:OS[-_ ])?(\d+){_MINOR}", _dotted),
+    ("ol", rf"^OL[-_](\d+){_MINOR}", _dotted),  # Oracle Linux
+    # --- Debian family ---------------------------------------------------
+    # "Debian 12.2.0 amd64 n" -> "12.2"; "d-live ..." are the live images.
+    ("debian", r"^(?:Debian|d-live) (\d+)(?:\.(\d+))?", _dotted),
+    ("debian", r"^Debian\b", _fixed(_UNKNOWN)),
+    # Ubuntu and its flavours (Kubuntu, Xubuntu, Ubuntu-Server, Ubuntu-MATE);
+    # "22.04.3" -> "22.04".
+    ("ubuntu", r"^[a-z]*ubuntu(?:[-_ ][a-z]+)?[-_ ](\d{1,2}\.\d{2})", _group1),
+    ("ubuntu", r"^[a-z]*ubuntu", _fixed(_UNKNOWN)),
+    ("linuxmint", r"^Linux ?Mint[-_ ](\d+(?:\.\d+)?)", _group1),
+    # --- SUSE --------------------------------------------------------------
+    ("opensuse", r"^openSUSE[-_ ]Tumbleweed", _fixed("tumbleweed")),
+    ("opensuse", r"^openSUSE[-_ ](?:Leap[-_ ])?(\d+\.\d+)", _group1),
+    ("opensuse", r"^openSUSE", _fixed(_UNKNOWN)),
+    # "SLE-15-SP4-Full", "SLES-11-SP4-DVD", "SLES10", "SUSE_SLES-11-0-0".
+    ("sles", r"^(?:SUSE_)?SLES?[-_ ]?(\d+)(?:[-_ ]SP(\d+))?", _sp),
+    ("sled", r"^SLED[-_ ]?(\d+)(?:[-_ ]SP(\d+))?", _sp),
+    # --- Others ----------------------------------------------------------
+    # archiso labels are ARCH_YYYYMM; users say "2023.11".
+    ("arch", r"^ARCH_(\d{4})(\d{2})", _dotted),
+    ("alpine", r"^alpine-\w+ (\d+)\.(\d+)", _dotted),
+    ("gentoo", r"^Gentoo[-_ ](?:Linux[-_ ])?\w+[-_ ](\d{8})", _group1),
+    ("gentoo", r"^Gentoo", _fixed(_UNKNOWN)),
+    # FreeBSD release media: "13_2_RELEASE_AMD64_CD"; older: "FreeBSD_Install".
+    ("freebsd", r"^(\d+)_(\d+)_(?:RELEASE|RC\d*|BETA\d*|ALPHA\d*|STABLE|CURRENT)_", _dotted),
+    ("freebsd", r"^FreeBSD[-_ ](\d+)\.(\d+)", _dotted),
+    ("freebsd", r"^FreeBSD", _fixed(_UNKNOWN)),
+    ("openbsd", r"^OpenBSD/\w+\s+(\d+\.\d+)", _group1),
+    # NetBSD labels drop the dot ("NETBSD_93" = 9.3, "NETBSD_100" = 10.0);
+    # minors have been single digits since 5.x, so the last digit is the minor.
+    ("netbsd", r"^NETBSD_(\d+)(\d)$", _dotted),
+    ("netbsd", r"^NetBSD[-_ ](\d+)\.(\d+)", _dotted),
+    # --- Windows (see the note above) ---------------------------------------
+    _windows("2012r2", r"IR[M\d]_S"),  # IRM_SSS_X64FREV, IR3_SSS_X64FREE
+    _windows("2012", r"HRM_S"),
+    _windows("2022", r"SSS_(?:X64|A64)FREE?_"),
+    _windows("8.1", r"IR[M\d]_C"),  # IR3_CCSA_X64FRE, IRM_CPRA_X64FREV
+    _windows("8", r"(?:HB1|HRM)_C"),
+    # CCCOMA (consumer), CPBA (business), CCSA, CENA, CPRA; J_ = 1507 media.
+    _windows("10", r"(?:J_)?C[A-Z]{2,5}_(?:X64|X86|A64|ARM64)FREV?_"),
+    _windows("7", r"G(?:SP1)?RMC"),  # GRMCULFRER, GSP1RMCPRXFRER
+    _windows("2008r2", r"GRMS|SRVHPCR2"),
+    _windows("2008", r"KRTMS|KRM[SW]"),
+    _windows("vista", r"FB1E|LRM[CE]|FRTMB|FRM[BE]"),
+    _windows("2003r2", r"CRM[ES]X?FPP|CRMDX?VOL|CR0[SE]CD2|BX2[SE]X?FPP|BRM[ES]CD2"),
+    _windows(
+        "2003",
+        r"[AN]RM[EDSW]I?X?(?:CHK|VOL|EVL|OEM|FPP)|CRMSX?VOL|BRMEX?(?:VOL|EVL)"
+        r"|BX2DX?VOL|CR0SP[XI]?2",
+    ),
+    _windows(
+        "xp",
+        r"WX[PH]|XRM[PH]|X1A[PH]|VRM[PH]|VX2[PH]|GRTM[PH]|GRTMUPD|MX2P"
+        r"|[XMV]RMSD2|ARMPX|AX2PX|NRMPI",
+    ),
+    _windows("2000", r"W2[APS]|SP[12][APS](?:FPP|OEM|SEL)|[YZ]RM[APS]|WIN2000|W2K_SP4"),
+]
+
+# Compiled once at import: identify_volume() runs for every ISO of a scan.
+_RULES: tuple[tuple[str, re.Pattern[str], VersionFn], ...] = tuple(
+    (distro, re.compile(pattern, re.IGNORECASE), version)
+    for distro, pattern, version in _RULES_SPEC
+)
+
+
+def _match(label: str) -> tuple[str, str]:
+    for distro, pattern, version in _RULES:
+        m = pattern.match(label)
+        if m is not None:
+            return distro, version(m) or _UNKNOWN
+    return _UNKNOWN, _UNKNOWN
+
+
+def identify_volume(volume_id: str, volume_set_id: str = "") -> tuple[str, str]:
+    """Map an ISO volume id to ``(os_distro, os_version)``.
+
+    Returns ``("unknown", "unknown")`` when nothing matches, and a known
+    distro with version ``"unknown"`` when only the distro is recognizable.
+    When the volume id says too little (e.g. Red Hat media labelled
+    ``RED_HAT``), *volume_set_id* is tried as well and wins if it names the
+    same distro (or the volume id named none) with a version.
+    """
+    distro, version = _match(volume_id.strip())
+    if version == _UNKNOWN and volume_set_id:
+        alt_distro, alt_version = _match(volume_set_id.strip())
+        if alt_distro != _UNKNOWN and distro in (_UNKNOWN, alt_distro):
+            return alt_distro, alt_version
+    return distro, version

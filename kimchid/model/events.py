@@ -1,0 +1,282 @@
+"""The event hub: one reader of the Redis event stream, fanned out to every watcher.
+
+Every change is an entry of the ``events`` stream, whose entry ids are the
+event ids.  The daemon reads the stream once (XREAD BLOCK) and hands each
+event to the watchers (WebSocket, SSE) whose filters take it.  A watcher that
+resumes (``since``) is registered for live events first, then back-filled from
+the stream with XRANGE, and its live events are released after that, skipping
+those the back-fill already sent: no gap, no duplicate.  When ``since`` is
+older than what the stream keeps, the watcher gets ``{"type": "reset"}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from kimchid import bus
+from kimchid.adapters.redis import RedisClient, RedisDown
+from kimchid.errors import InvalidRequest
+
+log = Logger()
+
+RESET = '{"type":"reset"}'
+
+
+class Event:
+    """One event as read from the stream, with its wire text built once."""
+
+    __slots__ = ("id", "key", "type", "task", "text", "prepared")
+
+    def __init__(self, event_id: str, fields: dict[str, str]) -> None:
+        self.id = event_id
+        self.key = bus.parse_event_id(event_id)
+        self.type = fields["type"]
+        self.task = fields.get("task", "")
+        self.text = bus.event_json(event_id, fields)
+        self.prepared: Any = None  # a WebSocket frame prepared once for every socket
+
+
+class EventFilter:
+    """``?types=task.*,vm.state`` and ``?task=<id>``."""
+
+    _TYPE = re.compile(r"^[a-z0-9_.*?-]+$")
+
+    def __init__(self, types: str | None = None, task_id: str | None = None) -> None:
+        self.patterns: list[str] | None = None
+        if types:
+            pats = [t.strip() for t in types.split(",") if t.strip()]
+            if not pats or not all(self._TYPE.match(p) for p in pats):
+                raise InvalidRequest("KCHEVT0002E", types=types)
+            self.patterns = pats
+        self.task = task_id or None
+        self._exact = {p for p in self.patterns or () if "*" not in p and "?" not in p}
+
+    def __call__(self, ev: Event) -> bool:
+        if self.task is not None and ev.task != self.task:
+            return False
+        if self.patterns is None or ev.type in self._exact:
+            return True
+        return any(fnmatch.fnmatchcase(ev.type, p) for p in self.patterns)
+
+
+class Watcher:
+    """A connected client: override :meth:`write` (and :meth:`write_reset`, :meth:`drop`)."""
+
+    def __init__(self, wants: EventFilter, buffer_limit: int) -> None:
+        self.wants = wants
+        self.buffer_limit = buffer_limit
+        self.last: tuple[int, int] = (0, 0)
+        self.ready = False
+        self.paused = False
+        self._held: deque[Event] = deque()
+        self.dropped = False
+
+    # called by the hub
+    def offer(self, ev: Event) -> None:
+        if self.dropped or not self.wants(ev):
+            return
+        if not self.ready or self.paused:
+            self._held.append(ev)
+            if len(self._held) > self.buffer_limit:
+                self.dropped = True
+                self._held.clear()
+                self.drop("too slow: reconnect with since=<last id> to resume")
+            return
+        if ev.key > self.last:
+            self.last = ev.key
+            self.write(ev)
+
+    def release(self) -> None:
+        """Send what was held (during back-fill or while the client was slow)."""
+        while self._held and not self.paused and not self.dropped:
+            ev = self._held.popleft()
+            if ev.key > self.last:
+                self.last = ev.key
+                self.write(ev)
+
+    # flow control, from the transport (IPushProducer)
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.ready:
+            self.release()
+
+    def stopProducing(self) -> None:
+        self.dropped = True
+
+    # to override
+    def write(self, ev: Event) -> None:
+        raise NotImplementedError
+
+    def write_reset(self) -> None:
+        raise NotImplementedError
+
+    def write_ephemeral(self, text: str) -> None:
+        """A notice with no id (it is not in the stream): service.degraded while Redis is away."""
+
+    def drop(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+class EventHub(Service):
+    name = "events"
+
+    def __init__(self, redis: RedisClient, keys: bus.Keys, clock: IReactorTime,
+                 max_len: int, page_size: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.max_len = max_len
+        self.page_size = page_size
+        self.watchers: set[Watcher] = set()
+        self.last_id: str | None = None
+        self.prepare: Callable[[Event], Any] | None = None
+        self._loop: defer.Deferred[None] | None = None
+        self._running = False
+        self.delivered = 0
+
+    # -- service -----------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._running = True
+        self._loop = defer.Deferred.fromCoroutine(self._read_loop())
+        self._loop.addErrback(lambda f: log.failure("event reader crashed", f))
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        self._running = False
+        for w in list(self.watchers):
+            w.drop("server stopping")
+        self.watchers.clear()
+        return self._loop
+
+    async def _read_loop(self) -> None:
+        backoff = 0.1
+        while self._running:
+            try:
+                if self.last_id is None:
+                    newest = await self.redis.call("XREVRANGE", self.keys.events, "+", "-",
+                                                   "COUNT", "1")
+                    self.last_id = newest[0][0] if newest else "0"
+                reply = await self.redis.call(
+                    "XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", self.keys.events,
+                    self.last_id, reader=True, timeout=self.redis.timeout + 1.0,
+                )
+                backoff = 0.1
+            except RedisDown:
+                await task.deferLater(self.clock, backoff)
+                backoff = min(2.0, backoff * 2)
+                continue
+            except Exception:
+                log.failure("reading the event stream failed")
+                await task.deferLater(self.clock, 1.0)
+                continue
+            if reply:
+                self._dispatch(reply[0][1])
+
+    def _dispatch(self, entries: Iterable[Any]) -> None:
+        watchers = list(self.watchers)
+        for eid, flat in entries:
+            ev = Event(eid, bus.fields_of(flat))
+            self.last_id = eid
+            self.delivered += 1
+            for w in watchers:
+                w.offer(ev)
+
+    # -- watchers ----------------------------------------------------------------
+
+    async def watch(self, w: Watcher, since: str | None) -> None:
+        """Start delivering to ``w``: back-fill after ``since`` (None: live only)."""
+        self.watchers.add(w)
+        try:
+            if since is not None:
+                if await self.too_old(since):
+                    w.write_reset()
+                else:
+                    w.last = bus.parse_event_id(since)
+                    cursor = since
+                    while not w.dropped:
+                        page = await self._range_after(cursor, self.page_size)
+                        for eid, flat in page:
+                            ev = Event(eid, bus.fields_of(flat))
+                            cursor = eid
+                            if w.wants(ev) and ev.key > w.last:
+                                w.last = ev.key
+                                w.write(ev)
+                        if len(page) < self.page_size:
+                            break
+            w.ready = True
+            w.release()
+        except BaseException:
+            self.watchers.discard(w)
+            raise
+
+    def unwatch(self, w: Watcher) -> None:
+        self.watchers.discard(w)
+
+    async def _range_after(self, since: str, count: int) -> list[Any]:
+        start = "-" if since == "0" else "(" + since
+        return await self.redis.call("XRANGE", self.keys.events, start, "+", "COUNT", str(count))
+
+    async def too_old(self, since: str) -> bool:
+        """True when events after ``since`` were trimmed away."""
+        if since == "0":
+            return False
+        info = await self.redis.call("XINFO", "STREAM", self.keys.events)
+        fields = dict(zip(info[::2], info[1::2], strict=False))
+        deleted = fields.get("max-deleted-entry-id") or "0-0"
+        return bus.parse_event_id(since) < bus.parse_event_id(deleted)
+
+    async def page(self, since: str, wants: EventFilter, limit: int) -> list[Any]:
+        """Events after ``since`` for polling clients (a reset first when too old)."""
+        out: list[Any] = []
+        if await self.too_old(since):
+            return [{"type": "reset"}]
+        cursor = since
+        while len(out) < limit:
+            page = await self._range_after(cursor, self.page_size)
+            for eid, flat in page:
+                cursor = eid
+                ev = Event(eid, bus.fields_of(flat))
+                if wants(ev):
+                    out.append(json.loads(ev.text))
+                    if len(out) >= limit:
+                        break
+            if len(page) < self.page_size:
+                break
+        return out
+
+    async def cursor(self) -> str:
+        """The id of the newest event: list, then watch from here (no event is missed)."""
+        newest = await self.redis.call("XREVRANGE", self.keys.events, "+", "-", "COUNT", "1")
+        return newest[0][0] if newest else "0"
+
+    # -- producing -----------------------------------------------------------------
+
+    async def emit(self, etype: str, data: dict[str, Any], task_id: str = "") -> str:
+        """Append an event to the stream; returns its id."""
+        return await self.redis.script(
+            "emit", [self.keys.events],
+            [etype, bus.now_iso(self.clock.seconds()), json.dumps(data), self.max_len, task_id],
+        )
+
+    def ephemeral(self, etype: str, data: dict[str, Any]) -> None:
+        """Tell live watchers something that cannot go through the stream (Redis is away)."""
+        text = json.dumps({"id": None, "type": etype, "time": bus.now_iso(self.clock.seconds()),
+                           "data": data})
+        for w in list(self.watchers):
+            if w.ready and not w.dropped:
+                w.write_ephemeral(text)

@@ -1,0 +1,141 @@
+"""The daemon's service tree: started in the order added, stopped in reverse."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from kimchid import api, bus
+from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
+from kimchid.adapters.redis import RedisClient
+from kimchid.config import Config
+from kimchid.model.events import EventHub
+from kimchid.model.isos import IsoLibrary
+from kimchid.model.tasks import TaskService
+
+log = Logger()
+
+
+class Kimchid(MultiService):
+    """Everything kimchid runs, wired together."""
+
+    def __init__(self, cfg: Config, reactor: Any, config_file: str | None = None,
+                 listen: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.reactor = reactor
+        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.keys = bus.Keys(cfg.redis.key_prefix)
+
+        self.children = Children(reactor)
+        redis_url = cfg.redis.url or add_embedded_redis(self.children, cfg)
+        self.redis_url = redis_url
+        if not cfg.redis.url:
+            self.children.setServiceParent(self)  # Redis first: everything else needs it
+
+        self.redis = RedisClient(redis_url, cfg.redis.timeout, reactor)
+        self.redis.setServiceParent(self)
+        self.libvirt = LibvirtConnection(cfg.libvirt.uri, reactor)
+        self.libvirt.setServiceParent(self)
+        self.events = EventHub(self.redis, self.keys, reactor, cfg.events.max_len,
+                               cfg.events.page_size)
+        self.events.setServiceParent(self)
+        self.tasks = TaskService(self.redis, self.keys, reactor, cfg.events.max_len,
+                                 cfg.tasks.keep_seconds)
+        self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
+        self.redis.on_change(self._redis_changed)
+
+        add_workers(self.children, cfg, redis_url, config_file)
+        if cfg.redis.url and cfg.workers.embedded:
+            self.children.setServiceParent(self)
+
+        self.table = api.make_table(self)
+        self.site = Site(api.build(self.table).resource())
+        self.site.displayTracebacks = False
+        self.site.noisy = False
+        self.listeners: list[Service] = []
+        if listen:
+            desc = f"tcp:{cfg.server.http_port}:interface={_iface(cfg.server.host)}"
+            http = strports.service(desc, self.site)
+            http.setServiceParent(self)
+            self.listeners.append(http)
+            if cfg.server.tls and cfg.server.cert and cfg.server.key:
+                desc = (f"ssl:{cfg.server.https_port}:interface={_iface(cfg.server.host)}"
+                        f":privateKey={_esc(cfg.server.key)}:certKey={_esc(cfg.server.cert)}")
+                https = strports.service(desc, self.site)
+                https.setServiceParent(self)
+                self.listeners.append(https)
+        self._down_since: float | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        log.info("kimchid started: redis {redis}, libvirt {uri}, {n} embedded workers",
+                 redis=self.redis_url, uri=self.cfg.libvirt.uri, n=self.cfg.workers.embedded)
+
+    def _redis_changed(self, up: bool, error: str) -> None:
+        now = self.reactor.seconds()
+        if not up:
+            self._down_since = self._down_since or now
+            self.events.ephemeral("service.degraded", {
+                "component": "redis", "status": "down", "reason": error,
+                "fix": "kimchid reconnects by itself once Redis answers again"})
+            return
+        down = now - self._down_since if self._down_since else None
+        self._down_since = None
+        d = defer.Deferred.fromCoroutine(self._redis_up(down))
+        d.addErrback(lambda f: log.warn("after reconnecting to redis: {e}",
+                                        e=f.getErrorMessage()))
+
+    async def _redis_up(self, down_for: float | None) -> None:
+        await self.tasks.ensure_group()
+        if down_for is not None:
+            await self.events.emit("service.recovered", {
+                "component": "redis", "status": "up", "down_seconds": round(down_for, 1)})
+
+    async def health(self) -> dict[str, Any]:
+        workers = 0
+        if self.redis.up:
+            try:
+                workers = await self.tasks.live_workers()
+            except Exception:
+                pass
+        try:
+            await defer.Deferred.fromCoroutine(self.libvirt.run(
+                lambda c: c.getLibVersion())).addTimeout(2.0, self.reactor)
+            lv = "up"
+        except Exception:
+            lv = "down"
+        return {
+            "status": "ok" if self.redis.up else "degraded",
+            "redis": "up" if self.redis.up else "down",
+            "libvirt": lv,
+            "workers": workers,
+        }
+
+
+def _iface(host: str) -> str:
+    return host.replace(":", "\\:")
+
+
+def _esc(path: str) -> str:
+    return path.replace(":", "\\:")
+
+
+def notify_systemd(state: str) -> None:
+    """sd_notify(3): tell systemd we are READY / STOPPING (Type=notify)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(state.encode())

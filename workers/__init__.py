@@ -1,0 +1,1 @@
+"""kimchi worker processes: run the long jobs queued by kimchid."""

@@ -1,0 +1,39 @@
+"""``kimchi-worker [--config FILE]``: one worker process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kimchid import config as config_mod
+from kimchid.errors import ConfigError
+from kimchid.logs import setup_stdlib_logging
+from workers.runner import Worker, install_signal_handlers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kimchi-worker", description=__doc__)
+    parser.add_argument("--config", help="TOML configuration file")
+    parser.add_argument("--name", help="consumer name (default: host-pid)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        print(f"kimchi-worker: {e}", file=sys.stderr)
+        return 2
+    setup_stdlib_logging(cfg.server.log_format, cfg.server.log_level)
+    if not cfg.redis.url:
+        logging.getLogger("kimchi.worker").error(
+            "redis.url is empty: a worker needs the Redis URL of its daemon "
+            "(KIMCHI_REDIS_URL or [redis] url)"
+        )
+        return 2
+    worker = Worker(cfg, cfg.redis.url, args.name)
+    install_signal_handlers(worker)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""The worker loop: take jobs from the stream, run them, keep their leases, end them.
+
+One process runs up to ``concurrency`` jobs at once, each in its own thread.
+The main thread reads the job stream (and reclaims jobs of dead workers with
+XAUTOCLAIM once their lease has expired); a heartbeat thread keeps the leases
+of running jobs, delivers cancellation and flushes throttled progress.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from kimchid import bus
+from kimchid.config import Config
+from kimchid.errors import KimchiError, message
+from workers.context import JobContext, Progress, Stop
+from workers.jobs import JOBS, load_all
+from workers.queue import SyncBus, connect
+
+log = logging.getLogger("kimchi.worker")
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class Worker:
+    def __init__(self, cfg: Config, redis_url: str, name: str | None = None) -> None:
+        self.cfg = cfg
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.client = connect(redis_url, cfg.redis.timeout)
+        self.bus = SyncBus(self.client, bus.Keys(cfg.redis.key_prefix), cfg.events.max_len)
+        self.keys = self.bus.keys
+        self.scripts = self.bus.scripts
+        self.concurrency = cfg.workers.concurrency
+        self.lease_ms = int(cfg.workers.lease_seconds * 1000)
+        self.beat = min(0.25, cfg.workers.lease_seconds / 4)
+        self.running: dict[str, JobContext] = {}
+        self.lock = threading.Lock()
+        self.slots = threading.Semaphore(self.concurrency)
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        self.fault_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_REPORTS", "0") or 0)
+        self.grace = 2.0
+        load_all()
+
+    # -- the main loop -------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("worker %s starting (concurrency %d)", self.name, self.concurrency)
+        hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        hb.start()
+        next_reap = 0.0
+        backoff = 0.1
+        self._ensure_group()
+        while not self.stopping.is_set():
+            if not self.slots.acquire(timeout=0.5):
+                continue
+            self.slots.release()
+            free = self._free_slots()
+            try:
+                entries: list[tuple[str, dict[str, str]]] = []
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + max(0.5, self.lease_ms / 2000)
+                    entries = self._reclaim(free)
+                if not entries:
+                    reply = self.client.xreadgroup(
+                        bus.GROUP, self.name, {self.keys.jobs: ">"}, count=free, block=1000
+                    )
+                    entries = [e for _s, es in reply or () for e in es]
+                if entries:
+                    self._start(entries)
+                backoff = 0.1
+            except _REDIS_DOWN as e:
+                log.warning("redis unreachable (%s); retrying in %.1fs", e, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except redis.ResponseError as e:
+                if "NOGROUP" in str(e):
+                    self._ensure_group()
+                else:
+                    raise
+        self._shutdown()
+
+    def _ensure_group(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                self.bus.ensure_group()
+                return
+            except _REDIS_DOWN as e:
+                log.warning("redis unreachable (%s); retrying in %.1fs", e, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _free_slots(self) -> int:
+        with self.lock:
+            return max(1, self.concurrency - len(self.running))
+
+    def _reclaim(self, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Take over jobs whose worker stopped heartbeating for longer than the lease."""
+        reply = self.client.xautoclaim(
+            self.keys.jobs, bus.GROUP, self.name, self.lease_ms, "0-0", count=count
+        )
+        claimed = [(eid, f) for eid, f in reply[1] if f]
+        if claimed:
+            log.warning("reclaimed %d job(s) of lost workers: %s", len(claimed),
+                        [f.get("task") for _e, f in claimed])
+        return claimed
+
+    def _start(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        now = bus.now_iso(time.time())
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        for eid, fields in entries:
+            tid = fields["task"]
+            self.scripts["start"](
+                keys=[k.task(tid), k.jobs, k.events, k.dead],
+                args=[eid, self.name, now, self.cfg.workers.max_attempts, self.bus.maxlen,
+                      message("KCHTASK0003E", attempts=self.cfg.workers.max_attempts),
+                      "Cancelled before it started"],
+                client=pipe,
+            )
+        for (eid, fields), res in zip(entries, pipe.execute(), strict=True):
+            if res[0] != "run":
+                continue
+            _run, attempt, kind, params = res
+            ctx = JobContext(
+                task_id=fields["task"], entry_id=eid, attempt=attempt, kind=kind,
+                params=json.loads(params or "{}"), send_progress=self._send_progress,
+                send_found=self._send_found, prune=self._prune,
+                progress_interval=self.cfg.workers.progress_interval,
+                fault_delay=self.fault_delay,
+            )
+            self.slots.acquire()
+            with self.lock:
+                self.running[ctx.task_id] = ctx
+            self.pool.submit(self._run_job, ctx)
+
+    # -- one job ---------------------------------------------------------------
+
+    def _run_job(self, ctx: JobContext) -> None:
+        status, msg, result = "finished", "OK", None
+        try:
+            fn = JOBS.get(ctx.kind)
+            if fn is None:
+                raise KimchiError("KCHTASK0004E", kind=ctx.kind)
+            log.debug("task %s (%s) attempt %s started", ctx.task_id, ctx.kind, ctx.attempt)
+            result = fn(ctx) or {}
+            msg = str(result.pop("message", "OK")) if isinstance(result, dict) else "OK"
+        except Stop as s:
+            status, msg = self._stopped_as(ctx, s.why)
+        except KimchiError as e:
+            status, msg = "failed", e.reason
+        except Exception as e:  # the job's bug or its environment's: fail, with the reason
+            log.error("task %s failed:\n%s", ctx.task_id, traceback.format_exc())
+            status, msg = "failed", message("KCHTASK0005E", error=f"{type(e).__name__}: {e}")
+        try:
+            if status == "handback":
+                self._end(ctx, lambda: self._handback(ctx))
+            elif status != "lost":
+                # stop-flags raised after the job returned do not undo its success
+                self._end(ctx, lambda: self._finish(ctx, status, msg, result))
+        finally:
+            with self.lock:
+                self.running.pop(ctx.task_id, None)
+            self.slots.release()
+            log.debug("task %s ended: %s", ctx.task_id, status)
+
+    def _stopped_as(self, ctx: JobContext, why: str) -> tuple[str, str]:
+        if why == "cancelled":
+            return "cancelled", "Cancelled"
+        if why == "timeout":
+            return "failed", message("KCHTASK0006E", id=ctx.task_id, seconds=self.cfg.workers.job_timeout)
+        return why, why  # lost | handback
+
+    def _end(self, ctx: JobContext, call: Callable[[], Any]) -> None:
+        """Run an ending script, riding out a Redis outage; give up only if the job was lost."""
+        backoff = 0.1
+        while True:
+            try:
+                call()
+                return
+            except _REDIS_DOWN as e:
+                if ctx.stopping == "lost":
+                    return
+                log.warning("task %s: cannot record its end (%s); retrying", ctx.task_id, e)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _finish(self, ctx: JobContext, status: str, msg: str, result: Any) -> None:
+        if status == "finished":
+            ctx.flush_finds()
+            if ctx.stopping == "lost":
+                return
+        ctx.flush()
+        k = self.keys
+        final = ctx.last_percent
+        if status == "finished":
+            final = 100.0
+        code = self.scripts["finish"](
+            keys=[k.task(ctx.task_id), k.jobs, k.events, k.found(ctx.task_id)],
+            args=[ctx.attempt, status, bus.now_iso(time.time()), msg,
+                  json.dumps(result) if result is not None else "", ctx.entry_id,
+                  self.cfg.tasks.keep_seconds, self.bus.maxlen,
+                  "" if final is None else final],
+        )
+        if code == 0:
+            log.warning("task %s: attempt %s was superseded; its end is dropped",
+                        ctx.task_id, ctx.attempt)
+
+    def _handback(self, ctx: JobContext) -> None:
+        k = self.keys
+        self.scripts["handback"](
+            keys=[k.task(ctx.task_id), k.jobs, k.events],
+            args=[ctx.attempt, ctx.entry_id, bus.now_iso(time.time()),
+                  f"Handed back by worker {self.name}, which is stopping", self.bus.maxlen],
+        )
+
+    def _send_progress(self, ctx: JobContext, p: Progress) -> int:
+        k = self.keys
+        return self.scripts["progress"](
+            keys=[k.task(ctx.task_id), k.events],
+            args=[ctx.attempt, bus.now_iso(time.time()),
+                  "" if p.percent is None else p.percent, p.message,
+                  json.dumps(p.details) if p.details else "", self.bus.maxlen],
+        )
+
+    def _send_found(self, ctx: JobContext, finds: list[tuple[str, str, str, Any]]) -> bool:
+        """Record a batch of finds; False when the attempt was superseded."""
+        k = self.keys
+        now = bus.now_iso(time.time())
+        backoff = 0.1
+        while True:  # a find must be recorded: wait out a Redis outage
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for item_key, event_type, data, library in finds:
+                    field, value = library or ("", None)
+                    self.scripts["found"](
+                        keys=[k.task(ctx.task_id), k.found(ctx.task_id), k.events, k.isos],
+                        args=[ctx.attempt, item_key, now, event_type, data, field,
+                              json.dumps(value) if field else "", self.bus.maxlen],
+                        client=pipe,
+                    )
+                return 0 not in pipe.execute()
+            except _REDIS_DOWN:
+                if ctx.stopping == "lost":
+                    return False
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _prune(self, ctx: JobContext, root: str, keep: set[str]) -> list[str]:
+        k = self.keys
+        prefix = root.rstrip("/") + "/"
+        gone = [p for p in self.client.hkeys(k.isos) if p.startswith(prefix) and p not in keep]
+        if gone:
+            now = bus.now_iso(time.time())
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hdel(k.isos, *gone)
+            for path in gone:
+                self.scripts["emit"](keys=[k.events], args=[
+                    "iso.removed", now, json.dumps({"path": path, "task": ctx.task_id}),
+                    self.bus.maxlen, ctx.task_id], client=pipe)
+            pipe.execute()
+        return gone
+
+    # -- heartbeat ---------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            time.sleep(self.beat)
+            with self.lock:
+                jobs = list(self.running.values())
+            try:
+                self._heartbeat(jobs)
+            except _REDIS_DOWN as e:
+                log.debug("heartbeat failed: %s", e)
+            except Exception:
+                log.error("heartbeat crashed:\n%s", traceback.format_exc())
+
+    def _heartbeat(self, jobs: list[JobContext]) -> None:
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(k.workers, {self.name: time.time()})
+        for ctx in jobs:
+            self.scripts["heartbeat"](
+                keys=[k.task(ctx.task_id), k.jobs], args=[ctx.attempt, ctx.entry_id, self.name],
+                client=pipe,
+            )
+        codes = pipe.execute()[1:]
+        now = time.monotonic()
+        for ctx, code in zip(jobs, codes, strict=True):
+            if code == 0:
+                ctx.stop("lost")
+            elif code == 2:
+                ctx.stop("cancelled")
+            elif now - ctx.started > self.cfg.workers.job_timeout:
+                ctx.stop("timeout")
+            ctx.flush()
+            ctx.flush_finds(older_than=0.1)
+
+    # -- stopping ------------------------------------------------------------------
+
+    def request_stop(self, *_args: Any) -> None:
+        if not self.stopping.is_set():
+            log.info("worker %s stopping: finishing or handing back its jobs", self.name)
+        self.stopping.set()
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.running:
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            for ctx in self.running.values():
+                ctx.stop("handback")
+        self.pool.shutdown(wait=True)
+        try:
+            self.client.zrem(self.keys.workers, self.name)
+            pending = self.client.xpending_range(
+                self.keys.jobs, bus.GROUP, "-", "+", 1, consumername=self.name
+            )
+            if not pending:
+                self.client.xgroup_delconsumer(self.keys.jobs, bus.GROUP, self.name)
+        except _REDIS_DOWN:
+            pass
+        log.info("worker %s stopped", self.name)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
