@@ -66,6 +66,9 @@ class EventSocket(WebSocketServerProtocol):
     def onOpen(self) -> None:
         hub: EventHub = self.factory.hub
         self.watcher = _SocketWatcher(self, self.wants, self.factory.buffer_limit)
+        # After the upgrade the HTTP channel is still the transport's producer: ours takes over.
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
         self.transport.registerProducer(self.watcher, True)
         d = defer.Deferred.fromCoroutine(hub.watch(self.watcher, self.since))
         d.addErrback(self._failed)
@@ -138,7 +141,8 @@ async def _serve_sse(hub: EventHub, clock: IReactorTime, request: IRequest,
         hub.unwatch(w)
         w.dropped = True
         keepalive.stop()
-        request.unregisterProducer()
+        if request.channel is not None:  # None once the client has gone
+            request.unregisterProducer()
 
 
 # -- the route -------------------------------------------------------------------------
@@ -155,7 +159,7 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
         since = _since(call.query.get("since"))
         upgrade = (call.header("upgrade") or "").lower()
         if upgrade == "websocket":
-            return socket.render(req)
+            return socket  # Klein renders it: the connection becomes a WebSocket
         accept = (call.header("accept") or "").lower()
         if SSE in accept:
             since = since or _since(call.header("last-event-id"))
