@@ -1,0 +1,242 @@
+"""Fixtures that start the real things: redis-server, kimchid and its worker processes.
+
+Nothing here is faked: a test gets a Redis of its own (flushed), and a daemon
+started as a process, exactly as the README's first command starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("KIMCHI_TEST_ARTIFACTS", ROOT / "artifacts"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as e:  # not ready yet
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}: last {last!r}")
+
+
+class RedisServer:
+    """A real redis-server on a unix socket, append-only file on (restarts keep data)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sock = self.dir / "redis.sock"
+        self.url = f"unix://{self.sock}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (.ci/run installs it)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700",
+             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
+             "--save", "", "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.client().ping(), what="redis-server")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.sock), decode_responses=True,
+                           socket_timeout=5)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> RedisServer:
+    """The session's Redis, emptied for this test (restarted first if a test stopped it)."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    redis_server.client().flushall()
+    return redis_server
+
+
+class Kimchi:
+    """kimchid as a process, with its embedded workers, and a small HTTP client."""
+
+    def __init__(self, workdir: Path, redis_url: str = "", workers: int = 2,
+                 extra: dict[str, dict[str, Any]] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.config = self.dir / "kimchi.toml"
+        sections: dict[str, dict[str, Any]] = {
+            "server": {"http_port": self.port, "host": "127.0.0.1", "tls": False},
+            "redis": {"url": redis_url},
+            "libvirt": {"uri": "test:///default"},
+            "workers": {"embedded": workers, "lease_seconds": 2.0},
+            "paths": {"state_dir": str(self.dir / "state"),
+                      "objects_dir": str(self.dir / "objects")},
+        }
+        for name, keys in (extra or {}).items():
+            sections.setdefault(name, {}).update(keys)
+        self.config.write_text("".join(
+            f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
+            for name, keys in sections.items()))
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KIMCHI_")}
+        self.env.update(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / "kimchid.log"
+        self.http = requests.Session()
+
+    def start(self, wait: bool = True) -> Kimchi:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kimchid.main", "--config", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.dir,
+            )
+        if wait:
+            wait_for(lambda: self.http.get(self.url + "/health", timeout=2).status_code == 200,
+                     timeout=20, what=f"kimchid on {self.url} (log {self.log})")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def children(self, what: str) -> list[psutil.Process]:
+        """Live child processes whose command line contains ``what`` (workers.main, redis)."""
+        if self.proc is None:
+            return []
+        try:
+            kids = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        out = []
+        for p in kids:
+            try:
+                if what in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def workers(self) -> list[psutil.Process]:
+        return self.children("workers.main")
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.get(self.url + path, timeout=kw.pop("timeout", 10), **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> requests.Response:
+        if body is not None:
+            kw["json"] = body
+        return self.http.post(self.url + path, timeout=kw.pop("timeout", 10), **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.delete(self.url + path, timeout=kw.pop("timeout", 10), **kw)
+
+    def wait_task(self, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        def ended() -> dict[str, Any] | None:
+            t = self.get(f"/tasks/{task_id}").json()
+            return t if t["status"] in ("finished", "failed", "cancelled") else None
+
+        return wait_for(ended, timeout=timeout, interval=0.05, what=f"task {task_id} to end")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def kimchi_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start daemons (``kimchi_factory(redis_url=..., workers=2)``); all stopped at the end."""
+    started: list[Kimchi] = []
+
+    def make(name: str = "kimchi", **kw: Any) -> Kimchi:
+        k = Kimchi(tmp_path / name, **kw)
+        started.append(k)
+        return k.start()
+
+    yield make
+    for k in started:
+        k.stop()
+
+
+@pytest.fixture
+def kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
+    """A daemon with 2 embedded workers on the test's own (external) Redis."""
+    return kimchi_factory(redis_url=redis_db.url)
+
+
+@pytest.fixture
+def iso_tree(tmp_path: Path) -> Path:
+    """A folder with ISOs of several distributions, decoys and a symlink loop."""
+    from tests.isofactory import make_iso, make_not_iso, make_truncated_iso
+
+    root = tmp_path / "isos"
+    make_iso(root / "fedora" / "Fedora-39.iso", "Fedora-WS-Live-39-1-5")
+    make_iso(root / "ubuntu" / "ubuntu-22.04.iso", "Ubuntu 22.04.3 LTS amd64")
+    make_iso(root / "deep" / "a" / "b" / "c" / "debian-12.iso", "Debian 12.2.0 amd64 n")
+    make_iso(root / "misc" / "UNKNOWN.ISO", "MY_OWN_DISC", bootable=False)
+    make_not_iso(root / "misc" / "notes.iso")
+    make_truncated_iso(root / "misc" / "broken.iso")
+    (root / "misc" / "readme.txt").write_text("not an image")
+    (root / "loop").mkdir()
+    (root / "loop" / "again").symlink_to(root)
+    return root

@@ -1,0 +1,39 @@
+"""The deep ISO scan end to end: REST, the task, the library, and the events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests
+import websocket
+
+from tests.conftest import Kimchi
+
+
+def test_scan_finds_each_iso_once_and_names_its_distribution(kimchi: Kimchi, iso_tree: Path):
+    r = kimchi.post("/isos/scan", {"path": str(iso_tree)})
+    assert r.status_code == 202
+    task = r.json()
+    assert r.headers["Location"] == f"/tasks/{task['id']}"
+    assert task["kind"] == "iso.scan" and task["status"] == "running"
+    assert task["target_uri"] == "/isos"
+
+    done = kimchi.wait_task(task["id"])
+    assert done["status"] == "finished", done
+    assert done["progress"] == 100
+    assert done["result"]["isos"] == 4
+    assert done["result"]["skipped"] == 2  # notes.iso (not an ISO), broken.iso (truncated)
+
+    isos = {i["name"]: i for i in kimchi.get("/isos").json()}
+    assert (isos["Fedora-39.iso"]["os_distro"], isos["Fedora-39.iso"]["os_version"]) == ("fedora", "39")
+    assert (isos["ubuntu-22.04.iso"]["os_distro"], isos["ubuntu-22.04.iso"]["os_version"]) == ("ubuntu", "22.04")
+    assert isos["debian-12.iso"]["os_distro"] == "debian"
+    assert isos["UNKNOWN.ISO"]["os_distro"] == "unknown"
+    assert isos["UNKNOWN.ISO"]["bootable"] is False
+    assert isos["Fedora-39.iso"]["bootable"] is True
+    assert all(i["found_by"] == "scan" for i in isos.values())
+    assert "notes.iso" not in isos and "broken.iso" not in isos
+
+    found = kimchi.get(f"/events?since=0&types=iso.found&task={task['id']}").json()
+    assert sorted(e["data"]["name"] for e in found) == sorted(isos)
