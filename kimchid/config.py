@@ -20,6 +20,9 @@ from typing import Any
 from kimchid.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "/etc/kimchi/kimchi.toml"
+# Environment variables of the KIMCHI_ family that are not configuration keys:
+# fault injection for the tests and the tests' own settings.
+_NOT_CONFIG = ("KIMCHI_FAULT_", "KIMCHI_TEST_")
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,8 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
             continue
         values[name].update({k: (v, False) for k, v in section.items()})
     for var, value in environ.items():
-        if not var.startswith("KIMCHI_") or var == "KIMCHI_CONFIG":
+        if not var.startswith("KIMCHI_") or var == "KIMCHI_CONFIG" or var.startswith(
+                _NOT_CONFIG):
             continue
         rest = var[len("KIMCHI_"):].lower()
         section_name = next((s for s in sections if rest.startswith(s + "_")), None)

@@ -35,11 +35,14 @@ class Kimchid(MultiService):
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keys = bus.Keys(cfg.redis.key_prefix)
 
-        self.children = Children(reactor)
-        redis_url = cfg.redis.url or add_embedded_redis(self.children, cfg)
+        # Redis first (everything needs it), workers last: on the way down the workers
+        # stop first and hand their jobs back while Redis still answers.
+        self.redis_process = Children(reactor)
+        self.redis_process.name = "redis-server"
+        redis_url = cfg.redis.url or add_embedded_redis(self.redis_process, cfg)
         self.redis_url = redis_url
         if not cfg.redis.url:
-            self.children.setServiceParent(self)  # Redis first: everything else needs it
+            self.redis_process.setServiceParent(self)
 
         self.redis = RedisClient(redis_url, cfg.redis.timeout, reactor)
         self.redis.setServiceParent(self)
@@ -53,9 +56,9 @@ class Kimchid(MultiService):
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.redis.on_change(self._redis_changed)
 
-        add_workers(self.children, cfg, redis_url, config_file)
-        if cfg.redis.url and cfg.workers.embedded:
-            self.children.setServiceParent(self)
+        self.workers = Children(reactor)
+        self.workers.name = "workers"
+        add_workers(self.workers, cfg, redis_url, config_file)
 
         self.table = api.make_table(self)
         self.site = Site(api.build(self.table).resource())
@@ -77,8 +80,16 @@ class Kimchid(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.workers.startService()
         log.info("kimchid started: redis {redis}, libvirt {uri}, {n} embedded workers",
                  redis=self.redis_url, uri=self.cfg.libvirt.uri, n=self.cfg.workers.embedded)
+
+    def stopService(self) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        await self.workers.stopService()
+        await defer.maybeDeferred(super().stopService)
 
     def _redis_changed(self, up: bool, error: str) -> None:
         now = self.reactor.seconds()

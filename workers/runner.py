@@ -187,12 +187,17 @@ class Worker:
     def _end(self, ctx: JobContext, call: Callable[[], Any]) -> None:
         """Run an ending script, riding out a Redis outage; give up only if the job was lost."""
         backoff = 0.1
+        give_up = float("inf")
         while True:
             try:
                 call()
                 return
             except _REDIS_DOWN as e:
-                if ctx.stopping == "lost":
+                if self.stopping.is_set():
+                    # Stopping with Redis away: leave the job pending; its lease expires
+                    # and another worker re-runs it.
+                    give_up = min(give_up, time.monotonic() + 5.0)
+                if ctx.stopping == "lost" or time.monotonic() > give_up:
                     return
                 log.warning("task %s: cannot record its end (%s); retrying", ctx.task_id, e)
                 time.sleep(backoff)
@@ -254,8 +259,8 @@ class Worker:
                     )
                 return 0 not in pipe.execute()
             except _REDIS_DOWN:
-                if ctx.stopping == "lost":
-                    return False
+                if ctx.stopping in ("lost", "handback"):
+                    return False  # cannot record them: the lease will expire, a re-run will
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 

@@ -13,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
 from twisted.runner.procmon import ProcessMonitor
@@ -37,6 +38,16 @@ class Children(ProcessMonitor):
         self.minRestartDelay = 0.2
         self.maxRestartDelay = 5.0
         self.threshold = 1.0
+
+    def stopService(self) -> defer.Deferred[None]:  # type: ignore[override]
+        """Stop every child; the Deferred fires once they have all exited."""
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self._exited())
+
+    async def _exited(self) -> None:
+        deadline = self._clock.seconds() + self.killTime + 2.0
+        while self.protocols and self._clock.seconds() < deadline:
+            await task.deferLater(self._clock, 0.05)
 
     def pids(self, prefix: str = "") -> dict[str, int]:
         return {name: proto.transport.pid for name, proto in self.protocols.items()

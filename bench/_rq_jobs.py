@@ -1,0 +1,5 @@
+"""The RQ side of bench/queue_throughput.py: a no-op job (importable by `rq worker`)."""
+
+
+def noop() -> None:
+    return None

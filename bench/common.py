@@ -1,0 +1,330 @@
+"""Shared helpers of the benchmarks: processes (redis-server, kimchid, workers), statistics,
+CPU sampling and the result table.
+
+Every benchmark starts its own redis-server (unix socket, AOF everysec like the embedded
+one) and its own kimchid, in a fresh temporary folder, and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The environment for child processes: the repo importable, no stray KIMCHI_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIMCHI_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(BENCH)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+             what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as e:  # not ready yet
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}: {last!r}")
+
+
+def workdir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"kimchi-bench-{name}-"))
+
+
+def stop_proc(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM,
+              timeout: float = 15.0) -> None:
+    """Stop one process we started (by its pid), killing it if it does not go."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(sig)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+# -- redis-server ----------------------------------------------------------------------
+
+
+class RedisProc:
+    """redis-server on a unix socket; AOF everysec by default (as kimchid's embedded one)."""
+
+    def __init__(self, folder: Path, aof: bool = True) -> None:
+        self.dir = folder
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sock = self.dir / "redis.sock"
+        self.url = f"unix://{self.sock}"
+        self.aof = aof
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisProc:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        persistence = (["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof
+                       else ["--appendonly", "no"])
+        self.proc = subprocess.Popen(
+            [binary, "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700",
+             "--dir", str(self.dir), *persistence, "--save", "", "--maxclients", "10000",
+             "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.client().ping(), what="redis-server")
+        return self
+
+    def client(self, decode: bool = True) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.sock), decode_responses=decode,
+                           socket_timeout=30)
+
+    def stop(self) -> None:
+        stop_proc(self.proc)
+
+
+# -- kimchid and workers ------------------------------------------------------------------
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    path.write_text("".join(
+        f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
+        for name, keys in sections.items()))
+    return path
+
+
+class KimchidProc:
+    """kimchid as a process (``python -m kimchid.main``) on an external Redis."""
+
+    def __init__(self, folder: Path, redis_url: str, workers: int = 2,
+                 extra: dict[str, dict[str, Any]] | None = None) -> None:
+        self.dir = folder
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        sections: dict[str, dict[str, Any]] = {
+            "server": {"http_port": self.port, "host": "127.0.0.1", "tls": False,
+                       "log_level": "warn"},
+            "redis": {"url": redis_url},
+            "libvirt": {"uri": "test:///default"},
+            "workers": {"embedded": workers},
+            "paths": {"state_dir": str(self.dir / "state"),
+                      "objects_dir": str(self.dir / "objects")},
+        }
+        for name, keys in (extra or {}).items():
+            sections.setdefault(name, {}).update(keys)
+        self.config = write_config(self.dir / "kimchi.toml", sections)
+        self.log = self.dir / "kimchid.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.workers = workers
+
+    def start(self) -> KimchidProc:
+        import requests
+
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kimchid.main", "--config", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, env=base_env(), cwd=self.dir,
+            )
+        s = requests.Session()
+        wait_for(lambda: s.get(self.url + "/health", timeout=2).status_code == 200,
+                 timeout=30, what=f"kimchid on {self.url} (log {self.log})")
+        if self.workers:
+            wait_for(lambda: len(self.worker_procs()) >= self.workers, timeout=30,
+                     what="kimchid's embedded workers")
+        return self
+
+    def worker_procs(self) -> list[psutil.Process]:
+        """The embedded worker processes (python -m workers.main), not their guards."""
+        if self.proc is None:
+            return []
+        out = []
+        for p in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                cmd = p.cmdline()
+                if "workers.main" in cmd and "kimchid.adapters.orphan_guard" not in cmd:
+                    out.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def stop(self) -> None:
+        stop_proc(self.proc, timeout=25)
+
+
+def start_worker(config: Path, redis_url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
+    """One standalone ``kimchi-worker`` process (``python -m workers.main``)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.main", "--config", str(config), "--name", name],
+            stdout=out, stderr=subprocess.STDOUT, env=base_env(KIMCHI_REDIS_URL=redis_url),
+        )
+
+
+def wait_workers(client: redis.Redis, n: int, prefix: str = "kimchi:",
+                 timeout: float = 20.0) -> None:
+    """Until ``n`` workers heartbeat in ``{prefix}workers``."""
+    wait_for(lambda: client.zcount(prefix + "workers", time.time() - 3, "+inf") >= n,
+             timeout=timeout, what=f"{n} workers heartbeating")
+
+
+# -- statistics --------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of ``values``; nan when empty."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def median(values: Iterable[float]) -> float:
+    v = [x for x in values if x == x]
+    return statistics.median(v) if v else float("nan")
+
+
+def spread(values: Sequence[float]) -> str:
+    v = [x for x in values if x == x]
+    if not v:
+        return "-"
+    return f"{fmt(min(v))}-{fmt(max(v))}"
+
+
+def fmt(x: float | int | None) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "-"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+# -- CPU ------------------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds used by some processes (and optionally their children) between two points."""
+
+    def __init__(self, pids: Sequence[int], children: bool = False) -> None:
+        self.pids = list(pids)
+        self.children = children
+        self.t0 = 0.0
+        self.c0 = 0.0
+
+    def _procs(self) -> list[psutil.Process]:
+        out: list[psutil.Process] = []
+        for pid in self.pids:
+            try:
+                p = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                continue
+            out.append(p)
+            if self.children:
+                out.extend(p.children(recursive=True))
+        return out
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for p in self._procs():
+            try:
+                t = p.cpu_times()
+                # children_*: children that have ended and been waited for (RQ's horses)
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def start(self) -> CpuMeter:
+        self.t0, self.c0 = time.monotonic(), self._cpu()
+        return self
+
+    def stop(self) -> tuple[float, float]:
+        """(cpu seconds, % of one core) since start."""
+        cpu = self._cpu() - self.c0
+        wall = time.monotonic() - self.t0
+        return cpu, 100.0 * cpu / wall if wall > 0 else float("nan")
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    return (f"{platform.node()} {os.cpu_count()} CPUs, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
+            f"redis-server {_redis_version()}")
+
+
+def _redis_version() -> str:
+    try:
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+        return next((w.split("=")[1] for w in out.split() if w.startswith("v=")), "?")
+    except OSError:
+        return "?"
+
+
+def header(title: str, quick: bool) -> None:
+    print(f"# {title}{' (quick)' if quick else ''}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {machine()}")
+    print(f"# load average before start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    sys.stdout.flush()
+
+
+def table(rows: list[Sequence[Any]], head: Sequence[str]) -> None:
+    cells = [[str(c) for c in head]] + [[c if isinstance(c, str) else fmt(c) for c in r]
+                                        for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+def verdict(ok: bool, what: str) -> str:
+    line = f"{'PASS' if ok else 'FAIL'}: {what}"
+    print(line)
+    sys.stdout.flush()
+    return line
+
+
+def log(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)

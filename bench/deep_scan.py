@@ -1,0 +1,214 @@
+"""Deep ISO scan: ``POST /isos/scan`` of a 100,000-file tree -> task finished, against
+``find TREE -name '*.iso'`` on the same (warm) tree.
+
+The tree (built once, cached in /tmp/kimchi-bench-tree, like floors.md section 6): 50 x 100
+leaf folders (5,051 folders), 20 entries each = 100,000 files, of which 200 are small valid
+ISO-9660 images (tests/isofactory.make_iso) of 10 distributions; the rest are empty files.
+
+Each repetition (medians of 5, 2 in --quick), all with a warm page cache:
+
+* find: ``find TREE -name '*.iso'`` as a subprocess, wall time (process start included);
+* python: an in-process recursive os.scandir walk (the primitive the worker uses);
+* kimchi: ``POST /isos/scan`` -> poll ``GET /tasks/<id>`` every 5 ms until ``finished``;
+  also the worker's own time from the task's ``task.started`` event to its ``updated``
+  stamp (ms resolution), and the queueing before it (``created`` -> started).
+
+Checks: the task found 200 ISOs and ``GET /isos`` lists all 200 with the right distro and
+version.  Target: kimchi <= 1.5x find.
+
+    python bench/deep_scan.py [--quick] [--reps N] [--tree DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+
+import common  # noqa: E402
+from common import KimchidProc, RedisProc, log, median  # noqa: E402
+
+TARGET_RATIO = 1.5
+TOP, SUB, PER_DIR, ISOS = 50, 100, 20, 200
+TREE_VERSION = 1
+
+# volume id -> (os_distro, os_version) as the scan must report them
+DISTROS = [
+    ("Fedora-WS-Live-39-1-5", "fedora", "39"),
+    ("Ubuntu 22.04.3 LTS amd64", "ubuntu", "22.04"),
+    ("Debian 12.2.0 amd64 n", "debian", "12.2"),
+    ("CentOS-Stream-9-BaseOS-x86_64", "centos", "9"),
+    ("RHEL-9-2-0-BaseOS-x86_64", "rhel", "9.2"),
+    ("Rocky-9-2-x86_64-dvd", "rocky", "9.2"),
+    ("openSUSE-Leap-15.5-DVD-x86_64", "opensuse", "15.5"),
+    ("SLE-15-SP4-Full-x86_64", "sles", "15sp4"),
+    ("ARCH_202311", "arch", "2023.11"),
+    ("13_2_RELEASE_AMD64_CD", "freebsd", "13.2"),
+]
+
+
+def build_tree(cache: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
+    """The tree under ``cache/tree`` and its manifest {iso path: (distro, version)}."""
+    tree = cache / "tree"
+    manifest_file = cache / "manifest.json"
+    if manifest_file.exists():
+        m = json.loads(manifest_file.read_text())
+        if m.get("version") == TREE_VERSION and tree.is_dir():
+            return tree, {p: tuple(v) for p, v in m["isos"].items()}
+    from tests.isofactory import make_iso
+
+    log(f"building the tree in {tree} (once)")
+    t0 = time.monotonic()
+    if tree.exists():
+        shutil.rmtree(tree)
+    isos: dict[str, tuple[str, str]] = {}
+    iso_every = (TOP * SUB) // ISOS  # one ISO in every 25th leaf folder
+    leaf = 0
+    for a in range(TOP):
+        for b in range(SUB):
+            d = tree / f"d{a:02d}" / f"s{b:03d}"
+            d.mkdir(parents=True)
+            with_iso = leaf % iso_every == 0 and len(isos) < ISOS
+            for i in range(PER_DIR - (1 if with_iso else 0)):
+                ext = (".dat", ".txt", ".img", ".qcow2", ".log")[i % 5]
+                fd = os.open(d / f"f{i:02d}{ext}", os.O_WRONLY | os.O_CREAT, 0o644)
+                os.close(fd)
+            if with_iso:
+                vol, distro, version = DISTROS[len(isos) % len(DISTROS)]
+                p = d / f"{distro}-{version}-{leaf}.iso"
+                make_iso(p, vol)
+                isos[str(p)] = (distro, version)
+            leaf += 1
+    manifest_file.write_text(json.dumps({"version": TREE_VERSION, "isos": isos}))
+    log(f"tree built in {time.monotonic() - t0:.1f} s")
+    return tree, isos
+
+
+def time_find(tree: Path) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    out = subprocess.run(["find", str(tree), "-name", "*.iso"], capture_output=True,
+                         check=True).stdout
+    return (time.perf_counter() - t0) * 1000, out.count(b"\n")
+
+
+def time_scandir(tree: Path) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    found = 0
+    stack = [str(tree)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.name.endswith(".iso"):
+                    found += 1
+    return (time.perf_counter() - t0) * 1000, found
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def time_kimchi(k: KimchidProc, s, tree: Path) -> dict:
+    t0 = time.perf_counter()
+    r = s.post(k.url + "/isos/scan", json={"path": str(tree)}, timeout=30)
+    r.raise_for_status()
+    tid = r.json()["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        t = s.get(f"{k.url}/tasks/{tid}", timeout=30).json()
+        if t["status"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    total = (time.perf_counter() - t0) * 1000
+    started = s.get(f"{k.url}/events", params={"since": "0", "types": "task.started",
+                                               "task": tid}, timeout=30).json()
+    t_start = _ts(started[-1]["time"]) if started else float("nan")
+    return {"ms": total, "status": t["status"], "result": t.get("result") or {},
+            "queue_ms": (t_start - _ts(t["created"])) * 1000,
+            "worker_ms": (_ts(t["updated"]) - t_start) * 1000, "id": tid}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short smoke run (CI)")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--tree", default="/tmp/kimchi-bench-tree", help="cache folder of the tree")
+    a = ap.parse_args()
+    reps = a.reps or (2 if a.quick else 5)
+    import requests
+
+    common.header("deep ISO scan: 100,000 files, 200 ISOs, warm cache", a.quick)
+    tree, manifest = build_tree(Path(a.tree))
+    print(f"# tree {tree}: {TOP * SUB + TOP + 1:,} folders, {TOP * SUB * PER_DIR:,} files, "
+          f"{len(manifest)} ISOs; {reps} repetition(s), medians")
+    wd = common.workdir("scan")
+    rds = RedisProc(wd / "redis").start()
+    k = KimchidProc(wd / "kimchid", rds.url, workers=2).start()
+    s = requests.Session()
+    finds, pys, kims = [], [], []
+    try:
+        # warm the page cache and the daemon (first scan loads scripts, fills the library)
+        n_find = time_find(tree)[1]
+        time_scandir(tree)
+        warm = time_kimchi(k, s, tree)
+        log(f"warm-up scan: {warm['ms']:.0f} ms, {warm['status']}, "
+            f"{warm['result'].get('isos')} ISOs")
+        for rep in range(reps):
+            f, n_find = time_find(tree)
+            p, n_py = time_scandir(tree)
+            kk = time_kimchi(k, s, tree)
+            finds.append(f)
+            pys.append(p)
+            kims.append(kk)
+            log(f"rep {rep + 1}: find {f:.0f} ms ({n_find} ISOs) | scandir {p:.0f} ms | "
+                f"kimchi {kk['ms']:.0f} ms ({kk['status']}, {kk['result'].get('isos')} ISOs; "
+                f"queue {kk['queue_ms']:.0f} ms, worker {kk['worker_ms']:.0f} ms)")
+        listed = [i for i in s.get(k.url + "/isos", timeout=30).json()
+                  if i["path"].startswith(str(tree) + "/")]
+    finally:
+        k.stop()
+        rds.stop()
+
+    wrong = [i["path"] for i in listed
+             if tuple(manifest.get(i["path"], ("?", "?"))) != (i["os_distro"], i["os_version"])]
+    all_found = (len(listed) == len(manifest) and not wrong
+                 and all(x["status"] == "finished" and x["result"].get("isos") == len(manifest)
+                         for x in kims))
+    mf, mp, mk = median(finds), median(pys), median(x["ms"] for x in kims)
+    mw = median(x["worker_ms"] for x in kims)
+    mq = median(x["queue_ms"] for x in kims)
+    rows = [
+        ["find -name '*.iso' (reference)", mf, common.spread(finds), 1.0, f"{n_find}"],
+        ["python os.scandir walk", mp, common.spread(pys), mp / mf, f"{n_py}"],
+        ["kimchi POST /isos/scan -> finished", mk, common.spread([x["ms"] for x in kims]),
+         mk / mf, f"{kims[-1]['result'].get('isos')}"],
+        ["  of which worker started->finished", mw,
+         common.spread([x["worker_ms"] for x in kims]), mw / mf, "-"],
+        ["  of which queued (created->started)", mq,
+         common.spread([x["queue_ms"] for x in kims]), "-", "-"],
+    ]
+    print()
+    common.table(rows, ["operation", "ms (median)", "spread", "x find", "ISOs"])
+    print(f"GET /isos lists {len(listed)}/{len(manifest)} of the tree's ISOs; "
+          f"wrong distro/version: {len(wrong)} {wrong[:3]}")
+    ok = mk <= TARGET_RATIO * mf and all_found
+    common.verdict(ok, f"deep scan {mk:.0f} ms = {mk / mf:.2f}x find "
+                       f"(target <= {TARGET_RATIO}x); all {len(manifest)} ISOs identified: "
+                       f"{all_found}")
+    print("RESULT " + json.dumps({"bench": "deep_scan", "find_ms": mf, "scandir_ms": mp,
+                                  "kimchi_ms": mk, "worker_ms": mw, "ratio": mk / mf,
+                                  "isos_listed": len(listed), "pass": ok}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Crash any one process mid-job: no task hangs in ``running``, no find is reported twice.
+
+Each test slows the worker's reports (``KIMCHI_FAULT_SLOW_REPORTS``, a delay
+before each find) so that a scan is reliably in the middle when the fault hits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import Kimchi, RedisServer, wait_for
+from tests.isofactory import make_iso
+from workers.queue import SyncBus, connect
+
+pytestmark = pytest.mark.slow
+
+SLOW = {"KIMCHI_FAULT_SLOW_REPORTS": "0.15"}
+N_ISOS = 12
+
+
+@pytest.fixture
+def many_isos(tmp_path: Path) -> Path:
+    root = tmp_path / "library"
+    for i in range(N_ISOS):
+        make_iso(root / f"d{i % 3}" / f"fedora-{30 + i}.iso", f"Fedora-S-dvd-x86_64-{30 + i}")
+    return root
+
+
+def _scan(k: Kimchi, path: Path) -> str:
+    r = k.post("/isos/scan", {"path": str(path)})
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def _found(k: Kimchi, task_id: str) -> list[str]:
+    events = k.get(f"/events?since=0&types=iso.found&task={task_id}&limit=10000").json()
+    return [e["data"]["path"] for e in events]
+
+
+def _worker_pid(task: dict[str, Any]) -> int:
+    return int(task["worker"].rsplit("-", 1)[1])
+
+
+def _running_with_finds(k: Kimchi, task_id: str, n: int = 1) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        t = k.get(f"/tasks/{task_id}").json()
+        return t if t["worker"] and len(_found(k, task_id)) >= n else None
+
+    return wait_for(ready, timeout=15, what="the scan to report its first ISO")
+
+
+def _assert_each_iso_reported_once(k: Kimchi, task_id: str) -> None:
+    counts = Counter(_found(k, task_id))
+    assert len(counts) == N_ISOS, counts
+    assert max(counts.values()) == 1, [p for p, c in counts.items() if c > 1]
+    names = {i["name"] for i in k.get("/isos").json()}
+    assert len({n for n in names if n.startswith("fedora-")}) == N_ISOS
+
+
+def test_worker_killed_mid_scan_another_worker_finishes_it(kimchi_factory, redis_db, many_isos):
+    k = kimchi_factory(redis_url=redis_db.url, env=SLOW)
+    task_id = _scan(k, many_isos)
+    running = _running_with_finds(k, task_id, 2)
+    victim = _worker_pid(running)
+    os.kill(victim, signal.SIGKILL)
+
+    done = k.wait_task(task_id, timeout=30)
+    assert done["status"] == "finished", done
+    assert done["attempt"] == 2  # the lease expired and another worker took it over
+    assert done["worker"] != running["worker"]
+    _assert_each_iso_reported_once(k, task_id)
+
+
+def test_job_whose_workers_keep_dying_ends_failed_with_the_reason(kimchi_factory, redis_db):
+    k = kimchi_factory(redis_url=redis_db.url, extra={"workers": {"max_attempts": 2}})
+    bus = SyncBus(connect(redis_db.url))
+    task_id = bus.submit("diag.sleep", {"seconds": 60})
+    killed = set()
+    for attempt in (1, 2):
+        t = wait_for(lambda a=attempt: (lambda t: t if t["attempt"] == a and t["worker"] else None)(
+            bus.task(task_id)), timeout=20, what=f"attempt {attempt}")
+        pid = _worker_pid(t)
+        killed.add(pid)
+        os.kill(pid, signal.SIGKILL)
+    done = bus.wait(task_id, timeout=30)
+    assert done["status"] == "failed"
+    assert "KCHTASK0003E" in done["message"] and "2 times" in done["message"]
+    assert len(killed) == 2
+    # the supervisor replaced the killed workers
+    wait_for(lambda: len(k.workers()) == 2 and not killed & {p.pid for p in k.workers()},
+             what="replacement workers")
+
+
+def test_sigterm_worker_hands_its_job_back_at_once(kimchi_factory, redis_db, many_isos):
+    # 12 finds x 0.4 s outlast the worker's 2 s grace: it must hand the job back.
+    k = kimchi_factory(redis_url=redis_db.url, env={"KIMCHI_FAULT_SLOW_REPORTS": "0.4"},
+                       extra={"workers": {"lease_seconds": 30.0}})
+    task_id = _scan(k, many_isos)
+    running = _running_with_finds(k, task_id)
+    os.kill(_worker_pid(running), signal.SIGTERM)
+    # With a 30 s lease, only a hand-back lets another worker continue this soon.
+    done = k.wait_task(task_id, timeout=20)
+    assert done["status"] == "finished", done
+    assert done["worker"] != running["worker"]
+    assert done["attempt"] == 1  # a hand-back is not a failed attempt
+    progress = k.get(f"/events?since=0&types=task.progress&task={task_id}&limit=10000").json()
+    assert any("Handed back" in e["data"]["message"] for e in progress)
+    _assert_each_iso_reported_once(k, task_id)
+
+
+def test_redis_restarted_mid_scan_the_scan_finishes(kimchi_factory, redis_db: RedisServer,
+                                                    many_isos):
+    k = kimchi_factory(redis_url=redis_db.url, env=SLOW)
+    task_id = _scan(k, many_isos)
+    _running_with_finds(k, task_id, 2)
+    redis_db.stop()
+    # While Redis is away: honest health, and new work is refused with 503, not queued.
+    wait_for(lambda: k.get("/health").json()["redis"] == "down", what="health to say redis down")
+    r = k.post("/isos/scan", {"path": str(many_isos)})
+    assert r.status_code == 503
+    assert r.json()["errcode"] == "KCHSVC0001E"
+    time.sleep(1.0)
+    redis_db.start()
+
+    wait_for(lambda: k.get("/health").status_code == 200, timeout=15, what="recovery")
+    done = k.wait_task(task_id, timeout=40)
+    assert done["status"] == "finished", done
+    _assert_each_iso_reported_once(k, task_id)
+    recovered = k.get("/events?since=0&types=service.recovered").json()
+    assert recovered and recovered[-1]["data"]["component"] == "redis"
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_daemon_restarted_mid_scan_the_scan_finishes_and_stays_visible(
+        kimchi_factory, many_isos, how):
+    # Embedded Redis: the daemon owns Redis and the workers, so all of them go down.
+    k = kimchi_factory(redis_url="", env=SLOW)
+    task_id = _scan(k, many_isos)
+    _running_with_finds(k, task_id, 2)
+    children = [p.pid for p in k.children("")]
+    assert len(children) == 3, children  # redis + 2 workers
+    k.stop(how)
+    # No orphan keeps running: the guard makes children die with the daemon.
+    wait_for(lambda: not [p for p in children if psutil.pid_exists(p)
+                          and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
+             timeout=15, what="children to exit with the daemon")
+    k.start()
+
+    done = k.wait_task(task_id, timeout=40)
+    assert done["status"] == "finished", done
+    _assert_each_iso_reported_once(k, task_id)
+    assert any(t["id"] == task_id for t in k.get("/tasks").json())
