@@ -273,6 +273,13 @@ running_pid() {
     echo "$pid"
 }
 
+# True while $1 runs (a zombie waiting for its parent to reap it does not count).
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null || true)
+    [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+
 descendants() {
     local p
     for p in $(pgrep -P "$1" 2>/dev/null || true); do
@@ -351,7 +358,7 @@ wait_ready() {
     local pid=$1 log=$2 i h code
     # The daemon answers within seconds; the first start also creates Redis's files.
     for i in $(seq 1 120); do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             say "kimchid exited during start-up; the end of $log:"
             tail -n 30 "$log" >&2 || true
             rm -f "$(pid_file)"
@@ -399,25 +406,25 @@ cmd_stop() {
         echo "kimchid is not running"
         return 0
     fi
-    kids=$(descendants "$pid" | tr '\n' ' ')
+    kids=$(descendants "$pid" | tr '\n' ' ' | sed 's/ $//')
     say "stopping kimchid (pid $pid${kids:+, children $kids})"
     kill -TERM "$pid" 2>/dev/null || true
     # kimchid stops its workers (they hand back their jobs), then Redis, then exits.
     for i in $(seq 1 80); do
-        kill -0 "$pid" 2>/dev/null || break
+        alive "$pid" || break
         sleep 0.5
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         say "kimchid did not stop within 40 s: killing it"
         kill -KILL "$pid" 2>/dev/null || true
     fi
     # Its children die with it (they run under a parent-death signal); wait for them.
     for p in $kids; do
         for i in $(seq 1 30); do
-            kill -0 "$p" 2>/dev/null || break
+            alive "$p" || break
             sleep 0.5
         done
-        if kill -0 "$p" 2>/dev/null; then
+        if alive "$p"; then
             say "child $p is still running: killing it"
             kill -KILL "$p" 2>/dev/null || true
         fi

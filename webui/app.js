@@ -29,6 +29,7 @@
     sort: { key: 'name', dir: 1 },
     filter: '',
     fresh: new Set(), // paths that arrived live, highlighted for a moment
+    rows: new Map(), // path -> { rec, tr }: rows are rebuilt only when their record changes
     lastId: null, // newest event id applied (or the listing's Events-Cursor)
     seen: new Set(),
     seenOrder: [],
@@ -217,6 +218,7 @@
     tr.dataset.path = iso.path;
     const name = el('td', 'cell-name');
     name.append(el('span', 'iso-name', iso.name));
+    name.title = iso.name;
     const distro = el('td', 'cell-distro');
     const d = iso.os_distro || 'unknown';
     const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`);
@@ -249,7 +251,21 @@
     const all = [...state.isos.values()];
     const shown = all.filter((i) => matches(i, q)).sort(compareIsos);
     const tbody = $('iso-rows');
-    tbody.replaceChildren(...shown.map(isoRow));
+    const rows = shown.map((iso) => {
+      let cached = state.rows.get(iso.path);
+      if (!cached || cached.rec !== iso) {
+        cached = { rec: iso, tr: isoRow(iso) };
+        state.rows.set(iso.path, cached);
+      }
+      return cached.tr;
+    });
+    for (const path of state.rows.keys()) {
+      if (!state.isos.has(path)) state.rows.delete(path);
+    }
+    const current = tbody.children;
+    if (current.length !== rows.length || rows.some((tr, i) => current[i] !== tr)) {
+      tbody.replaceChildren(...rows);
+    }
     const empty = $('iso-empty');
     if (!all.length) {
       $('iso-empty-text').textContent = 'No ISO images yet. Scan a folder to find some.';
@@ -286,8 +302,8 @@
       state.fresh.add(rec.path);
       setTimeout(() => {
         state.fresh.delete(rec.path);
-        const row = [...$('iso-rows').children].find((r) => r.dataset.path === rec.path);
-        if (row) row.classList.remove('is-new');
+        const row = state.rows.get(rec.path);
+        if (row) row.tr.classList.remove('is-new');
       }, 2500);
     }
     queueIsoRender();
@@ -574,10 +590,13 @@
     if (t) {
       status.hidden = false;
       status.dataset.status = taskStatus(t);
-      const what = running ? (t.cancelling ? 'Stopping the scan of' : 'Scanning')
-        : `Scan ${t.rec.status}:`;
-      status.textContent = `${what} ${taskTarget(t.rec)}${running ? '…' : ''} ${
-        running ? '' : t.rec.message || ''}`.trim();
+      const where = taskTarget(t.rec);
+      if (running) {
+        status.textContent = t.cancelling ? `Stopping the scan of ${where}…` : `Scanning ${where}…`;
+      } else {
+        status.textContent = `Scan of ${where} ${t.rec.status}${
+          t.rec.message ? `: ${t.rec.message}` : '.'}`;
+      }
     } else {
       status.hidden = true;
     }

@@ -199,9 +199,14 @@ class EventHub(Service):
     # -- watchers ----------------------------------------------------------------
 
     async def watch(self, w: Watcher, since: str | None) -> None:
-        """Start delivering to ``w``: back-fill after ``since`` (None: live only)."""
+        """Start delivering to ``w``: back-fill after ``since`` (None: from now on)."""
         self.watchers.add(w)
         try:
+            if since is None:
+                # "From now on" is the newest event at connection time, even if this
+                # hub has not read that far yet.
+                since = self.last_id or await self.cursor()
+                w.last = bus.parse_event_id(since)
             if since is not None:
                 if await self.too_old(since):
                     w.write_reset()
@@ -232,13 +237,28 @@ class EventHub(Service):
         return await self.redis.call("XRANGE", self.keys.events, start, "+", "COUNT", str(count))
 
     async def too_old(self, since: str) -> bool:
-        """True when events after ``since`` were trimmed away."""
+        """True when events after ``since`` may have been trimmed away.
+
+        Trimming removes the oldest entries, so anything before the first kept
+        entry is gone once any entry was ever trimmed (``entries-added`` greater
+        than ``length``).  A client exactly at the last trimmed entry gets a
+        reset it did not strictly need: harmless, it lists again.
+        """
         if since == "0":
             return False
-        info = await self.redis.call("XINFO", "STREAM", self.keys.events)
+        try:
+            info = await self.redis.call("XINFO", "STREAM", self.keys.events)
+        except RedisDown:
+            raise
+        except Exception:  # no stream yet: nothing was ever trimmed
+            return False
         fields = dict(zip(info[::2], info[1::2], strict=False))
-        deleted = fields.get("max-deleted-entry-id") or "0-0"
-        return bus.parse_event_id(since) < bus.parse_event_id(deleted)
+        if int(fields.get("entries-added") or 0) <= int(fields.get("length") or 0):
+            return False
+        first = fields.get("first-entry")
+        if not first:
+            return True
+        return bus.parse_event_id(since) < bus.parse_event_id(first[0])
 
     async def page(self, since: str, wants: EventFilter, limit: int) -> list[Any]:
         """Events after ``since`` for polling clients (a reset first when too old)."""

@@ -1,0 +1,83 @@
+"""A real Chromium (Debian's, driven by Playwright's sync API) for the UI tests.
+
+One browser per session (starting Chromium is the slow part); a fresh context and
+page per test, at 1280x800. The page fixture records console errors, uncaught
+exceptions and Content-Security-Policy violations: a test fails if the UI logged any.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ARTIFACTS
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots are kept after the run (tests/conftest.py ARTIFACTS)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageProblems:
+    """What went wrong in the page: console errors, uncaught exceptions, CSP violations."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.allowed: list[str] = []  # substrings of expected errors (e.g. a failed reconnect)
+
+    def add(self, text: str) -> None:
+        if not any(a in text for a in self.allowed):
+            self.items.append(text)
+
+
+@pytest.fixture
+def problems() -> PageProblems:
+    return PageProblems()
+
+
+@pytest.fixture
+def page(chromium: Any, problems: PageProblems) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800},
+                                   device_scale_factor=1, reduced_motion="no-preference")
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    pg.on("console", lambda m: m.type == "error" and problems.add(f"console: {m.text}"))
+    pg.on("pageerror", lambda e: problems.add(f"exception: {e}"))
+    yield pg
+    context.close()
+    assert not problems.items, "the page logged errors:\n" + "\n".join(problems.items)
