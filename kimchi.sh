@@ -481,7 +481,9 @@ cmd_test() {
     if [ "$BENCH_SMOKE" = 1 ]; then
         for b in bench/*.py; do
             [ -e "$b" ] || continue
-            [ "$(basename "$b")" = common.py ] && continue
+            case "$(basename "$b")" in
+                common.py | _*) continue ;;  # helpers, not benchmarks
+            esac
             say "benchmark smoke run: $b --quick"
             timeout 900 "$PY" "$b" --quick || failed+=("$b")
         done

@@ -1,45 +1,56 @@
-"""The load generator of bench/fanout.py: many WebSocket clients in one asyncio process.
+"""The load generator of bench/fanout.py: many WebSocket clients in one process.
 
-A minimal hand-rolled RFC 6455 client (asyncio.Protocol, no library): the handshake, then
-unmasked server frames parsed from one buffer per socket; pings are answered.  Each text
-frame is an event whose ``data`` carries ``{"phase", "seq", "ts"}`` (``ts`` = the
-producer's time.time() at send); latency = receipt time.time() - ts.
+A minimal hand-rolled RFC 6455 client on a bare epoll loop (no asyncio, no library, to
+keep the client's own cost per frame low): the handshake, then unmasked server frames
+parsed from one buffer per socket; pings are answered with masked pongs.
+
+Each text frame is an event whose ``data`` holds ``{"phase", "seq", "ts"}`` (``ts`` = the
+producer's time.time() at send).  Two latencies per frame:
+
+* ``rx``: when the bytes reached this host's socket, from the kernel's receive timestamp
+  (SO_TIMESTAMPNS on recvmsg, CLOCK_REALTIME): what the server achieved, without the
+  time this one process needs to get round to 500 sockets;
+* ``app``: when this process parsed the frame (time.time()): what a client sees when one
+  process holds all 500 sockets.
 
 Control, one line at a time on stdin; answers are one JSON line on stdout:
 
-    (start)            -> {"ready": <sockets open>, "failed": <n>, "connect_s": <s>}
-    PHASE <k>          -> count only the events of phase k from now on; {"ok": true}
-    REPORT             -> {"phase", "frames", "unique", "per_client_min", "p50_ms", "p99_ms",
-                           "max_ms", "first_rx", "last_rx", "open"}
-    QUIT               -> exits
+    (start)       -> {"ready": <sockets open>, "failed": <n>, "connect_s": <s>}
+    PHASE <k>     -> count only the events of phase k from now on; {"ok": true}
+    REPORT        -> {"phase", "frames", "unique", "per_client_min", "p50_ms", "p99_ms",
+                      "max_ms", "app_p50_ms", "app_p99_ms", "app_max_ms", "first_rx",
+                      "last_rx", "open"}
+    QUIT          -> exits
 
     python bench/_ws_clients.py URL N
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
+import select
+import socket
+import struct
 import sys
-import threading
 import time
 from urllib.parse import urlparse
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+CMSG_SPACE = socket.CMSG_SPACE(16)
 now = time.time
+loads = json.loads
 
 
 class Stats:
     def __init__(self) -> None:
-        self.phase = -1
-        self.lat: list[float] = []
-        self.first_rx = 0.0
-        self.last_rx = 0.0
+        self.reset(-1)
 
     def reset(self, phase: int) -> None:
         self.phase = phase
-        self.lat = []
+        self.rx: list[float] = []
+        self.app: list[float] = []
         self.first_rx = 0.0
         self.last_rx = 0.0
 
@@ -47,33 +58,27 @@ class Stats:
 STATS = Stats()
 
 
-class WsClient(asyncio.Protocol):
-    def __init__(self, host: str, path: str, opened: asyncio.Future) -> None:
-        self.host = host
-        self.path = path
-        self.opened = opened
+class Conn:
+    __slots__ = ("sock", "buf", "upgraded", "seqs", "phase", "closed", "frag")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.buf = bytearray()
         self.upgraded = False
-        self.transport: asyncio.Transport | None = None
         self.seqs: set[int] = set()
         self.phase = -1
         self.closed = False
         self.frag = bytearray()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write(
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        try:
+            self.sock.send(bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked)
+        except OSError:
+            pass
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.opened.done():
-            self.opened.set_exception(ConnectionError(str(exc or "closed")))
-
-    def data_received(self, data: bytes) -> None:
+    def feed(self, data: bytes, krx: float) -> None:
         buf = self.buf
         buf += data
         if not self.upgraded:
@@ -83,13 +88,11 @@ class WsClient(asyncio.Protocol):
             status = bytes(buf[:buf.find(b"\r\n")])
             del buf[:end + 4]
             if b" 101 " not in status:
-                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
-                self.transport.close()
-                return
+                raise ConnectionError(status.decode(errors="replace"))
             self.upgraded = True
-            self.opened.set_result(self)
         pos = 0
         n = len(buf)
+        t = 0.0
         while n - pos >= 2:
             b0 = buf[pos]
             ln = buf[pos + 1] & 0x7F
@@ -97,59 +100,60 @@ class WsClient(asyncio.Protocol):
             if ln == 126:
                 if n - pos < 4:
                     break
-                ln = int.from_bytes(buf[pos + 2:pos + 4], "big")
+                ln = (buf[pos + 2] << 8) | buf[pos + 3]
                 hdr = 4
             elif ln == 127:
                 if n - pos < 10:
                     break
                 ln = int.from_bytes(buf[pos + 2:pos + 10], "big")
                 hdr = 10
-            if n - pos < hdr + ln:
+            end = pos + hdr + ln
+            if end > n:
                 break
-            payload = bytes(buf[pos + hdr:pos + hdr + ln])
-            pos += hdr + ln
             opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            if opcode == 0:  # continuation
-                self.frag += payload
-                if fin:
-                    payload, self.frag = bytes(self.frag), bytearray()
-                    self.on_text(payload)
-            elif opcode in (1, 2):
-                if fin:
-                    self.on_text(payload)
-                else:
+            if opcode == 1 and b0 & 0x80:  # the common case: one whole text frame
+                if not t:
+                    t = now()
+                self.on_text(buf, pos + hdr, end, krx, t)
+            else:
+                payload = bytes(buf[pos + hdr:end])
+                if opcode == 0:
+                    self.frag += payload
+                    if b0 & 0x80:
+                        whole, self.frag = bytes(self.frag), bytearray()
+                        self.on_text(whole, 0, len(whole), krx, now())
+                elif opcode in (1, 2):
                     self.frag = bytearray(payload)
-            elif opcode == 9:  # ping -> pong (masked, as a client must)
-                self._send(0xA, payload)
-            elif opcode == 8:
-                self._send(0x8, payload[:2])
-                self.transport.close()
+                elif opcode == 9:
+                    self.send_frame(0xA, payload)
+                elif opcode == 8:
+                    self.send_frame(0x8, payload[:2])
+                    self.closed = True
+            pos = end
         if pos:
             del buf[:pos]
 
-    def _send(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked)
-
-    def on_text(self, payload: bytes) -> None:
-        t = now()
-        i = payload.rfind(b'"data":')
+    def on_text(self, buf: bytes | bytearray, start: int, end: int, krx: float,
+                t: float) -> None:
+        i = buf.rfind(b'"data":', start, end)
         if i < 0:
             return
         try:
-            d = json.loads(payload[i + 7:-1])
+            d = loads(buf[i + 7:end - 1])
         except ValueError:
             return
-        if not isinstance(d, dict) or d.get("phase") != STATS.phase:
+        st = STATS
+        if type(d) is not dict or d.get("phase") != st.phase:
             return
-        STATS.lat.append((t - d["ts"]) * 1000.0)
-        if not STATS.first_rx:
-            STATS.first_rx = t
-        STATS.last_rx = t
-        if self.phase != STATS.phase:
-            self.phase = STATS.phase
+        ts = d["ts"]
+        st.rx.append((krx - ts) * 1000.0)
+        st.app.append((t - ts) * 1000.0)
+        if not st.first_rx:
+            st.first_rx = krx
+        if krx > st.last_rx:
+            st.last_rx = krx
+        if self.phase != st.phase:
+            self.phase = st.phase
             self.seqs = set()
         self.seqs.add(d["seq"])
 
@@ -160,63 +164,131 @@ def _pct(s: list[float], p: float) -> float | None:
     return s[max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))]
 
 
-async def main(url: str, n: int) -> None:
+def _kernel_time(anc: list) -> float:
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec * 1e-9
+    return now()
+
+
+def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
+                conns: dict[int, Conn]) -> int:
+    """Open n WebSockets, 50 handshakes in flight at a time; returns how many failed."""
+    failed = 0
+    req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n")
+    pending: dict[int, Conn] = {}
+    todo = n
+    deadline = time.monotonic() + 60
+    while (todo or pending) and time.monotonic() < deadline:
+        while todo and len(pending) < 50:
+            todo -= 1
+            s = socket.create_connection((host, port), timeout=10)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            key = base64.b64encode(os.urandom(16)).decode()
+            s.sendall((req + f"Sec-WebSocket-Key: {key}\r\n\r\n").encode())
+            s.setblocking(False)
+            c = Conn(s)
+            pending[s.fileno()] = c
+            ep.register(s.fileno(), select.EPOLLIN)
+        for fd, _ev in ep.poll(1.0):
+            c = pending.get(fd)
+            if c is None:
+                continue
+            try:
+                data = c.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed during the handshake")
+                c.feed(data, now())
+            except (OSError, ConnectionError) as e:
+                print(f"connect failed: {e}", file=sys.stderr)
+                failed += 1
+                ep.unregister(fd)
+                c.sock.close()
+                del pending[fd]
+                continue
+            if c.upgraded:
+                conns[fd] = pending.pop(fd)
+    failed += todo + len(pending)
+    return failed
+
+
+def main(url: str, n: int) -> None:
     u = urlparse(url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
-    path = u.path + (("?" + u.query) if u.query else "")
-    loop = asyncio.get_running_loop()
-    clients: list[WsClient] = []
-    sem = asyncio.Semaphore(50)
+    path = (u.path or "/") + (("?" + u.query) if u.query else "")
+    ep = select.epoll()
+    conns: dict[int, Conn] = {}
     t0 = time.monotonic()
-
-    async def one() -> WsClient | None:
-        async with sem:
-            fut: asyncio.Future = loop.create_future()
-            try:
-                await loop.create_connection(lambda: WsClient(f"{host}:{port}", path, fut),
-                                             host, port)
-                return await asyncio.wait_for(fut, 30)
-            except (OSError, ConnectionError, asyncio.TimeoutError) as e:
-                print(f"connect failed: {e}", file=sys.stderr)
-                return None
-
-    got = await asyncio.gather(*(one() for _ in range(n)))
-    clients = [c for c in got if c is not None]
+    failed = connect_all(host, port, path, n, ep, conns)
     out = sys.stdout
-    out.write(json.dumps({"ready": len(clients), "failed": n - len(clients),
+    out.write(json.dumps({"ready": len(conns), "failed": failed,
                           "connect_s": time.monotonic() - t0}) + "\n")
     out.flush()
 
-    lines: asyncio.Queue[str] = asyncio.Queue()
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    ep.register(stdin, select.EPOLLIN)
+    pending_in = b""
+    cmsg = CMSG_SPACE
+    running = True
+    while running:
+        for fd, _ev in ep.poll(1.0):
+            if fd == stdin:
+                try:
+                    chunk = os.read(stdin, 4096)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    running = False
+                    break
+                pending_in += chunk
+                while b"\n" in pending_in:
+                    line, pending_in = pending_in.split(b"\n", 1)
+                    running = command(line.decode().strip(), conns, out) and running
+                continue
+            c = conns.get(fd)
+            if c is None:
+                continue
+            try:
+                data, anc, _flags, _addr = c.sock.recvmsg(262144, cmsg)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+                anc = []
+            if not data:
+                c.closed = True
+                ep.unregister(fd)
+                continue
+            c.feed(data, _kernel_time(anc))
+    for c in conns.values():
+        c.sock.close()
 
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.strip())
-        loop.call_soon_threadsafe(lines.put_nowait, "QUIT")
 
-    threading.Thread(target=read_stdin, daemon=True).start()
-    while True:
-        cmd = await lines.get()
-        if cmd.startswith("PHASE"):
-            STATS.reset(int(cmd.split()[1]))
-            out.write('{"ok": true}\n')
-        elif cmd == "REPORT":
-            lat = sorted(STATS.lat)
-            per = [len(c.seqs) if c.phase == STATS.phase else 0 for c in clients]
-            out.write(json.dumps({
-                "phase": STATS.phase, "frames": len(lat), "unique": sum(per),
-                "per_client_min": min(per) if per else 0,
-                "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
-                "max_ms": lat[-1] if lat else None, "first_rx": STATS.first_rx,
-                "last_rx": STATS.last_rx, "open": sum(not c.closed for c in clients),
-            }) + "\n")
-        elif cmd == "QUIT":
-            break
-        out.flush()
-    for c in clients:
-        if c.transport is not None:
-            c.transport.close()
+def command(cmd: str, conns: dict[int, Conn], out) -> bool:
+    if cmd.startswith("PHASE"):
+        STATS.reset(int(cmd.split()[1]))
+        out.write('{"ok": true}\n')
+    elif cmd == "REPORT":
+        rx, app = sorted(STATS.rx), sorted(STATS.app)
+        per = [len(c.seqs) if c.phase == STATS.phase else 0 for c in conns.values()]
+        out.write(json.dumps({
+            "phase": STATS.phase, "frames": len(rx), "unique": sum(per),
+            "per_client_min": min(per) if per else 0,
+            "p50_ms": _pct(rx, 50), "p99_ms": _pct(rx, 99), "max_ms": rx[-1] if rx else None,
+            "app_p50_ms": _pct(app, 50), "app_p99_ms": _pct(app, 99),
+            "app_max_ms": app[-1] if app else None,
+            "first_rx": STATS.first_rx, "last_rx": STATS.last_rx,
+            "open": sum(not c.closed for c in conns.values()),
+        }) + "\n")
+    elif cmd == "QUIT":
+        return False
+    out.flush()
+    return True
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    main(sys.argv[1], int(sys.argv[2]))

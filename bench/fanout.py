@@ -121,7 +121,8 @@ def run_phase(server_pid: int, clients: Clients, producer: Producer, phase: int,
     span = (rep["last_rx"] - t_send) if rep["last_rx"] else float("nan")
     return {"rate": rate, "sent": sent, "achieved_rate": achieved, "expected": expected,
             "delivered": rep["unique"], "frames": rep["frames"], "p50": rep["p50_ms"],
-            "p99": rep["p99_ms"], "max": rep["max_ms"], "server_cpu": srv_pct,
+            "p99": rep["p99_ms"], "max": rep["max_ms"], "app_p50": rep["app_p50_ms"],
+            "app_p99": rep["app_p99_ms"], "app_max": rep["app_max_ms"], "server_cpu": srv_pct,
             "client_cpu": cli_pct, "open": rep["open"],
             "frames_s": rep["frames"] / span if span == span and span > 0 else float("nan")}
 

@@ -87,7 +87,7 @@ def _dispatcher(by_method: dict[str, Route]) -> Any:
 
 async def _handle(route: Route, request: IRequest, args: dict[str, str]) -> Any:
     media = route.check_accept(_header(request, b"accept"))
-    query = route.validate_query(request.args)
+    query = route.validate_query(request.uri)
     body: dict[str, Any] = {}
     if route.method in ("POST", "PUT", "PATCH"):
         body = route.validate_body(request.content.read(), _header(request, b"content-type"))

@@ -8,6 +8,7 @@ validation (400/406/415), the error model and ``GET /openapi.json``.
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,14 +96,15 @@ class Route:
             raise InvalidRequest("KCHAPI0006E", error=f"{where}: {e.message}")
         return data
 
-    def validate_query(self, args: dict[bytes, list[bytes]]) -> dict[str, str]:
+    def validate_query(self, uri: bytes) -> dict[str, str]:
+        """The query string's parameters (never the form body Twisted merges into args)."""
         out: dict[str, str] = {}
-        for rawname, values in args.items():
-            name = rawname.decode(errors="replace")
+        qs = uri.partition(b"?")[2].decode(errors="replace")
+        for name, values in parse_qs(qs, keep_blank_values=True).items():
             schema = self.query.get(name)
             if schema is None:
                 raise InvalidRequest("KCHAPI0008E", param=name, error="unknown parameter")
-            value = values[-1].decode(errors="replace")
+            value = values[-1]
             errors = list(Draft202012Validator(schema).iter_errors(_typed(value, schema)))
             if errors:
                 raise InvalidRequest("KCHAPI0008E", param=name, error=errors[0].message)
