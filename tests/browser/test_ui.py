@@ -1,0 +1,296 @@
+"""The browser UI in a real Chromium, against the real daemon, workers and Redis.
+
+Each test drives the page as a user would (type a folder, click Scan, watch the
+task panel and the library) and asserts what the user sees, never the page's
+internals. Screenshots go to ARTIFACTS (tests/conftest.py) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Kimchi, RedisServer
+from tests.isofactory import make_iso
+
+pytestmark = pytest.mark.browser
+
+TERMINAL = ("finished", "failed", "cancelled")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Records, in the page, every value the task progress bars take and every state of the
+# connection indicator, so a test can tell what the user saw between two of its steps.
+WATCH_PAGE = """() => {
+  window.__progress = [];
+  window.__conn = [document.getElementById('conn').dataset.state];
+  window.__noReload = true;
+  const bars = new MutationObserver((records) => {
+    for (const r of records) {
+      const nodes = r.type === 'attributes' ? [r.target] : [...r.addedNodes];
+      for (const n of nodes) {
+        if (!(n instanceof Element)) continue;
+        const bar = n.matches('.bar') ? n : n.querySelector('.bar');
+        if (bar) window.__progress.push(bar.dataset.value);
+      }
+    }
+  });
+  bars.observe(document.getElementById('task-list'),
+               { subtree: true, childList: true, attributes: true, attributeFilter: ['data-value'] });
+  const conn = document.getElementById('conn');
+  new MutationObserver(() => window.__conn.push(conn.dataset.state))
+    .observe(conn, { attributes: true, attributeFilter: ['data-state'] });
+}"""
+
+MID_PROGRESS = """() => {
+  const b = document.querySelector('#task-list .task .bar');
+  const v = b ? b.dataset.value : '';
+  return v !== '' && v !== undefined && Number(v) > 0 && Number(v) < 100;
+}"""
+
+
+def open_ui(page: Any, kimchi: Kimchi) -> None:
+    page.goto(kimchi.url + "/")
+    page.wait_for_selector('#conn[data-state="live"]')
+    page.evaluate(WATCH_PAGE)
+
+
+def start_scan(page: Any, path: Path | str) -> None:
+    page.get_by_label("Folder to scan").fill(str(path))
+    page.get_by_role("button", name="Scan", exact=True).click()
+
+
+def task_card(page: Any) -> Any:
+    """The one task card on the page (each test runs a single task)."""
+    cards = page.locator("#task-list > li.task")
+    cards.first.wait_for()
+    return cards
+
+
+def wait_status(page: Any, statuses: tuple[str, ...], timeout: float = 30_000) -> str:
+    sel = ", ".join(f'#task-list > li.task[data-status="{s}"]' for s in statuses)
+    page.wait_for_selector(sel, timeout=timeout)
+    return page.locator("#task-list > li.task").first.get_attribute("data-status")
+
+
+def iso_rows(page: Any) -> dict[str, str]:
+    """Library rows as {name: distribution text}."""
+    rows = page.locator("#iso-rows tr")
+    return {rows.nth(i).locator("td").nth(0).inner_text().strip():
+            rows.nth(i).locator("td").nth(1).inner_text().strip()
+            for i in range(rows.count())}
+
+
+def row_paths(page: Any) -> list[str]:
+    return page.eval_on_selector_all("#iso-rows tr", "rs => rs.map(r => r.dataset.path)")
+
+
+def make_slow_tree(root: Path, isos: int = 15, empty_dirs: int = 20) -> Path:
+    """``isos`` ISOs, each in its own folder next to ``empty_dirs`` empty ones.
+
+    The worker reports a percentage once it knows of more than 50 folders and only every
+    64 folders walked; spreading the ISOs evenly over the folders keeps the bar moving
+    through the scan whatever order the directory listing comes in.
+    """
+    volumes = ["Fedora-WS-Live-39-1-5", "Ubuntu 22.04.3 LTS amd64", "Debian 12.2.0 amd64 n",
+               "MY_OWN_DISC"]
+    for i in range(isos):
+        folder = root / f"set{i:02d}"
+        make_iso(folder / f"image-{i:02d}.iso", volumes[i % len(volumes)],
+                 size=(i + 1) * 350 * 1024 * 1024)
+        for j in range(empty_dirs):
+            (folder / f"empty{j:02d}").mkdir()
+    return root
+
+
+@pytest.fixture
+def slow_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
+    """A daemon whose workers wait 0.3 s on each ISO they find: scans that last."""
+    return kimchi_factory(redis_url=redis_db.url, env={"KIMCHI_FAULT_SLOW_REPORTS": "0.3"})
+
+
+@pytest.fixture
+def slow_tree(tmp_path: Path) -> Path:
+    return make_slow_tree(tmp_path / "slow-isos")
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+def test_scan_shows_live_progress_and_adds_isos_without_reload(
+        page: Any, kimchi: Kimchi, iso_tree: Path, artifacts: Path) -> None:
+    open_ui(page, kimchi)
+    assert page.get_by_role("heading", name="ISO library").is_visible()
+    assert page.locator("#iso-count").inner_text() == "0 images"
+    assert page.locator("#conn").inner_text().strip() == "Live"
+
+    start_scan(page, iso_tree)
+
+    card = task_card(page)
+    assert card.count() == 1
+    assert card.locator(".task-kind").inner_text() == "ISO scan"
+    assert card.locator(".task-target").inner_text() == str(iso_tree)
+    assert wait_status(page, TERMINAL) == "finished"
+    assert card.locator(".task-status").inner_text() == "Finished"
+    assert card.locator(".task-cancel").is_hidden()
+    counters = card.locator(".task-counters").inner_text()
+    assert re.search(r"ISOs\s+4", counters) and re.search(r"Skipped\s+2", counters), counters
+
+    # The bar moved: it started indeterminate (no percentage yet) and ended full.
+    seen = page.evaluate("window.__progress")
+    assert seen and seen[0] == "" and seen[-1] == "100", seen
+    assert card.locator("progress").get_attribute("value") == "100"
+
+    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
+    assert iso_rows(page) == {
+        "Fedora-39.iso": "fedora 39",
+        "ubuntu-22.04.iso": "ubuntu 22.04",
+        "debian-12.iso": "debian 12.2",
+        "UNKNOWN.ISO": "unknown",
+    }
+    assert page.locator("#iso-count").inner_text() == "4 images"
+    unknown = page.locator('#iso-rows tr', has_text="UNKNOWN.ISO")
+    assert unknown.locator("td").nth(3).inner_text() == "No"
+    assert unknown.locator("td").nth(5).inner_text() == "scan"
+    assert page.evaluate("window.__noReload") is True  # no reload happened
+    page.screenshot(path=str(artifacts / "ui-scan-finished.png"))
+
+
+def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, iso_tree: Path) -> None:
+    task = kimchi.post("/isos/scan", {"path": str(iso_tree)}).json()
+    assert kimchi.wait_task(task["id"])["status"] == "finished"
+
+    open_ui(page, kimchi)  # the library and the task come from the listings this time
+    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
+    assert wait_status(page, TERMINAL) == "finished"
+    names = lambda: [n for n in iso_rows(page)]  # noqa: E731 - in the displayed order
+    assert names() == ["debian-12.iso", "Fedora-39.iso", "ubuntu-22.04.iso", "UNKNOWN.ISO"]
+
+    size = page.locator('#iso-table th[data-key="size"]')
+    size.get_by_role("button").click()
+    assert size.get_attribute("aria-sort") == "ascending"
+    sizes = [int(i["size"]) for i in sorted(kimchi.get("/isos").json(), key=lambda i: i["size"])]
+    assert sizes == sorted(sizes)
+    size.get_by_role("button").click()
+    assert size.get_attribute("aria-sort") == "descending"
+    assert page.locator('#iso-table th[data-key="name"]').get_attribute("aria-sort") == "none"
+
+    distro = page.locator('#iso-table th[data-key="distro"]').get_by_role("button")
+    distro.focus()
+    page.keyboard.press("Enter")  # keyboard users sort too
+    assert [d for d in iso_rows(page).values()] == ["debian 12.2", "fedora 39", "ubuntu 22.04",
+                                                    "unknown"]
+
+    page.get_by_label("Filter").fill("ubuntu")
+    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 1")
+    assert names() == ["ubuntu-22.04.iso"]
+    assert page.locator("#iso-count").inner_text() == "1 of 4 images"
+    page.get_by_label("Filter").fill("no such image")
+    page.wait_for_selector("#iso-empty:not([hidden])")
+    assert "No image matches" in page.locator("#iso-empty").inner_text()
+    page.get_by_label("Filter").fill("")
+    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
+
+    # honest placeholders: greyed out, not links, saying "coming soon"
+    soon = page.locator(".nav-soon .nav-item")
+    assert soon.count() == 5
+    assert all(soon.nth(i).get_attribute("aria-disabled") == "true" for i in range(5))
+    assert "coming soon" in soon.first.inner_text() or "coming soon" in soon.first.text_content()
+    assert page.locator(".nav-soon a").count() == 0
+
+
+def test_mid_scan_screenshot_then_stop_cancels_the_scan(
+        page: Any, slow_kimchi: Kimchi, slow_tree: Path, artifacts: Path) -> None:
+    open_ui(page, slow_kimchi)
+    start_scan(page, slow_tree)
+    card = task_card(page)
+    stop = page.get_by_role("button", name=re.compile(r"^Stop"))
+    stop.wait_for()
+
+    page.wait_for_function(MID_PROGRESS, timeout=20_000)
+    page.wait_for_timeout(350)  # let the bar's short transition finish
+    shot = artifacts / "ui-mid-scan.png"
+    shot.unlink(missing_ok=True)
+    page.screenshot(path=str(shot))
+    assert shot.exists() and shot.read_bytes()[:8] == PNG_SIGNATURE
+    assert card.get_attribute("data-status") == "running"
+    found_mid_scan = page.locator("#iso-rows tr").count()
+    assert 0 < found_mid_scan < 15  # the library fills while the scan runs
+
+    stop.click()
+    assert wait_status(page, TERMINAL) == "cancelled"
+    assert card.locator(".task-status").inner_text() == "Cancelled"
+    assert stop.is_hidden() and card.locator(".task-cancel").is_hidden()
+    assert "cancelled" in page.locator("#scan-status").inner_text()
+    task_id = card.get_attribute("data-task-id")
+    assert slow_kimchi.get(f"/tasks/{task_id}").json()["status"] == "cancelled"
+    assert page.locator("#iso-rows tr").count() < 15
+    page.screenshot(path=str(artifacts / "ui-cancelled.png"))
+
+
+def test_relative_path_shows_the_reason_inline(page: Any, kimchi: Kimchi, problems: Any) -> None:
+    problems.allowed.append("status of 400")  # Chromium logs the failed POST itself
+    open_ui(page, kimchi)
+    start_scan(page, "isos/of/mine")
+
+    error = page.locator("#scan-error")
+    error.wait_for()
+    expected = kimchi.post("/isos/scan", {"path": "isos/of/mine"}).json()
+    assert expected["errcode"] == "KCHISO0001E"
+    assert error.inner_text() == expected["reason"]
+    assert "KCHISO0001E" in error.inner_text()
+    assert error.get_attribute("role") == "alert"
+    assert page.get_by_label("Folder to scan").get_attribute("aria-invalid") == "true"
+    assert page.locator("#task-list > li").count() == 0
+    page.screenshot(path=str(page_artifact(page, "ui-bad-path.png")))
+
+    page.get_by_label("Folder to scan").fill("/")  # editing clears the message
+    assert error.is_hidden()
+
+
+def test_reconnects_after_a_daemon_restart_without_duplicates(
+        page: Any, slow_kimchi: Kimchi, slow_tree: Path, problems: Any,
+        artifacts: Path) -> None:
+    # While the daemon is down Chromium logs the refused connections itself.
+    problems.allowed += ["WebSocket connection", "ERR_CONNECTION_REFUSED",
+                         "Failed to load resource"]
+    open_ui(page, slow_kimchi)
+    start_scan(page, slow_tree)
+    card = task_card(page)
+    task_id = card.get_attribute("data-task-id")
+    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length > 0",
+                           timeout=20_000)
+    assert card.get_attribute("data-status") == "running"
+
+    slow_kimchi.restart()  # closes every WebSocket; the scan is handed to the new workers
+
+    page.wait_for_selector('#conn[data-state="live"]', timeout=20_000)
+    states = page.evaluate("window.__conn")
+    assert "reconnecting" in states, states
+    assert states[-1] == "live"
+
+    status = wait_status(page, TERMINAL, timeout=45_000)
+    rest = slow_kimchi.get(f"/tasks/{task_id}").json()
+    assert status == rest["status"]
+    assert page.locator("#task-list > li.task").count() == 1
+    assert card.get_attribute("data-task-id") == task_id
+
+    library = sorted(i["path"] for i in slow_kimchi.get("/isos").json())
+    page.wait_for_function(
+        f"document.querySelectorAll('#iso-rows tr').length === {len(library)}")
+    paths = row_paths(page)
+    assert len(paths) == len(set(paths)), "an ISO is shown twice"
+    assert sorted(paths) == library
+    if status == "finished":
+        assert len(library) == 15
+    assert page.evaluate("window.__noReload") is True
+    page.screenshot(path=str(artifacts / "ui-after-reconnect.png"))
+
+
+def page_artifact(page: Any, name: str) -> Path:
+    from tests.conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
