@@ -158,30 +158,44 @@ def test_scan_shows_live_progress_and_adds_isos_without_reload(
     page.screenshot(path=str(artifacts / "ui-scan-finished.png"))
 
 
-def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, iso_tree: Path) -> None:
-    task = kimchi.post("/isos/scan", {"path": str(iso_tree)}).json()
+def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Path) -> None:
+    gib, mib = 1024**3, 1024**2
+    tree = tmp_path / "library"
+    make_iso(tree / "Fedora-39.iso", "Fedora-WS-Live-39-1-5", size=2 * gib)
+    make_iso(tree / "ubuntu-22.04.iso", "Ubuntu 22.04.3 LTS amd64", size=700 * mib)
+    make_iso(tree / "debian-12.iso", "Debian 12.2.0 amd64 n", size=int(4.7 * gib) // 2048 * 2048)
+    make_iso(tree / "UNKNOWN.ISO", "MY_OWN_DISC", bootable=False)
+    task = kimchi.post("/isos/scan", {"path": str(tree)}).json()
     assert kimchi.wait_task(task["id"])["status"] == "finished"
 
     open_ui(page, kimchi)  # the library and the task come from the listings this time
     page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
     assert wait_status(page, TERMINAL) == "finished"
-    names = lambda: [n for n in iso_rows(page)]  # noqa: E731 - in the displayed order
+
+    def names() -> list[str]:
+        return list(iso_rows(page))  # in the displayed order
+
+    def sizes() -> list[str]:
+        return page.locator("#iso-rows td.num").all_inner_texts()
+
     assert names() == ["debian-12.iso", "Fedora-39.iso", "ubuntu-22.04.iso", "UNKNOWN.ISO"]
+    name = page.locator('#iso-table th[data-key="name"]')
+    assert name.get_attribute("aria-sort") == "ascending"
 
     size = page.locator('#iso-table th[data-key="size"]')
     size.get_by_role("button").click()
     assert size.get_attribute("aria-sort") == "ascending"
-    sizes = [int(i["size"]) for i in sorted(kimchi.get("/isos").json(), key=lambda i: i["size"])]
-    assert sizes == sorted(sizes)
+    assert name.get_attribute("aria-sort") == "none"
+    assert sizes() == ["48 KiB", "700 MiB", "2.0 GiB", "4.7 GiB"]
     size.get_by_role("button").click()
     assert size.get_attribute("aria-sort") == "descending"
-    assert page.locator('#iso-table th[data-key="name"]').get_attribute("aria-sort") == "none"
+    assert sizes() == ["4.7 GiB", "2.0 GiB", "700 MiB", "48 KiB"]
 
     distro = page.locator('#iso-table th[data-key="distro"]').get_by_role("button")
     distro.focus()
     page.keyboard.press("Enter")  # keyboard users sort too
-    assert [d for d in iso_rows(page).values()] == ["debian 12.2", "fedora 39", "ubuntu 22.04",
-                                                    "unknown"]
+    assert list(iso_rows(page).values()) == ["debian 12.2", "fedora 39", "ubuntu 22.04",
+                                             "unknown"]
 
     page.get_by_label("Filter").fill("ubuntu")
     page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 1")
@@ -197,7 +211,7 @@ def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, iso_tree: Pa
     soon = page.locator(".nav-soon .nav-item")
     assert soon.count() == 5
     assert all(soon.nth(i).get_attribute("aria-disabled") == "true" for i in range(5))
-    assert "coming soon" in soon.first.inner_text() or "coming soon" in soon.first.text_content()
+    assert all("coming soon" in t for t in soon.all_text_contents())
     assert page.locator(".nav-soon a").count() == 0
 
 
@@ -230,7 +244,8 @@ def test_mid_scan_screenshot_then_stop_cancels_the_scan(
     page.screenshot(path=str(artifacts / "ui-cancelled.png"))
 
 
-def test_relative_path_shows_the_reason_inline(page: Any, kimchi: Kimchi, problems: Any) -> None:
+def test_relative_path_shows_the_reason_inline(page: Any, kimchi: Kimchi, problems: Any,
+                                               artifacts: Path) -> None:
     problems.allowed.append("status of 400")  # Chromium logs the failed POST itself
     open_ui(page, kimchi)
     start_scan(page, "isos/of/mine")
@@ -244,7 +259,7 @@ def test_relative_path_shows_the_reason_inline(page: Any, kimchi: Kimchi, proble
     assert error.get_attribute("role") == "alert"
     assert page.get_by_label("Folder to scan").get_attribute("aria-invalid") == "true"
     assert page.locator("#task-list > li").count() == 0
-    page.screenshot(path=str(page_artifact(page, "ui-bad-path.png")))
+    page.screenshot(path=str(artifacts / "ui-bad-path.png"))
 
     page.get_by_label("Folder to scan").fill("/")  # editing clears the message
     assert error.is_hidden()
@@ -288,9 +303,3 @@ def test_reconnects_after_a_daemon_restart_without_duplicates(
     assert page.evaluate("window.__noReload") is True
     page.screenshot(path=str(artifacts / "ui-after-reconnect.png"))
 
-
-def page_artifact(page: Any, name: str) -> Path:
-    from tests.conftest import ARTIFACTS
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS / name

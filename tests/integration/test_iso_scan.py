@@ -37,3 +37,26 @@ def test_scan_finds_each_iso_once_and_names_its_distribution(kimchi: Kimchi, iso
 
     found = kimchi.get(f"/events?since=0&types=iso.found&task={task['id']}").json()
     assert sorted(e["data"]["name"] for e in found) == sorted(isos)
+
+
+def test_isos_in_active_storage_pools_appear_without_a_scan(kimchi_factory, redis_db,
+                                                           tmp_path: Path):
+    from tests.isofactory import make_iso
+
+    pool = tmp_path / "pool"
+    make_iso(pool / "alpine.iso", "alpine-virt 3.18.4 x86_64")
+    # libvirt's test driver, loaded from a node description: an active dir pool holding it.
+    node = tmp_path / "node.xml"
+    node.write_text(f"""<node>
+      <pool type='dir'><name>isos</name><uuid>35bb2ad9-388a-cdfe-461a-b8907f6e5301</uuid>
+        <source/><target><path>{pool}</path></target>
+        <volume type='file'><name>alpine.iso</name><capacity>49152</capacity>
+          <target><path>{pool}/alpine.iso</path><format type='iso'/></target></volume>
+      </pool>
+    </node>""")
+    k = kimchi_factory(redis_url=redis_db.url, extra={"libvirt": {"uri": f"test://{node}"}})
+    isos = k.get("/isos").json()
+    assert [(i["name"], i["os_distro"], i["os_version"], i["found_by"], i["pool"])
+            for i in isos] == [("alpine.iso", "alpine", "3.18", "pool", "isos")]
+    assert k.get("/tasks").json() == []  # no task was needed
+    assert k.get("/isos?found_by=scan").json() == []
