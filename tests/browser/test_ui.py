@@ -77,10 +77,9 @@ def wait_status(page: Any, statuses: tuple[str, ...], timeout: float = 30_000) -
 
 def iso_rows(page: Any) -> dict[str, str]:
     """Library rows as {name: distribution text}."""
-    rows = page.locator("#iso-rows tr")
-    return {rows.nth(i).locator("td").nth(0).inner_text().strip():
-            rows.nth(i).locator("td").nth(1).inner_text().strip()
-            for i in range(rows.count())}
+    cells = page.eval_on_selector_all(
+        "#iso-rows tr", "rs => rs.map(r => [r.cells[0].innerText, r.cells[1].innerText])")
+    return {" ".join(name.split()): " ".join(distro.split()) for name, distro in cells}
 
 
 def row_paths(page: Any) -> list[str]:

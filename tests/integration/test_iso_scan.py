@@ -60,3 +60,29 @@ def test_isos_in_active_storage_pools_appear_without_a_scan(kimchi_factory, redi
             for i in isos] == [("alpine.iso", "alpine", "3.18", "pool", "isos")]
     assert k.get("/tasks").json() == []  # no task was needed
     assert k.get("/isos?found_by=scan").json() == []
+
+
+def test_with_a_redis_url_no_redis_is_started_and_outside_workers_join(
+        kimchi_factory, redis_db, iso_tree: Path, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_for
+
+    k = kimchi_factory(redis_url=redis_db.url, workers=0)
+    assert k.children("redis-server") == [] and k.workers() == []
+    task = k.post("/isos/scan", {"path": str(iso_tree)}).json()
+    # A worker started on its own (as on another host, by kimchi-worker@.service).
+    cfg = tmp_path / "worker.toml"
+    cfg.write_text(f'[redis]\nurl = "{redis_db.url}"\n')
+    env = {key: v for key, v in os.environ.items() if not key.startswith("KIMCHI_")}
+    worker = subprocess.Popen([sys.executable, "-m", "workers.main", "--config", str(cfg)],
+                              env=env)
+    try:
+        done = k.wait_task(task["id"])
+        assert done["status"] == "finished" and done["result"]["isos"] == 4
+        wait_for(lambda: k.get("/health").json()["workers"] == 1, what="the worker in /health")
+    finally:
+        worker.terminate()
+        assert worker.wait(15) == 0
