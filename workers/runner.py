@@ -52,6 +52,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         self.fault_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_REPORTS", "0") or 0)
         self.grace = 2.0
+        self._next_tidy = 0.0
         load_all()
 
     # -- the main loop -------------------------------------------------------
@@ -113,10 +114,20 @@ class Worker:
             self.keys.jobs, bus.GROUP, self.name, self.lease_ms, "0-0", count=count
         )
         claimed = [(eid, f) for eid, f in reply[1] if f]
+        if time.monotonic() >= self._next_tidy:
+            self._next_tidy = time.monotonic() + 60
+            self._forget_dead_consumers()
         if claimed:
             log.warning("reclaimed %d job(s) of lost workers: %s", len(claimed),
                         [f.get("task") for _e, f in claimed])
         return claimed
+
+    def _forget_dead_consumers(self) -> None:
+        """Drop consumers (workers long gone) that hold no job, so the group stays small."""
+        for c in self.client.xinfo_consumers(self.keys.jobs, bus.GROUP):
+            if c["name"] != self.name and c["pending"] == 0 and c["idle"] > 3_600_000:
+                self.client.xgroup_delconsumer(self.keys.jobs, bus.GROUP, c["name"])
+        self.client.zremrangebyscore(self.keys.workers, "-inf", time.time() - 3600)
 
     def _start(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         now = bus.now_iso(time.time())

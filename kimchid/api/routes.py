@@ -8,10 +8,10 @@ validation (400/406/415), the error model and ``GET /openapi.json``.
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest

@@ -80,4 +80,21 @@ def page(chromium: Any, problems: PageProblems) -> Iterator[Any]:
     pg.on("pageerror", lambda e: problems.add(f"exception: {e}"))
     yield pg
     context.close()
-    assert not problems.items, "the page logged errors:\n" + "\n".join(problems.items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Close the page as soon as the test body ends, then fail on what the page logged.
+
+    Done here rather than in the fixture's teardown: the daemon fixtures are torn down
+    first, and the page would log its reconnection attempts to a stopped daemon.
+    """
+    result = yield
+    funcargs = getattr(item, "funcargs", {})
+    pg = funcargs.get("page")
+    if pg is not None:
+        pg.context.close()
+        found = funcargs.get("problems")
+        if found is not None and found.items:
+            pytest.fail("the page logged errors:\n" + "\n".join(found.items), pytrace=False)
+    return result

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import requests
-import websocket
 
 from tests.conftest import Kimchi
 
