@@ -91,7 +91,12 @@ class _Scan:
                     self.files += 1
                     name = entry.name
                     if len(name) > 4 and name[-4:].lower() == ".iso":
-                        self._probe(entry.path, entry.path)
+                        if entry.is_file(follow_symlinks=False):  # never open a FIFO or device
+                            self._probe(entry.path, entry.path)
+                        else:
+                            self.skipped += 1
+                    if self.files & 0xFFF == 0:
+                        ctx.check()  # a folder of a million files still stops within a second
             self.dirs += 1
             if self.files & 0x3FF == 0 or self.dirs & 0x3F == 0:
                 self.report()
@@ -116,7 +121,8 @@ class _Scan:
 
     def _probe(self, path: str, real: str) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW if path == real else os.O_RDONLY)
+            flags = os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if path == real else 0)
+            fd = os.open(path, flags)
         except OSError:
             self.skipped += 1
             return
