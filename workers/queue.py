@@ -35,7 +35,7 @@ class SyncBus:
     def __init__(
         self, client: redis.Redis, keys: bus.Keys | None = None, maxlen: int = 100_000
     ) -> None:
-        self.client = client
+        self.client: Any = client  # decode_responses=True: replies are str
         self.keys = keys or bus.Keys()
         self.maxlen = maxlen
         self.scripts = {name: client.register_script(s.source) for name, s in bus.SCRIPTS.items()}
@@ -59,7 +59,7 @@ class SyncBus:
         task_id = task_id or uuid.uuid4().hex
         now = time.time()
         k = self.keys
-        args = [
+        args: list[Any] = [
             task_id, kind, json.dumps(params or {}), target_uri, bus.now_iso(now),
             int(now * 1000), self.maxlen, "Waiting for a worker", "",
         ]

@@ -38,7 +38,7 @@ class Worker:
     def __init__(self, cfg: Config, redis_url: str, name: str | None = None) -> None:
         self.cfg = cfg
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.client = connect(redis_url, cfg.redis.timeout)
+        self.client: Any = connect(redis_url, cfg.redis.timeout)
         self.bus = SyncBus(self.client, bus.Keys(cfg.redis.key_prefix), cfg.events.max_len)
         self.keys = self.bus.keys
         self.scripts = self.bus.scripts

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 class LibvirtConnection(Service):
-    name = "libvirt"
+    name = "libvirt"  # type: ignore[assignment]
 
     def __init__(self, uri: str, reactor: IReactorThreads, pool_size: int = 2) -> None:
         self.uri = uri

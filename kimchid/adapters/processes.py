@@ -30,14 +30,14 @@ def guarded(*argv: str) -> list[str]:
 class Children(ProcessMonitor):
     """The supervised children, with their pids for ``/health`` and the tests."""
 
-    name = "children"
+    name = "children"  # type: ignore[assignment]
 
     def __init__(self, reactor: IReactorProcess) -> None:
         super().__init__(reactor=reactor)
-        self.killTime = 10.0  # a worker hands its job back within its 2 s grace
-        self.minRestartDelay = 0.2
-        self.maxRestartDelay = 5.0
-        self.threshold = 1.0
+        self.killTime = 10.0  # type: ignore[assignment]  # a worker hands its job back within its 2 s grace
+        self.minRestartDelay = 0.2  # type: ignore[assignment]
+        self.maxRestartDelay = 5  # type: ignore[assignment]
+        self.threshold = 1
 
     def stopService(self) -> defer.Deferred[None]:  # type: ignore[override]
         """Stop every child; the Deferred fires once they have all exited."""
@@ -51,7 +51,8 @@ class Children(ProcessMonitor):
 
     def pids(self, prefix: str = "") -> dict[str, int]:
         return {name: proto.transport.pid for name, proto in self.protocols.items()
-                if name.startswith(prefix) and proto.transport.pid}
+                if name.startswith(prefix) and proto.transport is not None
+                and proto.transport.pid}
 
 
 def redis_socket(cfg: Config) -> Path:

@@ -46,7 +46,7 @@ def _connect(url: str, timeout: float) -> Any:
 class RedisClient(Service):
     """Commands and scripts with deadlines; ``up`` says whether Redis answers."""
 
-    name = "redis-client"
+    name = "redis-client"  # type: ignore[assignment]
 
     def __init__(self, url: str, timeout: float, clock: IReactorTime) -> None:
         self.url = url

@@ -10,7 +10,7 @@ from autobahn.websocket.types import ConnectionRequest
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 from kimchid import bus
 from kimchid.api.routes import EVENT_SCHEMA, JSON, Call, Reply, RouteTable
@@ -67,9 +67,10 @@ class EventSocket(WebSocketServerProtocol):
         hub: EventHub = self.factory.hub
         self.watcher = _SocketWatcher(self, self.wants, self.factory.buffer_limit)
         # After the upgrade the HTTP channel is still the transport's producer: ours takes over.
-        if getattr(self.transport, "producer", None) is not None:
-            self.transport.unregisterProducer()
-        self.transport.registerProducer(self.watcher, True)
+        transport: Any = self.transport
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(self.watcher, True)
         d = defer.Deferred.fromCoroutine(hub.watch(self.watcher, self.since))
         d.addErrback(self._failed)
 
@@ -86,11 +87,17 @@ class EventSocket(WebSocketServerProtocol):
             self.watcher.dropped = True
 
 
-def socket_factory(hub: EventHub, buffer_limit: int) -> WebSocketServerFactory:
-    factory = WebSocketServerFactory()
-    factory.protocol = EventSocket
-    factory.hub = hub
-    factory.buffer_limit = buffer_limit
+class EventSocketFactory(WebSocketServerFactory):
+    protocol = EventSocket
+
+    def __init__(self, hub: EventHub, buffer_limit: int) -> None:
+        super().__init__()
+        self.hub = hub
+        self.buffer_limit = buffer_limit
+
+
+def socket_factory(hub: EventHub, buffer_limit: int) -> EventSocketFactory:
+    factory = EventSocketFactory(hub, buffer_limit)
     factory.setProtocolOptions(autoPingInterval=30, autoPingTimeout=15,
                                perMessageCompressionAccept=lambda offers: None)
     return factory
@@ -100,7 +107,7 @@ def socket_factory(hub: EventHub, buffer_limit: int) -> WebSocketServerFactory:
 
 
 class _StreamWatcher(Watcher):
-    def __init__(self, request: IRequest, wants: EventFilter, limit: int,
+    def __init__(self, request: Request, wants: EventFilter, limit: int,
                  done: defer.Deferred[bytes]) -> None:
         super().__init__(wants, limit)
         self.request = request
@@ -121,7 +128,7 @@ class _StreamWatcher(Watcher):
             self.done.callback(b"")
 
 
-async def _serve_sse(hub: EventHub, clock: IReactorTime, request: IRequest,
+async def _serve_sse(hub: EventHub, clock: IReactorTime, request: Request,
                      wants: EventFilter, since: str | None, limit: int) -> bytes:
     request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
     request.setHeader(b"Cache-Control", b"no-store")
@@ -130,7 +137,12 @@ async def _serve_sse(hub: EventHub, clock: IReactorTime, request: IRequest,
     done: defer.Deferred[bytes] = defer.Deferred()
     w = _StreamWatcher(request, wants, limit, done)
     request.registerProducer(w, True)
-    request.notifyFinish().addBoth(lambda _: done.called or done.callback(b""))
+
+    def gone(_: object) -> None:
+        if not done.called:
+            done.callback(b"")
+
+    request.notifyFinish().addBoth(gone)
     keepalive = task.LoopingCall(lambda: request.write(b": keepalive\n\n"))
     keepalive.clock = clock
     keepalive.start(15.0, now=False)
@@ -154,7 +166,7 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
     socket = WebSocketResource(factory)
 
     async def events(call: Call) -> Any:
-        req = call.request
+        req: Any = call.request  # twisted.web.server.Request
         wants = EventFilter(call.query.get("types"), call.query.get("task"))
         since = _since(call.query.get("since"))
         upgrade = (call.header("upgrade") or "").lower()

@@ -85,15 +85,15 @@ class Route:
                 raise InvalidRequest("KCHAPI0007E", fields=", ".join(sorted(data)))
             return data
         errors = sorted(self._body_validator.iter_errors(data), key=lambda e: list(e.path))
-        for e in errors:
-            if e.validator == "additionalProperties":
-                allowed = set(e.schema.get("properties", {}))
-                extra = sorted(set(e.instance) - allowed)
+        for err in errors:
+            if err.validator == "additionalProperties":
+                allowed = set(err.schema.get("properties", {}))
+                extra = sorted(set(err.instance) - allowed)
                 raise InvalidRequest("KCHAPI0007E", fields=", ".join(extra))
         if errors:
-            e = errors[0]
-            where = ".".join(str(p) for p in e.path) or "body"
-            raise InvalidRequest("KCHAPI0006E", error=f"{where}: {e.message}")
+            first = errors[0]
+            where = ".".join(str(p) for p in first.path) or "body"
+            raise InvalidRequest("KCHAPI0006E", error=f"{where}: {first.message}")
         return data
 
     def validate_query(self, uri: bytes) -> dict[str, str]:

@@ -131,7 +131,7 @@ class Watcher:
 
 
 class EventHub(Service):
-    name = "events"
+    name = "events"  # type: ignore[assignment]
 
     def __init__(self, redis: RedisClient, keys: bus.Keys, clock: IReactorTime,
                  max_len: int, page_size: int) -> None:
