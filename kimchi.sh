@@ -77,7 +77,7 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install by hand: $*"
     say "installing: $*"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Use-Pty=0 \
         install -y -qq "$@"
 }
 

@@ -19,7 +19,7 @@ Control, one line at a time on stdin; answers are one JSON line on stdout:
     PHASE <k>     -> count only the events of phase k from now on; {"ok": true}
     REPORT        -> {"phase", "frames", "unique", "per_client_min", "p50_ms", "p99_ms",
                       "max_ms", "app_p50_ms", "app_p99_ms", "app_max_ms", "first_rx",
-                      "last_rx", "open"}
+                      "last_rx", "open", "total"}
     QUIT          -> exits
 
     python bench/_ws_clients.py URL N
@@ -53,6 +53,7 @@ class Stats:
         self.app: list[float] = []
         self.first_rx = 0.0
         self.last_rx = 0.0
+        self.total = getattr(self, "total", 0)  # frames of any phase, ever
 
 
 STATS = Stats()
@@ -143,6 +144,7 @@ class Conn:
         except ValueError:
             return
         st = STATS
+        st.total += 1
         if type(d) is not dict or d.get("phase") != st.phase:
             return
         ts = d["ts"]
@@ -282,7 +284,7 @@ def command(cmd: str, conns: dict[int, Conn], out) -> bool:
             "app_p50_ms": _pct(app, 50), "app_p99_ms": _pct(app, 99),
             "app_max_ms": app[-1] if app else None,
             "first_rx": STATS.first_rx, "last_rx": STATS.last_rx,
-            "open": sum(not c.closed for c in conns.values()),
+            "open": sum(not c.closed for c in conns.values()), "total": STATS.total,
         }) + "\n")
     elif cmd == "QUIT":
         return False

@@ -7,6 +7,7 @@ one) and its own kimchid, in a fresh temporary folder, and stops them at the end
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
@@ -64,6 +65,39 @@ def workdir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"kimchi-bench-{name}-"))
 
 
+_STARTED: list[subprocess.Popen[Any]] = []
+
+
+def track(proc: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+    """Remember a child we started, so it is stopped (by pid) however the benchmark ends."""
+    _STARTED.append(proc)
+    return proc
+
+
+def _cleanup() -> None:
+    for proc in reversed(_STARTED):
+        if proc.poll() is None:
+            try:
+                proc.terminate()
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 10
+    for proc in reversed(_STARTED):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGHUP, _on_signal)
+
+
 def stop_proc(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM,
               timeout: float = 15.0) -> None:
     """Stop one process we started (by its pid), killing it if it does not go."""
@@ -99,12 +133,12 @@ class RedisProc:
             raise SystemExit("redis-server is not installed (apt-get install redis-server)")
         persistence = (["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof
                        else ["--appendonly", "no"])
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [binary, "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700",
              "--dir", str(self.dir), *persistence, "--save", "", "--maxclients", "10000",
              "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        ))
         wait_for(lambda: self.client().ping(), what="redis-server")
         return self
 
@@ -156,10 +190,10 @@ class KimchidProc:
         import requests
 
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = track(subprocess.Popen(
                 [sys.executable, "-m", "kimchid.main", "--config", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, env=base_env(), cwd=self.dir,
-            )
+            ))
         s = requests.Session()
         wait_for(lambda: s.get(self.url + "/health", timeout=2).status_code == 200,
                  timeout=30, what=f"kimchid on {self.url} (log {self.log})")
@@ -189,10 +223,10 @@ class KimchidProc:
 def start_worker(config: Path, redis_url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
     """One standalone ``kimchi-worker`` process (``python -m workers.main``)."""
     with open(log, "ab") as out:
-        return subprocess.Popen(
+        return track(subprocess.Popen(
             [sys.executable, "-m", "workers.main", "--config", str(config), "--name", name],
             stdout=out, stderr=subprocess.STDOUT, env=base_env(KIMCHI_REDIS_URL=redis_url),
-        )
+        ))
 
 
 def wait_workers(client: redis.Redis, n: int, prefix: str = "kimchi:",
@@ -284,6 +318,23 @@ class CpuMeter:
         return cpu, 100.0 * cpu / wall if wall > 0 else float("nan")
 
 
+class MachineCpu:
+    """The whole machine's busy CPU (all processes, ours and others'), % of one core."""
+
+    def start(self) -> MachineCpu:
+        self.t0, self.c0 = time.monotonic(), self._busy()
+        return self
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+    def stop(self) -> float:
+        wall = time.monotonic() - self.t0
+        return 100.0 * (self._busy() - self.c0) / wall if wall > 0 else float("nan")
+
+
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -301,11 +352,26 @@ def _redis_version() -> str:
         return "?"
 
 
+_RUN_CPU: MachineCpu | None = None
+
+
 def header(title: str, quick: bool) -> None:
+    global _RUN_CPU
+    _RUN_CPU = MachineCpu().start()
     print(f"# {title}{' (quick)' if quick else ''}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {machine()}")
     print(f"# load average before start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sys.stdout.flush()
+
+
+def footer() -> float:
+    """Print how busy the whole machine was during the run (others' processes included)."""
+    busy = _RUN_CPU.stop() if _RUN_CPU else float("nan")
+    print(f"# machine CPU busy during the run: {busy:.0f}% of {100 * (os.cpu_count() or 1)}% "
+          f"(all processes, this benchmark's included); load average at the end: "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    sys.stdout.flush()
+    return busy
 
 
 def table(rows: list[Sequence[Any]], head: Sequence[str]) -> None:

@@ -13,6 +13,9 @@ Each repetition (medians of 5, 2 in --quick), all with a warm page cache:
   also the worker's own time from the task's ``task.started`` event to its ``updated``
   stamp (ms resolution), and the queueing before it (``created`` -> started).
 
+CPU (psutil/rusage, 10 ms ticks): find's user+sys and the workers' during the scan, a
+figure less sensitive than wall time to other load on a shared machine.
+
 Checks: the task found 200 ISOs and ``GET /isos`` lists all 200 with the right distro and
 version.  Target: kimchi <= 1.5x find.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -92,11 +96,18 @@ def build_tree(cache: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
     return tree, isos
 
 
+FIND_CPU: list[float] = []
+
+
 def time_find(tree: Path) -> tuple[float, int]:
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(["find", str(tree), "-name", "*.iso"], capture_output=True,
                          check=True).stdout
-    return (time.perf_counter() - t0) * 1000, out.count(b"\n")
+    wall = (time.perf_counter() - t0) * 1000
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    FIND_CPU.append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000)
+    return wall, out.count(b"\n")
 
 
 def time_scandir(tree: Path) -> tuple[float, int]:
@@ -117,7 +128,9 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def time_kimchi(k: KimchidProc, s, tree: Path) -> dict:
+def time_kimchi(k: KimchidProc, s, tree: Path, poll: float = 0.005) -> dict:
+    cpu_w = common.CpuMeter([p.pid for p in k.worker_procs()]).start()
+    cpu_d = common.CpuMeter([k.proc.pid]).start()
     t0 = time.perf_counter()
     r = s.post(k.url + "/isos/scan", json={"path": str(tree)}, timeout=30)
     r.raise_for_status()
@@ -127,20 +140,23 @@ def time_kimchi(k: KimchidProc, s, tree: Path) -> dict:
         t = s.get(f"{k.url}/tasks/{tid}", timeout=30).json()
         if t["status"] != "running" or time.monotonic() > deadline:
             break
-        time.sleep(0.005)
+        time.sleep(poll)
     total = (time.perf_counter() - t0) * 1000
+    worker_cpu, daemon_cpu = cpu_w.stop()[0] * 1000, cpu_d.stop()[0] * 1000
     started = s.get(f"{k.url}/events", params={"since": "0", "types": "task.started",
                                                "task": tid}, timeout=30).json()
     t_start = _ts(started[-1]["time"]) if started else float("nan")
     return {"ms": total, "status": t["status"], "result": t.get("result") or {},
             "queue_ms": (t_start - _ts(t["created"])) * 1000,
-            "worker_ms": (_ts(t["updated"]) - t_start) * 1000, "id": tid}
+            "worker_ms": (_ts(t["updated"]) - t_start) * 1000, "id": tid,
+            "worker_cpu_ms": worker_cpu, "daemon_cpu_ms": daemon_cpu}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short smoke run (CI)")
     ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--poll", type=float, default=0.005, help="GET /tasks/<id> interval, s")
     ap.add_argument("--tree", default="/tmp/kimchi-bench-tree", help="cache folder of the tree")
     a = ap.parse_args()
     reps = a.reps or (2 if a.quick else 5)
@@ -159,19 +175,20 @@ def main() -> int:
         # warm the page cache and the daemon (first scan loads scripts, fills the library)
         n_find = time_find(tree)[1]
         time_scandir(tree)
-        warm = time_kimchi(k, s, tree)
+        warm = time_kimchi(k, s, tree, a.poll)
         log(f"warm-up scan: {warm['ms']:.0f} ms, {warm['status']}, "
             f"{warm['result'].get('isos')} ISOs")
         for rep in range(reps):
             f, n_find = time_find(tree)
             p, n_py = time_scandir(tree)
-            kk = time_kimchi(k, s, tree)
+            kk = time_kimchi(k, s, tree, a.poll)
             finds.append(f)
             pys.append(p)
             kims.append(kk)
             log(f"rep {rep + 1}: find {f:.0f} ms ({n_find} ISOs) | scandir {p:.0f} ms | "
                 f"kimchi {kk['ms']:.0f} ms ({kk['status']}, {kk['result'].get('isos')} ISOs; "
-                f"queue {kk['queue_ms']:.0f} ms, worker {kk['worker_ms']:.0f} ms)")
+                f"queue {kk['queue_ms']:.0f} ms, worker {kk['worker_ms']:.0f} ms; CPU: workers "
+                f"{kk['worker_cpu_ms']:.0f} ms, kimchid {kk['daemon_cpu_ms']:.0f} ms)")
         listed = [i for i in s.get(k.url + "/isos", timeout=30).json()
                   if i["path"].startswith(str(tree) + "/")]
     finally:
@@ -185,6 +202,8 @@ def main() -> int:
                          for x in kims))
     mf, mp, mk = median(finds), median(pys), median(x["ms"] for x in kims)
     mw = median(x["worker_ms"] for x in kims)
+    fcpu = median(FIND_CPU[-reps:])
+    wcpu = median(x["worker_cpu_ms"] for x in kims)
     mq = median(x["queue_ms"] for x in kims)
     rows = [
         ["find -name '*.iso' (reference)", mf, common.spread(finds), 1.0, f"{n_find}"],
@@ -195,6 +214,12 @@ def main() -> int:
          common.spread([x["worker_ms"] for x in kims]), mw / mf, "-"],
         ["  of which queued (created->started)", mq,
          common.spread([x["queue_ms"] for x in kims]), "-", "-"],
+        ["CPU: find (user+sys)", fcpu, common.spread(FIND_CPU[-reps:]), 1.0, "-"],
+        ["CPU: kimchi workers during the scan", wcpu,
+         common.spread([x["worker_cpu_ms"] for x in kims]), wcpu / fcpu, "-"],
+        ["CPU: kimchid during the scan (incl. polling)",
+         median(x["daemon_cpu_ms"] for x in kims),
+         common.spread([x["daemon_cpu_ms"] for x in kims]), "-", "-"],
     ]
     print()
     common.table(rows, ["operation", "ms (median)", "spread", "x find", "ISOs"])
@@ -204,9 +229,11 @@ def main() -> int:
     common.verdict(ok, f"deep scan {mk:.0f} ms = {mk / mf:.2f}x find "
                        f"(target <= {TARGET_RATIO}x); all {len(manifest)} ISOs identified: "
                        f"{all_found}")
-    print("RESULT " + json.dumps({"bench": "deep_scan", "find_ms": mf, "scandir_ms": mp,
+    busy = common.footer()
+    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{"bench": "deep_scan", "find_ms": mf, "scandir_ms": mp,
                                   "kimchi_ms": mk, "worker_ms": mw, "ratio": mk / mf,
-                                  "isos_listed": len(listed), "pass": ok}))
+                                  "find_cpu_ms": fcpu, "worker_cpu_ms": wcpu,
+                                  "isos_listed": len(listed), "pass": ok}}))
     return 0
 
 

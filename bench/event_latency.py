@@ -56,10 +56,10 @@ def run_floor(rds: RedisProc, count: int, every: float, rep: int) -> list[float]
     key = f"bench:floor:{rep}"
     r = redis.Redis(unix_socket_path=str(rds.sock), decode_responses=False, socket_timeout=30)
     r.delete(key)
-    prod = subprocess.Popen(
+    prod = common.track(subprocess.Popen(
         [sys.executable, __file__, "--floor-producer", rds.url, str(count), str(every), key],
         env=common.base_env(),
-    )
+    ))
     lat: list[float] = []
     last = b"0-0"
     deadline = time.monotonic() + count * every + 20
@@ -164,10 +164,11 @@ def main() -> int:
     ok = mk99 <= TARGET_P99_MS and min(seen_all) == count
     common.verdict(ok, f"event latency p99 {mk99:.2f} ms (target <= {TARGET_P99_MS} ms), "
                        f"{min(seen_all)}/{count} events delivered")
-    print("RESULT " + json.dumps({"bench": "event_latency", "kimchi_p50_ms": mk50,
+    busy = common.footer()
+    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{"bench": "event_latency", "kimchi_p50_ms": mk50,
                                   "kimchi_p99_ms": mk99, "floor_p50_ms": mf50,
                                   "floor_p99_ms": mf99, "reps": reps, "count": count,
-                                  "pass": ok}))
+                                  "pass": ok}}))
     return 0
 
 

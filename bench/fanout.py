@@ -36,7 +36,7 @@ from typing import Any
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 import common  # noqa: E402
-from common import CpuMeter, KimchidProc, RedisProc, log, median  # noqa: E402
+from common import CpuMeter, KimchidProc, MachineCpu, RedisProc, log, median  # noqa: E402
 
 TARGET_P99_MS = 50.0
 LADDER = [70, 50, 30, 20, 10, 5]
@@ -47,10 +47,10 @@ class Clients:
     """The load-generator process and its line protocol."""
 
     def __init__(self, url: str, n: int) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = common.track(subprocess.Popen(
             [sys.executable, str(common.BENCH / "_ws_clients.py"), url, str(n)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=common.base_env(),
-        )
+        ))
         self.ready = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -100,15 +100,17 @@ class Producer:
 
 
 def run_phase(server_pid: int, clients: Clients, producer: Producer, phase: int, rate: float,
-              duration: float) -> dict[str, Any]:
+              duration: float, drain: float = 30.0) -> dict[str, Any]:
+    wait_quiet(clients)
     clients.cmd(f"PHASE {phase}")
+    busy = MachineCpu().start()
     cpu_s = CpuMeter([server_pid]).start()
     cpu_c = CpuMeter([clients.proc.pid]).start()
     t_send = time.time()
     sent, achieved = producer.run(phase, rate, duration)
     expected = sent * clients.ready["ready"]
-    # drain: until everything is in, or no progress for 2 s (at most 15 s)
-    deadline = time.monotonic() + 15
+    # drain: until everything is in, or no progress for 5 s (at most ``drain`` s)
+    deadline = time.monotonic() + drain
     last, last_change = -1, time.monotonic()
     while True:
         rep = clients.cmd("REPORT")
@@ -116,18 +118,33 @@ def run_phase(server_pid: int, clients: Clients, producer: Producer, phase: int,
             break
         if rep["unique"] != last:
             last, last_change = rep["unique"], time.monotonic()
-        elif time.monotonic() - last_change > 2.0:
+        elif time.monotonic() - last_change > 5.0:
             break
         time.sleep(0.2)
-    _, srv_pct = cpu_s.stop()
-    _, cli_pct = cpu_c.stop()
+    srv_s, srv_pct = cpu_s.stop()
+    cli_s, cli_pct = cpu_c.stop()
+    machine = busy.stop()
     span = (rep["last_rx"] - t_send) if rep["last_rx"] else float("nan")
     return {"rate": rate, "sent": sent, "achieved_rate": achieved, "expected": expected,
             "delivered": rep["unique"], "frames": rep["frames"], "p50": rep["p50_ms"],
             "p99": rep["p99_ms"], "max": rep["max_ms"], "app_p50": rep["app_p50_ms"],
             "app_p99": rep["app_p99_ms"], "app_max": rep["app_max_ms"], "server_cpu": srv_pct,
-            "client_cpu": cli_pct, "open": rep["open"],
+            "client_cpu": cli_pct, "open": rep["open"], "machine_cpu": machine,
+            "server_us_frame": 1e6 * srv_s / max(1, rep["frames"]),
+            "client_us_frame": 1e6 * cli_s / max(1, rep["frames"]),
             "frames_s": rep["frames"] / span if span == span and span > 0 else float("nan")}
+
+
+def wait_quiet(clients: Clients, quiet: float = 1.0, limit: float = 60.0) -> None:
+    """Until no frame of any phase has arrived for ``quiet`` s (the server has caught up)."""
+    deadline = time.monotonic() + limit
+    last = -1
+    while time.monotonic() < deadline:
+        total = clients.cmd("REPORT")["total"]
+        if total == last:
+            return
+        last = total
+        time.sleep(quiet)
 
 
 def holds(res: dict[str, Any]) -> bool:
@@ -150,8 +167,8 @@ class Server:
             return self.k.ws_url + "/events", self.k.proc.pid
         args = [sys.executable, str(common.BENCH / "_ws_broadcast_server.py"), self.rds.url,
                 STREAM] + (["--prepared"] if "prepared" in self.name else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
-                                     env=common.base_env())
+        self.proc = common.track(subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
+                                                  env=common.base_env()))
         line = self.proc.stdout.readline().split()
         return f"ws://127.0.0.1:{line[1]}/", self.proc.pid
 
@@ -164,7 +181,8 @@ class Server:
 
 
 def session(server: Server, producer: Producer, n_clients: int, rates: list[float],
-            duration: float, ladder: bool, phase0: int) -> list[dict[str, Any]]:
+            duration: float, ladder: bool, phase0: int, drain: float = 30.0
+            ) -> list[dict[str, Any]]:
     """Start the server and the clients; run the rates (and the ladder, if asked and the
     first rate fails); stop both."""
     url, pid = server.start()
@@ -179,7 +197,7 @@ def session(server: Server, producer: Producer, n_clients: int, rates: list[floa
 
         def one(rate: float) -> dict[str, Any]:
             nonlocal phase
-            res = run_phase(pid, clients, producer, phase, rate, duration)
+            res = run_phase(pid, clients, producer, phase, rate, duration, drain)
             res["server"] = server.name
             out.append(res)
             phase += 1
@@ -187,7 +205,9 @@ def session(server: Server, producer: Producer, n_clients: int, rates: list[floa
                 f"p99 {res['p99'] or float('nan'):.1f} ms, max {res['max'] or float('nan'):.0f} "
                 f"ms; app p50 {res['app_p50'] or float('nan'):.1f} p99 "
                 f"{res['app_p99'] or float('nan'):.1f} ms; delivered {res['delivered']}/{res['expected']}, open {res['open']}, "
-                f"server CPU {res['server_cpu']:.0f}%, client CPU {res['client_cpu']:.0f}%")
+                f"server CPU {res['server_cpu']:.0f}% ({res['server_us_frame']:.1f} us/frame), "
+                f"client CPU {res['client_cpu']:.0f}% ({res['client_us_frame']:.1f} us/frame), "
+                f"machine {res['machine_cpu']:.0f}% (of 200)")
             time.sleep(0.5)
             return res
 
@@ -214,13 +234,18 @@ def main() -> int:
                     help="comma-separated: kimchid, bare, bare-prepared")
     a = ap.parse_args()
     quick = a.quick
-    duration = a.duration or (3.0 if quick else 6.0)
+    duration = a.duration or (2.0 if quick else 6.0)
     reps = a.reps or (1 if quick else 3)
     names = (a.servers or ("kimchid,bare" if quick else "kimchid,bare,bare-prepared")).split(",")
 
     common.header(f"event fan-out: {a.clients} WebSocket clients, {a.rate:g} events/s", quick)
-    print(f"# {reps} repetition(s) of {duration:g} s phases, servers interleaved; ladder "
-          f"{LADDER} ev/s (first repetition) when a server misses p99 <= {TARGET_P99_MS:g} ms")
+    if quick:
+        print(f"# quick: {duration:g} s phases at {a.rate:g} and 20 ev/s, drain capped at 6 s, "
+              "no ladder")
+    else:
+        print(f"# {reps} repetition(s) of {duration:g} s phases, servers interleaved; ladder "
+              f"{LADDER} ev/s (first repetition) when a server misses p99 <= "
+              f"{TARGET_P99_MS:g} ms")
     wd = common.workdir("fanout")
     rds = RedisProc(wd / "redis").start()
     producer = Producer(rds)
@@ -229,8 +254,11 @@ def main() -> int:
     try:
         for rep in range(reps):
             for name in names:
-                res = session(Server(name, wd, rds), producer, a.clients, [a.rate], duration,
-                              ladder=(rep == 0), phase0=phase)
+                # quick: the rate, then 20/s, no ladder; full: the ladder in the 1st repetition
+                rates = [a.rate, 20.0] if quick and a.rate > 20 else [a.rate]
+                res = session(Server(name, wd, rds), producer, a.clients, rates, duration,
+                              ladder=(rep == 0 and not quick), phase0=phase,
+                              drain=6.0 if quick else 30.0)
                 phase += len(res) + 1
                 results[name] += res
     finally:
@@ -250,14 +278,16 @@ def main() -> int:
                          median(r["app_p99"] for r in rs),
                          f"{sum(r['delivered'] for r in rs)}/{sum(r['expected'] for r in rs)}",
                          median(r["frames_s"] for r in rs),
-                         median(r["server_cpu"] for r in rs), median(r["client_cpu"] for r in rs),
-                         "yes" if all(holds(r) for r in rs) else "no"])
+                         median(r["server_cpu"] for r in rs),
+                         median(r["server_us_frame"] for r in rs),
+                         median(r["client_cpu"] for r in rs),
+                         median(r["machine_cpu"] for r in rs), "yes" if all(holds(r) for r in rs) else "no"])
         del at
     print()
     common.table(rows, ["server", "ev/s", "runs", "rx p50 ms", "rx p99 ms (median)",
                         "rx p99 spread", "rx max ms", "app p50 ms", "app p99 ms",
-                        "delivered/expected", "frames/s", "server CPU %",
-                        "client CPU %", "p99<=50 & all"])
+                        "delivered/expected", "frames/s", "server CPU %", "server CPU us/frame",
+                        "client CPU %", "machine CPU % (/200)", "p99<=50 & all"])
     k_at = [r for r in results["kimchid"] if r["rate"] == a.rate]
     b_at = [r for r in results.get("bare", []) if r["rate"] == a.rate]
     kp99, bp99 = median(r["p99"] for r in k_at), median(r["p99"] for r in b_at)
@@ -271,9 +301,10 @@ def main() -> int:
     common.verdict(ok, f"fan-out to {a.clients} clients at {a.rate:g} ev/s: kimchid p99 "
                        f"{kp99:.1f} ms (target <= {TARGET_P99_MS:g}), delivered "
                        f"{sum(r['delivered'] for r in k_at)}/{sum(r['expected'] for r in k_at)}")
-    print("RESULT " + json.dumps({"bench": "fanout", "clients": a.clients, "rate": a.rate,
+    busy = common.footer()
+    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{"bench": "fanout", "clients": a.clients, "rate": a.rate,
                                   "kimchid_p99_ms": kp99, "bare_p99_ms": bp99,
-                                  "best_rate": best, "pass": ok}))
+                                  "best_rate": best, "pass": ok}}))
     return 0
 
 

@@ -117,11 +117,11 @@ def run_dramatiq(rds: RedisProc, wd: Path, n: int, procs_n: int = 2, threads: in
     r.flushall()
     env = common.base_env(BENCH_REDIS_URL=rds.url)
     with open(wd / "dramatiq.log", "ab") as out:
-        proc = subprocess.Popen(
+        proc = common.track(subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "_dramatiq_app", "--processes", str(procs_n),
              "--threads", str(threads)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=common.BENCH,
-        )
+        ))
     try:
         common.wait_for(lambda: r.zcard("dramatiq:__heartbeats__") >= procs_n, timeout=30,
                         what="dramatiq workers")
@@ -159,11 +159,11 @@ def run_rq(rds: RedisProc, wd: Path, n: int, worker_class: str, nproc: int = 2) 
     procs = []
     for i in range(nproc):
         with open(wd / f"rq-{i}.log", "ab") as out:
-            procs.append(subprocess.Popen(
+            procs.append(common.track(subprocess.Popen(
                 [sys.executable, "-m", "rq.cli", "worker", "-w", worker_class, "-u", url,
                  "-n", f"bench-rq-{i}", "-q", "default"],
                 stdout=out, stderr=subprocess.STDOUT, env=common.base_env(), cwd=common.BENCH,
-            ))
+            )))
     try:
         common.wait_for(lambda: r.scard("rq:workers") >= nproc, timeout=30, what="rq workers")
         time.sleep(0.5)
@@ -268,9 +268,10 @@ def main() -> int:
     common.verdict(ok, f"kimchi {best_k:.0f} jobs/s (target >= {TARGET_JOBS_S:.0f}); "
                        f"dramatiq {dq:.0f} ({best_k / dq:.2f}x); RQ SimpleWorker {rqs:.0f} "
                        f"({best_k / rqs:.1f}x, target >= 5x); every job finished: {all_done}")
-    print("RESULT " + json.dumps({"bench": "queue_throughput", "jobs": n, "reps": reps,
+    busy = common.footer()
+    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{"bench": "queue_throughput", "jobs": n, "reps": reps,
                                   "jobs_s": {k: med(k, "jobs_s") for k in results},
-                                  "pass": ok}))
+                                  "pass": ok}}))
     return 0
 
 

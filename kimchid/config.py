@@ -22,7 +22,7 @@ from kimchid.errors import ConfigError
 DEFAULT_CONFIG_FILE = "/etc/kimchi/kimchi.toml"
 # Environment variables of the KIMCHI_ family that are not configuration keys:
 # fault injection for the tests and the tests' own settings.
-_NOT_CONFIG = ("KIMCHI_FAULT_", "KIMCHI_TEST_")
+_NOT_CONFIG = ("KIMCHI_FAULT_", "KIMCHI_TEST_", "KIMCHI_BENCH_")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn
 
 def setup_twisted_logging(fmt: str, level: str, stream: IO[str] = sys.stdout) -> None:
     """Send the daemon's log events to ``stream`` as text or JSON lines."""
-    observer = jsonFileLogObserver(stream) if fmt == "json" else textFileLogObserver(stream)
+    # JSON lines: no RFC 7464 record separator, one object per line for the journal
+    observer = (jsonFileLogObserver(stream, recordSeparator="") if fmt == "json"
+                else textFileLogObserver(stream))
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(observer, [predicate])], redirectStandardIO=False

@@ -10,6 +10,7 @@
 
   const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
   const KIND_LABELS = { 'iso.scan': 'ISO scan' };
+  const COMPONENTS = { redis: 'Redis', libvirt: 'libvirt', workers: 'the workers' };
   const COUNTERS = [['files', 'Files'], ['dirs', 'Folders'], ['isos', 'ISOs'],
     ['skipped', 'Skipped']];
   const BACKOFF_MIN = 500;
@@ -154,7 +155,7 @@
     state.degraded = info;
     $('banner-title').textContent = info.title || 'Service degraded';
     $('banner-reason').textContent = info.reason || '';
-    $('banner-fix').textContent = info.fix ? `What to do: ${info.fix}` : '';
+    $('banner-fix').textContent = info.fix || '';
     $('banner-fix').hidden = !info.fix;
     $('banner').hidden = false;
     updateConn();
@@ -171,7 +172,7 @@
       const r = await fetch('/health', { headers: { Accept: 'application/json' } });
       const h = await r.json();
       if (h && h.status === 'degraded') {
-        const down = ['redis', 'libvirt'].filter((k) => h[k] === 'down');
+        const down = ['redis', 'libvirt'].filter((k) => h[k] === 'down').map((k) => COMPONENTS[k]);
         showDegraded({
           title: 'Service degraded',
           reason: down.length ? `Not answering: ${down.join(', ')}.` : 'A component is not answering.',
@@ -218,7 +219,7 @@
     tr.dataset.path = iso.path;
     const name = el('td', 'cell-name');
     name.append(el('span', 'iso-name', iso.name));
-    name.title = iso.name;
+    name.title = iso.path;
     const distro = el('td', 'cell-distro');
     const d = iso.os_distro || 'unknown';
     const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`);
@@ -359,7 +360,6 @@
     const status = taskStatus(t);
     const kind = KIND_LABELS[rec.kind] || rec.kind;
     node.dataset.status = status;
-    node.setAttribute('aria-label', `${kind}: ${STATUS_TEXT[status] || status}`);
     node.querySelector('.task-kind').textContent = kind;
     node.querySelector('.task-status').textContent = STATUS_TEXT[status] || status;
     const target = node.querySelector('.task-target');
@@ -446,8 +446,7 @@
     $('task-empty').hidden = all.length > 0;
     const badge = $('nav-running');
     badge.hidden = running === 0;
-    badge.textContent = String(running);
-    badge.setAttribute('aria-label', `${running} running`);
+    badge.replaceChildren(String(running), el('span', 'visually-hidden', ' running'));
     updateScanControls();
   }
 
@@ -731,7 +730,8 @@
         break;
       case 'service.degraded':
         showDegraded({
-          title: `Service degraded: ${d.component || 'a component'} is ${d.status || 'down'}`,
+          title: `Service degraded: ${COMPONENTS[d.component] || d.component || 'a component'} is ${
+            d.status || 'down'}`,
           reason: d.reason || '',
           fix: d.fix || '',
         });

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable
 from kimchid.model.isos import IsoLibrary
 
@@ -35,7 +37,7 @@ SCAN_BODY = {
 def register(table: RouteTable, isos: IsoLibrary) -> None:
     async def list_isos(call: Call) -> list[dict[str, object]]:
         found = await isos.list()
-        return [i for i in found if all(str(i.get(k)) == v for k, v in call.query.items())]
+        return [i for i in found if all(_text(i.get(k)) == v for k, v in call.query.items())]
 
     async def scan(call: Call) -> Reply:
         task = await isos.scan(call.body["path"])
@@ -51,3 +53,8 @@ def register(table: RouteTable, isos: IsoLibrary) -> None:
               body=SCAN_BODY, response=TASK_SCHEMA, status=202,
               description="Walks the tree, identifies each ISO from its volume descriptor, "
                           "emits `iso.found` for each and adds them to the library.")
+
+
+def _text(value: object) -> str:
+    """A field as it is written in a query string: true/false for booleans."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)

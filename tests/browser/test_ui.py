@@ -82,6 +82,13 @@ def iso_rows(page: Any) -> dict[str, str]:
     return {" ".join(name.split()): " ".join(distro.split()) for name, distro in cells}
 
 
+def wait_rows(page: Any, op: str, n: int, timeout: float = 15_000) -> None:
+    """Wait until the library shows ``op n`` rows (op: '===' or '>')."""
+    js = {"===": "n => document.querySelectorAll('#iso-rows tr').length === n",
+          ">": "n => document.querySelectorAll('#iso-rows tr').length > n"}[op]
+    page.wait_for_function(js, arg=n, timeout=timeout)
+
+
 def row_paths(page: Any) -> list[str]:
     return page.eval_on_selector_all("#iso-rows tr", "rs => rs.map(r => r.dataset.path)")
 
@@ -111,8 +118,20 @@ def slow_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
 
 
 @pytest.fixture
+def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
+    """A daemon without workers, for what needs no job to run (quicker to start and stop)."""
+    return kimchi_factory(redis_url=redis_db.url, workers=0)
+
+
+@pytest.fixture
 def slow_tree(tmp_path: Path) -> Path:
     return make_slow_tree(tmp_path / "slow-isos")
+
+
+@pytest.fixture
+def short_slow_tree(tmp_path: Path) -> Path:
+    """Fewer ISOs: the scan is run twice (before and after the restart)."""
+    return make_slow_tree(tmp_path / "slow-isos", isos=8)
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -142,7 +161,7 @@ def test_scan_shows_live_progress_and_adds_isos_without_reload(
     assert seen and seen[0] == "" and seen[-1] == "100", seen
     assert card.locator("progress").get_attribute("value") == "100"
 
-    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
+    wait_rows(page, "===", 4)
     assert iso_rows(page) == {
         "Fedora-39.iso": "fedora 39",
         "ubuntu-22.04.iso": "ubuntu 22.04",
@@ -157,7 +176,8 @@ def test_scan_shows_live_progress_and_adds_isos_without_reload(
     page.screenshot(path=str(artifacts / "ui-scan-finished.png"))
 
 
-def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Path) -> None:
+def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Path,
+                                         artifacts: Path) -> None:
     gib, mib = 1024**3, 1024**2
     tree = tmp_path / "library"
     make_iso(tree / "Fedora-39.iso", "Fedora-WS-Live-39-1-5", size=2 * gib)
@@ -168,7 +188,7 @@ def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Pa
     assert kimchi.wait_task(task["id"])["status"] == "finished"
 
     open_ui(page, kimchi)  # the library and the task come from the listings this time
-    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
+    wait_rows(page, "===", 4)
     assert wait_status(page, TERMINAL) == "finished"
 
     def names() -> list[str]:
@@ -197,14 +217,14 @@ def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Pa
                                              "unknown"]
 
     page.get_by_label("Filter").fill("ubuntu")
-    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 1")
+    wait_rows(page, "===", 1)
     assert names() == ["ubuntu-22.04.iso"]
     assert page.locator("#iso-count").inner_text() == "1 of 4 images"
     page.get_by_label("Filter").fill("no such image")
     page.wait_for_selector("#iso-empty:not([hidden])")
     assert "No image matches" in page.locator("#iso-empty").inner_text()
     page.get_by_label("Filter").fill("")
-    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length === 4")
+    wait_rows(page, "===", 4)
 
     # honest placeholders: greyed out, not links, saying "coming soon"
     soon = page.locator(".nav-soon .nav-item")
@@ -212,6 +232,15 @@ def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Pa
     assert all(soon.nth(i).get_attribute("aria-disabled") == "true" for i in range(5))
     assert all("coming soon" in t for t in soon.all_text_contents())
     assert page.locator(".nav-soon a").count() == 0
+
+    # a narrow window: one column, nothing wider than the window but the table's own scroller
+    page.set_viewport_size({"width": 400, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    for part in ("#scan-form", "#iso-table", "#tasks", "#conn"):
+        page.locator(part).scroll_into_view_if_needed()
+        assert page.locator(part).is_visible()
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(artifacts / "ui-narrow.png"), full_page=True)
 
 
 def test_mid_scan_screenshot_then_stop_cancels_the_scan(
@@ -243,8 +272,9 @@ def test_mid_scan_screenshot_then_stop_cancels_the_scan(
     page.screenshot(path=str(artifacts / "ui-cancelled.png"))
 
 
-def test_relative_path_shows_the_reason_inline(page: Any, kimchi: Kimchi, problems: Any,
+def test_relative_path_shows_the_reason_inline(page: Any, idle_kimchi: Kimchi, problems: Any,
                                                artifacts: Path) -> None:
+    kimchi = idle_kimchi
     problems.allowed.append("status of 400")  # Chromium logs the failed POST itself
     open_ui(page, kimchi)
     start_scan(page, "isos/of/mine")
@@ -265,17 +295,16 @@ def test_relative_path_shows_the_reason_inline(page: Any, kimchi: Kimchi, proble
 
 
 def test_reconnects_after_a_daemon_restart_without_duplicates(
-        page: Any, slow_kimchi: Kimchi, slow_tree: Path, problems: Any,
+        page: Any, slow_kimchi: Kimchi, short_slow_tree: Path, problems: Any,
         artifacts: Path) -> None:
     # While the daemon is down Chromium logs the refused connections itself.
     problems.allowed += ["WebSocket connection", "ERR_CONNECTION_REFUSED",
                          "Failed to load resource"]
     open_ui(page, slow_kimchi)
-    start_scan(page, slow_tree)
+    start_scan(page, short_slow_tree)
     card = task_card(page)
     task_id = card.get_attribute("data-task-id")
-    page.wait_for_function("document.querySelectorAll('#iso-rows tr').length > 0",
-                           timeout=20_000)
+    wait_rows(page, ">", 0, timeout=20_000)
     assert card.get_attribute("data-status") == "running"
 
     slow_kimchi.restart()  # closes every WebSocket; the scan is handed to the new workers
@@ -292,13 +321,69 @@ def test_reconnects_after_a_daemon_restart_without_duplicates(
     assert card.get_attribute("data-task-id") == task_id
 
     library = sorted(i["path"] for i in slow_kimchi.get("/isos").json())
-    page.wait_for_function(
-        f"document.querySelectorAll('#iso-rows tr').length === {len(library)}")
+    wait_rows(page, "===", len(library))
     paths = row_paths(page)
     assert len(paths) == len(set(paths)), "an ISO is shown twice"
     assert sorted(paths) == library
     if status == "finished":
-        assert len(library) == 15
+        assert len(library) == 8
     assert page.evaluate("window.__noReload") is True
     page.screenshot(path=str(artifacts / "ui-after-reconnect.png"))
 
+
+
+def test_reset_frame_lists_again_and_old_events_are_not_applied_twice(
+        page: Any, kimchi: Kimchi, iso_tree: Path) -> None:
+    # The socket goes through Playwright, which can hold frames back and inject others:
+    # the UI misses a whole scan, is told to list again, then gets the missed frames late.
+    sockets: list[Any] = []
+    held: list[str] = []
+    hold = {"on": False}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+        server.on_message(lambda m: held.append(m) if hold["on"] else ws.send(m))
+        sockets.append(ws)
+
+    page.route_web_socket(re.compile(r"/events"), route)
+    open_ui(page, kimchi)
+    hold["on"] = True
+    task = kimchi.post("/isos/scan", {"path": str(iso_tree)}).json()
+    assert kimchi.wait_task(task["id"])["status"] == "finished"
+    page.wait_for_timeout(500)  # let Playwright take (and hold) the frames
+    assert held, "the scan's events never reached the socket"
+    assert page.locator("#iso-rows tr").count() == 0
+    assert page.locator("#task-list > li").count() == 0
+
+    hold["on"] = False
+    sockets[-1].send('{"type":"reset"}')
+    wait_rows(page, "===", 4)
+    assert wait_status(page, TERMINAL) == "finished"
+
+    for frame in held:  # every one of them is older than the new listing
+        sockets[-1].send(frame)
+    page.wait_for_timeout(300)
+    assert page.locator("#task-list > li.task").count() == 1
+    assert page.locator("#task-list > li.task").first.get_attribute("data-status") == "finished"
+    paths = row_paths(page)
+    assert len(paths) == 4 and len(set(paths)) == 4
+
+
+def test_degraded_banner_while_redis_is_down(
+        page: Any, idle_kimchi: Kimchi, redis_db: RedisServer, artifacts: Path) -> None:
+    open_ui(page, idle_kimchi)
+    banner = page.get_by_role("alert").filter(has_text="degraded")
+    assert page.locator("#banner").is_hidden()
+
+    redis_db.stop()
+    try:
+        page.wait_for_selector("#banner:not([hidden])", timeout=20_000)
+        assert page.locator("#conn").inner_text().strip() == "Degraded"
+        assert "Redis is down" in banner.inner_text()
+        assert "reconnects by itself" in page.locator("#banner-fix").inner_text()
+        page.screenshot(path=str(artifacts / "ui-degraded.png"))
+    finally:
+        redis_db.start()
+    page.wait_for_selector("#banner", state="hidden", timeout=30_000)
+    page.wait_for_selector('#conn[data-state="live"]')

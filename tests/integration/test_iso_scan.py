@@ -82,3 +82,10 @@ def test_with_a_redis_url_no_redis_is_started_and_outside_workers_join(
     finally:
         worker.terminate()
         assert worker.wait(15) == 0
+
+
+def test_library_filters_by_field(kimchi: Kimchi, iso_tree: Path):
+    kimchi.wait_task(kimchi.post("/isos/scan", {"path": str(iso_tree)}).json()["id"])
+    assert {i["name"] for i in kimchi.get("/isos?bootable=false").json()} == {"UNKNOWN.ISO"}
+    assert len(kimchi.get("/isos?bootable=true").json()) == 3
+    assert [i["name"] for i in kimchi.get("/isos?os_distro=ubuntu").json()] == ["ubuntu-22.04.iso"]
