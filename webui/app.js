@@ -236,7 +236,11 @@
     if (typeof iso.size === 'number') size.title = `${numberFmt.format(iso.size)} bytes`;
     const boot = el('td', 'cell-boot');
     boot.append(el('span', iso.bootable ? 'yes' : 'no', iso.bootable ? 'Yes' : 'No'));
-    const path = el('td', 'cell-path mono', iso.path);
+    // long paths lose their start, not their end: the folder and file are what tell them apart
+    const path = el('td', 'cell-path mono');
+    const bdi = el('bdi', null, iso.path);
+    bdi.dir = 'ltr';
+    path.append(bdi);
     path.title = iso.path;
     const by = el('td', 'cell-by');
     by.append(el('span', `tag tag-${iso.found_by === 'pool' ? 'pool' : 'scan'}`,
@@ -593,8 +597,9 @@
       if (running) {
         status.textContent = t.cancelling ? `Stopping the scan of ${where}…` : `Scanning ${where}…`;
       } else {
-        status.textContent = `Scan of ${where} ${t.rec.status}${
-          t.rec.message ? `: ${t.rec.message}` : '.'}`;
+        const msg = t.rec.message || '';
+        const said = msg && msg.toLowerCase().replace(/\.$/, '') !== t.rec.status;
+        status.textContent = `Scan of ${where} ${t.rec.status}${said ? `: ${msg}` : '.'}`;
       }
     } else {
       status.hidden = true;

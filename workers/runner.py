@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,6 +52,8 @@ class Worker:
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         self.fault_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_REPORTS", "0") or 0)
         self.grace = 2.0
+        self.busy = 0
+        self.endings: queue.Queue[tuple[JobContext, str, str, Any]] = queue.Queue()
         self._next_tidy = 0.0
         load_all()
 
@@ -61,6 +63,7 @@ class Worker:
         log.info("worker %s starting (concurrency %d)", self.name, self.concurrency)
         hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         hb.start()
+        threading.Thread(target=self._ending_loop, name="endings", daemon=True).start()
         next_reap = 0.0
         backoff = 0.1
         self._ensure_group()
@@ -106,7 +109,7 @@ class Worker:
 
     def _free_slots(self) -> int:
         with self.lock:
-            return max(1, self.concurrency - len(self.running))
+            return max(1, self.concurrency - self.busy)
 
     def _reclaim(self, count: int) -> list[tuple[str, dict[str, str]]]:
         """Take over jobs whose worker stopped heartbeating for longer than the lease."""
@@ -156,6 +159,7 @@ class Worker:
             self.slots.acquire()
             with self.lock:
                 self.running[ctx.task_id] = ctx
+                self.busy += 1
             self.pool.submit(self._run_job, ctx)
 
     # -- one job ---------------------------------------------------------------
@@ -169,6 +173,9 @@ class Worker:
             log.debug("task %s (%s) attempt %s started", ctx.task_id, ctx.kind, ctx.attempt)
             result = fn(ctx) or {}
             msg = str(result.pop("message", "OK")) if isinstance(result, dict) else "OK"
+            ctx.flush_finds()  # every find is recorded before the task can end
+            if ctx.stopping == "lost":
+                status = "lost"
         except Stop as s:
             status, msg = self._stopped_as(ctx, s.why)
         except KimchiError as e:
@@ -176,17 +183,60 @@ class Worker:
         except Exception as e:  # the job's bug or its environment's: fail, with the reason
             log.error("task %s failed:\n%s", ctx.task_id, traceback.format_exc())
             status, msg = "failed", message("KCHTASK0005E", error=f"{type(e).__name__}: {e}")
-        try:
-            if status == "handback":
-                self._end(ctx, lambda: self._handback(ctx))
-            elif status != "lost":
-                # stop-flags raised after the job returned do not undo its success
-                self._end(ctx, lambda: self._finish(ctx, status, msg, result))
-        finally:
-            with self.lock:
+        if status != "lost":
+            ctx.flush()  # the last progress goes out before the end
+        with self.lock:
+            self.busy -= 1
+        self.slots.release()
+        # The ending is recorded by the ending thread, batched with others; the job stays
+        # in `running` (its lease kept) until then.
+        self.endings.put((ctx, status, msg, result))
+
+    def _ending_loop(self) -> None:
+        """Record the ends of jobs, many per round trip."""
+        while True:
+            batch = [self.endings.get()]
+            while len(batch) < 256:
+                try:
+                    batch.append(self.endings.get_nowait())
+                except queue.Empty:
+                    break
+            self._record_endings(batch)
+            for _ in batch:
+                self.endings.task_done()
+
+    def _record_endings(self, batch: list[tuple[JobContext, str, str, Any]]) -> None:
+        backoff = 0.1
+        give_up = float("inf")
+        todo = [b for b in batch if b[1] != "lost"]
+        while todo:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for ctx, status, msg, result in todo:
+                    if status == "handback":
+                        self._handback(ctx, pipe)
+                    else:
+                        self._finish(ctx, status, msg, result, pipe)
+                for (ctx, status, _m, _r), code in zip(todo, pipe.execute(), strict=True):
+                    if code == 0:
+                        log.warning("task %s: attempt %s was superseded; its end (%s) is "
+                                    "dropped", ctx.task_id, ctx.attempt, status)
+                break
+            except _REDIS_DOWN as e:
+                if self.stopping.is_set():
+                    # Stopping with Redis away: leave the jobs pending; their leases expire
+                    # and other workers re-run them.
+                    give_up = min(give_up, time.monotonic() + 5.0)
+                todo = [b for b in todo if b[0].stopping != "lost"]
+                if time.monotonic() > give_up:
+                    break
+                log.warning("cannot record the end of %d job(s) (%s); retrying", len(todo), e)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        with self.lock:
+            for ctx, status, _m, _r in batch:
                 self.running.pop(ctx.task_id, None)
-            self.slots.release()
-            log.debug("task %s ended: %s", ctx.task_id, status)
+                log.debug("task %s ended: %s", ctx.task_id, status)
 
     def _stopped_as(self, ctx: JobContext, why: str) -> tuple[str, str]:
         if why == "cancelled":
@@ -195,52 +245,27 @@ class Worker:
             return "failed", message("KCHTASK0006E", id=ctx.task_id, seconds=self.cfg.workers.job_timeout)
         return why, why  # lost | handback
 
-    def _end(self, ctx: JobContext, call: Callable[[], Any]) -> None:
-        """Run an ending script, riding out a Redis outage; give up only if the job was lost."""
-        backoff = 0.1
-        give_up = float("inf")
-        while True:
-            try:
-                call()
-                return
-            except _REDIS_DOWN as e:
-                if self.stopping.is_set():
-                    # Stopping with Redis away: leave the job pending; its lease expires
-                    # and another worker re-runs it.
-                    give_up = min(give_up, time.monotonic() + 5.0)
-                if ctx.stopping == "lost" or time.monotonic() > give_up:
-                    return
-                log.warning("task %s: cannot record its end (%s); retrying", ctx.task_id, e)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-
-    def _finish(self, ctx: JobContext, status: str, msg: str, result: Any) -> None:
-        if status == "finished":
-            ctx.flush_finds()
-            if ctx.stopping == "lost":
-                return
-        ctx.flush()
+    def _finish(self, ctx: JobContext, status: str, msg: str, result: Any, pipe: Any) -> None:
         k = self.keys
         final = ctx.last_percent
         if status == "finished":
             final = 100.0
-        code = self.scripts["finish"](
+        self.scripts["finish"](
             keys=[k.task(ctx.task_id), k.jobs, k.events, k.found(ctx.task_id)],
             args=[ctx.attempt, status, bus.now_iso(time.time()), msg,
                   json.dumps(result) if result is not None else "", ctx.entry_id,
                   self.cfg.tasks.keep_seconds, self.bus.maxlen,
                   "" if final is None else final],
+            client=pipe,
         )
-        if code == 0:
-            log.warning("task %s: attempt %s was superseded; its end is dropped",
-                        ctx.task_id, ctx.attempt)
 
-    def _handback(self, ctx: JobContext) -> None:
+    def _handback(self, ctx: JobContext, pipe: Any) -> None:
         k = self.keys
         self.scripts["handback"](
             keys=[k.task(ctx.task_id), k.jobs, k.events],
             args=[ctx.attempt, ctx.entry_id, bus.now_iso(time.time()),
                   f"Handed back by worker {self.name}, which is stopping", self.bus.maxlen],
+            client=pipe,
         )
 
     def _send_progress(self, ctx: JobContext, p: Progress) -> int:
@@ -327,6 +352,14 @@ class Worker:
 
     # -- stopping ------------------------------------------------------------------
 
+    def _drain_endings(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.running and self.endings.empty():
+                    return
+            time.sleep(0.02)
+
     def request_stop(self, *_args: Any) -> None:
         if not self.stopping.is_set():
             log.info("worker %s stopping: finishing or handing back its jobs", self.name)
@@ -343,6 +376,7 @@ class Worker:
             for ctx in self.running.values():
                 ctx.stop("handback")
         self.pool.shutdown(wait=True)
+        self._drain_endings(timeout=8.0)
         try:
             self.client.zrem(self.keys.workers, self.name)
             pending = self.client.xpending_range(
