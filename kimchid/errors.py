@@ -31,6 +31,9 @@ CATALOGUE: dict[str, str] = {
     "KCHTASK0004E": "Job kind {kind} is unknown to this worker",
     "KCHTASK0005E": "Job failed: {error}",
     "KCHTASK0006E": "Task {id} timed out after {seconds} seconds",
+    # Virtual machines
+    "KCHVM0001E": "Virtual machine {name} already exists",
+    "KCHVM0002E": "Virtual machine {name} does not exist",
     # Events
     "KCHEVT0001E": "Invalid event id {since}",
     "KCHEVT0002E": "Invalid event type filter {types}",

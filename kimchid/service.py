@@ -20,6 +20,7 @@ from kimchid.config import Config
 from kimchid.model.events import EventHub
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
+from kimchid.model.vms import VmInventory
 
 log = Logger()
 
@@ -54,6 +55,7 @@ class Kimchid(MultiService):
         self.tasks = TaskService(self.redis, self.keys, reactor, cfg.events.max_len,
                                  cfg.tasks.keep_seconds)
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
+        self.vms = VmInventory(self.libvirt, self.events)
         self.redis.on_change(self._redis_changed)
 
         self.workers = Children(reactor)

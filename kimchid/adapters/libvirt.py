@@ -1,18 +1,21 @@
 """libvirt, on threads this adapter owns: one connection per URI, never the reactor thread.
 
 libvirt-python is blocking, so every call runs on a small named thread pool
-(one connection, reused; re-opened after libvirtd went away).
+(one connection, reused; re-opened after libvirtd went away).  Domain
+lifecycle events arrive on libvirt's own event-loop thread and are handed to
+the reactor; when the connection closes (libvirtd restarted) it is re-opened
+with back-off and listeners are told to re-read everything.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.application.service import Service
-from twisted.internet import threads
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet import task, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
@@ -21,25 +24,76 @@ from kimchid import isoinfo
 log = Logger()
 T = TypeVar("T")
 
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def start_event_loop() -> None:
+    """Run libvirt's default event loop on a thread (once per process).
+
+    It must be registered before the first connection is opened, or that
+    connection never delivers events.
+    """
+    global _event_loop_started
+    import libvirt
+
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+# (event, detail) numbers of VIR_DOMAIN_EVENT_ID_LIFECYCLE, by name
+LIFECYCLE = ("defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown",
+             "pmsuspended", "crashed")
+DomainListener = Callable[[str, str, str], None]  # (uuid, name, event name)
+
 
 class LibvirtConnection(Service):
     name = "libvirt"  # type: ignore[assignment]
 
-    def __init__(self, uri: str, reactor: IReactorThreads, pool_size: int = 2) -> None:
+    def __init__(self, uri: str, reactor: Any, pool_size: int = 2) -> None:
         self.uri = uri
-        self.reactor = reactor
+        self.reactor = reactor  # IReactorThreads and IReactorTime
         self.pool = ThreadPool(1, pool_size, name=f"libvirt-{uri}")
         self._conn: Any = None
         self.up = False
         self.error = "not connected yet"
         self._probes: dict[tuple[str, int, int], isoinfo.IsoInfo | None] = {}
+        self.domain_listeners: list[DomainListener] = []
+        self.connect_listeners: list[Callable[[], None]] = []
+        self._retry: task.LoopingCall | None = None
 
     def startService(self) -> None:
         super().startService()
+        start_event_loop()
         self.pool.start()
+        self._retry = task.LoopingCall(self._reconnect)
+        self._retry.clock = self.reactor
+        self._retry.start(2.0, now=True)
+
+    async def _reconnect(self) -> None:
+        """Keep a connection open: a new one means listeners must re-read everything."""
+        if self._conn is not None:
+            return
+        try:
+            await self.run(lambda conn: None)
+        except Exception:
+            return  # libvirtd still away; logged once by _connection
+        for listener in self.connect_listeners:
+            listener()
 
     def stopService(self) -> None:
         super().stopService()
+        if self._retry is not None and self._retry.running:
+            self._retry.stop()
         self.pool.stop()
         if self._conn is not None:
             try:
@@ -74,16 +128,43 @@ class LibvirtConnection(Service):
         if self._conn is not None:
             return self._conn
         try:
-            self._conn = libvirt.open(self.uri)
+            conn = libvirt.open(self.uri)
         except libvirt.libvirtError as e:
-            if self.up:
+            if self.up or self.error == "not connected yet":
                 log.warn("libvirt {uri} unreachable: {error}", uri=self.uri, error=str(e))
             self.up, self.error = False, str(e)
             raise
-        if not self.up:
-            log.info("libvirt {uri} connected", uri=self.uri)
+        try:
+            conn.registerCloseCallback(self._closed, None)
+            conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                        self._lifecycle, None)
+            if not self.uri.startswith("test:"):
+                conn.setKeepAlive(5, 3)
+        except libvirt.libvirtError as e:
+            log.warn("libvirt {uri}: no events ({error})", uri=self.uri, error=str(e))
+        log.info("libvirt {uri} connected", uri=self.uri)
+        self._conn = conn
         self.up, self.error = True, ""
-        return self._conn
+        return conn
+
+    # Called on libvirt's event thread: hand everything to the reactor.
+    def _closed(self, conn: Any, reason: int, opaque: Any) -> None:
+        self.reactor.callFromThread(self._lost, conn, reason)
+
+    def _lost(self, conn: Any, reason: int) -> None:
+        if conn is self._conn:
+            log.warn("libvirt {uri} connection closed (reason {r}); reconnecting",
+                     uri=self.uri, r=reason)
+            self._conn = None
+            self.up, self.error = False, f"connection closed (reason {reason})"
+
+    def _lifecycle(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
+        name = LIFECYCLE[event] if 0 <= event < len(LIFECYCLE) else str(event)
+        self.reactor.callFromThread(self._domain_event, dom.UUIDString(), dom.name(), name)
+
+    def _domain_event(self, uuid: str, name: str, event: str) -> None:
+        for listener in self.domain_listeners:
+            listener(uuid, name, event)
 
     # -- storage ----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api import events, isos, system, tasks
+from kimchid.api import events, isos, system, tasks, vms
 from kimchid.api.app import build
 from kimchid.api.routes import RouteTable
 
@@ -17,6 +17,7 @@ def make_table(svc: Any) -> RouteTable:
     system.register(table, svc.cfg, svc.health)
     tasks.register(table, svc.tasks, svc.events.cursor)
     isos.register(table, svc.isos)
+    vms.register(table, svc.vms)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size)
     return table

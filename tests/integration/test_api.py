@@ -34,13 +34,14 @@ def routes(kimchi: Kimchi) -> list[tuple[str, str, dict]]:
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
             concrete = re.sub(r"\{(\w+)\}", lambda m: "0" * 32 if m[1] == "id" else "x.css", path)
-            out.append((method.upper(), concrete, op))
+            out.append((method.upper(), concrete, path))
     return out
 
 
 def test_every_route_answers_bad_input_with_a_json_error(kimchi: Kimchi, routes):
     assert len(routes) >= 8
-    for method, path, op in routes:
+    paths = kimchi.get("/openapi.json").json()["paths"]
+    for method, path, spec_path in routes:
         # an Accept header that admits nothing we serve
         _assert_error(kimchi.http.request(method, kimchi.url + path,
                                           headers={"Accept": "image/png"}), 406, "KCHAPI0003E")
@@ -59,8 +60,7 @@ def test_every_route_answers_bad_input_with_a_json_error(kimchi: Kimchi, routes)
                                               json={"surely_unknown": 1}), 400)
         # a method the path does not have
         other = next(m for m in ("PATCH", "PUT", "DELETE", "POST")
-                     if m.lower() not in kimchi.get("/openapi.json").json()["paths"][
-                         re.sub(r"0{32}", "{id}", path).replace("x.css", "{asset}")])
+                     if m.lower() not in paths[spec_path])
         r = kimchi.http.request(other, kimchi.url + path)
         _assert_error(r, 405, "KCHAPI0002E")
     _assert_error(kimchi.get("/no/such/thing"), 404, "KCHAPI0001E")

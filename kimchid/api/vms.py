@@ -1,0 +1,46 @@
+"""/vms: the virtual machines (listing and looking; lifecycle actions come next)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kimchid.api.routes import Call, RouteTable
+from kimchid.model.vms import STATES, VmInventory
+
+VM_SCHEMA = {
+    "type": "object",
+    "required": ["name", "uuid", "state", "cpus", "memory", "graphics", "users", "groups"],
+    "properties": {
+        "name": {"type": "string"},
+        "uuid": {"type": "string"},
+        "state": {"enum": list(STATES)},
+        "persistent": {"type": "boolean"},
+        "cpus": {"type": "integer"},
+        "memory": {"type": "object", "properties": {"current": {"type": "integer"},
+                                                     "maxmemory": {"type": "integer"}},
+                   "description": "MiB"},
+        "graphics": {"type": ["object", "null"]},
+        "disks": {"type": "array"},
+        "users": {"type": "array", "items": {"type": "string"}},
+        "groups": {"type": "array", "items": {"type": "string"}},
+        "screenshot": {"type": ["string", "null"]},
+    },
+}
+
+
+def register(table: RouteTable, vms: VmInventory) -> None:
+    async def list_vms(call: Call) -> list[dict[str, Any]]:
+        q = call.query
+        return [vm for vm in vms.list()
+                if all(str(vm.get(k)) == v for k, v in q.items())]
+
+    async def get_vm(call: Call) -> dict[str, Any]:
+        return vms.get(call.args["name"])
+
+    table.add("/vms", "GET", list_vms, "List virtual machines", "vms",
+              query={"state": {"enum": list(STATES)}, "name": {"type": "string"}},
+              response={"type": "array", "items": VM_SCHEMA},
+              description="Answered from memory, kept current by libvirt's events: "
+                          "changes made with virsh show up too.")
+    table.add("/vms/<name>", "GET", get_vm, "Look at one virtual machine", "vms",
+              response=VM_SCHEMA)
