@@ -149,7 +149,8 @@ if st[1] ~= 'running' then drop(); return {'skip', st[1] or 'missing'} end
 if st[2] == '1' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'message', ARGV[7], 'updated', ARGV[3])
   drop()
-  emit(KEYS[3], ARGV[5], 'task.cancelled', ARGV[3], task_json(KEYS[1]), redis.call('HGET', KEYS[1], 'id'))
+  emit(KEYS[3], ARGV[5], 'task.cancelled', ARGV[3], task_json(KEYS[1]),
+       redis.call('HGET', KEYS[1], 'id'))
   return {'skip', 'cancelled'}
 end
 local attempt = tonumber(st[5]) + 1

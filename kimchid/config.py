@@ -127,6 +127,8 @@ _POSITIVE = {
     ("events", "client_buffer"),
     ("tasks", "keep_seconds"),
 }
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 _PORTS = {("server", "http_port"), ("server", "https_port")}
 
 
@@ -136,8 +138,8 @@ def _coerce(value: Any, hint: Any, from_env: bool) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
+        if from_env and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
         raise ValueError(f"expected true or false, got {value!r}")
     if hint is int:
         if isinstance(value, bool):
@@ -182,7 +184,8 @@ def _section_types() -> dict[str, type]:
     return {name: hints[name] for name in hints}
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load(path: str | os.PathLike[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> Config:
     """Read the configuration; raise :class:`ConfigError` listing every bad key.
 
     ``path`` None means the default file, which may be absent; a file named
@@ -254,7 +257,8 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
     if cfg.server.tls and bool(cfg.server.cert) != bool(cfg.server.key):
         problems.append(("server.cert", "cert and key must be given together"))
     if cfg.redis.url and not cfg.redis.url.startswith(("redis://", "unix://")):
-        problems.append(("redis.url", f"must start with redis:// or unix://, got {cfg.redis.url!r}"))
+        problems.append(("redis.url",
+                         f"must start with redis:// or unix://, got {cfg.redis.url!r}"))
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -263,7 +267,8 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
 def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
     """A copy of ``cfg`` with some keys changed: ``replace(cfg, redis={"url": u})``."""
     changed = {
-        name: dataclasses.replace(getattr(cfg, name), **dict(keys)) for name, keys in sections.items()
+        name: dataclasses.replace(getattr(cfg, name), **dict(keys))
+        for name, keys in sections.items()
     }
     return dataclasses.replace(cfg, **changed)
 

@@ -242,7 +242,8 @@ class Worker:
         if why == "cancelled":
             return "cancelled", "Cancelled"
         if why == "timeout":
-            return "failed", message("KCHTASK0006E", id=ctx.task_id, seconds=self.cfg.workers.job_timeout)
+            return "failed", message("KCHTASK0006E", id=ctx.task_id,
+                                     seconds=self.cfg.workers.job_timeout)
         return why, why  # lost | handback
 
     def _finish(self, ctx: JobContext, status: str, msg: str, result: Any, pipe: Any) -> None:

@@ -191,7 +191,7 @@ def _json_type(value: Any) -> str:
     return "a number"
 
 
-def dump(data: Mapping[str, Any], max_bytes: int = MAX_BYTES) -> bytes:
+def dump(data: dict[str, Any], max_bytes: int = MAX_BYTES) -> bytes:
     """The file's bytes for ``data``: indented, keys sorted, a final newline, for human editors."""
     if not isinstance(data, dict):
         raise TypeError(f"an object's data must be a dict, not {type(data).__name__}")
@@ -743,15 +743,16 @@ class ObjectWatcher(Service):
 
     ``change`` is ``added``, ``changed`` (the version differs) or ``removed``
     (``obj`` is None); removals come first in each scan.  The first scan
-    reports every object as ``added``, so
-    a consumer can build its view from this one stream with no gap between a
-    ``list()`` and the first poll.  Our own writes are reported too; a
-    rename is a removal and an addition.  Broken files are logged once per
-    version, with their reason.
+    reports every object as ``added``, so a consumer can build its view from
+    this one stream with no gap between a ``list()`` and the first poll.  Our
+    own writes are reported too; a rename is a removal and an addition.
+    Broken files are logged once per version, with their reason.
 
     The scan runs on a thread (``run_in_thread``, by default a one-thread pool
     owned by the watcher on ``clock``, which must then provide
-    :class:`IReactorThreads`), one scan at a time.
+    :class:`IReactorThreads`), one scan at a time.  Polling rather than
+    inotify: it sees writes made on other hosts of a shared folder too, and
+    costs one ``stat`` per file per interval.
     """
 
     name = "object-watcher"  # type: ignore[assignment]
