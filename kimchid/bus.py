@@ -329,10 +329,9 @@ def task_from_hash(h: dict[str, str]) -> dict[str, Any]:
 
 def event_json(entry_id: str, fields: dict[str, str]) -> str:
     """The wire form of one event, built without re-parsing its data."""
-    return (
-        '{"id":"%s","type":%s,"time":"%s","data":%s}'
-        % (entry_id, json.dumps(fields["type"]), fields["time"], fields.get("data") or "null")
-    )
+    etype = json.dumps(fields["type"])
+    data = fields.get("data") or "null"
+    return f'{{"id":"{entry_id}","type":{etype},"time":"{fields["time"]}","data":{data}}}'
 
 
 def fields_of(flat: list[Any]) -> dict[str, str]:
