@@ -240,3 +240,52 @@ def iso_tree(tmp_path: Path) -> Path:
     (root / "loop").mkdir()
     (root / "loop" / "again").symlink_to(root)
     return root
+
+
+class Libvirtd:
+    """A real libvirtd (with virtlogd), started if none runs, stopped if we started it."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+
+    @staticmethod
+    def _running(name: str) -> list[int]:
+        return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == name]
+
+    def ensure(self) -> None:
+        for daemon in ("virtlogd", "libvirtd"):
+            if not self._running(daemon):
+                binary = shutil.which(daemon) or f"/usr/sbin/{daemon}"
+                subprocess.run([binary, "-d"], check=True, timeout=30)
+                self.started += self._running(daemon)
+        import libvirt
+
+        wait_for(lambda: libvirt.open("qemu:///system").getLibVersion(), timeout=30,
+                 what="libvirtd to answer")
+
+    def restart(self) -> None:
+        old = self._running("libvirtd")
+        for pid in old:
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not self._running("libvirtd"), what="libvirtd to stop")
+        subprocess.run([shutil.which("libvirtd") or "/usr/sbin/libvirtd", "-d"], check=True,
+                       timeout=30)
+        if set(old) & set(self.started):  # ours before, ours still: stop it at the end
+            self.started += self._running("libvirtd")
+
+    def stop_started(self) -> None:
+        for pid in self.started:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> Iterator[Libvirtd]:
+    if not shutil.which("libvirtd") and not Path("/usr/sbin/libvirtd").exists():
+        pytest.fail("libvirtd is not installed (.ci/run installs libvirt-daemon-system)")
+    d = Libvirtd()
+    d.ensure()
+    yield d
+    d.stop_started()
