@@ -93,6 +93,13 @@ class JobContext:
         if due:
             self.flush()
 
+    def note(self, percent: float | None, message: str, **details: Any) -> None:
+        """Leave a last progress to send, even while the job is stopping."""
+        with self._lock:
+            if percent is not None and self._last_percent is not None:
+                percent = max(percent, self._last_percent)
+            self._pending = Progress(percent, message, details)
+
     def found(
         self,
         item_key: str,

@@ -173,9 +173,6 @@ class Worker:
             log.debug("task %s (%s) attempt %s started", ctx.task_id, ctx.kind, ctx.attempt)
             result = fn(ctx) or {}
             msg = str(result.pop("message", "OK")) if isinstance(result, dict) else "OK"
-            ctx.flush_finds()  # every find is recorded before the task can end
-            if ctx.stopping == "lost":
-                status = "lost"
         except Stop as s:
             status, msg = self._stopped_as(ctx, s.why)
         except KimchiError as e:
@@ -183,6 +180,13 @@ class Worker:
         except Exception as e:  # the job's bug or its environment's: fail, with the reason
             log.error("task %s failed:\n%s", ctx.task_id, traceback.format_exc())
             status, msg = "failed", message("KCHTASK0005E", error=f"{type(e).__name__}: {e}")
+        if status not in ("lost", "handback"):
+            try:
+                ctx.flush_finds()  # what was found is recorded, whatever the ending
+            except Exception as e:
+                log.warning("task %s: finds not recorded: %s", ctx.task_id, e)
+            if ctx.stopping == "lost":
+                status = "lost"
         if status != "lost":
             ctx.flush()  # the last progress goes out before the end
         with self.lock:

@@ -28,12 +28,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """Where screenshots are kept after the run (tests/conftest.py ARTIFACTS)."""
@@ -76,7 +70,12 @@ def page(chromium: Any, problems: PageProblems) -> Iterator[Any]:
                                    device_scale_factor=1, reduced_motion="no-preference")
     pg = context.new_page()
     pg.set_default_timeout(15_000)
-    pg.on("console", lambda m: m.type == "error" and problems.add(f"console: {m.text}"))
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            problems.add(f"console: {message.text}")
+
+    pg.on("console", console)
     pg.on("pageerror", lambda e: problems.add(f"exception: {e}"))
     yield pg
     context.close()

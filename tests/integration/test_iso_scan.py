@@ -89,3 +89,24 @@ def test_library_filters_by_field(kimchi: Kimchi, iso_tree: Path):
     assert {i["name"] for i in kimchi.get("/isos?bootable=false").json()} == {"UNKNOWN.ISO"}
     assert len(kimchi.get("/isos?bootable=true").json()) == 3
     assert [i["name"] for i in kimchi.get("/isos?os_distro=ubuntu").json()] == ["ubuntu-22.04.iso"]
+
+
+def test_cancelled_scan_stops_and_keeps_counts_of_what_it_reported(kimchi_factory, redis_db,
+                                                                    tmp_path: Path):
+    from tests.conftest import wait_for
+    from tests.isofactory import make_iso
+
+    root = tmp_path / "many"
+    for i in range(20):
+        make_iso(root / f"d{i}" / f"img-{i}.iso", f"Fedora-S-dvd-x86_64-{20 + i}")
+    k = kimchi_factory(redis_url=redis_db.url, env={"KIMCHI_FAULT_SLOW_REPORTS": "0.2"})
+    task = k.post("/isos/scan", {"path": str(root)}).json()
+    wait_for(lambda: k.get(f"/events?since=0&types=iso.found&task={task['id']}").json(),
+             what="a first find")
+    assert k.delete(f"/tasks/{task['id']}").status_code == 202
+    done = k.wait_task(task["id"], timeout=5)
+    assert done["status"] == "cancelled"
+    found = k.get(f"/events?since=0&types=iso.found&task={task['id']}").json()
+    assert 0 < len(found) < 20
+    assert done["details"]["isos"] == len(found)
+    assert len(k.get("/isos").json()) == len(found)
