@@ -53,7 +53,7 @@ class LibvirtConfig:
 @dataclass(frozen=True)
 class WorkersConfig:
     embedded: int = 2  # worker processes the daemon starts and supervises
-    concurrency: int = 2  # jobs one worker process runs at once
+    concurrency: int = 4  # jobs one worker process runs at once (threads)
     lease_seconds: float = 5.0  # a job whose worker stopped heartbeating this long is reclaimed
     max_attempts: int = 3  # runs of one job before it is failed
     progress_interval: float = 0.2  # at most this often a task.progress per task
