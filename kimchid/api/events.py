@@ -41,9 +41,15 @@ class _SocketWatcher(Watcher):
         self.proto = proto
 
     def write(self, ev: Event) -> None:
-        if ev.prepared is None:
-            ev.prepared = self.proto.factory.prepareMessage(ev.text.encode())
-        self.proto.sendPreparedMessage(ev.prepared)
+        p = self.proto
+        if ev.prepared is None:  # framed once, sent to every socket as is
+            ev.prepared = p.factory.prepareMessage(ev.text.encode())
+        if p.state == p.STATE_OPEN and not p.send_queue and p._perMessageCompress is None:
+            # The hot path of a fan-out: autobahn's sendData formats a debug message per
+            # frame even when debug logging is off; the frame is ready, write it.
+            p.transport.write(ev.prepared.payloadHybi)
+        else:
+            p.sendPreparedMessage(ev.prepared)
 
     def write_reset(self) -> None:
         self.proto.sendMessage(RESET.encode())
