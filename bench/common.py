@@ -61,8 +61,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
     raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}: {last!r}")
 
 
+_WORKDIRS: list[Path] = []
+
+
 def workdir(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"kimchi-bench-{name}-"))
+    """A fresh folder for one run's processes; removed at exit unless BENCH_KEEP=1."""
+    d = Path(tempfile.mkdtemp(prefix=f"kimchi-bench-{name}-"))
+    _WORKDIRS.append(d)
+    return d
 
 
 _STARTED: list[subprocess.Popen[Any]] = []
@@ -87,6 +93,9 @@ def _cleanup() -> None:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
+    if os.environ.get("BENCH_KEEP") != "1":
+        for d in _WORKDIRS:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _on_signal(signum: int, _frame: Any) -> None:

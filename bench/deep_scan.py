@@ -35,7 +35,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import common  # noqa: E402
 from common import KimchidProc, RedisProc, log, median  # noqa: E402
@@ -230,7 +231,8 @@ def main() -> int:
                        f"(target <= {TARGET_RATIO}x); all {len(manifest)} ISOs identified: "
                        f"{all_found}")
     busy = common.footer()
-    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{"bench": "deep_scan", "find_ms": mf, "scandir_ms": mp,
+    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{
+                                  "bench": "deep_scan", "find_ms": mf, "scandir_ms": mp,
                                   "kimchi_ms": mk, "worker_ms": mw, "ratio": mk / mf,
                                   "find_cpu_ms": fcpu, "worker_cpu_ms": wcpu,
                                   "isos_listed": len(listed), "pass": ok}}))

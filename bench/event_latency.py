@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import common  # noqa: E402
 from common import KimchidProc, RedisProc, log, median, percentile  # noqa: E402
@@ -165,7 +166,8 @@ def main() -> int:
     common.verdict(ok, f"event latency p99 {mk99:.2f} ms (target <= {TARGET_P99_MS} ms), "
                        f"{min(seen_all)}/{count} events delivered")
     busy = common.footer()
-    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{"bench": "event_latency", "kimchi_p50_ms": mk50,
+    print("RESULT " + json.dumps({"machine_busy_pct": busy, **{
+                                  "bench": "event_latency", "kimchi_p50_ms": mk50,
                                   "kimchi_p99_ms": mk99, "floor_p50_ms": mf50,
                                   "floor_p99_ms": mf99, "reps": reps, "count": count,
                                   "pass": ok}}))

@@ -18,6 +18,29 @@ from kimchid import bus
 from kimchid.errors import message
 
 
+class _Script:
+    """One bus script, called by its SHA.
+
+    redis-py's own Script objects ask SCRIPT EXISTS before every pipeline that
+    holds one: a round trip per batch.  These assume the script is loaded and
+    load it when Redis says it is not (after a Redis restart).
+    """
+
+    def __init__(self, client: Any, script: bus.Script) -> None:
+        self.client = client
+        self.sha = script.sha
+        self.source = script.source
+
+    def __call__(self, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        if client is not None:  # a pipeline: queued; SyncBus.execute() handles NOSCRIPT
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        try:
+            return self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(self.source)
+            return self.client.evalsha(self.sha, len(keys), *keys, *args)
+
+
 def connect(url: str, timeout: float = 5.0) -> redis.Redis:
     """A redis-py client for ``redis://`` or ``unix://`` URLs; every call times out."""
     return redis.Redis.from_url(
@@ -38,7 +61,34 @@ class SyncBus:
         self.client: Any = client  # decode_responses=True: replies are str
         self.keys = keys or bus.Keys()
         self.maxlen = maxlen
-        self.scripts = {name: client.register_script(s.source) for name, s in bus.SCRIPTS.items()}
+        self.scripts = {name: _Script(client, s) for name, s in bus.SCRIPTS.items()}
+        try:
+            self.load_scripts()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # loaded on first use once Redis answers
+
+    def load_scripts(self) -> None:
+        for s in bus.SCRIPTS.values():
+            self.client.script_load(s.source)
+
+    def execute(self, pipe: Any) -> list[Any]:
+        """Run a pipeline; commands refused for a script Redis forgot are re-run once loaded.
+
+        A NOSCRIPT reply means that command did not run, so re-running it is safe.
+        """
+        stack = list(pipe.command_stack)
+        results = pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results)
+                   if isinstance(r, redis.exceptions.NoScriptError)]
+        if missing:
+            self.load_scripts()
+            for i in missing:
+                cmd_args, options = stack[i]
+                results[i] = self.client.execute_command(*cmd_args, **options)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return list(results)
 
     def ensure_group(self) -> None:
         try:

@@ -145,7 +145,7 @@ class Worker:
                       "Cancelled before it started"],
                 client=pipe,
             )
-        for (eid, fields), res in zip(entries, pipe.execute(), strict=True):
+        for (eid, fields), res in zip(entries, self.bus.execute(pipe), strict=True):
             if res[0] != "run":
                 continue
             _run, attempt, kind, params = res
@@ -221,7 +221,8 @@ class Worker:
                         self._handback(ctx, pipe)
                     else:
                         self._finish(ctx, status, msg, result, pipe)
-                for (ctx, status, _m, _r), code in zip(todo, pipe.execute(), strict=True):
+                codes = self.bus.execute(pipe)
+                for (ctx, status, _m, _r), code in zip(todo, codes, strict=True):
                     if code == 0:
                         log.warning("task %s: attempt %s was superseded; its end (%s) is "
                                     "dropped", ctx.task_id, ctx.attempt, status)
@@ -298,7 +299,7 @@ class Worker:
                               json.dumps(value) if field else "", self.bus.maxlen],
                         client=pipe,
                     )
-                return 0 not in pipe.execute()
+                return 0 not in self.bus.execute(pipe)
             except _REDIS_DOWN:
                 if ctx.stopping in ("lost", "handback"):
                     return False  # cannot record them: the lease will expire, a re-run will
@@ -317,7 +318,7 @@ class Worker:
                 self.scripts["emit"](keys=[k.events], args=[
                     "iso.removed", now, json.dumps({"path": path, "task": ctx.task_id}),
                     self.bus.maxlen, ctx.task_id], client=pipe)
-            pipe.execute()
+            self.bus.execute(pipe)
         return gone
 
     # -- heartbeat ---------------------------------------------------------------
@@ -343,7 +344,7 @@ class Worker:
                 keys=[k.task(ctx.task_id), k.jobs], args=[ctx.attempt, ctx.entry_id, self.name],
                 client=pipe,
             )
-        codes = pipe.execute()[1:]
+        codes = self.bus.execute(pipe)[1:]
         now = time.monotonic()
         for ctx, code in zip(jobs, codes, strict=True):
             if code == 0:
