@@ -203,10 +203,14 @@ class EventHub(Service):
         self.watchers.add(w)
         try:
             if since is None:
-                # "From now on" is the newest event at connection time, even if this
-                # hub has not read that far yet.
-                since = self.last_id or await self.cursor()
-                w.last = bus.parse_event_id(since)
+                # "From now on", decided now, without waiting on Redis: the hub's position,
+                # or (before the hub has read anything) the clock less a margin for a
+                # Redis on another host — a few events too many, never one missing.
+                since = self.last_id or f"{int(self.clock.seconds() * 1000) - 2000}-0"
+            if self.last_id is None:
+                # The hub has not started reading: make it start where this watcher does,
+                # or what happens between now and its first read would reach nobody.
+                self.last_id = since
             if since is not None:
                 if await self.too_old(since):
                     w.write_reset()
