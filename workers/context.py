@@ -119,7 +119,9 @@ class JobContext:
             if not self._finds:
                 self._finds_since = self._clock()
             self._finds.append((item_key, event_type, json.dumps(data), library))
-            due = len(self._finds) >= 32 or self._clock() - self._finds_since >= 0.1
+            # Batched: a fast scan sends its finds in one or two round trips; a slow one
+            # every 0.1 s (the heartbeat also sends finds older than that).
+            due = len(self._finds) >= 256 or self._clock() - self._finds_since >= 0.1
         if due:
             self.flush_finds()
 

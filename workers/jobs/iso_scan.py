@@ -23,6 +23,7 @@ PSEUDO_FS = ("/proc", "/sys", "/dev")
 
 
 def _excluded(path: str) -> bool:
+    """True for /proc, /sys, /dev and anything below them (for resolved symlinks)."""
     return any(path == p or path.startswith(p + "/") for p in PSEUDO_FS)
 
 
@@ -64,44 +65,60 @@ class _Scan:
         return f"Scanned {self.files} files in {self.dirs} folders, {self.isos} ISO images found"
 
     def walk(self) -> None:
+        # The hot loop of a scan (100,000 entries in a fraction of a second): counters in
+        # locals, one C call for a plain file, the name test cheapest first.  A real
+        # folder can only be /proc, /sys or /dev itself (below the root nothing of theirs
+        # is ever pushed), so one set lookup per folder excludes them.
         st = os.stat(self.root)
         self.seen_dirs.add((st.st_dev, st.st_ino))
         stack = [self.root]
+        push = stack.append
+        scandir = os.scandir
+        pseudo = frozenset(PSEUDO_FS)
         ctx = self.ctx
+        files = dirs = 0
+        dirs_found = 1
         while stack:
-            ctx.check()
             top = stack.pop()
             try:
-                it = os.scandir(top)
+                it = scandir(top)
             except OSError:
                 self.unreadable_dirs += 1
-                self.dirs += 1
+                dirs += 1
                 continue
             with it:
                 for entry in it:
                     try:
+                        if entry.is_file(follow_symlinks=False):
+                            files += 1
+                            name = entry.name
+                            if name[-1] in "oO" and name[-4:].lower() == ".iso" and len(name) > 4:
+                                self._probe(entry.path, entry.path)
+                            elif files & 0xFFF == 0:
+                                ctx.check()  # a folder of a million files stops in time
+                            continue
                         if entry.is_dir(follow_symlinks=False):
-                            if not _excluded(entry.path):
-                                stack.append(entry.path)
-                                self.dirs_found += 1
+                            path = entry.path
+                            if path not in pseudo:
+                                push(path)
+                                dirs_found += 1
                             continue
                         if entry.is_symlink():
+                            self.files, self.dirs_found = files, dirs_found
                             self._symlink(entry, stack)
+                            files, dirs_found = self.files, self.dirs_found
                             continue
                     except OSError:
                         self.skipped += 1
                         continue
-                    self.files += 1
-                    name = entry.name
-                    if len(name) > 4 and name[-4:].lower() == ".iso":
-                        if entry.is_file(follow_symlinks=False):  # never open a FIFO or device
-                            self._probe(entry.path, entry.path)
-                        else:
-                            self.skipped += 1
-                    if self.files & 0xFFF == 0:
-                        ctx.check()  # a folder of a million files still stops within a second
-            self.dirs += 1
-            self.report()  # at most every 0.1 s: one clock read per folder
+                    files += 1  # a FIFO, socket or device: counted, never opened
+                    if entry.name.lower().endswith(".iso"):
+                        self.skipped += 1
+            dirs += 1
+            self.files, self.dirs, self.dirs_found = files, dirs, dirs_found
+            ctx.check()
+            self.report()  # at most every 0.1 s
+        self.files, self.dirs, self.dirs_found = files, dirs, dirs_found
 
     def _symlink(self, entry: os.DirEntry[str], stack: list[str]) -> None:
         try:
