@@ -96,6 +96,11 @@ class Watcher:
             self.last = ev.key
             self.write(ev)
 
+    def offer_many(self, events: list[Event]) -> None:
+        """Several events at once (one read of the stream); subclasses may write them as one."""
+        for ev in events:
+            self.offer(ev)
+
     def release(self) -> None:
         """Send what was held (during back-fill or while the client was slow)."""
         while self._held and not self.paused and not self.dropped:
@@ -172,7 +177,8 @@ class EventHub(Service):
                                                    "COUNT", "1")
                     self.last_id = newest[0][0] if newest else "0"
                 reply = await self.redis.call(
-                    "XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS", self.keys.events,
+                    # small reads: the reactor writes out one batch before the next is fanned out
+                    "XREAD", "COUNT", "100", "BLOCK", "1000", "STREAMS", self.keys.events,
                     self.last_id, reader=True, timeout=self.redis.timeout + 1.0,
                 )
                 backoff = 0.1
@@ -188,13 +194,13 @@ class EventHub(Service):
                 self._dispatch(reply[0][1])
 
     def _dispatch(self, entries: Iterable[Any]) -> None:
-        watchers = list(self.watchers)
-        for eid, flat in entries:
-            ev = Event(eid, bus.fields_of(flat))
-            self.last_id = eid
-            self.delivered += 1
-            for w in watchers:
-                w.offer(ev)
+        events = [Event(eid, bus.fields_of(flat)) for eid, flat in entries]
+        if not events:
+            return
+        self.last_id = events[-1].id
+        self.delivered += len(events)
+        for w in list(self.watchers):
+            w.offer_many(events)
 
     # -- watchers ----------------------------------------------------------------
 
