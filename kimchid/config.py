@@ -263,12 +263,3 @@ def load(path: str | os.PathLike[str] | None = None,
         raise ConfigError(problems)
     return cfg
 
-
-def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
-    """A copy of ``cfg`` with some keys changed: ``replace(cfg, redis={"url": u})``."""
-    changed = {
-        name: dataclasses.replace(getattr(cfg, name), **dict(keys))
-        for name, keys in sections.items()
-    }
-    return dataclasses.replace(cfg, **changed)
-

@@ -16,7 +16,6 @@ from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
     LogLevelFilterPredicate,
-    formatEvent,
     globalLogBeginner,
     jsonFileLogObserver,
     textFileLogObserver,
@@ -59,7 +58,3 @@ def setup_stdlib_logging(fmt: str, level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=level.upper().replace("WARN", "WARNING"), handlers=[handler],
                         force=True)
-
-
-def format_event(event: dict[str, Any]) -> str:
-    return formatEvent(event)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -137,19 +136,6 @@ class SyncBus:
             json.loads(bus.event_json(eid, fields))
             for eid, fields in self.client.xrange(self.keys.events, start, "+", count=count)
         ]
-
-    def follow(self, since: str = "$", block_ms: int = 1000) -> Iterator[dict[str, Any]]:
-        """Yield events as they come, forever (the caller breaks out)."""
-        last = since
-        if last == "$":
-            newest = self.client.xrevrange(self.keys.events, count=1)
-            last = newest[0][0] if newest else "0"
-        while True:
-            reply = self.client.xread({self.keys.events: last}, count=1000, block=block_ms)
-            for _stream, entries in reply or ():
-                for eid, fields in entries:
-                    last = eid
-                    yield json.loads(bus.event_json(eid, fields))
 
     def wait(self, task_id: str, timeout: float = 30.0, poll: float = 0.05) -> dict[str, Any]:
         """Poll until the task has ended; raise TimeoutError with its last state otherwise."""

@@ -28,7 +28,7 @@ def guarded(*argv: str) -> list[str]:
 
 
 class Children(ProcessMonitor):
-    """The supervised children, with their pids for ``/health`` and the tests."""
+    """Supervised children whose stop waits until they have exited."""
 
     name = "children"  # type: ignore[assignment]
 
@@ -48,11 +48,6 @@ class Children(ProcessMonitor):
         deadline = self._clock.seconds() + self.killTime + 2.0
         while self.protocols and self._clock.seconds() < deadline:
             await task.deferLater(self._clock, 0.05)
-
-    def pids(self, prefix: str = "") -> dict[str, int]:
-        return {name: proto.transport.pid for name, proto in self.protocols.items()
-                if name.startswith(prefix) and proto.transport is not None
-                and proto.transport.pid}
 
 
 def redis_socket(cfg: Config) -> Path:
