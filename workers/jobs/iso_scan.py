@@ -35,9 +35,10 @@ PSEUDO_FS = ("/proc", "/sys", "/dev")
 # the test costs find a third of its time.
 FIND_PRUNE = ["(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", ")",
               "-prune", "-o"]
-FIND_EXPRESSION = [
+FIND_EXPRESSION = [  # plain files first (most entries); a bracket class is cheaper than -iname
+    "-type", "f", "(", "-name", "*.[iI][sS][oO]", "-printf", r"I%p\0", "-o", "-printf", r"\0",
+    ")", "-o",
     "-type", "d", "-printf", r"D%n\0", "-o",
-    "-type", "f", "-iname", "*.iso", "-printf", r"I%p\0", "-o",
     "-type", "l", "-printf", r"L%p\0", "-o",
     "-printf", r"\0",
 ]
