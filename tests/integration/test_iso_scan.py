@@ -110,3 +110,31 @@ def test_cancelled_scan_stops_and_keeps_counts_of_what_it_reported(kimchi_factor
     assert 0 < len(found) < 20
     assert done["details"]["isos"] == len(found)
     assert len(k.get("/isos").json()) == len(found)
+
+
+def test_find_walk_and_python_walk_agree_on_links_fifos_and_loops(kimchi, redis_db, iso_tree,
+                                                                  tmp_path: Path):
+    import os
+
+    from tests.isofactory import make_iso
+    from workers.queue import SyncBus, connect
+
+    outside = tmp_path / "elsewhere"
+    make_iso(outside / "alpine.iso", "alpine-std 3.19.0 x86_64")
+    (iso_tree / "linked").symlink_to(outside)  # a folder behind a link: followed once
+    (iso_tree / "linked-again").symlink_to(outside)
+    (iso_tree / "fedora" / "link-to.iso").symlink_to(iso_tree / "fedora" / "Fedora-39.iso")
+    os.mkfifo(iso_tree / "misc" / "pipe.iso")  # must never be opened (it would hang)
+    bus = SyncBus(connect(redis_db.url))
+    results = []
+    for params in ({"path": str(iso_tree)}, {"path": str(iso_tree), "python_walk": True}):
+        done = bus.wait(bus.submit("iso.scan", params), timeout=30)
+        assert done["status"] == "finished", done
+        results.append(done["result"])
+    by_find, by_python = results
+    for r in results:
+        assert r["isos"] == 5, results  # 4 of the tree + alpine (once, though linked twice)
+    for key in ("files", "dirs", "isos", "skipped"):
+        assert by_find[key] == by_python[key], (key, by_find, by_python)
+    names = sorted(i["name"] for i in kimchi.get("/isos").json())
+    assert "alpine.iso" in names and "pipe.iso" not in names

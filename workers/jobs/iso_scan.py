@@ -29,7 +29,7 @@ from workers.jobs import job
 PSEUDO_FS = ("/proc", "/sys", "/dev")
 
 # One NUL-terminated token per entry: D<links> a folder, I<path> a regular *.iso file,
-# L<path> a symlink, and an empty token for anything else.  No shell: find gets these
+# L<path> a symlink, S something else named *.iso, and an empty token for the rest.  No shell: find gets these
 # as argv.  Only a scan of / can meet /proc, /sys or /dev (the daemon refuses roots
 # below them, and resolved symlinks are checked here), so only then are they pruned:
 # the test costs find a third of its time.
@@ -40,10 +40,11 @@ FIND_EXPRESSION = [  # plain files first (most entries); a bracket class is chea
     ")", "-o",
     "-type", "d", "-printf", r"D%n\0", "-o",
     "-type", "l", "-printf", r"L%p\0", "-o",
+    "-name", "*.[iI][sS][oO]", "-printf", r"S\0", "-o",  # a FIFO or device named *.iso
     "-printf", r"\0",
 ]
 # a token that is not empty starts right after a NUL (or at the start of a chunk)
-_TOKEN = re.compile(rb"(?:^|(?<=\0))([DIL])([^\0]*)")
+_TOKEN = re.compile(rb"(?:^|(?<=\0))([DILS])([^\0]*)")
 
 
 @functools.cache
@@ -167,7 +168,8 @@ class _Scan:
 
     def _find(self, find: str, top: str, roots: list[str]) -> None:
         expression = FIND_PRUNE + FIND_EXPRESSION if top == "/" else FIND_EXPRESSION
-        proc = subprocess.Popen([find, top, *expression], stdin=subprocess.DEVNULL,
+        # -H: a starting point that is a link (a linked folder) is followed; nothing below
+        proc = subprocess.Popen([find, "-H", top, *expression], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         out, err = proc.stdout.fileno(), proc.stderr.fileno()
@@ -218,6 +220,9 @@ class _Scan:
                 self.files += 1
                 path = os.fsdecode(rest)
                 self._probe(path, path)
+            elif kind == b"S":
+                self.files += 1
+                self.skipped += 1  # counted, never opened
             else:
                 self._symlink_path(os.fsdecode(rest), roots)
         self.files += entries - named
