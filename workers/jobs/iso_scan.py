@@ -30,9 +30,9 @@ PSEUDO_FS = ("/proc", "/sys", "/dev")
 
 # One NUL-terminated token per entry: D<links> a folder, I<path> a regular *.iso file,
 # L<path> a symlink, S something else named *.iso, and an empty token for the rest.
-# No shell: find gets these as argv.  Only a scan of / can meet /proc, /sys or /dev (the daemon refuses roots
-# below them, and resolved symlinks are checked here), so only then are they pruned:
-# the test costs find a third of its time.
+# No shell: find gets these as argv.  Only a scan of / can meet /proc, /sys or /dev
+# (the daemon refuses roots below them, and resolved symlinks are checked here), so
+# only then are they pruned: the test costs find a third of its time.
 FIND_PRUNE = ["(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", ")",
               "-prune", "-o"]
 FIND_EXPRESSION = [  # plain files first (most entries); a bracket class is cheaper than -iname
