@@ -34,6 +34,17 @@ CATALOGUE: dict[str, str] = {
     # Virtual machines
     "KCHVM0001E": "Virtual machine {name} already exists",
     "KCHVM0002E": "Virtual machine {name} does not exist",
+    # Templates
+    "KCHTMPL0001E": "Template {name} already exists",
+    "KCHTMPL0002E": "Template {name} does not exist",
+    "KCHTMPL0003E": "{path} is not a readable ISO-9660 image: {error}",
+    "KCHTMPL0004E": "Source {path} must be an absolute path to an ISO image",
+    "KCHTMPL0005E": "Remote ISO sources ({path}) are not supported by this version yet",
+    "KCHTMPL0006E": "Memory {current} MiB is more than the maximum, {maxmemory} MiB",
+    "KCHTMPL0007E": "{vcpus} vCPUs is more than the maximum, {maxvcpus}",
+    "KCHTMPL0008E": "Template {name} is broken on disk: {reason}",
+    "KCHTMPL0009E": "Invalid template name {name}: {reason}",
+    "KCHTMPL0010E": "Give source_media or cdrom, not both",
     # Events
     "KCHEVT0001E": "Invalid event id {since}",
     "KCHEVT0002E": "Invalid event type filter {types}",

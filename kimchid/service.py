@@ -14,12 +14,14 @@ from twisted.web.server import Site
 
 from kimchid import api, bus
 from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.adapters.objectstore import ObjectStore, ObjectWatcher
 from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
 from kimchid.adapters.redis import RedisClient
 from kimchid.config import Config
 from kimchid.model.events import EventHub
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
+from kimchid.model.templates import TemplateService
 from kimchid.model.vms import VmInventory
 
 log = Logger()
@@ -56,6 +58,11 @@ class Kimchid(MultiService):
                                  cfg.tasks.keep_seconds)
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.vms = VmInventory(self.libvirt, self.events)
+        self.store = ObjectStore(cfg.paths.objects_dir)
+        self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
+        self.templates.prime()
+        watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
+        watcher.setServiceParent(self)
         self.redis.on_change(self._redis_changed)
 
         self.workers = Children(reactor)

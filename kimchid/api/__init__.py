@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api import events, isos, system, tasks, vms
+from kimchid.api import events, isos, system, tasks, templates, vms
 from kimchid.api.app import build
 from kimchid.api.routes import RouteTable
 
@@ -18,6 +18,7 @@ def make_table(svc: Any) -> RouteTable:
     tasks.register(table, svc.tasks, svc.events.cursor)
     isos.register(table, svc.isos)
     vms.register(table, svc.vms)
+    templates.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size)
     return table

@@ -1,0 +1,246 @@
+"""Templates: how to make a VM, kept as JSON files, one per template.
+
+A template is made from an ISO (its distribution and version read from the
+image, defaults for that OS filled in, the user's fields on top) or for a
+network boot.  Files added, changed or removed by hand in
+``<objects_dir>/templates/`` are picked up without a restart; a broken file is
+listed with its reason in ``invalid``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from kimchid import isoinfo
+from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.adapters.objectstore import Exists, InvalidName, ObjectStore, StoredObject
+from kimchid.errors import InvalidRequest, NotFound
+from kimchid.model import osinfo
+from kimchid.model.events import EventHub
+
+log = Logger()
+
+KIND = "templates"
+_REMOTE = re.compile(r"^(https?|ftps?)://", re.I)
+
+
+def _public(obj: StoredObject, invalid: dict[str, Any]) -> dict[str, Any]:
+    out = {**obj.data, "name": obj.name}
+    if obj.invalid:
+        invalid = {**invalid, "file": obj.invalid}
+    out["invalid"] = invalid
+    return out
+
+
+class TemplateService:
+    def __init__(self, store: ObjectStore, libvirt: LibvirtConnection | None,
+                 events: EventHub, reactor: Any) -> None:
+        self.store = store
+        self.libvirt = libvirt
+        self.events = events
+        self.reactor = reactor
+        self._ours: set[tuple[str, str]] = set()  # (name, version) we wrote ourselves
+
+    def prime(self) -> None:
+        """Remember the templates there at start, so the watcher's first look is quiet."""
+        for obj in self.store.list(KIND):
+            self._ours.add((obj.name, obj.version))
+
+    async def _io(self, fn: Any, *args: Any) -> Any:
+        """The store does file I/O with fsync: never on the reactor thread."""
+        return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                               fn, *args)
+
+    # -- reading --------------------------------------------------------------------
+
+    async def list(self) -> list[dict[str, Any]]:
+        objs = await self._io(self.store.list, KIND)
+        known = await self._libvirt_names()
+        return [_public(o, self._integrity(o.data, known)) for o in objs]
+
+    async def get(self, name: str) -> dict[str, Any]:
+        obj = await self._load(name)
+        return _public(obj, self._integrity(obj.data, await self._libvirt_names()))
+
+    async def _load(self, name: str) -> StoredObject:
+        try:
+            return await self._io(self.store.get, KIND, name)
+        except (KeyError, InvalidName):
+            raise NotFound("KCHTMPL0002E", name=name) from None
+
+    async def _libvirt_names(self) -> tuple[set[str], set[str]] | None:
+        if self.libvirt is None:
+            return None
+        try:
+            return await self.libvirt.run(lambda c: (
+                {n.name() for n in c.listAllNetworks(0)},
+                {p.name() for p in c.listAllStoragePools(0)}))
+        except Exception:
+            return None  # libvirt away: nothing to check against
+
+    @staticmethod
+    def _integrity(data: dict[str, Any], known: tuple[set[str], set[str]] | None
+                   ) -> dict[str, Any]:
+        """What a VM made from this template would miss: ISO, networks, storage pools."""
+        invalid: dict[str, Any] = {}
+        src = (data.get("source_media") or {}).get("path") or ""
+        if src and not _REMOTE.match(src) and not os.path.isfile(src):
+            invalid["cdrom"] = [src]
+        if known is not None:
+            networks, pools = known
+            missing = [n for n in data.get("networks", []) if n not in networks]
+            if missing:
+                invalid["networks"] = missing
+            wanted = {(d.get("pool") or {}).get("name") for d in data.get("disks", [])}
+            missing_pools = sorted(p for p in wanted if p and p not in pools)
+            if missing_pools:
+                invalid["storagepools"] = missing_pools
+        return invalid
+
+    # -- writing --------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = self._build(body)
+        name = body.get("name") or await self._free_name(
+            f"{data['os_distro']}{data['os_version']}".replace("unknown", "template") or "t")
+        try:
+            obj = await self._io(self.store.create, KIND, name, data)
+        except Exists:
+            raise InvalidRequest("KCHTMPL0001E", name=name) from None
+        except InvalidName as e:
+            raise InvalidRequest("KCHTMPL0009E", name=name, reason=e.reason) from None
+        self._ours.add((obj.name, obj.version))
+        out = await self.get(obj.name)
+        await self._emit("template.created", out)
+        return out
+
+    async def update(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Change fields (partial dicts merge); a new ``name`` renames it."""
+        obj = await self._load(name)
+        if obj.invalid:
+            raise InvalidRequest("KCHTMPL0008E", name=name, reason=obj.invalid)
+        changes = {k: v for k, v in body.items() if k != "name"}
+        data = obj.data
+        if "source_media" in changes or "cdrom" in changes:
+            fresh = self._build({**changes, "os_distro": changes.get("os_distro"),
+                                 "os_version": changes.get("os_version")})
+            data = {**data, "source_media": fresh["source_media"],
+                    "os_distro": fresh["os_distro"], "os_version": fresh["os_version"]}
+            changes.pop("source_media", None)
+            changes.pop("cdrom", None)
+        data = osinfo.merge(data, changes)
+        self._check(data)
+        new = body.get("name") or name
+        if new != name:
+            try:
+                await self._io(self.store.rename, KIND, name, new)
+            except Exists:
+                raise InvalidRequest("KCHTMPL0001E", name=new) from None
+            except InvalidName as e:
+                raise InvalidRequest("KCHTMPL0009E", name=new, reason=e.reason) from None
+        stored = await self._io(self.store.put, KIND, new, data)
+        self._ours.add((stored.name, stored.version))
+        out = await self.get(new)
+        await self._emit("template.updated", {**out, "previous": name} if new != name else out)
+        return out
+
+    async def delete(self, name: str) -> None:
+        await self._load(name)
+        try:
+            await self._io(self.store.delete, KIND, name)
+        except KeyError:
+            raise NotFound("KCHTMPL0002E", name=name) from None
+        await self._emit("template.deleted", {"name": name})
+
+    async def clone(self, name: str) -> dict[str, Any]:
+        obj = await self._load(name)
+        if obj.invalid:
+            raise InvalidRequest("KCHTMPL0008E", name=name, reason=obj.invalid)
+        new = await self._free_name(f"{name}-clone")
+        stored = await self._io(self.store.create, KIND, new, obj.data)
+        self._ours.add((stored.name, stored.version))
+        out = await self.get(new)
+        await self._emit("template.created", out)
+        return out
+
+    async def _free_name(self, base: str) -> str:
+        names = {o.name for o in await self._io(self.store.list, KIND)}
+        base = re.sub(r"[^A-Za-z0-9_.+-]", "-", base).strip(".-") or "template"
+        if base not in names and not base.endswith("-clone"):
+            return base
+        n = 1
+        while f"{base}{n}" in names:
+            n += 1
+        return f"{base}{n}"
+
+    def _build(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The stored form of a new template: the OS's defaults, then the user's fields."""
+        if body.get("source_media") and body.get("cdrom"):
+            raise InvalidRequest("KCHTMPL0010E")
+        source = body.get("source_media") or (
+            {"type": "disk", "path": body["cdrom"]} if body.get("cdrom") else None)
+        if source is None:
+            raise InvalidRequest("KCHAPI0006E", error="body: source_media is required")
+        distro, version, bootable = "unknown", "unknown", None
+        path = source.get("path", "")
+        if source["type"] == "disk":
+            if _REMOTE.match(path):
+                raise InvalidRequest("KCHTMPL0005E", path=path)
+            if not os.path.isabs(path):
+                raise InvalidRequest("KCHTMPL0004E", path=path)
+            try:
+                info = isoinfo.probe_file(path)
+            except (OSError, isoinfo.NotAnIso) as e:
+                raise InvalidRequest("KCHTMPL0003E", path=path, error=str(e)) from None
+            distro, version, bootable = info.os_distro, info.os_version, info.bootable
+        distro = body.get("os_distro") or distro
+        version = body.get("os_version") or version
+        user = {k: v for k, v in body.items()
+                if k not in ("name", "source_media", "cdrom", "os_distro", "os_version")}
+        data = osinfo.merge(osinfo.defaults(distro, version), user)
+        data.update(source_media=source, os_distro=distro, os_version=version)
+        if bootable is not None:
+            data["bootable"] = bootable
+        self._check(data)
+        return data
+
+    @staticmethod
+    def _check(data: dict[str, Any]) -> None:
+        mem = data.get("memory", {})
+        if mem.get("current", 0) > mem.get("maxmemory", mem.get("current", 0)):
+            raise InvalidRequest("KCHTMPL0006E", current=mem.get("current"),
+                                 maxmemory=mem.get("maxmemory"))
+        cpu = data.get("cpu_info", {})
+        if cpu.get("vcpus", 0) > cpu.get("maxvcpus", cpu.get("vcpus", 0)):
+            raise InvalidRequest("KCHTMPL0007E", vcpus=cpu.get("vcpus"),
+                                 maxvcpus=cpu.get("maxvcpus"))
+
+    # -- hand edits ------------------------------------------------------------------
+
+    def file_changed(self, kind: str, name: str, change: str, obj: StoredObject | None) -> None:
+        """From the object watcher: publish what was changed by hand."""
+        if kind != KIND:
+            return
+        if obj is not None and (name, obj.version) in self._ours:
+            return  # our own write, already published
+        if change == "removed":
+            d = self.events.emit("template.deleted", {"name": name, "by": "file"})
+        else:
+            assert obj is not None
+            etype = "template.created" if change == "added" else "template.updated"
+            d = self.events.emit(etype, {**_public(obj, {}), "by": "file"})
+        from twisted.internet.defer import Deferred
+
+        Deferred.fromCoroutine(d).addErrback(
+            lambda f: log.warn("cannot publish a template change: {e}", e=f.getErrorMessage()))
+
+    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
+        try:
+            await self.events.emit(etype, data)
+        except Exception as e:  # Redis away: the file is written, the event is lost
+            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
