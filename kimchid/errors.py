@@ -34,6 +34,8 @@ CATALOGUE: dict[str, str] = {
     # Virtual machines
     "KCHVM0001E": "Virtual machine {name} already exists",
     "KCHVM0002E": "Virtual machine {name} does not exist",
+    "KCHVM0010E": "Cannot {action} virtual machine {name}: it is {state}",
+    "KCHVM0011E": "libvirt refused to {action} virtual machine {name}: {error}",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
     "KCHTMPL0002E": "Template {name} does not exist",

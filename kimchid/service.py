@@ -22,7 +22,7 @@ from kimchid.model.events import EventHub
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
-from kimchid.model.vms import VmInventory
+from kimchid.model.vms import VmActions, VmInventory
 
 log = Logger()
 
@@ -58,6 +58,7 @@ class Kimchid(MultiService):
                                  cfg.tasks.keep_seconds)
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.vms = VmInventory(self.libvirt, self.events)
+        self.vm_actions = VmActions(self.vms)
         self.store = ObjectStore(cfg.paths.objects_dir)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
         self.templates.prime()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, RouteTable
-from kimchid.model.vms import STATES, VmInventory
+from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.model.vms import ACTIONS, STATES, VmActions, VmInventory
 
 VM_SCHEMA = {
     "type": "object",
@@ -28,7 +28,7 @@ VM_SCHEMA = {
 }
 
 
-def register(table: RouteTable, vms: VmInventory) -> None:
+def register(table: RouteTable, vms: VmInventory, actions: VmActions) -> None:
     async def list_vms(call: Call) -> list[dict[str, Any]]:
         q = call.query
         return [vm for vm in vms.list()
@@ -44,3 +44,21 @@ def register(table: RouteTable, vms: VmInventory) -> None:
                           "changes made with virsh show up too.")
     table.add("/vms/<name>", "GET", get_vm, "Look at one virtual machine", "vms",
               response=VM_SCHEMA)
+
+    async def delete_vm(call: Call) -> Reply:
+        await actions.delete(call.args["name"])
+        return Reply(204, None)
+
+    table.add("/vms/<name>", "DELETE", delete_vm, "Delete a virtual machine and its disks",
+              "vms", status=204,
+              description="Also when running (it is powered off first). The disks' volumes "
+                          "go too; CD-ROMs and iSCSI/SCSI LUNs never.")
+
+    for action, (allowed, _method) in ACTIONS.items():
+        async def act(call: Call, action: str = action) -> dict[str, Any]:
+            return await actions.act(call.args["name"], action)
+
+        table.add(f"/vms/<name>/{action}", "POST", act, f"{action.capitalize()} the VM", "vms",
+                  response=VM_SCHEMA,
+                  description=f"Allowed when the VM is {', '.join(sorted(allowed))}; "
+                              "otherwise 400 (KCHVM0010E).")

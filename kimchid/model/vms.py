@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import NotFound, ServiceUnavailable
+from kimchid.errors import InvalidOperation, NotFound, OperationFailed, ServiceUnavailable
 from kimchid.model.events import EventHub
 
 log = Logger()
@@ -190,7 +190,12 @@ class VmInventory:
                 del self.vms[uuid]
                 await self._emit("vm.deleted", {"name": old["name"], "uuid": uuid})
             return
-        self.vms[uuid] = vm
+        await self.apply(vm)
+
+    async def apply(self, vm: dict[str, Any]) -> None:
+        """Take a freshly read VM into the view; say what changed (once, whoever reads it)."""
+        old = self.vms.get(vm["uuid"])
+        self.vms[vm["uuid"]] = vm
         if old is None:
             await self._emit("vm.created", vm)
         elif old["state"] != vm["state"]:
@@ -206,3 +211,108 @@ class VmInventory:
             await self.events.emit(etype, data)
         except Exception as e:  # Redis away: the view stays right, the event is lost
             log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
+
+
+# action -> (states it is allowed in, what it does to the domain)
+ACTIONS: dict[str, tuple[frozenset[str], str]] = {
+    "start": (frozenset({"shutoff", "crashed"}), "create"),
+    "poweroff": (frozenset({"running", "paused", "blocked", "pmsuspended", "shutdown",
+                            "crashed"}), "destroy"),
+    "shutdown": (frozenset({"running"}), "shutdown"),
+    "reset": (frozenset({"running"}), "reset"),
+    "suspend": (frozenset({"running"}), "suspend"),
+    "resume": (frozenset({"paused"}), "resume"),
+}
+
+
+def _act(conn: Any, uuid: str, method: str) -> dict[str, Any]:
+    dom = conn.lookupByUUIDString(uuid)
+    if method == "reset":
+        dom.reset(0)
+    else:
+        getattr(dom, method)()
+    return read_domain(dom)
+
+
+def _delete(conn: Any, uuid: str) -> list[str]:
+    """Stop (if needed) and undefine a domain, then delete its disks' volumes.
+
+    Only disks (never CD-ROMs), and never the LUNs of iSCSI/SCSI pools, which belong
+    to the storage, not the VM.  Returns the paths deleted.
+    """
+    import libvirt
+
+    dom = conn.lookupByUUIDString(uuid)
+    vm = read_domain(dom)
+    if dom.isActive():
+        dom.destroy()
+    flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+             | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+             | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    try:
+        dom.undefineFlags(flags)
+    except libvirt.libvirtError:
+        dom.undefine()  # drivers without those flags (the test driver)
+    deleted = []
+    for disk in vm["disks"]:
+        if disk["device"] != "disk" or not disk["path"]:
+            continue
+        try:
+            vol = conn.storageVolLookupByPath(disk["path"])
+            pool_type = ET.fromstring(vol.storagePoolLookupByVolume().XMLDesc(0)).get("type")
+            if pool_type in ("iscsi", "scsi", "iscsi-direct"):
+                continue
+            vol.delete(0)
+            deleted.append(disk["path"])
+        except libvirt.libvirtError as e:
+            log.warn("VM {name}: disk {path} not deleted: {e}", name=vm["name"],
+                     path=disk["path"], e=str(e))
+    return deleted
+
+
+class VmActions:
+    """Lifecycle actions and deletion, one at a time per VM."""
+
+    def __init__(self, inventory: VmInventory) -> None:
+        self.inventory = inventory
+        self._locks: dict[str, defer.DeferredLock] = {}
+
+    def _lock(self, uuid: str) -> defer.DeferredLock:
+        return self._locks.setdefault(uuid, defer.DeferredLock())
+
+    async def act(self, name: str, action: str) -> dict[str, Any]:
+        import libvirt
+
+        vm = self.inventory.get(name)
+        allowed, method = ACTIONS[action]
+        lock = self._lock(vm["uuid"])
+        await lock.acquire()
+        try:
+            vm = self.inventory.get(name)
+            if vm["state"] not in allowed:
+                raise InvalidOperation("KCHVM0010E", action=action, name=name, state=vm["state"])
+            try:
+                fresh = await self.inventory.libvirt.run(lambda c: _act(c, vm["uuid"], method))
+            except libvirt.libvirtError as e:
+                raise OperationFailed("KCHVM0011E", action=action, name=name,
+                                      error=e.get_error_message()) from None
+            await self.inventory.apply(fresh)
+            return fresh
+        finally:
+            lock.release()
+
+    async def delete(self, name: str) -> list[str]:
+        import libvirt
+
+        vm = self.inventory.get(name)
+        lock = self._lock(vm["uuid"])
+        await lock.acquire()
+        try:
+            try:
+                return await self.inventory.libvirt.run(lambda c: _delete(c, vm["uuid"]))
+            except libvirt.libvirtError as e:
+                raise OperationFailed("KCHVM0011E", action="delete", name=name,
+                                      error=e.get_error_message()) from None
+        finally:
+            lock.release()
+            self._locks.pop(vm["uuid"], None)
