@@ -18,6 +18,7 @@ from kimchid.adapters.objectstore import ObjectStore, ObjectWatcher
 from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
 from kimchid.adapters.redis import RedisClient
 from kimchid.config import Config
+from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
@@ -59,6 +60,8 @@ class Kimchid(MultiService):
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.vms = VmInventory(self.libvirt, self.events)
         self.vm_actions = VmActions(self.vms)
+        self.capabilities = Capabilities(
+            cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.store = ObjectStore(cfg.paths.objects_dir)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
         self.templates.prime()
@@ -91,8 +94,15 @@ class Kimchid(MultiService):
     def startService(self) -> None:
         super().startService()
         self.workers.startService()
+        # probe once the listener serves the URL QEMU is asked to read
+        self.reactor.callLater(0.5, self._probe)
         log.info("kimchid started: redis {redis}, libvirt {uri}, {n} embedded workers",
                  redis=self.redis_url, uri=self.cfg.libvirt.uri, n=self.cfg.workers.embedded)
+
+    def _probe(self) -> None:
+        d = defer.Deferred.fromCoroutine(self.capabilities.refresh())
+        d.addErrback(lambda f: log.warn("capability probes failed: {e}",
+                                        e=f.getErrorMessage()))
 
     def stopService(self) -> defer.Deferred[None]:
         return defer.Deferred.fromCoroutine(self._stop())

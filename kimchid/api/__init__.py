@@ -14,7 +14,7 @@ __all__ = ["build", "make_table"]
 def make_table(svc: Any) -> RouteTable:
     """Every route of the daemon, bound to the services of ``svc`` (a Kimchid)."""
     table = RouteTable()
-    system.register(table, svc.cfg, svc.health)
+    system.register(table, svc.cfg, svc.health, svc.capabilities)
     tasks.register(table, svc.tasks, svc.events.cursor)
     isos.register(table, svc.isos)
     vms.register(table, svc.vms, svc.vm_actions)

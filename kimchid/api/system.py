@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from twisted.web import static
+
 from kimchid import __version__
 from kimchid.api.openapi import openapi
 from kimchid.api.routes import JSON, Call, Reply, RouteTable
 from kimchid.config import Config
 from kimchid.errors import NotFound
+from kimchid.model.capabilities import Capabilities
 
 WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"
 UI_CSP = (b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
@@ -19,7 +22,7 @@ UI_CSP = (b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data
 
 
 def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict[str, Any]]],
-             webui: Path = WEBUI) -> None:
+             capabilities: Capabilities, webui: Path = WEBUI) -> None:
     async def get_config(call: Call) -> dict[str, Any]:
         return {
             "version": __version__,
@@ -52,11 +55,28 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
         path = (base / call.args["asset"]).resolve()
         if base not in path.parents or not path.is_file():
             raise NotFound("KCHAPI0001E", path=call.request.path.decode(errors="replace"))
-        return _file(call, path)
+        _ui_headers(call.request)
+        # Twisted's File answers HEAD, Range and If-Modified-Since (QEMU streams with ranges)
+        return static.File(str(path), defaultType="application/octet-stream")
 
     table.add("/config", "GET", get_config, "Server configuration", "config",
               response={"type": "object", "required": ["version", "http_port", "https_port",
                                                        "auth", "features"]})
+    async def get_capabilities(call: Call) -> dict[str, Any]:
+        return await capabilities.get()
+
+    async def refresh_capabilities(call: Call) -> dict[str, Any]:
+        return await capabilities.refresh()
+
+    caps_schema = {"type": "object", "required": [
+        "libvirt_stream_protocols", "qemu_stream", "screenshot", "system_report_tool",
+        "qemu_img", "kvm", "libvirtd_running"]}
+    table.add("/config/capabilities", "GET", get_capabilities, "What this host can do",
+              "config", response=caps_schema,
+              description="Found by trying, at start-up and on refresh; `[features]` in the "
+                          "configuration can force one (listed in `forced`).")
+    table.add("/config/capabilities/refresh", "POST", refresh_capabilities,
+              "Probe the host again", "config", response=caps_schema)
     table.add("/health", "GET", get_health, "What runs, and whether it answers", "config",
               public=True,
               response={"type": "object", "required": ["status", "redis", "libvirt", "workers"],
@@ -73,14 +93,18 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
               public=True, produces=("*/*",))
 
 
+def _ui_headers(req: Any) -> None:
+    req.setHeader(b"X-Content-Type-Options", b"nosniff")
+    req.setHeader(b"Content-Security-Policy", UI_CSP)
+    req.setHeader(b"X-Frame-Options", b"DENY")
+    req.setHeader(b"Cache-Control", b"no-cache")
+
+
 def _file(call: Call, path: Path) -> bytes:
     req = call.request
     ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if ctype.startswith("text/") or ctype == "application/javascript":
         ctype += "; charset=utf-8"
     req.setHeader(b"Content-Type", ctype.encode())
-    req.setHeader(b"X-Content-Type-Options", b"nosniff")
-    req.setHeader(b"Content-Security-Policy", UI_CSP)
-    req.setHeader(b"X-Frame-Options", b"DENY")
-    req.setHeader(b"Cache-Control", b"no-cache")
+    _ui_headers(req)
     return path.read_bytes()

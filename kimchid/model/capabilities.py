@@ -1,0 +1,120 @@
+"""What this host can do, found by trying it: at start-up and on demand.
+
+Every probe is real (libvirt is asked to define a throw-away object and the
+object is removed at once; QEMU reads a URL this daemon serves); ``[features]``
+in the configuration can force a result.  Probes never leave objects behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.config import Config
+
+log = Logger()
+
+STREAM_PROTOCOLS = ("http", "https", "ftp", "ftps", "tftp")
+_PROBE_PREFIX = "kimchi-featuretest-"
+
+
+def _stream_protocols(conn: Any) -> list[str]:
+    """The network protocols libvirt accepts for a CD-ROM (each tried on a throw-away VM)."""
+    import libvirt
+
+    ok = []
+    caps = conn.getCapabilities()
+    domain_type = "kvm" if "<domain type='kvm'" in caps else (
+        "qemu" if "<domain type='qemu'" in caps else "test")
+    for proto in STREAM_PROTOCOLS:
+        name = _PROBE_PREFIX + uuid.uuid4().hex[:8]
+        xml = f"""<domain type='{domain_type}'><name>{name}</name><memory>65536</memory>
+          <os><type>hvm</type></os><devices><disk type='network' device='cdrom'>
+          <source protocol='{proto}' name='/probe.iso'><host name='localhost' port='1'/>
+          </source><target dev='hdc' bus='ide'/><readonly/></disk></devices></domain>"""
+        try:
+            dom = conn.defineXML(xml)
+        except libvirt.libvirtError:
+            continue
+        ok.append(proto)
+        try:
+            dom.undefine()
+        except libvirt.libvirtError as e:
+            log.warn("probe domain {name} not removed: {e}", name=name, e=str(e))
+    return ok
+
+
+def _leftovers(conn: Any) -> None:
+    """Remove probe domains a crash may have left (Kimchi's users met those)."""
+    for dom in conn.listAllDomains(0):
+        if dom.name().startswith(_PROBE_PREFIX):
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            except Exception:
+                pass
+
+
+def _runs(argv: list[str], timeout: float = 20) -> bool:
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=timeout).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _qemu_reads(url: str) -> bool:
+    """QEMU's block layer (qemu-img, through its curl driver) reads ``url``."""
+    qemu_img = shutil.which("qemu-img")
+    return qemu_img is not None and _runs([qemu_img, "info", "-f", "raw", url])
+
+
+class Capabilities:
+    def __init__(self, cfg: Config, libvirt: LibvirtConnection, reactor: Any,
+                 probe_url: str) -> None:
+        self.cfg = cfg
+        self.libvirt = libvirt
+        self.reactor = reactor
+        self.probe_url = probe_url
+        self.found: dict[str, Any] | None = None
+
+    async def get(self) -> dict[str, Any]:
+        if self.found is None:
+            await self.refresh()
+        assert self.found is not None
+        return self.found
+
+    async def refresh(self) -> dict[str, Any]:
+        """Probe everything again (a few seconds at most)."""
+        caps: dict[str, Any] = {"libvirtd_running": False, "libvirt_stream_protocols": [],
+                                "screenshot": False, "kvm": False}
+        try:
+            await self.libvirt.run(_leftovers)
+            caps["libvirt_stream_protocols"] = await self.libvirt.run(_stream_protocols)
+            caps["libvirtd_running"] = True
+            caps["screenshot"] = True  # virDomainScreenshot: every driver kimchi uses
+            caps["kvm"] = await self.libvirt.run(
+                lambda c: "<domain type='kvm'" in c.getCapabilities())
+        except Exception as e:
+            log.warn("capability probes without libvirt: {e}", e=str(e))
+        caps["kvm"] = bool(caps["kvm"]) and os.access("/dev/kvm", os.R_OK | os.W_OK)
+        caps["qemu_img"] = shutil.which("qemu-img") is not None
+        caps["system_report_tool"] = await threads.deferToThread(
+            lambda: bool(shutil.which("sosreport") or shutil.which("sos"))
+            and _runs([shutil.which("sos") or shutil.which("sosreport") or "sos", "--help"]))
+        caps["qemu_stream"] = await threads.deferToThread(_qemu_reads, self.probe_url)
+        forced = self.cfg.features.iso_streaming
+        if forced != "auto":
+            caps["qemu_stream"] = forced == "on"
+            caps["forced"] = ["qemu_stream"]
+        self.found = caps
+        log.info("capabilities: {caps}", caps=caps)
+        return caps
