@@ -20,6 +20,7 @@ from kimchid.adapters.redis import RedisClient
 from kimchid.config import Config
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
+from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
@@ -68,6 +69,10 @@ class Kimchid(MultiService):
         watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
         watcher.setServiceParent(self)
         self.redis.on_change(self._redis_changed)
+        self.libvirt_problems: list[dict[str, str]] = []
+        self._libvirt_degraded = False
+        self.libvirt.connect_listeners.append(self._libvirt_connected)
+        self.libvirt.down_listeners.append(self._libvirt_down)
 
         self.workers = Children(reactor)
         self.workers.name = "workers"
@@ -111,6 +116,41 @@ class Kimchid(MultiService):
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)
 
+    def _libvirt_connected(self) -> None:
+        d = defer.Deferred.fromCoroutine(self._check_host())
+        d.addErrback(lambda f: log.warn("host check failed: {e}", e=f.getErrorMessage()))
+
+    async def _check_host(self) -> None:
+        """The default network and pool, made right if they can be; else say what is wrong."""
+        self.libvirt_problems = await self.libvirt.run(ensure_defaults)
+        if self.libvirt_problems:
+            for p in self.libvirt_problems:
+                log.warn("{what}: {reason} ({fix})", **p)
+            self._libvirt_degraded = True
+            await self._emit_quietly("service.degraded", {
+                "component": "libvirt", "status": "degraded",
+                "reason": "; ".join(f"{p['what']}: {p['reason']}" for p in
+                                    self.libvirt_problems),
+                "fix": "; ".join(p["fix"] for p in self.libvirt_problems)})
+        elif self._libvirt_degraded:
+            self._libvirt_degraded = False
+            await self._emit_quietly("service.recovered", {"component": "libvirt",
+                                                           "status": "up"})
+
+    def _libvirt_down(self, error: str) -> None:
+        self._libvirt_degraded = True
+        data = {"component": "libvirt", "status": "down", "reason": error,
+                "fix": "start libvirtd (systemctl start libvirtd, or libvirtd -d); kimchid "
+                       "reconnects by itself"}
+        d = defer.Deferred.fromCoroutine(self._emit_quietly("service.degraded", data))
+        d.addErrback(lambda f: None)
+
+    async def _emit_quietly(self, etype: str, data: dict[str, Any]) -> None:
+        try:
+            await self.events.emit(etype, data)
+        except Exception:
+            self.events.ephemeral(etype, data)  # Redis away too: at least the live watchers
+
     def _redis_changed(self, up: bool, error: str) -> None:
         now = self.reactor.seconds()
         if not up:
@@ -144,11 +184,15 @@ class Kimchid(MultiService):
             lv = "up"
         except Exception:
             lv = "down"
+        problems = list(self.libvirt_problems) if lv == "up" else [{
+            "what": "libvirt", "reason": self.libvirt.error,
+            "fix": "start libvirtd (systemctl start libvirtd, or libvirtd -d)"}]
         return {
-            "status": "ok" if self.redis.up else "degraded",
+            "status": "ok" if self.redis.up and not problems else "degraded",
             "redis": "up" if self.redis.up else "down",
             "libvirt": lv,
             "workers": workers,
+            "problems": problems,
         }
 
 

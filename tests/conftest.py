@@ -273,6 +273,16 @@ class Libvirtd:
         if set(old) & set(self.started):  # ours before, ours still: stop it at the end
             self.started += self._running("libvirtd")
 
+    def stop(self) -> None:
+        for pid in self._running("libvirtd"):
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not self._running("libvirtd"), what="libvirtd to stop")
+
+    def start(self) -> None:
+        subprocess.run([shutil.which("libvirtd") or "/usr/sbin/libvirtd", "-d"], check=True,
+                       timeout=30)
+        self.started += self._running("libvirtd")
+
     def stop_started(self) -> None:
         for pid in self.started:
             try:

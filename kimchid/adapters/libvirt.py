@@ -68,6 +68,7 @@ class LibvirtConnection(Service):
         self.error = "not connected yet"
         self._probes: dict[tuple[str, int, int], isoinfo.IsoInfo | None] = {}
         self.domain_listeners: list[DomainListener] = []
+        self.down_listeners: list[Callable[[str], None]] = []  # told once per outage
         self.connect_listeners: list[Callable[[], None]] = []
         self._retry: task.LoopingCall | None = None
 
@@ -132,6 +133,7 @@ class LibvirtConnection(Service):
         except libvirt.libvirtError as e:
             if self.up or self.error == "not connected yet":
                 log.warn("libvirt {uri} unreachable: {error}", uri=self.uri, error=str(e))
+                self.reactor.callFromThread(self._went_down, str(e))
             self.up, self.error = False, str(e)
             raise
         try:
@@ -157,6 +159,11 @@ class LibvirtConnection(Service):
                      uri=self.uri, r=reason)
             self._conn = None
             self.up, self.error = False, f"connection closed (reason {reason})"
+            self._went_down(self.error)
+
+    def _went_down(self, error: str) -> None:
+        for listener in self.down_listeners:
+            listener(error)
 
     def _lifecycle(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
         name = LIFECYCLE[event] if 0 <= event < len(LIFECYCLE) else str(event)

@@ -37,7 +37,7 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
 
     async def get_health(call: Call) -> Reply:
         h = await health()
-        return Reply(200 if h["status"] == "ok" else 503, h)
+        return Reply(200 if h["redis"] == "up" else 503, h)
 
     async def get_openapi(call: Call) -> dict[str, Any]:
         return openapi(table, __version__)
@@ -79,12 +79,18 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
               "Probe the host again", "config", response=caps_schema)
     table.add("/health", "GET", get_health, "What runs, and whether it answers", "config",
               public=True,
-              response={"type": "object", "required": ["status", "redis", "libvirt", "workers"],
+              response={"type": "object", "required": ["status", "redis", "libvirt", "workers",
+                                                       "problems"],
                         "properties": {"status": {"enum": ["ok", "degraded"]},
                                        "redis": {"enum": ["up", "down"]},
                                        "libvirt": {"enum": ["up", "down", "unknown"]},
-                                       "workers": {"type": "integer"}}},
-              description="200 when everything answers, 503 (same body) when degraded.")
+                                       "workers": {"type": "integer"},
+                                       "problems": {"type": "array",
+                                                    "items": {"type": "object"}}}},
+              description="503 (same body) while Redis, the bus, is away; `status` is "
+                          "`degraded` and `problems` say what is wrong and how to fix it "
+                          "whenever something is (libvirtd down, no default network or "
+                          "pool).")
     table.add("/openapi.json", "GET", get_openapi, "This API, as OpenAPI 3.1", "config",
               public=True)
     table.add("/", "GET", root, "The browser UI (text/html) or an index (JSON)", "ui",

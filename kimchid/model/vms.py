@@ -129,7 +129,7 @@ class VmInventory:
         raise NotFound("KCHVM0002E", name=name)
 
     def _check(self) -> None:
-        if not self.loaded:
+        if not self.loaded or not self.libvirt.up:
             raise ServiceUnavailable("KCHSVC0002E", error=self.libvirt.error)
 
     # -- keeping it current -----------------------------------------------------------
@@ -200,6 +200,12 @@ class VmInventory:
             await self._emit("vm.created", vm)
         elif old["state"] != vm["state"]:
             await self._emit("vm.state", self._state_data(vm, old["state"]))
+
+    async def forget(self, uuid: str) -> None:
+        """A VM is gone (deleted here): drop it and say so, once."""
+        old = self.vms.pop(uuid, None)
+        if old is not None:
+            await self._emit("vm.deleted", {"name": old["name"], "uuid": uuid})
 
     @staticmethod
     def _state_data(vm: dict[str, Any], previous: str) -> dict[str, Any]:
@@ -309,7 +315,9 @@ class VmActions:
         await lock.acquire()
         try:
             try:
-                return await self.inventory.libvirt.run(lambda c: _delete(c, vm["uuid"]))
+                deleted = await self.inventory.libvirt.run(lambda c: _delete(c, vm["uuid"]))
+                await self.inventory.forget(vm["uuid"])
+                return deleted
             except libvirt.libvirtError as e:
                 raise OperationFailed("KCHVM0011E", action="delete", name=name,
                                       error=e.get_error_message()) from None

@@ -43,3 +43,36 @@ def test_vm_defined_with_libvirt_appears_live_and_survives_a_libvirtd_restart(
             libvirt.open("qemu:///system").lookupByUUIDString(uid).undefine()
         except libvirt.libvirtError:
             pass
+
+
+def test_libvirtd_down_degrades_explains_and_recovers(kimchi_factory, redis_db, libvirtd):
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url,
+                               extra={"libvirt": {"uri": "qemu:///system"}})
+    wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
+    health = k.get("/health").json()
+    assert health["libvirt"] == "up" and health["problems"] == []  # default net and pool ok
+    conn = libvirt.open("qemu:///system")
+    assert conn.networkLookupByName("default").isActive()
+    assert conn.storagePoolLookupByName("default").isActive()
+    libvirtd.stop()
+    try:
+        def degraded():
+            h = k.get("/health")
+            return h.status_code == 200 and h.json()["status"] == "degraded" and h.json()
+        h = wait_for(degraded, timeout=20, what="health to say libvirt is down")
+        assert h["libvirt"] == "down" and "libvirtd" in h["problems"][0]["fix"]
+        err = wait_for(lambda: (lambda r: r.json() if r.status_code == 503 else None)(
+            k.get("/vms")), what="/vms to answer 503")
+        assert err["errcode"] == "KCHSVC0002E"
+        assert k.get("/config").status_code == 200  # the rest still answers
+        assert k.get("/config/capabilities").status_code == 200
+        events = k.get("/events?since=0&types=service.*").json()
+        assert any(e["type"] == "service.degraded" and e["data"]["component"] == "libvirt"
+                   for e in events)
+    finally:
+        libvirtd.start()
+    wait_for(lambda: k.get("/vms").status_code == 200, timeout=30, what="recovery")
+    assert k.get("/health").json()["status"] == "ok"
+    wait_for(lambda: any(e["data"].get("component") == "libvirt" for e in
+                         k.get("/events?since=0&types=service.recovered").json()),
+             what="service.recovered")
