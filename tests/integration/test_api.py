@@ -32,7 +32,7 @@ def routes(kimchi: Kimchi) -> list[tuple[str, str, dict]]:
     spec = kimchi.get("/openapi.json").json()
     out = []
     for path, ops in spec["paths"].items():
-        for method, op in ops.items():
+        for method in ops:
             concrete = re.sub(r"\{(\w+)\}", lambda m: "0" * 32 if m[1] == "id" else "x.css", path)
             out.append((method.upper(), concrete, path))
     return out

@@ -86,7 +86,7 @@ class Race:
                     self.attempt[who] = None
             else:
                 code = self.s["finish"](keys=[k.task(t), k.jobs, k.events, k.found(t)],
-                                        args=[attempt, step[2], self.now(), "done", "", 
+                                        args=[attempt, step[2], self.now(), "done", "",
                                               self.entry or "0-0", 3600, 1000, ""])
             assert (code != 0) == owns, (step, code, owns)
 

@@ -84,10 +84,13 @@ def test_job_whose_workers_keep_dying_ends_failed_with_the_reason(kimchi_factory
     bus = SyncBus(connect(redis_db.url))
     task_id = bus.submit("diag.sleep", {"seconds": 60})
     killed = set()
+    def running_attempt(a: int) -> dict | None:
+        task = bus.task(task_id)
+        return task if task["attempt"] == a and task["worker"] else None
+
     for attempt in (1, 2):
-        t = wait_for(lambda a=attempt: (lambda t: t if t["attempt"] == a and t["worker"] else None)(
-            bus.task(task_id)), timeout=20, what=f"attempt {attempt}")
-        pid = _worker_pid(t)
+        pid = _worker_pid(wait_for(lambda a=attempt: running_attempt(a), timeout=20,
+                                   what=f"attempt {attempt}"))
         killed.add(pid)
         os.kill(pid, signal.SIGKILL)
     done = bus.wait(task_id, timeout=30)
