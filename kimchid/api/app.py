@@ -13,7 +13,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 
-from kimchid.api.routes import JSON, Call, Reply, Route, RouteTable
+from kimchid.api.routes import JSON, Call, RawJSON, Reply, Route, RouteTable
 from kimchid.errors import KimchiError, MethodNotAllowed, NotFound, OperationFailed
 
 log = Logger()
@@ -33,6 +33,8 @@ def _write_json(request: IRequest, status: int, body: Any) -> bytes:
     if body is None:
         return b""
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+    if isinstance(body, RawJSON):
+        return bytes(body)
     return json.dumps(body, separators=(",", ":")).encode()
 
 

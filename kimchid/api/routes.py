@@ -21,6 +21,10 @@ from kimchid.errors import InvalidRequest, NotAcceptable, UnsupportedMediaType
 JSON = "application/json"
 
 
+class RawJSON(bytes):
+    """A body already serialised (a cached listing): written as it is."""
+
+
 @dataclass
 class Reply:
     """A response: status, JSON body (None: no body), extra headers."""

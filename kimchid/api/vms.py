@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.api.routes import Call, RawJSON, Reply, RouteTable
 from kimchid.model.vms import ACTIONS, STATES, VmActions, VmInventory
 
 VM_SCHEMA = {
@@ -29,8 +29,10 @@ VM_SCHEMA = {
 
 
 def register(table: RouteTable, vms: VmInventory, actions: VmActions) -> None:
-    async def list_vms(call: Call) -> list[dict[str, Any]]:
+    async def list_vms(call: Call) -> Any:
         q = call.query
+        if not q:
+            return RawJSON(vms.listing_json())
         return [vm for vm in vms.list()
                 if all(str(vm.get(k)) == v for k, v in q.items())]
 

@@ -8,6 +8,7 @@ becomes a ``vm.created`` / ``vm.state`` / ``vm.deleted`` event.
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -109,7 +110,8 @@ class VmInventory:
     def __init__(self, libvirt: LibvirtConnection, events: EventHub) -> None:
         self.libvirt = libvirt
         self.events = events
-        self.vms: dict[str, dict[str, Any]] = {}
+        self._vms: dict[str, dict[str, Any]] = {}
+        self._listing: bytes | None = None  # GET /vms, serialised once per change
         self.loaded = False
         self._refreshing: dict[str, defer.Deferred[None]] = {}
         libvirt.connect_listeners.append(self._connected)
@@ -117,9 +119,28 @@ class VmInventory:
 
     # -- reading ------------------------------------------------------------------
 
+    @property
+    def vms(self) -> dict[str, dict[str, Any]]:
+        return self._vms
+
+    @vms.setter
+    def vms(self, value: dict[str, dict[str, Any]]) -> None:
+        self._vms = value
+        self._listing = None
+
+    def changed(self) -> None:
+        self._listing = None
+
     def list(self) -> list[dict[str, Any]]:
         self._check()
-        return sorted(self.vms.values(), key=lambda v: v["name"])
+        return sorted(self._vms.values(), key=lambda v: v["name"])
+
+    def listing_json(self) -> bytes:
+        """The whole list as JSON, made again only after a change (1,000 VMs: ~10 ms)."""
+        self._check()
+        if self._listing is None:
+            self._listing = json.dumps(self.list(), separators=(",", ":")).encode()
+        return self._listing
 
     def get(self, name: str) -> dict[str, Any]:
         self._check()
@@ -188,6 +209,7 @@ class VmInventory:
                     await self._emit("vm.state", self._state_data({**old, "state": said},
                                                                   old["state"]))
                 del self.vms[uuid]
+                self.changed()
                 await self._emit("vm.deleted", {"name": old["name"], "uuid": uuid})
             return
         await self.apply(vm)
@@ -196,6 +218,7 @@ class VmInventory:
         """Take a freshly read VM into the view; say what changed (once, whoever reads it)."""
         old = self.vms.get(vm["uuid"])
         self.vms[vm["uuid"]] = vm
+        self.changed()
         if old is None:
             await self._emit("vm.created", vm)
         elif old["state"] != vm["state"]:
@@ -204,6 +227,7 @@ class VmInventory:
     async def forget(self, uuid: str) -> None:
         """A VM is gone (deleted here): drop it and say so, once."""
         old = self.vms.pop(uuid, None)
+        self.changed()
         if old is not None:
             await self._emit("vm.deleted", {"name": old["name"], "uuid": uuid})
 
