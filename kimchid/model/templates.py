@@ -45,6 +45,7 @@ class TemplateService:
         self.events = events
         self.reactor = reactor
         self._ours: set[tuple[str, str]] = set()  # (name, version) we wrote ourselves
+        self._removed: set[str] = set()  # names we deleted or renamed away ourselves
 
     def prime(self) -> None:
         """Remember the templates there at start, so the watcher's first look is quiet."""
@@ -137,6 +138,7 @@ class TemplateService:
         self._check(data)
         new = body.get("name") or name
         if new != name:
+            self._removed.add(name)
             try:
                 await self._io(self.store.rename, KIND, name, new)
             except Exists:
@@ -151,6 +153,7 @@ class TemplateService:
 
     async def delete(self, name: str) -> None:
         await self._load(name)
+        self._removed.add(name)
         try:
             await self._io(self.store.delete, KIND, name)
         except KeyError:
@@ -228,6 +231,9 @@ class TemplateService:
             return
         if obj is not None and (name, obj.version) in self._ours:
             return  # our own write, already published
+        if change == "removed" and name in self._removed:
+            self._removed.discard(name)
+            return
         if change == "removed":
             d = self.events.emit("template.deleted", {"name": name, "by": "file"})
         else:

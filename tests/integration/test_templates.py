@@ -116,3 +116,17 @@ def test_duplicates_missing_isos_and_files_edited_by_hand(kimchi: Kimchi, isos, 
     assert kimchi.get("/templates/dropped").json()["os_distro"] == "debian"  # others unharmed
     (folder / "dropped.json").unlink()
     wait_for(lambda: kimchi.get("/templates/dropped").status_code == 404, what="removal")
+
+
+def test_each_change_is_published_once(kimchi: Kimchi, isos):
+    src = {"type": "disk", "path": str(isos["fedora"])}
+    kimchi.post("/templates", {"name": "one", "source_media": src})
+    kimchi.http.put(kimchi.url + "/templates/one", json={"name": "two"}, allow_redirects=False)
+    kimchi.delete("/templates/two")
+    import time
+
+    time.sleep(2.5)  # the folder watcher looks every second: give it time to (not) repeat
+    events = [(e["type"], e["data"]["name"]) for e in
+              kimchi.get("/events?since=0&types=template.*").json()]
+    assert events == [("template.created", "one"), ("template.updated", "two"),
+                      ("template.deleted", "two")]
