@@ -43,6 +43,11 @@
     degraded: null, // {reason, fix} while a component is down
     scanTaskId: null, // the scan the Stop button stops
     renderQueued: false,
+    templates: new Map(), // name -> template
+    vms: new Map(), // name -> VM
+    renaming: null, // the template whose name is being edited
+    rowErrors: new Map(), // template name -> error text shown in its row
+    confirmName: null, // the template the delete dialog is about
   };
 
   // -- small helpers ------------------------------------------------------------------
@@ -110,7 +115,8 @@
     if (!resp.ok) {
       const reason = data && typeof data.reason === 'string' ? data.reason
         : `${resp.status} ${resp.statusText}`;
-      const err = new Error(reason);
+      const code = data && typeof data.errcode === 'string' ? data.errcode : '';
+      const err = new Error(code && !reason.includes(code) ? `${reason} (${code})` : reason);
       err.status = resp.status;
       err.body = data;
       throw err;
@@ -245,7 +251,14 @@
     const by = el('td', 'cell-by');
     by.append(el('span', `tag tag-${iso.found_by === 'pool' ? 'pool' : 'scan'}`,
       iso.found_by === 'pool' && iso.pool ? `pool ${iso.pool}` : iso.found_by || '—'));
-    tr.append(name, distro, size, boot, path, by);
+    const act = el('td', 'cell-actions');
+    const mk = el('button', 'btn btn-small btn-plain iso-make-template', '+ Template');
+    mk.type = 'button';
+    mk.setAttribute('aria-label', `Create a template from ${iso.name}`);
+    mk.title = `Create a template from ${iso.name}`;
+    mk.addEventListener('click', () => prefillTemplate(iso.path));
+    act.append(mk);
+    tr.append(name, distro, size, boot, path, by, act);
     if (state.fresh.has(iso.path)) tr.classList.add('is-new');
     return tr;
   }
@@ -285,6 +298,7 @@
     const word = n === 1 ? 'image' : 'images';
     $('iso-count').textContent = shown.length === n ? `${numberFmt.format(n)} ${word}`
       : `${numberFmt.format(shown.length)} of ${numberFmt.format(n)} ${word}`;
+    fillIsoSelect();
     for (const th of document.querySelectorAll('#iso-table th[data-key]')) {
       th.setAttribute('aria-sort', th.dataset.key !== state.sort.key ? 'none'
         : state.sort.dir > 0 ? 'ascending' : 'descending');
@@ -655,8 +669,11 @@
     const t = await api('GET', '/tasks?limit=50');
     const cursor = t.headers.get('Events-Cursor') || '0';
     const i = await api('GET', '/isos');
+    // templates and VMs are best effort: a failure there must not hide the library
+    const tp = await api('GET', '/templates').then((r) => r.data, () => null);
+    const vm = await api('GET', '/vms').then((r) => r.data, () => null);
     return { tasks: Array.isArray(t.data) ? t.data : [], isos: Array.isArray(i.data) ? i.data : [],
-      cursor };
+      templates: Array.isArray(tp) ? tp : null, vms: Array.isArray(vm) ? vm : null, cursor };
   }
 
   function applyListing(l) {
@@ -671,6 +688,10 @@
     for (const rec of l.tasks) upsertTask(rec, { announceIt: false });
     state.isos = new Map(l.isos.map((i) => [i.path, i]));
     state.lastId = l.cursor;
+    if (l.templates) state.templates = new Map(l.templates.map((x) => [x.name, x]));
+    if (l.vms) state.vms = new Map(l.vms.map((x) => [x.name, x]));
+    renderTemplates();
+    renderVms();
     renderIsos();
     updateTaskSummary();
   }
@@ -732,6 +753,24 @@
         break;
       case 'iso.removed':
         isoRemoved(d);
+        break;
+      case 'template.created':
+      case 'template.updated':
+        templateChanged(d, ev.type === 'template.updated');
+        // a hand edit's event does not say what the template misses: ask for the full record
+        if (d && d.by === 'file' && typeof d.name === 'string') refreshTemplate(d.name);
+        break;
+      case 'template.deleted':
+        if (d && state.templates.delete(d.name)) renderTemplates();
+        break;
+      case 'vm.created':
+        vmUpsert(d);
+        break;
+      case 'vm.state':
+        vmState(d);
+        break;
+      case 'vm.deleted':
+        if (d && state.vms.delete(d.name)) renderVms();
         break;
       case 'service.degraded':
         showDegraded({
@@ -807,6 +846,375 @@
     connect();
   }
 
+  // -- pages (hash routing) ---------------------------------------------------------------
+
+  const PAGES = ['isos', 'templates', 'vms'];
+
+  function route(focus) {
+    const m = /^#\/?([a-z]+)/.exec(location.hash || '');
+    const page = m && PAGES.includes(m[1]) ? m[1] : 'isos';
+    for (const p of PAGES) {
+      $(p).hidden = p !== page;
+      const link = $(`nav-${p}`);
+      if (p === page) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    document.title = `${{ isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines' }[page]} · kimchi`;
+    if (focus) {
+      $('main').focus({ preventScroll: true });
+      window.scrollTo({ top: 0 });
+    }
+  }
+
+  // -- templates -------------------------------------------------------------------------
+
+  function memText(mib) {
+    if (typeof mib !== 'number' || !isFinite(mib)) return '—';
+    return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} GiB` : `${numberFmt.format(mib)} MiB`;
+  }
+
+  function invalidText(inv) {
+    if (!inv || typeof inv !== 'object') return [];
+    const out = [];
+    const list = (v) => (Array.isArray(v) ? v : [v]).map(String);
+    for (const [key, v] of Object.entries(inv)) {
+      if (key === 'cdrom') out.push(list(v).length > 1 ? `${list(v).length} ISOs missing` : 'ISO missing');
+      else if (key === 'networks') for (const n of list(v)) out.push(`network ${n} missing`);
+      else if (key === 'storagepools') for (const n of list(v)) out.push(`storage pool ${n} missing`);
+      else if (key === 'file') out.push(`file unreadable: ${list(v).join(', ')}`);
+      else out.push(`${key}: ${list(v).join(', ')}`);
+    }
+    return out;
+  }
+
+  function fillIsoSelect() {
+    const sel = $('tmpl-iso');
+    const want = sel.value || $('tmpl-path').value.trim();
+    const isos = [...state.isos.values()].sort((a, b) => collator.compare(a.name || '', b.name || ''));
+    const opts = [el('option', null, isos.length ? 'Choose an ISO…' : 'No ISO in the library yet')];
+    opts[0].value = '';
+    for (const iso of isos) {
+      const o = el('option', null, `${iso.name} — ${distroText(iso)}`);
+      o.value = iso.path;
+      o.title = iso.path;
+      opts.push(o);
+    }
+    sel.replaceChildren(...opts);
+    sel.value = state.isos.has(want) ? want : '';
+  }
+
+  function prefillTemplate(path) {
+    location.hash = '#/templates';
+    fillIsoSelect();
+    $('tmpl-iso').value = state.isos.has(path) ? path : '';
+    $('tmpl-path').value = path;
+    showTmplError('');
+    $('tmpl-name').focus();
+  }
+
+  function showTmplError(text) {
+    const e = $('tmpl-error');
+    e.textContent = text;
+    e.hidden = !text;
+    $('tmpl-path').setAttribute('aria-invalid', text ? 'true' : 'false');
+  }
+
+  async function createTemplate(ev) {
+    ev.preventDefault();
+    showTmplError('');
+    const path = $('tmpl-path').value.trim() || $('tmpl-iso').value;
+    if (!path) {
+      showTmplError('Choose an ISO of the library or enter the path of one.');
+      $('tmpl-iso').focus();
+      return;
+    }
+    const body = { source_media: { type: 'disk', path } };
+    const name = $('tmpl-name').value.trim();
+    if (name) body.name = name;
+    const mem = $('tmpl-memory').value.trim();
+    if (mem) {
+      const n = Number(mem);
+      if (!Number.isInteger(n) || n < 64) { showTmplError('Memory is a whole number of MiB, at least 64.'); return; }
+      body.memory = { current: n, maxmemory: n }; // as the OS defaults: no hot-plug room
+    }
+    const cpus = $('tmpl-vcpus').value.trim();
+    if (cpus) {
+      const n = Number(cpus);
+      if (!Number.isInteger(n) || n < 1) { showTmplError('vCPUs is a whole number, at least 1.'); return; }
+      body.cpu_info = { vcpus: n, maxvcpus: n };
+    }
+    const btn = $('tmpl-create');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', '/templates', body);
+      templateChanged(r.data, false);
+      announce(`Template ${r.data.name} created`);
+      for (const id of ['tmpl-name', 'tmpl-memory', 'tmpl-vcpus', 'tmpl-path']) $(id).value = '';
+      $('tmpl-iso').value = '';
+    } catch (e) {
+      showTmplError(e.message);
+      $('tmpl-path').focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function templateChanged(t, updated) {
+    if (!t || typeof t.name !== 'string') return;
+    if (updated && t.previous && t.previous !== t.name) state.templates.delete(t.previous);
+    const rec = { ...t };
+    delete rec.previous;
+    delete rec.by;
+    state.templates.set(rec.name, rec);
+    renderTemplates();
+  }
+
+  async function refreshTemplate(name) {
+    try {
+      const r = await api('GET', `/templates/${encodeURIComponent(name)}`);
+      if (state.templates.has(name)) templateChanged(r.data, false);
+    } catch (e) {
+      // deleted meanwhile: its event follows
+    }
+  }
+
+  function rowError(name, text) {
+    if (text) state.rowErrors.set(name, text);
+    else state.rowErrors.delete(name);
+    renderTemplates();
+  }
+
+  async function cloneTemplate(name, btn) {
+    btn.disabled = true;
+    try {
+      const r = await api('POST', `/templates/${encodeURIComponent(name)}/clone`);
+      state.rowErrors.delete(name);
+      templateChanged(r.data, false);
+      announce(`Template ${name} cloned as ${r.data.name}`);
+    } catch (e) {
+      rowError(name, e.message);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  async function renameTemplate(name, input) {
+    const to = input.value.trim();
+    if (!to || to === name) { state.renaming = null; rowError(name, ''); return; }
+    input.disabled = true;
+    try {
+      const r = await api('PUT', `/templates/${encodeURIComponent(name)}`, { name: to });
+      state.renaming = null;
+      state.rowErrors.delete(name);
+      state.templates.delete(name);
+      if (r.data && r.data.name) templateChanged(r.data, false);
+      else renderTemplates();
+      announce(`Template ${name} renamed to ${to}`);
+    } catch (e) {
+      input.disabled = false;
+      rowError(name, e.message);
+    }
+  }
+
+  function askDelete(name) {
+    state.confirmName = name;
+    $('confirm-text').textContent = `The template “${name}” will be deleted. Virtual machines made from it are not affected.`;
+    $('confirm-error').hidden = true;
+    $('confirm-ok').disabled = false;
+    $('confirm-dialog').showModal();
+    $('confirm-cancel').focus();
+  }
+
+  async function confirmDelete() {
+    const name = state.confirmName;
+    if (!name) return;
+    const ok = $('confirm-ok');
+    ok.disabled = true;
+    try {
+      await api('DELETE', `/templates/${encodeURIComponent(name)}`);
+      state.templates.delete(name);
+      state.rowErrors.delete(name);
+      renderTemplates();
+      announce(`Template ${name} deleted`);
+      $('confirm-dialog').close('done');
+    } catch (e) {
+      $('confirm-error').textContent = e.message;
+      $('confirm-error').hidden = false;
+      ok.disabled = false;
+    }
+  }
+
+  function onConfirmClose() {
+    const name = state.confirmName;
+    state.confirmName = null;
+    const row = name && document.querySelector(`#tmpl-rows tr[data-name="${CSS.escape(name)}"] .tmpl-delete`);
+    if (row) row.focus();
+  }
+
+  function actionButton(text, cls, label, fn) {
+    const b = el('button', `btn btn-small ${cls}`, text);
+    b.type = 'button';
+    b.setAttribute('aria-label', label);
+    b.addEventListener('click', () => fn(b));
+    return b;
+  }
+
+  function templateRow(t) {
+    const tr = el('tr');
+    tr.dataset.name = t.name;
+    const problems = invalidText(t.invalid);
+    if (problems.length) tr.classList.add('row-invalid');
+
+    const name = el('td', 'cell-name');
+    if (state.renaming === t.name) {
+      const f = el('form', 'rename-form');
+      const input = el('input', 'input');
+      input.type = 'text';
+      input.value = t.name;
+      input.setAttribute('aria-label', `New name for ${t.name}`);
+      input.spellcheck = false;
+      const save = el('button', 'btn btn-small btn-primary', 'Save');
+      save.type = 'submit';
+      const cancel = el('button', 'btn btn-small btn-plain', 'Cancel');
+      cancel.type = 'button';
+      cancel.addEventListener('click', () => { state.renaming = null; rowError(t.name, ''); });
+      input.addEventListener('keydown', (e) => {
+        if (e.key === 'Escape') { state.renaming = null; rowError(t.name, ''); }
+      });
+      f.addEventListener('submit', (e) => { e.preventDefault(); renameTemplate(t.name, input); });
+      f.append(input, save, cancel);
+      name.append(f);
+      setTimeout(() => { if (input.isConnected && !input.disabled) { input.focus(); input.select(); } }, 0);
+    } else {
+      name.append(el('span', 'tmpl-name', t.name));
+    }
+    const srcText = t.source_media ? (t.source_media.type === 'netboot' ? 'network boot' : t.source_media.path || '—') : '—';
+    const src = el('span', 'tmpl-src mono');
+    const bdi = el('bdi', null, srcText);
+    bdi.dir = 'ltr';
+    src.append(bdi);
+    src.title = `Source: ${srcText}`;
+    name.append(src);
+    if (problems.length) {
+      const chip = el('span', 'chip-invalid', problems.join(' · '));
+      const missing = t.invalid && t.invalid.cdrom ? [].concat(t.invalid.cdrom).map((p) => `\nmissing ISO: ${p}`).join('') : '';
+      chip.title = `A VM made from this template now would fail: ${problems.join('; ')}${missing}`;
+      name.append(chip);
+    }
+    const err = state.rowErrors.get(t.name);
+    if (err) name.append(el('p', 'row-error', err));
+
+    const os = el('td', 'tmpl-os');
+    const d = t.os_distro || 'unknown';
+    const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`);
+    chip.append(el('span', 'distro-name', d));
+    if (t.os_version && t.os_version !== 'unknown') {
+      chip.append(document.createTextNode(' '), el('span', 'distro-ver', t.os_version));
+    }
+    os.append(chip);
+    const mem = el('td', 'num', memText(t.memory && t.memory.current));
+    const cpus = el('td', 'num', t.cpu_info && t.cpu_info.vcpus ? t.cpu_info.vcpus : '—');
+    const disks = Array.isArray(t.disks) ? t.disks : [];
+    const total = disks.reduce((a, x) => a + (typeof x.size === 'number' ? x.size : 0), 0);
+    const disk = el('td', 'num', disks.length ? `${total} GB` : '—');
+    if (disks.length) disk.title = disks.map((x) => `${x.size} GB ${x.format || ''} on ${x.pool && x.pool.name ? x.pool.name : '?'}`).join('\n');
+    const nets = el('td', null, Array.isArray(t.networks) && t.networks.length ? t.networks.join(', ') : 'none');
+    const act = el('td', 'cell-actions');
+    act.append(
+      actionButton('Clone', 'btn-plain', `Clone ${t.name}`, (b) => cloneTemplate(t.name, b)),
+      actionButton('Rename', 'btn-plain', `Rename ${t.name}`, () => {
+        state.renaming = t.name;
+        rowError(t.name, '');
+      }),
+      actionButton('Delete', 'btn-danger-outline tmpl-delete', `Delete ${t.name}`, () => askDelete(t.name)),
+    );
+    tr.append(name, os, mem, cpus, disk, nets, act);
+    return tr;
+  }
+
+  function renderTemplates() {
+    const all = [...state.templates.values()].sort((a, b) => collator.compare(a.name, b.name));
+    const active = document.activeElement;
+    const keep = active && active.closest && active.closest('#tmpl-rows .rename-form') ? active : null;
+    if (keep && state.renaming) {
+      // do not rebuild the row being typed in; refresh the others around it
+      const rows = $('tmpl-rows');
+      for (const tr of [...rows.children]) if (tr.dataset.name !== state.renaming) tr.remove();
+      const editing = rows.firstElementChild;
+      for (const t of all) {
+        if (t.name === state.renaming) continue;
+        const tr = templateRow(t);
+        if (editing && collator.compare(t.name, state.renaming) < 0) rows.insertBefore(tr, editing);
+        else rows.append(tr);
+      }
+    } else {
+      $('tmpl-rows').replaceChildren(...all.map(templateRow));
+    }
+    $('tmpl-empty').hidden = all.length > 0;
+    const n = all.length;
+    const bad = all.filter((t) => invalidText(t.invalid).length).length;
+    $('tmpl-count').textContent = `${numberFmt.format(n)} ${n === 1 ? 'template' : 'templates'}${bad ? ` · ${bad} invalid` : ''}`;
+    const badge = $('nav-tmpl-count');
+    badge.hidden = n === 0;
+    badge.textContent = String(n);
+  }
+
+  // -- virtual machines --------------------------------------------------------------------
+
+  const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
+    crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
+
+  function vmRow(vm) {
+    const tr = el('tr');
+    tr.dataset.name = vm.name;
+    tr.dataset.state = vm.state || '';
+    const name = el('td', 'cell-name', vm.name);
+    const st = el('td');
+    const s = /^[a-z]+$/.test(vm.state || '') ? vm.state : 'unknown';
+    st.append(el('span', `state state-${s}`, STATE_TEXT[vm.state] || vm.state || 'unknown'));
+    const cpus = el('td', 'num', typeof vm.cpus === 'number' ? vm.cpus : '—');
+    const mem = el('td', 'num', memText(vm.memory && vm.memory.current));
+    const uuid = el('td', 'mono cell-uuid', vm.uuid || '');
+    tr.append(name, st, cpus, mem, uuid);
+    if (vm.flash) tr.classList.add('row-flash');
+    return tr;
+  }
+
+  function renderVms() {
+    const all = [...state.vms.values()].sort((a, b) => collator.compare(a.name, b.name));
+    $('vm-rows').replaceChildren(...all.map(vmRow));
+    for (const vm of all) delete vm.flash;
+    $('vm-empty').hidden = all.length > 0;
+    const running = all.filter((v) => v.state === 'running').length;
+    $('vm-count').textContent = `${numberFmt.format(all.length)} ${all.length === 1 ? 'guest' : 'guests'} · ${running} running`;
+    const badge = $('nav-vm-count');
+    badge.hidden = all.length === 0;
+    badge.textContent = String(all.length);
+  }
+
+  function vmUpsert(vm) {
+    if (!vm || typeof vm.name !== 'string') return;
+    state.vms.set(vm.name, { ...vm, flash: true });
+    renderVms();
+  }
+
+  async function vmState(d) {
+    if (!d || typeof d.name !== 'string') return;
+    const vm = state.vms.get(d.name);
+    if (vm) {
+      vm.state = d.state;
+      vm.flash = true;
+      renderVms();
+      announce(`${d.name}: ${STATE_TEXT[d.state] || d.state}`);
+      return;
+    }
+    try {
+      vmUpsert((await api('GET', `/vms/${encodeURIComponent(d.name)}`)).data);
+    } catch (e) {
+      // gone again: the vm.deleted event follows
+    }
+  }
+
   // -- wiring -----------------------------------------------------------------------------
 
   function init() {
@@ -832,11 +1240,23 @@
       drawer.scrollIntoView({ block: 'start', behavior: 'smooth' });
       drawer.focus({ preventScroll: true });
     });
-    $('nav-isos').addEventListener('click', (e) => {
-      e.preventDefault();
-      $('main').focus({ preventScroll: true });
-      window.scrollTo({ top: 0, behavior: 'smooth' });
+    window.addEventListener('hashchange', () => route(true));
+    $('tmpl-form').addEventListener('submit', createTemplate);
+    $('tmpl-iso').addEventListener('change', (e) => {
+      if (e.target.value) $('tmpl-path').value = e.target.value;
+      showTmplError('');
     });
+    $('tmpl-path').addEventListener('input', () => {
+      const v = $('tmpl-path').value.trim();
+      $('tmpl-iso').value = state.isos.has(v) ? v : '';
+      if (!$('tmpl-error').hidden) showTmplError('');
+    });
+    $('confirm-dialog').addEventListener('close', onConfirmClose);
+    $('confirm-ok').addEventListener('click', (e) => {
+      e.preventDefault();
+      confirmDelete();
+    });
+    route(false);
     updateConn();
     renderIsos();
     boot();

@@ -205,7 +205,14 @@ class TemplateService:
         version = body.get("os_version") or version
         user = {k: v for k, v in body.items()
                 if k not in ("name", "source_media", "cdrom", "os_distro", "os_version")}
-        data = osinfo.merge(osinfo.defaults(distro, version), user)
+        base = osinfo.defaults(distro, version)
+        # Asking for more than a default maximum raises that maximum (not when it is given)
+        cpu, mem = user.get("cpu_info", {}), user.get("memory", {})
+        if "vcpus" in cpu and "maxvcpus" not in cpu:
+            base["cpu_info"]["maxvcpus"] = max(base["cpu_info"]["maxvcpus"], cpu["vcpus"])
+        if "current" in mem and "maxmemory" not in mem:
+            base["memory"]["maxmemory"] = max(base["memory"]["maxmemory"], mem["current"])
+        data = osinfo.merge(base, user)
         data.update(source_media=source, os_distro=distro, os_version=version)
         if bootable is not None:
             data["bootable"] = bootable

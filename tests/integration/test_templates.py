@@ -130,3 +130,14 @@ def test_each_change_is_published_once(kimchi: Kimchi, isos):
               kimchi.get("/events?since=0&types=template.*").json()]
     assert events == [("template.created", "one"), ("template.updated", "two"),
                       ("template.deleted", "two")]
+
+
+def test_asking_for_more_raises_a_default_maximum_but_not_a_given_one(kimchi: Kimchi, isos):
+    src = {"type": "disk", "path": str(isos["fedora"])}
+    t = kimchi.post("/templates", {"name": "big", "source_media": src,
+                                   "cpu_info": {"vcpus": 4}, "memory": {"current": 8192}}).json()
+    assert t["cpu_info"] == {"vcpus": 4, "maxvcpus": 4}
+    assert t["memory"] == {"current": 8192, "maxmemory": 8192}
+    r = kimchi.post("/templates", {"name": "bad", "source_media": src,
+                                   "cpu_info": {"vcpus": 4, "maxvcpus": 2}})
+    assert r.json()["errcode"] == "KCHTMPL0007E"
