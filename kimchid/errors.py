@@ -36,6 +36,7 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0002E": "Virtual machine {name} does not exist",
     "KCHVM0010E": "Cannot {action} virtual machine {name}: it is {state}",
     "KCHVM0011E": "libvirt refused to {action} virtual machine {name}: {error}",
+    "KCHVM0012E": "Virtual machine {name} is not running: no screen to show",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
     "KCHTMPL0002E": "Template {name} does not exist",

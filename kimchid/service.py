@@ -24,7 +24,7 @@ from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
-from kimchid.model.vms import VmActions, VmInventory
+from kimchid.model.vms import Screenshots, VmActions, VmInventory
 
 log = Logger()
 
@@ -61,6 +61,7 @@ class Kimchid(MultiService):
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.vms = VmInventory(self.libvirt, self.events)
         self.vm_actions = VmActions(self.vms)
+        self.screenshots = Screenshots(self.vms, reactor)
         self.capabilities = Capabilities(
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.store = ObjectStore(cfg.paths.objects_dir)

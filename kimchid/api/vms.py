@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, RawJSON, Reply, RouteTable
-from kimchid.model.vms import ACTIONS, STATES, VmActions, VmInventory
+from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory
 
 VM_SCHEMA = {
     "type": "object",
@@ -28,7 +28,8 @@ VM_SCHEMA = {
 }
 
 
-def register(table: RouteTable, vms: VmInventory, actions: VmActions) -> None:
+def register(table: RouteTable, vms: VmInventory, actions: VmActions,
+             screenshots: Screenshots) -> None:
     async def list_vms(call: Call) -> Any:
         q = call.query
         if not q:
@@ -46,6 +47,18 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions) -> None:
                           "changes made with virsh show up too.")
     table.add("/vms/<name>", "GET", get_vm, "Look at one virtual machine", "vms",
               response=VM_SCHEMA)
+
+    async def screenshot(call: Call) -> bytes:
+        png = await screenshots.get(call.args["name"])
+        req = call.request
+        req.setHeader(b"Content-Type", b"image/png")
+        req.setHeader(b"Cache-Control", b"max-age=3")
+        return png
+
+    table.add("/vms/<name>/screenshot", "GET", screenshot, "The VM's screen, as a thumbnail",
+              "vms", raw=True, produces=("image/png",),
+              description="A PNG at most 320x240 keeping the screen's aspect ratio, taken at "
+                          "most every 3 s; 404 (KCHVM0012E) when the VM is not running.")
 
     async def delete_vm(call: Call) -> Reply:
         await actions.delete(call.args["name"])

@@ -348,3 +348,67 @@ class VmActions:
         finally:
             lock.release()
             self._locks.pop(vm["uuid"], None)
+
+
+THUMBNAIL = (320, 240)
+
+
+def _screenshot(conn: Any, uuid: str) -> bytes:
+    """The VM's screen as a PNG thumbnail, its aspect ratio kept (blocking: libvirt thread)."""
+    import io
+
+    from PIL import Image
+
+    dom = conn.lookupByUUIDString(uuid)
+    stream = conn.newStream(0)
+    try:
+        dom.screenshot(stream, 0, 0)  # PPM from QEMU, PNG from the test driver
+        chunks = []
+        while True:
+            chunk = stream.recv(1 << 18)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stream.finish()
+    except Exception:
+        stream.abort()
+        raise
+    img = Image.open(io.BytesIO(b"".join(chunks)))
+    img.thumbnail(THUMBNAIL)
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+class Screenshots:
+    """Thumbnails of running VMs, each taken at most every few seconds whoever asks."""
+
+    def __init__(self, inventory: VmInventory, clock: Any, max_age: float = 3.0) -> None:
+        self.inventory = inventory
+        self.clock = clock
+        self.max_age = max_age
+        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._locks: dict[str, defer.DeferredLock] = {}
+
+    async def get(self, name: str) -> bytes:
+        import libvirt
+
+        vm = self.inventory.get(name)
+        if vm["state"] != "running":
+            raise NotFound("KCHVM0012E", name=name)
+        uuid = vm["uuid"]
+        lock = self._locks.setdefault(uuid, defer.DeferredLock())
+        await lock.acquire()  # one screenshot at a time per VM; the others get that one
+        try:
+            hit = self._cache.get(uuid)
+            if hit and self.clock.seconds() - hit[0] < self.max_age:
+                return hit[1]
+            try:
+                png = await self.inventory.libvirt.run(lambda c: _screenshot(c, uuid))
+            except libvirt.libvirtError as e:
+                raise OperationFailed("KCHVM0011E", action="take a screenshot of", name=name,
+                                      error=e.get_error_message()) from None
+            self._cache[uuid] = (self.clock.seconds(), png)
+            return png
+        finally:
+            lock.release()

@@ -79,3 +79,28 @@ def test_delete_removes_the_disks_but_never_the_cdrom(kimchi_factory, redis_db, 
         wait_for(lambda: k.get(f"/vms/{name}").status_code == 404, what="the VM to go")
     finally:
         pool.destroy()
+
+
+def test_screenshot_is_a_thumbnail_keeping_the_aspect_ratio(k: Kimchi):
+    import io
+
+    from PIL import Image
+
+    wait_for(lambda: k.get("/vms/vm1").status_code == 200, what="the VM list")
+    r = k.get("/vms/vm1/screenshot", headers={"Accept": "image/png"})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.format == "PNG" and img.width <= 320 and img.height <= 240
+    full = libvirt.open(f"test://{k.dir.parent / 'node.xml'}")  # the screen, unscaled
+    st = full.newStream(0)
+    full.lookupByName("vm1").screenshot(st, 0, 0)
+    raw = b""
+    while chunk := st.recv(1 << 18):
+        raw += chunk
+    st.finish()
+    orig = Image.open(io.BytesIO(raw))
+    assert abs(img.width / img.height - orig.width / orig.height) < 0.02
+    assert k.get("/vms/vm1/screenshot").content == r.content  # cached for a few seconds
+    k.post("/vms/vm1/poweroff")
+    gone = k.get("/vms/vm1/screenshot")
+    assert gone.status_code == 404 and gone.json()["errcode"] == "KCHVM0012E"
