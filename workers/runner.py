@@ -38,6 +38,7 @@ class Worker:
     def __init__(self, cfg: Config, redis_url: str, name: str | None = None) -> None:
         self.cfg = cfg
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.redis_url = redis_url
         self.client: Any = connect(redis_url, cfg.redis.timeout)
         self.bus = SyncBus(self.client, bus.Keys(cfg.redis.key_prefix), cfg.events.max_len)
         self.keys = self.bus.keys
@@ -231,7 +232,7 @@ class Worker:
                 if self.stopping.is_set():
                     # Stopping with Redis away: leave the jobs pending; their leases expire
                     # and other workers re-run them.
-                    give_up = min(give_up, time.monotonic() + 5.0)
+                    give_up = min(give_up, time.monotonic() + 3.0)
                 todo = [b for b in todo if b[0].stopping != "lost"]
                 if time.monotonic() > give_up:
                     break
@@ -382,16 +383,20 @@ class Worker:
             for ctx in self.running.values():
                 ctx.stop("handback")
         self.pool.shutdown(wait=True)
-        self._drain_endings(timeout=8.0)
+        self._drain_endings(timeout=5.0)
+        # Tidying up is best effort, and quick: Redis may be going down with us.
+        tidy = connect(self.redis_url, timeout=1.0)
         try:
-            self.client.zrem(self.keys.workers, self.name)
-            pending = self.client.xpending_range(
+            tidy.zrem(self.keys.workers, self.name)
+            pending = tidy.xpending_range(
                 self.keys.jobs, bus.GROUP, "-", "+", 1, consumername=self.name
             )
             if not pending:
-                self.client.xgroup_delconsumer(self.keys.jobs, bus.GROUP, self.name)
-        except _REDIS_DOWN:
+                tidy.xgroup_delconsumer(self.keys.jobs, bus.GROUP, self.name)
+        except (*_REDIS_DOWN, redis.ResponseError):
             pass
+        finally:
+            tidy.close()
         log.info("worker %s stopped", self.name)
 
 

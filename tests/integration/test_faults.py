@@ -155,7 +155,7 @@ def test_daemon_restarted_mid_scan_the_scan_finishes_and_stays_visible(
     # No orphan keeps running: the guard makes children die with the daemon.
     wait_for(lambda: not [p for p in children if psutil.pid_exists(p)
                           and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
-             timeout=15, what="children to exit with the daemon")
+             timeout=30, what="children to exit with the daemon")
     k.start()
 
     done = k.wait_task(task_id, timeout=40)
