@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from twisted.internet import threads
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from kimchid import isoinfo
@@ -247,8 +248,6 @@ class TemplateService:
             assert obj is not None
             etype = "template.created" if change == "added" else "template.updated"
             d = self.events.emit(etype, {**_public(obj, {}), "by": "file"})
-        from twisted.internet.defer import Deferred
-
         Deferred.fromCoroutine(d).addErrback(
             lambda f: log.warn("cannot publish a template change: {e}", e=f.getErrorMessage()))
 
