@@ -548,6 +548,15 @@
     updateTaskSummary();
   }
 
+  // DELETE /tasks/<id> and show the answer; errors are the caller's to show.
+  async function requestCancel(t, id) {
+    const r = await api('DELETE', `/tasks/${id}`);
+    t.cancelling = !TERMINAL.has(r.data.status);
+    upsertTask(r.data, { announceIt: false });
+    renderTask(t);
+    updateTaskSummary();
+  }
+
   async function cancelTask(id, button) {
     const t = state.tasks.get(id);
     if (!t || !t.el) return;
@@ -555,11 +564,7 @@
     errEl.hidden = true;
     if (button) button.disabled = true;
     try {
-      const r = await api('DELETE', `/tasks/${id}`);
-      t.cancelling = !TERMINAL.has(r.data.status);
-      upsertTask(r.data, { announceIt: false });
-      renderTask(t);
-      updateTaskSummary();
+      await requestCancel(t, id);
     } catch (e) {
       errEl.textContent = e.message;
       errEl.hidden = false;
@@ -651,11 +656,7 @@
     if (!t) return;
     stop.disabled = true;
     try {
-      const r = await api('DELETE', `/tasks/${id}`);
-      t.cancelling = !TERMINAL.has(r.data.status);
-      upsertTask(r.data, { announceIt: false });
-      renderTask(t);
-      updateTaskSummary();
+      await requestCancel(t, id);
     } catch (e) {
       showScanError(e.message);
       stop.disabled = false;

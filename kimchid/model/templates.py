@@ -61,13 +61,15 @@ class TemplateService:
     # -- reading --------------------------------------------------------------------
 
     async def list(self) -> list[dict[str, Any]]:
-        objs = await self._io(self.store.list, KIND)
         known = await self._libvirt_names()
-        return [_public(o, self._integrity(o.data, known)) for o in objs]
+        # listing and the integrity checks stat files: both on a thread
+        return await self._io(lambda: [_public(o, self._integrity(o.data, known))
+                                       for o in self.store.list(KIND)])
 
     async def get(self, name: str) -> dict[str, Any]:
         obj = await self._load(name)
-        return _public(obj, self._integrity(obj.data, await self._libvirt_names()))
+        known = await self._libvirt_names()
+        return await self._io(lambda: _public(obj, self._integrity(obj.data, known)))
 
     async def _load(self, name: str) -> StoredObject:
         try:
