@@ -22,10 +22,24 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import struct
+import subprocess
+import tempfile
 from pathlib import Path
 
-__all__ = ["SECTOR_SIZE", "build_iso", "make_iso", "make_not_iso", "make_truncated_iso"]
+__all__ = [
+    "BOOT_TEXT_ROW",
+    "SECTOR_SIZE",
+    "boot_sector",
+    "boot_text_column",
+    "boot_text_region",
+    "build_iso",
+    "make_boot_iso",
+    "make_iso",
+    "make_not_iso",
+    "make_truncated_iso",
+]
 
 SECTOR_SIZE = 2048
 _SYSTEM_AREA_SECTORS = 16
@@ -270,4 +284,127 @@ def make_truncated_iso(path: str | os.PathLike[str], volume_id: str = "TRUNCATED
     data = build_iso(volume_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data[: _SYSTEM_AREA_SECTORS * SECTOR_SIZE + 100])
+    return target
+
+
+# ---------------------------------------------------------------------------
+# A bootable ISO that shows text: for end-to-end tests with real guests
+# ---------------------------------------------------------------------------
+
+# Where the message goes on the 80x25 text screen (row, first column is computed
+# so that the text is centred).  Tests look for its pixels in that band.
+BOOT_TEXT_ROW = 12
+_TEXT_COLUMNS = 80
+_TEXT_ROWS = 25
+_LOAD_ADDRESS = 0x7C00  # El Torito, no emulation, load segment 0: 0000:7C00
+
+
+def boot_text_column(text: str) -> int:
+    """The column where :func:`boot_sector` starts printing *text* (centred)."""
+    return max(0, (_TEXT_COLUMNS - len(text)) // 2)
+
+
+def boot_text_region(text: str) -> tuple[float, float, float, float]:
+    """Where *text* shows on the guest's screen, as fractions of its width and height.
+
+    ``(left, top, right, bottom)`` of the character cells :func:`boot_sector`
+    writes, on the 80x25 text screen; independent of the screen's pixel size,
+    so it applies to a scaled thumbnail as well.
+    """
+    column = boot_text_column(text)
+    return (column / _TEXT_COLUMNS, BOOT_TEXT_ROW / _TEXT_ROWS,
+            (column + len(text)) / _TEXT_COLUMNS, (BOOT_TEXT_ROW + 1) / _TEXT_ROWS)
+
+
+def boot_sector(text: str) -> bytes:
+    """A 512-byte x86 real-mode boot program that prints *text* and halts.
+
+    Hand-assembled (no assembler is needed to build the test data).  It sets
+    80x25 colour text mode (which clears the screen), hides the cursor, puts
+    *text* centred on row :data:`BOOT_TEXT_ROW` with the BIOS teletype call,
+    then halts for good.  Loaded at 0000:7C00; every jump is relative, so it
+    does not matter whether the BIOS enters it as 0000:7C00 or 07C0:0000.
+    """
+    # Teletype output obeys control characters (CR, LF, BEL...): printable ASCII only.
+    if not (text.isascii() and text.isprintable() and 0 < len(text) <= _TEXT_COLUMNS):
+        raise ValueError(f"boot text must be 1-{_TEXT_COLUMNS} printable characters: {text!r}")
+    message = text.encode("ascii")
+    column = boot_text_column(text)
+
+    def imm16(value: int) -> bytes:
+        return struct.pack("<H", value)
+
+    setup = b"".join([
+        b"\xfa",                          # cli
+        b"\x31\xc0",                      # xor ax, ax
+        b"\x8e\xd8",                      # mov ds, ax          ; data at 0000:xxxx
+        b"\x8e\xc0",                      # mov es, ax
+        b"\x8e\xd0",                      # mov ss, ax
+        b"\xbc" + imm16(_LOAD_ADDRESS),   # mov sp, 0x7c00      ; stack below the code
+        b"\xfb",                          # sti                 ; the BIOS needs interrupts
+        b"\xfc",                          # cld                 ; lodsb counts upwards
+        b"\xb8\x03\x00",                  # mov ax, 0x0003      ; AH=00 set mode 3 (clears)
+        b"\xcd\x10",                      # int 0x10
+        b"\xb4\x01",                      # mov ah, 0x01        ; cursor shape...
+        b"\xb9\x00\x20",                  # mov cx, 0x2000      ; ...CH bit 5: hidden
+        b"\xcd\x10",                      # int 0x10
+        b"\xb4\x02",                      # mov ah, 0x02        ; set cursor position
+        b"\xb7\x00",                      # mov bh, 0           ; page 0
+        b"\xba" + bytes((column, BOOT_TEXT_ROW)),  # mov dx, row:col (DH=row, DL=col)
+        b"\xcd\x10",                      # int 0x10
+    ])
+    # mov si, <message> comes next (3 bytes); its address is known once the
+    # print loop and the halt loop are laid out behind it.
+    print_loop = b"".join([
+        b"\xac",                          # next: lodsb             ; AL = [DS:SI++]
+        b"\x84\xc0",                      #       test al, al
+        b"\x74\x09",                      #       jz halt (+9)      ; NUL ends the text
+        b"\xb4\x0e",                      #       mov ah, 0x0e      ; teletype output
+        b"\xbb\x07\x00",                  #       mov bx, 0x0007    ; page 0, light grey
+        b"\xcd\x10",                      #       int 0x10
+        b"\xeb\xf2",                      #       jmp next (-14)
+    ])
+    halt = b"".join([
+        b"\xfa",                          # halt: cli
+        b"\xf4",                          #       hlt
+        b"\xeb\xfc",                      #       jmp halt (-4)     ; after an NMI, halt again
+    ])
+    message_at = _LOAD_ADDRESS + len(setup) + 3 + len(print_loop) + len(halt)
+    code = setup + b"\xbe" + imm16(message_at) + print_loop + halt + message + b"\x00"
+    if len(code) > 510:
+        raise ValueError(f"boot text too long: the program takes {len(code)} bytes")
+    return code.ljust(510, b"\x00") + b"\x55\xaa"
+
+
+def make_boot_iso(
+    path: str | os.PathLike[str],
+    text: str = "KIMCHI E2E",
+    volume_id: str = "alpine-virt 3.19.0 x86_64",
+) -> Path:
+    """Write a small El Torito ISO (genisoimage) whose boot program prints *text*.
+
+    A PC (SeaBIOS, QEMU without KVM is enough) boots it in well under a second
+    and then shows *text* alone, centred on text row :data:`BOOT_TEXT_ROW`.
+    The default *volume_id* makes kimchi identify it as Alpine 3.19, whose
+    defaults are the smallest (512 MiB, one vCPU, a 4 GB disk); pass another
+    label for other OS defaults.  The image (about 360 KiB) is readable by
+    everyone, so that QEMU running as another user can open it.
+    """
+    genisoimage = shutil.which("genisoimage") or shutil.which("mkisofs")
+    if genisoimage is None:
+        raise RuntimeError("genisoimage is not installed (apt-get install genisoimage)")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tree:
+        root = Path(tree)
+        # 4 virtual 512-byte sectors are loaded: give the image that much data.
+        (root / "boot.img").write_bytes(boot_sector(text).ljust(4 * 512, b"\x00"))
+        (root / "README.TXT").write_text(f"kimchi test boot image: prints {text!r}\n")
+        subprocess.run(
+            [genisoimage, "-quiet", "-o", str(target), "-V", volume_id, "-J", "-r",
+             "-b", "boot.img", "-c", "boot.cat", "-no-emul-boot", "-boot-load-size", "4",
+             str(root)],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+        )
+    target.chmod(0o644)
     return target
