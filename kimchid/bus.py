@@ -50,6 +50,11 @@ class Keys:
         return self.prefix + "jobs"
 
     @property
+    def daemon_jobs(self) -> str:
+        """Jobs the daemon runs itself: they need its libvirt connection."""
+        return self.prefix + "jobs:daemon"
+
+    @property
     def events(self) -> str:
         return self.prefix + "events"
 

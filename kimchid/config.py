@@ -87,6 +87,7 @@ class AuthConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     iso_streaming: str = "auto"  # auto | on | off
+    kvm: str = "auto"  # auto | on | off: off makes new VMs plain QEMU emulation
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("server", "log_level"): ("debug", "info", "warn", "error"),
     ("redis", "appendfsync"): ("always", "everysec"),
     ("features", "iso_streaming"): ("auto", "on", "off"),
+    ("features", "kvm"): ("auto", "on", "off"),
 }
 _POSITIVE = {
     ("redis", "timeout"),

@@ -37,6 +37,17 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0010E": "Cannot {action} virtual machine {name}: it is {state}",
     "KCHVM0011E": "libvirt refused to {action} virtual machine {name}: {error}",
     "KCHVM0012E": "Virtual machine {name} is not running: no screen to show",
+    "KCHVM0003E": "Template {template} does not exist",
+    "KCHVM0004E": "Template {template} cannot make a virtual machine: {reason}",
+    "KCHVM0005E": "Cannot boot from the remote ISO {path}: {reason}",
+    "KCHVM0006E": "Storage pool {pool} cannot hold the disks: {reason}",
+    "KCHVM0007E": "Volume {volume} already exists in storage pool {pool}",
+    "KCHVM0008E": "Creating virtual machine {name} failed, nothing was left behind: {error}",
+    "KCHVM0009E": "Virtual machine {name} is being created already",
+    "KCHVM0013E": "Virtual machine {name} can be renamed only when shut off (it is {state})",
+    "KCHVM0014E": "Change the {field} of virtual machine {name} when it is shut off "
+                  "(it is {state})",
+    "KCHVM0015E": "{field} {value} is more than the maximum, {maximum}",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
     "KCHTMPL0002E": "Template {name} does not exist",

@@ -13,17 +13,20 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from kimchid import api, bus
+from kimchid.adapters.jobrunner import DaemonJobs
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.adapters.objectstore import ObjectStore, ObjectWatcher
 from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
 from kimchid.adapters.redis import RedisClient
 from kimchid.config import Config
+from kimchid.model import vm_create
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
 from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
+from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import Screenshots, VmActions, VmInventory
 
 log = Logger()
@@ -67,6 +70,12 @@ class Kimchid(MultiService):
         self.store = ObjectStore(cfg.paths.objects_dir)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
         self.templates.prime()
+        self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
+                                    self.capabilities)
+        # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
+        self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
+                                      {vm_create.KIND: self.vm_creator.run}, reactor)
+        self.daemon_jobs.setServiceParent(self)
         watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
         watcher.setServiceParent(self)
         self.redis.on_change(self._redis_changed)

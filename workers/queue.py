@@ -89,9 +89,9 @@ class SyncBus:
                 raise r
         return list(results)
 
-    def ensure_group(self) -> None:
+    def ensure_group(self, stream: str | None = None) -> None:
         try:
-            self.client.xgroup_create(self.keys.jobs, bus.GROUP, id="0", mkstream=True)
+            self.client.xgroup_create(stream or self.keys.jobs, bus.GROUP, id="0", mkstream=True)
         except redis.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise

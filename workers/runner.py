@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +27,7 @@ from kimchid import bus
 from kimchid.config import Config
 from kimchid.errors import KimchiError, message
 from workers.context import JobContext, Progress, Stop
-from workers.jobs import JOBS, load_all
+from workers.jobs import Job, load_all
 from workers.queue import SyncBus, connect
 
 log = logging.getLogger("kimchi.worker")
@@ -35,13 +36,19 @@ _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class Worker:
-    def __init__(self, cfg: Config, redis_url: str, name: str | None = None) -> None:
+    def __init__(self, cfg: Config, redis_url: str, name: str | None = None, *,
+                 stream: str | None = None, jobs: Mapping[str, Job] | None = None,
+                 advertise: bool = True) -> None:
+        """``stream``/``jobs``: another queue and its job kinds (the daemon's own runner);
+        ``advertise``: count in ``/health``'s workers."""
         self.cfg = cfg
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.redis_url = redis_url
         self.client: Any = connect(redis_url, cfg.redis.timeout)
         self.bus = SyncBus(self.client, bus.Keys(cfg.redis.key_prefix), cfg.events.max_len)
         self.keys = self.bus.keys
+        self.stream = stream or self.keys.jobs
+        self.advertise = advertise
         self.scripts = self.bus.scripts
         self.concurrency = cfg.workers.concurrency
         self.lease_ms = int(cfg.workers.lease_seconds * 1000)
@@ -56,7 +63,7 @@ class Worker:
         self.busy = 0
         self.endings: queue.Queue[tuple[JobContext, str, str, Any]] = queue.Queue()
         self._next_tidy = 0.0
-        load_all()
+        self.jobs = jobs if jobs is not None else load_all()
 
     # -- the main loop -------------------------------------------------------
 
@@ -80,7 +87,7 @@ class Worker:
                     entries = self._reclaim(free)
                 if not entries:
                     reply = self.client.xreadgroup(
-                        bus.GROUP, self.name, {self.keys.jobs: ">"}, count=free, block=1000
+                        bus.GROUP, self.name, {self.stream: ">"}, count=free, block=1000
                     )
                     entries = [e for _s, es in reply or () for e in es]
                 if entries:
@@ -101,7 +108,7 @@ class Worker:
         backoff = 0.1
         while not self.stopping.is_set():
             try:
-                self.bus.ensure_group()
+                self.bus.ensure_group(self.stream)
                 return
             except _REDIS_DOWN as e:
                 log.warning("redis unreachable (%s); retrying in %.1fs", e, backoff)
@@ -115,7 +122,7 @@ class Worker:
     def _reclaim(self, count: int) -> list[tuple[str, dict[str, str]]]:
         """Take over jobs whose worker stopped heartbeating for longer than the lease."""
         reply = self.client.xautoclaim(
-            self.keys.jobs, bus.GROUP, self.name, self.lease_ms, "0-0", count=count
+            self.stream, bus.GROUP, self.name, self.lease_ms, "0-0", count=count
         )
         claimed = [(eid, f) for eid, f in reply[1] if f]
         if time.monotonic() >= self._next_tidy:
@@ -128,9 +135,9 @@ class Worker:
 
     def _forget_dead_consumers(self) -> None:
         """Drop consumers (workers long gone) that hold no job, so the group stays small."""
-        for c in self.client.xinfo_consumers(self.keys.jobs, bus.GROUP):
+        for c in self.client.xinfo_consumers(self.stream, bus.GROUP):
             if c["name"] != self.name and c["pending"] == 0 and c["idle"] > 3_600_000:
-                self.client.xgroup_delconsumer(self.keys.jobs, bus.GROUP, c["name"])
+                self.client.xgroup_delconsumer(self.stream, bus.GROUP, c["name"])
         self.client.zremrangebyscore(self.keys.workers, "-inf", time.time() - 3600)
 
     def _start(self, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -140,7 +147,7 @@ class Worker:
         for eid, fields in entries:
             tid = fields["task"]
             self.scripts["start"](
-                keys=[k.task(tid), k.jobs, k.events, k.dead],
+                keys=[k.task(tid), self.stream, k.events, k.dead],
                 args=[eid, self.name, now, self.cfg.workers.max_attempts, self.bus.maxlen,
                       message("KCHTASK0003E", attempts=self.cfg.workers.max_attempts),
                       "Cancelled before it started"],
@@ -168,7 +175,7 @@ class Worker:
     def _run_job(self, ctx: JobContext) -> None:
         status, msg, result = "finished", "OK", None
         try:
-            fn = JOBS.get(ctx.kind)
+            fn = self.jobs.get(ctx.kind)
             if fn is None:
                 raise KimchiError("KCHTASK0004E", kind=ctx.kind)
             log.debug("task %s (%s) attempt %s started", ctx.task_id, ctx.kind, ctx.attempt)
@@ -258,7 +265,7 @@ class Worker:
         if status == "finished":
             final = 100.0
         self.scripts["finish"](
-            keys=[k.task(ctx.task_id), k.jobs, k.events, k.found(ctx.task_id)],
+            keys=[k.task(ctx.task_id), self.stream, k.events, k.found(ctx.task_id)],
             args=[ctx.attempt, status, bus.now_iso(time.time()), msg,
                   json.dumps(result) if result is not None else "", ctx.entry_id,
                   self.cfg.tasks.keep_seconds, self.bus.maxlen,
@@ -269,7 +276,7 @@ class Worker:
     def _handback(self, ctx: JobContext, pipe: Any) -> None:
         k = self.keys
         self.scripts["handback"](
-            keys=[k.task(ctx.task_id), k.jobs, k.events],
+            keys=[k.task(ctx.task_id), self.stream, k.events],
             args=[ctx.attempt, ctx.entry_id, bus.now_iso(time.time()),
                   f"Handed back by worker {self.name}, which is stopping", self.bus.maxlen],
             client=pipe,
@@ -339,13 +346,15 @@ class Worker:
     def _heartbeat(self, jobs: list[JobContext]) -> None:
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(k.workers, {self.name: time.time()})
+        if self.advertise:
+            pipe.zadd(k.workers, {self.name: time.time()})
         for ctx in jobs:
             self.scripts["heartbeat"](
-                keys=[k.task(ctx.task_id), k.jobs], args=[ctx.attempt, ctx.entry_id, self.name],
+                keys=[k.task(ctx.task_id), self.stream],
+                args=[ctx.attempt, ctx.entry_id, self.name],
                 client=pipe,
             )
-        codes = self.bus.execute(pipe)[1:]
+        codes = self.bus.execute(pipe)[1 if self.advertise else 0:]
         now = time.monotonic()
         for ctx, code in zip(jobs, codes, strict=True):
             if code == 0:
@@ -389,10 +398,10 @@ class Worker:
         try:
             tidy.zrem(self.keys.workers, self.name)
             pending = tidy.xpending_range(
-                self.keys.jobs, bus.GROUP, "-", "+", 1, consumername=self.name
+                self.stream, bus.GROUP, "-", "+", 1, consumername=self.name
             )
             if not pending:
-                tidy.xgroup_delconsumer(self.keys.jobs, bus.GROUP, self.name)
+                tidy.xgroup_delconsumer(self.stream, bus.GROUP, self.name)
         except (*_REDIS_DOWN, redis.ResponseError):
             pass
         finally:

@@ -41,6 +41,8 @@ def start_event_loop() -> None:
         if _event_loop_started:
             return
         libvirt.virEventRegisterDefaultImpl()
+        # errors reach us as exceptions; libvirt's own printing to stderr is noise
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
         def run() -> None:
             while True:
@@ -105,6 +107,10 @@ class LibvirtConnection(Service):
     async def run(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(connection)`` on the libvirt threads."""
         return await threads.deferToThreadPool(self.reactor, self.pool, self._call, fn)
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(connection)`` here and now: for the daemon's own job threads."""
+        return self._call(fn)
 
     def _call(self, fn: Callable[[Any], T]) -> T:
         import libvirt

@@ -17,7 +17,7 @@ def make_table(svc: Any) -> RouteTable:
     system.register(table, svc.cfg, svc.health, svc.capabilities)
     tasks.register(table, svc.tasks, svc.events.cursor)
     isos.register(table, svc.isos)
-    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots)
+    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator)
     templates.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size)

@@ -1,11 +1,42 @@
-"""/vms: the virtual machines (listing and looking; lifecycle actions come next)."""
+"""/vms: the virtual machines: made from templates, listed, changed, started, stopped, deleted."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, RawJSON, Reply, RouteTable
+from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable
+from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory
+
+NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"}
+PRINCIPALS = {"type": "array", "maxItems": 256,
+              "items": {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"}}
+CREATE_BODY = {
+    "type": "object", "additionalProperties": False, "required": ["template"],
+    "properties": {"template": {"type": "string", "minLength": 1, "maxLength": 128},
+                   "name": {**NAME, "description": "default: <template>-vm-N"}},
+}
+UPDATE_BODY = {
+    "type": "object", "additionalProperties": False, "minProperties": 1,
+    "properties": {
+        "name": {**NAME, "description": "rename: only when shut off; answers 303"},
+        "memory": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                   "description": "MiB; only when shut off",
+                   "properties": {"current": {"type": "integer", "minimum": 64,
+                                              "maximum": 4194304},
+                                  "maxmemory": {"type": "integer", "minimum": 64,
+                                                "maximum": 4194304}}},
+        "cpus": {"type": "integer", "minimum": 1, "maximum": 512,
+                 "description": "only when shut off"},
+        "maxcpus": {"type": "integer", "minimum": 1, "maximum": 512},
+        "graphics": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "properties": {"type": {"enum": ["vnc", "spice"]},
+                                    "listen": {"type": "string", "maxLength": 64,
+                                               "pattern": r"^[0-9A-Fa-f:.]+$"}}},
+        "users": {**PRINCIPALS, "description": "who may use it besides admins"},
+        "groups": PRINCIPALS,
+    },
+}
 
 VM_SCHEMA = {
     "type": "object",
@@ -29,7 +60,7 @@ VM_SCHEMA = {
 
 
 def register(table: RouteTable, vms: VmInventory, actions: VmActions,
-             screenshots: Screenshots) -> None:
+             screenshots: Screenshots, creator: VmCreator) -> None:
     async def list_vms(call: Call) -> Any:
         q = call.query
         if not q:
@@ -40,6 +71,17 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
     async def get_vm(call: Call) -> dict[str, Any]:
         return vms.get(call.args["name"])
 
+    async def create_vm(call: Call) -> Reply:
+        task = await creator.create(call.body)
+        return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+
+    async def update_vm(call: Call) -> Reply:
+        name = call.args["name"]
+        vm = await actions.update(name, call.body)
+        if vm["name"] != name:
+            return Reply(303, vm, {"Location": f"/vms/{vm['name']}"})
+        return Reply(200, vm)
+
     table.add("/vms", "GET", list_vms, "List virtual machines", "vms",
               query={"state": {"enum": list(STATES)}, "name": {"type": "string"}},
               response={"type": "array", "items": VM_SCHEMA},
@@ -47,6 +89,17 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
                           "changes made with virsh show up too.")
     table.add("/vms/<name>", "GET", get_vm, "Look at one virtual machine", "vms",
               response=VM_SCHEMA)
+    table.add("/vms", "POST", create_vm, "Create a virtual machine from a template", "vms",
+              body=CREATE_BODY, status=202, response=TASK_SCHEMA,
+              description="Answers 202 with a `vm.create` task once the template, the name, "
+                          "the storage pools and (for a remote ISO) streaming are checked; the "
+                          "task creates the disk volumes and defines the domain. A failed or "
+                          "cancelled creation leaves nothing behind.")
+    table.add("/vms/<name>", "PUT", update_vm, "Change a virtual machine", "vms",
+              body=UPDATE_BODY, response=VM_SCHEMA,
+              description="Memory, vCPUs, graphics and the name only when shut off (400 "
+                          "KCHVM0013E/KCHVM0014E otherwise); users and groups any time. A "
+                          "rename answers 303 to the new URI.")
 
     async def screenshot(call: Call) -> bytes:
         png = await screenshots.get(call.args["name"])

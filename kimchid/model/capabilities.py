@@ -111,10 +111,14 @@ class Capabilities:
             lambda: bool(shutil.which("sosreport") or shutil.which("sos"))
             and _runs([shutil.which("sos") or shutil.which("sosreport") or "sos", "--help"]))
         caps["qemu_stream"] = await threads.deferToThread(_qemu_reads, self.probe_url)
-        forced = self.cfg.features.iso_streaming
-        if forced != "auto":
-            caps["qemu_stream"] = forced == "on"
-            caps["forced"] = ["qemu_stream"]
+        forced = []
+        for key, setting in (("qemu_stream", self.cfg.features.iso_streaming),
+                             ("kvm", self.cfg.features.kvm)):
+            if setting != "auto":
+                caps[key] = setting == "on"
+                forced.append(key)
+        if forced:
+            caps["forced"] = forced
         self.found = caps
         log.info("capabilities: {caps}", caps=caps)
         return caps

@@ -24,20 +24,24 @@ class TaskService:
         self.keep_seconds = keep_seconds
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.call("XGROUP", "CREATE", self.keys.jobs, bus.GROUP, "0", "MKSTREAM")
-        except Exception as e:
-            if "BUSYGROUP" not in str(e):
-                raise
+        for stream in (self.keys.jobs, self.keys.daemon_jobs):
+            try:
+                await self.redis.call("XGROUP", "CREATE", stream, bus.GROUP, "0", "MKSTREAM")
+            except Exception as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
 
     async def submit(self, kind: str, params: dict[str, Any], target_uri: str,
-                     owner: str = "") -> dict[str, Any]:
-        """Record a task and queue its job in one step; returns the task."""
+                     owner: str = "", *, daemon: bool = False) -> dict[str, Any]:
+        """Record a task and queue its job in one step; returns the task.
+
+        ``daemon``: the daemon's own runner takes it (a job that needs libvirt).
+        """
         task_id = uuid.uuid4().hex
         now = self.clock.seconds()
         k = self.keys
         await self.redis.script(
-            "submit", [k.task(task_id), k.tasks, k.jobs, k.events],
+            "submit", [k.task(task_id), k.tasks, k.daemon_jobs if daemon else k.jobs, k.events],
             [task_id, kind, json.dumps(params), target_uri, bus.now_iso(now), int(now * 1000),
              self.max_len, "Waiting for a worker", owner],
         )

@@ -16,13 +16,18 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import InvalidOperation, NotFound, OperationFailed, ServiceUnavailable
+from kimchid.errors import (
+    InvalidOperation,
+    InvalidRequest,
+    NotFound,
+    OperationFailed,
+    ServiceUnavailable,
+)
+from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.events import EventHub
 
 log = Logger()
 
-#: kimchi's own data about a VM lives in the domain XML, under this namespace.
-METADATA_NS = "urn:kimchi:vm:1"
 
 # virDomainState numbers, named as Kimchi's API names them
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed",
@@ -58,7 +63,11 @@ def read_domain(dom: Any) -> dict[str, Any]:
                       "volume": src.get("volume") if src is not None else None})
     users: list[str] = []
     groups: list[str] = []
-    access = root.find(f"./metadata/{{{METADATA_NS}}}access")
+    ns = f"{{{METADATA_NS}}}"
+    meta = root.find(f"./metadata/{ns}vm")
+    access = meta.find(f"{ns}access") if meta is not None else None
+    if access is None:  # the first layout kimchi wrote
+        access = root.find(f"./metadata/{ns}access")
     if access is not None:
         users = [u.text or "" for u in access.findall(f"{{{METADATA_NS}}}user")]
         groups = [u.text or "" for u in access.findall(f"{{{METADATA_NS}}}group")]
@@ -75,6 +84,7 @@ def read_domain(dom: Any) -> dict[str, Any]:
         "disks": disks,
         "users": users,
         "groups": groups,
+        "template": meta.findtext(f"{ns}template") if meta is not None else None,
         "title": (root.findtext("title") or ""),
         "description": (root.findtext("description") or ""),
         "screenshot": f"/vms/{name}/screenshot" if state_name == "running" else None,
@@ -221,8 +231,12 @@ class VmInventory:
         self.changed()
         if old is None:
             await self._emit("vm.created", vm)
-        elif old["state"] != vm["state"]:
+            return
+        if old["state"] != vm["state"]:
             await self._emit("vm.state", self._state_data(vm, old["state"]))
+        if any(old.get(k) != vm.get(k) for k in _DESCRIPTIVE):
+            data = {**vm, "previous": old["name"]} if old["name"] != vm["name"] else vm
+            await self._emit("vm.updated", data)
 
     async def forget(self, uuid: str) -> None:
         """A VM is gone (deleted here): drop it and say so, once."""
@@ -242,6 +256,10 @@ class VmInventory:
         except Exception as e:  # Redis away: the view stays right, the event is lost
             log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
 
+
+# what a vm.updated event is about (state changes are vm.state)
+_DESCRIPTIVE = ("name", "cpus", "memory", "graphics", "users", "groups", "disks", "title",
+                "description")
 
 # action -> (states it is allowed in, what it does to the domain)
 ACTIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -331,6 +349,25 @@ class VmActions:
         finally:
             lock.release()
 
+    async def update(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Rename (shut off only), memory, cpus, graphics (shut off), users and groups."""
+        import libvirt
+
+        vm = self.inventory.get(name)
+        lock = self._lock(vm["uuid"])
+        await lock.acquire()
+        try:
+            try:
+                fresh = await self.inventory.libvirt.run(
+                    lambda c: _update(c, vm["uuid"], changes))
+            except libvirt.libvirtError as e:
+                raise OperationFailed("KCHVM0011E", action="change", name=name,
+                                      error=e.get_error_message()) from None
+            await self.inventory.apply(fresh)
+            return fresh
+        finally:
+            lock.release()
+
     async def delete(self, name: str) -> list[str]:
         import libvirt
 
@@ -348,6 +385,109 @@ class VmActions:
         finally:
             lock.release()
             self._locks.pop(vm["uuid"], None)
+
+
+def _update(conn: Any, uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply a PUT to the domain's persistent definition (blocking: libvirt thread)."""
+    import libvirt
+
+    dom = conn.lookupByUUIDString(uuid)
+    state = STATES[dom.info()[0]]
+    name = dom.name()
+    shut = state == "shutoff"
+    for field in ("memory", "cpus", "graphics"):
+        if field in changes and not shut:
+            raise InvalidOperation("KCHVM0014E", field=field, name=name, state=state)
+    new = changes.get("name")
+    if new and new != name and not shut:
+        raise InvalidOperation("KCHVM0013E", name=name, state=state)
+    if new and new != name:
+        try:
+            conn.lookupByName(new)
+            raise InvalidRequest("KCHVM0001E", name=new)
+        except libvirt.libvirtError:
+            pass
+    if any(f in changes for f in ("memory", "cpus", "graphics")):
+        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        _edit_definition(root, changes)
+        conn.defineXML(ET.tostring(root, encoding="unicode"))
+    if "users" in changes or "groups" in changes:
+        _edit_access(dom, changes)
+    if new and new != name:
+        dom.rename(new, 0)
+    return read_domain(conn.lookupByUUIDString(uuid))
+
+
+def _edit_definition(root: ET.Element, changes: dict[str, Any]) -> None:
+    mem = changes.get("memory")
+    if mem:
+        max_el, cur_el = root.find("memory"), root.find("currentMemory")
+        assert max_el is not None
+        kib = {"KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1 << 20, "G": 1 << 20}
+        old_max = int(max_el.text or 0) * kib.get(max_el.get("unit", "KiB"), 1) // 1024
+        current = int(mem.get("current", 0)) or None
+        maximum = int(mem.get("maxmemory", 0)) or max(old_max, current or 0)
+        current = current or min(maximum, old_max)
+        if current > maximum:
+            raise InvalidRequest("KCHVM0015E", field="memory", value=current, maximum=maximum)
+        max_el.text, max_el.attrib = str(maximum), {"unit": "MiB"}
+        if cur_el is None:
+            cur_el = ET.SubElement(root, "currentMemory")
+        cur_el.text, cur_el.attrib = str(current), {"unit": "MiB"}
+    if "cpus" in changes:
+        vcpu = root.find("vcpu")
+        if vcpu is None:
+            vcpu = ET.SubElement(root, "vcpu")
+        cpus = int(changes["cpus"])
+        maxcpus = int(changes.get("maxcpus") or max(int(vcpu.text or 1), cpus))
+        if cpus > maxcpus:
+            raise InvalidRequest("KCHVM0015E", field="cpus", value=cpus, maximum=maxcpus)
+        vcpu.text = str(maxcpus)
+        vcpu.set("current", str(cpus))
+    g = changes.get("graphics")
+    if g:
+        devices = root.find("devices")
+        assert devices is not None
+        el = devices.find("graphics")
+        if el is None:
+            el = ET.SubElement(devices, "graphics", autoport="yes")
+        if "type" in g:
+            el.set("type", g["type"])
+        if "listen" in g:
+            el.set("listen", g["listen"])
+            for sub in el.findall("listen"):
+                el.remove(sub)
+            ET.SubElement(el, "listen", type="address", address=g["listen"])
+
+
+def _edit_access(dom: Any, changes: dict[str, Any]) -> None:
+    """Who may use the VM (issue 5): kept in kimchi's metadata element of the domain."""
+    import libvirt
+
+    ns = f"{{{METADATA_NS}}}"
+    # read from the domain XML: virDomainGetMetadata drops the namespace of the children
+    root = ET.fromstring(dom.XMLDesc(0))
+    meta = root.find(f"./metadata/{ns}vm")
+    if meta is None:
+        meta = ET.Element(f"{ns}vm")
+        first = root.find(f"./metadata/{ns}access")  # the first layout: <access> alone
+        if first is not None:
+            meta.append(first)
+    access = meta.find(f"{ns}access")
+    if access is None:
+        access = ET.SubElement(meta, f"{ns}access")
+    for field, tag in (("users", "user"), ("groups", "group")):
+        if field in changes:
+            for el in access.findall(f"{ns}{tag}"):
+                access.remove(el)
+            for value in changes[field]:
+                ET.SubElement(access, f"{ns}{tag}").text = value
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if dom.isActive():
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    # libvirt puts the element in the namespace itself: give it in the default namespace
+    text = ET.tostring(meta, encoding="unicode", default_namespace=METADATA_NS)
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, "kimchi", METADATA_NS, flags)
 
 
 THUMBNAIL = (320, 240)

@@ -1,0 +1,252 @@
+"""Making a VM from a template: checked at once, then done as a task.
+
+``POST /vms`` checks what it can while the client waits (the template, the
+name, the pools, a remote ISO's streaming) and answers 202 with a ``vm.create``
+task.  The daemon's own runner (:mod:`kimchid.adapters.jobrunner`) then creates
+the disk volumes and defines the domain, reporting each step.  Whatever ends the
+job early — an error, a cancel — removes what it had made: a failed creation
+leaves neither volumes nor a half-made domain.  If the daemon dies mid-way, the
+next daemon re-runs the job and first removes what the lost attempt made.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.logger import Logger
+
+from kimchid import bus
+from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.errors import InvalidRequest, KimchiError, NotFound
+from kimchid.model.capabilities import Capabilities
+from kimchid.model.domainxml import (
+    METADATA_NS,
+    PlannedVolume,
+    domain_xml,
+    pick_guest,
+    plan_volumes,
+    volume_xml,
+)
+from kimchid.model.tasks import TaskService
+from kimchid.model.templates import TemplateService
+from kimchid.model.vms import VmInventory
+from workers.context import JobContext, Stop
+
+log = Logger()
+
+KIND = "vm.create"
+_REMOTE = re.compile(r"^(https?|ftps?)://", re.I)
+# pool types whose volumes kimchi cannot create (LUNs are given, not made)
+_NO_NEW_VOLUMES = {"iscsi", "scsi", "mpath", "iscsi-direct"}
+
+
+def _pool_problems(conn: Any, plan: list[PlannedVolume]) -> KimchiError | None:
+    """Why these volumes cannot be made now, or None (blocking: libvirt thread)."""
+    import libvirt
+
+    for vol in plan:
+        try:
+            pool = conn.storagePoolLookupByName(vol.pool)
+        except libvirt.libvirtError:
+            return InvalidRequest("KCHVM0006E", pool=vol.pool, reason="it does not exist")
+        if not pool.isActive():
+            return InvalidRequest("KCHVM0006E", pool=vol.pool, reason="it is not active")
+        ptype = ET.fromstring(pool.XMLDesc(0)).get("type", "")
+        if ptype in _NO_NEW_VOLUMES:
+            return InvalidRequest("KCHVM0006E", pool=vol.pool,
+                                  reason=f"a {ptype} pool offers LUNs, kimchi cannot add disks")
+        try:
+            pool.storageVolLookupByName(vol.name)
+        except libvirt.libvirtError:
+            continue
+        return InvalidRequest("KCHVM0007E", volume=vol.name, pool=vol.pool)
+    return None
+
+
+def _created_by(conn: Any, name: str, task_id: str) -> str | None:
+    """The UUID of domain ``name`` if this task made it."""
+    import libvirt
+
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+    root = ET.fromstring(dom.XMLDesc(0))
+    if root.findtext(f"./metadata/{{{METADATA_NS}}}vm/{{{METADATA_NS}}}task") == task_id:
+        return str(dom.UUIDString())
+    return None
+
+
+def _delete_volume(conn: Any, vol: PlannedVolume) -> bool:
+    import libvirt
+
+    try:
+        pool = conn.storagePoolLookupByName(vol.pool)
+        pool.refresh(0)
+        pool.storageVolLookupByName(vol.name).delete(0)
+        return True
+    except libvirt.libvirtError:
+        return False
+
+
+class VmCreator:
+    def __init__(self, tasks: TaskService, inventory: VmInventory, templates: TemplateService,
+                 libvirt: LibvirtConnection, capabilities: Capabilities) -> None:
+        self.tasks = tasks
+        self.inventory = inventory
+        self.templates = templates
+        self.libvirt = libvirt
+        self.capabilities = capabilities
+        self._pending: dict[str, str] = {}  # VM name -> id of the task making it
+
+    # -- while the client waits ------------------------------------------------------
+
+    async def create(self, body: dict[str, Any], owner: str = "") -> dict[str, Any]:
+        template_name = body["template"]
+        try:
+            template = await self.templates.get(template_name)
+        except NotFound:
+            raise InvalidRequest("KCHVM0003E", template=template_name) from None
+        if template.get("invalid"):
+            raise InvalidRequest("KCHVM0004E", template=template_name,
+                                 reason=_describe(template["invalid"]))
+        caps = await self.capabilities.get()
+        source = template.get("source_media") or {}
+        path = source.get("path") or ""
+        if source.get("type") != "netboot" and _REMOTE.match(path):
+            scheme = urlsplit(path).scheme.lower()
+            if not caps.get("qemu_stream"):
+                raise InvalidRequest(
+                    "KCHVM0005E", path=path,
+                    reason="QEMU on this host cannot read ISOs over the network (install "
+                           "qemu-block-extra, or set [features] iso_streaming); download the "
+                           "ISO into a storage pool and make the template from that file")
+            if scheme not in caps.get("libvirt_stream_protocols", []):
+                raise InvalidRequest("KCHVM0005E", path=path,
+                                     reason=f"libvirt here does not stream {scheme}")
+        await self._forget_ended()
+        name = body.get("name") or self._free_name(template_name)
+        if any(vm["name"] == name for vm in self.inventory.list()):
+            raise InvalidRequest("KCHVM0001E", name=name)
+        if name in self._pending:
+            raise InvalidRequest("KCHVM0009E", name=name)
+        data = {k: v for k, v in template.items() if k not in ("name", "invalid")}
+        plan = plan_volumes(name, data)
+        self._pending[name] = ""  # held while the pools are looked at
+        try:
+            problem = await self.libvirt.run(lambda c: _pool_problems(c, plan))
+            if problem is not None:
+                raise problem
+            task = await self.tasks.submit(
+                KIND, {"name": name, "template": template_name, "template_data": data,
+                       "kvm": bool(caps.get("kvm"))},
+                f"/vms/{name}", owner, daemon=True)
+        except BaseException:
+            del self._pending[name]
+            raise
+        self._pending[name] = task["id"]
+        return task
+
+    def _free_name(self, template: str) -> str:
+        taken = {vm["name"] for vm in self.inventory.list()} | set(self._pending)
+        n = 1
+        while f"{template}-vm-{n}" in taken:
+            n += 1
+        return f"{template}-vm-{n}"
+
+    async def _forget_ended(self) -> None:
+        """Release the names of creations that have ended (however they ended)."""
+        for name, task_id in list(self._pending.items()):
+            if not task_id:
+                continue
+            try:
+                t = await self.tasks.get(task_id)
+            except NotFound:
+                t = {"status": "failed"}
+            if t["status"] in bus.TERMINAL:
+                self._pending.pop(name, None)
+
+    # -- the job (on a runner thread of the daemon) ---------------------------------------
+
+    def run(self, ctx: JobContext) -> dict[str, Any]:
+        import libvirt
+
+        p = ctx.params
+        name, template_name, data = p["name"], p["template"], p["template_data"]
+        plan = plan_volumes(name, data)
+        made: list[PlannedVolume] = []
+        call = self.libvirt.call
+
+        def step(percent: float, text: str) -> None:
+            ctx.progress(percent, text)
+            ctx.flush()  # a handful of steps: each one is worth showing
+            if ctx.fault_delay:  # KIMCHI_FAULT_SLOW_REPORTS, for the tests
+                time.sleep(ctx.fault_delay)
+
+        try:
+            if int(ctx.attempt) > 1:
+                uuid = call(lambda c: _created_by(c, name, ctx.task_id))
+                if uuid:  # the lost attempt got as far as the domain: nothing left to do
+                    return {"name": name, "uuid": uuid, "message": f"Created {name}"}
+                for vol in plan:  # its volumes (checked free when the task was made)
+                    call(lambda c, vol=vol: _delete_volume(c, vol))
+            step(0, "Checking the host")
+            guest = call(lambda c: pick_guest(c.getCapabilities(), bool(p.get("kvm"))))
+            paths = []
+            for i, vol in enumerate(plan):
+                step(5 + 80 * i / max(1, len(plan)),
+                             f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
+                             f"in storage pool {vol.pool}")
+                path = call(lambda c, vol=vol: self._create_volume(c, vol))
+                made.append(vol)
+                paths.append((vol, path))
+            step(90, f"Defining virtual machine {name}")
+            xml = domain_xml(name=name, template_name=template_name, template=data,
+                             guest=guest, volumes=paths, task_id=ctx.task_id,
+                             created=bus.now_iso(time.time()))
+            ctx.check()
+            uuid = call(lambda c: c.defineXML(xml).UUIDString())
+            return {"name": name, "uuid": uuid, "message": f"Created {name}",
+                    "disks": [path for _v, path in paths]}
+        except Stop:
+            self._undo(name, made, ctx.task_id)
+            raise
+        except libvirt.libvirtError as e:
+            self._undo(name, made, ctx.task_id)
+            raise KimchiError("KCHVM0008E", name=name, error=e.get_error_message()) from None
+        except Exception:
+            self._undo(name, made, ctx.task_id)
+            raise
+
+    @staticmethod
+    def _create_volume(conn: Any, vol: PlannedVolume) -> str:
+        pool = conn.storagePoolLookupByName(vol.pool)
+        return str(pool.createXML(volume_xml(vol), 0).path())
+
+    def _undo(self, name: str, made: list[PlannedVolume], task_id: str) -> None:
+        """Remove what this attempt made; log what could not be removed."""
+        def undo(conn: Any) -> list[str]:
+            left = []
+            uuid = _created_by(conn, name, task_id)
+            if uuid:
+                conn.lookupByUUIDString(uuid).undefine()
+            for vol in made:
+                if not _delete_volume(conn, vol):
+                    left.append(f"{vol.pool}/{vol.name}")
+            return left
+
+        try:
+            left = self.libvirt.call(undo)
+        except Exception as e:
+            left = [f"(libvirt: {e})"]
+        if left:
+            log.error("creating {name}: could not remove {left}", name=name, left=left)
+
+
+def _describe(invalid: dict[str, Any]) -> str:
+    return "; ".join(f"missing {k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                     for k, v in invalid.items())
