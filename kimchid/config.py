@@ -48,6 +48,7 @@ class RedisConfig:
 @dataclass(frozen=True)
 class LibvirtConfig:
     uri: str = "qemu:///system"
+    stats_interval: float = 5.0  # seconds between two samples of the running VMs' figures
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ _POSITIVE = {
     ("events", "page_size"),
     ("events", "client_buffer"),
     ("tasks", "keep_seconds"),
+    ("libvirt", "stats_interval"),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

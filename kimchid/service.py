@@ -28,6 +28,7 @@ from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import Screenshots, VmActions, VmInventory
+from kimchid.model.vmstats import VmStats
 
 log = Logger()
 
@@ -65,6 +66,7 @@ class Kimchid(MultiService):
         self.vms = VmInventory(self.libvirt, self.events)
         self.vm_actions = VmActions(self.vms)
         self.screenshots = Screenshots(self.vms, reactor)
+        self.vm_stats = VmStats(self.vms, self.events, reactor, cfg.libvirt.stats_interval)
         self.capabilities = Capabilities(
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.store = ObjectStore(cfg.paths.objects_dir)
@@ -109,6 +111,7 @@ class Kimchid(MultiService):
     def startService(self) -> None:
         super().startService()
         self.workers.startService()
+        self.vm_stats.start()
         # probe once the listener serves the URL QEMU is asked to read
         self.reactor.callLater(0.5, self._probe)
         log.info("kimchid started: redis {redis}, libvirt {uri}, {n} embedded workers",
@@ -123,6 +126,7 @@ class Kimchid(MultiService):
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        self.vm_stats.stop()
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)
 

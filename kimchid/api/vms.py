@@ -55,6 +55,12 @@ VM_SCHEMA = {
         "users": {"type": "array", "items": {"type": "string"}},
         "groups": {"type": "array", "items": {"type": "string"}},
         "screenshot": {"type": ["string", "null"]},
+        "template": {"type": ["string", "null"], "description": "the template it was made from"},
+        "stats": {"type": "object", "description": "rates over the last sample interval "
+                  "([libvirt] stats_interval); zeros when not running",
+                  "properties": {k: {"type": "number"} for k in (
+                      "cpu_utilization", "mem_utilization", "io_read", "io_write",
+                      "io_throughput", "net_received", "net_sent", "net_throughput")}},
     },
 }
 

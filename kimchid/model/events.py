@@ -61,6 +61,14 @@ class EventFilter:
         self.task = task_id or None
         self._exact = {p for p in self.patterns or () if "*" not in p and "?" not in p}
 
+    def wants_type(self, etype: str) -> bool:
+        """For notices outside the stream (no task): does this watcher want the type?"""
+        if self.task is not None:
+            return False
+        if self.patterns is None or etype in self._exact:
+            return True
+        return any(fnmatch.fnmatchcase(etype, p) for p in self.patterns)
+
     def __call__(self, ev: Event) -> bool:
         if self.task is not None and ev.task != self.task:
             return False
@@ -304,9 +312,12 @@ class EventHub(Service):
         )
 
     def ephemeral(self, etype: str, data: dict[str, Any]) -> None:
-        """Tell live watchers something that cannot go through the stream (Redis is away)."""
-        text = json.dumps({"id": None, "type": etype, "time": bus.now_iso(self.clock.seconds()),
-                           "data": data})
+        """Tell live watchers something that is not kept in the stream (no id, no replay):
+        ``service.degraded`` while Redis is away, ``vm.stats`` figures."""
+        text = ""
         for w in list(self.watchers):
-            if w.ready and not w.dropped:
+            if w.ready and not w.dropped and not w.paused and w.wants.wants_type(etype):
+                text = text or json.dumps({"id": None, "type": etype,
+                                           "time": bus.now_iso(self.clock.seconds()),
+                                           "data": data})
                 w.write_ephemeral(text)

@@ -29,6 +29,11 @@ from kimchid.model.events import EventHub
 log = Logger()
 
 
+# what `stats` says of a VM that does not run (kimchid.model.vmstats fills it in)
+ZERO_STATS = {"cpu_utilization": 0.0, "mem_utilization": 0.0, "io_read": 0.0, "io_write": 0.0,
+              "io_throughput": 0.0, "net_received": 0.0, "net_sent": 0.0,
+              "net_throughput": 0.0}
+
 # virDomainState numbers, named as Kimchi's API names them
 STATES = ("nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed",
           "pmsuspended")
@@ -88,6 +93,7 @@ def read_domain(dom: Any) -> dict[str, Any]:
         "title": (root.findtext("title") or ""),
         "description": (root.findtext("description") or ""),
         "screenshot": f"/vms/{name}/screenshot" if state_name == "running" else None,
+        "stats": dict(ZERO_STATS),
     }
 
 
@@ -227,6 +233,8 @@ class VmInventory:
     async def apply(self, vm: dict[str, Any]) -> None:
         """Take a freshly read VM into the view; say what changed (once, whoever reads it)."""
         old = self.vms.get(vm["uuid"])
+        if old is not None and vm["state"] == "running":
+            vm["stats"] = old.get("stats", vm["stats"])  # until the next sample
         self.vms[vm["uuid"]] = vm
         self.changed()
         if old is None:

@@ -128,3 +128,28 @@ def test_put_renames_only_when_shut_off_and_changes_resources(kimchi: Kimchi, is
     assert r.status_code == 200 and r.json()["users"] == []
     assert put(kimchi.url + "/vms/b", json={}).status_code == 400
     assert put(kimchi.url + "/vms/nosuch", json={"cpus": 1}).status_code == 404
+
+
+def test_running_vms_have_live_figures(kimchi_factory, redis_db):
+    import json
+
+    import websocket
+
+    k = kimchi_factory(redis_url=redis_db.url, extra={"libvirt": {"stats_interval": 0.3}})
+    wait_for(lambda: k.get("/vms/test").status_code == 200, what="the VM list")
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=vm.stats", timeout=10)
+    try:
+        ev = json.loads(ws.recv())
+        assert ev["type"] == "vm.stats" and ev["id"] is None  # a notice, not kept
+        figures = ev["data"]["vms"]["test"]
+        assert set(figures) >= {"cpu_utilization", "mem_utilization", "io_throughput",
+                                "net_throughput"}
+    finally:
+        ws.close()
+    stats = k.get("/vms/test").json()["stats"]
+    assert all(isinstance(v, float) for v in stats.values())
+    # not kept in the stream: a client resuming gets no stale figures
+    assert k.get("/events?since=0&types=vm.stats").json() == []
+    k.post("/vms/test/poweroff")
+    wait_for(lambda: k.get("/vms/test").json()["stats"]["cpu_utilization"] == 0.0,
+             what="a stopped VM's figures at zero")
