@@ -4,8 +4,10 @@ Only the few sectors that matter are read: the volume descriptor set that
 starts at sector 16 (normally one read of four sectors) and, for El Torito
 images, the first 64 bytes of the boot catalog.  Nothing is mounted and no
 external tool is run, so a deep scan can probe hundreds of images quickly.
-:func:`probe_reader` takes any ``read_at(offset, length)`` callable so the
-same code can later probe remote images through HTTP Range requests.
+:func:`probe_reader` takes any ``read_at(offset, length)`` callable, so the
+same parser serves local files (:func:`probe_file`, ``os.pread``) and remote
+images (:func:`probe_url`: HTTP ``Range`` requests, FTP ``REST``), of which
+a few kilobytes are read, never the whole image.
 
 References: ECMA-119 (ISO-9660) and the El Torito Bootable CD-ROM Format
 Specification 1.0.
@@ -13,20 +15,39 @@ Specification 1.0.
 
 from __future__ import annotations
 
+import ftplib
+import http.client
 import os
 import re
+import socket
+import ssl
 import stat
 import struct
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO, Protocol
+from urllib.parse import unquote, urlsplit
+
+from kimchid import __version__
 
 __all__ = [
+    "ImageReader",
     "IsoInfo",
     "NotAnIso",
+    "ReadLimitExceeded",
+    "RemoteError",
+    "RemoteIso",
+    "RemoteUnreachable",
     "identify_volume",
+    "is_remote",
     "probe_fd",
     "probe_file",
+    "probe_image",
     "probe_reader",
+    "probe_url",
 ]
 
 SECTOR_SIZE = 2048
@@ -65,11 +86,17 @@ class IsoInfo:
     volume_id: str  # stripped
     os_distro: str  # e.g. "fedora", or "unknown"
     os_version: str  # e.g. "39", or "unknown"
-    bootable: bool  # El Torito boot catalog with a bootable (0x88) default entry
+    # El Torito boot catalog with a bootable (0x88) default entry; None when the
+    # catalog lies beyond what the reader may read (a server ignoring Range).
+    bootable: bool | None
 
 
 class NotAnIso(Exception):
     """Not an ISO-9660 image, or truncated/corrupt. str() is a short human reason."""
+
+
+class ReadLimitExceeded(Exception):
+    """A reader was asked for bytes beyond what it may read (see :func:`probe_url`)."""
 
 
 # ---------------------------------------------------------------------------
@@ -118,6 +145,25 @@ def probe_fd(fd: int) -> IsoInfo:
     return probe_reader(read_at, size=size)
 
 
+class ImageReader(Protocol):
+    """Where an image's bytes come from: a file, an HTTP server, an FTP server."""
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Up to *length* bytes at *offset*; fewer at the end, none past it."""
+        ...
+
+    @property
+    def size(self) -> int | None:
+        """The image's size in bytes, when known (at the latest after the first read)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _CallableReader:
+    read: ReadAt
+    size: int | None
+
+
 def probe_reader(read_at: ReadAt, *, size: int | None = None) -> IsoInfo:
     """Probe an ISO image through ``read_at(offset, length) -> bytes``.
 
@@ -130,6 +176,17 @@ def probe_reader(read_at: ReadAt, *, size: int | None = None) -> IsoInfo:
     Raises :class:`NotAnIso` when the data is not a complete ISO-9660 image.
     Exceptions raised by *read_at* propagate unchanged.
     """
+    return probe_image(_CallableReader(read_at, size))
+
+
+def probe_image(reader: ImageReader) -> IsoInfo:
+    """Probe the ISO image that *reader* reads: the parser behind every ``probe_*``.
+
+    As :func:`probe_reader`; ``reader.size`` is looked at after the first read,
+    so a remote reader can learn it from its first answer.  A reader raising
+    :class:`ReadLimitExceeded` for the boot catalog gives ``bootable=None``.
+    """
+    read_at = reader.read
     data = _read_exact(read_at, _VD_SET_OFFSET, _FIRST_READ_SECTORS * SECTOR_SIZE)
     if len(data) < SECTOR_SIZE:
         raise NotAnIso("too small for an ISO image")
@@ -172,6 +229,7 @@ def probe_reader(read_at: ReadAt, *, size: int | None = None) -> IsoInfo:
     if pvd is None:
         raise NotAnIso("no primary volume descriptor")
 
+    size = reader.size
     if size is not None:
         (blocks,) = struct.unpack_from("<I", pvd, 80)
         (block_size,) = struct.unpack_from("<H", pvd, 128)
@@ -183,9 +241,12 @@ def probe_reader(read_at: ReadAt, *, size: int | None = None) -> IsoInfo:
 
     volume_id = _decode(pvd[40:72])
     volume_set_id = _decode(pvd[190:318])
-    bootable = False
+    bootable: bool | None = False
     if catalog_sector is not None:
-        bootable = _catalog_is_bootable(read_at, data, catalog_sector)
+        try:
+            bootable = _catalog_is_bootable(read_at, data, catalog_sector)
+        except ReadLimitExceeded:
+            bootable = None  # the distro is known; whether it boots is not
     distro, version = identify_volume(volume_id, volume_set_id)
     return IsoInfo(volume_id, distro, version, bootable)
 
@@ -248,6 +309,294 @@ def _decode(raw: bytes) -> str:
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
     return text.strip()
+
+
+# ---------------------------------------------------------------------------
+# Remote images: HTTP(S) Range requests, FTP(S) REST
+# ---------------------------------------------------------------------------
+
+#: Never read more than this of a remote image, whatever the server does.  A
+#: probe needs about 40 KiB; the rest is room for a server that ignores Range
+#: and streams the image from its first byte (a boot catalog further in than
+#: this is not looked at: ``bootable`` is then None).
+MAX_REMOTE_READ = 1024 * 1024
+_CHUNK = 64 * 1024
+_REMOTE_URL = re.compile(r"^(?:https?|ftps?)://", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*$", re.IGNORECASE)
+_USER_AGENT = f"kimchid/{__version__}"
+
+
+def is_remote(path: str) -> bool:
+    """Whether *path* is a URL that :func:`probe_url` reads (http, https, ftp, ftps)."""
+    return bool(_REMOTE_URL.match(path))
+
+
+class RemoteError(Exception):
+    """The remote image cannot be read: the server said no (HTTP 404 or 403, FTP 550),
+    its TLS certificate is not trusted, or it does not speak the protocol.
+
+    str() is a short human reason.
+    """
+
+
+class RemoteUnreachable(RemoteError):
+    """The server cannot be reached or gave nothing, for now: DNS failure, connection
+    refused, timeout, HTTP 5xx, an empty answer.  Trying later may work."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteIso:
+    """What :func:`probe_url` found."""
+
+    info: IsoInfo
+    size: int | None  # bytes: Content-Range total, Content-Length or FTP SIZE
+    bytes_read: int  # what the probe received
+
+
+def probe_url(url: str, *, timeout: float = 10.0, deadline: float = 20.0,
+              limit: int = MAX_REMOTE_READ, tls: ssl.SSLContext | None = None) -> RemoteIso:
+    """Probe the ISO image at *url* (http, https, ftp, ftps) without downloading it.
+
+    Only the sectors the parser needs are asked for: HTTP ``Range`` requests,
+    FTP ``REST`` then an early close.  A server that ignores ranges is read
+    from its start, at most *limit* bytes, then the connection is closed.
+    *timeout* bounds each network operation, *deadline* the whole probe (name
+    resolution aside); https and ftps certificates are verified unless *tls*
+    says otherwise.  Blocking: call it from a thread.
+
+    Raises :class:`ValueError` for a URL that is not one, :class:`RemoteError`
+    (or its :class:`RemoteUnreachable`) when the image cannot be read, and
+    :class:`NotAnIso` when what was read is not an ISO-9660 image.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "ftp", "ftps"):
+        raise ValueError(f"unsupported scheme {parts.scheme or 'none'!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("the port is not a number") from None
+    if not parts.hostname:
+        raise ValueError("no host name")
+    if any(c in url for c in "\r\n\t "):
+        raise ValueError("blanks or line breaks in the URL")
+    context = tls or ssl.create_default_context()
+    reader: _RemoteReader | None = None
+    try:
+        if scheme.startswith("ftp"):
+            reader = _FtpReader(url, timeout, deadline, limit, context)
+        else:
+            reader = _HttpReader(url, timeout, deadline, limit, context)
+        try:
+            info = probe_image(reader)
+        except NotAnIso:
+            if reader.size == 0 or reader.size is None and reader.received == 0:
+                # Nothing at all, e.g. a proxy that answers for an offline host.
+                raise RemoteUnreachable("the server sent no data") from None
+            raise
+        except ReadLimitExceeded as e:
+            raise RemoteError(str(e)) from None
+        return RemoteIso(info, reader.size, reader.received)
+    except (OSError, http.client.HTTPException, ftplib.Error) as e:
+        raise _remote_error(e) from None
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+class _RemoteReader:
+    """Parts of a remote image: by ranges while the server honours them, else from
+    one stream of the image, of which the start is kept (at most *limit* bytes)."""
+
+    def __init__(self, url: str, timeout: float, deadline: float, limit: int) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.size: int | None = None
+        self.received = 0
+        self._deadline = time.monotonic() + deadline
+        self._limit = limit
+        self._stream: IO[bytes] | None = None  # set once ranges are not honoured
+        self._head = bytearray()  # what the stream gave so far
+
+    def read(self, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        if self._stream is None:
+            if self.received + length > self._limit:
+                raise ReadLimitExceeded(f"more than {self._limit} bytes to read")
+            data = self._read_range(offset, length)
+            if data is not None:
+                return data
+        end = offset + length
+        if end > self._limit:
+            raise ReadLimitExceeded(f"byte {end} is beyond the first {self._limit} the "
+                                    "server sends (it ignores ranges)")
+        while self._stream is not None and len(self._head) < end:
+            chunk = self._take(self._stream, end - len(self._head))
+            if not chunk:
+                self._close_stream()
+            self._head += chunk
+        return bytes(self._head[offset:end])
+
+    def _read_range(self, offset: int, length: int) -> bytes | None:
+        """The bytes, or None after setting ``_stream`` when ranges are not honoured."""
+        raise NotImplementedError
+
+    def _take(self, stream: IO[bytes], n: int) -> bytes:
+        """Up to *n* bytes of *stream* (fewer at its end), counted, within the deadline."""
+        parts: list[bytes] = []
+        while n > 0:
+            if time.monotonic() > self._deadline:
+                raise TimeoutError("the whole probe took too long")
+            chunk = stream.read(min(n, _CHUNK))
+            if not chunk:
+                break
+            parts.append(chunk)
+            n -= len(chunk)
+            self.received += len(chunk)
+        return b"".join(parts)
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def close(self) -> None:
+        self._close_stream()
+
+
+class _HttpReader(_RemoteReader):
+    def __init__(self, url: str, timeout: float, deadline: float, limit: int,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(url, timeout, deadline, limit)
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+
+    def _read_range(self, offset: int, length: int) -> bytes | None:
+        request = urllib.request.Request(self.url, headers={
+            "Range": f"bytes={offset}-{offset + length - 1}",
+            "Accept-Encoding": "identity", "User-Agent": _USER_AGENT})
+        try:
+            response = self._opener.open(request, timeout=self.timeout)
+        except urllib.error.HTTPError as e:
+            e.close()
+            if e.code != 416:
+                raise
+            # Range Not Satisfiable: the image ends before offset
+            self.size = _content_range(e.headers.get("Content-Range", ""))[1]
+            return b""
+        # Mirrors redirect: ask the mirror itself from now on
+        self.url = response.geturl()
+        if response.status == 206:
+            with response:
+                start, total = _content_range(response.headers.get("Content-Range", ""))
+                if start != offset:
+                    raise RemoteError(f"asked for byte {offset}, the server sent {start}")
+                self.size = total
+                return self._take(response, length)
+        # 200: the server ignores Range and sends the image from its first byte
+        declared = response.headers.get("Content-Length", "")
+        self.size = int(declared) if declared.isdigit() else None
+        self._stream = response
+        return None
+
+
+def _content_range(value: str) -> tuple[int | None, int | None]:
+    """``bytes 32768-40959/52428800`` -> (32768, 52428800); ``bytes */N`` -> (None, N)."""
+    m = _CONTENT_RANGE.match(value)
+    if m is None:
+        raise RemoteError(f"unreadable Content-Range {value[:60]!r}")
+    start, total = m.groups()
+    return (int(start) if start else None,
+            int(total) if total and total != "*" else None)
+
+
+class _FtpReader(_RemoteReader):
+    def __init__(self, url: str, timeout: float, deadline: float, limit: int,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(url, timeout, deadline, limit)
+        parts = urlsplit(url)
+        self._path = unquote(parts.path) or "/"
+        self._ftp = (ftplib.FTP_TLS(context=context, timeout=timeout)
+                     if parts.scheme.lower() == "ftps" else ftplib.FTP(timeout=timeout))
+        self._data: socket.socket | None = None
+        self._ftp.connect(parts.hostname or "", parts.port or 21)
+        self._ftp.login(unquote(parts.username or "anonymous"),
+                        unquote(parts.password or "anonymous@"))
+        if isinstance(self._ftp, ftplib.FTP_TLS):
+            self._ftp.prot_p()
+        self._ftp.voidcmd("TYPE I")
+        try:
+            self.size = self._ftp.size(self._path)
+        except ftplib.error_perm:
+            pass  # SIZE is an extension (RFC 3659); RETR says whether the file is there
+
+    def _read_range(self, offset: int, length: int) -> bytes | None:
+        try:
+            data = self._ftp.transfercmd(f"RETR {self._path}", rest=offset or None)
+        except ftplib.error_perm as e:
+            if not offset or not str(e).startswith(("500", "501", "502", "504")):
+                raise
+            # REST not understood: read the file from its start instead
+            self._data = self._ftp.transfercmd(f"RETR {self._path}")
+            self._stream = self._data.makefile("rb")
+            return None
+        try:
+            with data, data.makefile("rb") as stream:
+                return self._take(stream, length)
+        finally:
+            self._transfer_ended()
+
+    def _transfer_ended(self) -> None:
+        """Read the reply to RETR after closing its data connection early.
+
+        The server answers 426 (aborted) or 226 (it had sent everything) — one
+        reply.  ABOR is not used: many servers answer it twice (426 then 226),
+        more than ftplib reads, which would shift every later reply by one.
+        """
+        try:
+            self._ftp.voidresp()
+        except (ftplib.error_temp, ftplib.error_perm):
+            pass
+
+    def _close_stream(self) -> None:
+        super()._close_stream()
+        if self._data is not None:
+            self._data.close()
+            self._data = None
+
+    def close(self) -> None:
+        super().close()
+        self._ftp.close()  # no QUIT: a transfer may still be running
+
+
+def _remote_error(e: BaseException) -> RemoteError:
+    """A network failure as the user should read it, temporary or not."""
+    if isinstance(e, urllib.error.HTTPError):
+        temporary = e.code in (408, 429) or e.code >= 500
+        return (RemoteUnreachable if temporary else RemoteError)(f"HTTP {e.code} {e.reason}")
+    if isinstance(e, urllib.error.URLError):
+        if not isinstance(e.reason, BaseException):
+            return RemoteError(str(e.reason))  # e.g. a redirection to a file: URL
+        e = e.reason
+    if isinstance(e, ftplib.error_temp):
+        return RemoteUnreachable(f"FTP {str(e).strip()}")
+    if isinstance(e, ftplib.Error):
+        return RemoteError(f"FTP {str(e).strip()}")
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return RemoteError(f"TLS certificate not trusted: {e.verify_message}")
+    if isinstance(e, ssl.SSLError):
+        return RemoteError(f"TLS error: {e.reason or e}")
+    if isinstance(e, socket.gaierror):
+        return RemoteUnreachable(f"cannot resolve the host name: {e.strerror}")
+    if isinstance(e, TimeoutError):
+        return RemoteUnreachable(f"timed out: {e}" if str(e) else "timed out")
+    if isinstance(e, ConnectionRefusedError):
+        return RemoteUnreachable("connection refused")
+    if isinstance(e, OSError):
+        return RemoteUnreachable(e.strerror or str(e) or type(e).__name__)
+    if isinstance(e, http.client.IncompleteRead):
+        return RemoteUnreachable("the connection closed early")
+    return RemoteError(f"not an HTTP answer ({type(e).__name__})")
 
 
 # ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api import events, isos, system, tasks, templates, vms
+from kimchid.api import distros, events, isos, system, tasks, templates, vms
 from kimchid.api.app import build
 from kimchid.api.routes import RouteTable
 
@@ -19,6 +19,7 @@ def make_table(svc: Any) -> RouteTable:
     isos.register(table, svc.isos)
     vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator)
     templates.register(table, svc.templates)
+    distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size)
     return table

@@ -1,4 +1,4 @@
-"""/templates: how VMs are made (from an ISO of the library, or for a network boot)."""
+"""/templates: how VMs are made (from an ISO, local or remote, or for a network boot)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ _FIELDS: dict[str, Any] = {
     "source_media": {
         "type": "object", "additionalProperties": False, "required": ["type"],
         "properties": {"type": {"enum": ["disk", "netboot"]},
-                       "path": {"type": "string", "minLength": 1, "maxLength": 4096}},
+                       "path": {"type": "string", "minLength": 1, "maxLength": 4096,
+                                "description": "an absolute path, or an http, https, ftp "
+                                               "or ftps URL"}},
     },
     "cdrom": {"type": "string", "minLength": 1, "maxLength": 4096,
               "description": "Kimchi 1.x: same as source_media {type: disk, path}"},
@@ -46,9 +48,19 @@ _FIELDS: dict[str, Any] = {
 CREATE_BODY = {"type": "object", "additionalProperties": False,
                "properties": {"name": NAME, **_FIELDS}}
 UPDATE_BODY = CREATE_BODY
+# What kimchid adds to source_media when the ISO is a URL
+_STORED_MEDIA = {**_FIELDS["source_media"], "properties": {
+    **_FIELDS["source_media"]["properties"],
+    "remote": {"type": "boolean", "readOnly": True, "description": "path is a URL"},
+    "verified": {"type": "boolean", "readOnly": True,
+                 "description": "false: the URL could not be read when the template was "
+                                "made; os_distro and os_version are the user's"},
+    "size": {"type": "integer", "readOnly": True, "description": "bytes, when the server "
+                                                                "said"},
+    "error": {"type": "string", "readOnly": True, "description": "why it is not verified"}}}
 TEMPLATE_SCHEMA = {"type": "object", "required": ["name", "os_distro", "os_version", "memory",
                                                  "cpu_info", "disks", "networks", "invalid"],
-                   "properties": {**_FIELDS, "name": NAME,
+                   "properties": {**_FIELDS, "name": NAME, "source_media": _STORED_MEDIA,
                                   "invalid": {"type": "object",
                                               "description": "what a VM made now would miss"}}}
 
@@ -84,8 +96,9 @@ def register(table: RouteTable, templates: TemplateService) -> None:
               response={"type": "array", "items": TEMPLATE_SCHEMA})
     table.add("/templates", "POST", create, "Make a template from an ISO or for netboot",
               "templates", body=CREATE_BODY, response=TEMPLATE_SCHEMA, status=201,
-              description="The distribution and version are read from the ISO, the OS's "
-                          "defaults filled in, then your fields (partial objects merge).")
+              description="The distribution and version are read from the ISO (of a URL, "
+                          "a few sectors through Range requests), the OS's defaults filled "
+                          "in, then your fields (partial objects merge).")
     table.add("/templates/<name>", "GET", get, "Look at a template", "templates",
               response=TEMPLATE_SCHEMA)
     table.add("/templates/<name>", "PUT", update, "Change a template (a new name renames it)",

@@ -2,24 +2,39 @@
 
 A template is made from an ISO (its distribution and version read from the
 image, defaults for that OS filled in, the user's fields on top) or for a
-network boot.  Files added, changed or removed by hand in
-``<objects_dir>/templates/`` are picked up without a restart; a broken file is
-listed with its reason in ``invalid``.
+network boot.  The ISO is a local file or a URL (http, https, ftp, ftps), of
+which only the few sectors that say what it is are read.  Files added, changed
+or removed by hand in ``<objects_dir>/templates/`` are picked up without a
+restart; a broken file is listed with its reason in ``invalid``.
+
+The catalogue of remote install ISOs (``/config/distros``) lives here too: it
+is a list of template sources, shipped in ``kimchid/data/distros.json`` and
+extended by the admin's ``<objects_dir>/distros/<name>.json``.
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
+import json
 import os
 import re
+from importlib import resources
 from typing import Any
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
 
 from kimchid import isoinfo
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.adapters.objectstore import Exists, InvalidName, ObjectStore, StoredObject
+from kimchid.adapters.objectstore import (
+    Exists,
+    InvalidName,
+    ObjectStore,
+    StoredObject,
+    check_name,
+)
 from kimchid.errors import InvalidRequest, NotFound
 from kimchid.model import osinfo
 from kimchid.model.events import EventHub
@@ -27,7 +42,11 @@ from kimchid.model.events import EventHub
 log = Logger()
 
 KIND = "templates"
-_REMOTE = re.compile(r"^(https?|ftps?)://", re.I)
+DISTROS = "distros"  # the admin's additions to the catalogue: <objects_dir>/distros/
+DISTRO_FIELDS = ("name", "os_distro", "os_version", "os_arch", "path")
+# A probe of a slow or silent server holds a pool thread for up to 20 s: a few at a
+# time, so that the store's file I/O always finds a thread.
+_REMOTE_PROBES = 3
 
 
 def _public(obj: StoredObject, invalid: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +66,8 @@ class TemplateService:
         self.reactor = reactor
         self._ours: set[tuple[str, str]] = set()  # (name, version) we wrote ourselves
         self._removed: set[str] = set()  # names we deleted or renamed away ourselves
+        self._remote_probes = DeferredSemaphore(_REMOTE_PROBES)
+        self._bad_distros: set[tuple[str, str]] = set()  # (name, version) already logged
 
     def prime(self) -> None:
         """Remember the templates there at start, so the watcher's first look is quiet."""
@@ -92,8 +113,11 @@ class TemplateService:
                    ) -> dict[str, Any]:
         """What a VM made from this template would miss: ISO, networks, storage pools."""
         invalid: dict[str, Any] = {}
-        src = (data.get("source_media") or {}).get("path") or ""
-        if src and not _REMOTE.match(src) and not os.path.isfile(src):
+        media = data.get("source_media") or {}
+        src = media.get("path") or ""
+        # a URL is not looked at again: that would be network I/O at every listing
+        if src and not media.get("remote") and not isoinfo.is_remote(src) \
+                and not os.path.isfile(src):
             invalid["cdrom"] = [src]
         if known is not None:
             networks, pools = known
@@ -109,7 +133,7 @@ class TemplateService:
     # -- writing --------------------------------------------------------------------
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        data = self._build(body)
+        data = await self._build(body)
         name = body.get("name") or await self._free_name(
             f"{data['os_distro']}{data['os_version']}".replace("unknown", "template") or "t")
         try:
@@ -131,10 +155,13 @@ class TemplateService:
         changes = {k: v for k, v in body.items() if k != "name"}
         data = obj.data
         if "source_media" in changes or "cdrom" in changes:
-            fresh = self._build({**changes, "os_distro": changes.get("os_distro"),
-                                 "os_version": changes.get("os_version")})
+            fresh = await self._build({**changes, "os_distro": changes.get("os_distro"),
+                                       "os_version": changes.get("os_version")})
             data = {**data, "source_media": fresh["source_media"],
                     "os_distro": fresh["os_distro"], "os_version": fresh["os_version"]}
+            data.pop("bootable", None)  # the old ISO's
+            if "bootable" in fresh:
+                data["bootable"] = fresh["bootable"]
             changes.pop("source_media", None)
             changes.pop("cdrom", None)
         data = osinfo.merge(data, changes)
@@ -184,7 +211,7 @@ class TemplateService:
             n += 1
         return f"{base}{n}"
 
-    def _build(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _build(self, body: dict[str, Any]) -> dict[str, Any]:
         """The stored form of a new template: the OS's defaults, then the user's fields."""
         if body.get("source_media") and body.get("cdrom"):
             raise InvalidRequest("KCHTMPL0010E")
@@ -193,17 +220,10 @@ class TemplateService:
         if source is None:
             raise InvalidRequest("KCHAPI0006E", error="body: source_media is required")
         distro, version, bootable = "unknown", "unknown", None
-        path = source.get("path", "")
         if source["type"] == "disk":
-            if _REMOTE.match(path):
-                raise InvalidRequest("KCHTMPL0005E", path=path)
-            if not os.path.isabs(path):
-                raise InvalidRequest("KCHTMPL0004E", path=path)
-            try:
-                info = isoinfo.probe_file(path)
-            except (OSError, isoinfo.NotAnIso) as e:
-                raise InvalidRequest("KCHTMPL0003E", path=path, error=str(e)) from None
-            distro, version, bootable = info.os_distro, info.os_version, info.bootable
+            source, info = await self._disk_media(source.get("path", ""), body)
+            if info is not None:
+                distro, version, bootable = info.os_distro, info.os_version, info.bootable
         distro = body.get("os_distro") or distro
         version = body.get("os_version") or version
         user = {k: v for k, v in body.items()
@@ -221,6 +241,73 @@ class TemplateService:
             data["bootable"] = bootable
         self._check(data)
         return data
+
+    async def _disk_media(self, path: str, body: dict[str, Any]
+                          ) -> tuple[dict[str, Any], isoinfo.IsoInfo | None]:
+        """``source_media`` as stored, and what the ISO says (None: it could not be read)."""
+        if isoinfo.is_remote(path):
+            return await self._remote_media(path, body)
+        if not os.path.isabs(path):
+            raise InvalidRequest("KCHTMPL0004E", path=path)
+        try:
+            info = await self._io(isoinfo.probe_file, path)
+        except (OSError, isoinfo.NotAnIso) as e:
+            raise InvalidRequest("KCHTMPL0003E", path=path, error=str(e)) from None
+        return {"type": "disk", "path": path}, info
+
+    async def _remote_media(self, url: str, body: dict[str, Any]
+                            ) -> tuple[dict[str, Any], isoinfo.IsoInfo | None]:
+        """Probe the ISO at *url*, reading a few sectors of it, on a pool thread.
+
+        A server that cannot be reached now is no reason to refuse a template whose
+        OS the user names (``os_distro`` and ``os_version``): it is kept with
+        ``verified: false``.  A server that says no (404) or sends something that
+        is not an ISO is.
+        """
+        media: dict[str, Any] = {"type": "disk", "path": url, "remote": True}
+        await self._remote_probes.acquire()
+        try:
+            found = await self._io(isoinfo.probe_url, url)
+        except ValueError as e:
+            raise InvalidRequest("KCHTMPL0005E", path=url, reason=str(e)) from None
+        except isoinfo.NotAnIso as e:
+            raise InvalidRequest("KCHTMPL0003E", path=url, error=str(e)) from None
+        except isoinfo.RemoteUnreachable as e:
+            if not (body.get("os_distro") and body.get("os_version")):
+                raise InvalidRequest("KCHTMPL0011E", path=url, error=str(e)) from None
+            log.info("template ISO {url} not verified: {e}", url=url, e=str(e))
+            return {**media, "verified": False, "error": str(e)}, None
+        except isoinfo.RemoteError as e:
+            raise InvalidRequest("KCHTMPL0011E", path=url, error=str(e)) from None
+        finally:
+            self._remote_probes.release()
+        media["verified"] = True
+        if found.size is not None:
+            media["size"] = found.size
+        return media, found.info
+
+    # -- the catalogue of remote install ISOs -------------------------------------------
+
+    async def distros(self) -> builtins.list[dict[str, Any]]:
+        """Remote install ISOs to make templates from, sorted by name.
+
+        The shipped catalogue, then ``<objects_dir>/distros/<name>.json`` files
+        (``{"os_distro", "os_version", "os_arch"?, "path"}``); a file replaces the
+        shipped entry of the same name.  Broken files are left out (and logged).
+        """
+        shipped, local = await self._io(lambda: (_shipped_distros(), self.store.list(DISTROS)))
+        entries = {e["name"]: {**e, "origin": "kimchi"} for e in shipped}
+        for obj in local:
+            entry = {"os_arch": "x86_64", **obj.data, "name": obj.name}
+            problem = obj.invalid or distro_problem(entry)
+            if problem:
+                if (obj.name, obj.version) not in self._bad_distros:
+                    self._bad_distros.add((obj.name, obj.version))
+                    log.warn("distros/{name}.json is left out: {problem}", name=obj.name,
+                             problem=problem)
+                continue
+            entries[obj.name] = {**{k: entry[k] for k in DISTRO_FIELDS}, "origin": "local"}
+        return sorted(entries.values(), key=lambda e: e["name"])
 
     @staticmethod
     def _check(data: dict[str, Any]) -> None:
@@ -258,3 +345,26 @@ class TemplateService:
             await self.events.emit(etype, data)
         except Exception as e:  # Redis away: the file is written, the event is lost
             log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
+
+
+@functools.cache
+def _shipped_distros() -> tuple[dict[str, Any], ...]:
+    """``kimchid/data/distros.json``, read once (from a pool thread)."""
+    raw = resources.files("kimchid").joinpath("data/distros.json").read_text("utf-8")
+    return tuple(json.loads(raw))
+
+
+def distro_problem(entry: dict[str, Any]) -> str | None:
+    """What is wrong with a catalogue entry, or None."""
+    try:
+        check_name(entry.get("name", ""))
+    except InvalidName as e:
+        return f"name: {e.reason}"
+    for key in ("os_distro", "os_version", "os_arch"):
+        value = entry.get(key)
+        if not isinstance(value, str) or not 0 < len(value) <= 64:
+            return f"{key}: a string of 1 to 64 characters"
+    path = entry.get("path")
+    if not isinstance(path, str) or not isoinfo.is_remote(path) or len(path) > 4096:
+        return "path: an http, https, ftp or ftps URL"
+    return None
