@@ -81,8 +81,17 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    pam_service: str = "kimchi"
-    admin_groups: tuple[str, ...] = ("kimchi-admin", "sudo", "wheel")
+    pam_service: str = "kimchi"  # the PAM service (/etc/pam.d/<name>) that checks passwords
+    admin_groups: tuple[str, ...] = ("kimchi-admin", "sudo", "wheel")  # members are admins
+    pam_threads: int = 4  # PAM checks at once (threads); a failed one holds its thread ~2 s
+    pam_queue: int = 64  # logins waiting for a PAM thread; beyond this new ones get a 503
+    session_idle_minutes: float = 30.0  # a session unused this long ends
+    session_max_hours: float = 12.0  # a session ends this long after its login, used or not
+    throttle_free_attempts: int = 5  # failed logins per user and per address before delays
+    throttle_base_delay: float = 1.0  # seconds to wait after the first failure beyond those
+    throttle_max_delay: float = 300.0  # the delay doubles with each failure up to this
+    throttle_window: float = 900.0  # failures are forgotten after this many quiet seconds
+    allowed_origins: tuple[str, ...] = ()  # more origins for cookie requests (reverse proxy)
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,13 @@ _POSITIVE = {
     ("events", "client_buffer"),
     ("tasks", "keep_seconds"),
     ("libvirt", "stats_interval"),
+    ("auth", "pam_threads"),
+    ("auth", "pam_queue"),
+    ("auth", "session_idle_minutes"),
+    ("auth", "session_max_hours"),
+    ("auth", "throttle_base_delay"),
+    ("auth", "throttle_max_delay"),
+    ("auth", "throttle_window"),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -263,6 +279,15 @@ def load(path: str | os.PathLike[str] | None = None,
     if cfg.redis.url and not cfg.redis.url.startswith(("redis://", "unix://")):
         problems.append(("redis.url",
                          f"must start with redis:// or unix://, got {cfg.redis.url!r}"))
+    if cfg.auth.throttle_free_attempts < 0:
+        problems.append(("auth.throttle_free_attempts", "must be 0 or more"))
+    if not cfg.auth.pam_service or "/" in cfg.auth.pam_service:
+        problems.append(("auth.pam_service",
+                         f"must be a file name in /etc/pam.d, got {cfg.auth.pam_service!r}"))
+    for origin in cfg.auth.allowed_origins:
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            problems.append(("auth.allowed_origins",
+                             f"must be like https://host[:port], got {origin!r}"))
     if problems:
         raise ConfigError(problems)
     return cfg

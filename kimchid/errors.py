@@ -73,6 +73,21 @@ CATALOGUE: dict[str, str] = {
     "KCHSVC0002E": "libvirt is not reachable: {error}",
     # Configuration
     "KCHCONF0001E": "Configuration key {key}: {error}",
+    # Authentication and access
+    "KCHAUTH0001E": "Invalid user name or password",
+    "KCHAUTH0002E": "Authentication required",
+    "KCHAUTH0003E": "Your session has expired or was ended: log in again",
+    "KCHAUTH0004E": "Invalid, expired or revoked API token",
+    "KCHAUTH0005E": "Only administrators may {method} {path}",
+    "KCHAUTH0006E": "Virtual machine {name} is not assigned to {username}",
+    "KCHAUTH0007E": "Cross-site request refused: origin {origin} is not allowed",
+    "KCHAUTH0008E": "Too many failed logins: try again in {seconds} seconds",
+    "KCHAUTH0009E": "Too many logins are being checked: try again in a moment",
+    "KCHAUTH0010E": "API token {id} does not exist",
+    "KCHAUTH0011E": "Invalid API token request: {reason}",
+    "KCHAUTH0012E": "User {username} does not exist on this host",
+    "KCHAUTH0013E": "Session {id} does not exist",
+    "KCHAUTH0014E": "Cannot use the TLS certificate {path}: {error}",
 }
 
 
@@ -87,7 +102,10 @@ def message(errcode: str, **params: Any) -> str:
 
 
 class KimchiError(Exception):
-    """An error the user can act on; ``status`` is its HTTP status."""
+    """An error the user can act on; ``status`` is its HTTP status.
+
+    ``headers`` are HTTP headers the answer must carry (``Retry-After`` of a 429).
+    """
 
     status: HTTPStatus = HTTPStatus.BAD_REQUEST
 
@@ -96,6 +114,7 @@ class KimchiError(Exception):
             raise ValueError(f"errcode {errcode} is not in the catalogue")
         self.errcode = errcode
         self.params = params
+        self.headers: dict[str, str] = {}
         super().__init__(message(errcode, **params))
 
     @property
@@ -142,6 +161,29 @@ class ServiceUnavailable(KimchiError):
 
 class OperationFailed(KimchiError):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class Unauthorized(KimchiError):
+    """Not logged in, or the credentials are wrong (401)."""
+
+    status = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(KimchiError):
+    """Logged in, but not allowed (403)."""
+
+    status = HTTPStatus.FORBIDDEN
+
+
+class TooManyRequests(KimchiError):
+    """Slow down: ``retry_after`` seconds, also sent as ``Retry-After`` (429)."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, errcode: str, retry_after: int, **params: Any) -> None:
+        super().__init__(errcode, seconds=retry_after, **params)
+        self.retry_after = retry_after
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class ConfigError(Exception):
