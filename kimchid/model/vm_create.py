@@ -11,7 +11,6 @@ next daemon re-runs the job and first removes what the lost attempt made.
 
 from __future__ import annotations
 
-import re
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 from twisted.logger import Logger
 
-from kimchid import bus
+from kimchid import bus, isoinfo
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.errors import InvalidRequest, KimchiError, NotFound
 from kimchid.model.capabilities import Capabilities
@@ -39,7 +38,6 @@ from workers.context import JobContext, Stop
 log = Logger()
 
 KIND = "vm.create"
-_REMOTE = re.compile(r"^(https?|ftps?)://", re.I)
 # pool types whose volumes kimchi cannot create (LUNs are given, not made)
 _NO_NEW_VOLUMES = {"iscsi", "scsi", "mpath", "iscsi-direct"}
 
@@ -117,7 +115,7 @@ class VmCreator:
         caps = await self.capabilities.get()
         source = template.get("source_media") or {}
         path = source.get("path") or ""
-        if source.get("type") != "netboot" and _REMOTE.match(path):
+        if source.get("type") != "netboot" and isoinfo.is_remote(path):
             scheme = urlsplit(path).scheme.lower()
             if not caps.get("qemu_stream"):
                 raise InvalidRequest(

@@ -76,7 +76,7 @@ def test_update_merges_renames_with_303_clones_and_deletes(kimchi: Kimchi, isos)
 @pytest.mark.parametrize("body, errcode", [
     ({"name": "x", "source_media": {"type": "disk", "path": "relative.iso"}}, "KCHTMPL0004E"),
     ({"name": "x", "source_media": {"type": "disk", "path": "/no/such.iso"}}, "KCHTMPL0003E"),
-    ({"name": "x", "source_media": {"type": "disk", "path": "http://h/x.iso"}}, "KCHTMPL0005E"),
+    ({"name": "x", "source_media": {"type": "disk", "path": "http://:8080/x.iso"}}, "KCHTMPL0005E"),
     ({"name": "x", "source_media": {"type": "floppy"}}, "KCHAPI0006E"),
     ({"name": "../x", "source_media": {"type": "netboot"}}, "KCHAPI0006E"),
     ({"name": "x", "source_media": {"type": "netboot"}, "memory": {"current": 4096,
