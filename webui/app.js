@@ -1,15 +1,17 @@
-/* kimchi web UI: the ISO library and live tasks.
+/* kimchi web UI: the ISO library, templates, virtual machines and live tasks.
  *
- * No framework, no build step. State lives in two maps (ISOs by path, tasks by id) that the
- * REST listings fill and the event stream keeps current. One WebSocket to /events; on close it
- * reconnects with back-off and resumes with ?since=<last event id>, so nothing is missed, and
- * events are de-duplicated by id. Server data only ever reaches the page through textContent.
+ * No framework, no build step. State lives in maps (ISOs by path, tasks by id, templates and
+ * VMs by name) that the REST listings fill and the event stream keeps current. One WebSocket
+ * to /events; on close it reconnects with back-off and resumes with ?since=<last event id>, so
+ * nothing is missed, and events are de-duplicated by id. Server data only ever reaches the
+ * page through textContent. What the server does not offer (its /openapi.json) or the host
+ * cannot do (/config/capabilities) is not shown.
  */
 (() => {
   'use strict';
 
   const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
-  const KIND_LABELS = { 'iso.scan': 'ISO scan' };
+  const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM' };
   const COMPONENTS = { redis: 'Redis', libvirt: 'libvirt', workers: 'the workers' };
   const COUNTERS = [['files', 'Files'], ['dirs', 'Folders'], ['isos', 'ISOs'],
     ['skipped', 'Skipped']];
@@ -45,9 +47,27 @@
     renderQueued: false,
     templates: new Map(), // name -> template
     vms: new Map(), // name -> VM
+    vmItems: new Map(), // name -> { li, buttons, ... }: the list's items, changed in place
+    vmPending: new Map(), // name -> item of a VM a vm.create task is still making
+    vmArriving: new Map(), // name -> its finished vm.create task, until vm.created comes
+    vmBusy: new Map(), // name -> the action in flight
+    vmErrors: new Map(), // name -> the reason the last action was refused
+    vmFilter: '',
+    vmRenderQueued: false,
+    vmsError: null, // why GET /vms failed (libvirt away)
+    vmVisible: new Set(), // names whose item is on screen (their thumbnails refresh)
+    thumbInflight: new Map(), // name -> AbortController
+    thumbLast: new Map(), // name -> when its screen was last asked for (ms)
+    thumbTimer: null,
+    caps: null, // GET /config/capabilities
+    libvirtDown: false,
+    myCreates: new Set(), // ids of the vm.create tasks this page started
+    editing: null, // the VM the edit dialog is about
+    distros: null, // GET /config/distros, or null when the server has none
+    routes: null, // the paths of GET /openapi.json
     renaming: null, // the template whose name is being edited
     rowErrors: new Map(), // template name -> error text shown in its row
-    confirmName: null, // the template the delete dialog is about
+    confirm: null, // {run, back}: what the confirmation dialog does, where focus returns
   };
 
   // -- small helpers ------------------------------------------------------------------
@@ -177,6 +197,7 @@
     try {
       const r = await fetch('/health', { headers: { Accept: 'application/json' } });
       const h = await r.json();
+      if (h && (h.libvirt === 'down' || h.libvirt === 'up')) libvirtDown(h.libvirt === 'down');
       if (h && h.status === 'degraded') {
         const down = ['redis', 'libvirt'].filter((k) => h[k] === 'down').map((k) => COMPONENTS[k]);
         showDegraded({
@@ -347,6 +368,11 @@
   };
 
   function taskTarget(rec) {
+    if (rec.kind === 'vm.create') {
+      const name = vmNameOf(rec);
+      const from = rec.params && rec.params.template;
+      return from ? `${name || 'a VM'} from ${from}` : name || rec.target_uri || '';
+    }
     if (rec.params && typeof rec.params.path === 'string') return rec.params.path;
     return rec.target_uri || '';
   }
@@ -499,6 +525,7 @@
     placeTask(t);
     trimTasks();
     updateTaskSummary();
+    if (t.rec.kind === 'vm.create') queueVmRender();
   }
 
   /** A task we do not show yet (older than the listing's window): fetch it once. */
@@ -528,6 +555,7 @@
     if (data.details) t.rec.details = data.details;
     if (typeof data.attempt === 'number') t.rec.attempt = data.attempt;
     renderTask(t);
+    if (t.rec.kind === 'vm.create') queueVmRender();
     const p = t.rec.progress;
     if (typeof p === 'number' && typeof before === 'number' &&
         Math.floor(p / 25) > Math.floor(before / 25) && p < 100) {
@@ -672,9 +700,10 @@
     const i = await api('GET', '/isos');
     // templates and VMs are best effort: a failure there must not hide the library
     const tp = await api('GET', '/templates').then((r) => r.data, () => null);
-    const vm = await api('GET', '/vms').then((r) => r.data, () => null);
+    let vmsError = null;
+    const vm = await api('GET', '/vms').then((r) => r.data, (e) => { vmsError = e.message; return null; });
     return { tasks: Array.isArray(t.data) ? t.data : [], isos: Array.isArray(i.data) ? i.data : [],
-      templates: Array.isArray(tp) ? tp : null, vms: Array.isArray(vm) ? vm : null, cursor };
+      templates: Array.isArray(tp) ? tp : null, vms: Array.isArray(vm) ? vm : null, vmsError, cursor };
   }
 
   function applyListing(l) {
@@ -691,6 +720,7 @@
     state.lastId = l.cursor;
     if (l.templates) state.templates = new Map(l.templates.map((x) => [x.name, x]));
     if (l.vms) state.vms = new Map(l.vms.map((x) => [x.name, x]));
+    state.vmsError = l.vms ? null : l.vmsError;
     renderTemplates();
     renderVms();
     renderIsos();
@@ -728,10 +758,16 @@
     const d = ev.data || {};
     switch (ev.type) {
       case 'task.created':
-      case 'task.finished':
-      case 'task.failed':
       case 'task.cancelled':
         upsertTask(d);
+        break;
+      case 'task.finished':
+        if (d.kind === 'vm.create') vmArriving(d);
+        upsertTask(d);
+        break;
+      case 'task.failed':
+        upsertTask(d);
+        if (d.kind === 'vm.create' && state.myCreates.has(d.id)) vmCreateFailed(d);
         break;
       case 'task.cancelling': {
         upsertTask(d, { announceIt: false });
@@ -765,15 +801,20 @@
         if (d && state.templates.delete(d.name)) renderTemplates();
         break;
       case 'vm.created':
+      case 'vm.updated':
         vmUpsert(d);
         break;
       case 'vm.state':
         vmState(d);
         break;
       case 'vm.deleted':
-        if (d && state.vms.delete(d.name)) renderVms();
+        vmGone(d);
+        break;
+      case 'vm.stats':
+        vmStats(d);
         break;
       case 'service.degraded':
+        if (d.component === 'libvirt' && d.status === 'down') libvirtDown(true);
         showDegraded({
           title: `Service degraded: ${COMPONENTS[d.component] || d.component || 'a component'} is ${
             d.status || 'down'}`,
@@ -782,6 +823,7 @@
         });
         break;
       case 'service.recovered':
+        if (d.component === 'libvirt') libvirtDown(false);
         clearDegraded();
         break;
       default:
@@ -845,6 +887,8 @@
     }
     state.backoff = BACKOFF_MIN;
     connect();
+    loadCapabilities();
+    loadRoutes().then(loadDistros);
   }
 
   // -- pages (hash routing) ---------------------------------------------------------------
@@ -865,6 +909,7 @@
       $('main').focus({ preventScroll: true });
       window.scrollTo({ top: 0 });
     }
+    if (page === 'vms') thumbSoon();
   }
 
   // -- templates -------------------------------------------------------------------------
@@ -1017,26 +1062,29 @@
     }
   }
 
-  function askDelete(name) {
-    state.confirmName = name;
-    $('confirm-text').textContent = `The template “${name}” will be deleted. Virtual machines made from it are not affected.`;
+  /**
+   * The one confirmation dialog: ``run`` does the work (its error is shown in the dialog,
+   * which stays open); ``back`` gives the element to focus once the dialog has closed.
+   */
+  function askConfirm({ title, text, extra = null, ok = 'Delete', run, back }) {
+    state.confirm = { run, back };
+    $('confirm-title').textContent = title;
+    $('confirm-text').textContent = text;
+    $('confirm-extra').replaceChildren(...(extra ? [extra] : []));
     $('confirm-error').hidden = true;
+    $('confirm-ok').textContent = ok;
     $('confirm-ok').disabled = false;
     $('confirm-dialog').showModal();
     $('confirm-cancel').focus();
   }
 
-  async function confirmDelete() {
-    const name = state.confirmName;
-    if (!name) return;
+  async function runConfirm() {
+    const c = state.confirm;
+    if (!c) return;
     const ok = $('confirm-ok');
     ok.disabled = true;
     try {
-      await api('DELETE', `/templates/${encodeURIComponent(name)}`);
-      state.templates.delete(name);
-      state.rowErrors.delete(name);
-      renderTemplates();
-      announce(`Template ${name} deleted`);
+      await c.run();
       $('confirm-dialog').close('done');
     } catch (e) {
       $('confirm-error').textContent = e.message;
@@ -1046,10 +1094,25 @@
   }
 
   function onConfirmClose() {
-    const name = state.confirmName;
-    state.confirmName = null;
-    const row = name && document.querySelector(`#tmpl-rows tr[data-name="${CSS.escape(name)}"] .tmpl-delete`);
-    if (row) row.focus();
+    const c = state.confirm;
+    state.confirm = null;
+    const target = c && c.back ? c.back() : null;
+    if (target) target.focus();
+  }
+
+  function askDelete(name) {
+    askConfirm({
+      title: 'Delete template?',
+      text: `The template “${name}” will be deleted. Virtual machines made from it are not affected.`,
+      run: async () => {
+        await api('DELETE', `/templates/${encodeURIComponent(name)}`);
+        state.templates.delete(name);
+        state.rowErrors.delete(name);
+        renderTemplates();
+        announce(`Template ${name} deleted`);
+      },
+      back: () => document.querySelector(`#tmpl-rows tr[data-name="${CSS.escape(name)}"] .tmpl-delete`),
+    });
   }
 
   function actionButton(text, cls, label, fn) {
@@ -1158,61 +1221,780 @@
     const badge = $('nav-tmpl-count');
     badge.hidden = n === 0;
     badge.textContent = String(n);
+    refreshPicks();
   }
 
   // -- virtual machines --------------------------------------------------------------------
+  //
+  // One <li> per VM, made once and then changed in place (state, actions, stats, screen),
+  // so a refresh never loses the focus or the thumbnail. Running vm.create tasks show as
+  // rows of their own until their VM appears.
 
   const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
     crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
 
-  function vmRow(vm) {
-    const tr = el('tr');
-    tr.dataset.name = vm.name;
-    tr.dataset.state = vm.state || '';
-    const name = el('td', 'cell-name', vm.name);
-    const st = el('td');
-    const s = /^[a-z]+$/.test(vm.state || '') ? vm.state : 'unknown';
-    st.append(el('span', `state state-${s}`, STATE_TEXT[vm.state] || vm.state || 'unknown'));
-    const cpus = el('td', 'num', typeof vm.cpus === 'number' ? vm.cpus : '—');
-    const mem = el('td', 'num', memText(vm.memory && vm.memory.current));
-    const uuid = el('td', 'mono cell-uuid', vm.uuid || '');
-    tr.append(name, st, cpus, mem, uuid);
-    if (vm.flash) tr.classList.add('row-flash');
-    return tr;
+  // action -> [button text, the states that offer it, what the row says while it runs]
+  const VM_ACTIONS = [
+    ['start', 'Start', ['shutoff', 'crashed'], 'Starting…'],
+    ['shutdown', 'Shut down', ['running'], 'Shutting down…'],
+    ['poweroff', 'Power off', ['running', 'paused', 'blocked', 'pmsuspended', 'shutdown'], 'Powering off…'],
+    ['reset', 'Reset', ['running'], 'Resetting…'],
+    ['suspend', 'Pause', ['running'], 'Pausing…'],
+    ['resume', 'Resume', ['paused'], 'Resuming…'],
+  ];
+  const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…' };
+  const THUMB_EVERY = 5000; // ms between two screenshots of one VM (the server keeps one 3 s)
+  const THUMB_PARALLEL = 4;
+
+  const vmPath = (name) => `/vms/${encodeURIComponent(name)}`;
+
+  function kibRate(kib) {
+    return typeof kib === 'number' && isFinite(kib) ? `${humanSize(Math.round(kib * 1024))}/s` : '—';
+  }
+
+  function pct(v) {
+    return typeof v === 'number' && isFinite(v) ? `${Math.round(v)} %` : '—';
+  }
+
+  function vmMatches(vm, q) {
+    if (!q) return true;
+    const hay = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid].join(' ').toLowerCase();
+    return q.split(/\s+/).every((w) => hay.includes(w));
+  }
+
+  function buildVmItem(name) {
+    const li = $('vm-template').content.firstElementChild.cloneNode(true);
+    const item = {
+      li,
+      name,
+      shot: li.querySelector('.vm-shot'),
+      off: li.querySelector('.vm-shot-off'),
+      chip: li.querySelector('.state'),
+      error: li.querySelector('.vm-error'),
+      stats: li.querySelector('.vm-stats'),
+      buttons: new Map(),
+      hasShot: false,
+    };
+    li.dataset.name = name;
+    li.querySelector('.vm-name').textContent = name;
+    item.shot.alt = `Screen of ${name}`;
+    const bar = li.querySelector('.vm-actions');
+    const add = (key, text, cls, fn) => {
+      const b = actionButton(text, cls, `${text} ${name}`, fn);
+      b.dataset.action = key;
+      item.buttons.set(key, b);
+      bar.append(b);
+    };
+    for (const [key, text] of VM_ACTIONS) add(key, text, 'btn-plain', (b) => vmAction(name, key, b));
+    add('edit', 'Edit', 'btn-plain', () => openEdit(name));
+    add('delete', 'Delete', 'btn-danger-outline', () => askDeleteVm(name));
+    item.shot.addEventListener('load', () => {
+      item.hasShot = true;
+      updateThumb(item, state.vms.get(name));
+    });
+    thumbObserver.observe(li);
+    return item;
+  }
+
+  function updateThumb(item, vm) {
+    const running = vm && vm.state === 'running';
+    const shown = running && item.hasShot;
+    // a paused VM keeps its last screen, dimmed; a stopped one has none
+    if (vm && !running && vm.state !== 'paused' && item.hasShot) {
+      item.hasShot = false;
+      item.shot.removeAttribute('src');
+    }
+    item.shot.hidden = !(shown || (vm && vm.state === 'paused' && item.hasShot));
+    item.li.classList.toggle('vm-frozen', !!(vm && vm.state === 'paused' && item.hasShot));
+    item.off.hidden = shown;
+    item.off.textContent = !vm ? '' : running ? (item.noScreen ? 'Running: no screen to show' : 'Loading the screen…')
+      : `${STATE_TEXT[vm.state] || vm.state}${vm.state === 'paused' ? '' : ': no screen'}`;
+  }
+
+  function updateStats(item, vm) {
+    const s = vm && vm.state === 'running' && vm.stats && typeof vm.stats === 'object' ? vm.stats : null;
+    item.stats.hidden = !s;
+    if (!s) return;
+    const set = (cls, text, value) => {
+      const box = item.stats.querySelector(`.${cls}`);
+      box.querySelector('.stat-val').textContent = text;
+      const m = box.querySelector('meter');
+      if (m) m.value = typeof value === 'number' && isFinite(value) ? Math.max(0, Math.min(100, value)) : 0;
+    };
+    set('stat-cpu', pct(s.cpu_utilization), s.cpu_utilization);
+    set('stat-mem', pct(s.mem_utilization), s.mem_utilization);
+    set('stat-io', kibRate(s.io_throughput));
+    set('stat-net', kibRate(s.net_throughput));
+  }
+
+  function updateVmItem(item, vm) {
+    const li = item.li;
+    const st = vm.state || 'nostate';
+    const busy = state.vmBusy.get(vm.name);
+    li.dataset.state = st;
+    li.setAttribute('aria-busy', busy ? 'true' : 'false');
+    item.chip.className = `state state-${/^[a-z]+$/.test(st) ? st : 'unknown'}`;
+    item.chip.textContent = busy ? BUSY_TEXT[busy] || busy : STATE_TEXT[st] || st;
+    li.querySelector('.vm-cpus').textContent = typeof vm.cpus === 'number'
+      ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
+    li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
+    li.querySelector('.vm-uuid').textContent = vm.uuid || '';
+    const down = !!state.libvirtDown;
+    for (const [key, b] of item.buttons) {
+      const spec = VM_ACTIONS.find((a) => a[0] === key);
+      b.hidden = key === 'edit' ? st !== 'shutoff' || !offers('/vms/{name}', 'put')
+        : key === 'delete' ? false : !spec[2].includes(st);
+      b.disabled = !!busy || down;
+    }
+    const err = state.vmErrors.get(vm.name);
+    item.error.textContent = err || '';
+    item.error.hidden = !err;
+    item.li.classList.toggle('no-thumb', state.caps !== null && !state.caps.screenshot);
+    updateThumb(item, vm);
+    updateStats(item, vm);
+  }
+
+  /** The VMs a vm.create task is making, until they show up: name -> task record. */
+  function vmsBeingMade() {
+    const out = new Map();
+    for (const t of state.tasks.values()) {
+      const r = t.rec;
+      if (t.stub || r.kind !== 'vm.create' || TERMINAL.has(r.status)) continue;
+      const name = vmNameOf(r);
+      if (name && !state.vms.has(name)) out.set(name, r);
+    }
+    for (const [name, r] of state.vmArriving) if (!state.vms.has(name)) out.set(name, r);
+    return out;
+  }
+
+  /** A vm.create task finished: its row stays until vm.created (a moment later) says so. */
+  function vmArriving(rec) {
+    const name = vmNameOf(rec);
+    if (!name || state.vms.has(name)) return;
+    state.vmArriving.set(name, rec);
+    setTimeout(() => {
+      if (state.vmArriving.get(name) === rec) {
+        state.vmArriving.delete(name);
+        queueVmRender();
+      }
+    }, 10000);
+  }
+
+  function vmNameOf(rec) {
+    const m = /^\/vms\/([^/]+)$/.exec(rec.target_uri || '');
+    if (m) {
+      try { return decodeURIComponent(m[1]); } catch (e) { return m[1]; }
+    }
+    return rec.params && typeof rec.params.name === 'string' ? rec.params.name : '';
+  }
+
+  function pendingItem(name, rec) {
+    let item = state.vmPending.get(name);
+    if (!item) {
+      const li = el('li', 'vm vm-pending');
+      li.dataset.name = name;
+      li.dataset.state = 'creating';
+      li.setAttribute('aria-busy', 'true');
+      const thumb = el('div', 'vm-thumb');
+      thumb.append(el('span', 'vm-shot-off', 'Being made'));
+      const main = el('div', 'vm-main');
+      const head = el('div', 'vm-head');
+      head.append(el('h3', 'vm-name', name), el('span', 'state state-creating', 'Creating'));
+      const bar = el('progress', 'bar');
+      bar.max = 100;
+      bar.setAttribute('aria-label', `Making ${name}`);
+      main.append(head, bar, el('p', 'vm-spec vm-pending-msg'));
+      li.append(thumb, main);
+      item = { li, bar, msg: main.querySelector('.vm-pending-msg') };
+      state.vmPending.set(name, item);
+    }
+    if (typeof rec.progress === 'number') item.bar.value = rec.progress;
+    else item.bar.removeAttribute('value');
+    item.msg.textContent = rec.message || (rec.params && rec.params.template
+      ? `From the template ${rec.params.template}` : '');
+    return item.li;
   }
 
   function renderVms() {
+    state.vmRenderQueued = false;
     const all = [...state.vms.values()].sort((a, b) => collator.compare(a.name, b.name));
-    $('vm-rows').replaceChildren(...all.map(vmRow));
-    for (const vm of all) delete vm.flash;
-    $('vm-empty').hidden = all.length > 0;
+    const q = state.vmFilter.trim().toLowerCase();
+    const shown = all.filter((v) => vmMatches(v, q));
+    const making = vmsBeingMade();
+    const nodes = [];
+    for (const [name, rec] of [...making].sort((a, b) => collator.compare(a[0], b[0]))) {
+      nodes.push(pendingItem(name, rec));
+    }
+    for (const name of state.vmPending.keys()) if (!making.has(name)) state.vmPending.delete(name);
+    for (const vm of shown) {
+      let item = state.vmItems.get(vm.name);
+      if (!item) {
+        item = buildVmItem(vm.name);
+        state.vmItems.set(vm.name, item);
+      }
+      updateVmItem(item, vm);
+      if (vm.flash) {
+        delete vm.flash;
+        item.li.classList.remove('row-flash');
+        void item.li.offsetWidth; // restart the animation
+        item.li.classList.add('row-flash');
+      }
+      nodes.push(item.li);
+    }
+    for (const [name, item] of state.vmItems) {
+      if (!state.vms.has(name)) {
+        thumbObserver.unobserve(item.li);
+        abortThumb(name);
+        state.vmItems.delete(name);
+        state.vmVisible.delete(name);
+      }
+    }
+    // put the nodes in order moving as few as possible: a focused button keeps its focus
+    const list = $('vm-list');
+    nodes.forEach((node, i) => {
+      if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
+    });
+    while (list.children.length > nodes.length) list.lastElementChild.remove();
+
+    const empty = $('vm-empty');
+    if (state.vmsError && !all.length) {
+      $('vm-empty-text').textContent = `The virtual machines cannot be listed: ${state.vmsError}`;
+      empty.hidden = false;
+    } else if (!all.length && !making.size) {
+      $('vm-empty-text').textContent = 'No virtual machines on this host. Make one from a template with “New VM”.';
+      empty.hidden = false;
+    } else if (!shown.length && !making.size) {
+      $('vm-empty-text').textContent = `No virtual machine matches “${state.vmFilter.trim()}”.`;
+      empty.hidden = false;
+    } else {
+      empty.hidden = true;
+    }
     const running = all.filter((v) => v.state === 'running').length;
-    $('vm-count').textContent = `${numberFmt.format(all.length)} ${all.length === 1 ? 'guest' : 'guests'} · ${running} running`;
+    const total = `${numberFmt.format(all.length)} ${all.length === 1 ? 'guest' : 'guests'}`;
+    $('vm-count').textContent = state.vmsError && !all.length ? 'Unavailable'
+      : `${shown.length === all.length ? total : `${numberFmt.format(shown.length)} of ${total}`} · ${running} running`;
     const badge = $('nav-vm-count');
     badge.hidden = all.length === 0;
     badge.textContent = String(all.length);
+    $('vm-new').disabled = !!state.libvirtDown;
+    $('vm-new').hidden = !offers('/vms', 'post');
+    thumbSoon();
   }
 
-  function vmUpsert(vm) {
+  function queueVmRender() {
+    if (state.vmRenderQueued) return;
+    state.vmRenderQueued = true;
+    requestAnimationFrame(renderVms);
+  }
+
+  /** Take a VM (whole, or a part of one: a vm.state event) into the list. */
+  function vmUpsert(vm, { flash = true } = {}) {
     if (!vm || typeof vm.name !== 'string') return;
-    state.vms.set(vm.name, { ...vm, flash: true });
-    renderVms();
+    // a VM renamed elsewhere comes back under its new name with the same UUID
+    if (vm.uuid) {
+      for (const [name, other] of state.vms) {
+        if (name !== vm.name && other.uuid === vm.uuid) state.vms.delete(name);
+      }
+    }
+    const old = state.vms.get(vm.name) || {};
+    const rec = { ...old, ...vm };
+    delete rec.previous;
+    if (rec.state !== 'running') delete rec.stats;
+    rec.flash = flash && old.state !== rec.state;
+    state.vms.set(rec.name, rec);
+    state.vmArriving.delete(rec.name);
+    queueVmRender();
   }
 
   async function vmState(d) {
     if (!d || typeof d.name !== 'string') return;
-    const vm = state.vms.get(d.name);
-    if (vm) {
-      vm.state = d.state;
-      vm.flash = true;
-      renderVms();
-      announce(`${d.name}: ${STATE_TEXT[d.state] || d.state}`);
+    if (state.vms.has(d.name)) {
+      const was = state.vms.get(d.name).state;
+      vmUpsert(d);
+      if (was !== d.state) announce(`${d.name}: ${STATE_TEXT[d.state] || d.state}`);
       return;
     }
     try {
-      vmUpsert((await api('GET', `/vms/${encodeURIComponent(d.name)}`)).data);
+      vmUpsert((await api('GET', vmPath(d.name))).data);
     } catch (e) {
       // gone again: the vm.deleted event follows
+    }
+  }
+
+  function vmStats(d) {
+    const all = d && d.vms && typeof d.vms === 'object' ? d.vms : {};
+    for (const [name, s] of Object.entries(all)) {
+      const vm = state.vms.get(name);
+      if (!vm || vm.state !== 'running') continue;
+      vm.stats = s;
+      const item = state.vmItems.get(name);
+      if (item) updateStats(item, vm);
+    }
+  }
+
+  function vmGone(d) {
+    if (!d || typeof d.name !== 'string') return;
+    state.vmErrors.delete(d.name);
+    if (state.vms.delete(d.name)) {
+      announce(`${d.name} deleted`);
+      queueVmRender();
+    }
+  }
+
+  function focusAfter(item, button) {
+    // the clicked button may now be hidden (Start becomes Shut down): stay in the row
+    if (document.activeElement !== document.body && document.activeElement !== button) return;
+    const next = button && !button.hidden && !button.disabled ? button
+      : [...item.buttons.values()].find((b) => !b.hidden && !b.disabled);
+    if (next) next.focus();
+  }
+
+  async function vmAction(name, action, button) {
+    if (state.vmBusy.has(name)) return;
+    state.vmBusy.set(name, action);
+    state.vmErrors.delete(name);
+    abortThumb(name); // its screen may be gone when the answer comes
+    renderVms();
+    try {
+      const r = await api('POST', `${vmPath(name)}/${action}`);
+      vmUpsert(r.data);
+    } catch (e) {
+      state.vmErrors.set(name, e.message);
+      if (e.status === 404) vmGone({ name });
+    } finally {
+      state.vmBusy.delete(name);
+      renderVms();
+      const item = state.vmItems.get(name);
+      if (item) focusAfter(item, button);
+    }
+  }
+
+  function askDeleteVm(name) {
+    const vm = state.vms.get(name);
+    if (!vm) return;
+    const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
+    const cdroms = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'cdrom');
+    const extra = el('div', 'confirm-disks');
+    if (disks.length) {
+      extra.append(el('p', null, disks.length === 1 ? 'Its disk will be deleted too:'
+        : `Its ${disks.length} disks will be deleted too:`));
+      const ul = el('ul', 'path-list');
+      for (const d of disks) ul.append(el('li', 'mono', d.path || `${d.dev || 'disk'} (no file)`));
+      extra.append(ul);
+    } else {
+      extra.append(el('p', null, 'It has no disks to delete.'));
+    }
+    if (cdroms.length) {
+      const paths = cdroms.map((d) => d.path).filter(Boolean);
+      extra.append(el('p', 'kept', paths.length
+        ? `CD-ROMs are kept: ${paths.join(', ')}.` : 'CD-ROMs are kept.'));
+    } else {
+      extra.append(el('p', 'kept', 'CD-ROM images are never deleted.'));
+    }
+    const running = vm.state !== 'shutoff' && vm.state !== 'crashed';
+    askConfirm({
+      title: 'Delete virtual machine?',
+      text: `The virtual machine “${name}” will be deleted${running ? ' (it is powered off first)' : ''}.`,
+      extra,
+      run: async () => {
+        state.vmBusy.set(name, 'delete');
+        abortThumb(name);
+        queueVmRender();
+        try {
+          await api('DELETE', vmPath(name));
+        } catch (e) {
+          state.vmBusy.delete(name);
+          queueVmRender();
+          if (e.status !== 404) throw e;
+        }
+        state.vmBusy.delete(name);
+        vmGone({ name });
+      },
+      back: () => (state.vms.has(name) && state.vmItems.has(name)
+        ? state.vmItems.get(name).buttons.get('delete') : $('vm-new')),
+    });
+  }
+
+  // -- screens: thumbnails of the running VMs that are on screen ---------------------------
+
+  const thumbObserver = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const name = e.target.dataset.name;
+      if (e.isIntersecting) state.vmVisible.add(name);
+      else state.vmVisible.delete(name);
+    }
+    thumbSoon();
+  });
+
+  function thumbsWanted() {
+    return !document.hidden && !$('vms').hidden && state.caps !== null && !!state.caps.screenshot;
+  }
+
+  function thumbSoon() {
+    if (state.thumbTimer) return;
+    state.thumbTimer = setTimeout(thumbTick, 50);
+  }
+
+  function thumbTick() {
+    state.thumbTimer = null;
+    if (!thumbsWanted()) return;
+    const now = Date.now();
+    let next = THUMB_EVERY;
+    for (const name of state.vmVisible) {
+      const vm = state.vms.get(name);
+      if (!vm || vm.state !== 'running' || state.vmBusy.has(name) || state.thumbInflight.has(name)) continue;
+      const due = (state.thumbLast.get(name) || 0) + THUMB_EVERY - now;
+      if (due > 0) { next = Math.min(next, due); continue; }
+      if (state.thumbInflight.size >= THUMB_PARALLEL) { next = Math.min(next, 200); continue; }
+      fetchThumb(name);
+    }
+    state.thumbTimer = setTimeout(thumbTick, Math.max(next, 100));
+  }
+
+  function abortThumb(name) {
+    const ac = state.thumbInflight.get(name);
+    if (ac) ac.abort();
+    state.thumbInflight.delete(name);
+  }
+
+  function asDataUrl(blob) {
+    // the page's CSP admits images from 'self' and data:, not blob:
+    return new Promise((resolve, reject) => {
+      const r = new FileReader();
+      r.onload = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+      r.readAsDataURL(blob);
+    });
+  }
+
+  async function fetchThumb(name) {
+    const ac = new AbortController();
+    state.thumbInflight.set(name, ac);
+    state.thumbLast.set(name, Date.now());
+    try {
+      const resp = await fetch(`${vmPath(name)}/screenshot`,
+        { cache: 'no-store', credentials: 'same-origin', signal: ac.signal });
+      const item0 = state.vmItems.get(name);
+      if (!resp.ok) {
+        // stopped meanwhile (404: its vm.state event follows), or no screen to take: ask
+        // again later rather than every round
+        if (resp.status !== 404 && item0) {
+          item0.noScreen = true;
+          updateThumb(item0, state.vms.get(name));
+          state.thumbLast.set(name, Date.now() + 6 * THUMB_EVERY);
+        }
+        return;
+      }
+      const url = await asDataUrl(await resp.blob());
+      const vm = state.vms.get(name);
+      const item = state.vmItems.get(name);
+      if (ac.signal.aborted || !vm || vm.state !== 'running' || !item) return;
+      item.noScreen = false;
+      item.shot.src = url;
+    } catch (e) {
+      // aborted, or the server went away: the next round tries again
+    } finally {
+      if (state.thumbInflight.get(name) === ac) state.thumbInflight.delete(name);
+    }
+  }
+
+  /** The routes this server has (its OpenAPI description): the UI offers only those. */
+  async function loadRoutes() {
+    try {
+      const r = await api('GET', '/openapi.json');
+      state.routes = r.data && r.data.paths && typeof r.data.paths === 'object' ? r.data.paths : null;
+    } catch (e) {
+      state.routes = null;
+    }
+    queueVmRender();
+  }
+
+  function offers(path, method) {
+    if (!state.routes) return path !== '/config/distros'; // unknown: the core routes are there
+    const r = state.routes[path];
+    return !!(r && r[method]);
+  }
+
+  async function loadCapabilities() {
+    try {
+      state.caps = (await api('GET', '/config/capabilities')).data || {};
+    } catch (e) {
+      state.caps = null; // unknown: no thumbnails until it is known
+      return;
+    }
+    queueVmRender();
+  }
+
+  // -- a new VM from a template --------------------------------------------------------
+
+  function showVmNewError(text) {
+    const e = $('vm-new-error');
+    e.textContent = text;
+    e.hidden = !text;
+    $('vm-new-name').setAttribute('aria-invalid', text ? 'true' : 'false');
+  }
+
+  function templateSpec(t) {
+    const parts = [memText(t.memory && t.memory.current)];
+    const n = t.cpu_info && t.cpu_info.vcpus;
+    if (n) parts.push(`${n} ${n === 1 ? 'vCPU' : 'vCPUs'}`);
+    const disks = Array.isArray(t.disks) ? t.disks : [];
+    const size = disks.reduce((a, x) => a + (typeof x.size === 'number' ? x.size : 0), 0);
+    if (disks.length) parts.push(`${size} GB disk`);
+    return parts.join(' · ');
+  }
+
+  function fillTemplatePicks(keep) {
+    const box = $('vm-new-templates');
+    const all = [...state.templates.values()].sort((a, b) => collator.compare(a.name, b.name));
+    const picks = all.map((t) => {
+      const problems = invalidText(t.invalid);
+      const label = el('label', `pick${problems.length ? ' pick-invalid' : ''}`);
+      const input = el('input');
+      input.type = 'radio';
+      input.name = 'vm-template';
+      input.value = t.name;
+      input.disabled = problems.length > 0;
+      const body = el('span', 'pick-body');
+      const head = el('span', 'pick-head');
+      const d = t.os_distro || 'unknown';
+      const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`,
+        t.os_version && t.os_version !== 'unknown' ? `${d} ${t.os_version}` : d);
+      head.append(el('span', 'pick-name', t.name), chip);
+      body.append(head, el('span', 'pick-spec', templateSpec(t)));
+      if (problems.length) {
+        body.append(el('span', 'chip-invalid', `Cannot be used: ${problems.join(' · ')}`));
+      }
+      label.append(input, body);
+      return label;
+    });
+    box.replaceChildren(...picks);
+    $('vm-new-none').hidden = all.length > 0;
+    const usable = all.filter((t) => !invalidText(t.invalid).length).map((t) => t.name);
+    const choose = usable.includes(keep) ? keep : usable[0];
+    for (const input of box.querySelectorAll('input')) input.checked = input.value === choose;
+    $('vm-new-create').disabled = !usable.length;
+    updateNamePlaceholder();
+  }
+
+  function chosenTemplate() {
+    const c = $('vm-new-templates').querySelector('input:checked');
+    return c ? c.value : '';
+  }
+
+  function updateNamePlaceholder() {
+    const t = chosenTemplate();
+    $('vm-new-name').placeholder = t ? `${t}-vm-N` : '';
+  }
+
+  /** Templates changed while the New VM dialog is open: show them, keeping the choice. */
+  function refreshPicks() {
+    if (!$('vm-new-dialog').open) return;
+    const had = document.activeElement && document.activeElement.name === 'vm-template';
+    fillTemplatePicks(chosenTemplate());
+    const again = $('vm-new-templates').querySelector('input:checked');
+    if (had && again) again.focus();
+  }
+
+  async function openVmNew() {
+    showVmNewError('');
+    $('vm-new-name').value = '';
+    fillTemplatePicks(chosenTemplate());
+    $('vm-new-dialog').showModal();
+    const first = $('vm-new-templates').querySelector('input:checked') || $('vm-new-cancel');
+    first.focus();
+    // what a template misses may have changed since the listing: ask again
+    try {
+      const r = await api('GET', '/templates');
+      if (Array.isArray(r.data)) {
+        state.templates = new Map(r.data.map((x) => [x.name, x]));
+        renderTemplates();
+      }
+    } catch (e) {
+      // keep what we have
+    }
+  }
+
+  async function createVm(ev) {
+    ev.preventDefault();
+    showVmNewError('');
+    const template = chosenTemplate();
+    if (!template) {
+      showVmNewError('Choose a template.');
+      return;
+    }
+    const body = { template };
+    const name = $('vm-new-name').value.trim();
+    if (name) body.name = name;
+    const btn = $('vm-new-create');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', '/vms', body);
+      if (r.data && typeof r.data.id === 'string') {
+        state.myCreates.add(r.data.id);
+        upsertTask(r.data);
+        if (r.data.status === 'failed') vmCreateFailed(r.data);
+      } else if (r.data && typeof r.data.name === 'string') {
+        vmUpsert(r.data); // made at once (201)
+      }
+      $('vm-new-dialog').close('done');
+      announce(`Making ${vmNameOf(r.data || {}) || name || `a VM from ${template}`}`);
+    } catch (e) {
+      showVmNewError(e.message);
+      $('vm-new-name').focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function showVmNotice(text) {
+    $('vm-notice-text').textContent = text;
+    $('vm-notice').hidden = !text;
+  }
+
+  function vmCreateFailed(rec) {
+    const name = vmNameOf(rec);
+    showVmNotice(`The virtual machine ${name ? `“${name}” ` : ''}could not be made: ${rec.message || 'the task failed'}`);
+  }
+
+  // -- editing a VM that is shut off -----------------------------------------------------
+
+  function showEditError(text) {
+    const e = $('vm-edit-error');
+    e.textContent = text;
+    e.hidden = !text;
+  }
+
+  function openEdit(name) {
+    const vm = state.vms.get(name);
+    if (!vm) return;
+    state.editing = name;
+    $('vm-edit-title').textContent = `Edit ${name}`;
+    $('vm-edit-name').value = name;
+    $('vm-edit-memory').value = vm.memory && typeof vm.memory.current === 'number' ? vm.memory.current : '';
+    $('vm-edit-cpus').value = typeof vm.cpus === 'number' ? vm.cpus : '';
+    showEditError('');
+    $('vm-edit-save').disabled = false;
+    $('vm-edit-dialog').showModal();
+    $('vm-edit-name').focus();
+  }
+
+  async function saveEdit(ev) {
+    ev.preventDefault();
+    const name = state.editing;
+    const vm = name && state.vms.get(name);
+    if (!vm) { $('vm-edit-dialog').close(); return; }
+    showEditError('');
+    const body = {};
+    const to = $('vm-edit-name').value.trim();
+    if (!to) { showEditError('A virtual machine needs a name.'); return; }
+    if (to !== name) body.name = to;
+    const mem = Number($('vm-edit-memory').value);
+    if (!Number.isInteger(mem) || mem < 64) { showEditError('Memory is a whole number of MiB, at least 64.'); return; }
+    if (!vm.memory || mem !== vm.memory.current) body.memory = { current: mem };
+    const cpus = Number($('vm-edit-cpus').value);
+    if (!Number.isInteger(cpus) || cpus < 1) { showEditError('vCPUs is a whole number, at least 1.'); return; }
+    if (cpus !== vm.cpus) body.cpus = cpus;
+    if (!Object.keys(body).length) { $('vm-edit-dialog').close(); return; }
+    const btn = $('vm-edit-save');
+    btn.disabled = true;
+    try {
+      // a rename answers 303 to the new URI, which fetch follows: the answer is the VM
+      const r = await api('PUT', vmPath(name), body);
+      if (body.name) state.vms.delete(name);
+      if (r.data && typeof r.data.name === 'string') vmUpsert(r.data, { flash: false });
+      renderVms();
+      state.editing = r.data && typeof r.data.name === 'string' ? r.data.name : null;
+      $('vm-edit-dialog').close('done');
+      announce(`${name} saved`);
+    } catch (e) {
+      showEditError(e.message);
+      btn.disabled = false;
+    }
+  }
+
+  // -- libvirt away and back ---------------------------------------------------------------
+
+  function libvirtDown(down) {
+    if (state.libvirtDown === down) return;
+    state.libvirtDown = down;
+    queueVmRender();
+    if (!down) {
+      // back: list again (the inventory's own events cover a VM list we had)
+      api('GET', '/vms').then((r) => {
+        if (Array.isArray(r.data)) {
+          state.vmsError = null;
+          state.vms = new Map(r.data.map((x) => [x.name, x]));
+          queueVmRender();
+        }
+      }, () => {});
+      loadCapabilities();
+    }
+  }
+
+  // -- templates from a distribution -------------------------------------------------------
+
+  function slug(text) {
+    return String(text).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[-.]+|-+$/g, '')
+      .replace(/-{2,}/g, '-') || 'template';
+  }
+
+  async function loadDistros() {
+    let list = null;
+    // ask only a server that has them: a 404 would be logged by the browser as an error
+    if (!offers('/config/distros', 'get')) {
+      state.distros = null;
+      renderDistros();
+      return;
+    }
+    try {
+      const r = await api('GET', '/config/distros');
+      list = Array.isArray(r.data) ? r.data : null;
+    } catch (e) {
+      list = null; // 404: this server does not offer them
+    }
+    state.distros = list;
+    renderDistros();
+  }
+
+  function renderDistros() {
+    const list = state.distros;
+    $('distro-card').hidden = !list || !list.length;
+    if (!list) return;
+    const items = [...list].sort((a, b) => collator.compare(a.name || '', b.name || '')).map((d) => {
+      const li = el('li', 'distro-item');
+      const dd = d.os_distro || 'unknown';
+      li.append(
+        el('span', `distro distro-${/^[a-z0-9-]+$/.test(dd) ? dd : 'other'}`,
+          d.os_version ? `${dd} ${d.os_version}` : dd),
+        el('span', 'distro-title', d.name || ''),
+        el('span', 'distro-arch mono', d.os_arch || ''),
+      );
+      li.title = d.path || '';
+      const b = actionButton('+ Template', 'btn-plain', `Create a template from ${d.name}`,
+        (btn) => templateFromDistro(d, btn));
+      li.append(b);
+      return li;
+    });
+    $('distro-list').replaceChildren(...items);
+  }
+
+  async function templateFromDistro(d, btn) {
+    const err = $('distro-error');
+    err.hidden = true;
+    btn.disabled = true;
+    const body = { name: slug(d.name || d.os_distro || ''), source_media: { type: 'disk', path: d.path } };
+    if (d.os_distro) body.os_distro = d.os_distro;
+    if (d.os_version) body.os_version = d.os_version;
+    try {
+      const r = await api('POST', '/templates', body);
+      templateChanged(r.data, false);
+      announce(`Template ${r.data.name} created`);
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+    } finally {
+      btn.disabled = false;
     }
   }
 
@@ -1253,9 +2035,28 @@
       if (!$('tmpl-error').hidden) showTmplError('');
     });
     $('confirm-dialog').addEventListener('close', onConfirmClose);
+    $('vm-new').addEventListener('click', openVmNew);
+    $('vm-new-form').addEventListener('submit', createVm);
+    $('vm-new-cancel').addEventListener('click', () => $('vm-new-dialog').close());
+    $('vm-new-dialog').addEventListener('close', () => $('vm-new').focus());
+    $('vm-new-templates').addEventListener('change', () => { updateNamePlaceholder(); showVmNewError(''); });
+    $('vm-new-name').addEventListener('input', () => { if (!$('vm-new-error').hidden) showVmNewError(''); });
+    $('vm-edit-form').addEventListener('submit', saveEdit);
+    $('vm-edit-cancel').addEventListener('click', () => $('vm-edit-dialog').close());
+    $('vm-edit-dialog').addEventListener('close', () => {
+      const item = state.vms.has(state.editing) && state.vmItems.get(state.editing);
+      state.editing = null;
+      if (item) item.buttons.get('edit').focus();
+    });
+    $('vm-filter').addEventListener('input', (e) => {
+      state.vmFilter = e.target.value;
+      queueVmRender();
+    });
+    $('vm-notice-close').addEventListener('click', () => showVmNotice(''));
+    document.addEventListener('visibilitychange', thumbSoon);
     $('confirm-ok').addEventListener('click', (e) => {
       e.preventDefault();
-      confirmDelete();
+      runConfirm();
     });
     route(false);
     updateConn();
