@@ -88,6 +88,7 @@ CATALOGUE: dict[str, str] = {
     "KCHAUTH0012E": "User {username} does not exist on this host",
     "KCHAUTH0013E": "Session {id} does not exist",
     "KCHAUTH0014E": "Cannot use the TLS certificate {path}: {error}",
+    "KCHAUTH0015E": "Task {id} is not about anything of yours",
 }
 
 

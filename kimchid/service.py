@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -18,6 +19,14 @@ from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.adapters.objectstore import ObjectStore, ObjectWatcher
 from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
 from kimchid.adapters.redis import RedisClient
+from kimchid.api.access import Access
+from kimchid.api.gate import Gate
+from kimchid.api.redirect import ToHttps
+from kimchid.auth.pam import PamLogin
+from kimchid.auth.sessions import SessionStore
+from kimchid.auth.throttle import LoginThrottle
+from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
+from kimchid.auth.tokens import TokenStore
 from kimchid.config import Config
 from kimchid.model import vm_create
 from kimchid.model.capabilities import Capabilities
@@ -72,6 +81,7 @@ class Kimchid(MultiService):
         self.store = ObjectStore(cfg.paths.objects_dir)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
         self.templates.prime()
+        self.access = Access(self.vms)
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
@@ -90,23 +100,52 @@ class Kimchid(MultiService):
         self.workers.name = "workers"
         add_workers(self.workers, cfg, redis_url, config_file)
 
+        auth = cfg.auth
+        self.pam = PamLogin(auth.pam_service, auth.admin_groups, reactor, auth.pam_threads,
+                            auth.pam_queue)
+        self.pam.setServiceParent(self)
+        prefix = cfg.redis.key_prefix
+        self.gate = Gate(
+            pam=self.pam,
+            sessions=SessionStore(self.redis, prefix, reactor, auth.session_idle_minutes * 60,
+                                  auth.session_max_hours * 3600),
+            tokens=TokenStore(self.redis, prefix, reactor),
+            throttle=LoginThrottle(self.redis, prefix, reactor, auth.throttle_free_attempts,
+                                   auth.throttle_base_delay, auth.throttle_max_delay,
+                                   auth.throttle_window),
+            clock=reactor, extra_origins=auth.allowed_origins)
+
         self.table = api.make_table(self)
-        self.site = Site(api.build(self.table).resource())
+        self.site = Site(api.build(self.table, self.gate).resource())
         self.site.displayTracebacks = False
         self.site.noisy = False
         self.listeners: list[Service] = []
         if listen:
-            desc = f"tcp:{cfg.server.http_port}:interface={_iface(cfg.server.host)}"
-            http = strports.service(desc, self.site)
-            http.setServiceParent(self)
-            self.listeners.append(http)
-            if cfg.server.tls and cfg.server.cert and cfg.server.key:
-                desc = (f"ssl:{cfg.server.https_port}:interface={_iface(cfg.server.host)}"
-                        f":privateKey={_esc(cfg.server.key)}:certKey={_esc(cfg.server.cert)}")
-                https = strports.service(desc, self.site)
-                https.setServiceParent(self)
-                self.listeners.append(https)
+            self._listen(cfg)
         self._down_since: float | None = None
+
+    def _listen(self, cfg: Config) -> None:
+        """HTTPS with the app and HTTP redirecting to it; with ``tls = false``, HTTP only
+        (behind a TLS-terminating proxy, or in tests)."""
+        iface = _iface(cfg.server.host)
+        if not cfg.server.tls:
+            self._serve(strports.service(f"tcp:{cfg.server.http_port}:interface={iface}",
+                                         self.site))
+            return
+        cert, key = ensure_certificate(cfg.state_dir, cfg.server.cert, cfg.server.key,
+                                       cfg.server.host)
+        self.tls_files = (cert, key)
+        endpoint = https_endpoint(self.reactor, cfg.server.https_port, cfg.server.host,
+                                  context_factory(cert, key))
+        self._serve(StreamServerEndpointService(endpoint, self.site))
+        redirect = Site(ToHttps(cfg.server.https_port, self.site.resource))
+        redirect.noisy = False
+        self._serve(strports.service(f"tcp:{cfg.server.http_port}:interface={iface}",
+                                     redirect))
+
+    def _serve(self, svc: Service) -> None:
+        svc.setServiceParent(self)
+        self.listeners.append(svc)
 
     def startService(self) -> None:
         super().startService()
@@ -212,10 +251,6 @@ class Kimchid(MultiService):
 
 def _iface(host: str) -> str:
     return host.replace(":", "\\:")
-
-
-def _esc(path: str) -> str:
-    return path.replace(":", "\\:")
 
 
 def notify_systemd(state: str) -> None:

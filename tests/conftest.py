@@ -6,6 +6,7 @@ started as a process, exactly as the README's first command starts it.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -111,7 +112,9 @@ class Kimchi:
 
     def __init__(self, workdir: Path, redis_url: str = "", workers: int = 2,
                  extra: dict[str, dict[str, Any]] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 auth: tuple[str, str] | None = None) -> None:
+        """``auth``: the (user, password) every request of ``http`` sends (HTTP Basic)."""
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -136,6 +139,8 @@ class Kimchi:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "kimchid.log"
         self.http = requests.Session()
+        self.auth = auth
+        self.http.auth = auth
 
     def start(self, wait: bool = True) -> Kimchi:
         with open(self.log, "ab") as out:
@@ -181,6 +186,22 @@ class Kimchi:
     def workers(self) -> list[psutil.Process]:
         return self.children("workers.main")
 
+    @property
+    def ws_headers(self) -> list[str]:
+        """Headers for a WebSocket handshake with this daemon's credentials."""
+        if self.auth is None:
+            return []
+        token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+        return [f"Authorization: Basic {token}"]
+
+    def login_cookie(self) -> str:
+        """A session cookie from ``POST /login`` (what a browser gets)."""
+        assert self.auth is not None
+        r = requests.post(self.url + "/login", json={"username": self.auth[0],
+                                                     "password": self.auth[1]}, timeout=20)
+        assert r.status_code == 200, r.text
+        return r.cookies["kimchi_session"]
+
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.url + path, timeout=kw.pop("timeout", 10), **kw)
 
@@ -204,11 +225,15 @@ class Kimchi:
 
 
 @pytest.fixture
-def kimchi_factory(tmp_path: Path) -> Iterator[Any]:
-    """Start daemons (``kimchi_factory(redis_url=..., workers=2)``); all stopped at the end."""
+def kimchi_factory(tmp_path: Path, pam_users: Any) -> Iterator[Any]:  # noqa: F811
+    """Start daemons (``kimchi_factory(redis_url=..., workers=2)``); all stopped at the end.
+
+    Their ``http`` client signs in as the test admin (``auth=None``: anonymous).
+    """
     started: list[Kimchi] = []
 
     def make(name: str = "kimchi", **kw: Any) -> Kimchi:
+        kw.setdefault("auth", (pam_users.admin.name, pam_users.admin.password))
         k = Kimchi(tmp_path / name, **kw)
         started.append(k)
         return k.start()
@@ -299,3 +324,7 @@ def libvirtd() -> Iterator[Libvirtd]:
     d.ensure()
     yield d
     d.stop_started()
+
+
+# The login tests' real Linux accounts (a user and an admin), for every daemon test.
+from tests.authfixtures import pam_users  # noqa: E402,F401,F811  (a fixture)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api import distros, events, isos, system, tasks, templates, vms
+from kimchid.api import auth, distros, events, isos, system, tasks, templates, vms
 from kimchid.api.app import build
 from kimchid.api.routes import RouteTable
 
@@ -15,11 +15,12 @@ def make_table(svc: Any) -> RouteTable:
     """Every route of the daemon, bound to the services of ``svc`` (a Kimchid)."""
     table = RouteTable()
     system.register(table, svc.cfg, svc.health, svc.capabilities)
-    tasks.register(table, svc.tasks, svc.events.cursor)
+    auth.register(table, svc.gate)
+    tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos)
-    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator)
+    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator, svc.access)
     templates.register(table, svc.templates)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
-                    svc.cfg.events.page_size)
+                    svc.cfg.events.page_size, svc.access, svc.tasks)
     return table

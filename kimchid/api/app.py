@@ -13,23 +13,26 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 
+from kimchid.api.gate import Gate
 from kimchid.api.routes import JSON, Call, RawJSON, Reply, Route, RouteTable
+from kimchid.auth import policy
+from kimchid.auth.policy import Identity
 from kimchid.errors import KimchiError, MethodNotAllowed, NotFound, OperationFailed
 
 log = Logger()
 
-SECURITY_HEADERS = {
-    b"X-Content-Type-Options": b"nosniff",
-    b"X-Frame-Options": b"DENY",
-    b"Referrer-Policy": b"same-origin",
-    b"Cache-Control": b"no-store",
-}
+_HEADERS = {tls: [(k.encode(), v.encode()) for k, v in policy.security_headers(tls).items()]
+            for tls in (False, True)}
+
+
+def security_headers(request: IRequest) -> None:
+    """CSP, HSTS (over HTTPS), nosniff, no frames, no caching: on every answer."""
+    for k, v in _HEADERS[bool(request.isSecure())]:
+        request.setHeader(k, v)
 
 
 def _write_json(request: IRequest, status: int, body: Any) -> bytes:
     request.setResponseCode(status)
-    for k, v in SECURITY_HEADERS.items():
-        request.setHeader(k, v)
     if body is None:
         return b""
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
@@ -39,11 +42,15 @@ def _write_json(request: IRequest, status: int, body: Any) -> bytes:
 
 
 def error_body(request: IRequest, err: KimchiError) -> bytes:
+    security_headers(request)
+    for k, v in err.headers.items():
+        request.setHeader(k.encode(), v.encode())
     return _write_json(request, err.status.value, err.to_json())
 
 
-def build(table: RouteTable) -> Klein:
-    """A Klein app serving every route of ``table``."""
+def build(table: RouteTable, gate: Gate | None = None) -> Klein:
+    """A Klein app serving every route of ``table``; with a ``gate``, non-public routes
+    need a login."""
     app = Klein()
 
     for path, routes in table.by_path().items():
@@ -52,7 +59,7 @@ def build(table: RouteTable) -> Klein:
             by_method["HEAD"] = by_method["GET"]
         endpoint = re.sub(r"\W", "_", path) or "root"
         app.route(path, methods=list(by_method), endpoint=endpoint, strict_slashes=False)(
-            _dispatcher(by_method)
+            _dispatcher(by_method, gate)
         )
 
     @app.handle_errors(WzNotFound)
@@ -72,11 +79,15 @@ def build(table: RouteTable) -> Klein:
     return app
 
 
-def _dispatcher(by_method: dict[str, Route]) -> Any:
+def _dispatcher(by_method: dict[str, Route], gate: Gate | None) -> Any:
     async def dispatch(request: IRequest, **args: str) -> Any:
         route = by_method[request.method.decode()]
         try:
-            return await _handle(route, request, args)
+            security_headers(request)
+            who = None
+            if gate is not None and not route.public:
+                who = await gate.check(request, route.method, route.path)
+            return await _handle(route, request, args, who)
         except KimchiError as e:
             return error_body(request, e)
         except Exception as e:
@@ -87,13 +98,14 @@ def _dispatcher(by_method: dict[str, Route]) -> Any:
     return dispatch
 
 
-async def _handle(route: Route, request: IRequest, args: dict[str, str]) -> Any:
+async def _handle(route: Route, request: IRequest, args: dict[str, str],
+                  who: Identity | None) -> Any:
     media = route.check_accept(_header(request, b"accept"))
     query = route.validate_query(request.uri)
     body: dict[str, Any] = {}
     if route.method in ("POST", "PUT", "PATCH"):
         body = route.validate_body(request.content.read(), _header(request, b"content-type"))
-    call = Call(args, query, body, request)
+    call = Call(args, query, body, request, who)
     result = await route.handler(call)
     if route.raw and media != JSON or route.raw and not isinstance(result, (Reply, dict, list)):
         return result

@@ -14,9 +14,11 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from kimchid import bus
+from kimchid.api.access import Access
 from kimchid.api.routes import EVENT_SCHEMA, JSON, Call, Reply, RouteTable
 from kimchid.errors import InvalidRequest
 from kimchid.model.events import RESET, Event, EventFilter, EventHub, Watcher
+from kimchid.model.tasks import TaskService
 
 log = Logger()
 
@@ -106,7 +108,9 @@ class EventSocket(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> None:
         p = {k: v[-1] for k, v in request.params.items()}
         self.since = _since(p.get("since"))
-        self.wants = EventFilter(p.get("types"), p.get("task"))
+        # what this user may see, decided by the HTTP handler before the upgrade
+        self.wants = EventFilter(p.get("types"), p.get("task"),
+                                 getattr(self.transport, "kimchi_access", None))
 
     def onOpen(self) -> None:
         hub: EventHub = self.factory.hub
@@ -206,16 +210,23 @@ async def _serve_sse(hub: EventHub, clock: IReactorTime, request: Request,
 
 
 def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit: int,
-             page_size: int) -> None:
+             page_size: int, access: Access, tasks: TaskService) -> None:
     factory = socket_factory(hub, buffer_limit)
     socket = WebSocketResource(factory)
 
     async def events(call: Call) -> Any:
         req: Any = call.request  # twisted.web.server.Request
-        wants = EventFilter(call.query.get("types"), call.query.get("task"))
+        check = None
+        if call.who is not None and not call.who.is_admin:
+            own = {t["id"] for t in await tasks.list()
+                   if access.can_see_task(call.who, t)}
+            check = access.event_filter(call.who, own)
+        wants = EventFilter(call.query.get("types"), call.query.get("task"), check)
         since = _since(call.query.get("since"))
         upgrade = (call.header("upgrade") or "").lower()
         if upgrade == "websocket":
+            if req.channel is not None and req.channel.transport is not None:
+                req.channel.transport.kimchi_access = check
             return socket  # Klein renders it: the connection becomes a WebSocket
         accept = (call.header("accept") or "").lower()
         if SSE in accept:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
+from kimchid.auth.policy import Identity
 from kimchid.errors import InvalidRequest, NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
@@ -42,6 +43,7 @@ class Call:
     query: dict[str, str]
     body: dict[str, Any]
     request: IRequest
+    who: Identity | None = None  # None on public routes (and when login is off, in tests)
 
     def header(self, name: str) -> str | None:
         v = self.request.getHeader(name)

@@ -91,8 +91,7 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
                           "`degraded` and `problems` say what is wrong and how to fix it "
                           "whenever something is (libvirtd down, no default network or "
                           "pool).")
-    table.add("/openapi.json", "GET", get_openapi, "This API, as OpenAPI 3.1", "config",
-              public=True)
+    table.add("/openapi.json", "GET", get_openapi, "This API, as OpenAPI 3.1", "config")
     table.add("/", "GET", root, "The browser UI (text/html) or an index (JSON)", "ui",
               raw=True, public=True, produces=(JSON, "text/html"))
     table.add("/ui/<path:asset>", "GET", asset, "The browser UI's files", "ui", raw=True,

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable
+from kimchid.errors import Forbidden
 from kimchid.model.tasks import TaskService
 
 
-def register(table: RouteTable, tasks: TaskService, cursor: Any) -> None:
+def register(table: RouteTable, tasks: TaskService, cursor: Any, access: Access) -> None:
     async def list_tasks(call: Call) -> Reply:
         q = call.query
         since = await cursor()  # before listing: watching from here misses nothing
         found = await tasks.list(status=q.get("status"), kind=q.get("kind"),
                                  target_uri=q.get("target_uri"), limit=int(q.get("limit", 1000)))
+        found = [t for t in found if access.can_see_task(call.who, t)]
         return Reply(200, found, {"Events-Cursor": since})
 
+    async def visible(call: Call) -> dict[str, Any]:
+        t = await tasks.get(call.args["id"])
+        if not access.can_see_task(call.who, t):
+            raise Forbidden("KCHAUTH0015E", id=t["id"])
+        return t
+
     async def get_task(call: Call) -> dict[str, Any]:
-        return await tasks.get(call.args["id"])
+        return await visible(call)
 
     async def cancel_task(call: Call) -> Reply:
+        await visible(call)
         t = await tasks.cancel(call.args["id"])
         return Reply(202, t, {"Location": f"/tasks/{t['id']}"})
 

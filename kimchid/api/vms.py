@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable
+from kimchid.auth import policy
+from kimchid.errors import InvalidRequest
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory
 
@@ -66,23 +69,30 @@ VM_SCHEMA = {
 
 
 def register(table: RouteTable, vms: VmInventory, actions: VmActions,
-             screenshots: Screenshots, creator: VmCreator) -> None:
+             screenshots: Screenshots, creator: VmCreator, access: Access) -> None:
     async def list_vms(call: Call) -> Any:
-        q = call.query
-        if not q:
+        q, who = call.query, call.who
+        if not q and (who is None or who.is_admin):
             return RawJSON(vms.listing_json())
-        return [vm for vm in vms.list()
-                if all(str(vm.get(k)) == v for k, v in q.items())]
+        found = vms.list() if who is None else policy.visible_vms(who, vms.list())
+        return [vm for vm in found if all(str(vm.get(k)) == v for k, v in q.items())]
+
+    def mine(call: Call) -> str:
+        """The VM's name, once the caller may use it (404, 403 otherwise)."""
+        return str(access.vm(call.who, call.args["name"])["name"])
 
     async def get_vm(call: Call) -> dict[str, Any]:
-        return vms.get(call.args["name"])
+        return access.vm(call.who, call.args["name"])
 
     async def create_vm(call: Call) -> Reply:
-        task = await creator.create(call.body)
+        task = await creator.create(call.body, call.who.username if call.who else "")
         return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
 
     async def update_vm(call: Call) -> Reply:
-        name = call.args["name"]
+        name = mine(call)
+        new = call.body.get("name")
+        if new and new != name and creator.being_made(new):
+            raise InvalidRequest("KCHVM0009E", name=new)
         vm = await actions.update(name, call.body)
         if vm["name"] != name:
             return Reply(303, vm, {"Location": f"/vms/{vm['name']}"})
@@ -108,7 +118,7 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
                           "rename answers 303 to the new URI.")
 
     async def screenshot(call: Call) -> bytes:
-        png = await screenshots.get(call.args["name"])
+        png = await screenshots.get(mine(call))
         req = call.request
         req.setHeader(b"Content-Type", b"image/png")
         req.setHeader(b"Cache-Control", b"max-age=3")
@@ -120,7 +130,7 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
                           "most every 3 s; 404 (KCHVM0012E) when the VM is not running.")
 
     async def delete_vm(call: Call) -> Reply:
-        await actions.delete(call.args["name"])
+        await actions.delete(mine(call))
         return Reply(204, None)
 
     table.add("/vms/<name>", "DELETE", delete_vm, "Delete a virtual machine and its disks",
@@ -130,7 +140,7 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
 
     for action, (allowed, _method) in ACTIONS.items():
         async def act(call: Call, action: str = action) -> dict[str, Any]:
-            return await actions.act(call.args["name"], action)
+            return await actions.act(mine(call), action)
 
         table.add(f"/vms/<name>/{action}", "POST", act, f"{action.capitalize()} the VM", "vms",
                   response=VM_SCHEMA,

@@ -80,6 +80,9 @@ def make_self_signed(dns_names: Sequence[str], ip_addresses: Sequence[str],
                        critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
+        # strict verifiers (urllib3 2, Python 3.13) want it even on a self-signed one
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(serialization.Encoding.PEM,

@@ -137,8 +137,8 @@ def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest
         feats = ET.SubElement(dom, "features")
         ET.SubElement(feats, "acpi")
         ET.SubElement(feats, "apic")
-        if guest.domain_type == "kvm":
-            ET.SubElement(dom, "cpu", mode="host-passthrough", check="none")
+        # no <cpu> element: libvirt's default model starts everywhere (host-passthrough
+        # does not on nested hosts, where KVM refuses some of the host's MSRs)
     ET.SubElement(dom, "on_poweroff").text = "destroy"
     ET.SubElement(dom, "on_reboot").text = "restart"
     ET.SubElement(dom, "on_crash").text = "restart"

@@ -51,7 +51,10 @@ class EventFilter:
 
     _TYPE = re.compile(r"^[a-z0-9_.*?-]+$")
 
-    def __init__(self, types: str | None = None, task_id: str | None = None) -> None:
+    def __init__(self, types: str | None = None, task_id: str | None = None,
+                 access: Any = None) -> None:
+        """``access``: a further check of each event (what a non-admin user may see)."""
+        self.access = access
         self.patterns: list[str] | None = None
         if types:
             pats = [t.strip() for t in types.split(",") if t.strip()]
@@ -65,6 +68,8 @@ class EventFilter:
         """For notices outside the stream (no task): does this watcher want the type?"""
         if self.task is not None:
             return False
+        if self.access is not None and not self.access.wants_notice(etype):
+            return False
         if self.patterns is None or etype in self._exact:
             return True
         return any(fnmatch.fnmatchcase(etype, p) for p in self.patterns)
@@ -72,9 +77,10 @@ class EventFilter:
     def __call__(self, ev: Event) -> bool:
         if self.task is not None and ev.task != self.task:
             return False
-        if self.patterns is None or ev.type in self._exact:
-            return True
-        return any(fnmatch.fnmatchcase(ev.type, p) for p in self.patterns)
+        if not (self.patterns is None or ev.type in self._exact
+                or any(fnmatch.fnmatchcase(ev.type, p) for p in self.patterns)):
+            return False
+        return self.access is None or bool(self.access(ev))
 
 
 class Watcher:

@@ -149,6 +149,10 @@ class VmCreator:
         self._pending[name] = task["id"]
         return task
 
+    def being_made(self, name: str) -> bool:
+        """Whether a creation under way will make a VM called ``name``."""
+        return name in self._pending
+
     def _free_name(self, template: str) -> str:
         taken = {vm["name"] for vm in self.inventory.list()} | set(self._pending)
         n = 1
@@ -208,6 +212,10 @@ class VmCreator:
                              created=bus.now_iso(time.time()))
             ctx.check()
             uuid = call(lambda c: c.defineXML(xml).UUIDString())
+            # finish once the VM is listed: whoever follows the task can GET it at once
+            deadline = time.monotonic() + 5
+            while uuid not in self.inventory.vms and time.monotonic() < deadline:
+                time.sleep(0.02)
             return {"name": name, "uuid": uuid, "message": f"Created {name}",
                     "disks": [path for _v, path in paths]}
         except Stop:

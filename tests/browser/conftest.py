@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import ARTIFACTS
 
@@ -65,11 +66,28 @@ def problems() -> PageProblems:
 
 
 @pytest.fixture
-def page(chromium: Any, problems: PageProblems) -> Iterator[Any]:
+def page(chromium: Any, problems: PageProblems, pam_users: Any) -> Iterator[Any]:
+    """A Chromium page signed in as the test admin (a session cookie from ``POST /login``
+    for each daemon it opens), as a user who logged in through the login page would be."""
     context = chromium.new_context(viewport={"width": 1280, "height": 800},
                                    device_scale_factor=1, reduced_motion="no-preference")
     pg = context.new_page()
     pg.set_default_timeout(15_000)
+    signed_in: set[str] = set()
+    goto = pg.goto
+
+    def goto_signed_in(url: str, **kw: Any) -> Any:
+        origin = "/".join(url.split("/")[:3])
+        if origin not in signed_in and not getattr(pg, "anonymous", False):
+            r = requests.post(origin + "/login", timeout=20, json={
+                "username": pam_users.admin.name, "password": pam_users.admin.password})
+            assert r.status_code == 200, r.text
+            context.add_cookies([{"name": "kimchi_session", "url": origin,
+                                  "value": r.cookies["kimchi_session"]}])
+            signed_in.add(origin)
+        return goto(url, **kw)
+
+    pg.goto = goto_signed_in
 
     def console(message: Any) -> None:
         if message.type == "error":

@@ -218,16 +218,14 @@ def test_vms_page_lists_the_test_domain(page: Any, kimchi: Kimchi, artifacts: Pa
     page.locator("#nav-vms").click()
     page.wait_for_selector("#vms:not([hidden])")
     assert page.get_by_role("heading", name="Virtual machines").is_visible()
-    assert "Creating and starting VMs: coming next" in page.locator("#vms").inner_text()
-    vm = page.locator('#vm-rows tr[data-name="test"]')
+    vm = page.locator('#vm-list > li[data-name="test"]')
     vm.wait_for()
     assert vm.locator(".state").inner_text() == "Running"
     assert "state-running" in (vm.locator(".state").get_attribute("class") or "")
     listed = kimchi.get("/vms/test").json()
-    cells = vm.locator("td").all_inner_texts()
-    assert cells[0] == "test"
-    assert cells[2] == str(listed["cpus"])
-    assert cells[4] == listed["uuid"]
+    assert vm.locator(".vm-name").inner_text() == "test"
+    assert vm.locator(".vm-cpus").inner_text() == f"{listed['cpus']} vCPUs"
+    assert vm.locator(".vm-uuid").inner_text() == listed["uuid"]
     page.screenshot(path=str(artifacts / "ui-vms.png"))
 
     # back to the library through the nav: the default page

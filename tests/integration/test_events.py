@@ -15,7 +15,8 @@ from workers.queue import SyncBus, connect
 
 
 def _ws(k: Kimchi, query: str = "") -> websocket.WebSocket:
-    ws = websocket.create_connection(f"{k.ws_url}/events{query}", timeout=10)
+    ws = websocket.create_connection(f"{k.ws_url}/events{query}", timeout=10,
+                                     header=k.ws_headers)
     return ws
 
 
@@ -31,7 +32,8 @@ def _recv_until(ws: websocket.WebSocket, stop: Any, limit: int = 100000) -> list
 
 def _sse(k: Kimchi, headers: dict[str, str] | None = None, query: str = "") -> requests.Response:
     h = {"Accept": "text/event-stream", **(headers or {})}
-    return requests.get(f"{k.url}/events{query}", headers=h, stream=True, timeout=10)
+    return requests.get(f"{k.url}/events{query}", headers=h, stream=True, timeout=10,
+                        auth=k.auth)
 
 
 def _sse_events(resp: requests.Response, stop: Any) -> list[dict[str, Any]]:

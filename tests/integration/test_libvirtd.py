@@ -20,7 +20,8 @@ def test_vm_defined_with_libvirt_appears_live_and_survives_a_libvirtd_restart(
     k: Kimchi = kimchi_factory(redis_url=redis_db.url,
                                extra={"libvirt": {"uri": "qemu:///system"}})
     wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
-    ws = websocket.create_connection(f"{k.ws_url}/events?types=vm.*", timeout=20)
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=vm.*", timeout=20,
+                                     header=k.ws_headers)
     conn = libvirt.open("qemu:///system")
     name, uid = f"kimchi-test-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
     try:

@@ -137,7 +137,8 @@ def test_running_vms_have_live_figures(kimchi_factory, redis_db):
 
     k = kimchi_factory(redis_url=redis_db.url, extra={"libvirt": {"stats_interval": 0.3}})
     wait_for(lambda: k.get("/vms/test").status_code == 200, what="the VM list")
-    ws = websocket.create_connection(f"{k.ws_url}/events?types=vm.stats", timeout=10)
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=vm.stats", timeout=10,
+                                     header=k.ws_headers)
     try:
         ev = json.loads(ws.recv())
         assert ev["type"] == "vm.stats" and ev["id"] is None  # a notice, not kept

@@ -1,0 +1,90 @@
+"""What a signed-in user may see: their VMs, the tasks on them, the events about them.
+
+Admins see everything.  Others see the VMs that name them (or a group of
+theirs) in ``users``/``groups``, the tasks they started or that work on such a
+VM, and the events of those; everything else about VMs and tasks is hidden from
+them, in lists as in the event stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kimchid.auth import policy
+from kimchid.auth.policy import Identity
+from kimchid.model.events import Event
+from kimchid.model.vms import VmInventory
+
+
+class Access:
+    def __init__(self, inventory: VmInventory) -> None:
+        self.inventory = inventory
+
+    def vm(self, who: Identity | None, name: str) -> dict[str, Any]:
+        """The VM ``name`` if ``who`` may see it: 404 if there is none, 403 if not theirs."""
+        vm = self.inventory.get(name)
+        if who is not None:
+            policy.check_vm(who, vm)
+        return vm
+
+    def can_see_vm_named(self, who: Identity, name: str) -> bool:
+        for vm in self.inventory.vms.values():
+            if vm["name"] == name:
+                return policy.can_see_vm(who, vm)
+        return False
+
+    def can_see_task(self, who: Identity | None, task: dict[str, Any]) -> bool:
+        return who is None or policy.can_see_task(
+            who, task, lambda name: self.can_see_vm_named(who, name))
+
+    def event_filter(self, who: Identity | None, own_tasks: set[str]) -> Any:
+        """A check of each event for ``who``'s watcher (None: sees everything)."""
+        if who is None or who.is_admin:
+            return None
+        return _EventAccess(self, who, own_tasks)
+
+
+class _EventAccess:
+    """One non-admin watcher's view of the stream."""
+
+    def __init__(self, access: Access, who: Identity, own_tasks: set[str]) -> None:
+        self.access = access
+        self.who = who
+        self.tasks = own_tasks  # ids of tasks this user may follow
+        self.vms: set[str] = set()  # names seen allowed: their deletion is news too
+
+    def __call__(self, ev: Event) -> bool:
+        t = ev.type
+        if t.startswith("task."):
+            if ev.task in self.tasks:
+                return True
+            if t == "task.created":
+                data = _data(ev)
+                if isinstance(data, dict) and self.access.can_see_task(self.who, data):
+                    self.tasks.add(ev.task)
+                    return True
+            return False
+        if t.startswith("vm."):
+            data = _data(ev)
+            name = data.get("name") if isinstance(data, dict) else None
+            if not name:
+                return False
+            if t == "vm.deleted":
+                return name in self.vms
+            if policy.can_see_vm(self.who, data) or self.access.can_see_vm_named(
+                    self.who, name):
+                self.vms.add(name)
+                return True
+            return False
+        return True  # templates, ISOs, the service: everyone may read those
+
+    def wants_notice(self, etype: str) -> bool:
+        return not etype.startswith("vm.")  # vm.stats name every VM: not for users
+
+
+def _data(ev: Event) -> Any:
+    try:
+        return json.loads(ev.text).get("data")
+    except ValueError:
+        return None

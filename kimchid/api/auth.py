@@ -1,0 +1,99 @@
+"""/login, /logout, /session and /tokens: signing in with PAM, and API tokens for scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kimchid.api.gate import Gate, address, header, is_tls
+from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, cleared_cookie, session_cookie
+from kimchid.errors import InvalidRequest
+
+IDENTITY = {"type": "object", "required": ["username", "groups", "role"],
+            "properties": {"username": {"type": "string"},
+                           "groups": {"type": "array", "items": {"type": "string"}},
+                           "role": {"enum": ["admin", "user"]}}}
+TOKEN = {"type": "object", "required": ["id", "name", "username", "created_by", "created",
+                                        "expires"],
+         "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                        "username": {"type": "string"}, "created_by": {"type": "string"},
+                        "created": {"type": "string"}, "expires": {"type": ["string", "null"]},
+                        "token": {"type": "string",
+                                  "description": "the secret: in the answer to POST only"}}}
+
+
+def register(table: RouteTable, gate: Gate) -> None:
+    async def login(call: Call) -> Reply:
+        req = call.request
+        gate.check_origin(req, "POST", ambient=True)  # no logging in from another site
+        who = await gate.login(req, call.body["username"], call.body["password"])
+        secret, session = await gate.sessions.create(
+            who, address(req), header(req, "user-agent") or "")
+        req.setHeader(b"Set-Cookie", session_cookie(secret, secure=is_tls(req)).encode())
+        req.setHeader(EXPIRES_HEADER, session.expires_on_header)
+        return Reply(200, who.to_json())
+
+    async def logout(call: Call) -> Reply:
+        req = call.request
+        gate.check_origin(req, "POST", ambient=True)
+        cookie = req.getCookie(COOKIE_NAME.encode())
+        if cookie:
+            await gate.sessions.delete(cookie.decode(errors="replace"))
+        req.setHeader(b"Set-Cookie", cleared_cookie(secure=is_tls(req)).encode())
+        return Reply(204, None)
+
+    async def whoami(call: Call) -> dict[str, Any]:
+        assert call.who is not None
+        return call.who.to_json()
+
+    table.add("/login", "POST", login, "Sign in with a Linux account (PAM)", "auth",
+              public=True, response=IDENTITY,
+              body={"type": "object", "additionalProperties": False,
+                    "required": ["username", "password"],
+                    "properties": {"username": {"type": "string", "minLength": 1,
+                                                "maxLength": 256},
+                                   "password": {"type": "string", "maxLength": 4096}}},
+              description="Sets the session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` "
+                          "over HTTPS); `Session-Expires-On` says when it ends unless used. "
+                          "401 KCHAUTH0001E for any wrong user or password; after repeated "
+                          "failures for a user or from an address, 429 KCHAUTH0008E with "
+                          "`Retry-After`.")
+    table.add("/logout", "POST", logout, "Sign out: end this session", "auth", public=True,
+              status=204)
+    table.add("/session", "GET", whoami, "Who is signed in (for the UI)", "auth",
+              response=IDENTITY)
+
+    async def list_tokens(call: Call) -> list[dict[str, Any]]:
+        return [t.to_json() for t in await gate.tokens.list()]
+
+    async def create_token(call: Call) -> Reply:
+        assert call.who is not None
+        body = call.body
+        username = body.get("username") or call.who.username
+        if await gate.pam.identity(username) is None:
+            raise InvalidRequest("KCHAUTH0012E", username=username)
+        value, token = await gate.tokens.create(body["name"], username, call.who.username,
+                                                body.get("expires_in"))
+        return Reply(201, {**token.to_json(), "token": value},
+                     {"Location": f"/tokens/{token.id}"})
+
+    async def revoke_token(call: Call) -> Reply:
+        await gate.tokens.revoke(call.args["id"])
+        return Reply(204, None)
+
+    table.add("/tokens", "GET", list_tokens, "API tokens (never their secrets)", "auth",
+              response={"type": "array", "items": TOKEN})
+    table.add("/tokens", "POST", create_token, "Issue an API token", "auth", status=201,
+              response=TOKEN,
+              body={"type": "object", "additionalProperties": False, "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "username": {"type": "string", "minLength": 1, "maxLength": 64,
+                                     "description": "who the token acts as (default: you)"},
+                        "expires_in": {"type": "number", "exclusiveMinimum": 0,
+                                       "description": "seconds; none: until revoked"}}},
+              description="The answer's `token` is the secret, shown this once and kept only "
+                          "as a SHA-256 hash; use it as `Authorization: Bearer <token>`. The "
+                          "token has the role its user has at each use.")
+    table.add("/tokens/<id>", "DELETE", revoke_token, "Revoke an API token", "auth",
+              status=204)

@@ -1,0 +1,133 @@
+"""Who is calling, and may they: every request but the public ones passes here first.
+
+Credentials, in this order: ``Authorization: Bearer`` (an API token),
+``Authorization: Basic`` (PAM, throttled; a right password is remembered for a
+minute so a script's requests do not each cost a PAM check), the session cookie.
+Then the cross-site check for credentials a browser sends by itself (cookie,
+Basic), then the admin-only table of :mod:`kimchid.auth.policy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+
+from kimchid.auth import policy
+from kimchid.auth.pam import PamLogin
+from kimchid.auth.policy import Identity
+from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, SessionStore
+from kimchid.auth.throttle import LoginThrottle
+from kimchid.auth.tokens import TokenStore
+from kimchid.errors import Forbidden, KimchiError, Unauthorized
+
+BASIC_MEMORY = 60.0  # seconds a right Basic password is remembered (per daemon)
+IDENTITY_MEMORY = 30.0  # seconds a token user's groups are remembered
+
+
+def header(request: IRequest, name: str) -> str | None:
+    v = request.getHeader(name)
+    return v.decode(errors="replace") if isinstance(v, bytes) else v
+
+
+def address(request: IRequest) -> str:
+    peer = request.getClientAddress()
+    return str(getattr(peer, "host", "") or "")
+
+
+def is_tls(request: IRequest) -> bool:
+    return bool(request.isSecure())
+
+
+class Gate:
+    def __init__(self, *, pam: PamLogin, sessions: SessionStore, tokens: TokenStore,
+                 throttle: LoginThrottle, clock: IReactorTime,
+                 extra_origins: tuple[str, ...] = ()) -> None:
+        self.pam = pam
+        self.sessions = sessions
+        self.tokens = tokens
+        self.throttle = throttle
+        self.clock = clock
+        self.extra_origins = extra_origins
+        self._basic: dict[str, tuple[float, Identity]] = {}
+        self._identities: dict[str, tuple[float, Identity | None]] = {}
+
+    async def identify(self, request: IRequest) -> tuple[Identity, bool]:
+        """The caller and whether the browser sent the credentials by itself; else 401."""
+        authorization = header(request, "authorization")
+        bearer = policy.bearer_token(authorization)
+        if bearer is not None:
+            token = await self.tokens.lookup(bearer)
+            who = await self._identity(token.username) if token else None
+            if who is None:
+                raise self._unauthorized(request, "KCHAUTH0004E")
+            return who, False
+        basic = policy.basic_credentials(authorization)
+        if basic is not None:
+            return await self._basic_login(request, *basic), True
+        cookie = request.getCookie(COOKIE_NAME.encode())
+        if cookie:
+            session = await self.sessions.lookup(cookie.decode(errors="replace"))
+            if session is None:
+                raise self._unauthorized(request, "KCHAUTH0003E")
+            request.setHeader(EXPIRES_HEADER, session.expires_on_header)
+            return session.identity, True
+        raise self._unauthorized(request, "KCHAUTH0002E")
+
+    async def check(self, request: IRequest, method: str, path: str) -> Identity:
+        """Identify the caller of ``method`` on the route ``path``, or raise 401/403."""
+        who, ambient = await self.identify(request)
+        self.check_origin(request, method, ambient)
+        policy.check_route(who, method, path)
+        return who
+
+    def check_origin(self, request: IRequest, method: str, ambient: bool) -> None:
+        websocket = (header(request, "upgrade") or "").lower() == "websocket"
+        origin = header(request, "origin")
+        if not policy.origin_allowed(
+                method=method, origin=origin, host=header(request, "host"),
+                scheme="https" if is_tls(request) else "http", ambient=ambient,
+                websocket=websocket, sec_fetch_site=header(request, "sec-fetch-site"),
+                extra_origins=self.extra_origins):
+            raise Forbidden("KCHAUTH0007E", origin=origin or "(none)")
+
+    async def login(self, request: IRequest, username: str, password: str) -> Identity:
+        """Check a password, throttled (429 after repeated failures), through PAM."""
+        addr = address(request)
+        await self.throttle.attempt(username, addr)
+        who = await self.pam.authenticate(username, password, addr)
+        await self.throttle.succeeded(username, addr)
+        return who
+
+    async def _basic_login(self, request: IRequest, username: str, password: str) -> Identity:
+        key = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
+        now = self.clock.seconds()
+        hit = self._basic.get(key)
+        if hit and now - hit[0] < BASIC_MEMORY:
+            return hit[1]
+        try:
+            who = await self.login(request, username, password)
+        except KimchiError as e:
+            if e.status == 401:
+                raise self._unauthorized(request, e.errcode) from None
+            raise
+        if len(self._basic) > 10_000:
+            self._basic.clear()
+        self._basic[key] = (now, who)
+        return who
+
+    async def _identity(self, username: str) -> Identity | None:
+        now = self.clock.seconds()
+        hit = self._identities.get(username)
+        if hit and now - hit[0] < IDENTITY_MEMORY:
+            return hit[1]
+        who = await self.pam.identity(username)
+        self._identities[username] = (now, who)
+        return who
+
+    @staticmethod
+    def _unauthorized(request: IRequest, errcode: str) -> Unauthorized:
+        err = Unauthorized(errcode)
+        err.headers.update(policy.challenge_headers(header(request, "x-requested-with")))
+        return err
