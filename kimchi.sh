@@ -211,12 +211,13 @@ write_default_config() {
         echo "# Any key can also be set from the environment: KIMCHI_<SECTION>_<KEY>."
         echo
         echo "[server]"
-        echo "# There is no login yet: kimchid listens on this machine only.  To open it to"
-        echo "# the network (anyone who reaches the port can use it), set host = \"0.0.0.0\"."
-        echo "host = \"127.0.0.1\""
+        echo "# Every page and call needs a login (a Linux account, through PAM), over HTTPS"
+        echo "# with a certificate kimchid makes itself (state_dir/tls) unless cert/key are"
+        echo "# given; http_port only redirects to https_port."
+        echo "host = \"0.0.0.0\""
         echo "http_port = 8000"
-        echo "# HTTPS and its certificate come with a later release."
-        echo "tls = false"
+        echo "https_port = 8001"
+        echo "tls = true"
         echo
         echo "[redis]"
         echo "# Empty: kimchid starts and supervises its own redis-server in state_dir."
@@ -232,7 +233,7 @@ write_default_config() {
 
 # Read the settings `up`, `stop` and `status` need from the config (as kimchid does:
 # file, then KIMCHI_* variables).  Without a venv nothing can be running from it: defaults.
-STATE=$DEFAULT_STATE HOST=127.0.0.1 PORT=8000 WORKERS=2
+STATE=$DEFAULT_STATE HOST=127.0.0.1 PORT=8000 WORKERS=2 TLS=False HTTPS_PORT=8001
 load_settings() {
     local out
     if [ ! -x "$PY" ] || [ ! -e "$CONF" ]; then
@@ -250,6 +251,8 @@ print(c.paths.state_dir)
 print(c.server.host)
 print(c.server.http_port)
 print(c.workers.embedded)
+print(c.server.tls)
+print(c.server.https_port)
 EOF
     ) || die "cannot start with this configuration"
     {
@@ -257,6 +260,8 @@ EOF
         read -r HOST
         read -r PORT
         read -r WORKERS
+        read -r TLS
+        read -r HTTPS_PORT
     } <<<"$out"
 }
 
@@ -309,16 +314,30 @@ health() {
 }
 
 public_url() {
-    local ip
+    local ip scheme=http port=$PORT
+    if [ "$TLS" = True ]; then
+        scheme=https port=$HTTPS_PORT
+    fi
     case "$HOST" in
         0.0.0.0 | :: | "")
             ip=$(hostname -I 2>/dev/null | awk '{print $1}' || true)
-            echo "http://${ip:-localhost}:$PORT/"
+            echo "$scheme://${ip:-localhost}:$port/"
             ;;
-        127.0.0.1 | ::1 | localhost) echo "http://localhost:$PORT/" ;;
-        *:*) echo "http://[$HOST]:$PORT/" ;;
-        *) echo "http://$HOST:$PORT/" ;;
+        127.0.0.1 | ::1 | localhost) echo "$scheme://localhost:$port/" ;;
+        *:*) echo "$scheme://[$HOST]:$port/" ;;
+        *) echo "$scheme://$HOST:$port/" ;;
     esac
+}
+
+# The PAM service kimchid checks passwords with, and the group of its admins.
+ensure_auth() {
+    is_root || return 0
+    if [ ! -e /etc/pam.d/kimchi ]; then
+        say "installing the PAM service /etc/pam.d/kimchi"
+        install -m 644 "$ROOT/etc/pam.d/kimchi" /etc/pam.d/kimchi
+    fi
+    getent group kimchi-admin >/dev/null 2>&1 || groupadd --system kimchi-admin ||
+        say "warning: could not create the group kimchi-admin"
 }
 
 # -- subcommands -------------------------------------------------------------------------
@@ -327,6 +346,7 @@ cmd_up() {
     [ $# -eq 0 ] || die "up takes no arguments"
     ensure_system
     ensure_venv
+    ensure_auth
     start_libvirt
     write_default_config
     load_settings
@@ -391,6 +411,13 @@ show_url() {
     echo "kimchi is running: open $(public_url)"
     echo "  pid $1, config $CONF, log $(log_file)"
     echo "  health: ${h#* }"
+    echo "  sign in with a Linux account; admins are members of kimchi-admin, sudo or wheel"
+    if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        echo "  (add yourself: usermod -aG kimchi-admin $SUDO_USER)"
+    fi
+    if [ "$TLS" = True ]; then
+        echo "  the certificate is kimchid's own: your browser asks you to accept it once"
+    fi
     case "$HOST" in
         127.0.0.1 | ::1 | localhost)
             echo "  (listening on this machine only; from another one: ssh -L $PORT:localhost:$PORT <this host>)"
@@ -467,6 +494,7 @@ cmd_logs() {
 cmd_test() {
     ensure_system test
     ensure_venv
+    ensure_auth
     start_libvirt
     local artifacts=${KIMCHI_TEST_ARTIFACTS:-$ROOT/artifacts} rc=0 b failed=()
     mkdir -p "$artifacts"
@@ -499,6 +527,7 @@ cmd_install_service() {
     systemd_running || die "systemd is not running on this machine: use ./kimchi.sh up"
     ensure_system
     ensure_venv
+    ensure_auth
     start_libvirt
     write_default_config
     load_settings

@@ -66,8 +66,9 @@ def pam_users() -> Iterator[PamUsers]:
     if not _group_exists(ADMIN_GROUP):
         _run("groupadd", ADMIN_GROUP)
     # the pid keeps a parallel or half-cleaned earlier run from colliding with this one
-    user = PamUser(f"kctest{os.getpid()}", secrets.token_urlsafe(12))
-    admin = PamUser(f"kcadmin{os.getpid()}", secrets.token_urlsafe(12))
+    tag = f"{os.getpid()}{secrets.token_hex(2)}"  # a killed earlier run may have left its own
+    user = PamUser(f"kctest{tag}", secrets.token_urlsafe(12))
+    admin = PamUser(f"kcadmin{tag}", secrets.token_urlsafe(12))
     made: list[str] = []
     try:
         for who, extra in ((user, []), (admin, ["-G", ADMIN_GROUP])):

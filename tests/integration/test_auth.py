@@ -289,3 +289,13 @@ def test_https_by_default_with_a_certificate_of_its_own(kimchi_factory, redis_db
     r = requests.post(k.url + "/login", json={}, allow_redirects=False)
     assert r.status_code == 308
     assert requests.get(k.url + "/health").status_code == 200
+
+
+def test_daemons_sharing_a_redis_share_sessions(kimchi_factory, redis_db, pam_users):
+    a = kimchi_factory("a", redis_url=redis_db.url)
+    b = kimchi_factory("b", redis_url=redis_db.url)
+    cookie = {"kimchi_session": a.login_cookie()}
+    r = requests.get(b.url + "/session", cookies=cookie)  # behind one address, either answers
+    assert r.status_code == 200 and r.json()["username"] == pam_users.admin.name
+    assert requests.post(b.url + "/logout", cookies=cookie).status_code == 204
+    assert requests.get(a.url + "/session", cookies=cookie).status_code == 401
