@@ -68,11 +68,11 @@ def pick_guest(capabilities_xml: str, want_kvm: bool) -> HostGuest:
     for guest in root.findall("guest"):
         if guest.findtext("os_type") != "hvm":
             continue
-        arch = guest.find("arch")
-        if arch is None:
+        arch_el = guest.find("arch")
+        if arch_el is None:
             continue
-        types = {d.get("type", "") for d in arch.findall("domain")}
-        offers += [(arch.get("name", ""), t) for t in types]
+        types = {d.get("type", "") for d in arch_el.findall("domain")}
+        offers += [(arch_el.get("name", ""), t) for t in types]
     if not offers:
         raise ValueError("this libvirt connection offers no hvm guests")
     preference = (["kvm"] if want_kvm else []) + ["qemu"]

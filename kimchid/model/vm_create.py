@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -195,15 +196,15 @@ class VmCreator:
                 if uuid:  # the lost attempt got as far as the domain: nothing left to do
                     return {"name": name, "uuid": uuid, "message": f"Created {name}"}
                 for vol in plan:  # its volumes (checked free when the task was made)
-                    call(lambda c, vol=vol: _delete_volume(c, vol))
+                    call(partial(_delete_volume, vol=vol))
             step(0, "Checking the host")
             guest = call(lambda c: pick_guest(c.getCapabilities(), bool(p.get("kvm"))))
             paths = []
             for i, vol in enumerate(plan):
                 step(5 + 80 * i / max(1, len(plan)),
-                             f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
-                             f"in storage pool {vol.pool}")
-                path = call(lambda c, vol=vol: self._create_volume(c, vol))
+                     f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
+                     f"in storage pool {vol.pool}")
+                path = call(partial(self._create_volume, vol=vol))
                 made.append(vol)
                 paths.append((vol, path))
             step(90, f"Defining virtual machine {name}")
