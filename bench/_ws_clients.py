@@ -23,6 +23,10 @@ Control, one line at a time on stdin; answers are one JSON line on stdout:
     QUIT          -> exits
 
     python bench/_ws_clients.py URL N
+
+Extra handshake headers (kimchid's ``Authorization: Basic ...``), one per line, come in
+the environment variable ``BENCH_WS_HEADERS`` (not on the command line, which any user of
+the machine can read).
 """
 
 from __future__ import annotations
@@ -178,8 +182,10 @@ def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
                 conns: dict[int, Conn]) -> int:
     """Open n WebSockets, 50 handshakes in flight at a time; returns how many failed."""
     failed = 0
+    extra = "".join(f"{h.strip()}\r\n" for h in os.environ.get("BENCH_WS_HEADERS", "").split("\n")
+                    if h.strip())
     req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n")
+           f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{extra}")
     pending: dict[int, Conn] = {}
     todo = n
     deadline = time.monotonic() + 60

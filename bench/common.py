@@ -2,15 +2,22 @@
 CPU sampling and the result table.
 
 Every benchmark starts its own redis-server (unix socket, AOF everysec like the embedded
-one) and its own kimchid, in a fresh temporary folder, and stops them at the end.
+one) and its own kimchid, in a fresh temporary folder, and stops them at the end.  kimchid
+wants a login: each bench process makes one admin account of its own (a real Linux
+account that PAM checks, ``kcbench<pid>``) and removes it at the end.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
+import functools
+import grp
 import json
 import os
 import platform
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -21,10 +28,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import redis
+
+if TYPE_CHECKING:
+    import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -81,6 +91,13 @@ def track(proc: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
 
 
 def _cleanup() -> None:
+    try:
+        _stop_started()
+    finally:
+        remove_bench_account()
+
+
+def _stop_started() -> None:
     for proc in reversed(_STARTED):
         if proc.poll() is None:
             try:
@@ -120,6 +137,91 @@ def stop_proc(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM,
         proc.wait(5)
     except ProcessLookupError:
         pass
+
+
+# -- the benchmark's login --------------------------------------------------------------
+
+PAM_SOURCE = ROOT / "etc" / "pam.d" / "kimchi"
+PAM_TARGET = Path("/etc/pam.d/kimchi")
+ADMIN_GROUP = "kimchi-admin"  # kimchid's default [auth] admin_groups
+
+_ACCOUNT: tuple[str, str] | None = None
+_ACCOUNT_PID = 0  # the process that made it: a forked child must not remove it
+
+
+def _admin_tool(*cmd: str, stdin: str | None = None, ok: tuple[int, ...] = (0,)) -> int:
+    """Run useradd & co.; retried while another process (the tests) holds /etc/passwd."""
+    binary = shutil.which(cmd[0]) or f"/usr/sbin/{cmd[0]}"
+    for attempt in range(20):
+        r = subprocess.run([binary, *cmd[1:]], input=stdin, text=True, capture_output=True,
+                           timeout=30)
+        if r.returncode in ok:
+            return r.returncode
+        if "lock" not in r.stderr.lower() or attempt == 19:
+            raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()} (exit {r.returncode})")
+        time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+def _known(lookup: Callable[[str], Any], name: str) -> bool:
+    """Whether ``lookup`` (``grp.getgrnam``, ``pwd.getpwnam``) finds ``name``."""
+    try:
+        lookup(name)
+        return True
+    except KeyError:
+        return False
+
+
+def bench_account() -> tuple[str, str]:
+    """This process's benchmark admin ``(name, password)``, made on first use.
+
+    ``kcbench<pid>`` in ``kimchi-admin``, a random password, no home, no shell; the group
+    and ``/etc/pam.d/kimchi`` are made when missing and never removed (the package
+    installs both, and the tests running at the same time use them).  The account goes
+    at exit (:func:`remove_bench_account`).  Needs root, like kimchid's PAM check.
+    """
+    global _ACCOUNT, _ACCOUNT_PID
+    if _ACCOUNT is not None and _ACCOUNT_PID == os.getpid():
+        return _ACCOUNT
+    if os.geteuid() != 0:
+        raise SystemExit("the benchmarks sign in to kimchid with a Linux account they make "
+                         "(useradd, PAM): run them as root")
+    if not PAM_TARGET.exists():
+        shutil.copyfile(PAM_SOURCE, PAM_TARGET)
+        PAM_TARGET.chmod(0o644)
+    if not _known(grp.getgrnam, ADMIN_GROUP):
+        _admin_tool("groupadd", "-f", ADMIN_GROUP)  # -f: made meanwhile by someone else is fine
+    name, password = f"kcbench{os.getpid()}", secrets.token_urlsafe(18)
+    if _known(pwd.getpwnam, name) or _known(grp.getgrnam, name):
+        _drop_account(name)  # left by a killed run that had our pid: no live process owns it
+    _admin_tool("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                "--user-group", "-G", ADMIN_GROUP, name)
+    _ACCOUNT, _ACCOUNT_PID = (name, password), os.getpid()
+    _admin_tool("chpasswd", stdin=f"{name}:{password}\n")
+    return _ACCOUNT
+
+
+def _drop_account(name: str) -> None:
+    _admin_tool("userdel", "--force", name, ok=(0, 6))  # 6: already gone
+    if _known(grp.getgrnam, name):  # userdel keeps the user group when USERGROUPS_ENAB is off
+        _admin_tool("groupdel", name, ok=(0, 6))
+
+
+def remove_bench_account() -> None:
+    """Remove the account :func:`bench_account` made in this process (at exit, or sooner)."""
+    global _ACCOUNT
+    if _ACCOUNT is None or _ACCOUNT_PID != os.getpid():
+        return
+    name, _ACCOUNT = _ACCOUNT[0], None
+    try:
+        _drop_account(name)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        print(f"could not remove the benchmark account {name}: {e}", file=sys.stderr)
+
+
+def basic_authorization(auth: tuple[str, str]) -> str:
+    """The value of an ``Authorization: Basic`` header for ``(user, password)``."""
+    return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
 
 
 # -- redis-server ----------------------------------------------------------------------
@@ -194,6 +296,11 @@ class KimchidProc:
         self.log = self.dir / "kimchid.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.workers = workers
+        self.auth = bench_account()  # (user, password): an admin, HTTP Basic
+        self.ws_headers = [f"Authorization: {basic_authorization(self.auth)}"]
+        # When kimchid last checked our password with PAM, as (earliest, latest) monotonic
+        # times: it remembers a right Basic password for BASIC_MEMORY s from that check.
+        self._checked = (-float("inf"), -float("inf"))
 
     def start(self) -> KimchidProc:
         import requests
@@ -209,7 +316,46 @@ class KimchidProc:
         if self.workers:
             wait_for(lambda: len(self.worker_procs()) >= self.workers, timeout=30,
                      what="kimchid's embedded workers")
+        self.sign_in()
         return self
+
+    def session(self) -> requests.Session:
+        """A requests session that signs in with HTTP Basic as the benchmark's admin."""
+        return _session(self)
+
+    def sign_in(self) -> None:
+        """One request that has kimchid check our password with PAM (when it does not
+        remember it): do it before measuring, so no PAM check falls inside the
+        measurement, and before many connections at once (parallel first checks would
+        each count as a login attempt and be throttled)."""
+        r = self.session().get(self.url + "/session", timeout=60)
+        if r.status_code != 200 or r.json().get("role") != "admin":
+            raise RuntimeError(f"signing in to kimchid as {self.auth[0]}: {r.status_code} "
+                               f"{r.text[:300]} (log {self.log})")
+
+    def keep_remembered(self, need: float) -> None:
+        """Make sure kimchid remembers our password for at least ``need`` more seconds.
+
+        kimchid checks a Basic password with PAM once, then remembers it for a minute
+        from that check (a hit does not extend it); a measurement that crosses the end
+        would time one PAM check.  When less than ``need`` s are left, wait for the
+        memory to run out and sign in again now (waits at most about ``need`` s)."""
+        earliest, latest = self._checked
+        memory = _basic_memory()
+        if earliest + memory - time.monotonic() >= need:
+            return
+        time.sleep(max(0.0, latest + memory + 0.1 - time.monotonic()))
+        self.sign_in()
+
+    def note_request(self, sent: float, answered: float) -> None:
+        """Account for a request made with our credentials (monotonic send/answer
+        times): it made kimchid check the password again if its memory had run out."""
+        earliest, latest = self._checked
+        memory = _basic_memory()
+        if sent >= latest + memory:  # surely forgotten: this one was checked
+            self._checked = (sent, answered)
+        elif answered > earliest + memory:  # perhaps: widen the bounds
+            self._checked = (earliest, answered)
 
     def worker_procs(self) -> list[psutil.Process]:
         """The embedded worker processes (python -m workers.main), not their guards."""
@@ -227,6 +373,33 @@ class KimchidProc:
 
     def stop(self) -> None:
         stop_proc(self.proc, timeout=25)
+
+
+@functools.cache
+def _basic_memory() -> float:
+    """Seconds kimchid remembers a right Basic password (imported late: the gate module
+    pulls in Twisted and PAM, which the benchmarks' small child processes do not need)."""
+    from kimchid.api.gate import BASIC_MEMORY
+
+    return BASIC_MEMORY
+
+
+def _session(k: KimchidProc) -> requests.Session:
+    import requests
+
+    class SignedIn(requests.Session):
+        """Basic auth on every request, each noted for :meth:`KimchidProc.keep_remembered`."""
+
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            sent = time.monotonic()
+            r = super().request(*args, **kwargs)
+            if r.status_code != 401:  # it reached the gate and passed
+                k.note_request(sent, time.monotonic())
+            return r
+
+    s = SignedIn()
+    s.auth = k.auth
+    return s
 
 
 def start_worker(config: Path, redis_url: str, name: str, log: Path) -> subprocess.Popen[bytes]:

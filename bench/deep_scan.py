@@ -9,7 +9,8 @@ Each repetition (medians of 5, 2 in --quick), all with a warm page cache:
 
 * find: ``find TREE -name '*.iso'`` as a subprocess, wall time (process start included);
 * python: an in-process recursive os.scandir walk (the primitive the worker uses);
-* kimchi: ``POST /isos/scan`` -> poll ``GET /tasks/<id>`` every 5 ms until ``finished``;
+* kimchi: ``POST /isos/scan`` -> poll ``GET /tasks/<id>`` every 5 ms until ``finished``
+  (signed in with HTTP Basic, which kimchid checked with PAM before the clock starts);
   also the worker's own time from the task's ``task.started`` event to its ``updated``
   stamp (ms resolution), and the queueing before it (``created`` -> started).
 
@@ -130,6 +131,7 @@ def _ts(iso: str) -> float:
 
 
 def time_kimchi(k: KimchidProc, s, tree: Path, poll: float = 0.005) -> dict:
+    k.keep_remembered(15.0)  # no PAM check of our Basic password inside the timing
     cpu_w = common.CpuMeter([p.pid for p in k.worker_procs()]).start()
     cpu_d = common.CpuMeter([k.proc.pid]).start()
     t0 = time.perf_counter()
@@ -161,7 +163,6 @@ def main() -> int:
     ap.add_argument("--tree", default="/tmp/kimchi-bench-tree", help="cache folder of the tree")
     a = ap.parse_args()
     reps = a.reps or (2 if a.quick else 5)
-    import requests
 
     common.header("deep ISO scan: 100,000 files, 200 ISOs, warm cache", a.quick)
     tree, manifest = build_tree(Path(a.tree))
@@ -170,7 +171,7 @@ def main() -> int:
     wd = common.workdir("scan")
     rds = RedisProc(wd / "redis").start()
     k = KimchidProc(wd / "kimchid", rds.url, workers=2).start()
-    s = requests.Session()
+    s = k.session()
     finds, pys, kims = [], [], []
     try:
         # warm the page cache and the daemon (first scan loads scripts, fills the library)

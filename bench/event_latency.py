@@ -6,7 +6,8 @@ Method (each repetition, the floor and kimchi interleaved on the same Redis):
   its own, each stamped with time.time(); this process waits in a blocked XREAD (redis-py)
   and takes receipt time - stamp.  Same host, so time.time() is one clock.
 * kimchi: kimchid (2 embedded workers) on the same redis-server; a WebSocket client
-  (websocket-client, this process) watches ``/events?types=task.progress``; a
+  (websocket-client, this process, signed in with HTTP Basic: one handshake per
+  repetition, before the job starts) watches ``/events?types=task.progress``; a
   ``diag.progress`` job {count, every} is submitted with ``SyncBus.submit``; the job stamps
   ``t`` = time.time() into each progress's details just before publishing it (the progress
   Lua script -> XADD on the event stream -> kimchid's XREAD -> WebSocket frame); latency
@@ -82,7 +83,10 @@ def run_kimchi(k: KimchidProc, rds: RedisProc, count: int, every: float) -> tupl
 
     from workers.queue import SyncBus, connect
 
-    ws = websocket.create_connection(k.ws_url + "/events?types=task.progress", timeout=30)
+    sent = time.monotonic()
+    ws = websocket.create_connection(k.ws_url + "/events?types=task.progress", timeout=30,
+                                     header=k.ws_headers)  # signed in (Basic)
+    k.note_request(sent, time.monotonic())
     try:
         bus = SyncBus(connect(rds.url))
         task_id = bus.submit("diag.progress", {"count": count, "every": every})

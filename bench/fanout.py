@@ -5,8 +5,9 @@ Processes (all on this machine, sharing its 2 cores):
 * redis-server (unix socket, AOF everysec);
 * the server under test: kimchid (no embedded workers), or the reference, a bare autobahn
   broadcast server (bench/_ws_broadcast_server.py) reading the same stream;
-* the load generator: ONE separate asyncio process holding all the WebSocket clients
-  (bench/_ws_clients.py, a minimal hand-rolled WebSocket client);
+* the load generator: ONE separate process holding all the WebSocket clients
+  (bench/_ws_clients.py, a minimal hand-rolled WebSocket client), signed in to kimchid
+  with HTTP Basic (checked by PAM once before they connect, then remembered);
 * the producer (this process): the ``emit`` Lua script of kimchid/bus.py (XADD to
   ``kimchi:events``) at a fixed rate, each event's data carrying its send time.time().
 
@@ -48,10 +49,13 @@ STREAM = "kimchi:events"
 class Clients:
     """The load-generator process and its line protocol."""
 
-    def __init__(self, url: str, n: int) -> None:
+    def __init__(self, url: str, n: int, headers: list[str]) -> None:
+        # the handshake's extra headers (kimchid's Authorization) go in the environment,
+        # not on the command line that every user of the machine can read
+        env = common.base_env(BENCH_WS_HEADERS="\n".join(headers))
         self.proc = common.track(subprocess.Popen(
             [sys.executable, str(common.BENCH / "_ws_clients.py"), url, str(n)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=common.base_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         ))
         self.ready = self._read()
 
@@ -162,17 +166,20 @@ class Server:
         self.k: KimchidProc | None = None
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self) -> tuple[str, int]:
+    def start(self) -> tuple[str, int, list[str]]:
+        """Start it; its WebSocket URL, pid and the headers a handshake needs."""
         if self.name == "kimchid":
+            # start() signed in once (PAM), so the 500 handshakes find the password
+            # remembered instead of each running a PAM check (and being throttled)
             self.k = KimchidProc(self.wd / f"kimchid-{time.monotonic_ns()}", self.rds.url,
                                  workers=0).start()
-            return self.k.ws_url + "/events", self.k.proc.pid
+            return self.k.ws_url + "/events", self.k.proc.pid, self.k.ws_headers
         args = [sys.executable, str(common.BENCH / "_ws_broadcast_server.py"), self.rds.url,
                 STREAM] + (["--prepared"] if "prepared" in self.name else [])
         self.proc = common.track(subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                                   env=common.base_env()))
         line = self.proc.stdout.readline().split()
-        return f"ws://127.0.0.1:{line[1]}/", self.proc.pid
+        return f"ws://127.0.0.1:{line[1]}/", self.proc.pid, []
 
     def stop(self) -> None:
         if self.k:
@@ -187,11 +194,11 @@ def session(server: Server, producer: Producer, n_clients: int, rates: list[floa
             ) -> list[dict[str, Any]]:
     """Start the server and the clients; run the rates (and the ladder, if asked and the
     first rate fails); stop both."""
-    url, pid = server.start()
+    url, pid, headers = server.start()
     out: list[dict[str, Any]] = []
     clients = None
     try:
-        clients = Clients(url, n_clients)
+        clients = Clients(url, n_clients, headers)
         log(f"{server.name}: {clients.ready['ready']}/{n_clients} clients connected in "
             f"{clients.ready['connect_s']:.1f} s")
         time.sleep(1.0)
