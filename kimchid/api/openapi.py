@@ -30,6 +30,8 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
             "parameters": params,
             "responses": {
                 str(r.status): ok,
+                "401": {"description": "not signed in (or bad credentials)",
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "4XX": {"description": "invalid request",
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "503": {"description": "service not ready",
@@ -40,6 +42,7 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
             op["description"] = r.description
         if r.public:
             op["security"] = []
+            del op["responses"]["401"]
         if r.body is not None:
             op["requestBody"] = {"required": True, "content": {JSON: {"schema": r.body}}}
         paths.setdefault(path, {})[r.method.lower()] = op
@@ -49,8 +52,18 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                  "description": "KVM host management: VMs, templates, storage, networks, "
                                 "tasks and a resumable event stream."},
         "paths": paths,
+        # every operation needs one of these, but those with "security": [] (public)
+        "security": [{"basic": []}, {"bearer": []}, {"session": []}],
         "components": {
             "schemas": {"Error": ERROR_SCHEMA},
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic",
+                          "description": "a Linux account, checked by PAM"},
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "an API token from POST /tokens"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "kimchi_session",
+                            "description": "from POST /login"},
+            },
             "x-error-codes": CATALOGUE,
         },
     }
