@@ -1,5 +1,10 @@
 /* kimchi web UI: the ISO library, templates, virtual machines and live tasks.
  *
+ * Nothing of the app shows, and no socket opens, before GET /session says who is signed in;
+ * else the login page. Every answer's Session-Expires-On is tracked to warn before the
+ * session ends, and any 401 goes back to the login page. Users (not admins) are not offered
+ * what only admins may do.
+ *
  * No framework, no build step. State lives in maps (ISOs by path, tasks by id, templates and
  * VMs by name) that the REST listings fill and the event stream keeps current. One WebSocket
  * to /events; on close it reconnects with back-off and resumes with ?since=<last event id>, so
@@ -19,6 +24,12 @@
   const BACKOFF_MAX = 5000;
   const MAX_TASKS = 100;
   const SEEN_MAX = 5000;
+  // The warning shows when a fifth of the idle time is left, 2 minutes at most, but at least
+  // 15 s before the end (or half the idle time, if even that is shorter): time to react.
+  const WARN_SHARE = 0.2;
+  const WARN_MAX = 120000; // ms
+  const WARN_MIN = 15000; // ms
+  const EXPIRY_GRACE = 600; // ms after the end before asking whether it really ended
 
   const $ = (id) => document.getElementById(id);
   const numberFmt = new Intl.NumberFormat();
@@ -68,6 +79,21 @@
     renaming: null, // the template whose name is being edited
     rowErrors: new Map(), // template name -> error text shown in its row
     confirm: null, // {run, back}: what the confirmation dialog does, where focus returns
+    who: null, // GET /session: {username, groups, role}
+    signedIn: false,
+    started: false, // the app ran in this page (a later login reloads it, to start clean)
+    expiresAt: 0, // when the session ends (ms, this browser's clock) unless it is used
+    idleMs: 0, // the longest span a Session-Expires-On gave: about the idle timeout
+    expiryTimer: null,
+    atLimit: false, // using the session no longer extends it (its absolute limit)
+    reconnectTimer: null,
+    bootTimer: null,
+    lastActivity: Date.now(), // the user's last key or pointer press (thumbnails pause after)
+    loginWaitTimer: null, // the countdown after a 429
+    signingIn: false,
+    signingOut: false, // the 401s of requests crossing POST /logout are no news
+    checkingEnd: false,
+    renewError: '', // why "Stay signed in" failed
   };
 
   // -- small helpers ------------------------------------------------------------------
@@ -113,8 +139,19 @@
     if (state.seenOrder.length > SEEN_MAX) state.seen.delete(state.seenOrder.shift());
   }
 
-  async function api(method, path, body) {
-    const opts = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+  const isAdmin = () => !!state.who && state.who.role === 'admin';
+
+  /**
+   * Call the API. Every call says it is the app's (X-Requested-With: no browser login
+   * dialog on a 401); the answer's Session-Expires-On is noted, and a 401 ends the app's
+   * session (``auth: false`` for the login itself, whose 401 is a wrong password).
+   */
+  async function api(method, path, body, { auth = true } = {}) {
+    const opts = {
+      method,
+      headers: { Accept: 'application/json', 'X-Requested-With': 'XMLHttpRequest' },
+      credentials: 'same-origin',
+    };
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
@@ -127,6 +164,8 @@
       err.status = 0;
       throw err;
     }
+    noteExpiry(resp.headers);
+    if (resp.status === 401 && auth) sessionEnded();
     const text = await resp.text();
     let data = null;
     if (text) {
@@ -139,6 +178,8 @@
       const err = new Error(code && !reason.includes(code) ? `${reason} (${code})` : reason);
       err.status = resp.status;
       err.body = data;
+      const wait = Number(resp.headers.get('Retry-After'));
+      if (isFinite(wait) && wait > 0) err.retryAfter = wait;
       throw err;
     }
     return { data, headers: resp.headers, status: resp.status };
@@ -273,12 +314,14 @@
     by.append(el('span', `tag tag-${iso.found_by === 'pool' ? 'pool' : 'scan'}`,
       iso.found_by === 'pool' && iso.pool ? `pool ${iso.pool}` : iso.found_by || '—'));
     const act = el('td', 'cell-actions');
-    const mk = el('button', 'btn btn-small btn-plain iso-make-template', '+ Template');
-    mk.type = 'button';
-    mk.setAttribute('aria-label', `Create a template from ${iso.name}`);
-    mk.title = `Create a template from ${iso.name}`;
-    mk.addEventListener('click', () => prefillTemplate(iso.path));
-    act.append(mk);
+    if (isAdmin()) {
+      const mk = el('button', 'btn btn-small btn-plain iso-make-template', '+ Template');
+      mk.type = 'button';
+      mk.setAttribute('aria-label', `Create a template from ${iso.name}`);
+      mk.title = `Create a template from ${iso.name}`;
+      mk.addEventListener('click', () => prefillTemplate(iso.path));
+      act.append(mk);
+    }
     tr.append(name, distro, size, boot, path, by, act);
     if (state.fresh.has(iso.path)) tr.classList.add('is-new');
     return tr;
@@ -307,7 +350,8 @@
     }
     const empty = $('iso-empty');
     if (!all.length) {
-      $('iso-empty-text').textContent = 'No ISO images yet. Scan a folder to find some.';
+      $('iso-empty-text').textContent = isAdmin() ? 'No ISO images yet. Scan a folder to find some.'
+        : 'No ISO images yet.';
       empty.hidden = false;
     } else if (!shown.length) {
       $('iso-empty-text').textContent = `No image matches “${state.filter.trim()}”.`;
@@ -832,6 +876,7 @@
   }
 
   function connect() {
+    if (!state.signedIn) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const since = state.lastId !== null ? `?since=${encodeURIComponent(state.lastId)}` : '';
     let ws;
@@ -857,7 +902,7 @@
       onEvent(ev);
     });
     ws.addEventListener('close', () => {
-      if (state.ws !== ws) return;
+      if (state.ws !== ws || !state.signedIn) return;
       state.ws = null;
       state.open = false;
       state.everOpen = true;
@@ -867,22 +912,56 @@
   }
 
   function scheduleReconnect() {
+    if (!state.signedIn) return;
     const delay = state.backoff * (0.8 + Math.random() * 0.2);
     state.backoff = Math.min(BACKOFF_MAX, state.backoff * 2);
-    setTimeout(connect, delay);
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = setTimeout(reconnect, delay);
+  }
+
+  /**
+   * GET /session once signed in: a 401 shows the login page; if another tab of this browser
+   * signed in as someone else meanwhile (the cookie is shared), start again as them.
+   */
+  async function askSession() {
+    const r = await api('GET', '/session');
+    const who = r.data || {};
+    const was = state.who;
+    if (state.signedIn && was && (who.username !== was.username || who.role !== was.role)) {
+      location.reload();
+    }
+    return who;
+  }
+
+  /**
+   * Ask whether the session still holds before opening the socket again: a refused
+   * handshake does not say why, and a socket outlives the session it was opened with.
+   */
+  async function reconnect() {
+    if (!state.signedIn) return;
+    try {
+      await askSession();
+    } catch (e) {
+      if (!state.signedIn) return; // a 401: the login page is up
+      if (e.status === 0) { scheduleReconnect(); return; } // kimchid is away
+    }
+    connect();
   }
 
   async function boot() {
+    if (!state.signedIn) return;
     try {
       applyListing(await list());
     } catch (e) {
+      if (!state.signedIn) return; // the session ended: the login page is up
       // kimchid is away: say so and retry with the same back-off as the socket
       state.everOpen = true;
       updateConn();
       $('iso-count').textContent = 'Waiting for the server…';
       const delay = state.backoff;
       state.backoff = Math.min(BACKOFF_MAX, state.backoff * 2);
-      setTimeout(boot, delay);
+      clearTimeout(state.bootTimer);
+      state.bootTimer = setTimeout(boot, delay);
       return;
     }
     state.backoff = BACKOFF_MIN;
@@ -1184,14 +1263,16 @@
     if (disks.length) disk.title = disks.map((x) => `${x.size} GB ${x.format || ''} on ${x.pool && x.pool.name ? x.pool.name : '?'}`).join('\n');
     const nets = el('td', null, Array.isArray(t.networks) && t.networks.length ? t.networks.join(', ') : 'none');
     const act = el('td', 'cell-actions');
-    act.append(
-      actionButton('Clone', 'btn-plain', `Clone ${t.name}`, (b) => cloneTemplate(t.name, b)),
-      actionButton('Rename', 'btn-plain', `Rename ${t.name}`, () => {
-        state.renaming = t.name;
-        rowError(t.name, '');
-      }),
-      actionButton('Delete', 'btn-danger-outline tmpl-delete', `Delete ${t.name}`, () => askDelete(t.name)),
-    );
+    if (isAdmin()) {
+      act.append(
+        actionButton('Clone', 'btn-plain', `Clone ${t.name}`, (b) => cloneTemplate(t.name, b)),
+        actionButton('Rename', 'btn-plain', `Rename ${t.name}`, () => {
+          state.renaming = t.name;
+          rowError(t.name, '');
+        }),
+        actionButton('Delete', 'btn-danger-outline tmpl-delete', `Delete ${t.name}`, () => askDelete(t.name)),
+      );
+    }
     tr.append(name, os, mem, cpus, disk, nets, act);
     return tr;
   }
@@ -1342,8 +1423,9 @@
     const down = !!state.libvirtDown;
     for (const [key, b] of item.buttons) {
       const spec = VM_ACTIONS.find((a) => a[0] === key);
-      b.hidden = key === 'edit' ? st !== 'shutoff' || !offers('/vms/{name}', 'put')
-        : key === 'delete' ? false : !spec[2].includes(st);
+      // editing and deleting are for admins; users operate the VMs assigned to them
+      b.hidden = key === 'edit' ? st !== 'shutoff' || !offers('/vms/{name}', 'put') || !isAdmin()
+        : key === 'delete' ? !isAdmin() : !spec[2].includes(st);
       b.disabled = !!busy || down;
     }
     const err = state.vmErrors.get(vm.name);
@@ -1461,7 +1543,9 @@
       $('vm-empty-text').textContent = `The virtual machines cannot be listed: ${state.vmsError}`;
       empty.hidden = false;
     } else if (!all.length && !making.size) {
-      $('vm-empty-text').textContent = 'No virtual machines on this host. Make one from a template with “New VM”.';
+      $('vm-empty-text').textContent = isAdmin()
+        ? 'No virtual machines on this host. Make one from a template with “New VM”.'
+        : 'No virtual machine is assigned to you.';
       empty.hidden = false;
     } else if (!shown.length && !making.size) {
       $('vm-empty-text').textContent = `No virtual machine matches “${state.vmFilter.trim()}”.`;
@@ -1477,7 +1561,7 @@
     badge.hidden = all.length === 0;
     badge.textContent = String(all.length);
     $('vm-new').disabled = !!state.libvirtDown;
-    $('vm-new').hidden = !offers('/vms', 'post');
+    $('vm-new').hidden = !offers('/vms', 'post') || !isAdmin();
     thumbSoon();
   }
 
@@ -1626,8 +1710,17 @@
     thumbSoon();
   });
 
+  /**
+   * Whether someone has used the page lately. Thumbnails are the page's only requests that
+   * repeat by themselves: without a pause they would keep an unattended session alive.
+   */
+  function userPresent() {
+    return Date.now() - state.lastActivity < Math.max(60000, state.idleMs / 2);
+  }
+
   function thumbsWanted() {
-    return !document.hidden && !$('vms').hidden && state.caps !== null && !!state.caps.screenshot;
+    return state.signedIn && !document.hidden && !$('vms').hidden && state.caps !== null &&
+      !!state.caps.screenshot && userPresent();
   }
 
   function thumbSoon() {
@@ -1672,8 +1765,14 @@
     state.thumbInflight.set(name, ac);
     state.thumbLast.set(name, Date.now());
     try {
-      const resp = await fetch(`${vmPath(name)}/screenshot`,
-        { cache: 'no-store', credentials: 'same-origin', signal: ac.signal });
+      const resp = await fetch(`${vmPath(name)}/screenshot`, {
+        cache: 'no-store',
+        credentials: 'same-origin',
+        headers: { 'X-Requested-With': 'XMLHttpRequest' },
+        signal: ac.signal,
+      });
+      noteExpiry(resp.headers);
+      if (resp.status === 401) { sessionEnded(); return; }
       const item0 = state.vmItems.get(name);
       if (!resp.ok) {
         // stopped meanwhile (404: its vm.state event follows), or no screen to take: ask
@@ -1998,6 +2097,315 @@
     }
   }
 
+  // -- signing in, the session and its end ------------------------------------------------
+  //
+  // The session cookie is HttpOnly: the page knows only what the server says, GET /session
+  // and each answer's Session-Expires-On. The first login of a page starts the app in it; a
+  // later one (after a sign-out or an ended session) reloads the page, so nothing of the
+  // previous session (its user's VMs, its timers, its socket) is carried into the next.
+
+  /** Note when the session ends unless used, as an answer's Session-Expires-On says. */
+  function noteExpiry(headers) {
+    const value = headers.get('Session-Expires-On');
+    if (!value) return;
+    const at = Date.parse(value);
+    if (!isFinite(at)) return;
+    const now = Date.now();
+    // the server's clock decides; its Date has whole seconds, so only a larger gap is skew
+    const served = Date.parse(headers.get('Date') || '');
+    const skew = isFinite(served) && Math.abs(served - now) > 2000 ? served - now : 0;
+    const local = at - skew;
+    state.idleMs = Math.max(state.idleMs, local - now);
+    if (local > state.expiresAt) {
+      state.expiresAt = local;
+      armExpiry();
+    }
+  }
+
+  /** How long before the end to warn (ms): see WARN_SHARE. */
+  function warnBefore() {
+    const idle = state.idleMs;
+    return Math.max(Math.min(WARN_MAX, idle * WARN_SHARE), Math.min(WARN_MIN, idle / 2));
+  }
+
+  function leftText(ms) {
+    const s = Math.max(0, Math.ceil(ms / 1000));
+    return s >= 60 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s` : `${s} s`;
+  }
+
+  /** Show, update or hide the warning for the session's end; at the end, ask the server. */
+  function armExpiry() {
+    clearTimeout(state.expiryTimer);
+    state.expiryTimer = null;
+    if (!state.signedIn || !state.expiresAt) {
+      $('session-warning').hidden = true;
+      return;
+    }
+    const left = state.expiresAt - Date.now();
+    if (left <= -EXPIRY_GRACE) {
+      checkEnded();
+      return;
+    }
+    const warn = warnBefore();
+    if (left <= warn) {
+      showExpiryWarning(left);
+      const next = left > 0 ? left % 1000 || 1000 : left + EXPIRY_GRACE;
+      state.expiryTimer = setTimeout(armExpiry, Math.max(50, next + 10));
+    } else {
+      $('session-warning').hidden = true;
+      state.renewError = '';
+      state.expiryTimer = setTimeout(armExpiry, Math.min(left - warn, 3600000));
+    }
+  }
+
+  function showExpiryWarning(left) {
+    const box = $('session-warning');
+    const text = state.atLimit
+      ? `It reaches its time limit in ${leftText(left)}: sign in again then.`
+      : `It ends in ${leftText(left)} unless you stay signed in.`;
+    $('session-warning-text').textContent = state.renewError
+      ? `${text} It could not be renewed: ${state.renewError}` : text;
+    $('session-stay').hidden = state.atLimit;
+    if (box.hidden) {
+      box.hidden = false;
+      announce(`Your session is about to end. ${text}`);
+    }
+  }
+
+  /** The end has passed with no answer here extending it: has another tab kept it open? */
+  async function checkEnded() {
+    if (state.checkingEnd) return;
+    state.checkingEnd = true;
+    try {
+      await askSession(); // a 401 shows the login page
+    } catch (e) {
+      if (state.signedIn) state.expiryTimer = setTimeout(checkEnded, 5000); // no answer
+      return;
+    } finally {
+      state.checkingEnd = false;
+    }
+    // still open: its new end was noted (a clock far off the server's: look again later)
+    if (state.expiresAt <= Date.now()) state.expiresAt = Date.now() + 5000;
+    armExpiry();
+  }
+
+  async function staySignedIn() {
+    const btn = $('session-stay');
+    btn.disabled = true;
+    state.renewError = '';
+    try {
+      await askSession(); // any authenticated request renews the session
+      // near its absolute limit, using it no longer moves its end: say so instead
+      if (state.signedIn && state.expiresAt - Date.now() <= warnBefore()) state.atLimit = true;
+    } catch (e) {
+      state.renewError = e.message;
+    } finally {
+      btn.disabled = false;
+    }
+    armExpiry();
+  }
+
+  /** A request was refused for want of a session (it ended, or was revoked). */
+  function sessionEnded() {
+    if (!state.signedIn || state.signingOut) return;
+    leaveApp('Your session has ended. Sign in again to go on.', 'ended',
+      state.who ? state.who.username : '');
+  }
+
+  async function signOut() {
+    const btn = $('sign-out');
+    btn.disabled = true;
+    state.signingOut = true; // requests refused meanwhile are no news
+    let note = 'You have signed out.';
+    try {
+      await api('POST', '/logout', undefined, { auth: false });
+    } catch (e) {
+      note = `You left the app, but the server could not end the session (${e.message}); it ends by itself when left unused.`;
+    }
+    btn.disabled = false;
+    leaveApp(note, 'info', '');
+    state.signingOut = false;
+  }
+
+  /** Stop everything the session started, forget what it showed, show the login page. */
+  function leaveApp(note, kind, username) {
+    state.signedIn = false;
+    for (const t of ['expiryTimer', 'reconnectTimer', 'bootTimer', 'thumbTimer']) {
+      clearTimeout(state[t]);
+      state[t] = null;
+    }
+    state.expiresAt = 0;
+    state.atLimit = false;
+    const ws = state.ws;
+    state.ws = null;
+    state.open = false;
+    if (ws) ws.close();
+    for (const name of [...state.thumbInflight.keys()]) abortThumb(name);
+    for (const d of document.querySelectorAll('dialog[open]')) d.close();
+    for (const item of state.vmItems.values()) thumbObserver.unobserve(item.li);
+    for (const m of [state.isos, state.rows, state.tasks, state.templates, state.vms, state.vmItems,
+      state.vmPending, state.vmArriving, state.vmBusy, state.vmErrors, state.rowErrors, state.vmVisible]) {
+      m.clear();
+    }
+    for (const id of ['iso-rows', 'task-list', 'tmpl-rows', 'tmpl-iso', 'vm-list', 'distro-list',
+      'vm-new-templates', 'announcer']) {
+      $(id).replaceChildren();
+    }
+    for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
+      'tmpl-vcpus', 'vm-filter', 'vm-new-name']) {
+      $(id).value = '';
+    }
+    state.who = null;
+    showLogin(note, kind, username);
+  }
+
+  function showLoginError(text) {
+    const e = $('login-error');
+    e.textContent = text;
+    e.hidden = !text;
+  }
+
+  function showLogin(note = '', kind = 'info', username = '') {
+    document.body.dataset.auth = 'out';
+    delete document.body.dataset.role;
+    for (const id of ['app', 'conn', 'account', 'banner', 'session-warning', 'skip-link']) {
+      $(id).hidden = true;
+    }
+    $('login').hidden = false;
+    $('login-fields').hidden = false;
+    const n = $('login-note');
+    n.textContent = note;
+    n.hidden = !note;
+    n.dataset.kind = kind;
+    showLoginError('');
+    $('login-user').value = username; // kept when the session ended, not after a sign-out
+    $('login-password').value = '';
+    document.title = 'Sign in · kimchi';
+    ($('login-user').value ? $('login-password') : $('login-user')).focus();
+  }
+
+  /** The server cannot say yet whether anyone is signed in: no form, a note, a retry. */
+  function showWaiting(text) {
+    document.body.dataset.auth = 'waiting';
+    $('login').hidden = false;
+    $('login-fields').hidden = true;
+    const n = $('login-note');
+    n.textContent = text;
+    n.hidden = false;
+    n.dataset.kind = 'info';
+  }
+
+  /** On load: GET /session says who is signed in (200) or that nobody is (401). */
+  async function checkSession() {
+    let who;
+    try {
+      who = (await api('GET', '/session', undefined, { auth: false })).data;
+    } catch (e) {
+      if (e.status === 401) {
+        showLogin();
+        return;
+      }
+      showWaiting(`${e.status === 0 ? 'The server cannot be reached.' : e.message} Trying again…`);
+      const delay = state.backoff;
+      state.backoff = Math.min(BACKOFF_MAX, state.backoff * 2);
+      setTimeout(checkSession, delay);
+      return;
+    }
+    startApp(who, { focus: false });
+  }
+
+  function startApp(who, { focus }) {
+    if (!who || typeof who.username !== 'string') {
+      showLogin();
+      return;
+    }
+    state.who = who;
+    state.signedIn = true;
+    state.started = true;
+    state.backoff = BACKOFF_MIN;
+    state.lastActivity = Date.now();
+    const admin = who.role === 'admin';
+    document.body.dataset.auth = 'in';
+    document.body.dataset.role = admin ? 'admin' : 'user';
+    $('account-name').textContent = who.username;
+    const role = $('account-role');
+    role.textContent = admin ? 'Administrator' : 'User';
+    role.dataset.role = admin ? 'admin' : 'user';
+    const groups = Array.isArray(who.groups) ? who.groups.join(', ') : '';
+    $('account').title = groups ? `${who.username}, groups: ${groups}` : who.username;
+    $('login').hidden = true;
+    for (const id of ['app', 'conn', 'account', 'skip-link']) $(id).hidden = false;
+    route(focus);
+    updateConn();
+    renderIsos();
+    armExpiry();
+    boot();
+  }
+
+  function loginWait(seconds) {
+    const btn = $('login-submit');
+    const until = Date.now() + seconds * 1000;
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        state.loginWaitTimer = null;
+        btn.disabled = false;
+        btn.textContent = 'Sign in';
+        showLoginError('');
+        return;
+      }
+      btn.disabled = true;
+      btn.textContent = `Try again in ${left} s`;
+      state.loginWaitTimer = setTimeout(tick, (until - Date.now()) % 1000 || 1000);
+    };
+    clearTimeout(state.loginWaitTimer);
+    tick();
+  }
+
+  async function submitLogin(ev) {
+    ev.preventDefault();
+    if (state.loginWaitTimer || state.signingIn) return;
+    const user = $('login-user');
+    const pw = $('login-password');
+    const username = user.value.trim();
+    showLoginError('');
+    for (const input of [user, pw]) input.setAttribute('aria-invalid', 'false');
+    if (!username || !pw.value) {
+      const missing = username ? pw : user;
+      showLoginError(username ? 'Enter your password.' : 'Enter your user name.');
+      missing.setAttribute('aria-invalid', 'true');
+      missing.focus();
+      return;
+    }
+    const btn = $('login-submit');
+    btn.disabled = true;
+    btn.textContent = 'Signing in…';
+    state.signingIn = true;
+    let who;
+    try {
+      who = (await api('POST', '/login', { username, password: pw.value }, { auth: false })).data;
+    } catch (e) {
+      state.signingIn = false;
+      pw.value = '';
+      btn.disabled = false;
+      btn.textContent = 'Sign in';
+      showLoginError(e.message);
+      if (e.status === 401) for (const input of [user, pw]) input.setAttribute('aria-invalid', 'true');
+      if (e.retryAfter) loginWait(e.retryAfter);
+      pw.focus();
+      return;
+    }
+    pw.value = '';
+    if (state.started) {
+      location.reload(); // start clean, with the new session's cookie
+      return;
+    }
+    state.signingIn = false;
+    btn.disabled = false;
+    btn.textContent = 'Sign in';
+    startApp(who, { focus: true });
+  }
+
   // -- wiring -----------------------------------------------------------------------------
 
   function init() {
@@ -2053,15 +2461,26 @@
       queueVmRender();
     });
     $('vm-notice-close').addEventListener('click', () => showVmNotice(''));
-    document.addEventListener('visibilitychange', thumbSoon);
+    document.addEventListener('visibilitychange', () => {
+      thumbSoon();
+      if (!document.hidden) armExpiry(); // timers of a hidden tab run late
+    });
+    $('login-form').addEventListener('submit', submitLogin);
+    $('sign-out').addEventListener('click', signOut);
+    $('session-stay').addEventListener('click', staySignedIn);
+    const present = () => {
+      const was = userPresent();
+      state.lastActivity = Date.now();
+      if (!was) thumbSoon();
+    };
+    for (const type of ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchstart']) {
+      document.addEventListener(type, present, { capture: true, passive: true });
+    }
     $('confirm-ok').addEventListener('click', (e) => {
       e.preventDefault();
       runConfirm();
     });
-    route(false);
-    updateConn();
-    renderIsos();
-    boot();
+    checkSession();
   }
 
   if (document.readyState === 'loading') {
