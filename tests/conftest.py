@@ -200,7 +200,7 @@ class Kimchi:
         r = requests.post(self.url + "/login", json={"username": self.auth[0],
                                                      "password": self.auth[1]}, timeout=20)
         assert r.status_code == 200, r.text
-        return r.cookies["kimchi_session"]
+        return str(r.cookies["kimchi_session"])
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.url + path, timeout=kw.pop("timeout", 10), **kw)
