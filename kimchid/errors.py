@@ -48,6 +48,10 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0014E": "Change the {field} of virtual machine {name} when it is shut off "
                   "(it is {state})",
     "KCHVM0015E": "{field} {value} is more than the maximum, {maximum}",
+    "KCHVM0016E": "Virtual machine {name} must be shut off to be cloned (it is {state})",
+    "KCHVM0017E": "Cannot copy disk {path}: {reason}",
+    "KCHVM0018E": "Cloning virtual machine {name} failed, nothing was left behind: {error}",
+    "KCHVM0019E": "Virtual machine {name} is being cloned: wait until its copy is made",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
     "KCHTMPL0002E": "Template {name} does not exist",

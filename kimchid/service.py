@@ -28,13 +28,14 @@ from kimchid.auth.throttle import LoginThrottle
 from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
 from kimchid.auth.tokens import TokenStore
 from kimchid.config import Config
-from kimchid.model import vm_create
+from kimchid.model import vm_clone, vm_create
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
 from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
+from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import Screenshots, VmActions, VmInventory
 from kimchid.model.vmstats import VmStats
@@ -84,9 +85,12 @@ class Kimchid(MultiService):
         self.access = Access(self.vms)
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities)
+        self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
+                                  redis_url, cfg.redis.timeout)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
-                                      {vm_create.KIND: self.vm_creator.run}, reactor)
+                                      {vm_create.KIND: self.vm_creator.run,
+                                       vm_clone.KIND: self.vm_cloner.run}, reactor)
         self.daemon_jobs.setServiceParent(self)
         watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
         watcher.setServiceParent(self)

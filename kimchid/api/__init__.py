@@ -18,7 +18,8 @@ def make_table(svc: Any) -> RouteTable:
     auth.register(table, svc.gate)
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos)
-    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator, svc.access)
+    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator,
+                 svc.vm_cloner, svc.access)
     templates.register(table, svc.templates)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,

@@ -7,7 +7,8 @@ from typing import Any
 from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable
 from kimchid.auth import policy
-from kimchid.errors import InvalidRequest
+from kimchid.errors import InvalidOperation, InvalidRequest
+from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory
 
@@ -69,7 +70,8 @@ VM_SCHEMA = {
 
 
 def register(table: RouteTable, vms: VmInventory, actions: VmActions,
-             screenshots: Screenshots, creator: VmCreator, access: Access) -> None:
+             screenshots: Screenshots, creator: VmCreator, cloner: VmCloner,
+             access: Access) -> None:
     async def list_vms(call: Call) -> Any:
         q, who = call.query, call.who
         if not q and (who is None or who.is_admin):
@@ -138,9 +140,29 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
               description="Also when running (it is powered off first). The disks' volumes "
                           "go too; CD-ROMs and iSCSI/SCSI LUNs never.")
 
+    async def clone_vm(call: Call) -> Reply:
+        task = await cloner.clone(mine(call), call.body.get("name"),
+                                  call.who.username if call.who else "")
+        return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+
+    table.add("/vms/<name>/clone", "POST", clone_vm, "Clone a shut-off virtual machine",
+              "vms", status=202, response=TASK_SCHEMA,
+              body={"type": "object", "additionalProperties": False,
+                    "properties": {"name": {**NAME,
+                                            "description": "default: <name>-clone-N"}}},
+              description="202 with a `vm.clone` task: a worker copies each disk with "
+                          "`qemu-img convert` (its `vm.clone.disks` job reports the progress, "
+                          "passed on to the clone task), then the new domain is defined with "
+                          "a new UUID and new MAC addresses. The VM must be shut off "
+                          "(KCHVM0016E) and stays so until the copy is made (KCHVM0019E). A "
+                          "failed or cancelled clone removes its copies.")
+
     for action, (allowed, _method) in ACTIONS.items():
         async def act(call: Call, action: str = action) -> dict[str, Any]:
-            return await actions.act(mine(call), action)
+            name = mine(call)
+            if action == "start" and await cloner.cloning(access.vm(call.who, name)["uuid"]):
+                raise InvalidOperation("KCHVM0019E", name=name)
+            return await actions.act(name, action)
 
         table.add(f"/vms/<name>/{action}", "POST", act, f"{action.capitalize()} the VM", "vms",
                   response=VM_SCHEMA,

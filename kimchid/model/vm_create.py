@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,16 +129,12 @@ class VmCreator:
             if scheme not in caps.get("libvirt_stream_protocols", []):
                 raise InvalidRequest("KCHVM0005E", path=path,
                                      reason=f"libvirt here does not stream {scheme}")
-        await self._forget_ended()
-        name = body.get("name") or self._free_name(template_name)
-        if any(vm["name"] == name for vm in self.inventory.list()):
-            raise InvalidRequest("KCHVM0001E", name=name)
-        if name in self._pending:
-            raise InvalidRequest("KCHVM0009E", name=name)
+        await self.forget_ended()
+        name = body.get("name") or self.free_name(f"{template_name}-vm")
+        self.check_free(name)
         data = {k: v for k, v in template.items() if k not in ("name", "invalid")}
         plan = plan_volumes(name, data)
-        self._pending[name] = ""  # held while the pools are looked at
-        try:
+        with self.holding(name):  # while the pools are looked at
             problem = await self.libvirt.run(lambda c: _pool_problems(c, plan))
             if problem is not None:
                 raise problem
@@ -144,24 +142,45 @@ class VmCreator:
                 KIND, {"name": name, "template": template_name, "template_data": data,
                        "kvm": bool(caps.get("kvm"))},
                 f"/vms/{name}", owner, daemon=True)
-        except BaseException:
-            del self._pending[name]
-            raise
-        self._pending[name] = task["id"]
+        self.hold(name, task["id"])
         return task
 
+    # -- names being made (creations and clones) -------------------------------------
+
     def being_made(self, name: str) -> bool:
-        """Whether a creation under way will make a VM called ``name``."""
+        """Whether a creation or a clone under way will make a VM called ``name``."""
         return name in self._pending
 
-    def _free_name(self, template: str) -> str:
+    def check_free(self, name: str) -> None:
+        """400 if a VM has this name (KCHVM0001E) or one is being made with it (0009E)."""
+        if any(vm["name"] == name for vm in self.inventory.list()):
+            raise InvalidRequest("KCHVM0001E", name=name)
+        if name in self._pending:
+            raise InvalidRequest("KCHVM0009E", name=name)
+
+    @contextmanager
+    def holding(self, name: str) -> Iterator[None]:
+        """Keep ``name`` taken while a request is checked; released if it fails."""
+        self._pending[name] = ""
+        try:
+            yield
+        except BaseException:
+            self._pending.pop(name, None)
+            raise
+
+    def hold(self, name: str, task_id: str) -> None:
+        """``name`` is taken until the task making it ends."""
+        self._pending[name] = task_id
+
+    def free_name(self, prefix: str) -> str:
+        """``<prefix>-N`` with the first N no VM has or is being made with."""
         taken = {vm["name"] for vm in self.inventory.list()} | set(self._pending)
         n = 1
-        while f"{template}-vm-{n}" in taken:
+        while f"{prefix}-{n}" in taken:
             n += 1
-        return f"{template}-vm-{n}"
+        return f"{prefix}-{n}"
 
-    async def _forget_ended(self) -> None:
+    async def forget_ended(self) -> None:
         """Release the names of creations that have ended (however they ended)."""
         for name, task_id in list(self._pending.items()):
             if not task_id:

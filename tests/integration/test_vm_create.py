@@ -154,3 +154,14 @@ def test_running_vms_have_live_figures(kimchi_factory, redis_db):
     k.post("/vms/test/poweroff")
     wait_for(lambda: k.get("/vms/test").json()["stats"]["cpu_utilization"] == 0.0,
              what="a stopped VM's figures at zero")
+
+
+def test_clone_is_refused_while_running_or_without_disk_files(kimchi: Kimchi):
+    wait_for(lambda: kimchi.get("/vms/test").status_code == 200, what="the VM list")
+    r = kimchi.post("/vms/test/clone")
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHVM0016E"
+    kimchi.post("/vms/test/poweroff")
+    r = kimchi.post("/vms/test/clone")  # the test driver's disk is not a real file
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHVM0017E", r.text
+    assert kimchi.post("/vms/nosuch/clone").status_code == 404
+    assert kimchi.get("/tasks?kind=vm.clone").json() == []

@@ -1,0 +1,275 @@
+"""Cloning a VM: its disks copied by a worker (``qemu-img``), then a new domain defined.
+
+``POST /vms/<name>/clone`` checks the VM (shut off, file-backed disks that
+exist) and the targets while the client waits, then answers 202 with a
+``vm.clone`` task.  That task runs in the daemon (it ends in libvirt calls): it
+queues a ``vm.clone.disks`` job for the workers — the file work, with
+``qemu-img convert`` progress — follows it, passing its progress on, and once
+the copies are made defines the new domain (new name, new UUID, new MAC
+addresses).  A failure or a cancel at any point removes the copies; the source VM
+cannot be started while it is being copied.  If the daemon dies, the next one
+takes the task over, stops the copy the lost attempt had started, removes its
+files and starts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from twisted.logger import Logger
+
+from kimchid import bus
+from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.errors import InvalidOperation, InvalidRequest, KimchiError
+from kimchid.model.domainxml import METADATA_NS
+from kimchid.model.tasks import TaskService
+from kimchid.model.vm_create import VmCreator, _created_by
+from kimchid.model.vms import VmInventory
+from workers.context import JobContext, Stop
+from workers.queue import SyncBus, connect
+
+log = Logger()
+
+KIND = "vm.clone"
+DISKS_KIND = "vm.clone.disks"
+_NS = f"{{{METADATA_NS}}}"
+
+
+def _plan(conn: Any, uuid: str, new: str) -> tuple[str, list[dict[str, str]]]:
+    """The new domain's XML and the copies to make (blocking: libvirt thread)."""
+    import libvirt
+
+    dom = conn.lookupByUUIDString(uuid)
+    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
+                                     | libvirt.VIR_DOMAIN_XML_SECURE))
+    copies: list[dict[str, str]] = []
+    for i, disk in enumerate(d for d in root.findall("./devices/disk")
+                             if d.get("device", "disk") == "disk"):
+        src = disk.find("source")
+        path = src.get("file") if src is not None and disk.get("type") == "file" else None
+        if src is None or not path:
+            target = disk.find("target")
+            raise InvalidRequest("KCHVM0017E", path=target.get("dev") if target is not None
+                                 else "?", reason="only disks that are files can be cloned")
+        if not os.path.isfile(path):
+            raise InvalidRequest("KCHVM0017E", path=path, reason="the file does not exist")
+        driver = disk.find("driver")
+        fmt = driver.get("type", "raw") if driver is not None else "raw"
+        if fmt not in ("qcow2", "raw"):
+            raise InvalidRequest("KCHVM0017E", path=path, reason=f"{fmt} images are not copied")
+        dst = os.path.join(os.path.dirname(path),
+                           f"{new}-{i}.{'qcow2' if fmt == 'qcow2' else 'img'}")
+        if os.path.lexists(dst) or os.path.lexists(dst + ".part"):
+            raise InvalidRequest("KCHVM0007E", volume=os.path.basename(dst),
+                                 pool=os.path.dirname(dst))
+        src.set("file", dst)
+        copies.append({"src": path, "dst": dst, "format": fmt})
+    _new_identity(root, new)
+    return ET.tostring(root, encoding="unicode"), copies
+
+
+def _new_identity(root: ET.Element, new: str) -> None:
+    """Another name, UUID and MAC addresses: a VM of its own, not a twin."""
+    for tag in ("uuid", "genid"):
+        for el in root.findall(tag):
+            root.remove(el)
+    name = root.find("name")
+    assert name is not None
+    old = name.text or ""
+    name.text = new
+    title = root.find("title")
+    if title is not None and title.text == old:
+        title.text = new
+    for iface in root.findall("./devices/interface"):
+        for mac in iface.findall("mac"):
+            iface.remove(mac)
+    for g in root.findall("./devices/graphics"):
+        if g.get("autoport", "yes") == "yes":
+            g.attrib.pop("port", None)
+
+
+def _with_task(xml: str, task_id: str, source: str) -> str:
+    """The planned XML, recording the task that makes it and the VM it was cloned from."""
+    ET.register_namespace("kimchi", METADATA_NS)
+    root = ET.fromstring(xml)
+    meta = root.find("metadata")
+    if meta is None:
+        meta = ET.SubElement(root, "metadata")
+    vm = meta.find(f"{_NS}vm")
+    if vm is None:
+        vm = ET.SubElement(meta, f"{_NS}vm")
+    for tag, value in (("task", task_id), ("cloned_from", source)):
+        el = vm.find(f"{_NS}{tag}")
+        if el is None:
+            el = ET.SubElement(vm, f"{_NS}{tag}")
+        el.text = value
+    return ET.tostring(root, encoding="unicode")
+
+
+def child_id(task_id: str, attempt: int) -> str:
+    """The id of the copy job of one attempt: known again after a crash."""
+    return hashlib.md5(f"{task_id}:{attempt}".encode()).hexdigest()
+
+
+class VmCloner:
+    def __init__(self, tasks: TaskService, inventory: VmInventory, creator: VmCreator,
+                 libvirt: LibvirtConnection, redis_url: str, timeout: float) -> None:
+        self.tasks = tasks
+        self.inventory = inventory
+        self.creator = creator
+        self.libvirt = libvirt
+        self.redis_url = redis_url
+        self.timeout = timeout
+        self._sources: dict[str, str] = {}  # UUID of a VM being copied -> the clone's name
+        self._bus: SyncBus | None = None
+
+    # -- while the client waits ------------------------------------------------------
+
+    async def clone(self, source: str, new: str | None, owner: str = "") -> dict[str, Any]:
+        vm = self.inventory.get(source)
+        if vm["state"] != "shutoff":
+            raise InvalidOperation("KCHVM0016E", name=source, state=vm["state"])
+        await self.creator.forget_ended()
+        await self._forget_ended()
+        if vm["uuid"] in self._sources:
+            raise InvalidOperation("KCHVM0019E", name=source)
+        name = new or self.creator.free_name(f"{source}-clone")
+        self.creator.check_free(name)
+        with self.creator.holding(name):
+            xml, copies = await self.libvirt.run(lambda c: _plan(c, vm["uuid"], name))
+            task = await self.tasks.submit(
+                KIND, {"source": source, "source_uuid": vm["uuid"], "name": name, "xml": xml,
+                       "copies": copies}, f"/vms/{name}", owner, daemon=True)
+        self.creator.hold(name, task["id"])
+        self._sources[vm["uuid"]] = task["id"]
+        return task
+
+    async def cloning(self, uuid: str) -> bool:
+        """Whether this VM's disks are being copied (it must not start meanwhile)."""
+        if uuid not in self._sources:
+            return False
+        await self._forget_ended()
+        return uuid in self._sources
+
+    async def _forget_ended(self) -> None:
+        for uuid, task_id in list(self._sources.items()):
+            try:
+                ended = (await self.tasks.get(task_id))["status"] in bus.TERMINAL
+            except KimchiError:
+                ended = True
+            if ended:
+                self._sources.pop(uuid, None)
+
+    # -- the job (on a runner thread of the daemon) ---------------------------------------
+
+    def _sync_bus(self) -> SyncBus:
+        if self._bus is None:
+            self._bus = SyncBus(connect(self.redis_url, self.timeout), self.tasks.keys,
+                                self.tasks.max_len)
+        return self._bus
+
+    def run(self, ctx: JobContext) -> dict[str, Any]:
+        p = ctx.params
+        name, copies = p["name"], p["copies"]
+        sync = self._sync_bus()
+        attempt = int(ctx.attempt)
+        try:
+            if attempt > 1:
+                uuid = self.libvirt.call(lambda c: _created_by(c, name, ctx.task_id))
+                if uuid:
+                    return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']}"}
+                for earlier in range(1, attempt):  # the lost attempt's copy: stop it first
+                    self._stop_child(sync, child_id(ctx.task_id, earlier))
+                _remove(copies)
+            child = child_id(ctx.task_id, attempt)
+            sync.submit(DISKS_KIND, {"copies": copies, "parent": ctx.task_id},
+                        f"/vms/{name}", task_id=child)
+            done = self._follow(ctx, sync, child)
+            if done["status"] != "finished":
+                raise KimchiError("KCHVM0018E", name=p["source"], error=done["message"])
+            ctx.progress(96, f"Defining virtual machine {name}")
+            ctx.flush()
+            xml = _with_task(p["xml"], ctx.task_id, p["source"])
+            uuid = self.libvirt.call(lambda c: _define(c, xml, copies))
+            deadline = time.monotonic() + 5
+            while uuid not in self.inventory.vms and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']} as {name}",
+                    "disks": [c["dst"] for c in copies]}
+        except BaseException as e:
+            if isinstance(e, Stop) and e.why in ("lost", "handback"):
+                raise  # another attempt takes over and tidies up
+            self._stop_child(sync, child_id(ctx.task_id, attempt))
+            self._undo(name, ctx.task_id, copies)
+            if isinstance(e, (Stop, KimchiError)):
+                raise
+            raise KimchiError("KCHVM0018E", name=p["source"], error=str(e)) from e
+
+    def _follow(self, ctx: JobContext, sync: SyncBus, child: str) -> dict[str, Any]:
+        """Wait for the copy job, passing its progress on; cancel it if we are cancelled."""
+        last = None
+        while True:
+            t = sync.task(child)
+            if t is None:
+                raise KimchiError("KCHVM0018E", name=ctx.params["source"],
+                                  error="the copy job disappeared")
+            if t["status"] in bus.TERMINAL:
+                return t
+            if (t["progress"], t["message"]) != last:
+                last = (t["progress"], t["message"])
+                ctx.progress(None if t["progress"] is None else 0.95 * t["progress"],
+                             t["message"], copy_task=child)
+            ctx.check()  # raises Stop when cancelled: the caller stops the child
+            time.sleep(0.1)
+
+    @staticmethod
+    def _stop_child(sync: SyncBus, child: str) -> None:
+        try:
+            t = sync.task(child)
+            if t is None or t["status"] in bus.TERMINAL:
+                return
+            sync.cancel(child)
+            sync.wait(child, timeout=30)
+        except Exception as e:  # Redis away: its lease ends, the worker's cleanup runs
+            log.warn("copy job {id} not stopped: {e}", id=child, e=str(e))
+
+    def _undo(self, name: str, task_id: str, copies: list[dict[str, str]]) -> None:
+        def undefine(conn: Any) -> None:
+            uuid = _created_by(conn, name, task_id)
+            if uuid:
+                conn.lookupByUUIDString(uuid).undefine()
+
+        try:
+            self.libvirt.call(undefine)
+        except Exception as e:
+            log.error("cloning {name}: domain not removed: {e}", name=name, e=str(e))
+        _remove(copies)
+
+
+def _define(conn: Any, xml: str, copies: list[dict[str, str]]) -> str:
+    """Define the clone; refresh the pools first so its disks show as volumes."""
+    dirs = {os.path.dirname(c["dst"]) for c in copies}
+    for pool in conn.listAllStoragePools(0):
+        try:
+            if pool.isActive() and ET.fromstring(pool.XMLDesc(0)).findtext(
+                    "target/path") in dirs:
+                pool.refresh(0)
+        except Exception:
+            pass
+    return str(conn.defineXML(xml).UUIDString())
+
+
+def _remove(copies: list[dict[str, str]]) -> None:
+    """Remove the copies (and half-written parts) of a clone that will not be."""
+    for c in copies:
+        for path in (c["dst"], c["dst"] + ".part"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.error("cannot remove {path}: {e}", path=path, e=str(e))
