@@ -59,6 +59,7 @@ class WorkersConfig:
     max_attempts: int = 3  # runs of one job before it is failed
     progress_interval: float = 0.2  # at most this often a task.progress per task
     job_timeout: float = 3600.0  # wall-clock limit of one attempt
+    copy_limit_mib: float = 0.0  # MiB/s a disk copy (clone) may read and write; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,9 @@ def load(path: str | os.PathLike[str] | None = None,
             kwargs[key] = v
         built[name] = cls(**kwargs)
     cfg = Config(**built)
+    if cfg.workers.copy_limit_mib < 0:
+        problems.append(("workers.copy_limit_mib",
+                         f"must be 0 (no limit) or more, got {cfg.workers.copy_limit_mib!r}"))
     if cfg.workers.embedded < 0:
         problems.append(("workers.embedded", "must be 0 or more"))
     if cfg.server.tls and bool(cfg.server.cert) != bool(cfg.server.key):

@@ -86,7 +86,7 @@ class Kimchid(MultiService):
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities)
         self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
-                                  redis_url, cfg.redis.timeout)
+                                  redis_url, cfg.redis.timeout, cfg.workers.copy_limit_mib)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
                                       {vm_create.KIND: self.vm_creator.run,

@@ -117,13 +117,15 @@ def child_id(task_id: str, attempt: int) -> str:
 
 class VmCloner:
     def __init__(self, tasks: TaskService, inventory: VmInventory, creator: VmCreator,
-                 libvirt: LibvirtConnection, redis_url: str, timeout: float) -> None:
+                 libvirt: LibvirtConnection, redis_url: str, timeout: float,
+                 copy_limit_mib: float = 0.0) -> None:
         self.tasks = tasks
         self.inventory = inventory
         self.creator = creator
         self.libvirt = libvirt
         self.redis_url = redis_url
         self.timeout = timeout
+        self.rate_limit = int(copy_limit_mib * 1024 * 1024)
         self._sources: dict[str, str] = {}  # UUID of a VM being copied -> the clone's name
         self._bus: SyncBus | None = None
 
@@ -186,7 +188,8 @@ class VmCloner:
                     self._stop_child(sync, child_id(ctx.task_id, earlier))
                 _remove(copies)
             child = child_id(ctx.task_id, attempt)
-            sync.submit(DISKS_KIND, {"copies": copies, "parent": ctx.task_id},
+            sync.submit(DISKS_KIND, {"copies": copies, "parent": ctx.task_id,
+                                     "rate_limit": self.rate_limit},
                         f"/vms/{name}", task_id=child)
             done = self._follow(ctx, sync, child)
             if done["status"] != "finished":

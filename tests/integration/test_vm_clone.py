@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -150,3 +151,25 @@ def test_a_clone_survives_a_daemon_crash(kimchi_factory, redis_db, pool):
                           capture_output=True, text=True)
     assert same.returncode == 0, same.stdout + same.stderr
     assert [v["name"] for v in k2.get("/vms").json()].count(f"{src}-clone-1") == 1
+
+
+def test_cancelling_mid_copy_stops_qemu_img_and_removes_the_part(kimchi_factory, redis_db,
+                                                                  pool):
+    # 24 MiB of data at 4 MiB/s ([workers] copy_limit_mib): the copy takes ~6 s
+    k = kimchi_factory(redis_url=redis_db.url,
+                       extra={**PLAIN_QEMU, "workers": {"copy_limit_mib": 4}})
+    src = _vm(k, pool)
+    task = k.post(f"/vms/{src}/clone").json()
+    folder = Path(_disks(k, src)[0]).parent
+    wait_for(lambda: list(folder.glob("*.part")), what="the copy under way")
+    wait_for(lambda: subprocess.run(["pgrep", "-f", "qemu-img convert"],
+                                    capture_output=True).returncode == 0, what="qemu-img")
+    t0 = time.monotonic()
+    assert k.delete(f"/tasks/{task['id']}").status_code == 202
+    assert k.wait_task(task["id"])["status"] == "cancelled"
+    assert time.monotonic() - t0 < 5
+    (child,) = k.get("/tasks?kind=vm.clone.disks").json()
+    assert child["status"] == "cancelled" and (child["progress"] or 0) < 100
+    wait_for(lambda: subprocess.run(["pgrep", "-f", f"qemu-img convert.*{src}-clone"],
+                                    capture_output=True).returncode == 1, what="qemu-img gone")
+    assert sorted(p.name for p in folder.iterdir()) == [f"{src}-0.qcow2"]

@@ -47,6 +47,9 @@ def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
              on_percent: Any) -> None:
     """One ``qemu-img convert``, stopped (and its output removed) when the job must stop."""
     argv = [shutil.which("qemu-img") or "qemu-img", "convert", "-p", "-O", fmt]
+    rate = int(ctx.params.get("rate_limit") or 0)
+    if rate > 0:  # [workers] copy_limit_mib: leave I/O to the running VMs
+        argv += ["-r", str(rate)]
     if fmt == "qcow2":
         argv += ["-o", "preallocation=off"]
     argv += [src, dst]
@@ -56,6 +59,15 @@ def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
     reader = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr
                                                            else b""), daemon=True)
     reader.start()
+
+    def guard() -> None:  # a stop is obeyed even while qemu-img prints nothing
+        while proc.poll() is None:
+            if ctx.stopping is not None:
+                proc.kill()
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=guard, daemon=True).start()
     assert proc.stdout is not None
     buf = b""
     try:
@@ -69,6 +81,7 @@ def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
                 on_percent(float(found[-1]))
             ctx.check()
         code = proc.wait()
+        ctx.check()  # killed by the guard: say why
     except Stop:
         proc.kill()
         proc.wait()
