@@ -16,7 +16,10 @@
   'use strict';
 
   const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
-  const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM' };
+  const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM', 'vm.clone': 'Clone VM',
+    'vm.clone.disks': 'Disk copy' };
+  // the tasks whose end is a new VM: each has a row of its own in the list until it appears
+  const MAKES_VM = new Set(['vm.create', 'vm.clone']);
   const COMPONENTS = { redis: 'Redis', libvirt: 'libvirt', workers: 'the workers' };
   const COUNTERS = [['files', 'Files'], ['dirs', 'Folders'], ['isos', 'ISOs'],
     ['skipped', 'Skipped']];
@@ -59,8 +62,8 @@
     templates: new Map(), // name -> template
     vms: new Map(), // name -> VM
     vmItems: new Map(), // name -> { li, buttons, ... }: the list's items, changed in place
-    vmPending: new Map(), // name -> item of a VM a vm.create task is still making
-    vmArriving: new Map(), // name -> its finished vm.create task, until vm.created comes
+    vmPending: new Map(), // name -> item of a VM a vm.create or vm.clone task is still making
+    vmArriving: new Map(), // name -> its finished task (MAKES_VM), until vm.created comes
     vmBusy: new Map(), // name -> the action in flight
     vmErrors: new Map(), // name -> the reason the last action was refused
     vmFilter: '',
@@ -72,8 +75,9 @@
     thumbTimer: null,
     caps: null, // GET /config/capabilities
     libvirtDown: false,
-    myCreates: new Set(), // ids of the vm.create tasks this page started
+    myCreates: new Set(), // ids of the vm.create and vm.clone tasks this page started
     editing: null, // the VM the edit dialog is about
+    cloning: null, // the VM the clone dialog is about
     distros: null, // GET /config/distros, or null when the server has none
     routes: null, // the paths of GET /openapi.json
     renaming: null, // the template whose name is being edited
@@ -417,6 +421,11 @@
       const from = rec.params && rec.params.template;
       return from ? `${name || 'a VM'} from ${from}` : name || rec.target_uri || '';
     }
+    if (rec.kind === 'vm.clone') {
+      const name = vmNameOf(rec);
+      const from = rec.params && rec.params.source;
+      return from ? `${name || 'a VM'}, a copy of ${from}` : name || rec.target_uri || '';
+    }
     if (rec.params && typeof rec.params.path === 'string') return rec.params.path;
     return rec.target_uri || '';
   }
@@ -504,6 +513,16 @@
     cancel.setAttribute('aria-label', `Cancel ${kind} ${taskTarget(rec)}`);
   }
 
+  /**
+   * A task run on behalf of another one that is shown (a clone's disk copy, whose progress
+   * its clone task passes on): no card of its own, the parent's says it all.
+   */
+  function shownInParent(rec) {
+    const parent = rec.params && rec.params.parent;
+    const p = typeof parent === 'string' ? state.tasks.get(parent) : null;
+    return !!(p && !p.stub);
+  }
+
   function placeTask(t) {
     const list = $('task-list');
     if (t.el && t.el.parentNode === list) return;
@@ -527,7 +546,8 @@
   }
 
   function updateTaskSummary() {
-    const all = [...state.tasks.values()].filter((t) => !t.stub);
+    for (const t of state.tasks.values()) if (t.el) t.el.hidden = shownInParent(t.rec);
+    const all = [...state.tasks.values()].filter((t) => !t.stub && !shownInParent(t.rec));
     const running = all.filter((t) => !TERMINAL.has(t.rec.status)).length;
     $('task-summary').textContent = running ? `${running} running · ${all.length} shown`
       : all.length ? `None running · ${all.length} shown` : 'None';
@@ -569,7 +589,7 @@
     placeTask(t);
     trimTasks();
     updateTaskSummary();
-    if (t.rec.kind === 'vm.create') queueVmRender();
+    if (MAKES_VM.has(t.rec.kind)) queueVmRender();
   }
 
   /** A task we do not show yet (older than the listing's window): fetch it once. */
@@ -599,7 +619,7 @@
     if (data.details) t.rec.details = data.details;
     if (typeof data.attempt === 'number') t.rec.attempt = data.attempt;
     renderTask(t);
-    if (t.rec.kind === 'vm.create') queueVmRender();
+    if (MAKES_VM.has(t.rec.kind)) queueVmRender();
     const p = t.rec.progress;
     if (typeof p === 'number' && typeof before === 'number' &&
         Math.floor(p / 25) > Math.floor(before / 25) && p < 100) {
@@ -806,12 +826,12 @@
         upsertTask(d);
         break;
       case 'task.finished':
-        if (d.kind === 'vm.create') vmArriving(d);
+        if (MAKES_VM.has(d.kind)) vmArriving(d);
         upsertTask(d);
         break;
       case 'task.failed':
         upsertTask(d);
-        if (d.kind === 'vm.create' && state.myCreates.has(d.id)) vmCreateFailed(d);
+        if (MAKES_VM.has(d.kind) && state.myCreates.has(d.id)) vmCreateFailed(d);
         break;
       case 'task.cancelling': {
         upsertTask(d, { announceIt: false });
@@ -1308,8 +1328,8 @@
   // -- virtual machines --------------------------------------------------------------------
   //
   // One <li> per VM, made once and then changed in place (state, actions, stats, screen),
-  // so a refresh never loses the focus or the thumbnail. Running vm.create tasks show as
-  // rows of their own until their VM appears.
+  // so a refresh never loses the focus or the thumbnail. Running vm.create and vm.clone
+  // tasks show as rows of their own until their VM appears.
 
   const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
     crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
@@ -1368,6 +1388,7 @@
     };
     for (const [key, text] of VM_ACTIONS) add(key, text, 'btn-plain', (b) => vmAction(name, key, b));
     add('edit', 'Edit', 'btn-plain', () => openEdit(name));
+    add('clone', 'Clone', 'btn-plain', () => openClone(name));
     add('delete', 'Delete', 'btn-danger-outline', () => askDeleteVm(name));
     item.shot.addEventListener('load', () => {
       item.hasShot = true;
@@ -1408,25 +1429,47 @@
     set('stat-net', kibRate(s.net_throughput));
   }
 
+  /** The running clone task copying this VM, if any: the VM cannot start meanwhile. */
+  function cloneOf(vm) {
+    for (const t of state.tasks.values()) {
+      const r = t.rec;
+      if (t.stub || r.kind !== 'vm.clone' || TERMINAL.has(r.status) || !r.params) continue;
+      if (vm.uuid ? r.params.source_uuid === vm.uuid : r.params.source === vm.name) return r;
+    }
+    return null;
+  }
+
+  // who may do what to a VM in a given state, beyond the state machine of VM_ACTIONS:
+  // editing, cloning and deleting are for admins; users operate the VMs assigned to them
+  const VM_ADMIN_ACTIONS = {
+    edit: (st) => st === 'shutoff' && offers('/vms/{name}', 'put'),
+    clone: (st) => st === 'shutoff' && offers('/vms/{name}/clone', 'post'),
+    delete: () => true,
+  };
+
   function updateVmItem(item, vm) {
     const li = item.li;
     const st = vm.state || 'nostate';
     const busy = state.vmBusy.get(vm.name);
+    const copied = cloneOf(vm);
     li.dataset.state = st;
     li.setAttribute('aria-busy', busy ? 'true' : 'false');
     item.chip.className = `state state-${/^[a-z]+$/.test(st) ? st : 'unknown'}`;
-    item.chip.textContent = busy ? BUSY_TEXT[busy] || busy : STATE_TEXT[st] || st;
+    item.chip.textContent = busy ? BUSY_TEXT[busy] || busy
+      : copied ? 'Being cloned' : STATE_TEXT[st] || st;
     li.querySelector('.vm-cpus').textContent = typeof vm.cpus === 'number'
       ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
     li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
     li.querySelector('.vm-uuid').textContent = vm.uuid || '';
     const down = !!state.libvirtDown;
     for (const [key, b] of item.buttons) {
-      const spec = VM_ACTIONS.find((a) => a[0] === key);
-      // editing and deleting are for admins; users operate the VMs assigned to them
-      b.hidden = key === 'edit' ? st !== 'shutoff' || !offers('/vms/{name}', 'put') || !isAdmin()
-        : key === 'delete' ? !isAdmin() : !spec[2].includes(st);
-      b.disabled = !!busy || down;
+      const admin = VM_ADMIN_ACTIONS[key];
+      b.hidden = admin ? !isAdmin() || !admin(st)
+        : !VM_ACTIONS.find((a) => a[0] === key)[2].includes(st);
+      // the server refuses to start (or clone again) a VM while its disks are being copied
+      const held = !!copied && (key === 'start' || key === 'clone');
+      b.disabled = !!busy || down || held;
+      b.title = held ? `Its disks are being copied for ${vmNameOf(copied)}` : '';
     }
     const err = state.vmErrors.get(vm.name);
     item.error.textContent = err || '';
@@ -1436,12 +1479,12 @@
     updateStats(item, vm);
   }
 
-  /** The VMs a vm.create task is making, until they show up: name -> task record. */
+  /** The VMs a vm.create or vm.clone task is making, until they show up: name -> task. */
   function vmsBeingMade() {
     const out = new Map();
     for (const t of state.tasks.values()) {
       const r = t.rec;
-      if (t.stub || r.kind !== 'vm.create' || TERMINAL.has(r.status)) continue;
+      if (t.stub || !MAKES_VM.has(r.kind) || TERMINAL.has(r.status)) continue;
       const name = vmNameOf(r);
       if (name && !state.vms.has(name)) out.set(name, r);
     }
@@ -1449,7 +1492,7 @@
     return out;
   }
 
-  /** A vm.create task finished: its row stays until vm.created (a moment later) says so. */
+  /** A VM's task finished: its row stays until vm.created (a moment later) says so. */
   function vmArriving(rec) {
     const name = vmNameOf(rec);
     if (!name || state.vms.has(name)) return;
@@ -1492,8 +1535,9 @@
     }
     if (typeof rec.progress === 'number') item.bar.value = rec.progress;
     else item.bar.removeAttribute('value');
-    item.msg.textContent = rec.message || (rec.params && rec.params.template
-      ? `From the template ${rec.params.template}` : '');
+    const p = rec.params || {};
+    item.msg.textContent = rec.message || (p.template ? `From the template ${p.template}`
+      : p.source ? `A copy of ${p.source}` : '');
     return item.li;
   }
 
@@ -1826,12 +1870,15 @@
 
   // -- a new VM from a template --------------------------------------------------------
 
-  function showVmNewError(text) {
-    const e = $('vm-new-error');
+  /** Show (or clear, with '') a dialog's error, marking the name field it is about. */
+  function showNameError(prefix, text) {
+    const e = $(`${prefix}-error`);
     e.textContent = text;
     e.hidden = !text;
-    $('vm-new-name').setAttribute('aria-invalid', text ? 'true' : 'false');
+    $(`${prefix}-name`).setAttribute('aria-invalid', text ? 'true' : 'false');
   }
+
+  const showVmNewError = (text) => showNameError('vm-new', text);
 
   function templateSpec(t) {
     const parts = [memText(t.memory && t.memory.current)];
@@ -1929,12 +1976,10 @@
     btn.disabled = true;
     try {
       const r = await api('POST', '/vms', body);
-      if (r.data && typeof r.data.id === 'string') {
-        state.myCreates.add(r.data.id);
-        upsertTask(r.data);
-        if (r.data.status === 'failed') vmCreateFailed(r.data);
-      } else if (r.data && typeof r.data.name === 'string') {
+      if (r.data && typeof r.data.name === 'string' && typeof r.data.id !== 'string') {
         vmUpsert(r.data); // made at once (201)
+      } else {
+        followVmTask(r.data);
       }
       $('vm-new-dialog').close('done');
       announce(`Making ${vmNameOf(r.data || {}) || name || `a VM from ${template}`}`);
@@ -1944,6 +1989,14 @@
     } finally {
       btn.disabled = false;
     }
+  }
+
+  /** A task this page started that makes a VM: in the panel, its row in the list. */
+  function followVmTask(rec) {
+    if (!rec || typeof rec.id !== 'string') return;
+    state.myCreates.add(rec.id);
+    upsertTask(rec);
+    if (rec.status === 'failed') vmCreateFailed(rec);
   }
 
   function showVmNotice(text) {
@@ -2010,6 +2063,71 @@
       showEditError(e.message);
       btn.disabled = false;
     }
+  }
+
+  // -- cloning a VM that is shut off --------------------------------------------------------
+
+  const showCloneError = (text) => showNameError('vm-clone', text);
+
+  function openClone(name) {
+    const vm = state.vms.get(name);
+    if (!vm) return;
+    state.cloning = name;
+    $('vm-clone-title').textContent = `Clone ${name}`;
+    $('vm-clone-text').textContent = 'The copy is a virtual machine of its own, shut off, with '
+      + `a new UUID and new MAC addresses. ${name} cannot be started until its disks are copied.`;
+    const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
+    const box = $('vm-clone-disks');
+    box.replaceChildren();
+    if (disks.length) {
+      box.append(el('p', null, disks.length === 1 ? 'Its disk is copied next to it:'
+        : `Its ${disks.length} disks are copied next to them:`));
+      const ul = el('ul', 'path-list copy-list');
+      for (const d of disks) ul.append(el('li', 'mono', d.path || `${d.dev || 'disk'} (no file)`));
+      box.append(ul);
+    }
+    const input = $('vm-clone-name');
+    input.value = '';
+    input.placeholder = `${name}-clone-N`;
+    showCloneError('');
+    $('vm-clone-submit').disabled = false;
+    $('vm-clone-dialog').showModal();
+    input.focus();
+  }
+
+  async function submitClone(ev) {
+    ev.preventDefault();
+    const source = state.cloning;
+    if (!source || !state.vms.has(source)) { $('vm-clone-dialog').close(); return; }
+    showCloneError('');
+    const name = $('vm-clone-name').value.trim();
+    const btn = $('vm-clone-submit');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', `${vmPath(source)}/clone`, name ? { name } : {});
+      followVmTask(r.data);
+      $('vm-clone-dialog').close('done');
+      announce(`Cloning ${source} as ${vmNameOf(r.data || {}) || name || 'a new VM'}`);
+    } catch (e) {
+      showCloneError(e.message);
+      if (e.status === 404) vmGone({ name: source });
+      $('vm-clone-name').focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function onCloneClose() {
+    const name = state.cloning;
+    state.cloning = null;
+    if (!state.vms.has(name)) return; // gone, or signed out
+    renderVms(); // a clone just started holds the buttons: know which are left
+    const item = state.vmItems.get(name);
+    if (!item) return;
+    // back to Clone; while the copy holds it (or once the VM has started), to the row
+    const usable = (b) => b && !b.hidden && !b.disabled;
+    const back = [item.buttons.get('clone'), ...item.buttons.values()].find(usable);
+    if (back) back.focus();
   }
 
   // -- libvirt away and back ---------------------------------------------------------------
@@ -2252,7 +2370,7 @@
       $(id).replaceChildren();
     }
     for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
-      'tmpl-vcpus', 'vm-filter', 'vm-new-name']) {
+      'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name']) {
       $(id).value = '';
     }
     state.who = null;
@@ -2456,6 +2574,10 @@
       state.editing = null;
       if (item) item.buttons.get('edit').focus();
     });
+    $('vm-clone-form').addEventListener('submit', submitClone);
+    $('vm-clone-cancel').addEventListener('click', () => $('vm-clone-dialog').close());
+    $('vm-clone-dialog').addEventListener('close', onCloneClose);
+    $('vm-clone-name').addEventListener('input', () => { if (!$('vm-clone-error').hidden) showCloneError(''); });
     $('vm-filter').addEventListener('input', (e) => {
       state.vmFilter = e.target.value;
       queueVmRender();
