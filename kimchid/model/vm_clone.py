@@ -39,13 +39,19 @@ DISKS_KIND = "vm.clone.disks"
 _NS = f"{{{METADATA_NS}}}"
 
 
-def _plan(conn: Any, uuid: str, new: str) -> tuple[str, list[dict[str, str]]]:
-    """The new domain's XML and the copies to make (blocking: libvirt thread)."""
+def _source_xml(conn: Any, uuid: str) -> ET.Element:
     import libvirt
 
     dom = conn.lookupByUUIDString(uuid)
-    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
+    # SECURE: the clone keeps the VNC/SPICE password; the XML never leaves the daemon
+    # (it is not in the task, which users may read)
+    return ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
                                      | libvirt.VIR_DOMAIN_XML_SECURE))
+
+
+def _plan(conn: Any, uuid: str, new: str) -> list[dict[str, str]]:
+    """The copies to make, checked (blocking: libvirt thread)."""
+    root = _source_xml(conn, uuid)
     copies: list[dict[str, str]] = []
     for i, disk in enumerate(d for d in root.findall("./devices/disk")
                              if d.get("device", "disk") == "disk"):
@@ -66,10 +72,19 @@ def _plan(conn: Any, uuid: str, new: str) -> tuple[str, list[dict[str, str]]]:
         if os.path.lexists(dst) or os.path.lexists(dst + ".part"):
             raise InvalidRequest("KCHVM0007E", volume=os.path.basename(dst),
                                  pool=os.path.dirname(dst))
-        src.set("file", dst)
         copies.append({"src": path, "dst": dst, "format": fmt})
+    return copies
+
+
+def _clone_xml(conn: Any, uuid: str, new: str, copies: list[dict[str, str]]) -> ET.Element:
+    """The source's definition with the copies for disks and an identity of its own."""
+    root = _source_xml(conn, uuid)
+    dst = {c["src"]: c["dst"] for c in copies}
+    for src in root.findall("./devices/disk/source"):
+        if src.get("file") in dst:
+            src.set("file", dst[src.get("file", "")])
     _new_identity(root, new)
-    return ET.tostring(root, encoding="unicode"), copies
+    return root
 
 
 def _new_identity(root: ET.Element, new: str) -> None:
@@ -92,10 +107,9 @@ def _new_identity(root: ET.Element, new: str) -> None:
             g.attrib.pop("port", None)
 
 
-def _with_task(xml: str, task_id: str, source: str) -> str:
-    """The planned XML, recording the task that makes it and the VM it was cloned from."""
+def _with_task(root: ET.Element, task_id: str, source: str) -> str:
+    """The clone's XML, recording the task that makes it and the VM it was cloned from."""
     ET.register_namespace("kimchi", METADATA_NS)
-    root = ET.fromstring(xml)
     meta = root.find("metadata")
     if meta is None:
         meta = ET.SubElement(root, "metadata")
@@ -142,9 +156,9 @@ class VmCloner:
         name = new or self.creator.free_name(f"{source}-clone")
         self.creator.check_free(name)
         with self.creator.holding(name):
-            xml, copies = await self.libvirt.run(lambda c: _plan(c, vm["uuid"], name))
+            copies = await self.libvirt.run(lambda c: _plan(c, vm["uuid"], name))
             task = await self.tasks.submit(
-                KIND, {"source": source, "source_uuid": vm["uuid"], "name": name, "xml": xml,
+                KIND, {"source": source, "source_uuid": vm["uuid"], "name": name,
                        "copies": copies}, f"/vms/{name}", owner, daemon=True)
         self.creator.hold(name, task["id"])
         self._sources[vm["uuid"]] = task["id"]
@@ -196,8 +210,11 @@ class VmCloner:
                 raise KimchiError("KCHVM0018E", name=p["source"], error=done["message"])
             ctx.progress(96, f"Defining virtual machine {name}")
             ctx.flush()
-            xml = _with_task(p["xml"], ctx.task_id, p["source"])
-            uuid = self.libvirt.call(lambda c: _define(c, xml, copies))
+            def define(conn: Any) -> str:
+                root = _clone_xml(conn, p["source_uuid"], name, copies)
+                return _define(conn, _with_task(root, ctx.task_id, p["source"]), copies)
+
+            uuid = self.libvirt.call(define)
             deadline = time.monotonic() + 5
             while uuid not in self.inventory.vms and time.monotonic() < deadline:
                 time.sleep(0.02)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -173,3 +174,14 @@ def test_cancelling_mid_copy_stops_qemu_img_and_removes_the_part(kimchi_factory,
     wait_for(lambda: subprocess.run(["pgrep", "-f", f"qemu-img convert.*{src}-clone"],
                                     capture_output=True).returncode == 1, what="qemu-img gone")
     assert sorted(p.name for p in folder.iterdir()) == [f"{src}-0.qcow2"]
+
+
+def test_the_clone_task_carries_no_domain_xml(kimchi_factory, redis_db, pool):
+    """Users may read tasks of their VMs: the source's XML (VNC passwords) stays inside."""
+    k = kimchi_factory(redis_url=redis_db.url, workers=0, extra=PLAIN_QEMU)
+    src = _vm(k, pool)
+    r = k.http.put(k.url + f"/vms/{src}", json={"graphics": {"type": "vnc"}})
+    assert r.status_code == 200, r.text
+    task = k.post(f"/vms/{src}/clone").json()
+    assert "<domain" not in json.dumps(k.get(f"/tasks/{task['id']}").json())
+    assert k.delete(f"/tasks/{task['id']}").status_code == 202
