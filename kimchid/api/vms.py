@@ -17,8 +17,15 @@ PRINCIPALS = {"type": "array", "maxItems": 256,
               "items": {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"}}
 CREATE_BODY = {
     "type": "object", "additionalProperties": False, "required": ["template"],
-    "properties": {"template": {"type": "string", "minLength": 1, "maxLength": 128},
-                   "name": {**NAME, "description": "default: <template>-vm-N"}},
+    "properties": {
+        "template": {"type": "string", "minLength": 1, "maxLength": 160,
+                     "description": "a template's name, or its URI as Kimchi clients send it "
+                                    "(/templates/<name>)"},
+        "name": {**NAME, "description": "default: <template>-vm-N"},
+        "storagepool": {"type": "string", "minLength": 1, "maxLength": 160,
+                        "description": "put every disk in this pool instead of the template's "
+                                       "(a name or /storagepools/<name>)"},
+    },
 }
 UPDATE_BODY = {
     "type": "object", "additionalProperties": False, "minProperties": 1,

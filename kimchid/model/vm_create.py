@@ -107,7 +107,7 @@ class VmCreator:
     # -- while the client waits ------------------------------------------------------
 
     async def create(self, body: dict[str, Any], owner: str = "") -> dict[str, Any]:
-        template_name = body["template"]
+        template_name = _last(body["template"], "templates")
         try:
             template = await self.templates.get(template_name)
         except NotFound:
@@ -133,6 +133,9 @@ class VmCreator:
         name = body.get("name") or self.free_name(f"{template_name}-vm")
         self.check_free(name)
         data = {k: v for k, v in template.items() if k not in ("name", "invalid")}
+        if body.get("storagepool"):  # Kimchi's override: every disk in that pool
+            pool = _last(body["storagepool"], "storagepools")
+            data["disks"] = [{**d, "pool": {"name": pool}} for d in data.get("disks", [])]
         plan = plan_volumes(name, data)
         with self.holding(name):  # while the pools are looked at
             problem = await self.libvirt.run(lambda c: _pool_problems(c, plan))
@@ -271,6 +274,14 @@ class VmCreator:
             left = [f"(libvirt: {e})"]
         if left:
             log.error("creating {name}: could not remove {left}", name=name, left=left)
+
+
+def _last(value: str, collection: str) -> str:
+    """A name from a name or a URI (``/templates/x``, Kimchi's ``/plugins/kimchi/...``)."""
+    parts = [p for p in value.split("/") if p]
+    if len(parts) >= 2 and parts[-2] == collection:
+        return parts[-1]
+    return value
 
 
 def _describe(invalid: dict[str, Any]) -> str:

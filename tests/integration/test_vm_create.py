@@ -165,3 +165,19 @@ def test_clone_is_refused_while_running_or_without_disk_files(kimchi: Kimchi):
     assert r.status_code == 400 and r.json()["errcode"] == "KCHVM0017E", r.text
     assert kimchi.post("/vms/nosuch/clone").status_code == 404
     assert kimchi.get("/tasks?kind=vm.clone").json() == []
+
+
+def test_kimchi_clients_uris_and_pool_override_are_understood(kimchi: Kimchi, iso):
+    _template(kimchi, iso)
+    done = _create(kimchi, {"template": "/templates/f39", "name": "by-uri"})  # Kimchi 1.x
+    assert done["status"] == "finished", done
+    assert kimchi.get("/vms/by-uri").json()["template"] == "f39"
+    # every disk in another pool: the test driver's own "default-pool"
+    done = _create(kimchi, {"template": "f39", "name": "elsewhere",
+                            "storagepool": "/storagepools/default-pool"})
+    assert done["status"] == "finished", done
+    disks = [d["path"] for d in kimchi.get("/vms/elsewhere").json()["disks"]
+             if d["device"] == "disk"]
+    assert disks and all(p.startswith("/default-pool/") for p in disks), disks
+    r = kimchi.post("/vms", {"template": "f39", "storagepool": "nosuch"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHVM0006E"
