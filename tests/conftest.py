@@ -328,3 +328,38 @@ def libvirtd() -> Iterator[Libvirtd]:
 
 # The login tests' real Linux accounts (a user and an admin), for every daemon test.
 from tests.authfixtures import pam_users  # noqa: E402,F401,F811  (a fixture)
+
+
+@pytest.fixture
+def qemu_pool(libvirtd: Libvirtd) -> Iterator[Any]:
+    """A throw-away directory pool on the real libvirtd, in a folder QEMU may read.
+
+    ``.tag`` names it (domains whose name holds the tag are removed at the end),
+    ``.folder`` is its directory and ``.iso_dir`` a readable folder beside it for ISOs.
+    """
+    import uuid
+
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    tag = uuid.uuid4().hex[:8]
+    folder = Path("/var/lib/libvirt/images") / f"kimchi-test-{tag}"
+    folder.mkdir(parents=True)
+    iso_dir = Path(f"{folder}-iso")
+    iso_dir.mkdir(mode=0o755)
+    pool = conn.storagePoolCreateXML(
+        f"<pool type='dir'><name>kimchi-test-{tag}</name><target><path>{folder}</path>"
+        "</target></pool>", 0)
+    pool.tag, pool.folder, pool.iso_dir = tag, folder, iso_dir
+    yield pool
+    for dom in conn.listAllDomains(0):
+        if tag in dom.name():
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    try:
+        pool.destroy()
+    except libvirt.libvirtError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(iso_dir, ignore_errors=True)

@@ -8,9 +8,6 @@ disk is in a throw-away directory pool.
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,47 +160,17 @@ def test_a_user_is_not_offered_clone(page: Any, idle_kimchi: Kimchi, pam_users: 
 # -- on a real libvirtd ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def clone_pool(libvirtd: Any) -> Iterator[Any]:
-    """A throw-away directory pool under /var/lib/libvirt/images (QEMU may read it)."""
-    import libvirt
-
-    conn = libvirt.open(URI)
-    tag = uuid.uuid4().hex[:8]
-    folder = Path("/var/lib/libvirt/images") / f"kimchi-ui-clone-{tag}"
-    folder.mkdir(parents=True)
-    pool = conn.storagePoolCreateXML(
-        f"<pool type='dir'><name>kimchi-ui-clone-{tag}</name><target><path>{folder}</path>"
-        "</target></pool>", 0)
-    pool.tag = tag
-    pool.folder = folder
-    yield pool
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(f"ui-{tag}"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    try:
-        pool.destroy()
-    except libvirt.libvirtError:
-        pass
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(f"{folder}-iso", ignore_errors=True)
-
-
 def test_a_clone_made_through_the_dialog_appears_in_the_list(
-        page: Any, kimchi_factory: Any, redis_db: RedisServer, clone_pool: Any,
+        page: Any, kimchi_factory: Any, redis_db: RedisServer, qemu_pool: Any,
         artifacts: Path) -> None:
     kimchi = kimchi_factory(redis_url=redis_db.url, extra=PLAIN_QEMU)
-    iso_dir = Path(f"{clone_pool.folder}-iso")
-    iso = make_iso(iso_dir / "f.iso", "Fedora-WS-Live-39-1-5")
-    iso_dir.chmod(0o755)
+    iso = make_iso(qemu_pool.iso_dir / "f.iso", "Fedora-WS-Live-39-1-5")
     made = kimchi.post("/templates", {
         "name": "t", "source_media": {"type": "disk", "path": str(iso)},
-        "disks": [{"index": 0, "size": 1, "pool": {"name": clone_pool.name()}}]})
+        "disks": [{"index": 0, "size": 1, "pool": {"name": qemu_pool.name()}}]})
     assert made.status_code == 201, made.text
     wait_for(lambda: kimchi.get("/templates/t").json()["invalid"] == {}, what="a valid template")
-    source = f"ui-{clone_pool.tag}"
+    source = f"ui-{qemu_pool.tag}"
     task = kimchi.post("/vms", {"template": "t", "name": source}).json()
     assert kimchi.wait_task(task["id"])["status"] == "finished"
     copy = f"{source}-clone-1"

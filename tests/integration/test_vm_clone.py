@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time
-import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import libvirt
-import pytest
 
 from tests.conftest import Kimchi, wait_for
 from tests.isofactory import make_iso
@@ -24,34 +20,9 @@ URI = "qemu:///system"
 PLAIN_QEMU = {"libvirt": {"uri": URI}, "features": {"kvm": "off"}}
 
 
-@pytest.fixture
-def pool(libvirtd) -> Iterator[Any]:
-    """A throw-away directory pool QEMU can read (the source VM is started)."""
-    conn = libvirt.open(URI)
-    tag = uuid.uuid4().hex[:8]
-    d = Path("/var/lib/libvirt/images") / f"kimchi-clone-{tag}"
-    d.mkdir(parents=True)
-    p = conn.storagePoolCreateXML(
-        f"<pool type='dir'><name>kimchi-clone-{tag}</name><target><path>{d}</path>"
-        "</target></pool>", 0)
-    p.tag = tag
-    yield p
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(f"kc-{tag}"):
-            dom.undefine()
-    try:
-        p.destroy()
-    except libvirt.libvirtError:
-        pass
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.rmtree(f"{d}-iso", ignore_errors=True)
-
-
 def _vm(k: Kimchi, pool: Any) -> str:
     """A shut-off VM from a template, with data written into its disk."""
-    root = ET.fromstring(pool.XMLDesc(0)).findtext("target/path")
-    iso = make_iso(Path(f"{root}-iso") / "f.iso", "Fedora-WS-Live-39-1-5")
-    Path(f"{root}-iso").chmod(0o755)
+    iso = make_iso(pool.iso_dir / "f.iso", "Fedora-WS-Live-39-1-5")
     r = k.post("/templates", {"name": "t", "source_media": {"type": "disk", "path": str(iso)},
                               "disks": [{"index": 0, "size": 1, "pool": {"name": pool.name()}}]})
     assert r.status_code == 201, r.text
@@ -74,8 +45,10 @@ def _macs(name: str) -> list[str]:
     return [m.get("address", "") for m in root.findall("./devices/interface/mac")]
 
 
-def test_a_clone_copies_the_disks_and_is_a_vm_of_its_own(kimchi_factory, redis_db, pool):
+def test_a_clone_copies_the_disks_and_is_a_vm_of_its_own(kimchi_factory, redis_db,
+                                                         qemu_pool):
     k = kimchi_factory(redis_url=redis_db.url, extra=PLAIN_QEMU)
+    pool = qemu_pool
     src = _vm(k, pool)
     r = k.post(f"/vms/{src}/clone")
     assert r.status_code == 202, r.text
@@ -114,9 +87,11 @@ def test_a_clone_copies_the_disks_and_is_a_vm_of_its_own(kimchi_factory, redis_d
     assert not Path(b).exists() and Path(a).exists()
 
 
-def test_a_cancelled_clone_leaves_nothing_and_frees_the_source(kimchi_factory, redis_db, pool):
+def test_a_cancelled_clone_leaves_nothing_and_frees_the_source(kimchi_factory, redis_db,
+                                                               qemu_pool):
     # no workers: the copy job waits in the queue, so the clone is caught mid-way
     k = kimchi_factory(redis_url=redis_db.url, workers=0, extra=PLAIN_QEMU)
+    pool = qemu_pool
     src = _vm(k, pool)
     task = k.post(f"/vms/{src}/clone").json()
     wait_for(lambda: k.get("/tasks?kind=vm.clone.disks").json(), what="the copy job")
@@ -131,8 +106,9 @@ def test_a_cancelled_clone_leaves_nothing_and_frees_the_source(kimchi_factory, r
     assert k.post(f"/vms/{src}/start").status_code == 200
 
 
-def test_a_clone_survives_a_daemon_crash(kimchi_factory, redis_db, pool):
+def test_a_clone_survives_a_daemon_crash(kimchi_factory, redis_db, qemu_pool):
     k = kimchi_factory(redis_url=redis_db.url, workers=0, extra=PLAIN_QEMU)
+    pool = qemu_pool
     src = _vm(k, pool)
     task = k.post(f"/vms/{src}/clone").json()
     wait_for(lambda: k.get("/tasks?kind=vm.clone.disks").json(), what="the copy job")
@@ -155,10 +131,11 @@ def test_a_clone_survives_a_daemon_crash(kimchi_factory, redis_db, pool):
 
 
 def test_cancelling_mid_copy_stops_qemu_img_and_removes_the_part(kimchi_factory, redis_db,
-                                                                  pool):
+                                                                  qemu_pool):
     # 24 MiB of data at 4 MiB/s ([workers] copy_limit_mib): the copy takes ~6 s
     k = kimchi_factory(redis_url=redis_db.url,
                        extra={**PLAIN_QEMU, "workers": {"copy_limit_mib": 4}})
+    pool = qemu_pool
     src = _vm(k, pool)
     task = k.post(f"/vms/{src}/clone").json()
     folder = Path(_disks(k, src)[0]).parent
@@ -176,9 +153,10 @@ def test_cancelling_mid_copy_stops_qemu_img_and_removes_the_part(kimchi_factory,
     assert sorted(p.name for p in folder.iterdir()) == [f"{src}-0.qcow2"]
 
 
-def test_the_clone_task_carries_no_domain_xml(kimchi_factory, redis_db, pool):
+def test_the_clone_task_carries_no_domain_xml(kimchi_factory, redis_db, qemu_pool):
     """Users may read tasks of their VMs: the source's XML (VNC passwords) stays inside."""
     k = kimchi_factory(redis_url=redis_db.url, workers=0, extra=PLAIN_QEMU)
+    pool = qemu_pool
     src = _vm(k, pool)
     r = k.http.put(k.url + f"/vms/{src}", json={"graphics": {"type": "vnc"}})
     assert r.status_code == 200, r.text
