@@ -285,6 +285,19 @@ alive() {
     [ -n "$st" ] && [ "${st#Z}" = "$st" ]
 }
 
+# Wait up to $2 half-seconds for process $1 to end; then say $3 and kill it.
+wait_gone() {
+    local i
+    for i in $(seq 1 "$2"); do
+        alive "$1" || return 0
+        sleep 0.5
+    done
+    if alive "$1"; then
+        say "$3"
+        kill -KILL "$1" 2>/dev/null || true
+    fi
+}
+
 descendants() {
     local p
     for p in $(pgrep -P "$1" 2>/dev/null || true); do
@@ -437,24 +450,10 @@ cmd_stop() {
     say "stopping kimchid (pid $pid${kids:+, children $kids})"
     kill -TERM "$pid" 2>/dev/null || true
     # kimchid stops its workers (they hand back their jobs), then Redis, then exits.
-    for i in $(seq 1 80); do
-        alive "$pid" || break
-        sleep 0.5
-    done
-    if alive "$pid"; then
-        say "kimchid did not stop within 40 s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    wait_gone "$pid" 80 "kimchid did not stop within 40 s: killing it"
     # Its children die with it (they run under a parent-death signal); wait for them.
     for p in $kids; do
-        for i in $(seq 1 30); do
-            alive "$p" || break
-            sleep 0.5
-        done
-        if alive "$p"; then
-            say "child $p is still running: killing it"
-            kill -KILL "$p" 2>/dev/null || true
-        fi
+        wait_gone "$p" 30 "child $p is still running: killing it"
     done
     rm -f "$(pid_file)"
     echo "kimchid stopped"
