@@ -38,6 +38,7 @@
   const numberFmt = new Intl.NumberFormat();
   const timeFmt = new Intl.DateTimeFormat(undefined,
     { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'short' });
   const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 
   const state = {
@@ -78,6 +79,9 @@
     myCreates: new Set(), // ids of the vm.create and vm.clone tasks this page started
     editing: null, // the VM the edit dialog is about
     cloning: null, // the VM the clone dialog is about
+    accessing: null, // the VM the access dialog is about
+    tokens: null, // GET /tokens (never their secrets), once the tokens page has asked
+    tokensError: '', // why GET /tokens failed
     distros: null, // GET /config/distros, or null when the server has none
     routes: null, // the paths of GET /openapi.json
     renaming: null, // the template whose name is being edited
@@ -992,23 +996,26 @@
 
   // -- pages (hash routing) ---------------------------------------------------------------
 
-  const PAGES = ['isos', 'templates', 'vms'];
+  const PAGES = ['isos', 'templates', 'vms', 'tokens'];
+  const ADMIN_PAGES = new Set(['tokens']);
+  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', tokens: 'API tokens' };
 
   function route(focus) {
     const m = /^#\/?([a-z]+)/.exec(location.hash || '');
-    const page = m && PAGES.includes(m[1]) ? m[1] : 'isos';
+    const page = m && PAGES.includes(m[1]) && (isAdmin() || !ADMIN_PAGES.has(m[1])) ? m[1] : 'isos';
     for (const p of PAGES) {
       $(p).hidden = p !== page;
       const link = $(`nav-${p}`);
       if (p === page) link.setAttribute('aria-current', 'page');
       else link.removeAttribute('aria-current');
     }
-    document.title = `${{ isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines' }[page]} · kimchi`;
+    document.title = `${PAGE_TITLES[page]} · kimchi`;
     if (focus) {
       $('main').focus({ preventScroll: true });
       window.scrollTo({ top: 0 });
     }
     if (page === 'vms') thumbSoon();
+    if (page === 'tokens' && state.signedIn) loadTokens();
   }
 
   // -- templates -------------------------------------------------------------------------
@@ -1359,7 +1366,8 @@
 
   function vmMatches(vm, q) {
     if (!q) return true;
-    const hay = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid].join(' ').toLowerCase();
+    const hay = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid,
+      ...(isAdmin() ? [...namesOf(vm.users), ...namesOf(vm.groups)] : [])].join(' ').toLowerCase();
     return q.split(/\s+/).every((w) => hay.includes(w));
   }
 
@@ -1390,6 +1398,10 @@
     add('edit', 'Edit', 'btn-plain', () => openEdit(name));
     add('clone', 'Clone', 'btn-plain', () => openClone(name));
     add('delete', 'Delete', 'btn-danger-outline', () => askDeleteVm(name));
+    // who may use the VM: beside its assignment, apart from the power actions
+    item.access = actionButton('Access', 'btn-plain btn-access', `Access to ${name}`, () => openAccess(name));
+    item.accessText = li.querySelector('.vm-access-text');
+    li.querySelector('.vm-access').append(item.access);
     item.shot.addEventListener('load', () => {
       item.hasShot = true;
       updateThumb(item, state.vms.get(name));
@@ -1471,6 +1483,9 @@
       b.disabled = !!busy || down || held;
       b.title = held ? `Its disks are being copied for ${vmNameOf(copied)}` : '';
     }
+    item.accessText.textContent = accessText(vm);
+    item.access.hidden = !isAdmin() || !offers('/vms/{name}', 'put');
+    item.access.disabled = down;
     const err = state.vmErrors.get(vm.name);
     item.error.textContent = err || '';
     item.error.hidden = !err;
@@ -2130,6 +2145,238 @@
     if (back) back.focus();
   }
 
+  // -- who may use a VM (admins; any state) ---------------------------------------------------
+
+  /** The names in a VM's ``users`` or ``groups`` (ignoring anything that is not a name). */
+  function namesOf(list) {
+    return Array.isArray(list) ? list.filter((n) => typeof n === 'string' && n) : [];
+  }
+
+  function accessText(vm) {
+    const users = namesOf(vm.users);
+    const groups = namesOf(vm.groups);
+    if (!users.length && !groups.length) return 'Administrators only';
+    const parts = [];
+    if (users.length) parts.push(`${users.length === 1 ? 'User' : 'Users'}: ${users.join(', ')}`);
+    if (groups.length) parts.push(`${groups.length === 1 ? 'Group' : 'Groups'}: ${groups.join(', ')}`);
+    return parts.join(' · ');
+  }
+
+  /** "alice, bob carol" -> ["alice", "bob", "carol"]: the server judges each name. */
+  function splitNames(text) {
+    const out = [];
+    for (const n of text.split(/[\s,]+/)) if (n && !out.includes(n)) out.push(n);
+    return out;
+  }
+
+  function showAccessError(text) {
+    const e = $('vm-access-error');
+    e.textContent = text;
+    e.hidden = !text;
+    for (const id of ['vm-access-users', 'vm-access-groups']) {
+      $(id).setAttribute('aria-invalid', text ? 'true' : 'false');
+    }
+  }
+
+  function openAccess(name) {
+    const vm = state.vms.get(name);
+    if (!vm) return;
+    state.accessing = name;
+    $('vm-access-title').textContent = `Who may use ${name}`;
+    $('vm-access-users').value = namesOf(vm.users).join(', ');
+    $('vm-access-groups').value = namesOf(vm.groups).join(', ');
+    showAccessError('');
+    $('vm-access-save').disabled = false;
+    $('vm-access-dialog').showModal();
+    $('vm-access-users').focus();
+  }
+
+  async function saveAccess(ev) {
+    ev.preventDefault();
+    const name = state.accessing;
+    if (!name || !state.vms.has(name)) { $('vm-access-dialog').close(); return; }
+    showAccessError('');
+    const body = { users: splitNames($('vm-access-users').value),
+      groups: splitNames($('vm-access-groups').value) };
+    const btn = $('vm-access-save');
+    btn.disabled = true;
+    try {
+      const r = await api('PUT', vmPath(name), body);
+      if (r.data && typeof r.data.name === 'string') vmUpsert(r.data, { flash: false });
+      renderVms();
+      $('vm-access-dialog').close('done');
+      announce(`${name}: ${accessText(r.data || body)}`);
+    } catch (e) {
+      showAccessError(e.message);
+      if (e.status === 404) vmGone({ name });
+      btn.disabled = false;
+      $('vm-access-users').focus();
+    }
+  }
+
+  function onAccessClose() {
+    const item = state.vms.has(state.accessing) && state.vmItems.get(state.accessing);
+    state.accessing = null;
+    if (item && !item.access.hidden) item.access.focus();
+  }
+
+  // -- API tokens (admins) ---------------------------------------------------------------------
+
+  function whenText(iso) {
+    const t = Date.parse(iso);
+    return isFinite(t) ? dateTimeFmt.format(t) : '—';
+  }
+
+  async function loadTokens() {
+    if (!isAdmin()) return;
+    try {
+      const r = await api('GET', '/tokens');
+      state.tokens = Array.isArray(r.data) ? r.data : [];
+      state.tokensError = '';
+    } catch (e) {
+      if (!state.signedIn) return;
+      state.tokensError = e.message;
+    }
+    renderTokens();
+  }
+
+  function tokenRow(t) {
+    const tr = el('tr');
+    tr.dataset.id = t.id;
+    const cells = [el('td', 'cell-name', t.name), el('td', null, t.username),
+      el('td', null, t.created_by)];
+    for (const c of cells) c.title = c.textContent; // the whole text, where it is cut short
+    tr.append(...cells, el('td', null, whenText(t.created)));
+    const exp = t.expires ? Date.parse(t.expires) : null;
+    const expires = el('td', exp !== null && exp <= Date.now() ? 'token-expired' : null,
+      t.expires ? whenText(t.expires) : 'Never');
+    if (t.expires) expires.title = t.expires;
+    tr.append(expires);
+    const actions = el('td', 'actions');
+    actions.append(actionButton('Revoke', 'btn-danger-outline token-revoke',
+      `Revoke token ${t.name} of ${t.username}`, () => askRevoke(t)));
+    tr.append(actions);
+    return tr;
+  }
+
+  function renderTokens() {
+    const list = state.tokens || [];
+    const sorted = [...list].sort((a, b) => collator.compare(a.created || '', b.created || '')
+      || collator.compare(a.id, b.id));
+    $('token-rows').replaceChildren(...sorted.map(tokenRow));
+    const empty = $('token-empty');
+    if (state.tokensError && !list.length) {
+      $('token-empty-text').textContent = `The tokens cannot be listed: ${state.tokensError}`;
+      empty.hidden = false;
+    } else {
+      $('token-empty-text').textContent = 'No API tokens. Issue one above for a script.';
+      empty.hidden = !!list.length || state.tokens === null;
+    }
+    $('token-count').textContent = state.tokens === null ? 'Loading…'
+      : `${numberFmt.format(list.length)} ${list.length === 1 ? 'token' : 'tokens'}`;
+  }
+
+  function showTokenError(text) {
+    const e = $('token-error');
+    e.textContent = text;
+    e.hidden = !text;
+  }
+
+  async function issueToken(ev) {
+    ev.preventDefault();
+    showTokenError('');
+    const nameInput = $('token-name');
+    const userInput = $('token-user');
+    for (const input of [nameInput, userInput]) input.setAttribute('aria-invalid', 'false');
+    const name = nameInput.value.trim();
+    if (!name) {
+      showTokenError('Give the token a name, to know later what uses it.');
+      nameInput.setAttribute('aria-invalid', 'true');
+      nameInput.focus();
+      return;
+    }
+    const body = { name };
+    const username = userInput.value.trim();
+    if (username) body.username = username;
+    const expiry = $('token-expiry').value;
+    if (expiry) body.expires_in = Number(expiry);
+    const btn = $('token-create');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', '/tokens', body);
+      const t = r.data || {};
+      showSecret(t);
+      nameInput.value = '';
+      userInput.value = '';
+      const { token, ...record } = t; // the list never holds the secret
+      if (state.tokens && !state.tokens.some((x) => x.id === record.id)) state.tokens.push(record);
+      renderTokens();
+      loadTokens();
+    } catch (e) {
+      showTokenError(e.message);
+      const code = e.body && e.body.errcode;
+      const bad = code === 'KCHAUTH0012E' ? userInput : nameInput;
+      bad.setAttribute('aria-invalid', 'true');
+      bad.focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  /** The secret, this once: it is in this answer only, and is forgotten when dismissed. */
+  function showSecret(t) {
+    $('token-secret-text').textContent = `Token “${t.name}” for ${t.username}, ${
+      t.expires ? `valid until ${whenText(t.expires)}` : 'valid until revoked'}:`;
+    $('token-value').value = t.token || '';
+    $('token-copied').textContent = '';
+    $('token-secret').hidden = false;
+    $('token-value').focus();
+    $('token-value').select();
+    announce('Token issued: copy it now, it will not be shown again');
+  }
+
+  function hideSecret() {
+    $('token-value').value = '';
+    $('token-copied').textContent = '';
+    $('token-secret').hidden = true;
+  }
+
+  async function copySecret() {
+    const input = $('token-value');
+    const note = $('token-copied');
+    try {
+      if (!navigator.clipboard) throw new Error('no clipboard');
+      await navigator.clipboard.writeText(input.value);
+      note.textContent = 'Copied to the clipboard.';
+    } catch (e) {
+      // no clipboard access (an insecure origin, a refusal): copying the selection still works
+      input.focus();
+      input.select();
+      note.textContent = document.execCommand('copy') ? 'Copied to the clipboard.'
+        : 'The browser does not let the page copy: the token is selected, copy it with Ctrl+C.';
+    }
+  }
+
+  function askRevoke(t) {
+    askConfirm({
+      title: 'Revoke token?',
+      text: `The token “${t.name}” of ${t.username} stops working at once. Scripts using it `
+        + 'will be refused. This cannot be undone.',
+      ok: 'Revoke',
+      run: async () => {
+        try {
+          await api('DELETE', `/tokens/${encodeURIComponent(t.id)}`);
+        } catch (e) {
+          if (e.status !== 404) throw e; // already gone (revoked elsewhere, expired)
+        }
+        if (state.tokens) state.tokens = state.tokens.filter((x) => x.id !== t.id);
+        renderTokens();
+        announce(`Token ${t.name} revoked`);
+      },
+      back: () => document.querySelector('#token-rows .token-revoke') || $('token-name'),
+    });
+  }
+
   // -- libvirt away and back ---------------------------------------------------------------
 
   function libvirtDown(down) {
@@ -2366,13 +2613,17 @@
       m.clear();
     }
     for (const id of ['iso-rows', 'task-list', 'tmpl-rows', 'tmpl-iso', 'vm-list', 'distro-list',
-      'vm-new-templates', 'announcer']) {
+      'vm-new-templates', 'announcer', 'token-rows']) {
       $(id).replaceChildren();
     }
     for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
-      'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name']) {
+      'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name', 'vm-access-users',
+      'vm-access-groups', 'token-name', 'token-user', 'token-value']) {
       $(id).value = '';
     }
+    hideSecret();
+    state.tokens = null;
+    state.tokensError = '';
     state.who = null;
     showLogin(note, kind, username);
   }
@@ -2578,6 +2829,21 @@
     $('vm-clone-cancel').addEventListener('click', () => $('vm-clone-dialog').close());
     $('vm-clone-dialog').addEventListener('close', onCloneClose);
     $('vm-clone-name').addEventListener('input', () => { if (!$('vm-clone-error').hidden) showCloneError(''); });
+    $('vm-access-form').addEventListener('submit', saveAccess);
+    $('vm-access-cancel').addEventListener('click', () => $('vm-access-dialog').close());
+    $('vm-access-dialog').addEventListener('close', onAccessClose);
+    for (const id of ['vm-access-users', 'vm-access-groups']) {
+      $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
+    }
+    $('token-form').addEventListener('submit', issueToken);
+    for (const id of ['token-name', 'token-user']) {
+      $(id).addEventListener('input', () => { if (!$('token-error').hidden) showTokenError(''); });
+    }
+    $('token-copy').addEventListener('click', copySecret);
+    $('token-done').addEventListener('click', () => {
+      hideSecret();
+      $('token-name').focus();
+    });
     $('vm-filter').addEventListener('input', (e) => {
       state.vmFilter = e.target.value;
       queueVmRender();
