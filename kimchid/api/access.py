@@ -59,11 +59,12 @@ class _EventAccess:
         if t.startswith("task."):
             if ev.task in self.tasks:
                 return True
-            if t == "task.created":
-                data = _data(ev)
-                if isinstance(data, dict) and self.access.can_see_task(self.who, data):
-                    self.tasks.add(ev.task)
-                    return True
+            # created, cancelling and the endings carry the whole task: judge by it
+            data = _data(ev) if t != "task.progress" else None
+            if isinstance(data, dict) and "target_uri" in data and \
+                    self.access.can_see_task(self.who, data):
+                self.tasks.add(ev.task)
+                return True
             return False
         if t.startswith("vm."):
             data = _data(ev)

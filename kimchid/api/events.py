@@ -218,7 +218,9 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
         req: Any = call.request  # twisted.web.server.Request
         check = None
         if call.who is not None and not call.who.is_admin:
-            own = {t["id"] for t in await tasks.list()
+            # tasks running now (their progress events carry no task to judge by);
+            # the others' events carry it
+            own = {t["id"] for t in await tasks.list(status="running")
                    if access.can_see_task(call.who, t)}
             check = access.event_filter(call.who, own)
         wants = EventFilter(call.query.get("types"), call.query.get("task"), check)

@@ -166,10 +166,10 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
 
     for action, (allowed, _method) in ACTIONS.items():
         async def act(call: Call, action: str = action) -> dict[str, Any]:
-            name = mine(call)
-            if action == "start" and await cloner.cloning(access.vm(call.who, name)["uuid"]):
-                raise InvalidOperation("KCHVM0019E", name=name)
-            return await actions.act(name, action)
+            vm = access.vm(call.who, call.args["name"])
+            if action == "start" and await cloner.cloning(vm["uuid"]):
+                raise InvalidOperation("KCHVM0019E", name=vm["name"])
+            return await actions.act(vm["name"], action)
 
         table.add(f"/vms/<name>/{action}", "POST", act, f"{action.capitalize()} the VM", "vms",
                   response=VM_SCHEMA,

@@ -94,6 +94,13 @@ class TaskService:
                 await self.redis.call("ZREM", self.keys.tasks, *gone)
         return out
 
+    async def ended(self, task_id: str) -> bool:
+        """Whether the task has ended (a task whose record expired has, too)."""
+        try:
+            return (await self.get(task_id))["status"] in bus.TERMINAL
+        except NotFound:
+            return True
+
     async def cancel(self, task_id: str) -> dict[str, Any]:
         """Ask a running task to stop (a task not started yet is cancelled at once)."""
         await self.get(task_id)

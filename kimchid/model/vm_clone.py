@@ -173,11 +173,7 @@ class VmCloner:
 
     async def _forget_ended(self) -> None:
         for uuid, task_id in list(self._sources.items()):
-            try:
-                ended = (await self.tasks.get(task_id))["status"] in bus.TERMINAL
-            except KimchiError:
-                ended = True
-            if ended:
+            if await self.tasks.ended(task_id):
                 self._sources.pop(uuid, None)
 
     # -- the job (on a runner thread of the daemon) ---------------------------------------
@@ -215,9 +211,7 @@ class VmCloner:
                 return _define(conn, _with_task(root, ctx.task_id, p["source"]), copies)
 
             uuid = self.libvirt.call(define)
-            deadline = time.monotonic() + 5
-            while uuid not in self.inventory.vms and time.monotonic() < deadline:
-                time.sleep(0.02)
+            self.inventory.wait_listed(uuid)
             return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']} as {name}",
                     "disks": [c["dst"] for c in copies]}
         except BaseException as e:

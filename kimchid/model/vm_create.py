@@ -186,13 +186,7 @@ class VmCreator:
     async def forget_ended(self) -> None:
         """Release the names of creations that have ended (however they ended)."""
         for name, task_id in list(self._pending.items()):
-            if not task_id:
-                continue
-            try:
-                t = await self.tasks.get(task_id)
-            except NotFound:
-                t = {"status": "failed"}
-            if t["status"] in bus.TERMINAL:
+            if task_id and await self.tasks.ended(task_id):
                 self._pending.pop(name, None)
 
     # -- the job (on a runner thread of the daemon) ---------------------------------------
@@ -236,9 +230,7 @@ class VmCreator:
             ctx.check()
             uuid = call(lambda c: c.defineXML(xml).UUIDString())
             # finish once the VM is listed: whoever follows the task can GET it at once
-            deadline = time.monotonic() + 5
-            while uuid not in self.inventory.vms and time.monotonic() < deadline:
-                time.sleep(0.02)
+            self.inventory.wait_listed(uuid)
             return {"name": name, "uuid": uuid, "message": f"Created {name}",
                     "disks": [path for _v, path in paths]}
         except Stop:

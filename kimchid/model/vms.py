@@ -9,6 +9,7 @@ becomes a ``vm.created`` / ``vm.state`` / ``vm.deleted`` event.
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -164,6 +165,13 @@ class VmInventory:
             if vm["name"] == name:
                 return vm
         raise NotFound("KCHVM0002E", name=name)
+
+    def wait_listed(self, uuid: str, timeout: float = 5.0) -> None:
+        """Block (a job's thread, never the reactor) until libvirt's event has put the VM
+        in the view, so whoever follows the task can GET it when the task ends."""
+        deadline = time.monotonic() + timeout
+        while uuid not in self._vms and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _check(self) -> None:
         if not self.loaded or not self.libvirt.up:
