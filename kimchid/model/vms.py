@@ -131,6 +131,10 @@ class VmInventory:
         self._listing: bytes | None = None  # GET /vms, serialised once per change
         self.loaded = False
         self._refreshing: dict[str, defer.Deferred[None]] = {}
+        # events that came while every domain was being read: applied after that read,
+        # which may have listed the domains before them
+        self._reading = False
+        self._during_read: list[tuple[str, str, str]] = []
         libvirt.connect_listeners.append(self._connected)
         libvirt.domain_listeners.append(self._domain_event)
 
@@ -185,19 +189,27 @@ class VmInventory:
 
     async def resync(self) -> None:
         """Read every domain again; report what changed while we were not listening."""
-        fresh = await self.libvirt.run(_read_all)
-        if self.loaded:
-            for uuid in self.vms.keys() - fresh.keys():
-                await self._emit("vm.deleted", {"name": self.vms[uuid]["name"], "uuid": uuid})
-            for uuid, vm in fresh.items():
-                old = self.vms.get(uuid)
-                if old is None:
-                    await self._emit("vm.created", vm)
-                elif old["state"] != vm["state"]:
-                    await self._emit("vm.state", self._state_data(vm, old["state"]))
-        self.vms = fresh
-        self.loaded = True
+        self._reading = True
+        try:
+            fresh = await self.libvirt.run(_read_all)
+            if self.loaded:
+                for uuid in self.vms.keys() - fresh.keys():
+                    await self._emit("vm.deleted", {"name": self.vms[uuid]["name"],
+                                                    "uuid": uuid})
+                for uuid, vm in fresh.items():
+                    old = self.vms.get(uuid)
+                    if old is None:
+                        await self._emit("vm.created", vm)
+                    elif old["state"] != vm["state"]:
+                        await self._emit("vm.state", self._state_data(vm, old["state"]))
+            self.vms = fresh
+            self.loaded = True
+        finally:
+            self._reading = False
         log.info("{n} virtual machines known", n=len(fresh))
+        missed, self._during_read = self._during_read, []
+        for uuid, name, event in missed:
+            self._domain_event(uuid, name, event)
 
     def _domain_event(self, uuid: str, name: str, event: str) -> None:
         # Events of one domain are applied in order: chain each refresh after the last.
@@ -220,8 +232,9 @@ class VmInventory:
                 await prev
             except Exception:
                 pass
-        if not self.loaded:
-            return  # the first full read will see it
+        if not self.loaded or self._reading:
+            self._during_read.append((uuid, name, event))  # applied once the read is in
+            return
         vm = await self.libvirt.run(lambda conn: _read_one(conn, uuid))
         old = self.vms.get(uuid)
         if vm is None:

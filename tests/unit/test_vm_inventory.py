@@ -76,3 +76,32 @@ async def test_vms_made_outside_appear_change_state_and_go():
             vms.get(name)
     finally:
         conn.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_vm_defined_while_every_domain_is_being_read_is_not_lost(monkeypatch):
+    import time
+
+    from kimchid.model import vms as vms_module
+
+    start_event_loop()
+    other = libvirt.open("test:///default")
+    name, uid = f"vm-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
+    real = vms_module._read_all
+
+    def read_then_define(conn: Any) -> Any:
+        found = real(conn)  # the list is taken ...
+        other.defineXML(DOMAIN.format(name=name, uuid=uid))  # ... then the VM comes
+        time.sleep(0.3)  # its event reaches the reactor while this read is still running
+        return found
+
+    monkeypatch.setattr(vms_module, "_read_all", read_then_define)
+    conn = LibvirtConnection("test:///default", reactor)
+    vms = VmInventory(conn, RecordedEvents())  # type: ignore[arg-type]
+    conn.startService()
+    try:
+        await until(lambda: vms.loaded)
+        await until(lambda: any(v["name"] == name for v in vms.list()))
+    finally:
+        conn.stopService()
+        other.lookupByUUIDString(uid).undefine()
