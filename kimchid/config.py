@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -102,6 +103,12 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class DebugReportsConfig:
+    # sos plugins a report collects (sos report -o); empty: the tool's own default set
+    plugins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
@@ -112,6 +119,7 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    debugreports: DebugReportsConfig = field(default_factory=DebugReportsConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -273,6 +281,12 @@ def load(path: str | os.PathLike[str] | None = None,
             kwargs[key] = v
         built[name] = cls(**kwargs)
     cfg = Config(**built)
+    bad_plugins = [p for p in cfg.debugreports.plugins
+                   if not re.fullmatch(r"[a-z0-9_]{1,64}", p)]
+    if bad_plugins:
+        problems.append(("debugreports.plugins",
+                         f"sos plugin names are lower-case letters, digits and _, "
+                         f"got {bad_plugins!r}"))
     if cfg.workers.copy_limit_mib < 0:
         problems.append(("workers.copy_limit_mib",
                          f"must be 0 (no limit) or more, got {cfg.workers.copy_limit_mib!r}"))

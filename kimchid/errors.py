@@ -72,6 +72,13 @@ CATALOGUE: dict[str, str] = {
     "KCHISO0002E": "Scan path {path} does not exist or is not a directory",
     "KCHISO0003E": "Scan path {path} is not readable",
     "KCHISO0004E": "Scanning {path} is not allowed: {reason}",
+    # Debug reports
+    "KCHDR0001E": "Debug report {name} does not exist",
+    "KCHDR0002E": "Invalid debug report name {name}: use letters, digits, - and _ (at most 64)",
+    "KCHDR0003E": "Debug report {name} already exists",
+    "KCHDR0004E": "Debug report {name} is being made",
+    "KCHDR0005E": "No report tool on this host: install sos (apt-get install sosreport)",
+    "KCHDR0006E": "Making debug report {name} failed: {error}",
     # Service
     "KCHSVC0001E": "Redis is not reachable: {error}",
     "KCHSVC0002E": "libvirt is not reachable: {error}",

@@ -30,6 +30,7 @@ from kimchid.auth.tokens import TokenStore
 from kimchid.config import Config
 from kimchid.model import vm_clone, vm_create
 from kimchid.model.capabilities import Capabilities
+from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
 from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
@@ -79,6 +80,9 @@ class Kimchid(MultiService):
         self.vm_stats = VmStats(self.vms, self.events, reactor, cfg.libvirt.stats_interval)
         self.capabilities = Capabilities(
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
+        self.debugreports = DebugReports(cfg.state_dir / "debugreports",
+                                         cfg.debugreports.plugins, self.tasks, self.events,
+                                         self.capabilities, reactor)
         self.store = ObjectStore(cfg.paths.objects_dir)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
         self.templates.prime()

@@ -17,7 +17,7 @@
 
   const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
   const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM', 'vm.clone': 'Clone VM',
-    'vm.clone.disks': 'Disk copy' };
+    'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report' };
   // the tasks whose end is a new VM: each has a row of its own in the list until it appears
   const MAKES_VM = new Set(['vm.create', 'vm.clone']);
   const COMPONENTS = { redis: 'Redis', libvirt: 'libvirt', workers: 'the workers' };
@@ -82,6 +82,10 @@
     accessing: null, // the VM the access dialog is about
     tokens: null, // GET /tokens (never their secrets), once the tokens page has asked
     tokensError: '', // why GET /tokens failed
+    reports: null, // GET /debugreports, once the reports page has asked
+    reportsError: '', // why GET /debugreports failed
+    reportMaking: new Map(), // task id -> its row, for the reports being made
+    reportRenaming: null, // the report the rename dialog is about
     distros: null, // GET /config/distros, or null when the server has none
     routes: null, // the paths of GET /openapi.json
     renaming: null, // the template whose name is being edited
@@ -594,6 +598,10 @@
     trimTasks();
     updateTaskSummary();
     if (MAKES_VM.has(t.rec.kind)) queueVmRender();
+    if (t.rec.kind === REPORT_KIND) {
+      if (TERMINAL.has(t.rec.status)) reportTaskEnded(t.rec);
+      else renderReportTasks();
+    }
   }
 
   /** A task we do not show yet (older than the listing's window): fetch it once. */
@@ -624,6 +632,7 @@
     if (typeof data.attempt === 'number') t.rec.attempt = data.attempt;
     renderTask(t);
     if (MAKES_VM.has(t.rec.kind)) queueVmRender();
+    if (t.rec.kind === REPORT_KIND) renderReportTasks();
     const p = t.rec.progress;
     if (typeof p === 'number' && typeof before === 'number' &&
         Math.floor(p / 25) > Math.floor(before / 25) && p < 100) {
@@ -881,6 +890,10 @@
       case 'vm.stats':
         vmStats(d);
         break;
+      case 'debugreport.updated':
+      case 'debugreport.deleted':
+        reportChanged(ev.type, d);
+        break;
       case 'service.degraded':
         if (d.component === 'libvirt' && d.status === 'down') libvirtDown(true);
         showDegraded({
@@ -996,9 +1009,10 @@
 
   // -- pages (hash routing) ---------------------------------------------------------------
 
-  const PAGES = ['isos', 'templates', 'vms', 'tokens'];
-  const ADMIN_PAGES = new Set(['tokens']);
-  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', tokens: 'API tokens' };
+  const PAGES = ['isos', 'templates', 'vms', 'reports', 'tokens'];
+  const ADMIN_PAGES = new Set(['reports', 'tokens']);
+  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', reports: 'Debug reports',
+    tokens: 'API tokens' };
 
   function route(focus) {
     const m = /^#\/?([a-z]+)/.exec(location.hash || '');
@@ -1016,6 +1030,7 @@
     }
     if (page === 'vms') thumbSoon();
     if (page === 'tokens' && state.signedIn) loadTokens();
+    if (page === 'reports' && state.signedIn) loadReports();
   }
 
   // -- templates -------------------------------------------------------------------------
@@ -1881,6 +1896,7 @@
       return;
     }
     queueVmRender();
+    renderReportCount();
   }
 
   // -- a new VM from a template --------------------------------------------------------
@@ -2377,6 +2393,251 @@
     });
   }
 
+  // -- debug reports (admins) --------------------------------------------------------------------
+
+  const REPORT_KIND = 'debugreport.collect';
+
+  async function loadReports() {
+    if (!isAdmin()) return;
+    try {
+      const r = await api('GET', '/debugreports');
+      state.reports = Array.isArray(r.data) ? r.data : [];
+      state.reportsError = '';
+    } catch (e) {
+      if (!state.signedIn) return;
+      state.reportsError = e.message;
+    }
+    renderReports();
+  }
+
+  /** The reports being made: their tasks, newest first. */
+  function reportTasks() {
+    return [...state.tasks.values()]
+      .filter((t) => !t.stub && t.rec.kind === REPORT_KIND && !TERMINAL.has(t.rec.status))
+      .map((t) => t.rec)
+      .sort((a, b) => collator.compare(b.created || '', a.created || ''));
+  }
+
+  function reportNameOf(rec) {
+    return rec.params && typeof rec.params.name === 'string' ? rec.params.name
+      : (/^\/debugreports\/([^/]+)$/.exec(rec.target_uri || '') || [])[1] || '';
+  }
+
+  /** One row per report being made, kept (not rebuilt) while its progress moves. */
+  function renderReportTasks() {
+    const recs = reportTasks();
+    const rows = state.reportMaking;
+    const ids = new Set(recs.map((r) => r.id));
+    for (const [id, row] of rows) {
+      if (!ids.has(id)) { row.tr.remove(); rows.delete(id); }
+    }
+    const body = $('report-making');
+    recs.forEach((rec, i) => {
+      let row = rows.get(rec.id);
+      if (!row) {
+        const name = reportNameOf(rec);
+        const tr = el('tr', 'report-pending');
+        tr.dataset.name = name;
+        tr.setAttribute('aria-busy', 'true');
+        const made = el('td', 'report-progress');
+        const bar = el('progress', 'bar');
+        bar.max = 100;
+        bar.setAttribute('aria-label', `Making ${name}`);
+        const msg = el('p', 'help report-msg');
+        made.append(bar, msg);
+        const act = el('td', 'cell-actions');
+        const stop = actionButton('Stop', 'btn-plain report-stop', `Stop making ${name}`,
+          (b) => stopReport(rec.id, b));
+        act.append(stop);
+        tr.append(el('td', 'cell-name', name), made, el('td', 'num', '—'), act);
+        row = { tr, bar, msg, stop };
+        rows.set(rec.id, row);
+      }
+      if (typeof rec.progress === 'number') row.bar.value = rec.progress;
+      else row.bar.removeAttribute('value');
+      const t = state.tasks.get(rec.id);
+      row.msg.textContent = t && t.cancelling ? 'Stopping…' : rec.message || 'Waiting for a worker';
+      row.stop.disabled = !!(t && t.cancelling);
+      if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+    });
+    renderReportCount();
+  }
+
+  async function stopReport(id, button) {
+    button.disabled = true;
+    try {
+      await api('DELETE', `/tasks/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status !== 400) { button.disabled = false; showReportError(e.message); }
+    }
+  }
+
+  function reportRow(r) {
+    const tr = el('tr');
+    tr.dataset.name = r.name;
+    const name = el('td', 'cell-name', r.name);
+    name.title = r.file || r.name;
+    const made = el('td', null, whenText(r.time));
+    made.title = r.time || '';
+    const size = el('td', 'num', humanSize(r.size));
+    const act = el('td', 'cell-actions');
+    const link = el('a', 'btn btn-small btn-plain report-download', 'Download');
+    link.href = r.uri || `/debugreports/${encodeURIComponent(r.name)}/content`;
+    link.setAttribute('download', r.file || `${r.name}.tar.xz`);
+    link.setAttribute('aria-label', `Download ${r.name}`);
+    act.append(link,
+      actionButton('Rename', 'btn-plain report-rename', `Rename ${r.name}`, () => openReportRename(r.name)),
+      actionButton('Delete', 'btn-danger-outline report-delete', `Delete ${r.name}`, () => askDeleteReport(r)));
+    tr.append(name, made, size, act);
+    return tr;
+  }
+
+  function renderReports() {
+    const list = state.reports || [];
+    const sorted = [...list].sort((a, b) => collator.compare(b.time || '', a.time || '')
+      || collator.compare(a.name, b.name));
+    const active = document.activeElement;
+    const focused = active && active.closest && active.closest('#report-rows tr');
+    const again = focused ? [focused.dataset.name, [...focused.querySelectorAll('a, button')].indexOf(active)] : null;
+    $('report-rows').replaceChildren(...sorted.map(reportRow));
+    if (again) { // the same control of the same report, rebuilt
+      const tr = [...$('report-rows').children].find((x) => x.dataset.name === again[0]);
+      const c = tr && tr.querySelectorAll('a, button')[again[1]];
+      if (c) c.focus();
+    }
+    renderReportTasks();
+  }
+
+  function renderReportCount() {
+    const list = state.reports || [];
+    const making = state.reportMaking.size;
+    const empty = $('report-empty');
+    if (state.reportsError && !list.length) {
+      $('report-empty-text').textContent = `The reports cannot be listed: ${state.reportsError}`;
+      empty.hidden = false;
+    } else {
+      $('report-empty-text').textContent = 'No debug reports. Make one above when something goes wrong.';
+      empty.hidden = !!list.length || !!making || state.reports === null;
+    }
+    const n = `${numberFmt.format(list.length)} ${list.length === 1 ? 'report' : 'reports'}`;
+    $('report-count').textContent = state.reports === null ? 'Loading…'
+      : making ? `${n} · ${making} being made` : n;
+    const noTool = !!state.caps && state.caps.system_report_tool === false;
+    $('report-notool').hidden = !noTool;
+    $('report-create').disabled = noTool;
+  }
+
+  function showReportError(text) {
+    const e = $('report-error');
+    e.textContent = text;
+    e.hidden = !text;
+    $('report-name').setAttribute('aria-invalid', text ? 'true' : 'false');
+  }
+
+  async function makeReport(ev) {
+    ev.preventDefault();
+    showReportError('');
+    const input = $('report-name');
+    const name = input.value.trim();
+    if (name && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(name)) {
+      showReportError('Use letters, digits, - and _ (starting with a letter or digit), at most 64.');
+      input.focus();
+      return;
+    }
+    const btn = $('report-create');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', '/debugreports', name ? { name } : {});
+      upsertTask(r.data);
+      input.value = '';
+      announce(`Making debug report ${reportNameOf(r.data || {}) || name}`);
+    } catch (e) {
+      showReportError(e.message);
+      input.focus();
+    } finally {
+      btn.disabled = false;
+      renderReportCount();
+    }
+  }
+
+  /** A report's task ended: a finished one is in the list now. */
+  function reportTaskEnded(rec) {
+    renderReportTasks();
+    if (rec.status === 'finished') loadReports();
+    else if (rec.status === 'failed' && rec.message) showReportError(rec.message);
+  }
+
+  function openReportRename(name) {
+    state.reportRenaming = name;
+    $('report-rename-title').textContent = `Rename ${name}`;
+    const input = $('report-rename-name');
+    input.value = name;
+    showNameError('report-rename', '');
+    $('report-rename-dialog').showModal();
+    input.focus();
+    input.select();
+  }
+
+  async function submitReportRename(ev) {
+    ev.preventDefault();
+    const from = state.reportRenaming;
+    const to = $('report-rename-name').value.trim();
+    if (!from || !to || to === from) { $('report-rename-dialog').close(); return; }
+    const btn = $('report-rename-submit');
+    btn.disabled = true;
+    try {
+      await api('PUT', `/debugreports/${encodeURIComponent(from)}`, { name: to });
+      state.reportRenaming = to;
+      $('report-rename-dialog').close('done');
+      announce(`${from} renamed to ${to}`);
+      loadReports();
+    } catch (e) {
+      showNameError('report-rename', e.message);
+      $('report-rename-name').focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function onReportRenameClose() {
+    const name = state.reportRenaming;
+    state.reportRenaming = null;
+    const tr = [...$('report-rows').children].find((x) => x.dataset.name === name);
+    const back = tr ? tr.querySelector('.report-rename') : $('report-name');
+    if (back) back.focus();
+  }
+
+  function askDeleteReport(r) {
+    askConfirm({
+      title: 'Delete debug report?',
+      text: `The report “${r.name}” (${humanSize(r.size)}) is deleted from this host. `
+        + 'Copies already downloaded are not affected.',
+      run: async () => {
+        try {
+          await api('DELETE', `/debugreports/${encodeURIComponent(r.name)}`);
+        } catch (e) {
+          if (e.status !== 404) throw e; // already gone
+        }
+        if (state.reports) state.reports = state.reports.filter((x) => x.name !== r.name);
+        renderReports();
+        announce(`Report ${r.name} deleted`);
+      },
+      back: () => document.querySelector('#report-rows .report-delete') || $('report-name'),
+    });
+  }
+
+  function reportChanged(type, d) {
+    if (!d || typeof d.name !== 'string' || state.reports === null) return;
+    if (type === 'debugreport.deleted') {
+      state.reports = state.reports.filter((x) => x.name !== d.name);
+    } else {
+      const { previous, ...rec } = d;
+      state.reports = state.reports.filter((x) => x.name !== previous && x.name !== d.name);
+      state.reports.push(rec);
+    }
+    renderReports();
+  }
+
   // -- libvirt away and back ---------------------------------------------------------------
 
   function libvirtDown(down) {
@@ -2613,17 +2874,21 @@
       m.clear();
     }
     for (const id of ['iso-rows', 'task-list', 'tmpl-rows', 'tmpl-iso', 'vm-list', 'distro-list',
-      'vm-new-templates', 'announcer', 'token-rows']) {
+      'vm-new-templates', 'announcer', 'token-rows', 'report-rows', 'report-making']) {
       $(id).replaceChildren();
     }
     for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
       'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name', 'vm-access-users',
-      'vm-access-groups', 'token-name', 'token-user', 'token-value']) {
+      'vm-access-groups', 'token-name', 'token-user', 'token-value', 'report-name',
+      'report-rename-name']) {
       $(id).value = '';
     }
     hideSecret();
     state.tokens = null;
     state.tokensError = '';
+    state.reports = null;
+    state.reportsError = '';
+    state.reportMaking.clear();
     state.who = null;
     showLogin(note, kind, username);
   }
@@ -2835,6 +3100,14 @@
     for (const id of ['vm-access-users', 'vm-access-groups']) {
       $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
     }
+    $('report-form').addEventListener('submit', makeReport);
+    $('report-name').addEventListener('input', () => { if (!$('report-error').hidden) showReportError(''); });
+    $('report-rename-form').addEventListener('submit', submitReportRename);
+    $('report-rename-cancel').addEventListener('click', () => $('report-rename-dialog').close());
+    $('report-rename-dialog').addEventListener('close', onReportRenameClose);
+    $('report-rename-name').addEventListener('input', () => {
+      if (!$('report-rename-error').hidden) showNameError('report-rename', '');
+    });
     $('token-form').addEventListener('submit', issueToken);
     for (const id of ['token-name', 'token-user']) {
       $(id).addEventListener('input', () => { if (!$('token-error').hidden) showTokenError(''); });

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api import auth, distros, events, isos, system, tasks, templates, vms
+from kimchid.api import auth, debugreports, distros, events, isos, system, tasks, templates, vms
 from kimchid.api.app import build
 from kimchid.api.routes import RouteTable
 
@@ -21,6 +21,7 @@ def make_table(svc: Any) -> RouteTable:
     vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator,
                  svc.vm_cloner, svc.access)
     templates.register(table, svc.templates)
+    debugreports.register(table, svc.debugreports)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size, svc.access, svc.tasks)

@@ -202,6 +202,7 @@ def test_a_user_sees_no_access_action_and_no_tokens_page(
     assert page.locator("#tokens").is_hidden()
     assert page.locator("#isos").is_visible()
     assert page.locator("#nav-tokens").is_hidden()
+    assert page.locator("#nav-reports").is_hidden()  # debug reports are for admins too
 
     page.locator("#nav-vms").click()
     vm = vm_item(page, "test")
@@ -215,3 +216,7 @@ def test_a_user_sees_no_access_action_and_no_tokens_page(
     wait_live(page)
     assert page.locator("#tokens").is_hidden()
     assert page.locator("#nav-tokens").is_hidden()
+    page.goto(kimchi.url + "/#/reports")
+    wait_live(page)
+    assert page.locator("#reports").is_hidden()
+    assert page.locator("#isos").is_visible()

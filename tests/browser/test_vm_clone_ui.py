@@ -132,7 +132,7 @@ def test_a_refused_clone_shows_the_servers_reason_in_the_dialog(
     assert "Clone" not in actions(page, "test")
     # (focus moves once the dialog's closing has run: wait for it, do not sample it)
     page.wait_for_function(
-        "document.activeElement?.closest('#vm-list > li')?.dataset.name === 'test'",
+        "() => document.activeElement?.closest('#vm-list > li')?.dataset.name === 'test'",
         timeout=5000)
     assert page.evaluate("window.__noReload") is True
 

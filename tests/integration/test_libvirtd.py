@@ -67,6 +67,7 @@ def test_libvirtd_down_degrades_explains_and_recovers(kimchi_factory, redis_db, 
         assert err["errcode"] == "KCHSVC0002E"
         assert k.get("/config").status_code == 200  # the rest still answers
         assert k.get("/config/capabilities").status_code == 200
+        assert k.get("/debugreports").json() == []  # answers: reports need no libvirt
         events = k.get("/events?since=0&types=service.*").json()
         assert any(e["type"] == "service.degraded" and e["data"]["component"] == "libvirt"
                    for e in events)

@@ -26,6 +26,6 @@ def job(kind: str) -> Callable[[Job], Job]:
 
 def load_all() -> dict[str, Job]:
     """Import every job module so each registers itself."""
-    from workers.jobs import diagnostics, disks, iso_scan  # noqa: F401
+    from workers.jobs import debugreport, diagnostics, disks, iso_scan  # noqa: F401
 
     return JOBS

@@ -1,0 +1,156 @@
+"""Debug reports: archives of the host's logs and configuration, made by a worker.
+
+A report is a file, ``<state_dir>/debugreports/<name>.tar.xz`` (mode 0600 in a
+0700 folder: it holds the host's secrets as much as its logs), and nothing
+else: listing reads the folder, so a report copied in or removed by hand is
+seen at once.  Making one is a ``debugreport.collect`` task run by a worker
+(:mod:`workers.jobs.debugreport`); the name stays taken while that task runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from kimchid.errors import InvalidOperation, InvalidRequest, NotFound
+from kimchid.model.capabilities import Capabilities
+from kimchid.model.events import EventHub
+from kimchid.model.tasks import TaskService
+from workers.jobs.debugreport import KIND, NAME, SUFFIXES, report_file
+
+log = Logger()
+
+
+def check_name(name: str) -> None:
+    """Letters, digits, ``-`` and ``_``, at most 64: it names a file and nothing more."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise InvalidRequest("KCHDR0002E", name=name)
+
+
+def describe(path: Path, name: str) -> dict[str, Any]:
+    st = path.stat()
+    when = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
+    return {"name": name, "file": path.name, "size": st.st_size,
+            "time": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "uri": f"/debugreports/{name}/content"}
+
+
+def scan(folder: Path) -> list[dict[str, Any]]:
+    """Every finished report in ``folder``, newest first (a blocking read)."""
+    out = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        suffix = next((s for s in SUFFIXES if entry.name.endswith(s)), None)
+        if suffix is None or not entry.is_file(follow_symlinks=False):
+            continue
+        name = entry.name[:-len(suffix)]
+        if NAME.fullmatch(name):
+            try:
+                out.append(describe(Path(entry.path), name))
+            except FileNotFoundError:  # removed while listed
+                continue
+    return sorted(out, key=lambda r: (r["time"], r["name"]), reverse=True)
+
+
+class DebugReports:
+    def __init__(self, folder: Path, plugins: tuple[str, ...], tasks: TaskService,
+                 events: EventHub, capabilities: Capabilities, clock: Any) -> None:
+        self.folder = folder
+        self.plugins = plugins
+        self.tasks = tasks
+        self.events = events
+        self.capabilities = capabilities
+        self.clock = clock
+        self._checking: set[str] = set()  # names between their check and their task
+
+    def ensure_folder(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.folder, 0o700)
+
+    async def list(self) -> list[dict[str, Any]]:
+        return await threads.deferToThread(scan, self.folder)
+
+    async def get(self, name: str) -> dict[str, Any]:
+        return describe(await self.path(name), name)
+
+    async def path(self, name: str) -> Path:
+        check_name(name)
+        found = await threads.deferToThread(report_file, self.folder, name)
+        if found is None:
+            raise NotFound("KCHDR0001E", name=name)
+        return found
+
+    async def being_made(self) -> dict[str, str]:
+        """name -> task id of every report being made."""
+        running = await self.tasks.list(status="running", kind=KIND)
+        return {t["params"]["name"]: t["id"] for t in running
+                if isinstance(t.get("params"), dict) and "name" in t["params"]}
+
+    async def create(self, name: str | None, owner: str) -> dict[str, Any]:
+        """Queue the making of a report; returns its task."""
+        if name is None:
+            stamp = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
+            name = "report-" + stamp.strftime("%Y%m%d-%H%M%S")
+        check_name(name)
+        if not (await self.capabilities.get()).get("system_report_tool", False):
+            raise InvalidOperation("KCHDR0005E")
+        if name in self._checking:  # taken by a request being checked right now
+            raise InvalidRequest("KCHDR0004E", name=name)
+        self._checking.add(name)
+        try:
+            if await threads.deferToThread(report_file, self.folder, name) is not None:
+                raise InvalidRequest("KCHDR0003E", name=name)
+            if name in await self.being_made():
+                raise InvalidRequest("KCHDR0004E", name=name)
+            await threads.deferToThread(self.ensure_folder)
+            return await self.tasks.submit(
+                KIND, {"name": name, "dir": str(self.folder), "plugins": list(self.plugins)},
+                f"/debugreports/{name}", owner)
+        finally:
+            self._checking.discard(name)
+
+    async def rename(self, name: str, new: str) -> dict[str, Any]:
+        path = await self.path(name)
+        check_name(new)
+        if new == name:
+            return describe(path, name)
+        if new in self._checking or new in await self.being_made():
+            raise InvalidRequest("KCHDR0004E", name=new)
+        suffix = next(s for s in SUFFIXES if path.name.endswith(s))
+        target = self.folder / f"{new}{suffix}"
+
+        def move() -> None:
+            if report_file(self.folder, new) is not None:
+                raise InvalidRequest("KCHDR0003E", name=new)
+            os.link(path, target)  # fails if the target appeared meanwhile: never overwrites
+            os.unlink(path)
+
+        try:
+            await threads.deferToThread(move)
+        except FileExistsError:
+            raise InvalidRequest("KCHDR0003E", name=new) from None
+        out = describe(target, new)
+        await self._emit("debugreport.updated", {**out, "previous": name})
+        return out
+
+    async def delete(self, name: str) -> None:
+        path = await self.path(name)
+        try:
+            await threads.deferToThread(os.unlink, path)
+        except FileNotFoundError:
+            raise NotFound("KCHDR0001E", name=name) from None
+        await self._emit("debugreport.deleted", {"name": name})
+
+    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
+        try:
+            await self.events.emit(etype, data)
+        except Exception as e:  # Redis away: the file changed, the event is lost
+            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
