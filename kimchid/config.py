@@ -103,6 +103,12 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class HostConfig:
+    stats_interval: float = 2.0  # seconds between two samples of the host's figures
+    history: int = 150  # samples kept for GET /host/stats/history (5 minutes at 2 s)
+
+
+@dataclass(frozen=True)
 class DebugReportsConfig:
     # sos plugins a report collects (sos report -o); empty: the tool's own default set
     plugins: tuple[str, ...] = ()
@@ -120,6 +126,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     debugreports: DebugReportsConfig = field(default_factory=DebugReportsConfig)
+    host: HostConfig = field(default_factory=HostConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -148,6 +155,8 @@ _POSITIVE = {
     ("events", "client_buffer"),
     ("tasks", "keep_seconds"),
     ("libvirt", "stats_interval"),
+    ("host", "stats_interval"),
+    ("host", "history"),
     ("auth", "pam_threads"),
     ("auth", "pam_queue"),
     ("auth", "session_idle_minutes"),

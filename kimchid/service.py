@@ -32,6 +32,7 @@ from kimchid.model import vm_clone, vm_create
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
+from kimchid.model.host import HostStats
 from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.tasks import TaskService
@@ -78,6 +79,8 @@ class Kimchid(MultiService):
         self.vm_actions = VmActions(self.vms)
         self.screenshots = Screenshots(self.vms, reactor)
         self.vm_stats = VmStats(self.vms, self.events, reactor, cfg.libvirt.stats_interval)
+        self.host = HostStats(self.libvirt, self.events, reactor, cfg.host.stats_interval,
+                              cfg.host.history)
         self.capabilities = Capabilities(
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.debugreports = DebugReports(cfg.state_dir / "debugreports",
@@ -159,6 +162,7 @@ class Kimchid(MultiService):
         super().startService()
         self.workers.startService()
         self.vm_stats.start()
+        self.host.start()
         # probe once the listener serves the URL QEMU is asked to read
         self.reactor.callLater(0.5, self._probe)
         log.info("kimchid started: redis {redis}, libvirt {uri}, {n} embedded workers",
@@ -174,6 +178,7 @@ class Kimchid(MultiService):
 
     async def _stop(self) -> None:
         self.vm_stats.stop()
+        self.host.stop()
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)
 

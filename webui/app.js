@@ -86,6 +86,13 @@
     reportsError: '', // why GET /debugreports failed
     reportMaking: new Map(), // task id -> its row, for the reports being made
     reportRenaming: null, // the report the rename dialog is about
+    hostInfo: null, // GET /host, once the host page has asked
+    hostInfoAt: 0, // when it answered (the uptime moves on from there)
+    hostError: '',
+    hostSamples: [], // the host's figures, oldest first: the history, then host.stats notices
+    hostCap: 150, // samples the charts hold (the server's history, at least)
+    hostInterval: 2, // seconds between two samples
+    hostRenderQueued: false,
     distros: null, // GET /config/distros, or null when the server has none
     routes: null, // the paths of GET /openapi.json
     renaming: null, // the template whose name is being edited
@@ -890,6 +897,9 @@
       case 'vm.stats':
         vmStats(d);
         break;
+      case 'host.stats':
+        hostSample(d);
+        break;
       case 'debugreport.updated':
       case 'debugreport.deleted':
         reportChanged(ev.type, d);
@@ -1009,9 +1019,9 @@
 
   // -- pages (hash routing) ---------------------------------------------------------------
 
-  const PAGES = ['isos', 'templates', 'vms', 'reports', 'tokens'];
+  const PAGES = ['isos', 'templates', 'vms', 'host', 'reports', 'tokens'];
   const ADMIN_PAGES = new Set(['reports', 'tokens']);
-  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', reports: 'Debug reports',
+  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', host: 'Host', reports: 'Debug reports',
     tokens: 'API tokens' };
 
   function route(focus) {
@@ -1031,6 +1041,7 @@
     if (page === 'vms') thumbSoon();
     if (page === 'tokens' && state.signedIn) loadTokens();
     if (page === 'reports' && state.signedIn) loadReports();
+    if (page === 'host' && state.signedIn) loadHost();
   }
 
   // -- templates -------------------------------------------------------------------------
@@ -2393,6 +2404,151 @@
     });
   }
 
+  // -- the host ------------------------------------------------------------------------------
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  async function loadHost() {
+    try {
+      const [info, hist] = await Promise.all([api('GET', '/host'), api('GET', '/host/stats/history')]);
+      state.hostInfo = info.data || {};
+      state.hostInfoAt = Date.now();
+      const h = hist.data || {};
+      const times = Array.isArray(h.time) ? h.time : [];
+      state.hostInterval = typeof h.interval === 'number' ? h.interval : state.hostInterval;
+      state.hostSamples = times.map((t, i) => ({
+        time: t,
+        cpu_utilization: h.cpu_utilization[i],
+        memory: Object.fromEntries(Object.entries(h.memory || {}).map(([k, v]) => [k, v[i]])),
+        disk_read_rate: h.disk_read_rate[i],
+        disk_write_rate: h.disk_write_rate[i],
+        net_recv_rate: h.net_recv_rate[i],
+        net_sent_rate: h.net_sent_rate[i],
+      }));
+      state.hostCap = Math.max(state.hostCap, state.hostSamples.length);
+      state.hostError = '';
+    } catch (e) {
+      if (!state.signedIn) return;
+      state.hostError = e.message;
+    }
+    renderHostInfo();
+    renderHostCharts();
+  }
+
+  function durationText(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    if (d) return `${d} ${d === 1 ? 'day' : 'days'}, ${h} h`;
+    if (h) return `${h} h ${m} min`;
+    return `${m} min`;
+  }
+
+  function renderHostInfo() {
+    const h = state.hostInfo;
+    const dl = $('host-info');
+    if (!h) {
+      $('host-sub').textContent = state.hostError ? `The host cannot be described: ${state.hostError}` : 'Loading…';
+      dl.replaceChildren();
+      return;
+    }
+    const up = (h.uptime || 0) + (Date.now() - state.hostInfoAt) / 1000;
+    $('host-sub').textContent = `${h.hostname || 'This host'} · up ${durationText(up)}`;
+    const c = h.cpus || {};
+    const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    const perSocket = Math.max(1, Math.round((c.cores || c.online) / (c.sockets || 1)));
+    const topo = c.sockets ? [plural(c.sockets, 'socket', 'sockets'),
+      plural(perSocket, 'core', 'cores'), plural(c.threads_per_core || 1, 'thread', 'threads')].join(' × ') : '';
+    const rows = [
+      ['Operating system', [h.os_distro, h.os_version, h.os_codename ? `(${h.os_codename})` : '']
+        .filter(Boolean).join(' ')],
+      ['Kernel', `${h.kernel || '—'} ${h.architecture || ''}`.trim()],
+      ['Processor', `${h.cpu_model || '—'}${h.cpu_mhz ? `, ${numberFmt.format(h.cpu_mhz)} MHz` : ''}`],
+      ['CPUs', `${c.online || '—'} online${topo ? ` (${topo})` : ''}`],
+      ['Memory', humanSize(h.memory)],
+      ['libvirt', h.libvirt_version || 'not reachable'],
+    ];
+    const items = [];
+    for (const [k, v] of rows) items.push(el('dt', null, k), el('dd', null, v));
+    dl.replaceChildren(...items);
+  }
+
+  /** Lines through the samples, newest on the right; ``max`` is the top of the chart. */
+  function drawChart(svg, series, max) {
+    const W = 300;
+    const H = 80;
+    const cap = Math.max(state.hostCap, 2);
+    const parts = [];
+    for (const { values, cls, area } of series) {
+      if (values.length < 2) continue;
+      const x0 = W * (1 - (values.length - 1) / (cap - 1));
+      const pts = values.map((v, i) => {
+        const x = x0 + (W * i) / (cap - 1);
+        const y = H - 2 - (H - 4) * Math.min(1, Math.max(0, (v || 0) / (max || 1)));
+        return `${x.toFixed(1)},${y.toFixed(1)}`;
+      });
+      if (area) {
+        const a = document.createElementNS(SVG_NS, 'polygon');
+        a.setAttribute('class', area);
+        a.setAttribute('points', `${x0.toFixed(1)},${H} ${pts.join(' ')} ${W},${H}`);
+        parts.push(a);
+      }
+      const line = document.createElementNS(SVG_NS, 'polyline');
+      line.setAttribute('class', cls);
+      line.setAttribute('points', pts.join(' '));
+      parts.push(line);
+    }
+    svg.replaceChildren(...parts);
+  }
+
+  function rateText(bps) {
+    return typeof bps === 'number' ? `${humanSize(bps)}/s` : '—';
+  }
+
+  function renderHostCharts() {
+    state.hostRenderQueued = false;
+    if ($('host').hidden) return;
+    const all = state.hostSamples;
+    const last = all[all.length - 1];
+    const pick = (k) => all.map((s) => s[k]);
+    const used = (s) => (s.memory && s.memory.total ? s.memory.total - s.memory.avail : 0);
+    drawChart($('chart-cpu'), [{ values: pick('cpu_utilization'), cls: 'line-a', area: 'area-a' }], 100);
+    const total = last && last.memory ? last.memory.total : 0;
+    drawChart($('chart-mem'), [{ values: all.map(used), cls: 'line-a', area: 'area-a' }], total);
+    const top = (keys) => Math.max(1024, ...all.flatMap((s) => keys.map((k) => s[k] || 0))) * 1.1;
+    drawChart($('chart-disk'), [{ values: pick('disk_read_rate'), cls: 'line-a' },
+      { values: pick('disk_write_rate'), cls: 'line-b' }], top(['disk_read_rate', 'disk_write_rate']));
+    drawChart($('chart-net'), [{ values: pick('net_recv_rate'), cls: 'line-a' },
+      { values: pick('net_sent_rate'), cls: 'line-b' }], top(['net_recv_rate', 'net_sent_rate']));
+    $('now-cpu').textContent = last ? `${Number(last.cpu_utilization).toFixed(1)} %` : '—';
+    $('now-mem').textContent = last ? humanSize(used(last)) : '—';
+    $('now-mem-of').textContent = last && total ? `in use of ${humanSize(total)}` : '';
+    $('now-disk-read').textContent = last ? rateText(last.disk_read_rate) : '—';
+    $('now-disk-write').textContent = last ? rateText(last.disk_write_rate) : '—';
+    $('now-net-recv').textContent = last ? rateText(last.net_recv_rate) : '—';
+    $('now-net-sent').textContent = last ? rateText(last.net_sent_rate) : '—';
+    $('chart-cpu').setAttribute('aria-label', last
+      ? `CPU use over the last ${durationText(all.length * state.hostInterval)}: now ${$('now-cpu').textContent}`
+      : 'CPU use: no sample yet');
+    $('host-window').textContent = all.length
+      ? `The last ${durationText(Math.max(60, all.length * state.hostInterval))}, a sample every ${
+        state.hostInterval} s, live.` : 'Waiting for the first sample…';
+    if (state.hostInfo) renderHostInfo(); // the uptime moves on
+  }
+
+  function hostSample(d) {
+    if (!d || typeof d.time !== 'number') return;
+    const all = state.hostSamples;
+    if (all.length && all[all.length - 1].time >= d.time) return;
+    all.push(d);
+    while (all.length > state.hostCap) all.shift();
+    if (!state.hostRenderQueued && !$('host').hidden) {
+      state.hostRenderQueued = true;
+      requestAnimationFrame(renderHostCharts);
+    }
+  }
+
   // -- debug reports (admins) --------------------------------------------------------------------
 
   const REPORT_KIND = 'debugreport.collect';
@@ -2889,6 +3045,8 @@
     state.reports = null;
     state.reportsError = '';
     state.reportMaking.clear();
+    state.hostInfo = null;
+    state.hostSamples = [];
     state.who = null;
     showLogin(note, kind, username);
   }

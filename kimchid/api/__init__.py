@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api import auth, debugreports, distros, events, isos, system, tasks, templates, vms
+from kimchid.api import (
+    auth,
+    debugreports,
+    distros,
+    events,
+    host,
+    isos,
+    system,
+    tasks,
+    templates,
+    vms,
+)
 from kimchid.api.app import build
 from kimchid.api.routes import RouteTable
 
@@ -22,6 +33,7 @@ def make_table(svc: Any) -> RouteTable:
                  svc.vm_cloner, svc.access)
     templates.register(table, svc.templates)
     debugreports.register(table, svc.debugreports)
+    host.register(table, svc.host)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size, svc.access, svc.tasks)

@@ -78,7 +78,9 @@ class _EventAccess:
                 self.vms.add(name)
                 return True
             return False
-        return True  # templates, ISOs, the service: everyone may read those
+        if t.startswith("debugreport."):
+            return False  # reports are for admins, even their names
+        return True  # templates, ISOs, the host, the service: everyone may read those
 
     def wants_notice(self, etype: str) -> bool:
         return not etype.startswith("vm.")  # vm.stats name every VM: not for users

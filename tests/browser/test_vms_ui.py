@@ -414,7 +414,8 @@ def test_new_vm_from_a_template_appears_live(page: Any, idle_kimchi: Kimchi, tmp
     # no name: the server names it after the template
     dialog = new_vm(page)
     dialog.wait_for(state="hidden")
-    item(page, "f39-vm-1").wait_for()
+    # (the row of the VM being made has its name too: wait for the VM itself)
+    page.locator('#vm-list > li[data-name="f39-vm-1"]:not(.vm-pending)').wait_for()
     assert vm_names(page) == ["f39-vm-1", "test", "web1"]
 
     # a name that is taken: the server's reason, in the dialog, which stays open

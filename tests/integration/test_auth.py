@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import threading
 import time
@@ -145,6 +146,18 @@ def test_users_see_and_operate_only_their_vms(k: Kimchi, pam_users, tmp_path):
         about = {e["data"].get("target_uri") for e in page if e["type"].startswith("task.")
                  and isinstance(e["data"], dict) and e["data"].get("target_uri")}
         assert about == {"/vms/mine"}, about
+        # debug reports are the admins': not even their names reach a user
+        reports = k.dir / "state" / "debugreports"
+        reports.mkdir(mode=0o700, exist_ok=True)
+        (reports / "by-hand.tar.xz").write_bytes(b"\xfd7zXZ\x00")
+        assert k.http.put(k.url + "/debugreports/by-hand", json={"name": "renamed"},
+                          allow_redirects=False).status_code == 303
+        assert [e["data"]["name"] for e in k.get("/events?since=0&types=debugreport.*").json()
+                ] == ["renamed"]
+        assert user.get(k.url + "/events?since=0&types=debugreport.*").json() == []
+        assert user.get(k.url + "/debugreports").status_code == 403
+        # the host is for everyone to look at
+        assert user.get(k.url + "/host").json()["cpus"]["online"] == os.cpu_count()
     finally:
         ws.close()
 
