@@ -86,6 +86,17 @@
     reportsError: '', // why GET /debugreports failed
     reportMaking: new Map(), // task id -> its row, for the reports being made
     reportRenaming: null, // the report the rename dialog is about
+    pools: null, // GET /storagepools, once the storage page has asked
+    poolsError: '',
+    poolsTimer: null,
+    poolsAsked: 0, // GET /storagepools sent ...
+    poolsShown: 0, // ... and the newest one shown
+    volumesAsked: 0,
+    volumesShown: 0,
+    poolErrors: new Map(), // pool name -> why its last action failed
+    poolChosen: null, // the pool whose volumes are shown
+    volumes: null,
+    volumesError: '',
     hostInfo: null, // GET /host, once the host page has asked
     hostInfoAt: 0, // when it answered (the uptime moves on from there)
     hostError: '',
@@ -884,18 +895,26 @@
       case 'template.deleted':
         if (d && state.templates.delete(d.name)) renderTemplates();
         break;
-      case 'vm.created':
       case 'vm.updated':
         vmUpsert(d);
         break;
       case 'vm.state':
         vmState(d);
         break;
-      case 'vm.deleted':
-        vmGone(d);
-        break;
       case 'vm.stats':
         vmStats(d);
+        break;
+      case 'storagepool.created':
+      case 'storagepool.updated':
+      case 'storagepool.deleted':
+      case 'storagevolume.created':
+      case 'storagevolume.updated':
+      case 'storagevolume.deleted':
+      case 'vm.created':
+      case 'vm.deleted':
+        poolsSoon();
+        if (ev.type === 'vm.created') vmUpsert(d);
+        if (ev.type === 'vm.deleted') vmGone(d);
         break;
       case 'host.stats':
         hostSample(d);
@@ -1019,9 +1038,9 @@
 
   // -- pages (hash routing) ---------------------------------------------------------------
 
-  const PAGES = ['isos', 'templates', 'vms', 'host', 'reports', 'tokens'];
+  const PAGES = ['isos', 'templates', 'vms', 'storage', 'host', 'reports', 'tokens'];
   const ADMIN_PAGES = new Set(['reports', 'tokens']);
-  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', host: 'Host', reports: 'Debug reports',
+  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', storage: 'Storage', host: 'Host', reports: 'Debug reports',
     tokens: 'API tokens' };
 
   function route(focus) {
@@ -1042,6 +1061,7 @@
     if (page === 'tokens' && state.signedIn) loadTokens();
     if (page === 'reports' && state.signedIn) loadReports();
     if (page === 'host' && state.signedIn) loadHost();
+    if (page === 'storage' && state.signedIn) loadPools();
   }
 
   // -- templates -------------------------------------------------------------------------
@@ -2404,6 +2424,304 @@
     });
   }
 
+  // -- storage pools and volumes ---------------------------------------------------------------
+
+  async function loadPools() {
+    // listings may answer out of order: one asked for earlier never overwrites a later one
+    const seq = ++state.poolsAsked;
+    try {
+      const r = await api('GET', '/storagepools');
+      if (seq < state.poolsShown) return;
+      state.poolsShown = seq;
+      state.pools = Array.isArray(r.data) ? r.data : [];
+      state.poolsError = '';
+    } catch (e) {
+      if (!state.signedIn || seq < state.poolsShown) return;
+      state.poolsError = e.message;
+    }
+    renderPools();
+    if (state.poolChosen) loadVolumes();
+  }
+
+  function poolsSoon() {
+    // a burst of storage events (a VM made, a pool changed elsewhere): one listing
+    if (state.poolsTimer || $('storage').hidden) return;
+    state.poolsTimer = setTimeout(() => { state.poolsTimer = null; loadPools(); }, 150);
+  }
+
+  function usedByText(u) {
+    const parts = [];
+    if (u && u.templates && u.templates.length) parts.push(`templates: ${u.templates.join(', ')}`);
+    if (u && u.vms && u.vms.length) parts.push(`VMs: ${u.vms.join(', ')}`);
+    return parts.join(' · ') || '—';
+  }
+
+  function poolRow(p) {
+    const tr = el('tr', `pool-row${state.poolChosen === p.name ? ' is-chosen' : ''}`);
+    tr.dataset.name = p.name;
+    const name = el('td', 'cell-name');
+    name.append(el('span', 'pool-name', p.name));
+    const where = p.path || (p.source && p.source.host) || '';
+    const path = el('span', 'pool-path mono');
+    const bdi = el('bdi', null, where);
+    bdi.dir = 'ltr';
+    path.append(bdi);
+    path.title = where;
+    name.append(path);
+    const st = el('td');
+    st.append(el('span', `state state-${p.state === 'active' ? 'running' : 'shutoff'}`,
+      p.state === 'active' ? 'Active' : p.state === 'inactive' ? 'Inactive' : p.state));
+    if (p.autostart) st.append(el('span', 'help', ' autostart'));
+    const space = el('td');
+    if (p.state === 'active' && p.capacity) {
+      const box = el('div', 'space');
+      const bar = el('progress', 'bar');
+      bar.max = p.capacity;
+      bar.value = p.allocated;
+      bar.setAttribute('aria-label', `${p.name}: ${humanSize(p.allocated)} used of ${humanSize(p.capacity)}`);
+      box.append(bar, el('span', 'space-text', `${humanSize(p.available)} free of ${humanSize(p.capacity)}`));
+      space.append(box);
+    } else {
+      space.textContent = '—';
+    }
+    const vols = el('td', 'num', p.state === 'active' ? String(p.nr_volumes) : '—');
+    const used = el('td', null, usedByText(p.used_by));
+    const act = el('td', 'cell-actions');
+    if (p.state === 'active') {
+      act.append(actionButton('Volumes', 'btn-plain pool-volumes', `Volumes of ${p.name}`,
+        () => choosePool(p.name)));
+    }
+    if (isAdmin()) {
+      if (p.state === 'active') {
+        act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${p.name}`,
+          (b) => poolAction(p.name, 'deactivate', b)));
+      } else {
+        act.append(actionButton('Activate', 'btn-plain', `Activate ${p.name}`,
+          (b) => poolAction(p.name, 'activate', b)));
+        act.append(actionButton('Delete', 'btn-danger-outline pool-delete', `Delete ${p.name}`,
+          () => askDeletePool(p)));
+      }
+    }
+    const err = state.poolErrors.get(p.name);
+    if (err) name.append(el('p', 'row-error', err));
+    tr.append(name, st, space, vols, used, act);
+    return tr;
+  }
+
+  function renderPools() {
+    const list = state.pools || [];
+    const active = document.activeElement;
+    const row = active && active.closest && active.closest('#pool-rows tr');
+    const again = row ? [row.dataset.name, active.getAttribute('aria-label')] : null;
+    $('pool-rows').replaceChildren(...list.map(poolRow));
+    if (again) { // the same control of the same pool, or its row's first one
+      const tr = [...$('pool-rows').children].find((x) => x.dataset.name === again[0]);
+      const same = tr && [...tr.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === again[1]);
+      const c = same || (tr && tr.querySelector('button'));
+      if (c) c.focus();
+    }
+    const empty = $('pool-empty');
+    if (state.poolsError && !list.length) {
+      $('pool-empty-text').textContent = `The pools cannot be listed: ${state.poolsError}`;
+      empty.hidden = false;
+    } else {
+      $('pool-empty-text').textContent = 'No storage pools.';
+      empty.hidden = !!list.length || state.pools === null;
+    }
+    const activeN = list.filter((p) => p.state === 'active').length;
+    $('pool-count').textContent = state.pools === null ? 'Loading…'
+      : `${numberFmt.format(list.length)} ${list.length === 1 ? 'pool' : 'pools'} · ${activeN} active`;
+    if (state.poolChosen && !list.some((p) => p.name === state.poolChosen && p.state === 'active')) {
+      state.poolChosen = null; // gone or stopped: no volumes to show
+      $('volumes').hidden = true;
+    }
+  }
+
+  async function poolAction(name, action, button) {
+    button.disabled = true;
+    state.poolErrors.delete(name);
+    try {
+      await api('POST', `/storagepools/${encodeURIComponent(name)}/${action}`);
+      announce(`${name} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+    } catch (e) {
+      state.poolErrors.set(name, e.message);
+    }
+    await loadPools();
+  }
+
+  function showPoolError(text, field) {
+    const e = $('pool-error');
+    e.textContent = text;
+    e.hidden = !text;
+    for (const id of ['pool-name', 'pool-path']) {
+      $(id).setAttribute('aria-invalid', text && id === field ? 'true' : 'false');
+    }
+  }
+
+  async function makePool(ev) {
+    ev.preventDefault();
+    showPoolError('');
+    const name = $('pool-name').value.trim();
+    const path = $('pool-path').value.trim();
+    if (!name) { showPoolError('Give the pool a name.', 'pool-name'); $('pool-name').focus(); return; }
+    if (!path.startsWith('/')) {
+      showPoolError('The folder must be an absolute path, like /srv/vm-disks.', 'pool-path');
+      $('pool-path').focus();
+      return;
+    }
+    const btn = $('pool-create');
+    btn.disabled = true;
+    try {
+      await api('POST', '/storagepools', { name, type: 'dir', path });
+      $('pool-name').value = '';
+      $('pool-path').value = '';
+      announce(`Storage pool ${name} made`);
+      await loadPools();
+    } catch (e) {
+      const code = e.body && e.body.errcode;
+      showPoolError(e.message, code === 'KCHPOOL0001E' ? 'pool-name' : 'pool-path');
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function askDeletePool(p) {
+    askConfirm({
+      title: 'Forget storage pool?',
+      text: `kimchi and libvirt forget the pool “${p.name}”. Its files stay in ${p.path || 'place'}.`,
+      ok: 'Forget',
+      run: async () => {
+        try {
+          await api('DELETE', `/storagepools/${encodeURIComponent(p.name)}`);
+        } catch (e) {
+          if (e.status !== 404) throw e;
+        }
+        announce(`Storage pool ${p.name} forgotten`);
+        await loadPools();
+      },
+      back: () => document.querySelector('#pool-rows button') || $('pool-name'),
+    });
+  }
+
+  function choosePool(name) {
+    state.poolChosen = name;
+    state.volumes = null;
+    $('volumes').hidden = false;
+    $('volumes-title').textContent = `Volumes of ${name}`;
+    showVolumeError('');
+    renderPools();
+    renderVolumes();
+    loadVolumes();
+    $('volumes').scrollIntoView({ block: 'nearest' });
+  }
+
+  async function loadVolumes() {
+    const pool = state.poolChosen;
+    if (!pool) return;
+    const seq = ++state.volumesAsked;
+    try {
+      const r = await api('GET', `/storagepools/${encodeURIComponent(pool)}/storagevolumes`);
+      if (state.poolChosen !== pool || seq < state.volumesShown) return;
+      state.volumesShown = seq;
+      state.volumes = Array.isArray(r.data) ? r.data : [];
+      state.volumesError = '';
+    } catch (e) {
+      if (state.poolChosen !== pool || !state.signedIn || seq < state.volumesShown) return;
+      state.volumesError = e.message;
+    }
+    renderVolumes();
+  }
+
+  function volumeRow(v) {
+    const tr = el('tr');
+    tr.dataset.name = v.name;
+    const name = el('td', 'cell-name', v.name);
+    name.title = v.path;
+    const act = el('td', 'cell-actions');
+    if (isAdmin()) {
+      const del = actionButton('Delete', 'btn-danger-outline volume-delete', `Delete ${v.name}`,
+        () => askDeleteVolume(v));
+      if (v.used_by && v.used_by.length) {
+        del.disabled = true;
+        del.title = `A disk of ${v.used_by.join(', ')}`;
+      }
+      act.append(del);
+    }
+    tr.append(name, el('td', null, v.format || '—'), el('td', 'num', humanSize(v.capacity)),
+      el('td', 'num', humanSize(v.allocation)),
+      el('td', null, v.used_by && v.used_by.length ? v.used_by.join(', ') : '—'), act);
+    return tr;
+  }
+
+  function renderVolumes() {
+    const list = state.volumes || [];
+    $('volume-rows').replaceChildren(...list.map(volumeRow));
+    const empty = $('volume-empty');
+    if (state.volumesError && !list.length) {
+      $('volume-empty-text').textContent = `The volumes cannot be listed: ${state.volumesError}`;
+    } else {
+      $('volume-empty-text').textContent = 'No volumes in this pool.';
+    }
+    empty.hidden = state.volumes === null || !!list.length;
+    $('volume-count').textContent = state.volumes === null ? 'Loading…'
+      : `${numberFmt.format(list.length)} ${list.length === 1 ? 'volume' : 'volumes'}`;
+  }
+
+  function showVolumeError(text) {
+    const e = $('volume-error');
+    e.textContent = text;
+    e.hidden = !text;
+    $('volume-name').setAttribute('aria-invalid', text ? 'true' : 'false');
+  }
+
+  async function makeVolume(ev) {
+    ev.preventDefault();
+    const pool = state.poolChosen;
+    if (!pool) return;
+    showVolumeError('');
+    const name = $('volume-name').value.trim();
+    const gib = Number($('volume-size').value);
+    if (!name) { showVolumeError('Give the volume a name.'); $('volume-name').focus(); return; }
+    if (!Number.isInteger(gib) || gib < 1) {
+      showVolumeError('The size is a whole number of GiB, 1 or more.');
+      $('volume-size').focus();
+      return;
+    }
+    const btn = $('volume-create');
+    btn.disabled = true;
+    try {
+      await api('POST', `/storagepools/${encodeURIComponent(pool)}/storagevolumes`,
+        { name, capacity: gib * 1024 ** 3, format: $('volume-format').value });
+      $('volume-name').value = '';
+      announce(`Volume ${name} made in ${pool}`);
+      await loadPools();
+    } catch (e) {
+      showVolumeError(e.message);
+      $('volume-name').focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function askDeleteVolume(v) {
+    const pool = state.poolChosen;
+    askConfirm({
+      title: 'Delete volume?',
+      text: `The volume “${v.name}” (${humanSize(v.capacity)}) in ${pool} is deleted with its data. `
+        + 'This cannot be undone.',
+      run: async () => {
+        try {
+          await api('DELETE', `/storagepools/${encodeURIComponent(pool)}/storagevolumes/${encodeURIComponent(v.name)}`);
+        } catch (e) {
+          if (e.status !== 404) throw e;
+        }
+        announce(`Volume ${v.name} deleted`);
+        await loadPools();
+      },
+      back: () => document.querySelector('#volume-rows button:not([disabled])') || $('volume-name'),
+    });
+  }
+
   // -- the host ------------------------------------------------------------------------------
 
   const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -3030,13 +3348,14 @@
       m.clear();
     }
     for (const id of ['iso-rows', 'task-list', 'tmpl-rows', 'tmpl-iso', 'vm-list', 'distro-list',
-      'vm-new-templates', 'announcer', 'token-rows', 'report-rows', 'report-making']) {
+      'vm-new-templates', 'announcer', 'token-rows', 'report-rows', 'report-making', 'pool-rows',
+      'volume-rows']) {
       $(id).replaceChildren();
     }
     for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
       'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name', 'vm-access-users',
       'vm-access-groups', 'token-name', 'token-user', 'token-value', 'report-name',
-      'report-rename-name']) {
+      'report-rename-name', 'pool-name', 'pool-path', 'volume-name']) {
       $(id).value = '';
     }
     hideSecret();
@@ -3047,6 +3366,11 @@
     state.reportMaking.clear();
     state.hostInfo = null;
     state.hostSamples = [];
+    state.pools = null;
+    state.poolChosen = null;
+    state.volumes = null;
+    state.poolErrors.clear();
+    $('volumes').hidden = true;
     state.who = null;
     showLogin(note, kind, username);
   }
@@ -3258,6 +3582,8 @@
     for (const id of ['vm-access-users', 'vm-access-groups']) {
       $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
     }
+    $('pool-form').addEventListener('submit', makePool);
+    $('volume-form').addEventListener('submit', makeVolume);
     $('report-form').addEventListener('submit', makeReport);
     $('report-name').addEventListener('input', () => { if (!$('report-error').hidden) showReportError(''); });
     $('report-rename-form').addEventListener('submit', submitReportRename);

@@ -11,6 +11,7 @@ from kimchid.api import (
     events,
     host,
     isos,
+    storage,
     system,
     tasks,
     templates,
@@ -34,6 +35,7 @@ def make_table(svc: Any) -> RouteTable:
     templates.register(table, svc.templates)
     debugreports.register(table, svc.debugreports)
     host.register(table, svc.host)
+    storage.register(table, svc.storage)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size, svc.access, svc.tasks)

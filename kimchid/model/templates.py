@@ -347,6 +347,18 @@ class TemplateService:
             log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
 
 
+def pools_named(store: ObjectStore) -> dict[str, list[str]]:
+    """Storage pool name -> the templates whose disks go there (blocking: file reads)."""
+    out: dict[str, list[str]] = {}
+    for obj in store.list(KIND):
+        for d in obj.data.get("disks") or []:
+            pool = d.get("pool") if isinstance(d, dict) else None
+            name = pool.get("name") if isinstance(pool, dict) else None
+            if isinstance(name, str) and name:
+                out.setdefault(name, []).append(obj.name)
+    return out
+
+
 @functools.cache
 def _shipped_distros() -> tuple[dict[str, Any], ...]:
     """``kimchid/data/distros.json``, read once (from a pool thread)."""

@@ -1,0 +1,170 @@
+"""/storagepools and their /storagevolumes (reading for all, changing for admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.model.storage import POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
+
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        "description": "letters, digits, '.', '-' and '_'"}
+_INT = {"type": "integer", "minimum": 0}
+POOL_SCHEMA = {
+    "type": "object",
+    "required": ["name", "type", "state", "autostart", "capacity", "allocated", "available",
+                 "path", "source", "in_use", "used_by"],
+    "properties": {
+        "name": {"type": "string"}, "uuid": {"type": "string"},
+        "type": {"type": "string"}, "state": {"enum": list(POOL_STATES)},
+        "autostart": {"type": "boolean"}, "persistent": {"type": "boolean"},
+        "capacity": {**_INT, "description": "bytes"},
+        "allocated": {**_INT, "description": "bytes"},
+        "available": {**_INT, "description": "bytes"},
+        "nr_volumes": _INT, "path": {"type": "string"}, "source": {"type": "object"},
+        "in_use": {"type": "boolean"},
+        "used_by": {"type": "object", "properties": {
+            "templates": {"type": "array", "items": {"type": "string"}},
+            "vms": {"type": "array", "items": {"type": "string"}}}},
+    },
+}
+SOURCE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "host": {"type": "string", "pattern": "^[A-Za-z0-9.:_-]{1,253}$",
+                 "description": "netfs and iscsi: the server"},
+        "path": {"type": "string", "minLength": 1, "maxLength": 4096,
+                 "description": "netfs: the exported folder"},
+        "devices": {"type": "array", "minItems": 1, "maxItems": 64,
+                    "items": {"type": "string", "pattern": "^/dev/[A-Za-z0-9/_.:-]+$"},
+                    "description": "logical: the block devices of the volume group"},
+        "target": {"type": "string", "pattern": "^[A-Za-z0-9.:_-]{1,223}$",
+                   "description": "iscsi: the target's IQN"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    },
+}
+CREATE_POOL = {
+    "type": "object", "additionalProperties": False, "required": ["name", "type"],
+    "properties": {
+        "name": NAME, "type": {"enum": list(POOL_TYPES)},
+        "path": {"type": "string", "minLength": 1, "maxLength": 4096,
+                 "description": "dir: the folder (made if missing); netfs: the mount point"},
+        "source": SOURCE,
+    },
+}
+UPDATE_POOL = {"type": "object", "additionalProperties": False, "required": ["autostart"],
+               "properties": {"autostart": {"type": "boolean"}}}
+VOLUME_SCHEMA = {
+    "type": "object",
+    "required": ["name", "path", "type", "capacity", "allocation", "format", "used_by"],
+    "properties": {
+        "name": {"type": "string"}, "path": {"type": "string"}, "type": {"type": "string"},
+        "capacity": {**_INT, "description": "bytes"},
+        "allocation": {**_INT, "description": "bytes on disk"},
+        "format": {"type": "string"},
+        "used_by": {"type": "array", "items": {"type": "string"},
+                    "description": "VMs with it as a disk"},
+    },
+}
+CREATE_VOLUME = {
+    "type": "object", "additionalProperties": False, "required": ["name", "capacity"],
+    "properties": {
+        "name": NAME,
+        "capacity": {"type": "integer", "minimum": 1048576, "maximum": 2 ** 50,
+                     "description": "bytes (1 MiB to 1 PiB)"},
+        "format": {"enum": list(VOLUME_FORMATS), "default": "qcow2"},
+    },
+}
+RESIZE = {"type": "object", "additionalProperties": False, "required": ["size"],
+          "properties": {"size": {"type": "integer", "minimum": 1048576, "maximum": 2 ** 50,
+                                  "description": "the new capacity in bytes (only larger)"}}}
+
+
+def register(table: RouteTable, storage: Storage) -> None:
+    async def list_pools(call: Call) -> list[dict[str, Any]]:
+        return [p for p in await storage.list_pools()
+                if all(str(p.get(k)) == v for k, v in call.query.items())]
+
+    async def create_pool(call: Call) -> Reply:
+        p = await storage.create_pool(call.body)
+        return Reply(201, p, {"Location": f"/storagepools/{p['name']}"})
+
+    async def get_pool(call: Call) -> dict[str, Any]:
+        return await storage.get_pool(call.args["name"])
+
+    async def update_pool(call: Call) -> dict[str, Any]:
+        return await storage.set_autostart(call.args["name"], call.body["autostart"])
+
+    async def delete_pool(call: Call) -> Reply:
+        await storage.delete_pool(call.args["name"])
+        return Reply(204, None)
+
+    async def activate(call: Call) -> dict[str, Any]:
+        return await storage.activate(call.args["name"])
+
+    async def deactivate(call: Call) -> dict[str, Any]:
+        return await storage.deactivate(call.args["name"])
+
+    async def refresh(call: Call) -> dict[str, Any]:
+        return await storage.refresh(call.args["name"])
+
+    async def list_volumes(call: Call) -> list[dict[str, Any]]:
+        return [v for v in await storage.list_volumes(call.args["name"])
+                if all(str(v.get(k)) == q for k, q in call.query.items())]
+
+    async def create_volume(call: Call) -> Reply:
+        pool = call.args["name"]
+        v = await storage.create_volume(pool, call.body)
+        return Reply(201, v, {"Location": f"/storagepools/{pool}/storagevolumes/{v['name']}"})
+
+    async def get_volume(call: Call) -> dict[str, Any]:
+        return await storage.get_volume(call.args["name"], call.args["vol"])
+
+    async def delete_volume(call: Call) -> Reply:
+        await storage.delete_volume(call.args["name"], call.args["vol"])
+        return Reply(204, None)
+
+    async def resize(call: Call) -> dict[str, Any]:
+        return await storage.resize_volume(call.args["name"], call.args["vol"],
+                                           call.body["size"])
+
+    tag = "storage"
+    table.add("/storagepools", "GET", list_pools, "List storage pools", tag,
+              query={"type": {"type": "string"}, "state": {"type": "string"}},
+              response={"type": "array", "items": POOL_SCHEMA},
+              description="Read from libvirt at each call (pools made with virsh show too); "
+                          "`used_by` names the templates and VMs with disks there.")
+    table.add("/storagepools", "POST", create_pool, "Make a storage pool", tag,
+              body=CREATE_POOL, response=POOL_SCHEMA, status=201,
+              description="Defined, built (a dir pool's folder is made), set to autostart and "
+                          "started; if a step fails, the earlier ones are undone.")
+    table.add("/storagepools/<name>", "GET", get_pool, "Look at a storage pool", tag,
+              response=POOL_SCHEMA)
+    table.add("/storagepools/<name>", "PUT", update_pool, "Change a pool's autostart", tag,
+              body=UPDATE_POOL, response=POOL_SCHEMA)
+    table.add("/storagepools/<name>", "DELETE", delete_pool, "Forget a storage pool", tag,
+              status=204, description="Only when inactive (KCHPOOL0005E) and no template "
+                                      "names it (KCHPOOL0006E). Its files stay on disk.")
+    table.add("/storagepools/<name>/activate", "POST", activate, "Start a storage pool", tag,
+              response=POOL_SCHEMA)
+    table.add("/storagepools/<name>/deactivate", "POST", deactivate, "Stop a storage pool",
+              tag, response=POOL_SCHEMA,
+              description="Refused while a running VM has a disk there (KCHPOOL0007E).")
+    table.add("/storagepools/<name>/refresh", "POST", refresh,
+              "Look for volumes again (files copied in by hand)", tag, response=POOL_SCHEMA)
+    table.add("/storagepools/<name>/storagevolumes", "GET", list_volumes,
+              "List a pool's volumes", tag,
+              query={"format": {"type": "string"}, "type": {"type": "string"}},
+              response={"type": "array", "items": VOLUME_SCHEMA})
+    table.add("/storagepools/<name>/storagevolumes", "POST", create_volume,
+              "Make a volume", tag, body=CREATE_VOLUME, response=VOLUME_SCHEMA, status=201,
+              description="qcow2 (default) or raw, sparse. A raw volume larger than the "
+                          "pool's free space is refused (KCHVOL0003E).")
+    table.add("/storagepools/<name>/storagevolumes/<vol>", "GET", get_volume,
+              "Look at a volume", tag, response=VOLUME_SCHEMA)
+    table.add("/storagepools/<name>/storagevolumes/<vol>", "DELETE", delete_volume,
+              "Delete a volume and its data", tag, status=204,
+              description="Refused while a VM has it as a disk (KCHVOL0005E).")
+    table.add("/storagepools/<name>/storagevolumes/<vol>/resize", "POST", resize,
+              "Grow a volume", tag, body=RESIZE, response=VOLUME_SCHEMA,
+              description="Only larger (KCHVOL0007E), and not while a running VM uses it.")
