@@ -88,6 +88,16 @@ CATALOGUE: dict[str, str] = {
     "KCHVOL0005E": "Storage volume {name} is a disk of the VMs {vms}",
     "KCHVOL0006E": "libvirt refused storage volume {name}: {error}",
     "KCHVOL0007E": "Storage volume {name} cannot shrink below {capacity} bytes",
+    # Networks
+    "KCHNET0001E": "Network {name} already exists",
+    "KCHNET0002E": "Network {name} does not exist",
+    "KCHNET0003E": "Network {name} is used by {users}",
+    "KCHNET0004E": "Invalid network {name}: {reason}",
+    "KCHNET0005E": "Network {name} is active: deactivate it before deleting it",
+    "KCHNET0006E": "Network {name} is already {state}",
+    "KCHNET0007E": "Network {name} connects the running VMs {vms}",
+    "KCHNET0008E": "libvirt refused network {name}: {error}",
+    "KCHNET0009E": "Subnet {subnet} cannot be used: {reason}",
     # Debug reports
     "KCHDR0001E": "Debug report {name} does not exist",
     "KCHDR0002E": "Invalid debug report name {name}: use letters, digits, - and _ (at most 64)",

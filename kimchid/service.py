@@ -35,9 +35,10 @@ from kimchid.model.events import EventHub
 from kimchid.model.host import HostStats
 from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
+from kimchid.model.networks import Networks
 from kimchid.model.storage import Storage
 from kimchid.model.tasks import TaskService
-from kimchid.model.templates import TemplateService, pools_named
+from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import Screenshots, VmActions, VmInventory
@@ -93,6 +94,8 @@ class Kimchid(MultiService):
         self.access = Access(self.vms)
         self.storage = Storage(self.libvirt, self.events, self.vms,
                                lambda: pools_named(self.store))
+        self.networks = Networks(self.libvirt, self.events, self.vms,
+                                 lambda: networks_named(self.store))
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities)
         self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,

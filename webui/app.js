@@ -92,6 +92,13 @@
     poolsAsked: 0, // GET /storagepools sent ...
     poolsShown: 0, // ... and the newest one shown
     volumesAsked: 0,
+    nets: null, // GET /networks, once the networks page has asked
+    netsError: '',
+    netsTimer: null,
+    netsAsked: 0,
+    netsShown: 0,
+    netErrors: new Map(), // network name -> why its last action failed
+    ifaces: null, // GET /interfaces: what a bridged or macvtap network may use
     volumesShown: 0,
     poolErrors: new Map(), // pool name -> why its last action failed
     poolChosen: null, // the pool whose volumes are shown
@@ -910,9 +917,15 @@
       case 'storagevolume.created':
       case 'storagevolume.updated':
       case 'storagevolume.deleted':
+      case 'network.created':
+      case 'network.updated':
+      case 'network.deleted':
+        networksSoon();
+        break;
       case 'vm.created':
       case 'vm.deleted':
         poolsSoon();
+        networksSoon();
         if (ev.type === 'vm.created') vmUpsert(d);
         if (ev.type === 'vm.deleted') vmGone(d);
         break;
@@ -1038,9 +1051,9 @@
 
   // -- pages (hash routing) ---------------------------------------------------------------
 
-  const PAGES = ['isos', 'templates', 'vms', 'storage', 'host', 'reports', 'tokens'];
+  const PAGES = ['isos', 'templates', 'vms', 'storage', 'networks', 'host', 'reports', 'tokens'];
   const ADMIN_PAGES = new Set(['reports', 'tokens']);
-  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', storage: 'Storage', host: 'Host', reports: 'Debug reports',
+  const PAGE_TITLES = { isos: 'ISO library', templates: 'Templates', vms: 'Virtual machines', storage: 'Storage', networks: 'Networks', host: 'Host', reports: 'Debug reports',
     tokens: 'API tokens' };
 
   function route(focus) {
@@ -1062,6 +1075,7 @@
     if (page === 'reports' && state.signedIn) loadReports();
     if (page === 'host' && state.signedIn) loadHost();
     if (page === 'storage' && state.signedIn) loadPools();
+    if (page === 'networks' && state.signedIn) { loadNetworks(); if (isAdmin()) loadInterfaces(); }
   }
 
   // -- templates -------------------------------------------------------------------------
@@ -2424,6 +2438,20 @@
     });
   }
 
+  /** Rebuild a table's rows keeping the keyboard where it was: the same control of the
+   * same row (by its label), else that row's first button. */
+  function replaceRowsKeepingFocus(tbody, rows) {
+    const active = document.activeElement;
+    const row = active && active.closest && active.closest(`#${tbody.id} tr`);
+    const again = row ? [row.dataset.name, active.getAttribute('aria-label')] : null;
+    tbody.replaceChildren(...rows);
+    if (!again) return;
+    const tr = [...tbody.children].find((x) => x.dataset.name === again[0]);
+    const same = tr && [...tr.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === again[1]);
+    const c = same || (tr && tr.querySelector('button'));
+    if (c) c.focus();
+  }
+
   // -- storage pools and volumes ---------------------------------------------------------------
 
   async function loadPools() {
@@ -2510,16 +2538,7 @@
 
   function renderPools() {
     const list = state.pools || [];
-    const active = document.activeElement;
-    const row = active && active.closest && active.closest('#pool-rows tr');
-    const again = row ? [row.dataset.name, active.getAttribute('aria-label')] : null;
-    $('pool-rows').replaceChildren(...list.map(poolRow));
-    if (again) { // the same control of the same pool, or its row's first one
-      const tr = [...$('pool-rows').children].find((x) => x.dataset.name === again[0]);
-      const same = tr && [...tr.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === again[1]);
-      const c = same || (tr && tr.querySelector('button'));
-      if (c) c.focus();
-    }
+    replaceRowsKeepingFocus($('pool-rows'), list.map(poolRow));
     const empty = $('pool-empty');
     if (state.poolsError && !list.length) {
       $('pool-empty-text').textContent = `The pools cannot be listed: ${state.poolsError}`;
@@ -2719,6 +2738,192 @@
         await loadPools();
       },
       back: () => document.querySelector('#volume-rows button:not([disabled])') || $('volume-name'),
+    });
+  }
+
+  // -- networks --------------------------------------------------------------------------------
+
+  const NET_KINDS = { nat: 'NAT', isolated: 'Isolated', bridge: 'Bridged', macvtap: 'macvtap',
+    route: 'Routed', open: 'Open' };
+
+  async function loadNetworks() {
+    const seq = ++state.netsAsked; // an answer to an older listing never overwrites a newer one
+    try {
+      const r = await api('GET', '/networks');
+      if (seq < state.netsShown) return;
+      state.netsShown = seq;
+      state.nets = Array.isArray(r.data) ? r.data : [];
+      state.netsError = '';
+    } catch (e) {
+      if (!state.signedIn || seq < state.netsShown) return;
+      state.netsError = e.message;
+    }
+    renderNetworks();
+  }
+
+  function networksSoon() {
+    if (state.netsTimer || $('networks').hidden) return;
+    state.netsTimer = setTimeout(() => { state.netsTimer = null; loadNetworks(); }, 150);
+  }
+
+  async function loadInterfaces() {
+    try {
+      const r = await api('GET', '/interfaces');
+      state.ifaces = Array.isArray(r.data) ? r.data : [];
+    } catch (e) {
+      state.ifaces = [];
+    }
+    fillInterfaces();
+  }
+
+  function fillInterfaces() {
+    const kind = $('net-connection').value;
+    const wanted = kind === 'bridge' ? ['bridge'] : ['nic', 'bonding', 'vlan'];
+    const sel = $('net-iface');
+    const keep = sel.value;
+    const opts = (state.ifaces || []).filter((i) => wanted.includes(i.type)).map((i) => {
+      const o = el('option', null, `${i.name}${i.ipaddr ? ` (${i.ipaddr})` : ''}${i.status === 'down' ? ' — down' : ''}`);
+      o.value = i.name;
+      return o;
+    });
+    if (!opts.length) {
+      const o = el('option', null, kind === 'bridge' ? 'No bridge on this host' : 'No interface');
+      o.value = '';
+      opts.push(o);
+    }
+    sel.replaceChildren(...opts);
+    if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  }
+
+  function netKindChanged() {
+    const kind = $('net-connection').value;
+    const routed = kind === 'nat' || kind === 'isolated';
+    $('net-subnet-field').hidden = !routed;
+    $('net-iface-field').hidden = routed;
+    if (!routed) fillInterfaces();
+  }
+
+  function networkRow(n) {
+    const tr = el('tr');
+    tr.dataset.name = n.name;
+    const name = el('td', 'cell-name', n.name);
+    const st = el('td');
+    st.append(el('span', `state state-${n.state === 'active' ? 'running' : 'shutoff'}`,
+      n.state === 'active' ? 'Active' : 'Inactive'));
+    if (n.autostart) st.append(el('span', 'help', ' autostart'));
+    const addr = el('td');
+    if (n.subnet) {
+      addr.append(el('span', 'mono', n.subnet));
+      if (n.dhcp && n.dhcp.start) addr.append(el('span', 'net-addr', `DHCP ${n.dhcp.start} – ${n.dhcp.end}`));
+    } else {
+      addr.append(el('span', 'mono', (n.interfaces || []).join(', ') || n.bridge || '—'));
+    }
+    const act = el('td', 'cell-actions');
+    if (isAdmin()) {
+      if (n.state === 'active') {
+        act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${n.name}`,
+          (b) => networkAction(n.name, 'deactivate', b)));
+      } else {
+        act.append(actionButton('Activate', 'btn-plain', `Activate ${n.name}`,
+          (b) => networkAction(n.name, 'activate', b)));
+        act.append(actionButton('Delete', 'btn-danger-outline net-delete', `Delete ${n.name}`,
+          () => askDeleteNetwork(n)));
+      }
+    }
+    const err = state.netErrors.get(n.name);
+    if (err) name.append(el('p', 'row-error', err));
+    tr.append(name, st, el('td', null, NET_KINDS[n.connection] || n.connection), addr,
+      el('td', null, usedByText(n.used_by)), act);
+    return tr;
+  }
+
+  function renderNetworks() {
+    const list = state.nets || [];
+    replaceRowsKeepingFocus($('net-rows'), list.map(networkRow));
+    const empty = $('net-empty');
+    if (state.netsError && !list.length) {
+      $('net-empty-text').textContent = `The networks cannot be listed: ${state.netsError}`;
+      empty.hidden = false;
+    } else {
+      $('net-empty-text').textContent = 'No networks.';
+      empty.hidden = !!list.length || state.nets === null;
+    }
+    const activeN = list.filter((n) => n.state === 'active').length;
+    $('net-count').textContent = state.nets === null ? 'Loading…'
+      : `${numberFmt.format(list.length)} ${list.length === 1 ? 'network' : 'networks'} · ${activeN} active`;
+  }
+
+  async function networkAction(name, action, button) {
+    button.disabled = true;
+    state.netErrors.delete(name);
+    try {
+      await api('POST', `/networks/${encodeURIComponent(name)}/${action}`);
+      announce(`${name} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+    } catch (e) {
+      state.netErrors.set(name, e.message);
+    }
+    await loadNetworks();
+  }
+
+  function showNetError(text, field) {
+    const e = $('net-error');
+    e.textContent = text;
+    e.hidden = !text;
+    for (const id of ['net-name', 'net-subnet', 'net-iface']) {
+      $(id).setAttribute('aria-invalid', text && id === field ? 'true' : 'false');
+    }
+  }
+
+  async function makeNetwork(ev) {
+    ev.preventDefault();
+    showNetError('');
+    const name = $('net-name').value.trim();
+    const connection = $('net-connection').value;
+    if (!name) { showNetError('Give the network a name.', 'net-name'); $('net-name').focus(); return; }
+    const body = { name, connection };
+    if (connection === 'nat' || connection === 'isolated') {
+      const subnet = $('net-subnet').value.trim();
+      if (subnet) body.subnet = subnet;
+    } else {
+      const iface = $('net-iface').value;
+      if (!iface) {
+        showNetError(connection === 'bridge' ? 'This host has no bridge to use.'
+          : 'Choose the host interface to share.', 'net-iface');
+        return;
+      }
+      body.interface = iface;
+    }
+    const btn = $('net-create');
+    btn.disabled = true;
+    try {
+      await api('POST', '/networks', body);
+      $('net-name').value = '';
+      $('net-subnet').value = '';
+      announce(`Network ${name} made`);
+      await loadNetworks();
+    } catch (e) {
+      const code = e.body && e.body.errcode;
+      showNetError(e.message, code === 'KCHNET0009E' ? 'net-subnet'
+        : code === 'KCHNET0004E' && body.interface ? 'net-iface' : 'net-name');
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function askDeleteNetwork(n) {
+    askConfirm({
+      title: 'Delete network?',
+      text: `The network “${n.name}” is deleted${n.subnet ? `, with its subnet ${n.subnet}` : ''}.`,
+      run: async () => {
+        try {
+          await api('DELETE', `/networks/${encodeURIComponent(n.name)}`);
+        } catch (e) {
+          if (e.status !== 404) throw e;
+        }
+        announce(`Network ${n.name} deleted`);
+        await loadNetworks();
+      },
+      back: () => document.querySelector('#net-rows button') || $('net-name'),
     });
   }
 
@@ -3349,13 +3554,13 @@
     }
     for (const id of ['iso-rows', 'task-list', 'tmpl-rows', 'tmpl-iso', 'vm-list', 'distro-list',
       'vm-new-templates', 'announcer', 'token-rows', 'report-rows', 'report-making', 'pool-rows',
-      'volume-rows']) {
+      'volume-rows', 'net-rows']) {
       $(id).replaceChildren();
     }
     for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
       'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name', 'vm-access-users',
       'vm-access-groups', 'token-name', 'token-user', 'token-value', 'report-name',
-      'report-rename-name', 'pool-name', 'pool-path', 'volume-name']) {
+      'report-rename-name', 'pool-name', 'pool-path', 'volume-name', 'net-name', 'net-subnet']) {
       $(id).value = '';
     }
     hideSecret();
@@ -3371,6 +3576,8 @@
     state.volumes = null;
     state.poolErrors.clear();
     $('volumes').hidden = true;
+    state.nets = null;
+    state.netErrors.clear();
     state.who = null;
     showLogin(note, kind, username);
   }
@@ -3582,6 +3789,8 @@
     for (const id of ['vm-access-users', 'vm-access-groups']) {
       $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
     }
+    $('net-form').addEventListener('submit', makeNetwork);
+    $('net-connection').addEventListener('change', netKindChanged);
     $('pool-form').addEventListener('submit', makePool);
     $('volume-form').addEventListener('submit', makeVolume);
     $('report-form').addEventListener('submit', makeReport);

@@ -11,6 +11,7 @@ from kimchid.api import (
     events,
     host,
     isos,
+    networks,
     storage,
     system,
     tasks,
@@ -36,6 +37,7 @@ def make_table(svc: Any) -> RouteTable:
     debugreports.register(table, svc.debugreports)
     host.register(table, svc.host)
     storage.register(table, svc.storage)
+    networks.register(table, svc.networks)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size, svc.access, svc.tasks)

@@ -63,6 +63,8 @@ VM_SCHEMA = {
                    "description": "MiB"},
         "graphics": {"type": ["object", "null"]},
         "disks": {"type": "array"},
+        "networks": {"type": "array", "items": {"type": "string"},
+                     "description": "the libvirt networks of its interfaces"},
         "users": {"type": "array", "items": {"type": "string"}},
         "groups": {"type": "array", "items": {"type": "string"}},
         "screenshot": {"type": ["string", "null"]},

@@ -78,6 +78,7 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/templates", UNSAFE_METHODS),
     AdminRule("/storagepools", UNSAFE_METHODS),
     AdminRule("/networks", UNSAFE_METHODS),
+    AdminRule("/interfaces", UNSAFE_METHODS),
     # debug reports carry the host's logs and configuration: even reading them
     AdminRule("/debugreports", ALL_METHODS),
     # the host: looking is for all, changing (reboot, shutdown, updates) for admins

@@ -8,40 +8,13 @@ degraded, until a later check finds everything right.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any
 
+from kimchid.errors import InvalidRequest
+from kimchid.model.networks import free_subnet
+
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
-
-
-def _free_subnet(conn: Any) -> ipaddress.IPv4Network:
-    """192.168.122.0/24 unless a host interface or another network already uses it."""
-    used: list[ipaddress.IPv4Network] = []
-    try:
-        import socket
-
-        import psutil  # optional: a better guess when present
-
-        for addrs in psutil.net_if_addrs().values():
-            for a in addrs:
-                if a.family == socket.AF_INET and a.netmask:
-                    used.append(ipaddress.IPv4Network(f"{a.address}/{a.netmask}", strict=False))
-    except Exception:
-        pass
-    for net in conn.listAllNetworks(0):
-        xml = net.XMLDesc(0)
-        if "address='" in xml:
-            addr = xml.split("address='", 1)[1].split("'", 1)[0]
-            try:
-                used.append(ipaddress.IPv4Network(f"{addr}/24", strict=False))
-            except ValueError:
-                pass
-    for third in range(122, 255):
-        candidate = ipaddress.IPv4Network(f"192.168.{third}.0/24")
-        if not any(candidate.overlaps(u) for u in used):
-            return candidate
-    raise RuntimeError("no free 192.168.x.0/24 subnet for the default network")
 
 
 def ensure_defaults(conn: Any) -> list[dict[str, str]]:
@@ -53,7 +26,7 @@ def ensure_defaults(conn: Any) -> list[dict[str, str]]:
         try:
             net = conn.networkLookupByName("default")
         except libvirt.libvirtError:
-            subnet = _free_subnet(conn)
+            subnet = free_subnet(conn)
             hosts = list(subnet.hosts())
             net = conn.networkDefineXML(
                 f"<network><name>default</name><forward mode='nat'/>"
@@ -64,7 +37,7 @@ def ensure_defaults(conn: Any) -> list[dict[str, str]]:
             net.create()
         if not net.autostart():
             net.setAutostart(1)
-    except (libvirt.libvirtError, RuntimeError) as e:
+    except (libvirt.libvirtError, InvalidRequest) as e:
         problems.append({
             "what": "network default",
             "reason": str(e),

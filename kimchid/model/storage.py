@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet import threads
-from twisted.logger import Logger
 
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.errors import (
@@ -25,23 +24,15 @@ from kimchid.errors import (
     InvalidRequest,
     NotFound,
     OperationFailed,
-    ServiceUnavailable,
 )
 from kimchid.model.events import EventHub
+from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 from kimchid.model.vms import VmInventory
-
-log = Logger()
-T = TypeVar("T")
 
 POOL_STATES = ("inactive", "building", "active", "degraded", "inaccessible")
 POOL_TYPES = ("dir", "netfs", "logical", "iscsi")
 VOLUME_FORMATS = ("qcow2", "raw")
 
-
-def _lv() -> Any:
-    import libvirt
-
-    return libvirt
 
 
 def _pool_xml_info(xml: str) -> dict[str, Any]:
@@ -155,18 +146,12 @@ def check_pool_request(body: dict[str, Any]) -> None:
                                  reason=f"{dev} is not a block device path")
 
 
-class Storage:
+class Storage(LibvirtObjects):
     def __init__(self, libvirt: LibvirtConnection, events: EventHub, vms: VmInventory,
                  template_pools: Callable[[], dict[str, list[str]]]) -> None:
-        self.libvirt = libvirt
-        self.events = events
+        super().__init__(libvirt, events)
         self.vms = vms
         self.template_pools = template_pools  # pool name -> templates naming it (blocking)
-
-    async def _run(self, fn: Callable[[Any], T]) -> T:
-        if not self.libvirt.up:
-            raise ServiceUnavailable("KCHSVC0002E", error=self.libvirt.error)
-        return await self.libvirt.run(fn)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -196,7 +181,7 @@ class Storage:
     def _pool(conn: Any, name: str) -> Any:
         try:
             return conn.storagePoolLookupByName(name)
-        except _lv().libvirtError:
+        except lv().libvirtError:
             raise NotFound("KCHPOOL0002E", name=name) from None
 
     async def list_volumes(self, pool: str) -> list[dict[str, Any]]:
@@ -222,7 +207,7 @@ class Storage:
             raise InvalidOperation("KCHVOL0004E", pool=pool)
         try:
             return p.storageVolLookupByName(name)
-        except _lv().libvirtError:
+        except lv().libvirtError:
             raise NotFound("KCHVOL0002E", name=name, pool=pool) from None
 
     def _volume_users(self, path: str) -> list[str]:
@@ -237,34 +222,34 @@ class Storage:
         xml = pool_xml(body)
 
         def make(c: Any) -> dict[str, Any]:
-            lv = _lv()
+            libvirt = lv()
             try:
                 c.storagePoolLookupByName(name)
                 raise InvalidRequest("KCHPOOL0001E", name=name)
-            except lv.libvirtError:
+            except libvirt.libvirtError:
                 pass
             path = body.get("path", "")
             made_dir = body["type"] == "dir" and not os.path.exists(path)
             try:
                 pool = c.storagePoolDefineXML(xml, 0)
-            except lv.libvirtError as e:
-                raise InvalidRequest("KCHPOOL0009E", name=name, error=_why(e)) from None
+            except libvirt.libvirtError as e:
+                raise InvalidRequest("KCHPOOL0009E", name=name, error=why(e)) from None
             try:
                 if body["type"] in ("dir", "netfs", "logical"):
                     pool.build(0)  # a folder (0755), a mount point, a volume group
                 pool.setAutostart(1)
                 pool.create(0)
-            except lv.libvirtError as e:  # undo: no half-made pool stays behind
+            except libvirt.libvirtError as e:  # undo: no half-made pool stays behind
                 try:
                     pool.undefine()
-                except lv.libvirtError:
+                except libvirt.libvirtError:
                     pass
                 if made_dir:
                     try:
                         os.rmdir(path)
                     except OSError:
                         pass
-                raise OperationFailed("KCHPOOL0009E", name=name, error=_why(e)) from None
+                raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
             return pool_info(pool)
 
         out = await self._with_usage(await self._run(make))
@@ -288,8 +273,8 @@ class Storage:
                 raise InvalidOperation("KCHPOOL0008E", name=name, state="active")
             try:
                 p.create(0)
-            except _lv().libvirtError as e:
-                raise OperationFailed("KCHPOOL0009E", name=name, error=_why(e)) from None
+            except lv().libvirtError as e:
+                raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
             return pool_info(p)
 
         out = await self._with_usage(await self._run(start))
@@ -309,8 +294,8 @@ class Storage:
                 raise InvalidOperation("KCHPOOL0008E", name=name, state="inactive")
             try:
                 p.destroy()
-            except _lv().libvirtError as e:
-                raise OperationFailed("KCHPOOL0009E", name=name, error=_why(e)) from None
+            except lv().libvirtError as e:
+                raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
             return pool_info(p)
 
         out = await self._with_usage(await self._run(stop))
@@ -339,8 +324,8 @@ class Storage:
             p = self._pool(c, name)
             try:
                 p.undefine()  # the pool's definition only: its files stay where they are
-            except _lv().libvirtError as e:
-                raise OperationFailed("KCHPOOL0009E", name=name, error=_why(e)) from None
+            except lv().libvirtError as e:
+                raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
 
         await self._run(drop)
         await self._emit("storagepool.deleted", {"name": name})
@@ -352,14 +337,14 @@ class Storage:
         xml = volume_xml(name, capacity, fmt)
 
         def make(c: Any) -> dict[str, Any]:
-            lv = _lv()
+            libvirt = lv()
             p = self._pool(c, pool)
             if not p.isActive():
                 raise InvalidOperation("KCHVOL0004E", pool=pool)
             try:
                 p.storageVolLookupByName(name)
                 raise InvalidRequest("KCHVOL0001E", name=name, pool=pool)
-            except lv.libvirtError:
+            except libvirt.libvirtError:
                 pass
             _, _, _, available = p.info()
             if fmt == "raw" and capacity > available:
@@ -367,8 +352,8 @@ class Storage:
                                      reason=f"the pool has {available} bytes free")
             try:
                 return volume_info(p.createXML(xml, 0))
-            except lv.libvirtError as e:
-                raise InvalidRequest("KCHVOL0006E", name=name, error=_why(e)) from None
+            except libvirt.libvirtError as e:
+                raise InvalidRequest("KCHVOL0006E", name=name, error=why(e)) from None
 
         out = await self._run(make)
         out["used_by"] = []
@@ -383,8 +368,8 @@ class Storage:
         def drop(c: Any) -> None:
             try:
                 self._volume(c, pool, name).delete(0)
-            except _lv().libvirtError as e:
-                raise OperationFailed("KCHVOL0006E", name=name, error=_why(e)) from None
+            except lv().libvirtError as e:
+                raise OperationFailed("KCHVOL0006E", name=name, error=why(e)) from None
 
         await self._run(drop)
         await self._emit("storagevolume.deleted", {"name": name, "pool": pool})
@@ -399,26 +384,20 @@ class Storage:
             raise InvalidOperation("KCHVOL0005E", name=name, vms=", ".join(running))
 
         def grow(c: Any) -> dict[str, Any]:
-            lv = _lv()
+            libvirt = lv()
             v = self._volume(c, pool, name)
             try:
                 v.resize(size, 0)
-            except lv.libvirtError as e:
-                if e.get_error_code() == lv.VIR_ERR_NO_SUPPORT:  # the driver cannot: say so
-                    raise InvalidOperation("KCHVOL0006E", name=name, error=_why(e)) from None
-                raise OperationFailed("KCHVOL0006E", name=name, error=_why(e)) from None
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:  # the driver cannot: say so
+                    raise InvalidOperation("KCHVOL0006E", name=name, error=why(e)) from None
+                raise OperationFailed("KCHVOL0006E", name=name, error=why(e)) from None
             return volume_info(v)
 
         out = await self._run(grow)
         out["used_by"] = vol["used_by"]
         await self._emit("storagevolume.updated", {**out, "pool": pool})
         return out
-
-    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.emit(etype, data)
-        except Exception as e:  # Redis away: done in libvirt, the event is lost
-            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
 
 
 def _vm_uses_pool(vm: dict[str, Any], pool: dict[str, Any]) -> bool:
@@ -433,7 +412,3 @@ def _vm_uses_pool(vm: dict[str, Any], pool: dict[str, Any]) -> bool:
             return True
     return False
 
-
-def _why(e: Exception) -> str:
-    get = getattr(e, "get_error_message", None)
-    return str(get() if get else e)

@@ -359,6 +359,16 @@ def pools_named(store: ObjectStore) -> dict[str, list[str]]:
     return out
 
 
+def networks_named(store: ObjectStore) -> dict[str, list[str]]:
+    """Network name -> the templates whose VMs join it (blocking: file reads)."""
+    out: dict[str, list[str]] = {}
+    for obj in store.list(KIND):
+        for name in obj.data.get("networks") or []:
+            if isinstance(name, str) and name:
+                out.setdefault(name, []).append(obj.name)
+    return out
+
+
 @functools.cache
 def _shipped_distros() -> tuple[dict[str, Any], ...]:
     """``kimchid/data/distros.json``, read once (from a pool thread)."""

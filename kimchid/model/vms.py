@@ -67,6 +67,8 @@ def read_domain(dom: Any) -> dict[str, Any]:
                       "dev": target.get("dev") if target is not None else None,
                       "pool": src.get("pool") if src is not None else None,
                       "volume": src.get("volume") if src is not None else None})
+    networks = [src.get("network", "")
+                for src in root.findall("./devices/interface[@type='network']/source")]
     users: list[str] = []
     groups: list[str] = []
     ns = f"{{{METADATA_NS}}}"
@@ -88,6 +90,7 @@ def read_domain(dom: Any) -> dict[str, Any]:
         "memory": {"current": mem_kib // 1024, "maxmemory": max_kib // 1024},
         "graphics": graphics,
         "disks": disks,
+        "networks": networks,
         "users": users,
         "groups": groups,
         "template": meta.findtext(f"{ns}template") if meta is not None else None,
@@ -287,8 +290,8 @@ class VmInventory:
 
 
 # what a vm.updated event is about (state changes are vm.state)
-_DESCRIPTIVE = ("name", "cpus", "memory", "graphics", "users", "groups", "disks", "title",
-                "description")
+_DESCRIPTIVE = ("name", "cpus", "memory", "graphics", "users", "groups", "disks", "networks",
+                "title", "description")
 
 # action -> (states it is allowed in, what it does to the domain)
 ACTIONS: dict[str, tuple[frozenset[str], str]] = {

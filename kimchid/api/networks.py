@@ -1,0 +1,116 @@
+"""/networks and /interfaces (reading for all, changing for admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.model.networks import CONNECTIONS, Networks
+
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        "description": "letters, digits, '.', '-' and '_'"}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+NETWORK_SCHEMA = {
+    "type": "object",
+    "required": ["name", "state", "autostart", "connection", "subnet", "dhcp", "bridge",
+                 "interfaces", "in_use", "used_by"],
+    "properties": {
+        "name": {"type": "string"}, "uuid": {"type": "string"},
+        "state": {"enum": ["active", "inactive"]},
+        "autostart": {"type": "boolean"}, "persistent": {"type": "boolean"},
+        "connection": {"type": "string", "description": "nat, isolated, bridge, macvtap "
+                                                        "(or route, open: made elsewhere)"},
+        "subnet": {"type": "string", "description": "e.g. 192.168.123.0/24; empty when "
+                                                    "bridged"},
+        "gateway": {"type": "string"},
+        "dhcp": {"type": "object", "properties": {"start": {"type": "string"},
+                                                  "end": {"type": "string"}}},
+        "bridge": {"type": "string", "description": "the host bridge it uses or made"},
+        "interfaces": {**_NAMES, "description": "host interfaces it goes through"},
+        "in_use": {"type": "boolean"},
+        "used_by": {"type": "object", "properties": {"templates": _NAMES, "vms": _NAMES}},
+    },
+}
+CREATE = {
+    "type": "object", "additionalProperties": False, "required": ["name", "connection"],
+    "properties": {
+        "name": NAME, "connection": {"enum": list(CONNECTIONS)},
+        "subnet": {"type": "string", "pattern": "^[0-9./]{7,18}$",
+                   "description": "nat, isolated: a private IPv4 network, /16 to /28; "
+                                  "default: the first free 192.168.x.0/24"},
+        "interface": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,15}$",
+                      "description": "bridge: a host bridge; macvtap: a host interface"},
+    },
+}
+UPDATE = {"type": "object", "additionalProperties": False, "required": ["autostart"],
+          "properties": {"autostart": {"type": "boolean"}}}
+INTERFACE_SCHEMA = {
+    "type": "object",
+    "required": ["name", "type", "status"],
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"enum": ["nic", "bridge", "bonding", "vlan", "virtual"]},
+        "status": {"enum": ["up", "down"]},
+        "ipaddr": {"type": "string"}, "netmask": {"type": "string"}, "mtu": {"type": "integer"},
+    },
+}
+
+
+def register(table: RouteTable, networks: Networks) -> None:
+    async def list_networks(call: Call) -> list[dict[str, Any]]:
+        return [n for n in await networks.list_networks()
+                if all(str(n.get(k)) == v for k, v in call.query.items())]
+
+    async def create(call: Call) -> Reply:
+        n = await networks.create(call.body)
+        return Reply(201, n, {"Location": f"/networks/{n['name']}"})
+
+    async def get(call: Call) -> dict[str, Any]:
+        return await networks.get(call.args["name"])
+
+    async def update(call: Call) -> dict[str, Any]:
+        return await networks.set_autostart(call.args["name"], call.body["autostart"])
+
+    async def delete(call: Call) -> Reply:
+        await networks.delete(call.args["name"])
+        return Reply(204, None)
+
+    async def activate(call: Call) -> dict[str, Any]:
+        return await networks.activate(call.args["name"])
+
+    async def deactivate(call: Call) -> dict[str, Any]:
+        return await networks.deactivate(call.args["name"])
+
+    async def interfaces(call: Call) -> list[dict[str, Any]]:
+        return [i for i in await networks.interfaces()
+                if all(str(i.get(k)) == v for k, v in call.query.items())]
+
+    tag = "networks"
+    table.add("/networks", "GET", list_networks, "List virtual networks", tag,
+              query={"connection": {"type": "string"}, "state": {"type": "string"}},
+              response={"type": "array", "items": NETWORK_SCHEMA},
+              description="Read from libvirt at each call; `used_by` names the templates "
+                          "and VMs that join each.")
+    table.add("/networks", "POST", create, "Make a virtual network", tag, body=CREATE,
+              response=NETWORK_SCHEMA, status=201,
+              description="NAT or isolated: a subnet nothing else uses (KCHNET0009E), the "
+                          "gateway at its first address, DHCP over its upper half. Bridge: "
+                          "through a host bridge; macvtap: through a host interface. Defined, "
+                          "set to autostart and started; undefined again if it cannot start.")
+    table.add("/networks/<name>", "GET", get, "Look at a network", tag,
+              response=NETWORK_SCHEMA)
+    table.add("/networks/<name>", "PUT", update, "Change a network's autostart", tag,
+              body=UPDATE, response=NETWORK_SCHEMA)
+    table.add("/networks/<name>", "DELETE", delete, "Delete a network", tag, status=204,
+              description="Only when inactive (KCHNET0005E) and no template or VM uses it "
+                          "(KCHNET0003E).")
+    table.add("/networks/<name>/activate", "POST", activate, "Start a network", tag,
+              response=NETWORK_SCHEMA)
+    table.add("/networks/<name>/deactivate", "POST", deactivate, "Stop a network", tag,
+              response=NETWORK_SCHEMA,
+              description="Refused while a running VM is connected (KCHNET0007E).")
+    table.add("/interfaces", "GET", interfaces, "The host's network interfaces", tag,
+              query={"type": {"type": "string"}, "status": {"type": "string"}},
+              response={"type": "array", "items": INTERFACE_SCHEMA},
+              description="What a bridged (`type=bridge`) or macvtap (`type=nic`) network "
+                          "may use.")
