@@ -61,9 +61,10 @@ wanted_packages() {
     esac
     # redis-server: the embedded Redis.  libvirt + qemu: the hypervisor and its tools.
     # libvirt-dev, pkg-config, gcc: libvirt-python is built from source by pip.
+    # novnc: the VM console's browser side (kimchid serves its modules under /ui/novnc/).
     echo redis-server libvirt-daemon-system libvirt-clients "$qemu" qemu-utils \
         qemu-block-extra libvirt-dev pkg-config gcc genisoimage dnsmasq-base sosreport \
-        curl ca-certificates procps
+        novnc curl ca-certificates procps
     if [ "${1:-}" = test ]; then
         # The browser tests drive Debian's chromium.  Ubuntu ships it only as a snap.
         if [ "$(os_id)" = debian ]; then

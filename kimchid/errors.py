@@ -52,6 +52,9 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0017E": "Cannot copy disk {path}: {reason}",
     "KCHVM0018E": "Cloning virtual machine {name} failed, nothing was left behind: {error}",
     "KCHVM0019E": "Virtual machine {name} is being cloned: wait until its copy is made",
+    "KCHVM0020E": "Virtual machine {name} is {state}: its console shows only while it runs",
+    "KCHVM0021E": "Virtual machine {name} has no VNC screen to show",
+    "KCHVM0022E": "The console of {name} is a WebSocket: connect with Upgrade: websocket",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
     "KCHTMPL0002E": "Template {name} does not exist",

@@ -104,6 +104,7 @@
     poolChosen: null, // the pool whose volumes are shown
     volumes: null,
     volumesError: '',
+    console: null, // {name, rfb}: the VM console open on #/console/<name>
     hostInfo: null, // GET /host, once the host page has asked
     hostInfoAt: 0, // when it answered (the uptime moves on from there)
     hostError: '',
@@ -1057,6 +1058,14 @@
     tokens: 'API tokens' };
 
   function route(focus) {
+    const c = /^#\/console\/(.+)$/.exec(location.hash || '');
+    if (c && state.signedIn) {
+      let name = c[1];
+      try { name = decodeURIComponent(name); } catch (e) { /* as it is */ }
+      showConsole(name);
+      return;
+    }
+    closeConsole();
     const m = /^#\/?([a-z]+)/.exec(location.hash || '');
     const page = m && PAGES.includes(m[1]) && (isAdmin() || !ADMIN_PAGES.has(m[1])) ? m[1] : 'isos';
     for (const p of PAGES) {
@@ -1454,6 +1463,7 @@
       item.buttons.set(key, b);
       bar.append(b);
     };
+    add('console', 'Console', 'btn-plain', () => { location.hash = `#/console/${encodeURIComponent(name)}`; });
     for (const [key, text] of VM_ACTIONS) add(key, text, 'btn-plain', (b) => vmAction(name, key, b));
     add('edit', 'Edit', 'btn-plain', () => openEdit(name));
     add('clone', 'Clone', 'btn-plain', () => openClone(name));
@@ -1536,8 +1546,9 @@
     const down = !!state.libvirtDown;
     for (const [key, b] of item.buttons) {
       const admin = VM_ADMIN_ACTIONS[key];
-      b.hidden = admin ? !isAdmin() || !admin(st)
-        : !VM_ACTIONS.find((a) => a[0] === key)[2].includes(st);
+      b.hidden = key === 'console' ? !canConsole(vm)
+        : admin ? !isAdmin() || !admin(st)
+          : !VM_ACTIONS.find((a) => a[0] === key)[2].includes(st);
       // the server refuses to start (or clone again) a VM while its disks are being copied
       const held = !!copied && (key === 'start' || key === 'clone');
       b.disabled = !!busy || down || held;
@@ -2450,6 +2461,69 @@
     const same = tr && [...tr.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === again[1]);
     const c = same || (tr && tr.querySelector('button'));
     if (c) c.focus();
+  }
+
+  // -- the VM console (noVNC over kimchid's own WebSocket) --------------------------------------
+
+  /** A console is offered for a running VM with a VNC screen, when the host has noVNC. */
+  function canConsole(vm) {
+    return !!vm && vm.state === 'running' && !!state.caps && !!state.caps.console
+      && !!vm.graphics && vm.graphics.type === 'vnc';
+  }
+
+  function consoleStatus(text, kind = 'info') {
+    const st = $('console-status');
+    st.textContent = text;
+    st.dataset.kind = kind;
+  }
+
+  async function showConsole(name) {
+    for (const p of PAGES) {
+      $(p).hidden = true;
+      $(`nav-${p}`).removeAttribute('aria-current');
+    }
+    $('console').hidden = false;
+    $('console-title').textContent = `Console of ${name}`;
+    document.title = `${name} · console · kimchi`;
+    if (state.console && state.console.name === name) return;
+    closeConsole();
+    $('console').hidden = false;
+    const mine = { name, rfb: null, closed: false };
+    state.console = mine;
+    consoleStatus('Connecting…');
+    let RFB;
+    try {
+      ({ default: RFB } = await import('/ui/novnc/core/rfb.js'));
+    } catch (e) {
+      consoleStatus('The console needs noVNC on the server (apt-get install novnc).', 'error');
+      return;
+    }
+    if (state.console !== mine) return; // left meanwhile
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const rfb = new RFB($('console-screen'), `${scheme}//${location.host}${vmPath(name)}/console`,
+      { wsProtocols: ['binary'] });
+    rfb.scaleViewport = true;
+    rfb.background = '#111';
+    rfb.addEventListener('connect', () => {
+      if (state.console === mine) consoleStatus('Connected: keys and the mouse go to the VM.', 'ok');
+    });
+    rfb.addEventListener('disconnect', (ev) => {
+      mine.closed = true; // noVNC complains when a closed one is disconnected again
+      if (state.console !== mine) return;
+      consoleStatus(ev.detail && ev.detail.clean ? 'Disconnected: the VM stopped or its screen went away.'
+        : 'The connection was lost. Reopen the console to try again.', 'error');
+    });
+    mine.rfb = rfb;
+  }
+
+  function closeConsole() {
+    const c = state.console;
+    state.console = null;
+    if (c && c.rfb && !c.closed) {
+      try { c.rfb.disconnect(); } catch (e) { /* already closed */ }
+    }
+    $('console-screen').replaceChildren();
+    $('console').hidden = true;
   }
 
   // -- storage pools and volumes ---------------------------------------------------------------
@@ -3578,6 +3652,7 @@
     $('volumes').hidden = true;
     state.nets = null;
     state.netErrors.clear();
+    closeConsole();
     state.who = null;
     showLogin(note, kind, username);
   }
@@ -3789,6 +3864,13 @@
     for (const id of ['vm-access-users', 'vm-access-groups']) {
       $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
     }
+    $('console-cad').addEventListener('click', () => {
+      if (state.console && state.console.rfb) state.console.rfb.sendCtrlAltDel();
+    });
+    $('console-full').addEventListener('click', () => {
+      const el2 = $('console-screen');
+      if (el2.requestFullscreen) el2.requestFullscreen().catch(() => {});
+    });
     $('net-form').addEventListener('submit', makeNetwork);
     $('net-connection').addEventListener('change', netKindChanged);
     $('pool-form').addEventListener('submit', makePool);

@@ -6,6 +6,7 @@ from typing import Any
 
 from kimchid.api import (
     auth,
+    console,
     debugreports,
     distros,
     events,
@@ -34,6 +35,7 @@ def make_table(svc: Any) -> RouteTable:
     vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator,
                  svc.vm_cloner, svc.access)
     templates.register(table, svc.templates)
+    console.register(table, svc.libvirt, svc.access)
     debugreports.register(table, svc.debugreports)
     host.register(table, svc.host)
     storage.register(table, svc.storage)

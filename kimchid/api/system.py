@@ -17,6 +17,7 @@ from kimchid.errors import NotFound
 from kimchid.model.capabilities import Capabilities
 
 WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"
+NOVNC = Path("/usr/share/novnc")  # the novnc package: its core/ modules drive the console
 UI_CSP = (b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
           b"style-src 'self'; script-src 'self'; frame-ancestors 'none'")
 
@@ -51,13 +52,17 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
                                      if r.path.count("/") >= 1 and r.path != "/"})}
 
     async def asset(call: Call) -> Any:
-        base = webui.resolve()
-        path = (base / call.args["asset"]).resolve()
+        base, rel = webui.resolve(), call.args["asset"]
+        if rel.startswith("novnc/"):  # Debian's noVNC, for the VM console
+            base, rel = NOVNC.resolve(), rel[len("novnc/"):]
+        path = (base / rel).resolve()
         if base not in path.parents or not path.is_file():
             raise NotFound("KCHAPI0001E", path=call.request.path.decode(errors="replace"))
         _ui_headers(call.request)
         # Twisted's File answers HEAD, Range and If-Modified-Since (QEMU streams with ranges)
-        return static.File(str(path), defaultType="application/octet-stream")
+        served = static.File(str(path), defaultType="application/octet-stream")
+        served.isLeaf = True  # the file itself, whatever the path's depth (novnc/core/rfb.js)
+        return served
 
     table.add("/config", "GET", get_config, "Server configuration", "config",
               response={"type": "object", "required": ["version", "http_port", "https_port",

@@ -107,6 +107,8 @@ class Capabilities:
             log.warn("capability probes without libvirt: {e}", e=str(e))
         caps["kvm"] = bool(caps["kvm"]) and os.access("/dev/kvm", os.R_OK | os.W_OK)
         caps["qemu_img"] = shutil.which("qemu-img") is not None
+        # the VM console in the browser: noVNC's modules, served under /ui/novnc/
+        caps["console"] = os.path.isfile("/usr/share/novnc/core/rfb.js")
         caps["system_report_tool"] = await threads.deferToThread(
             lambda: bool(shutil.which("sosreport") or shutil.which("sos"))
             and _runs([shutil.which("sos") or shutil.which("sosreport") or "sos", "--help"]))
