@@ -55,6 +55,14 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0020E": "Virtual machine {name} is {state}: its console shows only while it runs",
     "KCHVM0021E": "Virtual machine {name} has no VNC screen to show",
     "KCHVM0022E": "The console of {name} is a WebSocket: connect with Upgrade: websocket",
+    # A VM's devices
+    "KCHVMSTOR0001E": "Virtual machine {name} has no device {dev}",
+    "KCHVMSTOR0002E": "Invalid storage request: {reason}",
+    "KCHVMSTOR0003E": "A CD-ROM drive of {name} is added or removed only while it is shut off "
+                      "(its medium changes any time)",
+    "KCHVMSTOR0004E": "libvirt refused the change to {name}: {error}",
+    "KCHVMSTOR0005E": "{path} is already a disk of {name}",
+    "KCHVMIFACE0001E": "Virtual machine {name} has no interface {mac}",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
     "KCHTMPL0002E": "Template {name} does not exist",
@@ -101,6 +109,13 @@ CATALOGUE: dict[str, str] = {
     "KCHNET0007E": "Network {name} connects the running VMs {vms}",
     "KCHNET0008E": "libvirt refused network {name}: {error}",
     "KCHNET0009E": "Subnet {subnet} cannot be used: {reason}",
+    # Snapshots
+    "KCHSNAP0001E": "Snapshot {name} of {vm} already exists",
+    "KCHSNAP0002E": "Snapshot {name} of {vm} does not exist",
+    "KCHSNAP0003E": "Virtual machine {vm} has no current snapshot",
+    "KCHSNAP0004E": "Invalid snapshot name {name}: letters, digits, '.', '-', '_' (not current)",
+    "KCHSNAP0005E": "Snapshot {name} of {vm} could not be taken: {error}",
+    "KCHSNAP0006E": "libvirt refused snapshot {name} of {vm}: {error}",
     # Debug reports
     "KCHDR0001E": "Debug report {name} does not exist",
     "KCHDR0002E": "Invalid debug report name {name}: use letters, digits, - and _ (at most 64)",

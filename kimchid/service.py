@@ -28,7 +28,7 @@ from kimchid.auth.throttle import LoginThrottle
 from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
 from kimchid.auth.tokens import TokenStore
 from kimchid.config import Config
-from kimchid.model import vm_clone, vm_create
+from kimchid.model import snapshots, vm_clone, vm_create
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
@@ -36,11 +36,13 @@ from kimchid.model.host import HostStats
 from kimchid.model.host_setup import ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.networks import Networks
+from kimchid.model.snapshots import Snapshots
 from kimchid.model.storage import Storage
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
+from kimchid.model.vmdevices import VmDevices
 from kimchid.model.vms import Screenshots, VmActions, VmInventory
 from kimchid.model.vmstats import VmStats
 
@@ -100,10 +102,13 @@ class Kimchid(MultiService):
                                     self.capabilities)
         self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
                                   redis_url, cfg.redis.timeout, cfg.workers.copy_limit_mib)
+        self.snapshots = Snapshots(self.tasks, self.vms, self.libvirt, self.events)
+        self.vm_devices = VmDevices(self.libvirt, self.events)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
                                       {vm_create.KIND: self.vm_creator.run,
-                                       vm_clone.KIND: self.vm_cloner.run}, reactor)
+                                       vm_clone.KIND: self.vm_cloner.run,
+                                       snapshots.KIND: self.snapshots.run}, reactor)
         self.daemon_jobs.setServiceParent(self)
         watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
         watcher.setServiceParent(self)

@@ -17,7 +17,7 @@
 
   const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
   const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM', 'vm.clone': 'Clone VM',
-    'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report' };
+    'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report', 'vm.snapshot': 'Snapshot' };
   // the tasks whose end is a new VM: each has a row of its own in the list until it appears
   const MAKES_VM = new Set(['vm.create', 'vm.clone']);
   const COMPONENTS = { redis: 'Redis', libvirt: 'libvirt', workers: 'the workers' };
@@ -105,6 +105,9 @@
     volumes: null,
     volumesError: '',
     console: null, // {name, rfb}: the VM console open on #/console/<name>
+    snapVm: null, // the VM whose snapshots the dialog shows
+    devVm: null, // the VM whose devices the dialog shows
+    snaps: null,
     hostInfo: null, // GET /host, once the host page has asked
     hostInfoAt: 0, // when it answered (the uptime moves on from there)
     hostError: '',
@@ -628,6 +631,12 @@
       if (TERMINAL.has(t.rec.status)) reportTaskEnded(t.rec);
       else renderReportTasks();
     }
+    if (t.rec.kind === SNAP_KIND && t.rec.params) {
+      snapshotNews(t.rec.params.vm);
+      if (t.rec.status === 'failed' && $('snap-dialog').open && t.rec.params.vm === state.snapVm) {
+        showNameError('snap', t.rec.message || 'The snapshot could not be taken.');
+      }
+    }
   }
 
   /** A task we do not show yet (older than the listing's window): fetch it once. */
@@ -929,6 +938,11 @@
         networksSoon();
         if (ev.type === 'vm.created') vmUpsert(d);
         if (ev.type === 'vm.deleted') vmGone(d);
+        break;
+      case 'snapshot.created':
+      case 'snapshot.reverted':
+      case 'snapshot.deleted':
+        if (d && typeof d.vm === 'string') snapshotNews(d.vm);
         break;
       case 'host.stats':
         hostSample(d);
@@ -1470,8 +1484,12 @@
     add('delete', 'Delete', 'btn-danger-outline', () => askDeleteVm(name));
     // who may use the VM: beside its assignment, apart from the power actions
     item.access = actionButton('Access', 'btn-plain btn-access', `Access to ${name}`, () => openAccess(name));
+    item.snapshots = actionButton('Snapshots', 'btn-plain btn-snapshots', `Snapshots of ${name}`,
+      () => openSnapshots(name));
+    item.devices = actionButton('Devices', 'btn-plain btn-devices', `Devices of ${name}`,
+      () => openDevices(name));
     item.accessText = li.querySelector('.vm-access-text');
-    li.querySelector('.vm-access').append(item.access);
+    li.querySelector('.vm-access').append(item.access, item.snapshots, item.devices);
     item.shot.addEventListener('load', () => {
       item.hasShot = true;
       updateThumb(item, state.vms.get(name));
@@ -1557,6 +1575,10 @@
     item.accessText.textContent = accessText(vm);
     item.access.hidden = !isAdmin() || !offers('/vms/{name}', 'put');
     item.access.disabled = down;
+    item.snapshots.hidden = !isAdmin() || !offers('/vms/{name}/snapshots', 'post');
+    item.snapshots.disabled = down;
+    item.devices.hidden = !isAdmin() || !offers('/vms/{name}/storages', 'post');
+    item.devices.disabled = down;
     const err = state.vmErrors.get(vm.name);
     item.error.textContent = err || '';
     item.error.hidden = !err;
@@ -2461,6 +2483,259 @@
     const same = tr && [...tr.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === again[1]);
     const c = same || (tr && tr.querySelector('button'));
     if (c) c.focus();
+  }
+
+  // -- a VM's devices (admins) -------------------------------------------------------------------
+
+  function showDevError(text) {
+    const e = $('dev-error');
+    e.textContent = text;
+    e.hidden = !text;
+  }
+
+  function openDevices(name) {
+    state.devVm = name;
+    $('dev-title').textContent = `Devices of ${name}`;
+    showDevError('');
+    $('dev-path').value = '';
+    $('dev-storages').replaceChildren();
+    $('dev-ifaces').replaceChildren();
+    // the ISOs of the library, to pick from
+    $('dev-isos').replaceChildren(...[...state.isos.values()].map((i) => {
+      const o = el('option');
+      o.value = i.path;
+      o.label = i.name;
+      return o;
+    }));
+    $('dev-dialog').showModal();
+    $('dev-kind').focus();
+    loadDevices();
+  }
+
+  async function loadDevices() {
+    const vm = state.devVm;
+    if (!vm) return;
+    try {
+      const [st, ifs, nets] = await Promise.all([api('GET', `${vmPath(vm)}/storages`),
+        api('GET', `${vmPath(vm)}/ifaces`), api('GET', '/networks')]);
+      if (state.devVm !== vm) return;
+      renderDevices(st.data || [], ifs.data || [], nets.data || []);
+    } catch (e) {
+      if (state.devVm === vm) showDevError(e.message);
+    }
+  }
+
+  function renderDevices(storages, ifaces, nets) {
+    const vm = state.devVm;
+    $('dev-storages').replaceChildren(...storages.map((s) => {
+      const li = el('li');
+      li.dataset.dev = s.dev;
+      const what = el('div', 'snap-what');
+      what.append(el('span', 'snap-name', `${s.dev} · ${s.type === 'cdrom' ? 'CD-ROM' : 'disk'}`),
+        el('span', 'snap-meta mono', s.path || 'no disc'));
+      li.append(what);
+      if (s.type === 'cdrom' && s.path) {
+        li.append(actionButton('Eject', 'btn-plain dev-eject', `Eject the disc of ${s.dev}`,
+          (b) => deviceCall(b, 'PUT', `${vmPath(vm)}/storages/${encodeURIComponent(s.dev)}`, { path: '' })));
+      }
+      li.append(actionButton('Detach', 'btn-danger-outline dev-detach', `Detach ${s.dev}`,
+        (b) => deviceCall(b, 'DELETE', `${vmPath(vm)}/storages/${encodeURIComponent(s.dev)}`)));
+      return li;
+    }));
+    $('dev-ifaces').replaceChildren(...ifaces.map((i) => {
+      const li = el('li');
+      li.dataset.mac = i.mac;
+      const what = el('div', 'snap-what');
+      what.append(el('span', 'snap-name', i.network || i.type), el('span', 'snap-meta mono', `${i.mac} · ${i.model || 'default model'}`));
+      li.append(what, actionButton('Remove', 'btn-danger-outline dev-remove', `Remove interface ${i.mac}`,
+        (b) => deviceCall(b, 'DELETE', `${vmPath(vm)}/ifaces/${encodeURIComponent(i.mac)}`)));
+      return li;
+    }));
+    const sel = $('dev-network');
+    const keep = sel.value;
+    sel.replaceChildren(...nets.map((n) => {
+      const o = el('option', null, `${n.name}${n.state === 'active' ? '' : ' (inactive)'}`);
+      o.value = n.name;
+      return o;
+    }));
+    if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  }
+
+  async function deviceCall(button, method, path, body) {
+    showDevError('');
+    if (button) button.disabled = true;
+    try {
+      await api(method, path, body);
+      announce('Done');
+    } catch (e) {
+      showDevError(e.message);
+      if (button) button.disabled = false;
+      return false;
+    }
+    await loadDevices();
+    return true;
+  }
+
+  async function attachStorage(ev) {
+    ev.preventDefault();
+    const vm = state.devVm;
+    const type = $('dev-kind').value;
+    const path = $('dev-path').value.trim();
+    if (type === 'disk' && !path) {
+      showDevError('Give the path of the disk image to attach.');
+      $('dev-path').focus();
+      return;
+    }
+    const body = { type };
+    if (path) body.path = path;
+    if (await deviceCall($('dev-attach'), 'POST', `${vmPath(vm)}/storages`, body)) {
+      $('dev-path').value = '';
+    }
+    $('dev-attach').disabled = false;
+  }
+
+  async function addIface(ev) {
+    ev.preventDefault();
+    const vm = state.devVm;
+    const network = $('dev-network').value;
+    if (!network) { showDevError('There is no network to join.'); return; }
+    await deviceCall($('dev-add-iface'), 'POST', `${vmPath(vm)}/ifaces`,
+      { network, model: $('dev-model').value });
+    $('dev-add-iface').disabled = false;
+  }
+
+  // -- snapshots (admins) ------------------------------------------------------------------------
+
+  const SNAP_KIND = 'vm.snapshot';
+
+  function openSnapshots(name) {
+    state.snapVm = name;
+    state.snaps = null;
+    $('snap-title').textContent = `Snapshots of ${name}`;
+    $('snap-name').value = '';
+    showNameError('snap', '');
+    renderSnapshots();
+    $('snap-dialog').showModal();
+    $('snap-name').focus();
+    loadSnapshots();
+  }
+
+  async function loadSnapshots() {
+    const vm = state.snapVm;
+    if (!vm) return;
+    try {
+      const r = await api('GET', `${vmPath(vm)}/snapshots`);
+      if (state.snapVm !== vm) return;
+      state.snaps = Array.isArray(r.data) ? r.data : [];
+    } catch (e) {
+      if (state.snapVm !== vm) return;
+      state.snaps = [];
+      showNameError('snap', e.message);
+    }
+    renderSnapshots();
+  }
+
+  /** Snapshots of the open dialog's VM being taken: their tasks. */
+  function snapsBeingTaken() {
+    return [...state.tasks.values()].filter((t) => !t.stub && t.rec.kind === SNAP_KIND
+      && !TERMINAL.has(t.rec.status) && t.rec.params && t.rec.params.vm === state.snapVm)
+      .map((t) => t.rec);
+  }
+
+  function renderSnapshots() {
+    const list = state.snaps || [];
+    const items = list.map((sn) => {
+      const li = el('li', sn.current ? 'is-current' : null);
+      li.dataset.name = sn.name;
+      const what = el('div', 'snap-what');
+      what.append(el('span', 'snap-name', sn.name));
+      const meta = [whenText(sn.created), `the VM ${STATE_TEXT[sn.state] ? STATE_TEXT[sn.state].toLowerCase() : sn.state}`];
+      if (sn.current) meta.push('current');
+      what.append(el('span', 'snap-meta', meta.join(' · ')));
+      if (sn.description) what.append(el('span', 'snap-meta', sn.description));
+      li.append(what,
+        actionButton('Revert', 'btn-plain snap-revert', `Revert ${state.snapVm} to ${sn.name}`, () => askRevert(sn)),
+        actionButton('Delete', 'btn-danger-outline snap-delete', `Delete snapshot ${sn.name}`, () => askDeleteSnap(sn)));
+      return li;
+    });
+    for (const rec of snapsBeingTaken()) {
+      const li = el('li', 'is-taking');
+      li.dataset.name = rec.params.name;
+      li.setAttribute('aria-busy', 'true');
+      const what = el('div', 'snap-what');
+      what.append(el('span', 'snap-name', rec.params.name), el('span', 'snap-meta', rec.message || 'Being taken…'));
+      li.append(what);
+      items.push(li);
+    }
+    $('snap-list').replaceChildren(...items);
+    $('snap-empty').hidden = state.snaps === null || !!items.length;
+  }
+
+  async function takeSnapshot(ev) {
+    ev.preventDefault();
+    const vm = state.snapVm;
+    if (!vm) return;
+    showNameError('snap', '');
+    const name = $('snap-name').value.trim();
+    if (name && (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name) || name === 'current')) {
+      showNameError('snap', 'Use letters, digits, “.”, “-” and “_” (starting with a letter or digit).');
+      $('snap-name').focus();
+      return;
+    }
+    const btn = $('snap-take');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', `${vmPath(vm)}/snapshots`, name ? { name } : {});
+      upsertTask(r.data);
+      $('snap-name').value = '';
+      announce(`Taking snapshot ${(r.data.params || {}).name || name} of ${vm}`);
+    } catch (e) {
+      showNameError('snap', e.message);
+      $('snap-name').focus();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function askRevert(sn) {
+    const vm = state.snapVm;
+    askConfirm({
+      title: 'Revert to this snapshot?',
+      text: `${vm} goes back to “${sn.name}” (${whenText(sn.created)}). What changed on its `
+        + 'disks since then is lost.',
+      ok: 'Revert',
+      run: async () => {
+        await api('POST', `${vmPath(vm)}/snapshots/${encodeURIComponent(sn.name)}/revert`);
+        announce(`${vm} reverted to ${sn.name}`);
+        await loadSnapshots();
+      },
+      back: () => document.querySelector('#snap-list .snap-revert') || $('snap-name'),
+    });
+  }
+
+  function askDeleteSnap(sn) {
+    const vm = state.snapVm;
+    askConfirm({
+      title: 'Delete snapshot?',
+      text: `The snapshot “${sn.name}” of ${vm} is deleted. The VM and the other snapshots stay.`,
+      run: async () => {
+        try {
+          await api('DELETE', `${vmPath(vm)}/snapshots/${encodeURIComponent(sn.name)}`);
+        } catch (e) {
+          if (e.status !== 404) throw e;
+        }
+        announce(`Snapshot ${sn.name} deleted`);
+        await loadSnapshots();
+      },
+      back: () => document.querySelector('#snap-list .snap-delete') || $('snap-name'),
+    });
+  }
+
+  /** A snapshot task or event about the open dialog's VM: show it. */
+  function snapshotNews(vm) {
+    if (!$('snap-dialog').open || vm !== state.snapVm) return;
+    renderSnapshots();
+    loadSnapshots();
   }
 
   // -- the VM console (noVNC over kimchid's own WebSocket) --------------------------------------
@@ -3634,7 +3909,8 @@
     for (const id of ['scan-path', 'iso-filter', 'tmpl-path', 'tmpl-name', 'tmpl-memory',
       'tmpl-vcpus', 'vm-filter', 'vm-new-name', 'vm-clone-name', 'vm-access-users',
       'vm-access-groups', 'token-name', 'token-user', 'token-value', 'report-name',
-      'report-rename-name', 'pool-name', 'pool-path', 'volume-name', 'net-name', 'net-subnet']) {
+      'report-rename-name', 'pool-name', 'pool-path', 'volume-name', 'net-name', 'net-subnet',
+      'snap-name', 'dev-path']) {
       $(id).value = '';
     }
     hideSecret();
@@ -3864,6 +4140,24 @@
     for (const id of ['vm-access-users', 'vm-access-groups']) {
       $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
     }
+    $('dev-storage-form').addEventListener('submit', attachStorage);
+    $('dev-iface-form').addEventListener('submit', addIface);
+    $('dev-close').addEventListener('click', () => $('dev-dialog').close());
+    $('dev-dialog').addEventListener('close', () => {
+      const vm = state.devVm;
+      state.devVm = null;
+      const item = state.vmItems.get(vm);
+      if (item && !item.devices.hidden) item.devices.focus();
+    });
+    $('snap-form').addEventListener('submit', takeSnapshot);
+    $('snap-close').addEventListener('click', () => $('snap-dialog').close());
+    $('snap-dialog').addEventListener('close', () => {
+      const vm = state.snapVm;
+      state.snapVm = null;
+      const item = state.vmItems.get(vm);
+      if (item && !item.snapshots.hidden) item.snapshots.focus();
+    });
+    $('snap-name').addEventListener('input', () => { if (!$('snap-error').hidden) showNameError('snap', ''); });
     $('console-cad').addEventListener('click', () => {
       if (state.console && state.console.rfb) state.console.rfb.sendCtrlAltDel();
     });

@@ -13,10 +13,12 @@ from kimchid.api import (
     host,
     isos,
     networks,
+    snapshots,
     storage,
     system,
     tasks,
     templates,
+    vmdevices,
     vms,
 )
 from kimchid.api.app import build
@@ -36,6 +38,8 @@ def make_table(svc: Any) -> RouteTable:
                  svc.vm_cloner, svc.access)
     templates.register(table, svc.templates)
     console.register(table, svc.libvirt, svc.access)
+    snapshots.register(table, svc.snapshots, svc.access)
+    vmdevices.register(table, svc.vm_devices, svc.access)
     debugreports.register(table, svc.debugreports)
     host.register(table, svc.host)
     storage.register(table, svc.storage)

@@ -88,6 +88,11 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/vms", frozenset({"POST"}), subtree=False),
     AdminRule("/vms/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
     AdminRule("/vms/*/clone", frozenset({"POST"})),
+    # snapshots: users see their VMs' snapshots; taking, reverting, deleting are for admins
+    AdminRule("/vms/*/snapshots", UNSAFE_METHODS),
+    # a VM's devices: users see them, admins attach, change and detach them
+    AdminRule("/vms/*/storages", UNSAFE_METHODS),
+    AdminRule("/vms/*/ifaces", UNSAFE_METHODS),
     # reading the host's file systems and probing the hypervisor
     AdminRule("/isos/scan", UNSAFE_METHODS),
     AdminRule("/config/capabilities/refresh", UNSAFE_METHODS),

@@ -115,3 +115,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         if found is not None and found.items:
             pytest.fail("the page logged errors:\n" + "\n".join(found.items), pytrace=False)
     return result
+
+
+@pytest.fixture
+def idle_kimchi(kimchi_factory: Any, redis_db: Any) -> Any:
+    """A daemon without workers (quicker to start): pages that queue no worker job."""
+    return kimchi_factory(redis_url=redis_db.url, workers=0)

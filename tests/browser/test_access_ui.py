@@ -14,15 +14,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Kimchi, RedisServer
+from tests.conftest import Kimchi
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
-    """A daemon without workers (quicker to start): VMs and tokens need none."""
-    return kimchi_factory(redis_url=redis_db.url, workers=0)
 
 
 def wait_live(page: Any) -> None:

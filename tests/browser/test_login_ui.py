@@ -19,11 +19,6 @@ from tests.isofactory import make_iso
 
 pytestmark = pytest.mark.browser
 
-@pytest.fixture
-def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
-    """A daemon without workers (quicker to start): logins and VMs need none."""
-    return kimchi_factory(redis_url=redis_db.url, workers=0)
-
 
 class Traffic:
     """What the page asked the server for: request paths and its WebSockets."""

@@ -9,14 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kimchi, RedisServer
+from tests.conftest import Kimchi
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
-    return kimchi_factory(redis_url=redis_db.url, workers=0)
 
 
 def net_row(page: Any, name: str) -> Any:

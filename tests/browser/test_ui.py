@@ -117,11 +117,6 @@ def slow_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
     return kimchi_factory(redis_url=redis_db.url, env={"KIMCHI_FAULT_SLOW_REPORTS": "0.3"})
 
 
-@pytest.fixture
-def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
-    """A daemon without workers, for what needs no job to run (quicker to start and stop)."""
-    return kimchi_factory(redis_url=redis_db.url, workers=0)
-
 
 @pytest.fixture
 def slow_tree(tmp_path: Path) -> Path:

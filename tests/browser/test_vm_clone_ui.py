@@ -39,11 +39,6 @@ WATCH_LIST = """() => {
 }"""
 
 
-@pytest.fixture
-def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
-    """A daemon without workers: a clone the server refuses needs none."""
-    return kimchi_factory(redis_url=redis_db.url, workers=0)
-
 
 def open_clone(page: Any, name: str) -> Any:
     item(page, name).get_by_role("button", name=f"Clone {name}").click()

@@ -37,11 +37,6 @@ WATCH_BUSY = """name => {
 }"""
 
 
-@pytest.fixture
-def idle_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
-    """A daemon without workers: VM actions and deletion need none (quicker to start)."""
-    return kimchi_factory(redis_url=redis_db.url, workers=0)
-
 
 def open_vms(page: Any, kimchi: Kimchi) -> None:
     page.goto(kimchi.url + "/#/vms")

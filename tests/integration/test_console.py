@@ -32,7 +32,8 @@ def guest(libvirtd: Any, boot_iso: Path) -> Iterator[str]:  # noqa: F811
     conn = libvirt.open(URI)
     dom = conn.defineXML(f"""<domain type='qemu'><name>{name}</name>
       <memory unit='MiB'>64</memory><vcpu>1</vcpu>
-      <os><type arch='x86_64'>hvm</type><boot dev='cdrom'/></os><devices>
+      <os><type arch='x86_64'>hvm</type><boot dev='cdrom'/></os>
+      <features><acpi/><apic/></features><devices>
       <disk type='file' device='cdrom'><source file='{iso}'/><target dev='hdc' bus='ide'/>
         <readonly/></disk>
       <graphics type='vnc' listen='127.0.0.1'/><video><model type='vga'/></video>
