@@ -66,6 +66,11 @@ class _EventAccess:
                 self.tasks.add(ev.task)
                 return True
             return False
+        if t.startswith(("snapshot.", "vm.storage.", "vm.iface.")):
+            # about a VM's parts: seen by whoever may see the VM (data["vm"])
+            data = _data(ev)
+            vm = data.get("vm") if isinstance(data, dict) else None
+            return isinstance(vm, str) and self.access.can_see_vm_named(self.who, vm)
         if t.startswith("vm."):
             data = _data(ev)
             name = data.get("name") if isinstance(data, dict) else None

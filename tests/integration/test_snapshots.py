@@ -57,9 +57,14 @@ def test_snapshots_of_a_running_vm(kimchi: Kimchi, pam_users: Any) -> None:
     assert k.post("/vms/nosuch/snapshots", {}).status_code == 404
     assert len(k.get("/vms/test/snapshots").json()) == 2
 
-    # a user sees the snapshots of their VM, and may not take, revert or delete them
-    assert k.http.put(k.url + "/vms/test", json={"users": [pam_users.user.name]}).ok
+    # a user sees the snapshots of their VM (and their events), and may not take, revert
+    # or delete them; the snapshots of other VMs are not theirs to hear of
     user = (pam_users.user.name, pam_users.user.password)
+    events = k.url + "/events?since=0&types=snapshot.*"
+    assert requests.get(events, auth=user, timeout=20).json() == []
+    assert k.http.put(k.url + "/vms/test", json={"users": [pam_users.user.name]}).ok
+    assert [e["data"]["name"] for e in requests.get(events, auth=user, timeout=20).json()][
+        0] == "before-upgrade"
     assert len(requests.get(k.url + "/vms/test/snapshots", auth=user, timeout=20).json()) == 2
     for method, path in (("POST", "/vms/test/snapshots"),
                          ("POST", "/vms/test/snapshots/before-upgrade/revert"),
