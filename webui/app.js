@@ -2879,7 +2879,7 @@
           () => askDeletePool(p)));
       }
     }
-    const err = state.poolErrors.get(p.name);
+    const err = state.poolErrors.get(p.name) || p.error; // its last action's, or libvirt's
     if (err) name.append(el('p', 'row-error', err));
     tr.append(name, st, space, vols, used, act);
     return tr;

@@ -26,6 +26,8 @@ POOL_SCHEMA = {
         "used_by": {"type": "object", "properties": {
             "templates": {"type": "array", "items": {"type": "string"}},
             "vms": {"type": "array", "items": {"type": "string"}}}},
+        "error": {"type": "string", "description": "why libvirt cannot describe it "
+                                                  "(state inaccessible)"},
     },
 }
 SOURCE = {

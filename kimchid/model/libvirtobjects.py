@@ -25,7 +25,7 @@ def lv() -> Any:
 def why(e: Exception) -> str:
     """libvirt's own message, without the function name it puts in front."""
     get = getattr(e, "get_error_message", None)
-    return str(get() if get else e)
+    return str((get() if get else None) or e)
 
 
 class LibvirtObjects:

@@ -156,8 +156,8 @@ class Storage(LibvirtObjects):
     # -- reading ------------------------------------------------------------------------
 
     async def list_pools(self) -> list[dict[str, Any]]:
-        pools = await self._run(
-            lambda c: [pool_info(p) for p in c.listAllStoragePools(0)])
+        pools = await self._run(lambda c: [_safely(pool_info, p, _broken_pool)
+                                           for p in c.listAllStoragePools(0)])
         named = await threads.deferToThread(self.template_pools)
         for p in pools:
             self._usage(p, named)
@@ -189,7 +189,10 @@ class Storage(LibvirtObjects):
             p = self._pool(c, pool)
             if not p.isActive():
                 raise InvalidOperation("KCHVOL0004E", pool=pool)
-            return [volume_info(v) for v in p.listAllVolumes(0)]
+            # a volume that cannot be read (gone meanwhile, unreadable) is left out: one bad
+            # file never hides the others (Kimchi's #1279)
+            return [v for v in (_safely(volume_info, v, lambda _v, _e: None)
+                                for v in p.listAllVolumes(0)) if v is not None]
 
         vols = await self._run(read)
         for v in vols:
@@ -398,6 +401,24 @@ class Storage(LibvirtObjects):
         out["used_by"] = vol["used_by"]
         await self._emit("storagevolume.updated", {**out, "pool": pool})
         return out
+
+
+def _safely(read: Callable[[Any], Any], obj: Any, instead: Callable[[Any, str], Any]) -> Any:
+    try:
+        return read(obj)
+    except lv().libvirtError as e:
+        return instead(obj, why(e))
+
+
+def _broken_pool(pool: Any, error: str) -> dict[str, Any]:
+    """What is known of a pool libvirt cannot describe: listed, with the reason."""
+    try:
+        name = pool.name()
+    except lv().libvirtError:
+        name = "?"
+    return {"name": name, "uuid": "", "state": "inaccessible", "autostart": False,
+            "persistent": True, "capacity": 0, "allocated": 0, "available": 0,
+            "nr_volumes": 0, "type": "", "path": "", "source": {}, "error": error}
 
 
 def _vm_uses_pool(vm: dict[str, Any], pool: dict[str, Any]) -> bool:
