@@ -107,6 +107,7 @@
     console: null, // {name, rfb}: the VM console open on #/console/<name>
     snapVm: null, // the VM whose snapshots the dialog shows
     devVm: null, // the VM whose devices the dialog shows
+    principals: null, // {users, groups} of the host, for the access dialog
     snaps: null,
     hostInfo: null, // GET /host, once the host page has asked
     hostInfoAt: 0, // when it answered (the uptime moves on from there)
@@ -2283,6 +2284,41 @@
     $('vm-access-save').disabled = false;
     $('vm-access-dialog').showModal();
     $('vm-access-users').focus();
+    loadPrincipals();
+  }
+
+  /** The host's users and groups, offered as one-click additions to the access fields. */
+  async function loadPrincipals() {
+    if (!offers('/users', 'get')) return;
+    try {
+      const [u, g] = await Promise.all([api('GET', '/users'), api('GET', '/groups')]);
+      state.principals = { users: (u.data || []).map((x) => x.name),
+        groups: (g.data || []).map((x) => x.name) };
+    } catch (e) {
+      state.principals = { users: [], groups: [] };
+    }
+    renderPicks();
+  }
+
+  function renderPicks() {
+    const p = state.principals || { users: [], groups: [] };
+    for (const [kind, input, box] of [['users', 'vm-access-users', 'vm-access-user-picks'],
+      ['groups', 'vm-access-groups', 'vm-access-group-picks']]) {
+      const have = new Set(splitNames($(input).value));
+      const left = p[kind].filter((n) => !have.has(n)).slice(0, 16);
+      $(box).replaceChildren(...left.map((n) => {
+        const b = el('button', 'btn btn-small btn-plain pick', `+ ${n}`);
+        b.type = 'button';
+        b.setAttribute('aria-label', `Add ${kind === 'users' ? 'user' : 'group'} ${n}`);
+        b.addEventListener('click', () => {
+          const now = splitNames($(input).value);
+          $(input).value = [...now, n].join(', ');
+          renderPicks();
+          $(input).focus();
+        });
+        return b;
+      }));
+    }
   }
 
   async function saveAccess(ev) {
@@ -4138,7 +4174,10 @@
     $('vm-access-cancel').addEventListener('click', () => $('vm-access-dialog').close());
     $('vm-access-dialog').addEventListener('close', onAccessClose);
     for (const id of ['vm-access-users', 'vm-access-groups']) {
-      $(id).addEventListener('input', () => { if (!$('vm-access-error').hidden) showAccessError(''); });
+      $(id).addEventListener('input', () => {
+        if (!$('vm-access-error').hidden) showAccessError('');
+        if (state.principals) renderPicks(); // typed names are no longer offered
+      });
     }
     $('dev-storage-form').addEventListener('submit', attachStorage);
     $('dev-iface-form').addEventListener('submit', addIface);

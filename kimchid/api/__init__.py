@@ -13,6 +13,7 @@ from kimchid.api import (
     host,
     isos,
     networks,
+    principals,
     snapshots,
     storage,
     system,
@@ -44,6 +45,7 @@ def make_table(svc: Any) -> RouteTable:
     host.register(table, svc.host)
     storage.register(table, svc.storage)
     networks.register(table, svc.networks)
+    principals.register(table)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size, svc.access, svc.tasks)

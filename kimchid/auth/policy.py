@@ -98,6 +98,9 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/config/capabilities/refresh", UNSAFE_METHODS),
     # API tokens are issued, listed and revoked by admins
     AdminRule("/tokens", ALL_METHODS),
+    # the host's accounts, to pick whom a VM is given to
+    AdminRule("/users", ALL_METHODS),
+    AdminRule("/groups", ALL_METHODS),
 )
 
 

@@ -215,3 +215,23 @@ def test_a_user_sees_no_access_action_and_no_tokens_page(
     wait_live(page)
     assert page.locator("#reports").is_hidden()
     assert page.locator("#isos").is_visible()
+
+
+def test_the_access_dialog_offers_the_hosts_users(page: Any, idle_kimchi: Kimchi,
+                                                   pam_users: Any) -> None:
+    kimchi = idle_kimchi
+    user = pam_users.user
+    page.goto(kimchi.url + "/#/vms")
+    wait_live(page)
+    vm_item(page, "test").get_by_role("button", name="Access to test").click()
+    dialog = page.locator("#vm-access-dialog")
+    dialog.wait_for()
+    pick = dialog.get_by_role("button", name=f"Add user {user.name}", exact=True)
+    pick.click()
+    assert page.get_by_label("Users").input_value() == user.name
+    assert pick.count() == 0  # offered no more once chosen
+    dialog.get_by_role("button", name="Add group kimchi-admin", exact=True).click()
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="hidden")
+    got = kimchi.get("/vms/test").json()
+    assert got["users"] == [user.name] and got["groups"] == ["kimchi-admin"]
