@@ -171,3 +171,20 @@ class JobContext:
     @property
     def last_percent(self) -> float | None:
         return self._last_percent
+
+
+def kill_when_stopped(ctx: JobContext, proc: Any, kill: Callable[[], None] | None = None,
+                      name: str = "stop-guard") -> threading.Thread:
+    """Watch ``proc`` (a :class:`subprocess.Popen`) on a thread of its own and kill it as soon
+    as the job must stop, even while it prints nothing for the job's loop to notice.
+    ``kill``: how (default ``proc.kill()``; a process group, say)."""
+    def guard() -> None:
+        while proc.poll() is None:
+            if ctx.stopping is not None:
+                (kill or proc.kill)()
+                return
+            time.sleep(0.2)
+
+    t = threading.Thread(target=guard, daemon=True, name=name)
+    t.start()
+    return t

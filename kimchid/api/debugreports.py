@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.web.static import File
 
-from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable
+from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable, matching
 from kimchid.model.debugreports import DebugReports
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
@@ -32,8 +32,7 @@ _TYPES = {".tar.xz": "application/x-xz", ".tar.gz": "application/gzip",
 
 def register(table: RouteTable, reports: DebugReports) -> None:
     async def list_reports(call: Call) -> list[dict[str, Any]]:
-        return [r for r in await reports.list()
-                if all(str(r.get(k)) == v for k, v in call.query.items())]
+        return matching(await reports.list(), call.query)
 
     async def create(call: Call) -> Reply:
         task = await reports.create(call.body.get("name"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, RouteTable
+from kimchid.api.routes import Call, RouteTable, matching
 from kimchid.api.templates import NAME
 from kimchid.model.templates import TemplateService
 
@@ -27,8 +27,7 @@ DISTRO_SCHEMA = {
 
 def register(table: RouteTable, templates: TemplateService) -> None:
     async def list_distros(call: Call) -> list[dict[str, Any]]:
-        return [d for d in await templates.distros()
-                if all(d.get(k) == v for k, v in call.query.items())]
+        return matching(await templates.distros(), call.query)
 
     table.add("/config/distros", "GET", list_distros, "Remote install ISOs to make templates of",
               "config", query={"os_distro": {"type": "string"}, "os_arch": {"type": "string"}},

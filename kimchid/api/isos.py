@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable
+from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable, matching
 from kimchid.model.isos import IsoLibrary
 
 ISO_SCHEMA = {
@@ -37,7 +35,7 @@ SCAN_BODY = {
 def register(table: RouteTable, isos: IsoLibrary) -> None:
     async def list_isos(call: Call) -> list[dict[str, object]]:
         found = await isos.list()
-        return [i for i in found if all(_text(i.get(k)) == v for k, v in call.query.items())]
+        return matching(found, call.query)
 
     async def scan(call: Call) -> Reply:
         task = await isos.scan(call.body["path"])
@@ -54,7 +52,3 @@ def register(table: RouteTable, isos: IsoLibrary) -> None:
               description="Walks the tree, identifies each ISO from its volume descriptor, "
                           "emits `iso.found` for each and adds them to the library.")
 
-
-def _text(value: object) -> str:
-    """A field as it is written in a query string: true/false for booleans."""
-    return json.dumps(value) if isinstance(value, bool) else str(value)

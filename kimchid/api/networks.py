@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.api.routes import Call, Reply, RouteTable, matching
 from kimchid.model.networks import CONNECTIONS, Networks
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -58,8 +58,7 @@ INTERFACE_SCHEMA = {
 
 def register(table: RouteTable, networks: Networks) -> None:
     async def list_networks(call: Call) -> list[dict[str, Any]]:
-        return [n for n in await networks.list_networks()
-                if all(str(n.get(k)) == v for k, v in call.query.items())]
+        return matching(await networks.list_networks(), call.query)
 
     async def create(call: Call) -> Reply:
         n = await networks.create(call.body)
@@ -82,8 +81,7 @@ def register(table: RouteTable, networks: Networks) -> None:
         return await networks.deactivate(call.args["name"])
 
     async def interfaces(call: Call) -> list[dict[str, Any]]:
-        return [i for i in await networks.interfaces()
-                if all(str(i.get(k)) == v for k, v in call.query.items())]
+        return matching(await networks.interfaces(), call.query)
 
     tag = "networks"
     table.add("/networks", "GET", list_networks, "List virtual networks", tag,

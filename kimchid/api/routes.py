@@ -8,7 +8,7 @@ validation (400/406/415), the error model and ``GET /openapi.json``.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -170,6 +170,15 @@ class RouteTable:
         for r in self.routes:
             out.setdefault(r.path, []).append(r)
         return out
+
+
+def matching(items: Iterable[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
+    """The items whose fields equal every ``?field=value`` of the query, fields written as
+    in a query string (booleans as true/false)."""
+    def text(value: object) -> str:
+        return json.dumps(value) if isinstance(value, bool) else str(value)
+
+    return [i for i in items if all(text(i.get(k)) == v for k, v in query.items())]
 
 
 # Shared schema pieces -------------------------------------------------------------

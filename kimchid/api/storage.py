@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.api.routes import Call, Reply, RouteTable, matching
 from kimchid.model.storage import POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -84,8 +84,7 @@ RESIZE = {"type": "object", "additionalProperties": False, "required": ["size"],
 
 def register(table: RouteTable, storage: Storage) -> None:
     async def list_pools(call: Call) -> list[dict[str, Any]]:
-        return [p for p in await storage.list_pools()
-                if all(str(p.get(k)) == v for k, v in call.query.items())]
+        return matching(await storage.list_pools(), call.query)
 
     async def create_pool(call: Call) -> Reply:
         p = await storage.create_pool(call.body)
@@ -111,8 +110,7 @@ def register(table: RouteTable, storage: Storage) -> None:
         return await storage.refresh(call.args["name"])
 
     async def list_volumes(call: Call) -> list[dict[str, Any]]:
-        return [v for v in await storage.list_volumes(call.args["name"])
-                if all(str(v.get(k)) == q for k, q in call.query.items())]
+        return matching(await storage.list_volumes(call.args["name"]), call.query)
 
     async def create_volume(call: Call) -> Reply:
         pool = call.args["name"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.api.routes import Call, Reply, RouteTable, matching
 from kimchid.model.templates import TemplateService
 
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$"}
@@ -67,8 +67,7 @@ TEMPLATE_SCHEMA = {"type": "object", "required": ["name", "os_distro", "os_versi
 
 def register(table: RouteTable, templates: TemplateService) -> None:
     async def list_templates(call: Call) -> list[dict[str, Any]]:
-        return [t for t in await templates.list()
-                if all(str(t.get(k)) == v for k, v in call.query.items())]
+        return matching(await templates.list(), call.query)
 
     async def create(call: Call) -> Reply:
         t = await templates.create(call.body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.access import Access
-from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable
+from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
 from kimchid.errors import InvalidOperation, InvalidRequest
 from kimchid.model.vm_clone import VmCloner
@@ -86,7 +86,7 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
         if not q and (who is None or who.is_admin):
             return RawJSON(vms.listing_json())
         found = vms.list() if who is None else policy.visible_vms(who, vms.list())
-        return [vm for vm in found if all(str(vm.get(k)) == v for k, v in q.items())]
+        return matching(found, q)
 
     def mine(call: Call) -> str:
         """The VM's name, once the caller may use it (404, 403 otherwise)."""

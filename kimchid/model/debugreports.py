@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import threads
-from twisted.logger import Logger
 
 from kimchid.errors import InvalidOperation, InvalidRequest, NotFound
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
 from kimchid.model.tasks import TaskService
 from workers.jobs.debugreport import KIND, NAME, SUFFIXES, report_file
-
-log = Logger()
 
 
 def check_name(name: str) -> None:
@@ -138,7 +135,7 @@ class DebugReports:
         except FileExistsError:
             raise InvalidRequest("KCHDR0003E", name=new) from None
         out = describe(target, new)
-        await self._emit("debugreport.updated", {**out, "previous": name})
+        await self.events.publish("debugreport.updated", {**out, "previous": name})
         return out
 
     async def delete(self, name: str) -> None:
@@ -147,10 +144,5 @@ class DebugReports:
             await threads.deferToThread(os.unlink, path)
         except FileNotFoundError:
             raise NotFound("KCHDR0001E", name=name) from None
-        await self._emit("debugreport.deleted", {"name": name})
+        await self.events.publish("debugreport.deleted", {"name": name})
 
-    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.emit(etype, data)
-        except Exception as e:  # Redis away: the file changed, the event is lost
-            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))

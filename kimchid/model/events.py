@@ -317,6 +317,14 @@ class EventHub(Service):
             [etype, bus.now_iso(self.clock.seconds()), json.dumps(data), self.max_len, task_id],
         )
 
+    async def publish(self, etype: str, data: dict[str, Any]) -> None:
+        """Emit the news of a change already made; while Redis is away it is logged and
+        lost, never an error: the change itself stands."""
+        try:
+            await self.emit(etype, data)
+        except Exception as e:
+            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
+
     def ephemeral(self, etype: str, data: dict[str, Any]) -> None:
         """Tell live watchers something that is not kept in the stream (no id, no replay):
         ``service.degraded`` while Redis is away, ``vm.stats`` figures."""

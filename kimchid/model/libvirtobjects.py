@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from twisted.logger import Logger
-
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.errors import ServiceUnavailable
 from kimchid.model.events import EventHub
 
-log = Logger()
 T = TypeVar("T")
 
 
@@ -30,7 +27,7 @@ def why(e: Exception) -> str:
 
 class LibvirtObjects:
     """Reads and changes go to libvirt's threads; a 503 while libvirtd is away; changes
-    are announced as events (lost, with a warning, while Redis is away)."""
+    are announced with :meth:`EventHub.publish`."""
 
     def __init__(self, libvirt: LibvirtConnection, events: EventHub) -> None:
         self.libvirt = libvirt
@@ -41,8 +38,3 @@ class LibvirtObjects:
             raise ServiceUnavailable("KCHSVC0002E", error=self.libvirt.error)
         return await self.libvirt.run(fn)
 
-    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.emit(etype, data)
-        except Exception as e:  # Redis away: done in libvirt, the event is lost
-            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))

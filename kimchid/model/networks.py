@@ -173,9 +173,9 @@ class Networks(LibvirtObjects):
 
     async def _with_usage(self, nets: list[dict[str, Any]]) -> list[dict[str, Any]]:
         named = await threads.deferToThread(self.template_networks)
+        vms = self.vms.list()  # once, not once per network
         for n in nets:
-            users = sorted({vm["name"] for vm in self.vms.list()
-                            if n["name"] in vm.get("networks", [])})
+            users = sorted({vm["name"] for vm in vms if n["name"] in vm.get("networks", [])})
             n["used_by"] = {"templates": sorted(named.get(n["name"], [])), "vms": users}
             n["in_use"] = bool(n["used_by"]["templates"] or users)
         return nets
@@ -237,7 +237,7 @@ class Networks(LibvirtObjects):
             return network_info(net)
 
         out = (await self._with_usage([await self._run(make)]))[0]
-        await self._emit("network.created", out)
+        await self.events.publish("network.created", out)
         return out
 
     async def set_autostart(self, name: str, autostart: bool) -> dict[str, Any]:
@@ -247,7 +247,7 @@ class Networks(LibvirtObjects):
             return network_info(n)
 
         out = (await self._with_usage([await self._run(change)]))[0]
-        await self._emit("network.updated", out)
+        await self.events.publish("network.updated", out)
         return out
 
     async def activate(self, name: str) -> dict[str, Any]:
@@ -262,7 +262,7 @@ class Networks(LibvirtObjects):
             return network_info(n)
 
         out = (await self._with_usage([await self._run(start)]))[0]
-        await self._emit("network.updated", out)
+        await self.events.publish("network.updated", out)
         return out
 
     async def deactivate(self, name: str) -> dict[str, Any]:
@@ -279,7 +279,7 @@ class Networks(LibvirtObjects):
             return network_info(n)
 
         out = (await self._with_usage([await self._run(stop)]))[0]
-        await self._emit("network.updated", out)
+        await self.events.publish("network.updated", out)
         return out
 
     async def delete(self, name: str) -> None:
@@ -290,7 +290,7 @@ class Networks(LibvirtObjects):
         if users:
             raise InvalidOperation("KCHNET0003E", name=name, users=", ".join(users))
         await self._run(lambda c: self._net(c, name).undefine())
-        await self._emit("network.deleted", {"name": name})
+        await self.events.publish("network.deleted", {"name": name})
 
 
 def _check_subnet(conn: Any, text: str) -> ipaddress.IPv4Network:

@@ -143,7 +143,7 @@ class Snapshots(LibvirtObjects):
 
         out = self.libvirt.call(take)
         self.libvirt.reactor.callFromThread(lambda: Deferred.fromCoroutine(
-            self._emit("snapshot.created", {**out, "vm": p["vm"]})))
+            self.events.publish("snapshot.created", {**out, "vm": p["vm"]})))
         return {**out, "vm": p["vm"],
                 "message": f"Snapshot {p['name']} of {p['vm']} taken"}
 
@@ -158,7 +158,7 @@ class Snapshots(LibvirtObjects):
             return snapshot_info(snap)
 
         out = await self._run(back)
-        await self._emit("snapshot.reverted", {**out, "vm": vm})
+        await self.events.publish("snapshot.reverted", {**out, "vm": vm})
         return out
 
     async def delete(self, vm: str, name: str) -> None:
@@ -170,4 +170,4 @@ class Snapshots(LibvirtObjects):
                 raise InvalidOperation("KCHSNAP0006E", name=name, vm=vm, error=why(e)) from None
 
         await self._run(drop)
-        await self._emit("snapshot.deleted", {"name": name, "vm": vm})
+        await self.events.publish("snapshot.deleted", {"name": name, "vm": vm})

@@ -158,24 +158,25 @@ class Storage(LibvirtObjects):
     async def list_pools(self) -> list[dict[str, Any]]:
         pools = await self._run(lambda c: [_safely(pool_info, p, _broken_pool)
                                            for p in c.listAllStoragePools(0)])
-        named = await threads.deferToThread(self.template_pools)
-        for p in pools:
-            self._usage(p, named)
-        return sorted(pools, key=lambda p: p["name"])
+        return sorted(await self._with_usage(*pools), key=lambda p: p["name"])
 
     async def get_pool(self, name: str) -> dict[str, Any]:
-        return await self._with_usage(
+        return await self._one_with_usage(
             await self._run(lambda c: pool_info(self._pool(c, name))))
 
-    async def _with_usage(self, pool: dict[str, Any]) -> dict[str, Any]:
-        return self._usage(pool, await threads.deferToThread(self.template_pools))
+    async def _one_with_usage(self, pool: dict[str, Any]) -> dict[str, Any]:
+        return (await self._with_usage(pool))[0]
 
-    def _usage(self, pool: dict[str, Any], named: dict[str, list[str]]) -> dict[str, Any]:
-        pool["used_by"] = {"templates": sorted(named.get(pool["name"], [])),
-                           "vms": sorted({vm["name"] for vm in self.vms.list()
-                                          if _vm_uses_pool(vm, pool)})}
-        pool["in_use"] = bool(pool["used_by"]["templates"] or pool["used_by"]["vms"])
-        return pool
+    async def _with_usage(self, *pools: dict[str, Any]) -> list[dict[str, Any]]:
+        """``used_by`` and ``in_use`` of each pool: the templates read once, the VMs once."""
+        named = await threads.deferToThread(self.template_pools)
+        vms = self.vms.list()
+        for pool in pools:
+            pool["used_by"] = {"templates": sorted(named.get(pool["name"], [])),
+                               "vms": sorted({vm["name"] for vm in vms
+                                              if _vm_uses_pool(vm, pool)})}
+            pool["in_use"] = bool(pool["used_by"]["templates"] or pool["used_by"]["vms"])
+        return list(pools)
 
     @staticmethod
     def _pool(conn: Any, name: str) -> Any:
@@ -195,13 +196,14 @@ class Storage(LibvirtObjects):
                                 for v in p.listAllVolumes(0)) if v is not None]
 
         vols = await self._run(read)
+        users = self._disk_users()
         for v in vols:
-            v["used_by"] = self._volume_users(v["path"])
+            v["used_by"] = users.get(v["path"], [])
         return sorted(vols, key=lambda v: v["name"])
 
     async def get_volume(self, pool: str, name: str) -> dict[str, Any]:
         v = await self._run(lambda c: volume_info(self._volume(c, pool, name)))
-        v["used_by"] = self._volume_users(v["path"])
+        v["used_by"] = self._disk_users().get(v["path"], [])
         return v
 
     def _volume(self, conn: Any, pool: str, name: str) -> Any:
@@ -213,9 +215,14 @@ class Storage(LibvirtObjects):
         except lv().libvirtError:
             raise NotFound("KCHVOL0002E", name=name, pool=pool) from None
 
-    def _volume_users(self, path: str) -> list[str]:
-        return sorted({vm["name"] for vm in self.vms.list()
-                       if any(d.get("path") == path for d in vm.get("disks", []))})
+    def _disk_users(self) -> dict[str, list[str]]:
+        """Disk path -> the VMs with it as a disk, from one look at the VM view."""
+        users: dict[str, set[str]] = {}
+        for vm in self.vms.list():
+            for d in vm.get("disks", []):
+                if d.get("path"):
+                    users.setdefault(d["path"], set()).add(vm["name"])
+        return {path: sorted(names) for path, names in users.items()}
 
     # -- pools --------------------------------------------------------------------------
 
@@ -255,8 +262,8 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
             return pool_info(pool)
 
-        out = await self._with_usage(await self._run(make))
-        await self._emit("storagepool.created", out)
+        out = await self._one_with_usage(await self._run(make))
+        await self.events.publish("storagepool.created", out)
         return out
 
     async def set_autostart(self, name: str, autostart: bool) -> dict[str, Any]:
@@ -265,8 +272,8 @@ class Storage(LibvirtObjects):
             p.setAutostart(1 if autostart else 0)
             return pool_info(p)
 
-        out = await self._with_usage(await self._run(change))
-        await self._emit("storagepool.updated", out)
+        out = await self._one_with_usage(await self._run(change))
+        await self.events.publish("storagepool.updated", out)
         return out
 
     async def activate(self, name: str) -> dict[str, Any]:
@@ -280,8 +287,8 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
             return pool_info(p)
 
-        out = await self._with_usage(await self._run(start))
-        await self._emit("storagepool.updated", out)
+        out = await self._one_with_usage(await self._run(start))
+        await self.events.publish("storagepool.updated", out)
         return out
 
     async def deactivate(self, name: str) -> dict[str, Any]:
@@ -301,8 +308,8 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
             return pool_info(p)
 
-        out = await self._with_usage(await self._run(stop))
-        await self._emit("storagepool.updated", out)
+        out = await self._one_with_usage(await self._run(stop))
+        await self.events.publish("storagepool.updated", out)
         return out
 
     async def refresh(self, name: str) -> dict[str, Any]:
@@ -313,7 +320,7 @@ class Storage(LibvirtObjects):
             p.refresh(0)
             return pool_info(p)
 
-        return await self._with_usage(await self._run(again))
+        return await self._one_with_usage(await self._run(again))
 
     async def delete_pool(self, name: str) -> None:
         pool = await self.get_pool(name)
@@ -331,7 +338,7 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
 
         await self._run(drop)
-        await self._emit("storagepool.deleted", {"name": name})
+        await self.events.publish("storagepool.deleted", {"name": name})
 
     # -- volumes ------------------------------------------------------------------------
 
@@ -360,7 +367,7 @@ class Storage(LibvirtObjects):
 
         out = await self._run(make)
         out["used_by"] = []
-        await self._emit("storagevolume.created", {**out, "pool": pool})
+        await self.events.publish("storagevolume.created", {**out, "pool": pool})
         return out
 
     async def delete_volume(self, pool: str, name: str) -> None:
@@ -375,7 +382,7 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHVOL0006E", name=name, error=why(e)) from None
 
         await self._run(drop)
-        await self._emit("storagevolume.deleted", {"name": name, "pool": pool})
+        await self.events.publish("storagevolume.deleted", {"name": name, "pool": pool})
 
     async def resize_volume(self, pool: str, name: str, size: int) -> dict[str, Any]:
         vol = await self.get_volume(pool, name)
@@ -399,7 +406,7 @@ class Storage(LibvirtObjects):
 
         out = await self._run(grow)
         out["used_by"] = vol["used_by"]
-        await self._emit("storagevolume.updated", {**out, "pool": pool})
+        await self.events.publish("storagevolume.updated", {**out, "pool": pool})
         return out
 
 

@@ -144,7 +144,7 @@ class TemplateService:
             raise InvalidRequest("KCHTMPL0009E", name=name, reason=e.reason) from None
         self._ours.add((obj.name, obj.version))
         out = await self.get(obj.name)
-        await self._emit("template.created", out)
+        await self.events.publish("template.created", out)
         return out
 
     async def update(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +178,8 @@ class TemplateService:
         stored = await self._io(self.store.put, KIND, new, data)
         self._ours.add((stored.name, stored.version))
         out = await self.get(new)
-        await self._emit("template.updated", {**out, "previous": name} if new != name else out)
+        await self.events.publish("template.updated",
+                                  {**out, "previous": name} if new != name else out)
         return out
 
     async def delete(self, name: str) -> None:
@@ -188,7 +189,7 @@ class TemplateService:
             await self._io(self.store.delete, KIND, name)
         except KeyError:
             raise NotFound("KCHTMPL0002E", name=name) from None
-        await self._emit("template.deleted", {"name": name})
+        await self.events.publish("template.deleted", {"name": name})
 
     async def clone(self, name: str) -> dict[str, Any]:
         obj = await self._load(name)
@@ -198,7 +199,7 @@ class TemplateService:
         stored = await self._io(self.store.create, KIND, new, obj.data)
         self._ours.add((stored.name, stored.version))
         out = await self.get(new)
-        await self._emit("template.created", out)
+        await self.events.publish("template.created", out)
         return out
 
     async def _free_name(self, base: str) -> str:
@@ -340,11 +341,6 @@ class TemplateService:
         Deferred.fromCoroutine(d).addErrback(
             lambda f: log.warn("cannot publish a template change: {e}", e=f.getErrorMessage()))
 
-    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.emit(etype, data)
-        except Exception as e:  # Redis away: the file is written, the event is lost
-            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
 
 
 def pools_named(store: ObjectStore) -> dict[str, list[str]]:

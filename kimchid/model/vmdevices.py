@@ -216,7 +216,7 @@ class VmDevices(LibvirtObjects):
             return next(s for s in _storages(self._config(dom)) if s["dev"] == dev)
 
         out = await self._run(attach)
-        await self._emit("vm.storage.attached", {**out, "vm": vm})
+        await self.events.publish("vm.storage.attached", {**out, "vm": vm})
         return out
 
     async def change_media(self, vm: str, dev: str, path: str) -> dict[str, Any]:
@@ -237,7 +237,7 @@ class VmDevices(LibvirtObjects):
             return {**now, "path": path}
 
         out = await self._run(update)
-        await self._emit("vm.storage.changed", {**out, "vm": vm})
+        await self.events.publish("vm.storage.changed", {**out, "vm": vm})
         return out
 
     async def detach_storage(self, vm: str, dev: str) -> None:
@@ -253,7 +253,7 @@ class VmDevices(LibvirtObjects):
             self._change(c, dom, xml, "detach")  # the volume stays
 
         await self._run(detach)
-        await self._emit("vm.storage.detached", {"dev": dev, "vm": vm})
+        await self.events.publish("vm.storage.detached", {"dev": dev, "vm": vm})
 
     # -- interfaces ---------------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class VmDevices(LibvirtObjects):
             return next(i for i in _ifaces(self._config(dom)) if i["mac"] not in before)
 
         out = await self._run(attach)
-        await self._emit("vm.iface.attached", {**out, "vm": vm})
+        await self.events.publish("vm.iface.attached", {**out, "vm": vm})
         return out
 
     async def detach_iface(self, vm: str, mac: str) -> None:
@@ -296,4 +296,4 @@ class VmDevices(LibvirtObjects):
             self._change(c, dom, ET.tostring(iface, encoding="unicode"), "detach")
 
         await self._run(detach)
-        await self._emit("vm.iface.detached", {"mac": mac, "vm": vm})
+        await self.events.publish("vm.iface.detached", {"mac": mac, "vm": vm})

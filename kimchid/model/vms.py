@@ -197,14 +197,14 @@ class VmInventory:
             fresh = await self.libvirt.run(_read_all)
             if self.loaded:
                 for uuid in self.vms.keys() - fresh.keys():
-                    await self._emit("vm.deleted", {"name": self.vms[uuid]["name"],
+                    await self.events.publish("vm.deleted", {"name": self.vms[uuid]["name"],
                                                     "uuid": uuid})
                 for uuid, vm in fresh.items():
                     old = self.vms.get(uuid)
                     if old is None:
-                        await self._emit("vm.created", vm)
+                        await self.events.publish("vm.created", vm)
                     elif old["state"] != vm["state"]:
-                        await self._emit("vm.state", self._state_data(vm, old["state"]))
+                        await self.events.publish("vm.state", self._state_data(vm, old["state"]))
             self.vms = fresh
             self.loaded = True
         finally:
@@ -246,11 +246,11 @@ class VmInventory:
                 # tell what the event said before saying it is gone.
                 said = EVENT_STATES.get(event)
                 if said and said != old["state"]:
-                    await self._emit("vm.state", self._state_data({**old, "state": said},
+                    await self.events.publish("vm.state", self._state_data({**old, "state": said},
                                                                   old["state"]))
                 del self.vms[uuid]
                 self.changed()
-                await self._emit("vm.deleted", {"name": old["name"], "uuid": uuid})
+                await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid})
             return
         await self.apply(vm)
 
@@ -262,31 +262,26 @@ class VmInventory:
         self.vms[vm["uuid"]] = vm
         self.changed()
         if old is None:
-            await self._emit("vm.created", vm)
+            await self.events.publish("vm.created", vm)
             return
         if old["state"] != vm["state"]:
-            await self._emit("vm.state", self._state_data(vm, old["state"]))
+            await self.events.publish("vm.state", self._state_data(vm, old["state"]))
         if any(old.get(k) != vm.get(k) for k in _DESCRIPTIVE):
             data = {**vm, "previous": old["name"]} if old["name"] != vm["name"] else vm
-            await self._emit("vm.updated", data)
+            await self.events.publish("vm.updated", data)
 
     async def forget(self, uuid: str) -> None:
         """A VM is gone (deleted here): drop it and say so, once."""
         old = self.vms.pop(uuid, None)
         self.changed()
         if old is not None:
-            await self._emit("vm.deleted", {"name": old["name"], "uuid": uuid})
+            await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid})
 
     @staticmethod
     def _state_data(vm: dict[str, Any], previous: str) -> dict[str, Any]:
         return {"name": vm["name"], "uuid": vm["uuid"], "state": vm["state"],
                 "previous": previous}
 
-    async def _emit(self, etype: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.emit(etype, data)
-        except Exception as e:  # Redis away: the view stays right, the event is lost
-            log.warn("cannot publish {type}: {e}", type=etype, e=str(e))
 
 
 # what a vm.updated event is about (state changes are vm.state)

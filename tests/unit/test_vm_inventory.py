@@ -25,6 +25,9 @@ class RecordedEvents:
         self.sent.append((etype, data))
         return "0-1"
 
+    async def publish(self, etype: str, data: dict[str, Any]) -> None:
+        await self.emit(etype, data)
+
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
     for _ in range(int(timeout / 0.02)):

@@ -20,13 +20,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from kimchid.errors import KimchiError
-from workers.context import JobContext, Stop
+from workers.context import JobContext, Stop, kill_when_stopped
 from workers.jobs import job
 
 KIND = "debugreport.collect"
@@ -96,14 +95,7 @@ def _run(ctx: JobContext, argv: list[str], work: Path) -> None:
         except ProcessLookupError:
             pass
 
-    def guard() -> None:  # a cancel is obeyed even while sos prints nothing
-        while proc.poll() is None:
-            if ctx.stopping is not None:
-                kill()
-                return
-            time.sleep(0.2)
-
-    threading.Thread(target=guard, daemon=True, name="sos-guard").start()
+    kill_when_stopped(ctx, proc, kill, name="sos-guard")  # even while sos prints nothing
     tail: list[bytes] = []
     assert proc.stdout is not None
     try:

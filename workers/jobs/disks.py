@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from kimchid.errors import KimchiError
-from workers.context import JobContext, Stop
+from workers.context import JobContext, Stop, kill_when_stopped
 from workers.jobs import job
 
 _PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
@@ -60,14 +60,7 @@ def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
                                                            else b""), daemon=True)
     reader.start()
 
-    def guard() -> None:  # a stop is obeyed even while qemu-img prints nothing
-        while proc.poll() is None:
-            if ctx.stopping is not None:
-                proc.kill()
-                return
-            time.sleep(0.2)
-
-    threading.Thread(target=guard, daemon=True).start()
+    kill_when_stopped(ctx, proc, name="qemu-img-guard")  # even while it prints nothing
     assert proc.stdout is not None
     buf = b""
     try:
