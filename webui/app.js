@@ -89,14 +89,10 @@
     pools: null, // GET /storagepools, once the storage page has asked
     poolsError: '',
     poolsTimer: null,
-    poolsAsked: 0, // GET /storagepools sent ...
-    poolsShown: 0, // ... and the newest one shown
     volumesAsked: 0,
     nets: null, // GET /networks, once the networks page has asked
     netsError: '',
     netsTimer: null,
-    netsAsked: 0,
-    netsShown: 0,
     netErrors: new Map(), // network name -> why its last action failed
     ifaces: null, // GET /interfaces: what a bridged or macvtap network may use
     volumesShown: 0,
@@ -2357,17 +2353,30 @@
     return isFinite(t) ? dateTimeFmt.format(t) : '—';
   }
 
-  async function loadTokens() {
-    if (!isAdmin()) return;
+  const listingsAsked = {}; // state key -> GETs sent ...
+  const listingsShown = {}; // ... and the newest one taken
+
+  /** GET a listing into state[key] (why it failed into state[key + 'Error']). Answers may
+   * come out of order: one asked for earlier never overwrites a later one. Whether this
+   * answer was taken (then render). */
+  async function fetchListing(key, path) {
+    const seq = (listingsAsked[key] = (listingsAsked[key] || 0) + 1);
+    const stale = () => seq < (listingsShown[key] || 0);
     try {
-      const r = await api('GET', '/tokens');
-      state.tokens = Array.isArray(r.data) ? r.data : [];
-      state.tokensError = '';
+      const r = await api('GET', path);
+      if (stale()) return false;
+      state[key] = Array.isArray(r.data) ? r.data : [];
+      state[`${key}Error`] = '';
     } catch (e) {
-      if (!state.signedIn) return;
-      state.tokensError = e.message;
+      if (!state.signedIn || stale()) return false;
+      state[`${key}Error`] = e.message;
     }
-    renderTokens();
+    listingsShown[key] = seq;
+    return true;
+  }
+
+  async function loadTokens() {
+    if (isAdmin() && await fetchListing('tokens', '/tokens')) renderTokens();
   }
 
   function tokenRow(t) {
@@ -2840,18 +2849,7 @@
   // -- storage pools and volumes ---------------------------------------------------------------
 
   async function loadPools() {
-    // listings may answer out of order: one asked for earlier never overwrites a later one
-    const seq = ++state.poolsAsked;
-    try {
-      const r = await api('GET', '/storagepools');
-      if (seq < state.poolsShown) return;
-      state.poolsShown = seq;
-      state.pools = Array.isArray(r.data) ? r.data : [];
-      state.poolsError = '';
-    } catch (e) {
-      if (!state.signedIn || seq < state.poolsShown) return;
-      state.poolsError = e.message;
-    }
+    if (!await fetchListing('pools', '/storagepools')) return;
     renderPools();
     if (state.poolChosen) loadVolumes();
   }
@@ -3132,18 +3130,7 @@
     route: 'Routed', open: 'Open' };
 
   async function loadNetworks() {
-    const seq = ++state.netsAsked; // an answer to an older listing never overwrites a newer one
-    try {
-      const r = await api('GET', '/networks');
-      if (seq < state.netsShown) return;
-      state.netsShown = seq;
-      state.nets = Array.isArray(r.data) ? r.data : [];
-      state.netsError = '';
-    } catch (e) {
-      if (!state.signedIn || seq < state.netsShown) return;
-      state.netsError = e.message;
-    }
-    renderNetworks();
+    if (await fetchListing('nets', '/networks')) renderNetworks();
   }
 
   function networksSoon() {
@@ -3462,16 +3449,7 @@
   const REPORT_KIND = 'debugreport.collect';
 
   async function loadReports() {
-    if (!isAdmin()) return;
-    try {
-      const r = await api('GET', '/debugreports');
-      state.reports = Array.isArray(r.data) ? r.data : [];
-      state.reportsError = '';
-    } catch (e) {
-      if (!state.signedIn) return;
-      state.reportsError = e.message;
-    }
-    renderReports();
+    if (isAdmin() && await fetchListing('reports', '/debugreports')) renderReports();
   }
 
   /** The reports being made: their tasks, newest first. */
