@@ -24,6 +24,7 @@ from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.api.access import Access
 from kimchid.api.routes import Call, RouteTable
 from kimchid.errors import InvalidOperation, InvalidRequest
+from kimchid.model.libvirtobjects import lv
 
 log = Logger()
 
@@ -138,7 +139,7 @@ def register(table: RouteTable, libvirt: LibvirtConnection, access: Access) -> N
             raise InvalidOperation("KCHVM0020E", name=name, state=vm["state"])
         try:
             target = await libvirt.run(lambda c: vnc_address(c.lookupByName(name).XMLDesc(0)))
-        except Exception:
+        except lv().libvirtError:  # gone meanwhile; libvirtd away was a 503 above
             target = None
         if target is None:
             raise InvalidOperation("KCHVM0021E", name=name)

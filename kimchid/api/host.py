@@ -57,7 +57,7 @@ def register(table: RouteTable, host: HostStats) -> None:
         return await host.describe()
 
     async def stats(call: Call) -> dict[str, Any]:
-        return host.current()
+        return await host.current()
 
     async def history(call: Call) -> dict[str, Any]:
         return host.series()

@@ -172,10 +172,12 @@ class HostStats:
         self.history.append(out)
         self.events.ephemeral("host.stats", out)
 
-    def current(self) -> dict[str, Any]:
+    async def current(self) -> dict[str, Any]:
         if self.history:
             return self.history[-1]
-        return figures(None, Counters(self._nics)) | {"time": round(self.clock.seconds(), 3)}
+        # before the first sample (the first interval after start): read /proc on a thread
+        now = await threads.deferToThread(Counters, self._nics)
+        return figures(None, now) | {"time": round(self.clock.seconds(), 3)}
 
     def series(self) -> dict[str, Any]:
         """The history as lists, oldest first (Kimchi's ``/host/stats/history`` shape)."""
