@@ -374,8 +374,9 @@ def test_degraded_banner_while_redis_is_down(
     try:
         page.wait_for_selector("#banner:not([hidden])", timeout=20_000)
         assert page.locator("#conn").inner_text().strip() == "Degraded"
-        assert "Redis is down" in banner.inner_text()
-        assert "reconnects by itself" in page.locator("#banner-fix").inner_text()
+        problem = page.locator('#banner-problems > li[data-problem="redis"]')
+        assert "Redis, the message bus" in problem.inner_text()
+        assert "reconnects by itself" in problem.locator(".banner-fix").inner_text()
         page.screenshot(path=str(artifacts / "ui-degraded.png"))
     finally:
         redis_db.start()

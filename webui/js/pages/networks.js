@@ -1,0 +1,218 @@
+/* Networks: the host's virtual networks (made, started, stopped, deleted). A NAT or an
+ * isolated network takes a subnet (a free one if left empty); a bridged or a macvtap one,
+ * a host interface of GET /interfaces. A network changed elsewhere, or a VM made or
+ * deleted (what uses a network), lists them again while the page is shown. */
+
+import { $, el, announce, usedByText, actionButton, replaceRowsKeepingFocus } from '../core/dom.js';
+import { api, remove } from '../core/api.js';
+import { askConfirm } from '../core/dialogs.js';
+import { Listing, showListingState } from '../core/listing.js';
+import { isShown } from '../core/router.js';
+import { isAdmin, signedIn } from '../core/session.js';
+
+export const NET_KINDS = { nat: 'NAT', isolated: 'Isolated', bridge: 'Bridged', macvtap: 'macvtap',
+  route: 'Routed', open: 'Open' };
+
+const netErrors = new Map(); // network name -> why its last action failed
+let ifaces = null; // GET /interfaces: what a bridged or macvtap network may use
+
+const netPath = (name) => `/networks/${encodeURIComponent(name)}`;
+
+const nets = new Listing({
+  path: '/networks',
+  render: () => renderNetworks(),
+  active: () => isShown('networks'),
+});
+
+// -- the new-network form ------------------------------------------------------------------------
+
+async function loadInterfaces() {
+  try {
+    const r = await api('GET', '/interfaces');
+    ifaces = Array.isArray(r.data) ? r.data : [];
+  } catch (e) {
+    ifaces = [];
+  }
+  fillInterfaces();
+}
+
+function fillInterfaces() {
+  const kind = $('net-connection').value;
+  const wanted = kind === 'bridge' ? ['bridge'] : ['nic', 'bonding', 'vlan'];
+  const sel = $('net-iface');
+  const keep = sel.value;
+  const opts = (ifaces || []).filter((i) => wanted.includes(i.type)).map((i) => {
+    const o = el('option', null, `${i.name}${i.ipaddr ? ` (${i.ipaddr})` : ''}${i.status === 'down' ? ' — down' : ''}`);
+    o.value = i.name;
+    return o;
+  });
+  if (!opts.length) {
+    const o = el('option', null, kind === 'bridge' ? 'No bridge on this host' : 'No interface');
+    o.value = '';
+    opts.push(o);
+  }
+  sel.replaceChildren(...opts);
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+function netKindChanged() {
+  const kind = $('net-connection').value;
+  const routed = kind === 'nat' || kind === 'isolated';
+  $('net-subnet-field').hidden = !routed;
+  $('net-iface-field').hidden = routed;
+  if (!routed) fillInterfaces();
+}
+
+function showNetError(text, field) {
+  const e = $('net-error');
+  e.textContent = text;
+  e.hidden = !text;
+  for (const id of ['net-name', 'net-subnet', 'net-iface']) {
+    $(id).setAttribute('aria-invalid', text && id === field ? 'true' : 'false');
+  }
+}
+
+async function makeNetwork(ev) {
+  ev.preventDefault();
+  showNetError('');
+  const name = $('net-name').value.trim();
+  const connection = $('net-connection').value;
+  if (!name) { showNetError('Give the network a name.', 'net-name'); $('net-name').focus(); return; }
+  const body = { name, connection };
+  if (connection === 'nat' || connection === 'isolated') {
+    const subnet = $('net-subnet').value.trim();
+    if (subnet) body.subnet = subnet;
+  } else {
+    const iface = $('net-iface').value;
+    if (!iface) {
+      showNetError(connection === 'bridge' ? 'This host has no bridge to use.'
+        : 'Choose the host interface to share.', 'net-iface');
+      return;
+    }
+    body.interface = iface;
+  }
+  const btn = $('net-create');
+  btn.disabled = true;
+  try {
+    await api('POST', '/networks', body);
+    $('net-name').value = '';
+    $('net-subnet').value = '';
+    announce(`Network ${name} made`);
+    await nets.load();
+  } catch (e) {
+    const code = e.body && e.body.errcode;
+    showNetError(e.message, code === 'KCHNET0009E' ? 'net-subnet'
+      : code === 'KCHNET0004E' && body.interface ? 'net-iface' : 'net-name');
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// -- the list ----------------------------------------------------------------------------------
+
+function networkRow(n) {
+  const tr = el('tr');
+  tr.dataset.name = n.name;
+  const name = el('td', 'cell-name', n.name);
+  const st = el('td');
+  st.append(el('span', `state state-${n.state === 'active' ? 'running' : 'shutoff'}`,
+    n.state === 'active' ? 'Active' : 'Inactive'));
+  if (n.autostart) st.append(el('span', 'help', ' autostart'));
+  const addr = el('td');
+  if (n.subnet) {
+    addr.append(el('span', 'mono', n.subnet));
+    if (n.dhcp && n.dhcp.start) addr.append(el('span', 'net-addr', `DHCP ${n.dhcp.start} – ${n.dhcp.end}`));
+  } else {
+    addr.append(el('span', 'mono', (n.interfaces || []).join(', ') || n.bridge || '—'));
+  }
+  const act = el('td', 'cell-actions');
+  if (isAdmin()) {
+    if (n.state === 'active') {
+      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${n.name}`,
+        (b) => networkAction(n.name, 'deactivate', b)));
+    } else {
+      act.append(actionButton('Activate', 'btn-plain', `Activate ${n.name}`,
+        (b) => networkAction(n.name, 'activate', b)));
+      act.append(actionButton('Delete', 'btn-danger-outline net-delete', `Delete ${n.name}`,
+        () => askDeleteNetwork(n)));
+    }
+  }
+  const err = netErrors.get(n.name);
+  if (err) name.append(el('p', 'row-error', err));
+  tr.append(name, st, el('td', null, NET_KINDS[n.connection] || n.connection), addr,
+    el('td', null, usedByText(n.used_by)), act);
+  return tr;
+}
+
+function renderNetworks() {
+  const list = nets.items || [];
+  replaceRowsKeepingFocus($('net-rows'), list.map(networkRow));
+  const activeN = list.filter((n) => n.state === 'active').length;
+  showListingState(nets, { prefix: 'net', noun: ['network', 'networks'], what: 'networks',
+    emptyText: 'No networks.', extra: ` · ${activeN} active` });
+}
+
+async function networkAction(name, action, button) {
+  button.disabled = true;
+  netErrors.delete(name);
+  try {
+    await api('POST', `${netPath(name)}/${action}`);
+    announce(`${name} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+  } catch (e) {
+    netErrors.set(name, e.message);
+  }
+  await nets.load();
+}
+
+function askDeleteNetwork(n) {
+  askConfirm({
+    title: 'Delete network?',
+    text: `The network “${n.name}” is deleted${n.subnet ? `, with its subnet ${n.subnet}` : ''}.`,
+    run: async () => {
+      await remove(netPath(n.name));
+      announce(`Network ${n.name} deleted`);
+      await nets.load();
+    },
+    back: () => document.querySelector('#net-rows button') || $('net-name'),
+  });
+}
+
+const netsSoon = () => nets.soon();
+
+export default {
+  name: 'networks',
+  page: {
+    id: 'networks',
+    title: 'Networks',
+    show() {
+      if (!signedIn()) return;
+      nets.load();
+      if (isAdmin()) loadInterfaces();
+    },
+  },
+  events: {
+    // a network changed elsewhere; a VM made or deleted changes what uses a network
+    'network.created network.updated network.deleted': netsSoon,
+    'vm.created vm.deleted': netsSoon,
+  },
+  init() {
+    $('net-form').addEventListener('submit', makeNetwork);
+    $('net-connection').addEventListener('change', netKindChanged);
+  },
+  async resync() {
+    // events may have been lost: list again what is shown (the page's own show() lists first)
+    if (isShown('networks') && nets.items !== null) await nets.load();
+  },
+  stop() {
+    nets.forget();
+    netErrors.clear();
+    ifaces = null;
+    $('net-rows').replaceChildren();
+    $('net-iface').replaceChildren();
+    $('net-count').textContent = 'Loading…';
+    $('net-empty').hidden = true;
+    showNetError('');
+    $('net-connection').value = 'nat'; // as the form's reset leaves it
+    netKindChanged();
+  },
+};

@@ -1,0 +1,289 @@
+/* Debug reports (admins): made by a worker with the host's report tool (a task: the
+ * report's row shows its progress until it is listed, and can be stopped), listed newest
+ * first, downloaded, renamed and deleted. Without the tool (the capabilities say so),
+ * the page says how to install it. */
+
+import { $, el, announce, collator, humanSize, whenText, actionButton, showNameError, clearOnInput,
+  replaceRowsKeepingFocus } from '../core/dom.js';
+import { api, remove, capabilities, onServerKnown } from '../core/api.js';
+import { askConfirm, openDialog } from '../core/dialogs.js';
+import { Listing, showListingState } from '../core/listing.js';
+import { isShown } from '../core/router.js';
+import { isAdmin, signedIn } from '../core/session.js';
+import { TERMINAL, upsertTask, watchTasks, runningOf, requestCancel, isCancelling } from '../core/tasks.js';
+
+export const REPORT_KIND = 'debugreport.collect';
+
+/** The name of the report a task makes. */
+export function reportNameOf(rec) {
+  return rec.params && typeof rec.params.name === 'string' ? rec.params.name
+    : (/^\/debugreports\/([^/]+)$/.exec(rec.target_uri || '') || [])[1] || '';
+}
+
+const reportPath = (name) => `/debugreports/${encodeURIComponent(name)}`;
+
+const making = new Map(); // task id -> its row, for the reports being made
+let renaming = null; // the report the rename dialog is about
+let focusRenamed = null; // a report renamed whose row was not listed yet when the dialog closed
+
+const reports = new Listing({
+  path: '/debugreports',
+  render: () => renderReports(),
+  active: () => isShown('reports'),
+});
+
+function loadReports() {
+  if (isAdmin()) reports.load();
+}
+
+// -- the reports being made ------------------------------------------------------------------
+
+/** One row per report being made, kept (not rebuilt) while its progress moves. */
+function renderMaking() {
+  const recs = runningOf(REPORT_KIND);
+  const ids = new Set(recs.map((r) => r.id));
+  for (const [id, row] of making) {
+    if (!ids.has(id)) { row.tr.remove(); making.delete(id); }
+  }
+  const body = $('report-making');
+  recs.forEach((rec, i) => {
+    let row = making.get(rec.id);
+    if (!row) {
+      const name = reportNameOf(rec);
+      const tr = el('tr', 'report-pending');
+      tr.dataset.name = name;
+      tr.setAttribute('aria-busy', 'true');
+      const made = el('td', 'report-progress');
+      const bar = el('progress', 'bar');
+      bar.max = 100;
+      bar.setAttribute('aria-label', `Making ${name}`);
+      const msg = el('p', 'help report-msg');
+      made.append(bar, msg);
+      const act = el('td', 'cell-actions');
+      const stop = actionButton('Stop', 'btn-plain report-stop', `Stop making ${name}`,
+        (b) => stopReport(rec.id, b));
+      act.append(stop);
+      tr.append(el('td', 'cell-name', name), made, el('td', 'num', '—'), act);
+      row = { tr, bar, msg, stop };
+      making.set(rec.id, row);
+    }
+    if (typeof rec.progress === 'number') row.bar.value = rec.progress;
+    else row.bar.removeAttribute('value');
+    const stopping = isCancelling(rec.id);
+    row.msg.textContent = stopping ? 'Stopping…' : rec.message || 'Waiting for a worker';
+    row.stop.disabled = stopping;
+    if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+  });
+  renderCount();
+}
+
+async function stopReport(id, button) {
+  button.disabled = true;
+  try {
+    await requestCancel(id);
+  } catch (e) {
+    if (e.status !== 400) { button.disabled = false; showReportError(e.message); }
+  }
+}
+
+/** A report's task ended: a finished one is in the list now. */
+function reportTaskEnded(rec, why) {
+  renderMaking();
+  if (rec.status === 'finished') loadReports();
+  // an old failure met again in a task listing (a reload, a reconnection) is no news
+  else if (rec.status === 'failed' && rec.message && why !== 'listed') showReportError(rec.message);
+}
+
+// -- the list ----------------------------------------------------------------------------------
+
+function reportRow(r) {
+  const tr = el('tr');
+  tr.dataset.name = r.name;
+  const name = el('td', 'cell-name', r.name);
+  name.title = r.file || r.name;
+  const made = el('td', null, whenText(r.time));
+  made.title = r.time || '';
+  const size = el('td', 'num', humanSize(r.size));
+  const act = el('td', 'cell-actions');
+  const link = el('a', 'btn btn-small btn-plain report-download', 'Download');
+  link.href = r.uri || `${reportPath(r.name)}/content`;
+  link.setAttribute('download', r.file || `${r.name}.tar.xz`);
+  link.setAttribute('aria-label', `Download ${r.name}`);
+  act.append(link,
+    actionButton('Rename', 'btn-plain report-rename', `Rename ${r.name}`, () => openRename(r.name)),
+    actionButton('Delete', 'btn-danger-outline report-delete', `Delete ${r.name}`, () => askDeleteReport(r)));
+  tr.append(name, made, size, act);
+  return tr;
+}
+
+function renderReports() {
+  const list = reports.items || [];
+  const sorted = [...list].sort((a, b) => collator.compare(b.time || '', a.time || '')
+    || collator.compare(a.name, b.name));
+  const rows = $('report-rows');
+  replaceRowsKeepingFocus(rows, sorted.map(reportRow)); // the same control of the same report
+  if (focusRenamed) {
+    const button = rows.querySelector(`tr[data-name="${CSS.escape(focusRenamed)}"] .report-rename`);
+    if (button) {
+      focusRenamed = null;
+      if (document.activeElement === $('report-name')) button.focus();
+    }
+  }
+  renderMaking();
+}
+
+function renderCount() {
+  const n = making.size;
+  showListingState(reports, { prefix: 'report', noun: ['report', 'reports'], what: 'reports',
+    emptyText: 'No debug reports. Make one above when something goes wrong.',
+    extra: n ? ` · ${n} being made` : '', busy: n });
+  const caps = capabilities();
+  const noTool = !!caps && caps.system_report_tool === false;
+  $('report-notool').hidden = !noTool;
+  $('report-create').disabled = noTool;
+}
+
+function reportChanged(d, ev) {
+  if (typeof d.name !== 'string') return;
+  if (ev.type === 'debugreport.deleted') {
+    reports.patch((items) => items.filter((x) => x.name !== d.name));
+  } else {
+    const { previous, ...rec } = d;
+    reports.patch((items) => [...items.filter((x) => x.name !== previous && x.name !== d.name), rec]);
+  }
+}
+
+// -- making, renaming, deleting ----------------------------------------------------------------
+
+function showReportError(text) {
+  const e = $('report-error');
+  e.textContent = text;
+  e.hidden = !text;
+  $('report-name').setAttribute('aria-invalid', text ? 'true' : 'false');
+}
+
+async function makeReport(ev) {
+  ev.preventDefault();
+  showReportError('');
+  const input = $('report-name');
+  const name = input.value.trim();
+  if (name && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(name)) {
+    showReportError('Use letters, digits, - and _ (starting with a letter or digit), at most 64.');
+    input.focus();
+    return;
+  }
+  const btn = $('report-create');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', '/debugreports', name ? { name } : {});
+    upsertTask(r.data);
+    input.value = '';
+    announce(`Making debug report ${reportNameOf(r.data || {}) || name}`);
+  } catch (e) {
+    showReportError(e.message);
+    input.focus();
+  } finally {
+    btn.disabled = false;
+    renderCount();
+  }
+}
+
+function openRename(name) {
+  renaming = name;
+  focusRenamed = null;
+  $('report-rename-title').textContent = `Rename ${name}`;
+  const input = $('report-rename-name');
+  input.value = name;
+  showNameError('report-rename', '');
+  $('report-rename-dialog').returnValue = '';
+  openDialog($('report-rename-dialog'), { focus: input, back: renameClosed });
+  input.select();
+}
+
+/** Where the keyboard goes once the dialog is closed: the report's Rename button. */
+function renameClosed() {
+  const name = renaming;
+  renaming = null;
+  const tr = [...$('report-rows').children].find((x) => x.dataset.name === name);
+  if (tr) return tr.querySelector('.report-rename');
+  // renamed, but not listed under its new name yet: its button once it is
+  if ($('report-rename-dialog').returnValue === 'done') focusRenamed = name;
+  return $('report-name');
+}
+
+async function submitRename(ev) {
+  ev.preventDefault();
+  const from = renaming;
+  const to = $('report-rename-name').value.trim();
+  if (!from || !to || to === from) { $('report-rename-dialog').close(); return; }
+  const btn = $('report-rename-submit');
+  btn.disabled = true;
+  try {
+    await api('PUT', reportPath(from), { name: to });
+    renaming = to;
+    $('report-rename-dialog').close('done');
+    announce(`${from} renamed to ${to}`);
+    loadReports();
+  } catch (e) {
+    showNameError('report-rename', e.message);
+    $('report-rename-name').focus();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function askDeleteReport(r) {
+  askConfirm({
+    title: 'Delete debug report?',
+    text: `The report “${r.name}” (${humanSize(r.size)}) is deleted from this host. `
+      + 'Copies already downloaded are not affected.',
+    run: async () => {
+      await remove(reportPath(r.name)); // gone already: fine
+      reports.patch((items) => items.filter((x) => x.name !== r.name));
+      announce(`Report ${r.name} deleted`);
+    },
+    back: () => document.querySelector('#report-rows .report-delete') || $('report-name'),
+  });
+}
+
+export default {
+  name: 'reports',
+  page: {
+    id: 'reports',
+    title: 'Debug reports',
+    admin: true,
+    show() {
+      if (signedIn()) loadReports();
+    },
+  },
+  events: {
+    'debugreport.updated debugreport.deleted': reportChanged,
+  },
+  init() {
+    watchTasks([REPORT_KIND], (rec, why) => {
+      if (TERMINAL.has(rec.status)) reportTaskEnded(rec, why);
+      else renderMaking();
+    });
+    onServerKnown(renderCount);
+    $('report-form').addEventListener('submit', makeReport);
+    clearOnInput('report-error', ['report-name'], () => showReportError(''));
+    $('report-rename-form').addEventListener('submit', submitRename);
+    $('report-rename-cancel').addEventListener('click', () => $('report-rename-dialog').close());
+    clearOnInput('report-rename-error', ['report-rename-name'], () => showNameError('report-rename', ''));
+  },
+  async resync() {
+    // a report may have been made or deleted meanwhile (the page's own show() lists first)
+    if (isShown('reports') && reports.items !== null && isAdmin()) await reports.load();
+  },
+  stop() {
+    reports.forget();
+    making.clear();
+    renaming = null;
+    focusRenamed = null;
+    $('report-rows').replaceChildren();
+    $('report-making').replaceChildren();
+    $('report-count').textContent = 'Loading…';
+    $('report-empty').hidden = true;
+    showReportError('');
+  },
+};

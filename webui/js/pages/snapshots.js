@@ -1,0 +1,183 @@
+/* A VM's snapshots (admins): the dialog listing them oldest first, taking one (a
+ * vm.snapshot task, shown while it is taken), reverting to one and deleting one. */
+
+import { $, el, announce, whenText, showNameError, clearOnInput } from '../core/dom.js';
+import { api, offers, vmPath, remove } from '../core/api.js';
+import { askConfirm, openDialog } from '../core/dialogs.js';
+import { isAdmin } from '../core/session.js';
+import { tasks, TERMINAL, upsertTask, watchTasks } from '../core/tasks.js';
+import { addVmControl, controlOf, vms, STATE_TEXT } from './vms.js';
+
+export const SNAP_KIND = 'vm.snapshot';
+
+let snapVm = null; // the VM whose snapshots the dialog shows
+let snaps = null;
+
+function openSnapshots(name) {
+  snapVm = name;
+  snaps = null;
+  $('snap-title').textContent = `Snapshots of ${name}`;
+  $('snap-name').value = '';
+  showNameError('snap', '');
+  render();
+  openDialog($('snap-dialog'), {
+    focus: $('snap-name'),
+    back: () => {
+      const vm = snapVm;
+      snapVm = null;
+      return vms.has(vm) ? controlOf(vm, 'snapshots') : null;
+    },
+  });
+  load();
+}
+
+async function load() {
+  const vm = snapVm;
+  if (!vm) return;
+  try {
+    const r = await api('GET', `${vmPath(vm)}/snapshots`);
+    if (snapVm !== vm) return;
+    snaps = Array.isArray(r.data) ? r.data : [];
+  } catch (e) {
+    if (snapVm !== vm) return;
+    snaps = [];
+    showNameError('snap', e.message);
+  }
+  render();
+}
+
+/** Snapshots of the open dialog's VM being taken: their tasks. */
+function beingTaken() {
+  return [...tasks.values()].filter((t) => !t.stub && t.rec.kind === SNAP_KIND
+    && !TERMINAL.has(t.rec.status) && t.rec.params && t.rec.params.vm === snapVm)
+    .map((t) => t.rec);
+}
+
+function render() {
+  const items = (snaps || []).map((sn) => {
+    const li = el('li', sn.current ? 'is-current' : null);
+    li.dataset.name = sn.name;
+    const what = el('div', 'snap-what');
+    what.append(el('span', 'snap-name', sn.name));
+    const meta = [whenText(sn.created), `the VM ${STATE_TEXT[sn.state] ? STATE_TEXT[sn.state].toLowerCase() : sn.state}`];
+    if (sn.current) meta.push('current');
+    what.append(el('span', 'snap-meta', meta.join(' · ')));
+    if (sn.description) what.append(el('span', 'snap-meta', sn.description));
+    const revert = el('button', 'btn btn-small btn-plain snap-revert', 'Revert');
+    revert.type = 'button';
+    revert.setAttribute('aria-label', `Revert ${snapVm} to ${sn.name}`);
+    revert.addEventListener('click', () => askRevert(sn));
+    const del = el('button', 'btn btn-small btn-danger-outline snap-delete', 'Delete');
+    del.type = 'button';
+    del.setAttribute('aria-label', `Delete snapshot ${sn.name}`);
+    del.addEventListener('click', () => askDelete(sn));
+    li.append(what, revert, del);
+    return li;
+  });
+  for (const rec of beingTaken()) {
+    const li = el('li', 'is-taking');
+    li.dataset.name = rec.params.name;
+    li.setAttribute('aria-busy', 'true');
+    const what = el('div', 'snap-what');
+    what.append(el('span', 'snap-name', rec.params.name), el('span', 'snap-meta', rec.message || 'Being taken…'));
+    li.append(what);
+    items.push(li);
+  }
+  $('snap-list').replaceChildren(...items);
+  $('snap-empty').hidden = snaps === null || !!items.length;
+}
+
+async function take(ev) {
+  ev.preventDefault();
+  const vm = snapVm;
+  if (!vm) return;
+  showNameError('snap', '');
+  const name = $('snap-name').value.trim();
+  if (name && (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name) || name === 'current')) {
+    showNameError('snap', 'Use letters, digits, “.”, “-” and “_” (starting with a letter or digit).');
+    $('snap-name').focus();
+    return;
+  }
+  const btn = $('snap-take');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', `${vmPath(vm)}/snapshots`, name ? { name } : {});
+    upsertTask(r.data);
+    $('snap-name').value = '';
+    announce(`Taking snapshot ${(r.data.params || {}).name || name} of ${vm}`);
+  } catch (e) {
+    showNameError('snap', e.message);
+    $('snap-name').focus();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function askRevert(sn) {
+  const vm = snapVm;
+  askConfirm({
+    title: 'Revert to this snapshot?',
+    text: `${vm} goes back to “${sn.name}” (${whenText(sn.created)}). What changed on its `
+      + 'disks since then is lost.',
+    ok: 'Revert',
+    run: async () => {
+      await api('POST', `${vmPath(vm)}/snapshots/${encodeURIComponent(sn.name)}/revert`);
+      announce(`${vm} reverted to ${sn.name}`);
+      await load();
+    },
+    back: () => document.querySelector('#snap-list .snap-revert') || $('snap-name'),
+  });
+}
+
+function askDelete(sn) {
+  const vm = snapVm;
+  askConfirm({
+    title: 'Delete snapshot?',
+    text: `The snapshot “${sn.name}” of ${vm} is deleted. The VM and the other snapshots stay.`,
+    run: async () => {
+      await remove(`${vmPath(vm)}/snapshots/${encodeURIComponent(sn.name)}`);
+      announce(`Snapshot ${sn.name} deleted`);
+      await load();
+    },
+    back: () => document.querySelector('#snap-list .snap-delete') || $('snap-name'),
+  });
+}
+
+/** A snapshot task or event about the open dialog's VM: show it. */
+function news(vm) {
+  if (!$('snap-dialog').open || vm !== snapVm) return;
+  render();
+  load();
+}
+
+export default {
+  name: 'snapshots',
+  events: {
+    'snapshot.created snapshot.reverted snapshot.deleted': (d) => {
+      if (typeof d.vm === 'string') news(d.vm);
+    },
+  },
+  init() {
+    addVmControl({ key: 'snapshots', text: 'Snapshots', cls: 'btn-plain btn-snapshots', place: 'access',
+      order: 110, free: true, label: (name) => `Snapshots of ${name}`,
+      shown: () => isAdmin() && offers('/vms/{name}/snapshots', 'post'), run: openSnapshots });
+    watchTasks([SNAP_KIND], (rec, why) => {
+      if (!rec.params) return;
+      if (why === 'task.progress') {
+        if ($('snap-dialog').open && rec.params.vm === snapVm) render();
+        return;
+      }
+      news(rec.params.vm);
+      if (rec.status === 'failed' && $('snap-dialog').open && rec.params.vm === snapVm) {
+        showNameError('snap', rec.message || 'The snapshot could not be taken.');
+      }
+    });
+    $('snap-form').addEventListener('submit', take);
+    $('snap-close').addEventListener('click', () => $('snap-dialog').close());
+    clearOnInput('snap-error', ['snap-name'], () => showNameError('snap', ''));
+  },
+  stop() {
+    snapVm = null;
+    snaps = null;
+  },
+};

@@ -1,0 +1,288 @@
+/* Storage: the host's storage pools (made, started, stopped, forgotten) and the volumes
+ * of the pool chosen (made, deleted). A pool or a volume changed elsewhere, or a VM made
+ * or deleted (what uses a pool), lists the pools again while the page is shown. */
+
+import { $, el, announce, humanSize, usedByText, actionButton, pathText, replaceRowsKeepingFocus } from '../core/dom.js';
+import { api, remove } from '../core/api.js';
+import { askConfirm } from '../core/dialogs.js';
+import { Listing, showListingState } from '../core/listing.js';
+import { isShown } from '../core/router.js';
+import { isAdmin, signedIn } from '../core/session.js';
+
+const poolErrors = new Map(); // pool name -> why its last action failed
+let chosen = null; // the pool whose volumes are shown
+
+const poolPath = (name) => `/storagepools/${encodeURIComponent(name)}`;
+
+const pools = new Listing({
+  path: '/storagepools',
+  render: () => {
+    renderPools();
+    if (chosen) volumes.load();
+  },
+  active: () => isShown('storage'),
+});
+
+const volumes = new Listing({
+  path: () => `${poolPath(chosen)}/storagevolumes`,
+  render: () => renderVolumes(),
+});
+
+// -- the pools -------------------------------------------------------------------------------
+
+function poolRow(p) {
+  const tr = el('tr', `pool-row${chosen === p.name ? ' is-chosen' : ''}`);
+  tr.dataset.name = p.name;
+  const name = el('td', 'cell-name');
+  name.append(el('span', 'pool-name', p.name));
+  name.append(pathText('pool-path mono', p.path || (p.source && p.source.host) || ''));
+  const st = el('td');
+  st.append(el('span', `state state-${p.state === 'active' ? 'running' : 'shutoff'}`,
+    p.state === 'active' ? 'Active' : p.state === 'inactive' ? 'Inactive' : p.state));
+  if (p.autostart) st.append(el('span', 'help', ' autostart'));
+  const space = el('td');
+  if (p.state === 'active' && p.capacity) {
+    const box = el('div', 'space');
+    const bar = el('progress', 'bar');
+    bar.max = p.capacity;
+    bar.value = p.allocated;
+    bar.setAttribute('aria-label', `${p.name}: ${humanSize(p.allocated)} used of ${humanSize(p.capacity)}`);
+    box.append(bar, el('span', 'space-text', `${humanSize(p.available)} free of ${humanSize(p.capacity)}`));
+    space.append(box);
+  } else {
+    space.textContent = '—';
+  }
+  const vols = el('td', 'num', p.state === 'active' ? String(p.nr_volumes) : '—');
+  const used = el('td', null, usedByText(p.used_by));
+  const act = el('td', 'cell-actions');
+  if (p.state === 'active') {
+    act.append(actionButton('Volumes', 'btn-plain pool-volumes', `Volumes of ${p.name}`,
+      () => choosePool(p.name)));
+  }
+  if (isAdmin()) {
+    if (p.state === 'active') {
+      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${p.name}`,
+        (b) => poolAction(p.name, 'deactivate', b)));
+    } else {
+      act.append(actionButton('Activate', 'btn-plain', `Activate ${p.name}`,
+        (b) => poolAction(p.name, 'activate', b)));
+      act.append(actionButton('Delete', 'btn-danger-outline pool-delete', `Delete ${p.name}`,
+        () => askDeletePool(p)));
+    }
+  }
+  const err = poolErrors.get(p.name) || p.error; // its last action's, or libvirt's
+  if (err) name.append(el('p', 'row-error', err));
+  tr.append(name, st, space, vols, used, act);
+  return tr;
+}
+
+function renderPools() {
+  const list = pools.items || [];
+  replaceRowsKeepingFocus($('pool-rows'), list.map(poolRow));
+  const activeN = list.filter((p) => p.state === 'active').length;
+  showListingState(pools, { prefix: 'pool', noun: ['pool', 'pools'], what: 'pools',
+    emptyText: 'No storage pools.', extra: ` · ${activeN} active` });
+  if (chosen && !list.some((p) => p.name === chosen && p.state === 'active')) {
+    unchoose(); // gone or stopped: no volumes to show
+  }
+}
+
+async function poolAction(name, action, button) {
+  button.disabled = true;
+  poolErrors.delete(name);
+  try {
+    await api('POST', `${poolPath(name)}/${action}`);
+    announce(`${name} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+  } catch (e) {
+    poolErrors.set(name, e.message);
+  }
+  await pools.load();
+}
+
+function showPoolError(text, field) {
+  const e = $('pool-error');
+  e.textContent = text;
+  e.hidden = !text;
+  for (const id of ['pool-name', 'pool-path']) {
+    $(id).setAttribute('aria-invalid', text && id === field ? 'true' : 'false');
+  }
+}
+
+async function makePool(ev) {
+  ev.preventDefault();
+  showPoolError('');
+  const name = $('pool-name').value.trim();
+  const path = $('pool-path').value.trim();
+  if (!name) { showPoolError('Give the pool a name.', 'pool-name'); $('pool-name').focus(); return; }
+  if (!path.startsWith('/')) {
+    showPoolError('The folder must be an absolute path, like /srv/vm-disks.', 'pool-path');
+    $('pool-path').focus();
+    return;
+  }
+  const btn = $('pool-create');
+  btn.disabled = true;
+  try {
+    await api('POST', '/storagepools', { name, type: 'dir', path });
+    $('pool-name').value = '';
+    $('pool-path').value = '';
+    announce(`Storage pool ${name} made`);
+    await pools.load();
+  } catch (e) {
+    const code = e.body && e.body.errcode;
+    showPoolError(e.message, code === 'KCHPOOL0001E' ? 'pool-name' : 'pool-path');
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function askDeletePool(p) {
+  askConfirm({
+    title: 'Forget storage pool?',
+    text: `kimchi and libvirt forget the pool “${p.name}”. Its files stay in ${p.path || 'place'}.`,
+    ok: 'Forget',
+    run: async () => {
+      await remove(poolPath(p.name));
+      announce(`Storage pool ${p.name} forgotten`);
+      await pools.load();
+    },
+    back: () => document.querySelector('#pool-rows button') || $('pool-name'),
+  });
+}
+
+// -- the volumes of the chosen pool ------------------------------------------------------------
+
+function choosePool(name) {
+  chosen = name;
+  volumes.forget(); // an answer for the pool shown before is not this one's
+  $('volumes').hidden = false;
+  $('volumes-title').textContent = `Volumes of ${name}`;
+  showVolumeError('');
+  renderPools();
+  renderVolumes();
+  volumes.load();
+  $('volumes').scrollIntoView({ block: 'nearest' });
+}
+
+function unchoose() {
+  chosen = null;
+  volumes.forget();
+  $('volumes').hidden = true;
+}
+
+function volumeRow(v) {
+  const tr = el('tr');
+  tr.dataset.name = v.name;
+  const name = el('td', 'cell-name', v.name);
+  name.title = v.path;
+  const act = el('td', 'cell-actions');
+  if (isAdmin()) {
+    const del = actionButton('Delete', 'btn-danger-outline volume-delete', `Delete ${v.name}`,
+      () => askDeleteVolume(v));
+    if (v.used_by && v.used_by.length) {
+      del.disabled = true;
+      del.title = `A disk of ${v.used_by.join(', ')}`;
+    }
+    act.append(del);
+  }
+  tr.append(name, el('td', null, v.format || '—'), el('td', 'num', humanSize(v.capacity)),
+    el('td', 'num', humanSize(v.allocation)),
+    el('td', null, v.used_by && v.used_by.length ? v.used_by.join(', ') : '—'), act);
+  return tr;
+}
+
+function renderVolumes() {
+  const list = volumes.items || [];
+  $('volume-rows').replaceChildren(...list.map(volumeRow));
+  showListingState(volumes, { prefix: 'volume', noun: ['volume', 'volumes'], what: 'volumes',
+    emptyText: 'No volumes in this pool.' });
+}
+
+function showVolumeError(text) {
+  const e = $('volume-error');
+  e.textContent = text;
+  e.hidden = !text;
+  $('volume-name').setAttribute('aria-invalid', text ? 'true' : 'false');
+}
+
+async function makeVolume(ev) {
+  ev.preventDefault();
+  const pool = chosen;
+  if (!pool) return;
+  showVolumeError('');
+  const name = $('volume-name').value.trim();
+  const gib = Number($('volume-size').value);
+  if (!name) { showVolumeError('Give the volume a name.'); $('volume-name').focus(); return; }
+  if (!Number.isInteger(gib) || gib < 1) {
+    showVolumeError('The size is a whole number of GiB, 1 or more.');
+    $('volume-size').focus();
+    return;
+  }
+  const btn = $('volume-create');
+  btn.disabled = true;
+  try {
+    await api('POST', `${poolPath(pool)}/storagevolumes`,
+      { name, capacity: gib * 1024 ** 3, format: $('volume-format').value });
+    $('volume-name').value = '';
+    announce(`Volume ${name} made in ${pool}`);
+    await pools.load();
+  } catch (e) {
+    showVolumeError(e.message);
+    $('volume-name').focus();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function askDeleteVolume(v) {
+  const pool = chosen;
+  askConfirm({
+    title: 'Delete volume?',
+    text: `The volume “${v.name}” (${humanSize(v.capacity)}) in ${pool} is deleted with its data. `
+      + 'This cannot be undone.',
+    run: async () => {
+      await remove(`${poolPath(pool)}/storagevolumes/${encodeURIComponent(v.name)}`);
+      announce(`Volume ${v.name} deleted`);
+      await pools.load();
+    },
+    back: () => document.querySelector('#volume-rows button:not([disabled])') || $('volume-name'),
+  });
+}
+
+const poolsSoon = () => pools.soon();
+
+export default {
+  name: 'storage',
+  page: {
+    id: 'storage',
+    title: 'Storage',
+    show() {
+      if (signedIn()) pools.load();
+    },
+  },
+  events: {
+    // a pool or a volume changed elsewhere; a VM made or deleted changes what uses a pool
+    'storagepool.created storagepool.updated storagepool.deleted': poolsSoon,
+    'storagevolume.created storagevolume.updated storagevolume.deleted': poolsSoon,
+    'vm.created vm.deleted': poolsSoon,
+  },
+  init() {
+    $('pool-form').addEventListener('submit', makePool);
+    $('volume-form').addEventListener('submit', makeVolume);
+  },
+  async resync() {
+    // events may have been lost: list again what is shown (the page's own show() lists first)
+    if (isShown('storage') && pools.items !== null) await pools.load();
+  },
+  stop() {
+    pools.forget();
+    poolErrors.clear();
+    unchoose();
+    $('pool-rows').replaceChildren();
+    $('volume-rows').replaceChildren();
+    $('pool-count').textContent = 'Loading…';
+    $('pool-empty').hidden = true;
+    $('volume-empty').hidden = true;
+    showPoolError('');
+    showVolumeError('');
+  },
+};

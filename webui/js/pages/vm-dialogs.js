@@ -1,0 +1,369 @@
+/* The VM dialogs of the VMs page: a new VM from a template, editing a shut-off VM,
+ * cloning one, and who may use a VM (admins; any state). */
+
+import { $, el, announce, collator, showError, showNameError, clearOnInput } from '../core/dom.js';
+import { api, offers, vmPath } from '../core/api.js';
+import { openDialog } from '../core/dialogs.js';
+import { isAdmin } from '../core/session.js';
+import { vmNameOf } from '../core/tasks.js';
+import { templates, invalidText, templateSpec, loadTemplates, onTemplatesChanged } from './templates.js';
+import {
+  vms, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, accessText, namesOf,
+} from './vms.js';
+
+let editing = null; // the VM the edit dialog is about
+let cloning = null; // the VM the clone dialog is about
+let accessing = null; // the VM the access dialog is about
+let principals = null; // {users, groups} of the host, for the access dialog
+
+// -- a new VM from a template --------------------------------------------------------------
+
+const showNewError = (text) => showNameError('vm-new', text);
+
+function fillTemplatePicks(keep) {
+  const box = $('vm-new-templates');
+  const all = [...templates.values()].sort((a, b) => collator.compare(a.name, b.name));
+  const picks = all.map((t) => {
+    const problems = invalidText(t.invalid);
+    const label = el('label', `pick${problems.length ? ' pick-invalid' : ''}`);
+    const input = el('input');
+    input.type = 'radio';
+    input.name = 'vm-template';
+    input.value = t.name;
+    input.disabled = problems.length > 0;
+    const body = el('span', 'pick-body');
+    const head = el('span', 'pick-head');
+    const d = t.os_distro || 'unknown';
+    const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`,
+      t.os_version && t.os_version !== 'unknown' ? `${d} ${t.os_version}` : d);
+    head.append(el('span', 'pick-name', t.name), chip);
+    body.append(head, el('span', 'pick-spec', templateSpec(t)));
+    if (problems.length) {
+      body.append(el('span', 'chip-invalid', `Cannot be used: ${problems.join(' · ')}`));
+    }
+    label.append(input, body);
+    return label;
+  });
+  box.replaceChildren(...picks);
+  $('vm-new-none').hidden = all.length > 0;
+  const usable = all.filter((t) => !invalidText(t.invalid).length).map((t) => t.name);
+  const choose = usable.includes(keep) ? keep : usable[0];
+  for (const input of box.querySelectorAll('input')) input.checked = input.value === choose;
+  $('vm-new-create').disabled = !usable.length;
+  updateNamePlaceholder();
+}
+
+function chosenTemplate() {
+  const c = $('vm-new-templates').querySelector('input:checked');
+  return c ? c.value : '';
+}
+
+function updateNamePlaceholder() {
+  const t = chosenTemplate();
+  $('vm-new-name').placeholder = t ? `${t}-vm-N` : '';
+}
+
+/** Templates changed while the New VM dialog is open: show them, keeping the choice. */
+function refreshPicks() {
+  if (!$('vm-new-dialog').open) return;
+  const had = document.activeElement && document.activeElement.name === 'vm-template';
+  fillTemplatePicks(chosenTemplate());
+  const again = $('vm-new-templates').querySelector('input:checked');
+  if (had && again) again.focus();
+}
+
+async function openVmNew() {
+  showNewError('');
+  $('vm-new-name').value = '';
+  fillTemplatePicks(chosenTemplate());
+  openDialog($('vm-new-dialog'), {
+    focus: $('vm-new-templates').querySelector('input:checked') || $('vm-new-cancel'),
+    back: () => $('vm-new'),
+  });
+  // what a template misses may have changed since the listing: ask again
+  try {
+    await loadTemplates();
+  } catch (e) {
+    // keep what we have
+  }
+}
+
+async function createVm(ev) {
+  ev.preventDefault();
+  showNewError('');
+  const template = chosenTemplate();
+  if (!template) {
+    showNewError('Choose a template.');
+    return;
+  }
+  const body = { template };
+  const name = $('vm-new-name').value.trim();
+  if (name) body.name = name;
+  const btn = $('vm-new-create');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', '/vms', body);
+    if (r.data && typeof r.data.name === 'string' && typeof r.data.id !== 'string') {
+      vmUpsert(r.data); // made at once (201)
+    } else {
+      followVmTask(r.data);
+    }
+    $('vm-new-dialog').close('done');
+    announce(`Making ${vmNameOf(r.data || {}) || name || `a VM from ${template}`}`);
+  } catch (e) {
+    showNewError(e.message);
+    $('vm-new-name').focus();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// -- editing a VM that is shut off -----------------------------------------------------------
+
+const showEditError = (text) => showError('vm-edit-error', text);
+
+function openEdit(name) {
+  const vm = vms.get(name);
+  if (!vm) return;
+  editing = name;
+  $('vm-edit-title').textContent = `Edit ${name}`;
+  $('vm-edit-name').value = name;
+  $('vm-edit-memory').value = vm.memory && typeof vm.memory.current === 'number' ? vm.memory.current : '';
+  $('vm-edit-cpus').value = typeof vm.cpus === 'number' ? vm.cpus : '';
+  showEditError('');
+  $('vm-edit-save').disabled = false;
+  openDialog($('vm-edit-dialog'), {
+    focus: $('vm-edit-name'),
+    back: () => {
+      const to = editing;
+      editing = null;
+      return vms.has(to) ? controlOf(to, 'edit') : null;
+    },
+  });
+}
+
+async function saveEdit(ev) {
+  ev.preventDefault();
+  const name = editing;
+  const vm = name && vms.get(name);
+  if (!vm) { $('vm-edit-dialog').close(); return; }
+  showEditError('');
+  const body = {};
+  const to = $('vm-edit-name').value.trim();
+  if (!to) { showEditError('A virtual machine needs a name.'); return; }
+  if (to !== name) body.name = to;
+  const mem = Number($('vm-edit-memory').value);
+  if (!Number.isInteger(mem) || mem < 64) { showEditError('Memory is a whole number of MiB, at least 64.'); return; }
+  if (!vm.memory || mem !== vm.memory.current) body.memory = { current: mem };
+  const cpus = Number($('vm-edit-cpus').value);
+  if (!Number.isInteger(cpus) || cpus < 1) { showEditError('vCPUs is a whole number, at least 1.'); return; }
+  if (cpus !== vm.cpus) body.cpus = cpus;
+  if (!Object.keys(body).length) { $('vm-edit-dialog').close(); return; }
+  const btn = $('vm-edit-save');
+  btn.disabled = true;
+  try {
+    // a rename answers 303 to the new URI, which fetch follows: the answer is the VM
+    const r = await api('PUT', vmPath(name), body);
+    if (body.name) forgetVm(name);
+    if (r.data && typeof r.data.name === 'string') vmUpsert(r.data, { flash: false });
+    renderVms();
+    editing = r.data && typeof r.data.name === 'string' ? r.data.name : null;
+    $('vm-edit-dialog').close('done');
+    announce(`${name} saved`);
+  } catch (e) {
+    showEditError(e.message);
+    btn.disabled = false;
+  }
+}
+
+// -- cloning a VM that is shut off --------------------------------------------------------
+
+const showCloneError = (text) => showNameError('vm-clone', text);
+
+function openClone(name) {
+  const vm = vms.get(name);
+  if (!vm) return;
+  cloning = name;
+  $('vm-clone-title').textContent = `Clone ${name}`;
+  $('vm-clone-text').textContent = 'The copy is a virtual machine of its own, shut off, with '
+    + `a new UUID and new MAC addresses. ${name} cannot be started until its disks are copied.`;
+  const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
+  const box = $('vm-clone-disks');
+  box.replaceChildren();
+  if (disks.length) {
+    box.append(el('p', null, disks.length === 1 ? 'Its disk is copied next to it:'
+      : `Its ${disks.length} disks are copied next to them:`));
+    const ul = el('ul', 'path-list copy-list');
+    for (const d of disks) ul.append(el('li', 'mono', d.path || `${d.dev || 'disk'} (no file)`));
+    box.append(ul);
+  }
+  const input = $('vm-clone-name');
+  input.value = '';
+  input.placeholder = `${name}-clone-N`;
+  showCloneError('');
+  $('vm-clone-submit').disabled = false;
+  openDialog($('vm-clone-dialog'), { focus: input, back: cloneClosed });
+}
+
+async function submitClone(ev) {
+  ev.preventDefault();
+  const source = cloning;
+  if (!source || !vms.has(source)) { $('vm-clone-dialog').close(); return; }
+  showCloneError('');
+  const name = $('vm-clone-name').value.trim();
+  const btn = $('vm-clone-submit');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', `${vmPath(source)}/clone`, name ? { name } : {});
+    followVmTask(r.data);
+    $('vm-clone-dialog').close('done');
+    announce(`Cloning ${source} as ${vmNameOf(r.data || {}) || name || 'a new VM'}`);
+  } catch (e) {
+    showCloneError(e.message);
+    if (e.status === 404) vmGone({ name: source });
+    $('vm-clone-name').focus();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/** Where the keyboard goes once the clone dialog closed: back to Clone; while the copy
+ * holds it (or once the VM has started), to the row's first usable control. */
+function cloneClosed() {
+  const name = cloning;
+  cloning = null;
+  if (!vms.has(name)) return null; // gone, or signed out
+  renderVms(); // a clone just started holds the buttons: know which are left
+  const usable = (b) => b && !b.hidden && !b.disabled;
+  const clone = controlOf(name, 'clone');
+  if (usable(clone)) return clone;
+  const row = clone && clone.closest('li');
+  return row ? [...row.querySelectorAll('button')].find(usable) || null : null;
+}
+
+// -- who may use a VM (admins; any state) ---------------------------------------------------
+
+/** "alice, bob carol" -> ["alice", "bob", "carol"]: the server judges each name. */
+function splitNames(text) {
+  const out = [];
+  for (const n of text.split(/[\s,]+/)) if (n && !out.includes(n)) out.push(n);
+  return out;
+}
+
+const showAccessError = (text) => showError('vm-access-error', text, ['vm-access-users', 'vm-access-groups']);
+
+function openAccess(name) {
+  const vm = vms.get(name);
+  if (!vm) return;
+  accessing = name;
+  $('vm-access-title').textContent = `Who may use ${name}`;
+  $('vm-access-users').value = namesOf(vm.users).join(', ');
+  $('vm-access-groups').value = namesOf(vm.groups).join(', ');
+  showAccessError('');
+  $('vm-access-save').disabled = false;
+  openDialog($('vm-access-dialog'), {
+    focus: $('vm-access-users'),
+    back: () => {
+      const to = accessing;
+      accessing = null;
+      return vms.has(to) ? controlOf(to, 'access') : null;
+    },
+  });
+  loadPrincipals();
+}
+
+/** The host's users and groups, offered as one-click additions to the access fields. */
+async function loadPrincipals() {
+  if (!offers('/users', 'get')) return;
+  try {
+    const [u, g] = await Promise.all([api('GET', '/users'), api('GET', '/groups')]);
+    principals = { users: (u.data || []).map((x) => x.name), groups: (g.data || []).map((x) => x.name) };
+  } catch (e) {
+    principals = { users: [], groups: [] };
+  }
+  renderPicks();
+}
+
+function renderPicks() {
+  const p = principals || { users: [], groups: [] };
+  for (const [kind, input, box] of [['users', 'vm-access-users', 'vm-access-user-picks'],
+    ['groups', 'vm-access-groups', 'vm-access-group-picks']]) {
+    const have = new Set(splitNames($(input).value));
+    const left = p[kind].filter((n) => !have.has(n)).slice(0, 16);
+    $(box).replaceChildren(...left.map((n) => {
+      const b = el('button', 'btn btn-small btn-plain pick', `+ ${n}`);
+      b.type = 'button';
+      b.setAttribute('aria-label', `Add ${kind === 'users' ? 'user' : 'group'} ${n}`);
+      b.addEventListener('click', () => {
+        $(input).value = [...splitNames($(input).value), n].join(', ');
+        renderPicks();
+        $(input).focus();
+      });
+      return b;
+    }));
+  }
+}
+
+async function saveAccess(ev) {
+  ev.preventDefault();
+  const name = accessing;
+  if (!name || !vms.has(name)) { $('vm-access-dialog').close(); return; }
+  showAccessError('');
+  const body = { users: splitNames($('vm-access-users').value),
+    groups: splitNames($('vm-access-groups').value) };
+  const btn = $('vm-access-save');
+  btn.disabled = true;
+  try {
+    const r = await api('PUT', vmPath(name), body);
+    if (r.data && typeof r.data.name === 'string') vmUpsert(r.data, { flash: false });
+    renderVms();
+    $('vm-access-dialog').close('done');
+    announce(`${name}: ${accessText(r.data || body)}`);
+  } catch (e) {
+    showAccessError(e.message);
+    if (e.status === 404) vmGone({ name });
+    btn.disabled = false;
+    $('vm-access-users').focus();
+  }
+}
+
+export default {
+  name: 'vm-dialogs',
+  init() {
+    addVmControl({ key: 'edit', text: 'Edit', cls: 'btn-plain', place: 'actions', order: 20,
+      shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}', 'put'), run: openEdit });
+    addVmControl({ key: 'clone', text: 'Clone', cls: 'btn-plain', place: 'actions', order: 30,
+      shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}/clone', 'post'),
+      run: openClone });
+    // who may use the VM: beside its assignment, apart from the power actions
+    addVmControl({ key: 'access', text: 'Access', cls: 'btn-plain btn-access', place: 'access', order: 100,
+      free: true, label: (name) => `Access to ${name}`,
+      shown: () => isAdmin() && offers('/vms/{name}', 'put'), run: openAccess });
+    onTemplatesChanged(refreshPicks);
+    $('vm-new').addEventListener('click', openVmNew);
+    $('vm-new-form').addEventListener('submit', createVm);
+    $('vm-new-cancel').addEventListener('click', () => $('vm-new-dialog').close());
+    $('vm-new-templates').addEventListener('change', () => { updateNamePlaceholder(); showNewError(''); });
+    clearOnInput('vm-new-error', ['vm-new-name'], () => showNewError(''));
+    $('vm-edit-form').addEventListener('submit', saveEdit);
+    $('vm-edit-cancel').addEventListener('click', () => $('vm-edit-dialog').close());
+    $('vm-clone-form').addEventListener('submit', submitClone);
+    $('vm-clone-cancel').addEventListener('click', () => $('vm-clone-dialog').close());
+    clearOnInput('vm-clone-error', ['vm-clone-name'], () => showCloneError(''));
+    $('vm-access-form').addEventListener('submit', saveAccess);
+    $('vm-access-cancel').addEventListener('click', () => $('vm-access-dialog').close());
+    for (const id of ['vm-access-users', 'vm-access-groups']) {
+      $(id).addEventListener('input', () => {
+        if (!$('vm-access-error').hidden) showAccessError('');
+        if (principals) renderPicks(); // typed names are no longer offered
+      });
+    }
+  },
+  stop() {
+    editing = null;
+    cloning = null;
+    accessing = null;
+    principals = null;
+    $('vm-new-templates').replaceChildren();
+  },
+};

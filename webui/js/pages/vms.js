@@ -1,0 +1,631 @@
+/* Virtual machines: the list (a windowed list: 10,000 VMs stay fast), their state and
+ * figures live, the power actions, deletion; running vm.create and vm.clone tasks show as
+ * rows of their own until their VM appears. Other modules add their controls to each
+ * row (addVmControl: the console, the dialogs) and follow the rows (onVmItem).
+ *
+ * Sorting and filtering stay cheap at 10,000: the names are kept in collation order
+ * (a VM made or deleted is inserted or cut in place), other orders sort numbers, and a
+ * VM's search text is worked out once per record. Only the rows on screen are touched. */
+
+import { $, el, announce, numberFmt, collator, memText, humanSize, actionButton, matchesWords } from '../core/dom.js';
+import { api, offers, vmPath, capabilities, onServerKnown } from '../core/api.js';
+import { askConfirm } from '../core/dialogs.js';
+import { isAdmin } from '../core/session.js';
+import { tasks, TERMINAL, upsertTask, vmNameOf, watchTasks } from '../core/tasks.js';
+import { onLibvirt, libvirtIsDown } from '../core/health.js';
+import { WindowedList } from '../core/vlist.js';
+
+export const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
+  crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
+const STATE_RANK = { running: 0, paused: 1, blocked: 2, pmsuspended: 3, shutdown: 4, crashed: 5, shutoff: 6, nostate: 7 };
+
+// action -> [button text, the states that offer it, what the row says while it runs]
+const VM_ACTIONS = [
+  ['start', 'Start', ['shutoff', 'crashed'], 'Starting…'],
+  ['shutdown', 'Shut down', ['running'], 'Shutting down…'],
+  ['poweroff', 'Power off', ['running', 'paused', 'blocked', 'pmsuspended', 'shutdown'], 'Powering off…'],
+  ['reset', 'Reset', ['running'], 'Resetting…'],
+  ['suspend', 'Pause', ['running'], 'Pausing…'],
+  ['resume', 'Resume', ['paused'], 'Resuming…'],
+];
+const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…' };
+const MAKES_VM = new Set(['vm.create', 'vm.clone']);
+// other orders than the name's: a number per VM (ties go by name)
+const SORTS = {
+  state: (vm) => STATE_RANK[vm.state] ?? 9,
+  memory: (vm) => -((vm.memory && vm.memory.current) || 0),
+  cpus: (vm) => -(vm.cpus || 0),
+  cpu: (vm) => -((vm.stats && vm.stats.cpu_utilization) || 0),
+};
+
+export const vms = new Map(); // name -> VM record
+let names = []; // every name, in collation order
+let sortKey = 'name';
+let ordered = null; // the VMs in sortKey's order, or null: work it out again
+const busy = new Map(); // name -> the action in flight
+const errors = new Map(); // name -> why the last action was refused
+const arriving = new Map(); // name -> its finished task, until vm.created comes
+const pending = new Map(); // name -> the "Creating" row of a VM being made
+const items = new Map(); // name -> the row shown for it (only rows in the document)
+const hay = new WeakMap(); // VM record -> its search text
+const myCreates = new Set(); // ids of the vm.create and vm.clone tasks this page started
+let filter = '';
+let listError = null; // why GET /vms failed (libvirt away)
+let queued = false;
+let context = 0; // bumped when something every row shows changed (capabilities, routes…)
+let list = null; // the WindowedList of #vm-list
+const controls = []; // the row's controls, see addVmControl
+const itemListeners = [];
+
+/**
+ * A control of every VM row: ``{key, text, cls, place: 'actions'|'access', order,
+ * shown(vm), run(name, button), free}`` (``free``: usable while the VM is busy).
+ */
+export function addVmControl(c) {
+  controls.push(c);
+  controls.sort((a, b) => a.order - b.order);
+}
+
+/** ``fn(item, event)`` with event 'built' | 'updated' | 'removed' for the rows shown. */
+export function onVmItem(fn) {
+  itemListeners.push(fn);
+}
+
+export const vmByName = (name) => vms.get(name);
+export const isBusy = (name) => busy.has(name);
+export const itemOf = (name) => items.get(name) || null;
+/** The control ``key`` of a VM's row, if the row is in the document. */
+export const controlOf = (name, key) => {
+  const item = items.get(name);
+  return item ? item.buttons.get(key) || null : null;
+};
+
+// -- the list's order and filter ---------------------------------------------------------
+
+function insertName(name) {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (collator.compare(names[mid], name) < 0) lo = mid + 1; else hi = mid;
+  }
+  if (names[lo] !== name) names.splice(lo, 0, name);
+}
+
+function removeName(name) {
+  const i = names.indexOf(name);
+  if (i >= 0) names.splice(i, 1);
+}
+
+function inOrder() {
+  if (ordered) return ordered;
+  const all = names.map((n) => vms.get(n)).filter(Boolean);
+  if (sortKey !== 'name' && SORTS[sortKey]) {
+    const key = SORTS[sortKey];
+    const keyed = all.map((vm, i) => [key(vm), i, vm]);
+    keyed.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    ordered = keyed.map((x) => x[2]);
+  } else {
+    ordered = all;
+  }
+  return ordered;
+}
+
+export const namesOf = (list) => (Array.isArray(list) ? list.filter((n) => typeof n === 'string' && n) : []);
+
+function matches(vm, q) {
+  if (!q) return true;
+  let text = hay.get(vm);
+  if (text === undefined) {
+    text = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid,
+      ...(isAdmin() ? [...namesOf(vm.users), ...namesOf(vm.groups)] : [])].join(' ').toLowerCase();
+    hay.set(vm, text);
+  }
+  return matchesWords(text, q);
+}
+
+/** The VMs a vm.create or vm.clone task is making, until they show up: name -> task. */
+function beingMade() {
+  const out = new Map();
+  for (const t of tasks.values()) {
+    const r = t.rec;
+    if (t.stub || !MAKES_VM.has(r.kind) || TERMINAL.has(r.status)) continue;
+    const name = vmNameOf(r);
+    if (name && !vms.has(name)) out.set(name, r);
+  }
+  for (const [name, r] of arriving) if (!vms.has(name)) out.set(name, r);
+  return out;
+}
+
+/** The running clone task copying this VM, if any: the VM cannot start meanwhile. */
+function cloneOf(vm) {
+  for (const t of tasks.values()) {
+    const r = t.rec;
+    if (t.stub || r.kind !== 'vm.clone' || TERMINAL.has(r.status) || !r.params) continue;
+    if (vm.uuid ? r.params.source_uuid === vm.uuid : r.params.source === vm.name) return r;
+  }
+  return null;
+}
+
+// -- a row ----------------------------------------------------------------------------------
+
+function buildItem(name) {
+  const li = $('vm-template').content.firstElementChild.cloneNode(true);
+  const item = {
+    li,
+    name,
+    shot: li.querySelector('.vm-shot'),
+    off: li.querySelector('.vm-shot-off'),
+    chip: li.querySelector('.state'),
+    error: li.querySelector('.vm-error'),
+    stats: li.querySelector('.vm-stats'),
+    accessText: li.querySelector('.vm-access-text'),
+    buttons: new Map(),
+    hasShot: false,
+    noScreen: false,
+    rec: null,
+    context: -1,
+  };
+  li.dataset.name = name;
+  li.querySelector('.vm-name').textContent = name;
+  item.shot.alt = `Screen of ${name}`;
+  const places = { actions: li.querySelector('.vm-actions'), access: li.querySelector('.vm-access') };
+  for (const c of controls) {
+    const b = actionButton(c.text, c.cls, c.label ? c.label(name) : `${c.text} ${name}`,
+      (btn) => c.run(name, btn));
+    b.dataset.action = c.key;
+    item.buttons.set(c.key, b);
+    places[c.place].append(b);
+  }
+  item.shot.addEventListener('load', () => {
+    item.hasShot = true;
+    updateThumb(item, vms.get(name));
+  });
+  for (const fn of itemListeners) fn(item, 'built');
+  return item;
+}
+
+export function updateThumb(item, vm) {
+  const running = vm && vm.state === 'running';
+  const shown = running && item.hasShot;
+  // a paused VM keeps its last screen, dimmed; a stopped one has none
+  if (vm && !running && vm.state !== 'paused' && item.hasShot) {
+    item.hasShot = false;
+    item.shot.removeAttribute('src');
+  }
+  item.shot.hidden = !(shown || (vm && vm.state === 'paused' && item.hasShot));
+  item.li.classList.toggle('vm-frozen', !!(vm && vm.state === 'paused' && item.hasShot));
+  item.off.hidden = shown;
+  item.off.textContent = !vm ? '' : running ? (item.noScreen ? 'Running: no screen to show' : 'Loading the screen…')
+    : `${STATE_TEXT[vm.state] || vm.state}${vm.state === 'paused' ? '' : ': no screen'}`;
+}
+
+const kibRate = (kib) => (typeof kib === 'number' && isFinite(kib) ? `${humanSize(Math.round(kib * 1024))}/s` : '—');
+const pct = (v) => (typeof v === 'number' && isFinite(v) ? `${Math.round(v)} %` : '—');
+
+function updateStats(item, vm) {
+  const s = vm && vm.state === 'running' && vm.stats && typeof vm.stats === 'object' ? vm.stats : null;
+  item.stats.hidden = !s;
+  if (!s) return;
+  const set = (cls, text, value) => {
+    const box = item.stats.querySelector(`.${cls}`);
+    box.querySelector('.stat-val').textContent = text;
+    const m = box.querySelector('meter');
+    if (m) m.value = typeof value === 'number' && isFinite(value) ? Math.max(0, Math.min(100, value)) : 0;
+  };
+  set('stat-cpu', pct(s.cpu_utilization), s.cpu_utilization);
+  set('stat-mem', pct(s.mem_utilization), s.mem_utilization);
+  set('stat-io', kibRate(s.io_throughput));
+  set('stat-net', kibRate(s.net_throughput));
+}
+
+export function accessText(vm) {
+  const users = namesOf(vm.users);
+  const groups = namesOf(vm.groups);
+  if (!users.length && !groups.length) return 'Administrators only';
+  const parts = [];
+  if (users.length) parts.push(`${users.length === 1 ? 'User' : 'Users'}: ${users.join(', ')}`);
+  if (groups.length) parts.push(`${groups.length === 1 ? 'Group' : 'Groups'}: ${groups.join(', ')}`);
+  return parts.join(' · ');
+}
+
+function updateItem(item, vm) {
+  const li = item.li;
+  const st = vm.state || 'nostate';
+  const doing = busy.get(vm.name);
+  const copied = cloneOf(vm);
+  li.dataset.state = st;
+  li.setAttribute('aria-busy', doing ? 'true' : 'false');
+  item.chip.className = `state state-${/^[a-z]+$/.test(st) ? st : 'unknown'}`;
+  item.chip.textContent = doing ? BUSY_TEXT[doing] || doing
+    : copied ? 'Being cloned' : STATE_TEXT[st] || st;
+  li.querySelector('.vm-cpus').textContent = typeof vm.cpus === 'number'
+    ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
+  li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
+  li.querySelector('.vm-uuid').textContent = vm.uuid || '';
+  const down = libvirtIsDown();
+  for (const c of controls) {
+    const b = item.buttons.get(c.key);
+    b.hidden = !c.shown(vm);
+    // the server refuses to start (or clone again) a VM while its disks are being copied
+    const held = !!copied && (c.key === 'start' || c.key === 'clone');
+    b.disabled = down || (!c.free && (!!doing || held));
+    b.title = held ? `Its disks are being copied for ${vmNameOf(copied)}` : '';
+  }
+  item.accessText.textContent = accessText(vm);
+  const err = errors.get(vm.name);
+  item.error.textContent = err || '';
+  item.error.hidden = !err;
+  const caps = capabilities();
+  li.classList.toggle('no-thumb', caps !== null && !caps.screenshot);
+  updateThumb(item, vm);
+  updateStats(item, vm);
+  item.rec = vm;
+  item.context = context;
+  for (const fn of itemListeners) fn(item, 'updated');
+}
+
+function pendingItem(name, rec) {
+  let item = pending.get(name);
+  if (!item) {
+    const li = el('li', 'vm vm-pending');
+    li.dataset.name = name;
+    li.dataset.state = 'creating';
+    li.setAttribute('aria-busy', 'true');
+    const thumb = el('div', 'vm-thumb');
+    thumb.append(el('span', 'vm-shot-off', 'Being made'));
+    const main = el('div', 'vm-main');
+    const head = el('div', 'vm-head');
+    head.append(el('h3', 'vm-name', name), el('span', 'state state-creating', 'Creating'));
+    const bar = el('progress', 'bar');
+    bar.max = 100;
+    bar.setAttribute('aria-label', `Making ${name}`);
+    main.append(head, bar, el('p', 'vm-spec vm-pending-msg'));
+    li.append(thumb, main);
+    item = { li, bar, msg: main.querySelector('.vm-pending-msg') };
+    pending.set(name, item);
+  }
+  if (typeof rec.progress === 'number') item.bar.value = rec.progress;
+  else item.bar.removeAttribute('value');
+  const p = rec.params || {};
+  item.msg.textContent = rec.message || (p.template ? `From the template ${p.template}`
+    : p.source ? `A copy of ${p.source}` : '');
+  return item.li;
+}
+
+/** The node of one entry of the list (a VM, or a VM being made), made or brought up to date. */
+function nodeOf(entry) {
+  if (entry.making) return pendingItem(entry.name, entry.making);
+  const vm = entry;
+  let item = items.get(vm.name);
+  if (!item) {
+    item = buildItem(vm.name);
+    items.set(vm.name, item);
+  }
+  if (item.rec !== vm || item.context !== context) updateItem(item, vm);
+  if (vm.flash) {
+    delete vm.flash;
+    item.li.classList.remove('row-flash');
+    void item.li.offsetWidth; // restart the animation
+    item.li.classList.add('row-flash');
+  }
+  return item.li;
+}
+
+function removedNode(key, node) {
+  if (node.classList.contains('vm-pending')) return;
+  const name = node.dataset.name;
+  const item = items.get(name);
+  if (item && item.li === node) {
+    items.delete(name);
+    for (const fn of itemListeners) fn(item, 'removed');
+  }
+}
+
+// -- rendering ----------------------------------------------------------------------------
+
+export function renderVms() {
+  queued = false;
+  const q = filter.trim().toLowerCase();
+  const all = inOrder();
+  const shown = q ? all.filter((v) => matches(v, q)) : all;
+  const making = beingMade();
+  const entries = [...making].sort((a, b) => collator.compare(a[0], b[0]))
+    .map(([name, rec]) => ({ name, making: rec }));
+  for (const name of pending.keys()) if (!making.has(name)) pending.delete(name);
+  list.setItems(entries.length ? entries.concat(shown) : shown, { now: true });
+
+  const empty = $('vm-empty');
+  const n = vms.size;
+  if (listError && !n) {
+    $('vm-empty-text').textContent = `The virtual machines cannot be listed: ${listError}`;
+    empty.hidden = false;
+  } else if (!n && !making.size) {
+    $('vm-empty-text').textContent = isAdmin()
+      ? 'No virtual machines on this host. Make one from a template with “New VM”.'
+      : 'No virtual machine is assigned to you.';
+    empty.hidden = false;
+  } else if (!shown.length && !making.size) {
+    $('vm-empty-text').textContent = `No virtual machine matches “${filter.trim()}”.`;
+    empty.hidden = false;
+  } else {
+    empty.hidden = true;
+  }
+  let running = 0;
+  for (const vm of vms.values()) if (vm.state === 'running') running += 1;
+  const total = `${numberFmt.format(n)} ${n === 1 ? 'guest' : 'guests'}`;
+  $('vm-count').textContent = listError && !n ? 'Unavailable'
+    : `${shown.length === n ? total : `${numberFmt.format(shown.length)} of ${total}`} · ${running} running`;
+  const badge = $('nav-vm-count');
+  badge.hidden = n === 0;
+  badge.textContent = String(n);
+  $('vm-new').disabled = libvirtIsDown();
+  $('vm-new').hidden = !offers('/vms', 'post') || !isAdmin();
+}
+
+export function queueVmRender() {
+  if (queued) return;
+  queued = true;
+  requestAnimationFrame(renderVms);
+}
+
+/** Something every row shows changed: bring them all up to date. */
+export function refreshAll() {
+  context += 1;
+  queueVmRender();
+}
+
+function setAll(list) {
+  vms.clear();
+  for (const vm of list) if (vm && typeof vm.name === 'string') vms.set(vm.name, vm);
+  names = [...vms.keys()].sort(collator.compare);
+  ordered = null;
+}
+
+/** Take a VM (whole, or a part of one: a vm.state event) into the list. */
+export function vmUpsert(vm, { flash = true } = {}) {
+  if (!vm || typeof vm.name !== 'string') return;
+  // a VM renamed elsewhere comes back under its new name with the same UUID
+  if (vm.uuid) {
+    for (const [name, other] of vms) {
+      if (name !== vm.name && other.uuid === vm.uuid) forgetVm(name);
+    }
+  }
+  const old = vms.get(vm.name);
+  const rec = { ...(old || {}), ...vm };
+  delete rec.previous;
+  if (rec.state !== 'running') delete rec.stats;
+  rec.flash = flash && !!old && old.state !== rec.state;
+  vms.set(rec.name, rec);
+  if (!old) insertName(rec.name);
+  if (!old || sortKey !== 'name') ordered = null;
+  else if (ordered) ordered[ordered.indexOf(old)] = rec;
+  arriving.delete(rec.name);
+  queueVmRender();
+}
+
+/** Forget a VM without a word (renamed: it comes back under its new name). */
+export function forgetVm(name) {
+  if (!vms.delete(name)) return false;
+  removeName(name);
+  ordered = null;
+  return true;
+}
+
+function vmState(d) {
+  if (typeof d.name !== 'string') return;
+  if (vms.has(d.name)) {
+    const was = vms.get(d.name).state;
+    vmUpsert(d);
+    // said for the rows on screen: a burst of changes elsewhere is not read out
+    if (was !== d.state && items.has(d.name)) announce(`${d.name}: ${STATE_TEXT[d.state] || d.state}`);
+    return;
+  }
+  api('GET', vmPath(d.name)).then((r) => vmUpsert(r.data), () => {
+    // gone again: the vm.deleted event follows
+  });
+}
+
+function vmStats(d) {
+  const all = d.vms && typeof d.vms === 'object' ? d.vms : {};
+  for (const [name, s] of Object.entries(all)) {
+    const vm = vms.get(name);
+    if (!vm || vm.state !== 'running') continue;
+    vm.stats = s;
+    const item = items.get(name);
+    if (item) updateStats(item, vm);
+  }
+  if (sortKey === 'cpu') { ordered = null; queueVmRender(); }
+}
+
+export function vmGone(d) {
+  if (typeof d.name !== 'string') return;
+  errors.delete(d.name);
+  if (forgetVm(d.name)) {
+    announce(`${d.name} deleted`);
+    queueVmRender();
+  }
+}
+
+/** A VM's task finished: its row stays until vm.created (a moment later) says so. */
+function vmArriving(rec) {
+  const name = vmNameOf(rec);
+  if (!name || vms.has(name)) return;
+  arriving.set(name, rec);
+  setTimeout(() => {
+    if (arriving.get(name) === rec) {
+      arriving.delete(name);
+      queueVmRender();
+    }
+  }, 10000);
+}
+
+function showNotice(text) {
+  $('vm-notice-text').textContent = text;
+  $('vm-notice').hidden = !text;
+}
+
+function createFailed(rec) {
+  const name = vmNameOf(rec);
+  showNotice(`The virtual machine ${name ? `“${name}” ` : ''}could not be made: ${rec.message || 'the task failed'}`);
+}
+
+/** A task this page started that makes a VM: in the panel, its row in the list. */
+export function followVmTask(rec) {
+  if (!rec || typeof rec.id !== 'string') return;
+  myCreates.add(rec.id);
+  upsertTask(rec);
+  if (rec.status === 'failed') createFailed(rec);
+}
+
+// -- actions ------------------------------------------------------------------------------
+
+function focusAfter(item, button) {
+  // the clicked button may now be hidden (Start becomes Shut down): stay in the row
+  if (document.activeElement !== document.body && document.activeElement !== button) return;
+  const next = button && !button.hidden && !button.disabled ? button
+    : [...item.buttons.values()].find((b) => !b.hidden && !b.disabled);
+  if (next) next.focus();
+}
+
+/** Mark a VM busy (or not) with an action, and show it at once. */
+export function setBusy(name, action) {
+  if (action) busy.set(name, action);
+  else busy.delete(name);
+  refreshAll();
+}
+
+async function vmAction(name, action, button) {
+  if (busy.has(name)) return;
+  errors.delete(name);
+  setBusy(name, action);
+  renderVms();
+  try {
+    const r = await api('POST', `${vmPath(name)}/${action}`);
+    vmUpsert(r.data);
+  } catch (e) {
+    errors.set(name, e.message);
+    if (e.status === 404) vmGone({ name });
+  } finally {
+    setBusy(name, null);
+    renderVms();
+    const item = items.get(name);
+    if (item) focusAfter(item, button);
+  }
+}
+
+function askDeleteVm(name) {
+  const vm = vms.get(name);
+  if (!vm) return;
+  const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
+  const cdroms = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'cdrom');
+  const extra = el('div', 'confirm-disks');
+  if (disks.length) {
+    extra.append(el('p', null, disks.length === 1 ? 'Its disk will be deleted too:'
+      : `Its ${disks.length} disks will be deleted too:`));
+    const ul = el('ul', 'path-list');
+    for (const d of disks) ul.append(el('li', 'mono', d.path || `${d.dev || 'disk'} (no file)`));
+    extra.append(ul);
+  } else {
+    extra.append(el('p', null, 'It has no disks to delete.'));
+  }
+  if (cdroms.length) {
+    const paths = cdroms.map((d) => d.path).filter(Boolean);
+    extra.append(el('p', 'kept', paths.length
+      ? `CD-ROMs are kept: ${paths.join(', ')}.` : 'CD-ROMs are kept.'));
+  } else {
+    extra.append(el('p', 'kept', 'CD-ROM images are never deleted.'));
+  }
+  const running = vm.state !== 'shutoff' && vm.state !== 'crashed';
+  askConfirm({
+    title: 'Delete virtual machine?',
+    text: `The virtual machine “${name}” will be deleted${running ? ' (it is powered off first)' : ''}.`,
+    extra,
+    run: async () => {
+      setBusy(name, 'delete');
+      try {
+        await api('DELETE', vmPath(name));
+      } catch (e) {
+        setBusy(name, null);
+        if (e.status !== 404) throw e;
+      }
+      setBusy(name, null);
+      vmGone({ name });
+    },
+    back: () => (vms.has(name) && controlOf(name, 'delete')) || $('vm-new'),
+  });
+}
+
+function onLibvirtChange(down) {
+  refreshAll();
+  if (!down) {
+    // back: list again (the inventory's own events cover a VM list we had)
+    api('GET', '/vms').then((r) => {
+      if (Array.isArray(r.data)) {
+        listError = null;
+        setAll(r.data);
+        refreshAll();
+      }
+    }, () => {});
+  }
+}
+
+export default {
+  name: 'vms',
+  page: { id: 'vms', title: 'Virtual machines', show: () => queueVmRender() },
+  events: {
+    'vm.created vm.updated': (d) => vmUpsert(d),
+    'vm.state': vmState,
+    'vm.stats': vmStats,
+    'vm.deleted': vmGone,
+  },
+  init() {
+    list = new WindowedList({ container: $('vm-list'), estimate: 150, render: nodeOf,
+      key: (x) => (x.making ? `\u0000${x.name}` : x.name), removed: removedNode });
+    for (const [key, text, states] of VM_ACTIONS) {
+      addVmControl({ key, text, cls: 'btn-plain', place: 'actions', order: 10,
+        shown: (vm) => states.includes(vm.state || 'nostate'), run: (name, b) => vmAction(name, key, b) });
+    }
+    addVmControl({ key: 'delete', text: 'Delete', cls: 'btn-danger-outline', place: 'actions', order: 90,
+      shown: () => isAdmin(), run: askDeleteVm });
+    watchTasks([...MAKES_VM], (rec, why) => {
+      if (why === 'task.finished') vmArriving(rec);
+      if (why === 'task.failed' && myCreates.has(rec.id)) createFailed(rec);
+      refreshAll(); // a clone holds its source's buttons
+    });
+    onLibvirt(onLibvirtChange);
+    onServerKnown(refreshAll);
+    $('vm-filter').addEventListener('input', (e) => {
+      filter = e.target.value;
+      queueVmRender();
+    });
+    $('vm-sort').addEventListener('change', (e) => {
+      sortKey = e.target.value in SORTS ? e.target.value : 'name';
+      ordered = null;
+      renderVms();
+    });
+    $('vm-notice-close').addEventListener('click', () => showNotice(''));
+  },
+  async resync() {
+    // best effort: a failure here must not hide the rest (libvirt away says why)
+    try {
+      const r = await api('GET', '/vms');
+      setAll(Array.isArray(r.data) ? r.data : []);
+      listError = null;
+    } catch (e) {
+      listError = e.message;
+    }
+    refreshAll();
+    renderVms();
+  },
+  stop() {
+    list.clear();
+    vms.clear();
+    names = [];
+    ordered = null;
+    for (const m of [busy, errors, arriving, pending, items, myCreates]) m.clear();
+    filter = '';
+    listError = null;
+    showNotice('');
+  },
+};
