@@ -18,6 +18,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 STAMP="$VENV/.kimchi-installed"
+# The UI tests' JavaScript tools (`test` only): node runs the UI's unit tests, and the
+# browser tests inject axe-core (pinned: a new release may judge the same page otherwise).
+NODE_DIR="$ROOT/.cache/node"
+AXE_CORE_VERSION=4.14.1
 
 # This script's own settings.  kimchid treats every other KIMCHI_<SECTION>_<KEY> variable
 # as configuration and rejects names that match no section, so ours leave the environment.
@@ -125,6 +129,36 @@ ensure_system() {
     if [ "${1:-}" = test ] && [ "$(os_id)" != debian ] && ! command -v chromium >/dev/null 2>&1; then
         say "note: no 'chromium' on PATH; the browser tests need one (on Ubuntu: snap install chromium)"
     fi
+}
+
+# -- the UI tests' node tools ---------------------------------------------------------------
+
+# True when `node` is 18 or newer (its test runner, `node --test`, came in 18).
+node_ok() {
+    command -v node >/dev/null 2>&1 &&
+        node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' \
+            2>/dev/null
+}
+
+# node >= 18 and npm (Debian's packages when missing), then axe-core at its pinned version
+# in $NODE_DIR: skipped when that version is there already.
+ensure_node_tools() {
+    local missing=() axe="$NODE_DIR/node_modules/axe-core" have=""
+    node_ok || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    apt_install "${missing[@]}"
+    node_ok || die "the UI's unit tests need node 18 or newer (node --test); this system has" \
+        "$(node --version 2>/dev/null || echo none): install a newer nodejs"
+    command -v npm >/dev/null 2>&1 || die "npm is missing (apt-get install npm)"
+    if [ -f "$axe/axe.min.js" ]; then
+        have=$(node -p 'require(process.argv[1]).version' "$axe/package.json" 2>/dev/null || true)
+    fi
+    [ "$have" = "$AXE_CORE_VERSION" ] && return 0
+    say "installing axe-core $AXE_CORE_VERSION into $NODE_DIR (the UI's accessibility tests)"
+    mkdir -p "$NODE_DIR"
+    npm install --prefix "$NODE_DIR" --no-audit --no-fund --no-package-lock --loglevel=error \
+        "axe-core@$AXE_CORE_VERSION" >&2 || die "npm could not install axe-core@$AXE_CORE_VERSION"
+    [ -f "$axe/axe.min.js" ] || die "axe-core installed, but $axe/axe.min.js is missing"
 }
 
 # -- the virtualenv ----------------------------------------------------------------------
@@ -493,6 +527,7 @@ cmd_logs() {
 
 cmd_test() {
     ensure_system test
+    ensure_node_tools
     ensure_venv
     ensure_auth
     start_libvirt
@@ -501,7 +536,9 @@ cmd_test() {
     cd "$ROOT"
     say "running the test suite (artifacts in $artifacts)"
     # No path given: pytest takes testpaths (tests/) from pyproject.toml.
-    KIMCHI_TEST_ARTIFACTS=$artifacts "$PY" -m pytest -p no:cacheprovider "$@" || rc=$?
+    # KIMCHI_TEST_RUNNER: the tests that need what this script installs (node, axe-core)
+    # fail without it, instead of skipping as they do when pytest is run by hand.
+    KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest -p no:cacheprovider "$@" || rc=$?
     if [ "$rc" -eq 5 ]; then
         say "error: pytest collected no tests"
         rc=1

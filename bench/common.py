@@ -40,11 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
 
-def base_env(**extra: str) -> dict[str, str]:
-    """The environment for child processes: the repo importable, no stray KIMCHI_ settings."""
+def base_env(tree: Path = ROOT, **extra: str) -> dict[str, str]:
+    """The environment for child processes: the repo importable, no stray KIMCHI_ settings.
+
+    ``tree``: the source tree whose ``kimchid``/``workers`` the child imports (another
+    commit's, extracted elsewhere, for a reference run); bench/ stays this one's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIMCHI_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(BENCH)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        [str(tree), str(BENCH)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
@@ -224,6 +227,24 @@ def basic_authorization(auth: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
 
 
+def git_tree(rev: str, dest: Path) -> Path:
+    """This repository's whole tree at ``rev`` (``git archive``), extracted into ``dest``
+    (a fresh folder): a reference kimchid runs from it (``KimchidProc(tree=...)``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"no commit {rev!r} in {ROOT}: {e.stderr.strip()}") from None
+    archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", sha], stdout=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout)
+    assert archive.stdout is not None
+    archive.stdout.close()
+    if archive.wait() != 0 or untar.returncode != 0:
+        raise RuntimeError(f"git archive {sha} | tar -x -C {dest} failed")
+    return dest
+
+
 # -- redis-server ----------------------------------------------------------------------
 
 
@@ -272,10 +293,14 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 
 class KimchidProc:
-    """kimchid as a process (``python -m kimchid.main``) on an external Redis."""
+    """kimchid as a process (``python -m kimchid.main``) on an external Redis.
+
+    ``tree``: the source tree it runs from (its kimchid, workers and webui/): this
+    checkout by default, or another commit's extracted elsewhere (see :func:`git_tree`)."""
 
     def __init__(self, folder: Path, redis_url: str, workers: int = 2,
-                 extra: dict[str, dict[str, Any]] | None = None) -> None:
+                 extra: dict[str, dict[str, Any]] | None = None, tree: Path = ROOT) -> None:
+        self.tree = tree
         self.dir = folder
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -308,7 +333,7 @@ class KimchidProc:
         with open(self.log, "ab") as out:
             self.proc = track(subprocess.Popen(
                 [sys.executable, "-m", "kimchid.main", "--config", str(self.config)],
-                stdout=out, stderr=subprocess.STDOUT, env=base_env(), cwd=self.dir,
+                stdout=out, stderr=subprocess.STDOUT, env=base_env(self.tree), cwd=self.dir,
             ))
         s = requests.Session()
         wait_for(lambda: s.get(self.url + "/health", timeout=2).status_code == 200,

@@ -32,8 +32,9 @@ from kimchid.model import snapshots, vm_clone, vm_create
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
+from kimchid.model.health import Health
 from kimchid.model.host import HostStats
-from kimchid.model.host_setup import ensure_defaults
+from kimchid.model.host_setup import check_defaults, ensure_defaults
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.networks import Networks
 from kimchid.model.snapshots import Snapshots
@@ -113,10 +114,10 @@ class Kimchid(MultiService):
         watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
         watcher.setServiceParent(self)
         self.redis.on_change(self._redis_changed)
-        self.libvirt_problems: list[dict[str, str]] = []
-        self._libvirt_degraded = False
-        self.libvirt.connect_listeners.append(self._libvirt_connected)
-        self.libvirt.down_listeners.append(self._libvirt_down)
+        self.health = Health(self.redis, self.libvirt, self.events, self.tasks, reactor,
+                             ensure_defaults=ensure_defaults, check_defaults=check_defaults,
+                             redis_embedded=not cfg.redis.url)
+        self.health.setServiceParent(self)
 
         self.workers = Children(reactor)
         self.workers.name = "workers"
@@ -144,7 +145,6 @@ class Kimchid(MultiService):
         self.listeners: list[Service] = []
         if listen:
             self._listen(cfg)
-        self._down_since: float | None = None
 
     def _listen(self, cfg: Config) -> None:
         """HTTPS with the app and HTTP redirecting to it; with ``tls = false``, HTTP only
@@ -193,84 +193,11 @@ class Kimchid(MultiService):
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)
 
-    def _libvirt_connected(self) -> None:
-        d = defer.Deferred.fromCoroutine(self._check_host())
-        d.addErrback(lambda f: log.warn("host check failed: {e}", e=f.getErrorMessage()))
-
-    async def _check_host(self) -> None:
-        """The default network and pool, made right if they can be; else say what is wrong."""
-        self.libvirt_problems = await self.libvirt.run(ensure_defaults)
-        if self.libvirt_problems:
-            for p in self.libvirt_problems:
-                log.warn("{what}: {reason} ({fix})", **p)
-            self._libvirt_degraded = True
-            await self._emit_quietly("service.degraded", {
-                "component": "libvirt", "status": "degraded",
-                "reason": "; ".join(f"{p['what']}: {p['reason']}" for p in
-                                    self.libvirt_problems),
-                "fix": "; ".join(p["fix"] for p in self.libvirt_problems)})
-        elif self._libvirt_degraded:
-            self._libvirt_degraded = False
-            await self._emit_quietly("service.recovered", {"component": "libvirt",
-                                                           "status": "up"})
-
-    def _libvirt_down(self, error: str) -> None:
-        self._libvirt_degraded = True
-        data = {"component": "libvirt", "status": "down", "reason": error,
-                "fix": "start libvirtd (systemctl start libvirtd, or libvirtd -d); kimchid "
-                       "reconnects by itself"}
-        d = defer.Deferred.fromCoroutine(self._emit_quietly("service.degraded", data))
-        d.addErrback(lambda f: None)
-
-    async def _emit_quietly(self, etype: str, data: dict[str, Any]) -> None:
-        try:
-            await self.events.emit(etype, data)
-        except Exception:
-            self.events.ephemeral(etype, data)  # Redis away too: at least the live watchers
-
     def _redis_changed(self, up: bool, error: str) -> None:
-        now = self.reactor.seconds()
-        if not up:
-            self._down_since = self._down_since or now
-            self.events.ephemeral("service.degraded", {
-                "component": "redis", "status": "down", "reason": error,
-                "fix": "kimchid reconnects by itself once Redis answers again"})
-            return
-        down = now - self._down_since if self._down_since else None
-        self._down_since = None
-        d = defer.Deferred.fromCoroutine(self._redis_up(down))
-        d.addErrback(lambda f: log.warn("after reconnecting to redis: {e}",
-                                        e=f.getErrorMessage()))
-
-    async def _redis_up(self, down_for: float | None) -> None:
-        await self.tasks.ensure_group()
-        if down_for is not None:
-            await self.events.emit("service.recovered", {
-                "component": "redis", "status": "up", "down_seconds": round(down_for, 1)})
-
-    async def health(self) -> dict[str, Any]:
-        workers = 0
-        if self.redis.up:
-            try:
-                workers = await self.tasks.live_workers()
-            except Exception:
-                pass
-        try:
-            await defer.Deferred.fromCoroutine(self.libvirt.run(
-                lambda c: c.getLibVersion())).addTimeout(2.0, self.reactor)
-            lv = "up"
-        except Exception:
-            lv = "down"
-        problems = list(self.libvirt_problems) if lv == "up" else [{
-            "what": "libvirt", "reason": self.libvirt.error,
-            "fix": "start libvirtd (systemctl start libvirtd, or libvirtd -d)"}]
-        return {
-            "status": "ok" if self.redis.up and not problems else "degraded",
-            "redis": "up" if self.redis.up else "down",
-            "libvirt": lv,
-            "workers": workers,
-            "problems": problems,
-        }
+        if up:  # a new Redis (or one that lost its data) needs the job queue's group again
+            d = defer.Deferred.fromCoroutine(self.tasks.ensure_group())
+            d.addErrback(lambda f: log.warn("after reconnecting to redis: {e}",
+                                            e=f.getErrorMessage()))
 
 
 def _iface(host: str) -> str:

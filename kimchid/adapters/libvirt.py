@@ -1,10 +1,11 @@
 """libvirt, on threads this adapter owns: one connection per URI, never the reactor thread.
 
 libvirt-python is blocking, so every call runs on a small named thread pool
-(one connection, reused; re-opened after libvirtd went away).  Domain
-lifecycle events arrive on libvirt's own event-loop thread and are handed to
-the reactor; when the connection closes (libvirtd restarted) it is re-opened
-with back-off and listeners are told to re-read everything.
+(one connection, reused; re-opened after libvirtd went away).  Lifecycle
+events of domains, networks and storage pools arrive on libvirt's own
+event-loop thread and are handed to the reactor; when the connection closes
+(libvirtd restarted) it is re-opened with back-off and listeners are told to
+re-read everything.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ def start_event_loop() -> None:
 LIFECYCLE = ("defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown",
              "pmsuspended", "crashed")
 DomainListener = Callable[[str, str, str], None]  # (uuid, name, event name)
+# VIR_NETWORK_EVENT_* and VIR_STORAGE_POOL_EVENT_* (lifecycle), by name
+NETWORK_LIFECYCLE = ("defined", "undefined", "started", "stopped")
+POOL_LIFECYCLE = ("defined", "undefined", "started", "stopped", "created", "deleted")
+ObjectListener = Callable[[str, str], None]  # (name, event name)
 
 
 class LibvirtConnection(Service):
@@ -70,6 +75,8 @@ class LibvirtConnection(Service):
         self.error = "not connected yet"
         self._probes: dict[tuple[str, int, int], isoinfo.IsoInfo | None] = {}
         self.domain_listeners: list[DomainListener] = []
+        self.network_listeners: list[ObjectListener] = []
+        self.pool_listeners: list[ObjectListener] = []
         self.down_listeners: list[Callable[[str], None]] = []  # told once per outage
         self.connect_listeners: list[Callable[[], None]] = []
         self._retry: task.LoopingCall | None = None
@@ -150,6 +157,14 @@ class LibvirtConnection(Service):
                 conn.setKeepAlive(5, 3)
         except libvirt.libvirtError as e:
             log.warn("libvirt {uri}: no events ({error})", uri=self.uri, error=str(e))
+        try:
+            conn.networkEventRegisterAny(None, libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE,
+                                         self._network_lifecycle, None)
+            conn.storagePoolEventRegisterAny(None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE,
+                                             self._pool_lifecycle, None)
+        except libvirt.libvirtError as e:  # an older libvirtd: the periodic checks remain
+            log.warn("libvirt {uri}: no network or pool events ({error})", uri=self.uri,
+                     error=str(e))
         log.info("libvirt {uri} connected", uri=self.uri)
         self._conn = conn
         self.up, self.error = True, ""
@@ -172,12 +187,27 @@ class LibvirtConnection(Service):
             listener(error)
 
     def _lifecycle(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
-        name = LIFECYCLE[event] if 0 <= event < len(LIFECYCLE) else str(event)
-        self.reactor.callFromThread(self._domain_event, dom.UUIDString(), dom.name(), name)
+        self.reactor.callFromThread(self._domain_event, dom.UUIDString(), dom.name(),
+                                    _named(LIFECYCLE, event))
 
     def _domain_event(self, uuid: str, name: str, event: str) -> None:
         for listener in self.domain_listeners:
             listener(uuid, name, event)
+
+    def _network_lifecycle(self, conn: Any, net: Any, event: int, detail: int,
+                           opaque: Any) -> None:
+        self.reactor.callFromThread(self._object_event, self.network_listeners, net.name(),
+                                    _named(NETWORK_LIFECYCLE, event))
+
+    def _pool_lifecycle(self, conn: Any, pool: Any, event: int, detail: int,
+                        opaque: Any) -> None:
+        self.reactor.callFromThread(self._object_event, self.pool_listeners, pool.name(),
+                                    _named(POOL_LIFECYCLE, event))
+
+    @staticmethod
+    def _object_event(listeners: list[ObjectListener], name: str, event: str) -> None:
+        for listener in listeners:
+            listener(name, event)
 
     # -- storage ----------------------------------------------------------------
 
@@ -222,3 +252,7 @@ class LibvirtConnection(Service):
     async def pool_isos(self) -> list[dict[str, Any]]:
         """ISOs in active storage pools: the shallow scan."""
         return await self.run(self._pool_isos)
+
+
+def _named(names: tuple[str, ...], event: int) -> str:
+    return names[event] if 0 <= event < len(names) else str(event)

@@ -31,7 +31,7 @@ __all__ = ["build", "make_table"]
 def make_table(svc: Any) -> RouteTable:
     """Every route of the daemon, bound to the services of ``svc`` (a Kimchid)."""
     table = RouteTable()
-    system.register(table, svc.cfg, svc.health, svc.capabilities)
+    system.register(table, svc.cfg, svc.health.report, svc.capabilities)
     auth.register(table, svc.gate)
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos)

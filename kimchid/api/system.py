@@ -18,6 +18,11 @@ from kimchid.model.capabilities import Capabilities
 
 WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"
 NOVNC = Path("/usr/share/novnc")  # the novnc package: its core/ modules drive the console
+PROBLEM_SCHEMA = {
+    "type": "object", "required": ["id", "component", "what", "reason", "fix"],
+    "properties": {"id": {"type": "string"}, "component": {"enum": ["redis", "libvirt"]},
+                   "what": {"type": "string"}, "reason": {"type": "string"},
+                   "fix": {"type": "string"}}}
 UI_CSP = (b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
           b"style-src 'self'; script-src 'self'; frame-ancestors 'none'")
 
@@ -91,11 +96,14 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
                                        "libvirt": {"enum": ["up", "down", "unknown"]},
                                        "workers": {"type": "integer"},
                                        "problems": {"type": "array",
-                                                    "items": {"type": "object"}}}},
+                                                    "items": PROBLEM_SCHEMA}}},
               description="503 (same body) while Redis, the bus, is away; `status` is "
                           "`degraded` and `problems` say what is wrong and how to fix it "
-                          "whenever something is (libvirtd down, no default network or "
-                          "pool).")
+                          "whenever something is: Redis or libvirtd down, the default "
+                          "network or storage pool missing or stopped. Each problem's `id` "
+                          "stays the same while it lasts (`redis`, `libvirt`, "
+                          "`network-default`, `pool-default`); a change of them is "
+                          "announced by a `service.degraded` or `service.recovered` event.")
     table.add("/openapi.json", "GET", get_openapi, "This API, as OpenAPI 3.1", "config")
     table.add("/", "GET", root, "The browser UI (text/html) or an index (JSON)", "ui",
               raw=True, public=True, produces=(JSON, "text/html"))

@@ -7,6 +7,7 @@ exceptions and Content-Security-Policy violations: a test fails if the UI logged
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -27,6 +28,25 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# axe-core, the accessibility checker the tests inject into pages: ./kimchi.sh test installs
+# it there, at the version pinned in kimchi.sh (AXE_CORE_VERSION).
+AXE_JS = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's source, to run in a page with ``page.evaluate(axe_source)``.
+
+    Missing, the tests that need it fail when run by ./kimchi.sh test (which installs it),
+    and are skipped when pytest is run by hand.
+    """
+    if not AXE_JS.is_file():
+        if os.environ.get("KIMCHI_TEST_RUNNER") == "kimchi.sh":
+            pytest.fail(f"axe-core is missing at {AXE_JS}, though ./kimchi.sh test installs it")
+        pytest.skip(f"axe-core is not installed at {AXE_JS}: ./kimchi.sh test installs it")
+    return AXE_JS.read_text()
 
 
 @pytest.fixture(scope="session")

@@ -126,7 +126,13 @@ def test_redis_restarted_mid_scan_the_scan_finishes(kimchi_factory, redis_db: Re
     _running_with_finds(k, task_id, 2)
     redis_db.stop()
     # While Redis is away: honest health, and new work is refused with 503, not queued.
-    wait_for(lambda: k.get("/health").json()["redis"] == "down", what="health to say redis down")
+    down = wait_for(lambda: (lambda h: h["redis"] == "down" and h)(k.get("/health").json()),
+                    what="health to say redis down")
+    assert k.get("/health").status_code == 503 and down["status"] == "degraded"
+    assert [p["id"] for p in down["problems"]] == ["redis"]
+    (problem,) = down["problems"]
+    assert problem["component"] == "redis" and problem["what"]
+    assert problem["reason"] and "reconnects by itself" in problem["fix"]  # the client's error
     r = k.post("/isos/scan", {"path": str(many_isos)})
     assert r.status_code == 503
     assert r.json()["errcode"] == "KCHSVC0001E"
