@@ -64,11 +64,14 @@ INIT_JS = """(() => {
   if (window.__kbench) return;
   const B = window.__kbench = { longtasks: [], rowsDom: null, rowsRaf: null, rowsPainted: null,
                                 longtaskError: null, filter: null };
+  const take = (entries) => { for (const e of entries) B.longtasks.push([e.startTime, e.duration]); };
   try {
-    new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) B.longtasks.push([e.startTime, e.duration]);
-    }).observe({ type: 'longtask', buffered: true });
-  } catch (e) { B.longtaskError = String(e); }
+    const obs = new PerformanceObserver((list) => take(list.getEntries()));
+    obs.observe({ type: 'longtask', buffered: true });
+    // the observer's callback comes in a task of its own, a while after the long task:
+    // whoever reads the list first takes what is still waiting
+    B.flush = () => take(obs.takeRecords());
+  } catch (e) { B.longtaskError = String(e); B.flush = () => {}; }
   const SEL = '%(row)s';
   const mo = new MutationObserver(() => {
     if (B.rowsDom !== null || !document.querySelector(SEL)) return;
@@ -100,12 +103,13 @@ LOAD_FIGURES_JS = """() => {
 }"""
 
 QUIET_JS = """() => {
+  window.__kbench.flush();
   let end = 0;
   for (const [s, d] of window.__kbench.longtasks) end = Math.max(end, s + d);
   return [performance.now(), end];
 }"""
 
-LONGTASKS_JS = "() => window.__kbench.longtasks"
+LONGTASKS_JS = "() => { window.__kbench.flush(); return window.__kbench.longtasks; }"
 
 NOW_JS = "() => performance.now()"
 
@@ -178,9 +182,26 @@ def short_rev(rev: str) -> str:
                           check=True).stdout.strip()
 
 
+class Busy(Exception):
+    """The page's main thread did not get round to our question in time."""
+
+
+def ask(page: Any, fn: str, arg: Any = None, timeout: float = 30.0) -> Any:
+    """``fn(arg)``'s value in the page, waiting at most ``timeout`` s for its main thread.
+
+    (``page.evaluate`` waits as long as the page is busy, which with the single-file UI
+    and 10,000 VMs can be minutes; ``wait_for_function`` has a timeout.)"""
+    try:
+        h = page.wait_for_function(f"(arg) => ({{ v: ({fn})(arg) }})", arg=arg,
+                                   timeout=timeout * 1000)
+    except PlaywrightTimeout:
+        raise Busy(f"the page did not answer within {timeout:g} s") from None
+    return h.json_value()["v"]
+
+
 def long_tasks(page: Any, t0: float, t1: float) -> dict[str, float]:
     """Long tasks that started in [t0, t1) (page ms): longest, count, time in all."""
-    tasks = [d for s, d in page.evaluate(LONGTASKS_JS) if t0 <= s < t1]
+    tasks = [d for s, d in ask(page, LONGTASKS_JS) if t0 <= s < t1]
     return {"longest": max(tasks, default=0.0), "count": len(tasks), "total": sum(tasks)}
 
 
@@ -189,7 +210,10 @@ def settle(page: Any, since: float, quiet: float, cap: float) -> tuple[float, bo
     ``since``); returns (page time it settled at, whether it did within ``cap`` s)."""
     deadline = time.monotonic() + cap
     while True:
-        now, end = page.evaluate(QUIET_JS)
+        try:
+            now, end = ask(page, QUIET_JS, timeout=max(1.0, deadline - time.monotonic()))
+        except Busy:
+            return float("nan"), False
         if now - max(end, since) >= quiet * 1000:
             return max(end, since) + quiet * 1000, True
         if time.monotonic() > deadline:
@@ -213,15 +237,16 @@ class Producer:
 
 
 def live_load(page: Any, rds: RedisProc, n: int, vms: dict[str, dict[str, Any]],
-              duration: float, rate: float, cap: float) -> dict[str, Any]:
+              duration: float, rate: float, cap: float, quiet: float,
+              settle_cap: float) -> dict[str, Any]:
     """(d): flip VMs between paused and running at ``rate``/s for ``duration`` s."""
     producer = Producer(rds)
-    on_screen = page.evaluate(VISIBLE_JS)[:8]
+    on_screen = ask(page, VISIBLE_JS)[:8]
     if "vm0000" not in on_screen:
         on_screen = ["vm0000"] + on_screen[:7]
     last: dict[str, str] = {}
     total = max(1, int(rate * duration))
-    p0 = page.evaluate(NOW_JS)
+    p0 = ask(page, NOW_JS)
     t0 = time.monotonic()
     for i in range(total):
         d = t0 + i / rate - time.monotonic()
@@ -237,32 +262,41 @@ def live_load(page: Any, rds: RedisProc, n: int, vms: dict[str, dict[str, Any]],
         # what kimchid's own vm.state carries (kimchid/model/vms.py _state_data)
         producer.send({"name": name, "uuid": vm["uuid"], "state": now, "previous": was})
     sent_s = time.monotonic() - t0
-    p1 = p0 + sent_s * 1000
     want = {name: last[name] for name in on_screen if name in last}
     t_last = time.monotonic()
-    applied, caught_up = True, float("nan")
+    out: dict[str, Any] = {"sent": total, "rate": total / max(sent_s, 1e-9),
+                           "on_screen": on_screen, "applied": "yes", "stale": {},
+                           "caught_up_ms": None, "live_capped": False}
     try:
         page.wait_for_function(APPLIED_JS, arg=want, polling=50, timeout=cap * 1000)
-        caught_up = (time.monotonic() - t_last) * 1000
+        out["caught_up_ms"] = (time.monotonic() - t_last) * 1000
     except PlaywrightTimeout:
-        applied = False
-    stale = {} if applied else page.evaluate(STALE_JS, want)
-    time.sleep(max(0.0, 1.0 - (time.monotonic() - t_last)))
-    tasks = long_tasks(page, p0, p1 + 1000)  # the tasks the burst caused, 1 s tail
-    return {"sent": total, "rate": total / max(sent_s, 1e-9), "on_screen": on_screen,
-            "applied": applied, "stale": stale, "caught_up_ms": caught_up,
-            **{f"live_{k}": v for k, v in tasks.items()}}
+        try:
+            out["stale"] = ask(page, STALE_JS, want, timeout=10)
+            out["applied"] = "no" if out["stale"] else "late"  # late: busy past the cap
+        except Busy:
+            out["applied"] = "late"  # still busy: it has not shown them yet
+        out["live_capped"] = True
+    # the window: from the first event until the page has shown them and gone quiet
+    until, settled = settle(page, ask(page, NOW_JS, timeout=10) if not out["live_capped"]
+                            else p0 + sent_s * 1000, quiet, settle_cap)
+    out["live_settled"] = settled
+    if until != until:  # the page never answered again
+        out["live_capped"] = True
+        return out
+    tasks = long_tasks(page, p0, until)
+    return out | {f"live_{k}": v for k, v in tasks.items()}
 
 
 def filter_one(page: Any, query: str, cap: float) -> dict[str, Any]:
     """(e): type one VM's name into the filter."""
-    page.evaluate(FILTER_ARM_JS, query)
-    page.fill("#vm-filter", query)
+    ask(page, FILTER_ARM_JS, query)
+    page.fill("#vm-filter", query, timeout=cap * 1000)
     try:
         page.wait_for_function(FILTER_DONE_JS, polling=50, timeout=cap * 1000)
     except PlaywrightTimeout:
         return {"filter_ms": None, "filter_capped": True}
-    f = page.evaluate(FILTER_JS)
+    f = ask(page, FILTER_JS)
     return {"filter_ms": f["painted"] - f["input"], "filter_shown": f["shown"],
             "filter_frames": f["frames"], "filter_capped": False}
 
@@ -321,7 +355,7 @@ def run_page(browser: Any, k: KimchidProc, rds: RedisProc, n: int,
                     out.update(capped=True, load_longest=lt["longest"],
                                load_total=lt["total"], load_count=lt["count"])
                     return out
-        f = page.evaluate(LOAD_FIGURES_JS)
+        f = ask(page, LOAD_FIGURES_JS)
         if f["longtaskError"]:
             log(f"no longtask entries in this Chromium: {f['longtaskError']}")
         painted = f["rowsPainted"]
@@ -336,9 +370,11 @@ def run_page(browser: Any, k: KimchidProc, rds: RedisProc, n: int,
         lt = long_tasks(page, 0, settled_at)
         out.update(settled=settled, settled_ms=settled_at, load_longest=lt["longest"],
                    load_total=lt["total"], load_count=lt["count"])
-        out.update(live_load(page, rds, n, vms, a.live, a.rate, a.cap))
-        settle(page, page.evaluate(NOW_JS), a.quiet, a.settle_cap)
-        out.update(filter_one(page, f"vm{max(0, n - 3):04d}", a.cap))
+        out.update(live_load(page, rds, n, vms, a.live, a.rate, a.cap, a.quiet, a.settle_cap))
+        if out["live_capped"] or not out["live_settled"]:
+            out.update(filter_ms=None, filter_skipped=True)  # still busy with the events
+        else:
+            out.update(filter_one(page, f"vm{max(0, n - 3):04d}", a.cap))
     finally:
         out["problems"] = problems
         ctx.close()

@@ -151,6 +151,16 @@ def test_ui_is_served_for_browsers_and_an_index_for_json_clients(kimchi: Kimchi)
     assert index["openapi"] == "/openapi.json"
     _assert_error(kimchi.get("/ui/../kimchid/config.py"), 404)
     _assert_error(kimchi.get("/ui/%2e%2e/pyproject.toml"), 404)
+    # the UI's ES modules, at any depth: a browser runs a module only with a JavaScript type
+    page = html.text
+    assert '<script type="module" src="/ui/js/main.js">' in page
+    for module in ("js/main.js", "js/core/dispatch.js", "js/pages/vms.js"):
+        r = kimchi.get(f"/ui/{module}")
+        assert r.status_code == 200, module
+        assert r.headers["Content-Type"].split(";")[0] in ("text/javascript",
+                                                           "application/javascript"), module
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_bad_configuration_stops_the_start_naming_the_key(tmp_path: Path):

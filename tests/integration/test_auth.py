@@ -26,7 +26,7 @@ def k(kimchi_factory, redis_db) -> Kimchi:
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"<(?:path:)?(\w+)>", lambda m: {"asset": "app.js"}.get(m.group(1), "x"),
+    return re.sub(r"<(?:path:)?(\w+)>", lambda m: {"asset": "js/main.js"}.get(m.group(1), "x"),
                   path)
 
 
