@@ -18,15 +18,19 @@ animation frame and the task after it (that frame's paint is done by then).  Fig
     has settled (no long task for a while);
 (d) live load: ``vm.state`` events injected into kimchid's event stream (the bus's ``emit``
     script, as fanout.py does) at 100/s for 10 s, each flipping a VM between paused and
-    running, half to the rows on screen, half spread over the list: the longest task and
-    the number of long tasks (> 50 ms) meanwhile (target: none), and whether the rows on
-    screen then show the state last sent to them;
+    running, half to the rows on screen, half spread over the list: whether the rows on
+    screen then show the state last sent to them (and how soon), and the longest task and
+    the number of long tasks (> 50 ms) from the first event until the page has settled
+    again (target: none);
 (e) filter: ``page.fill('#vm-filter', <one VM's name>)``; in the page, from the input
     event's timeStamp to the paint after the first animation frame at which ``#vm-list``
     shows only matching rows.
 
 A side whose first rows take longer than ``--cap`` s (the single-file UI at 10,000 VMs can
-take minutes) is reported as "> cap" and its other figures are skipped.
+take minutes on a busy machine) is reported as "> cap" and its other figures are skipped;
+every read of the page is bounded (a page busy for minutes is given up on, its figures
+marked ">=" or skipped).  ``--current REV`` measures a commit's tree instead of the
+working tree (with the reference's own commit: an A/A run, the noise between two runs).
 
     python bench/ui_vms.py [--quick] [--reference REV] [--vms 1000,10000] [--reps N]
                            [--live S] [--rate R] [--cap S]
@@ -64,7 +68,9 @@ INIT_JS = """(() => {
   if (window.__kbench) return;
   const B = window.__kbench = { longtasks: [], rowsDom: null, rowsRaf: null, rowsPainted: null,
                                 longtaskError: null, filter: null };
-  const take = (entries) => { for (const e of entries) B.longtasks.push([e.startTime, e.duration]); };
+  const take = (entries) => {
+    for (const e of entries) B.longtasks.push([e.startTime, e.duration]);
+  };
   try {
     const obs = new PerformanceObserver((list) => take(list.getEntries()));
     obs.observe({ type: 'longtask', buffered: true });
@@ -72,7 +78,7 @@ INIT_JS = """(() => {
     // whoever reads the list first takes what is still waiting
     B.flush = () => take(obs.takeRecords());
   } catch (e) { B.longtaskError = String(e); B.flush = () => {}; }
-  const SEL = '%(row)s';
+  const SEL = '__ROW__';
   const mo = new MutationObserver(() => {
     if (B.rowsDom !== null || !document.querySelector(SEL)) return;
     B.rowsDom = performance.now();
@@ -86,7 +92,7 @@ INIT_JS = """(() => {
     });
   });
   mo.observe(document, { childList: true, subtree: true });
-})();""" % {"row": ROW}
+})();""".replace("__ROW__", ROW)
 
 FIRST_ROWS_JS = "() => !!window.__kbench && window.__kbench.rowsPainted !== null"
 
@@ -116,13 +122,13 @@ NOW_JS = "() => performance.now()"
 # The rows on screen (in list order), for the live load's targets.
 VISIBLE_JS = """() => {
   const out = [];
-  for (const li of document.querySelectorAll('%(row)s')) {
+  for (const li of document.querySelectorAll('__ROW__')) {
     const r = li.getBoundingClientRect();
     if (r.height > 0 && r.bottom > 0 && r.top < innerHeight) out.push(li.dataset.name);
     else if (out.length) break;
   }
   return out;
-}""" % {"row": ROW}
+}""".replace("__ROW__", ROW)
 
 # {name: state} -> {name: what the row shows} for the rows that do not show it yet
 STALE_JS = """(want) => {
@@ -137,7 +143,7 @@ STALE_JS = """(want) => {
   return out;
 }"""
 
-APPLIED_JS = "(want) => Object.keys((%s)(want)).length === 0" % STALE_JS
+APPLIED_JS = f"(want) => Object.keys(({STALE_JS})(want)).length === 0"
 
 # Armed before page.fill: on the filter's input event, check every animation frame whether
 # #vm-list shows only rows matching the query; at the first that does, note the time after
@@ -275,7 +281,7 @@ def live_load(page: Any, rds: RedisProc, n: int, vms: dict[str, dict[str, Any]],
             out["stale"] = ask(page, STALE_JS, want, timeout=10)
             out["applied"] = "no" if out["stale"] else "late"  # late: busy past the cap
         except Busy:
-            out["applied"] = "late"  # still busy: it has not shown them yet
+            out["applied"] = "busy"  # the page did not answer: still at work
         out["live_capped"] = True
     # the window: from the first event until the page has shown them and gone quiet
     until, settled = settle(page, ask(page, NOW_JS, timeout=10) if not out["live_capped"]
@@ -351,9 +357,13 @@ def run_page(browser: Any, k: KimchidProc, rds: RedisProc, n: int,
                     raise RuntimeError("no VM rows after 15 s and the page broke: "
                                        + "; ".join(broken[:3])) from None
                 if waited > a.cap:
-                    lt = long_tasks(page, 0, float("inf"))
-                    out.update(capped=True, load_longest=lt["longest"],
-                               load_total=lt["total"], load_count=lt["count"])
+                    out["capped"] = True
+                    try:
+                        lt = long_tasks(page, 0, float("inf"))
+                        out.update(load_longest=lt["longest"], load_total=lt["total"],
+                                   load_count=lt["count"])
+                    except Busy:
+                        pass
                     return out
         f = ask(page, LOAD_FIGURES_JS)
         if f["longtaskError"]:
@@ -367,16 +377,23 @@ def run_page(browser: Any, k: KimchidProc, rds: RedisProc, n: int,
                    vms_requests=len(f["vms"]),
                    vms_bytes=max((e[3] for e in f["vms"]), default=0))
         settled_at, settled = settle(page, painted, a.quiet, a.settle_cap)
-        lt = long_tasks(page, 0, settled_at)
-        out.update(settled=settled, settled_ms=settled_at, load_longest=lt["longest"],
-                   load_total=lt["total"], load_count=lt["count"])
-        out.update(live_load(page, rds, n, vms, a.live, a.rate, a.cap, a.quiet, a.settle_cap))
-        if out["live_capped"] or not out["live_settled"]:
-            out.update(filter_ms=None, filter_skipped=True)  # still busy with the events
-        else:
-            out.update(filter_one(page, f"vm{max(0, n - 3):04d}", a.cap))
+        out["settled"] = settled
+        try:
+            lt = long_tasks(page, 0, settled_at if settled_at == settled_at else float("inf"))
+            out.update(settled_ms=settled_at, load_longest=lt["longest"],
+                       load_total=lt["total"], load_count=lt["count"])
+            out.update(live_load(page, rds, n, vms, a.live, a.rate, a.cap, a.quiet,
+                                 a.settle_cap))
+            if out["live_capped"] or not out["live_settled"]:
+                out.update(filter_ms=None, filter_skipped=True)  # still busy with the events
+            else:
+                out.update(filter_one(page, f"vm{max(0, n - 3):04d}", a.cap))
+        except Busy as e:  # the page stopped answering: what was measured stands
+            out["busy"] = str(e)
+            log(f"gave up on the page: {e}")
     finally:
         out["problems"] = problems
+        out["page_errors"] = len(problems)
         ctx.close()
     return out
 
@@ -411,15 +428,21 @@ def summary(r: dict[str, Any]) -> str:
     if r.get("error"):
         return f"error: {r['error']}"
     if r.get("capped"):
-        return f"first rows > cap; long tasks so far {r['load_count']}, longest " \
-               f"{r['load_longest']:.0f} ms"
+        return (f"first rows > cap; long tasks so far {r['load_count']}, longest "
+                f"{r['load_longest']:.0f} ms; page errors {len(r['problems'])}")
+    if "applied" not in r:
+        return (f"first rows {r['first_rows_ms']:.0f} ms, then the page stopped answering "
+                f"({r.get('busy')})")
     return (f"first rows {r['first_rows_ms']:.0f} ms ({_ms(r.get('after_vms_ms'))} after GET "
             f"/vms), load: longest task {r['load_longest']:.0f} ms, {r['load_count']} long "
             f"({r['load_total']:.0f} ms){'' if r['settled'] else ', never settled'}; live "
-            f"{r['sent']} ev at {r['rate']:.0f}/s: longest {r['live_longest']:.0f} ms, "
-            f"{r['live_count']} long ({r['live_total']:.0f} ms), applied "
-            f"{'yes' if r['applied'] else 'NO ' + json.dumps(r['stale'])}; filter "
-            f"{_ms(r.get('filter_ms'))} ms; page errors {len(r['problems'])}")
+            f"{r['sent']} ev at {r['rate']:.0f}/s: longest {_ms(r.get('live_longest'))} ms, "
+            f"{_ms(r.get('live_count'))} long ({_ms(r.get('live_total'))} ms), applied "
+            f"{r['applied']}{' ' + json.dumps(r['stale']) if r['stale'] else ''}"
+            f"{' (window cut at the cap)' if r['live_capped'] else ''}, caught up after "
+            f"{_ms(r.get('caught_up_ms'))} ms; filter "
+            f"{'skipped' if r.get('filter_skipped') else _ms(r.get('filter_ms'))} ms; "
+            f"page errors {len(r['problems'])}")
 
 
 def _ms(x: Any) -> str:
@@ -427,21 +450,31 @@ def _ms(x: Any) -> str:
 
 
 def figure(runs: list[dict[str, Any]], key: str, cap_ms: float) -> str:
-    """The median over the runs of one side, '> cap' when a run never got there."""
+    """The median over the runs of one side, '> cap' when a run never got there; '>= x'
+    for live-load figures whose window was cut at the cap (the page still busy)."""
     ok = [r for r in runs if not r.get("error")]
     if not ok:
         return "error"
-    if key in ("first_rows_ms",) and any(r.get("capped") for r in ok):
+    capped = [r for r in ok if r.get("capped")]
+    if capped and key == "first_rows_ms":
         return f"> {cap_ms:,.0f}"
+    if capped and not key.startswith("load_"):
+        return "-"
     if key.startswith("filter") and any(r.get("filter_capped") for r in ok):
+        return f"> {cap_ms:,.0f}"
+    if key.startswith("filter") and any(r.get("filter_skipped") for r in ok):
+        return "skipped (busy)"
+    if key == "caught_up_ms" and any(r.get("live_capped") for r in ok):
         return f"> {cap_ms:,.0f}"
     vals = [r[key] for r in ok if r.get(key) is not None]
     if not vals:
         return "-"
-    if isinstance(vals[0], bool):
-        return "yes" if all(vals) else f"no ({sum(not v for v in vals)} of {len(vals)})"
+    if isinstance(vals[0], str):
+        return "/".join(sorted(set(vals)))
     m = median(vals)
-    return common.fmt(m) + (f" ({common.spread(vals)})" if len(vals) > 1 else "")
+    cut = key.startswith("live_") and any(r.get("live_capped") for r in ok)
+    return (">= " if cut else "") + common.fmt(m) + (
+        f" ({common.spread(vals)})" if len(vals) > 1 else "")
 
 
 def main() -> int:
@@ -533,6 +566,7 @@ def main() -> int:
         ("(d) live: long-task time, ms", "live_total", "-"),
         ("(d) live: rows on screen show the last state sent", "applied", "yes"),
         ("(d) live: ... that many ms after the last event", "caught_up_ms", "-"),
+        ("page errors (console, exceptions)", "page_errors", "0"),
         ("(e) filter to one VM: input -> painted, ms", "filter_ms", "-"),
     ]
     for n in ns:
@@ -553,7 +587,7 @@ def main() -> int:
         return median(vals) if vals else float("nan")
 
     after_vms, live_longest = med("after_vms_ms"), med("live_longest")
-    applied = bool(cur) and all(r.get("applied") for r in cur)
+    applied = bool(cur) and all(r.get("applied") == "yes" for r in cur)
     ok = (bool(cur) and len(cur) == len(results[judged]["current"])
           and not any(r.get("capped") for r in cur)
           and after_vms <= TARGET_AFTER_VMS_MS and live_longest <= TARGET_LIVE_TASK_MS

@@ -39,8 +39,10 @@ function trapTab(ev) {
 export function openDialog(dialog, { focus = null, back = null } = {}) {
   const before = document.activeElement;
   dialog.addEventListener('close', () => {
-    const target = back ? back() : before;
-    if (target && target.isConnected && !target.disabled && !target.hidden) target.focus();
+    const usable = (e) => e && e.isConnected && !e.disabled && !e.hidden;
+    const wanted = back ? back() : null;
+    const target = usable(wanted) ? wanted : before;
+    if (usable(target) && target !== document.body) target.focus();
   }, { once: true });
   dialog.showModal();
   const first = focus || focusables(dialog)[0];
