@@ -24,7 +24,10 @@ animation frame and the task after it (that frame's paint is done by then).  Fig
     again (target: none);
 (e) filter: ``page.fill('#vm-filter', <one VM's name>)``; in the page, from the input
     event's timeStamp to the paint after the first animation frame at which ``#vm-list``
-    shows only matching rows.
+    shows only matching rows;
+(f) sort: the filter cleared, "State" chosen in ``#vm-sort``: from the change event to the
+    paint after the first frame whose rows on screen are in state order (the single-file UI
+    has no sort: "n/a").
 
 A side whose first rows take longer than ``--cap`` s (the single-file UI at 10,000 VMs can
 take minutes on a busy machine) is reported as "> cap" and its other figures are skipped;
@@ -181,6 +184,41 @@ FILTER_ARM_JS = """(q) => {
 FILTER_DONE_JS = "() => !!window.__kbench.filter && window.__kbench.filter.painted !== null"
 FILTER_JS = "() => window.__kbench.filter"
 
+# (f) Armed before choosing "State" in #vm-sort (the UIs that have one): from the change
+# event, every animation frame, whether the rows on screen are in state order (running
+# first); the time after the first such frame's paint.
+SORT_ARM_JS = """() => {
+  const B = window.__kbench;
+  const S = B.sort = { change: null, painted: null, frames: 0, rows: 0 };
+  const RANK = { running: 0, paused: 1, blocked: 2, pmsuspended: 3, shutdown: 4, crashed: 5,
+    shutoff: 6, nostate: 7 };
+  const list = document.querySelector('#vm-list');
+  const inOrder = () => {
+    const rows = [...list.querySelectorAll('li[data-name]:not(.vm-pending)')];
+    for (let i = 1; i < rows.length; i++) {
+      if ((RANK[rows[i - 1].dataset.state] ?? 9) > (RANK[rows[i].dataset.state] ?? 9)) return 0;
+    }
+    return rows.length;
+  };
+  window.addEventListener('change', (e) => {
+    if (S.change !== null || !e.target || e.target.id !== 'vm-sort') return;
+    S.change = e.timeStamp;
+    const frame = () => {
+      S.frames++;
+      const rows = inOrder();
+      if (!rows) { requestAnimationFrame(frame); return; }
+      S.rows = rows;
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => { S.painted = performance.now(); };
+      ch.port2.postMessage(0);
+    };
+    requestAnimationFrame(frame);
+  }, true);
+}"""
+SORT_DONE_JS = "() => !!window.__kbench.sort && window.__kbench.sort.painted !== null"
+SORT_JS = "() => window.__kbench.sort"
+HAS_SORT_JS = "() => !!document.getElementById('vm-sort')"
+
 
 def short_rev(rev: str) -> str:
     return subprocess.run(["git", "-C", str(common.ROOT), "rev-parse", "--short",
@@ -307,6 +345,24 @@ def filter_one(page: Any, query: str, cap: float) -> dict[str, Any]:
             "filter_frames": f["frames"], "filter_capped": False}
 
 
+def sort_by_state(page: Any, cap: float) -> dict[str, Any]:
+    """(f): with the filter cleared, sort the whole list by state (the reference UI has no
+    sort: "n/a")."""
+    if not ask(page, HAS_SORT_JS):
+        return {"sort_ms": None, "sort_missing": True}
+    page.fill("#vm-filter", "", timeout=cap * 1000)
+    page.wait_for_timeout(500)
+    ask(page, SORT_ARM_JS)
+    page.select_option("#vm-sort", "state", timeout=cap * 1000)
+    try:
+        page.wait_for_function(SORT_DONE_JS, polling=50, timeout=cap * 1000)
+    except PlaywrightTimeout:
+        return {"sort_ms": None, "sort_capped": True}
+    f = ask(page, SORT_JS)
+    return {"sort_ms": f["painted"] - f["change"], "sort_rows": f["rows"],
+            "sort_frames": f["frames"], "sort_capped": False}
+
+
 PlaywrightTimeout: type[Exception] = TimeoutError  # replaced by Playwright's in main()
 
 
@@ -388,6 +444,7 @@ def run_page(browser: Any, k: KimchidProc, rds: RedisProc, n: int,
                 out.update(filter_ms=None, filter_skipped=True)  # still busy with the events
             else:
                 out.update(filter_one(page, f"vm{max(0, n - 3):04d}", a.cap))
+                out.update(sort_by_state(page, a.cap))
         except Busy as e:  # the page stopped answering: what was measured stands
             out["busy"] = str(e)
             log(f"gave up on the page: {e}")
@@ -464,6 +521,10 @@ def figure(runs: list[dict[str, Any]], key: str, cap_ms: float) -> str:
         return f"> {cap_ms:,.0f}"
     if key.startswith("filter") and any(r.get("filter_skipped") for r in ok):
         return "skipped (busy)"
+    if key == "sort_ms" and any(r.get("sort_missing") for r in ok):
+        return "n/a (no sort)"
+    if key == "sort_ms" and any(r.get("sort_capped") for r in ok):
+        return f"> {cap_ms:,.0f}"
     if key == "caught_up_ms" and any(r.get("live_capped") for r in ok):
         return f"> {cap_ms:,.0f}"
     vals = [r[key] for r in ok if r.get(key) is not None]
@@ -568,6 +629,7 @@ def main() -> int:
         ("(d) live: ... that many ms after the last event", "caught_up_ms", "-"),
         ("page errors (console, exceptions)", "page_errors", "0"),
         ("(e) filter to one VM: input -> painted, ms", "filter_ms", "-"),
+        ("(f) sort all by state: change -> painted, ms", "sort_ms", "-"),
     ]
     for n in ns:
         print(f"\n## {n:,} VMs")

@@ -74,7 +74,9 @@ function render() {
     li.append(what, revert, del);
     return li;
   });
-  for (const rec of beingTaken()) {
+  const listed = new Set((snaps || []).map((sn) => sn.name));
+  // a snapshot listed already is taken, even if its task has not said it ended yet
+  for (const rec of beingTaken().filter((r) => !listed.has(r.params.name))) {
     const li = el('li', 'is-taking');
     li.dataset.name = rec.params.name;
     li.setAttribute('aria-busy', 'true');
