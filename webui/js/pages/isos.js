@@ -6,6 +6,7 @@ import { $, el, numberFmt, collator, humanSize, distroChip, matchesWords, showEr
 import { api } from '../core/api.js';
 import { isAdmin } from '../core/session.js';
 import { TERMINAL, tasks, upsertTask, requestCancel, taskStatus, taskTarget, watchTasks } from '../core/tasks.js';
+import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
 
 const SORT_KEYS = {
@@ -141,6 +142,16 @@ function queueRender() {
   queued = true;
   requestAnimationFrame(render);
 }
+
+// the listing: answers taken in order
+const listing = new Listing({
+  path: '/isos',
+  render: () => {
+    if (listing.error) return;
+    isos = new Map(listing.items.map((i) => [i.path, i]));
+    render();
+  },
+});
 
 function isoFound(data) {
   if (typeof data.path !== 'string') return;
@@ -279,11 +290,11 @@ export default {
     render();
   },
   async resync() {
-    const r = await api('GET', '/isos');
-    isos = new Map((Array.isArray(r.data) ? r.data : []).map((i) => [i.path, i]));
-    render();
+    await listing.load();
+    if (listing.error) throw new Error(listing.error); // the library is not optional: retry
   },
   stop() {
+    listing.forget();
     isos.clear();
     rows.clear();
     fresh.clear();

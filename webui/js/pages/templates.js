@@ -5,6 +5,7 @@
 import { $, el, announce, collator, numberFmt, memText, distroChip, actionButton, showError } from '../core/dom.js';
 import { api, offers, onServerKnown, routesKnown } from '../core/api.js';
 import { askConfirm } from '../core/dialogs.js';
+import { Listing } from '../core/listing.js';
 import { isAdmin } from '../core/session.js';
 import { isoList, hasIso, onIsosChanged, setPrefill, distroText } from './isos.js';
 
@@ -46,13 +47,19 @@ export function templateSpec(t) {
   return parts.join(' · ');
 }
 
+// the listing: answers taken in order (the New VM dialog asks again while a resync may)
+const listing = new Listing({
+  path: '/templates',
+  render: () => {
+    if (listing.error) return; // keep what we have
+    templates = new Map(listing.items.map((x) => [x.name, x]));
+    render();
+  },
+});
+
 /** GET /templates again (what a template misses may have changed since). */
 export async function loadTemplates() {
-  const r = await api('GET', '/templates');
-  if (Array.isArray(r.data)) {
-    templates = new Map(r.data.map((x) => [x.name, x]));
-    render();
-  }
+  await listing.load();
 }
 
 // -- the new-template form -----------------------------------------------------------------
@@ -391,14 +398,10 @@ export default {
     });
   },
   async resync() {
-    // best effort: a failure here must not hide the library
-    try {
-      await loadTemplates();
-    } catch (e) {
-      // kept as it was
-    }
+    await loadTemplates(); // best effort: a failure keeps what was shown
   },
   stop() {
+    listing.forget();
     templates.clear();
     rowErrors.clear();
     renaming = null;

@@ -81,11 +81,7 @@ async function openVmNew() {
     back: () => $('vm-new'),
   });
   // what a template misses may have changed since the listing: ask again
-  try {
-    await loadTemplates();
-  } catch (e) {
-    // keep what we have
-  }
+  await loadTemplates();
 }
 
 async function createVm(ev) {

@@ -13,6 +13,7 @@ import { askConfirm } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, vmNameOf, watchTasks } from '../core/tasks.js';
 import { onLibvirt, libvirtIsDown } from '../core/health.js';
+import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
 
 export const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
@@ -556,18 +557,20 @@ function askDeleteVm(name) {
   });
 }
 
+// the listing: answers taken in order (a resync and libvirt's return may both ask)
+const listing = new Listing({
+  path: '/vms',
+  render: () => {
+    listError = listing.error || null; // libvirt away: say why, keep what we had
+    if (!listing.error) setAll(listing.items);
+    refreshAll();
+    renderVms();
+  },
+});
+
 function onLibvirtChange(down) {
   refreshAll();
-  if (!down) {
-    // back: list again (the inventory's own events cover a VM list we had)
-    api('GET', '/vms').then((r) => {
-      if (Array.isArray(r.data)) {
-        listError = null;
-        setAll(r.data);
-        refreshAll();
-      }
-    }, () => {});
-  }
+  if (!down) listing.load(); // back: list again
 }
 
 export default {
@@ -607,18 +610,10 @@ export default {
     $('vm-notice-close').addEventListener('click', () => showNotice(''));
   },
   async resync() {
-    // best effort: a failure here must not hide the rest (libvirt away says why)
-    try {
-      const r = await api('GET', '/vms');
-      setAll(Array.isArray(r.data) ? r.data : []);
-      listError = null;
-    } catch (e) {
-      listError = e.message;
-    }
-    refreshAll();
-    renderVms();
+    await listing.load(); // best effort: a failure must not hide the rest
   },
   stop() {
+    listing.forget();
     list.clear();
     vms.clear();
     names = [];
