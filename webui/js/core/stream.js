@@ -57,36 +57,8 @@ async function listAll() {
   order.resetTo(cursor);
 }
 
-/** List everything, then watch from there; retried with back-off while the server is away. */
-export async function startStream() {
-  running = true;
-  resyncing = true;
-  held = [];
-  try {
-    await listAll();
-  } catch (e) {
-    resyncing = false;
-    if (!running) return false;
-    conn.everOpen = true;
-    connChanged();
-    clearTimeout(timer);
-    timer = setTimeout(startStream, nextDelay());
-    return;
-  }
-  releaseHeld();
-  backoff = BACKOFF_MIN;
-  connect();
-  ready();
-}
-
-function releaseHeld() {
-  resyncing = false;
-  const pending = held;
-  held = [];
-  for (const ev of pending) onEvent(ev);
-}
-
-async function resync() {
+/** List everything again, holding the events that arrive meanwhile; then apply them. */
+async function relist() {
   resyncing = true;
   held = [];
   try {
@@ -94,10 +66,39 @@ async function resync() {
   } catch (e) {
     resyncing = false;
     held = [];
-    if (ws) ws.close(); // reconnect, which resets again, then lists again
+    throw e;
+  }
+  resyncing = false;
+  const pending = held;
+  held = [];
+  for (const ev of pending) onEvent(ev);
+}
+
+/** List everything, then watch from there; retried with back-off while the server is away. */
+export async function startStream() {
+  running = true;
+  try {
+    await relist();
+  } catch (e) {
+    if (!running) return;
+    conn.everOpen = true;
+    connChanged();
+    clearTimeout(timer);
+    timer = setTimeout(startStream, nextDelay());
     return;
   }
-  releaseHeld();
+  backoff = BACKOFF_MIN;
+  connect();
+  ready();
+}
+
+/** A "reset": what was missed is no longer kept. On failure, reconnect (which lists again). */
+async function resync() {
+  try {
+    await relist();
+  } catch (e) {
+    if (ws) ws.close();
+  }
 }
 
 export function onEvent(ev) {

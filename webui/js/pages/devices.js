@@ -7,7 +7,7 @@ import { api, offers, vmPath } from '../core/api.js';
 import { openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { isoList } from './isos.js';
-import { addVmControl, controlOf, vms } from './vms.js';
+import { addVmControl, controlOf } from './vms.js';
 
 let devVm = null; // the VM whose devices the dialog shows
 
@@ -32,7 +32,7 @@ function openDevices(name) {
     back: () => {
       const vm = devVm;
       devVm = null;
-      return vms.has(vm) ? controlOf(vm, 'devices') : null;
+      return controlOf(vm, 'devices');
     },
   });
   load();

@@ -6,7 +6,7 @@ import { api, offers, vmPath, remove } from '../core/api.js';
 import { askConfirm, openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, watchTasks } from '../core/tasks.js';
-import { addVmControl, controlOf, vms, STATE_TEXT } from './vms.js';
+import { addVmControl, controlOf, STATE_TEXT } from './vms.js';
 
 export const SNAP_KIND = 'vm.snapshot';
 
@@ -25,7 +25,7 @@ function openSnapshots(name) {
     back: () => {
       const vm = snapVm;
       snapVm = null;
-      return vms.has(vm) ? controlOf(vm, 'snapshots') : null;
+      return controlOf(vm, 'snapshots');
     },
   });
   load();

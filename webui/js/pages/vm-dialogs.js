@@ -133,7 +133,7 @@ function openEdit(name) {
     back: () => {
       const to = editing;
       editing = null;
-      return vms.has(to) ? controlOf(to, 'edit') : null;
+      return controlOf(to, 'edit');
     },
   });
 }
@@ -262,7 +262,7 @@ function openAccess(name) {
     back: () => {
       const to = accessing;
       accessing = null;
-      return vms.has(to) ? controlOf(to, 'access') : null;
+      return controlOf(to, 'access');
     },
   });
   loadPrincipals();

@@ -75,9 +75,9 @@ export function onVmItem(fn) {
 export const vmByName = (name) => vms.get(name);
 export const isBusy = (name) => busy.has(name);
 export const itemOf = (name) => items.get(name) || null;
-/** The control ``key`` of a VM's row, if the row is in the document. */
+/** The control ``key`` of a VM's row, if the VM is still there and its row in the document. */
 export const controlOf = (name, key) => {
-  const item = items.get(name);
+  const item = vms.has(name) && items.get(name);
   return item ? item.buttons.get(key) || null : null;
 };
 
@@ -553,7 +553,7 @@ function askDeleteVm(name) {
       setBusy(name, null);
       vmGone({ name });
     },
-    back: () => (vms.has(name) && controlOf(name, 'delete')) || $('vm-new'),
+    back: () => controlOf(name, 'delete') || $('vm-new'),
   });
 }
 
