@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kimchi, RedisServer
+from tests.conftest import Kimchi, RedisServer, wait_for
 from tests.defaults import make_default_network, remove_default_network
 
 pytestmark = pytest.mark.browser
@@ -103,19 +103,26 @@ def test_an_admin_collects_a_debug_report_from_the_banner(
         make_default_network(k)
 
 
-def test_a_user_sees_the_problem_but_no_report_button(
+def test_the_login_page_and_a_user_see_the_problem_but_no_report_button(
         page: Any, banner_kimchi: Kimchi, pam_users: Any, problems: Any) -> None:
     problems.allowed.append("status of 401")  # GET /session before signing in
     k = banner_kimchi
     remove_default_network(k)
     try:
+        wait_for(lambda: any(p["id"] == "network-default" for p in k.get("/health").json()["problems"]),
+                 what="kimchid to notice")
         page.anonymous = True
         page.goto(k.url + "/")
+        # the login page already says what is wrong (GET /health needs no login)
+        page.locator(PROBLEM).wait_for(timeout=10_000)
+        assert page.locator("#login").is_visible()
+        assert page.locator("#banner-report").is_hidden()
         page.get_by_label("User name").fill(pam_users.user.name)
         page.get_by_label("Password").fill(pam_users.user.password)
         page.get_by_role("button", name="Sign in").click()
-        page.locator(PROBLEM).wait_for(timeout=20_000)
+        page.wait_for_selector('#conn[data-state="degraded"]', timeout=20_000)
         assert page.locator("#account-role").inner_text() == "User"
+        assert page.locator(PROBLEM).is_visible()
         assert page.locator("#banner-report").is_hidden()
     finally:
         make_default_network(k)

@@ -1,8 +1,9 @@
 /* What is wrong with the service, said where everyone sees it: the connection chip in the
  * header, and a banner with each problem GET /health knows (what, why, how to fix it),
- * for whoever opens the page at any time. It is read again at every (re)connection and
+ * for whoever opens the page at any time, the login page included (/health is public:
+ * someone who cannot sign in because Redis is away is told why). It is read again at every (re)connection and
  * whenever a service.degraded or service.recovered event says something changed, and
- * every 15 s while anything is wrong. Admins can collect a debug report from the banner,
+ * every 15 s while anything is wrong or nobody is signed in. Admins can collect a debug report from the banner,
  * for a bug report or a support case, and follow it there. */
 
 import { $, el, announce } from './dom.js';
@@ -74,15 +75,16 @@ function render() {
   $('banner-title').textContent = problems.length > 1
     ? `kimchi is degraded: ${problems.length} problems` : 'kimchi is degraded';
   $('banner-problems').replaceChildren(...problems.map(problemItem));
-  $('banner').hidden = !problems.length || !signedIn();
+  $('banner').hidden = !problems.length;
   const fresh = problems.filter((p) => !had.has(keyOf(p)));
-  if (fresh.length && signedIn()) {
+  if (fresh.length) {
     announce(`kimchi is degraded: ${fresh.map((p) => `${p.what}: ${p.reason}`).join('; ')}`);
   }
   renderReport();
   updateConn();
   clearTimeout(recheckTimer);
-  recheckTimer = problems.length && signedIn() ? setTimeout(checkHealth, RECHECK) : null;
+  // while something is wrong, and on the login page (no event stream there to say so)
+  recheckTimer = problems.length || !signedIn() ? setTimeout(checkHealth, RECHECK) : null;
 }
 
 /** Read GET /health (a 503 says the same in its body, while Redis is away). */
@@ -204,6 +206,7 @@ export default {
       if (rec.id === reportTask) showReport(rec);
     });
     $('banner-report-make').addEventListener('click', makeReport);
+    checkHealth(); // before anyone signs in: the login page shows the problems too
   },
   start() {
     updateConn();
@@ -220,5 +223,6 @@ export default {
     $('banner-report-download').hidden = true;
     $('banner-report-bar').hidden = true;
     $('banner').hidden = true;
+    checkHealth(); // for the login page that follows
   },
 };

@@ -210,7 +210,7 @@ function leaveApp(note, kind, username) {
 function showLogin(note = '', kind = 'info', username = '') {
   document.body.dataset.auth = 'out';
   delete document.body.dataset.role;
-  for (const id of ['app', 'conn', 'account', 'banner', 'session-warning', 'skip-link']) {
+  for (const id of ['app', 'conn', 'account', 'session-warning', 'skip-link']) {
     $(id).hidden = true;
   }
   $('login').hidden = false;
