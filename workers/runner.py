@@ -17,9 +17,9 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -33,6 +33,8 @@ from workers.queue import SyncBus, connect
 log = logging.getLogger("kimchi.worker")
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+T = TypeVar("T")
 
 
 class Worker:
@@ -59,6 +61,8 @@ class Worker:
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         self.fault_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_REPORTS", "0") or 0)
+        # for the tests: a pause before the prune, to take Redis away in the middle of it
+        self.fault_prune_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_PRUNE", "0") or 0)
         self.grace = 2.0
         self.busy = 0
         self.endings: queue.Queue[tuple[JobContext, str, str, Any]] = queue.Queue()
@@ -315,19 +319,49 @@ class Worker:
                 backoff = min(backoff * 2, 2.0)
 
     def _prune(self, ctx: JobContext, root: str, keep: set[str]) -> list[str]:
+        """Forget the library entries under ``root`` not in ``keep``; waits out a Redis outage."""
+        if self.fault_prune_delay:
+            time.sleep(self.fault_prune_delay)
         k = self.keys
         prefix = root.rstrip("/") + "/"
-        gone = [p for p in self.client.hkeys(k.isos) if p.startswith(prefix) and p not in keep]
-        if gone:
-            now = bus.now_iso(time.time())
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hdel(k.isos, *gone)
-            for path in gone:
-                self.scripts["emit"](keys=[k.events], args=[
-                    "iso.removed", now, json.dumps({"path": path, "task": ctx.task_id}),
-                    self.bus.maxlen, ctx.task_id], client=pipe)
-            self.bus.execute(pipe)
-        return gone
+
+        def prune() -> list[str]:
+            gone = [p for p in self.client.hkeys(k.isos)
+                    if p.startswith(prefix) and p not in keep]
+            if gone:
+                now = bus.now_iso(time.time())
+                # MULTI: the entries and their iso.removed events go together or not at
+                # all, so a retry after a lost connection neither repeats nor misses one.
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hdel(k.isos, *gone)
+                for path in gone:
+                    self.scripts["emit"](keys=[k.events], args=[
+                        "iso.removed", now, json.dumps({"path": path, "task": ctx.task_id}),
+                        self.bus.maxlen, ctx.task_id], client=pipe)
+                self.bus.execute(pipe)
+            return gone
+
+        return self._redis_step(ctx, "prune the ISO library", prune)
+
+    def _redis_step(self, ctx: JobContext, what: str, step: Callable[[], T]) -> T:
+        """Run one Redis step of a job, waiting out a Redis outage instead of failing the job.
+
+        The wait ends when the job must stop (cancelled, lost, handed back) or has run
+        longer than the job timeout: the heartbeat, which usually enforces that, cannot
+        while Redis is away.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                return step()
+            except _REDIS_DOWN as e:
+                ctx.check()
+                if time.monotonic() - ctx.started > self.cfg.workers.job_timeout:
+                    raise Stop("timeout") from e
+                log.warning("task %s: cannot %s, redis unreachable (%s); retrying in %.1fs",
+                            ctx.task_id, what, e, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     # -- heartbeat ---------------------------------------------------------------
 

@@ -11,14 +11,17 @@ next daemon re-runs the job and first removes what the lost attempt made.
 
 from __future__ import annotations
 
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from kimchid import bus, isoinfo
@@ -83,15 +86,52 @@ def _created_by(conn: Any, name: str, task_id: str) -> str | None:
 
 
 def _delete_volume(conn: Any, vol: PlannedVolume) -> bool:
+    """Delete the volume; True once it is gone (already gone counts)."""
     import libvirt
 
     try:
         pool = conn.storagePoolLookupByName(vol.pool)
         pool.refresh(0)
-        pool.storageVolLookupByName(vol.name).delete(0)
+        try:
+            found = pool.storageVolLookupByName(vol.name)
+        except libvirt.libvirtError as e:
+            return e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL
+        found.delete(0)
         return True
     except libvirt.libvirtError:
         return False
+
+
+@dataclass
+class Leftovers:
+    """What a failed creation could not remove: its volumes, and maybe its domain."""
+
+    name: str
+    task_id: str
+    volumes: list[PlannedVolume]
+    paths: dict[str, str]  # volume name -> its path, where known
+    domain_unknown: bool = False  # libvirt could not be asked whether it was defined
+
+    def describe(self) -> str:
+        what = [f"volume {self.paths.get(v.name) or v.name} (storage pool {v.pool})"
+                for v in self.volumes]
+        if self.domain_unknown:
+            what.append(f"virtual machine {self.name}, if libvirt defined it")
+        return ", ".join(what)
+
+
+def _remove(conn: Any, left: Leftovers) -> list[PlannedVolume]:
+    """Remove a creation's domain and volumes; the volumes still there (blocking)."""
+    import libvirt
+
+    uuid = _created_by(conn, left.name, left.task_id)
+    if uuid:
+        try:
+            conn.lookupByUUIDString(uuid).undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+    return [vol for vol in left.volumes if not _delete_volume(conn, vol)]
 
 
 class VmCreator:
@@ -103,6 +143,10 @@ class VmCreator:
         self.libvirt = libvirt
         self.capabilities = capabilities
         self._pending: dict[str, str] = {}  # VM name -> id of the task making it
+        # task id -> what it could not remove (libvirt was away); removed when it is back
+        self._leftovers: dict[str, Leftovers] = {}
+        self._leftovers_lock = threading.Lock()
+        libvirt.connect_listeners.append(self._libvirt_back)
 
     # -- while the client waits ------------------------------------------------------
 
@@ -184,10 +228,52 @@ class VmCreator:
         return f"{prefix}-{n}"
 
     async def forget_ended(self) -> None:
-        """Release the names of creations that have ended (however they ended)."""
+        """Release the names of creations that have ended (however they ended), but not
+        of those whose leftovers are still there: a new VM could take their volumes."""
+        if self._leftovers:
+            try:
+                await self.libvirt.run(self.remove_leftovers)
+            except Exception as e:  # libvirt still away: the names stay taken
+                log.debug("leftovers not removed yet: {e}", e=str(e))
         for name, task_id in list(self._pending.items()):
-            if task_id and await self.tasks.ended(task_id):
+            if task_id and task_id not in self._leftovers and await self.tasks.ended(task_id):
                 self._pending.pop(name, None)
+
+    # -- what failed creations left behind ------------------------------------------------
+
+    def _libvirt_back(self) -> None:
+        """libvirt (re)connected: remove what failed creations could not."""
+        if self._leftovers:
+            d = Deferred.fromCoroutine(self.libvirt.run(self.remove_leftovers))
+            d.addErrback(lambda f: log.failure("removing what failed creations left", f))
+
+    def remove_leftovers(self, conn: Any) -> None:
+        """Remove the leftovers of failed creations; keep those that still cannot be
+        (blocking: a libvirt thread)."""
+        import libvirt
+
+        with self._leftovers_lock:
+            todo = list(self._leftovers.values())
+        for left in todo:
+            try:
+                still = _remove(conn, left)
+            except libvirt.libvirtError as e:
+                log.warn("creating {name}: leftovers not removed yet: {e}", name=left.name,
+                         e=e.get_error_message())
+                continue
+            with self._leftovers_lock:
+                if still:
+                    left.volumes = still
+                else:
+                    self._leftovers.pop(left.task_id, None)
+            if not still:
+                log.info("creating {name}: what the failed attempt left is removed now",
+                         name=left.name)
+
+    def leftovers(self) -> list[Leftovers]:
+        """What failed creations left behind and kimchid still has to remove."""
+        with self._leftovers_lock:
+            return list(self._leftovers.values())
 
     # -- the job (on a runner thread of the daemon) ---------------------------------------
 
@@ -198,6 +284,7 @@ class VmCreator:
         name, template_name, data = p["name"], p["template"], p["template_data"]
         plan = plan_volumes(name, data)
         made: list[PlannedVolume] = []
+        paths: list[tuple[PlannedVolume, str]] = []
         call = self.libvirt.call
 
         def step(percent: float, text: str) -> None:
@@ -215,7 +302,6 @@ class VmCreator:
                     call(partial(_delete_volume, vol=vol))
             step(0, "Checking the host")
             guest = call(lambda c: pick_guest(c.getCapabilities(), bool(p.get("kvm"))))
-            paths = []
             for i, vol in enumerate(plan):
                 step(5 + 80 * i / max(1, len(plan)),
                      f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
@@ -234,38 +320,45 @@ class VmCreator:
             return {"name": name, "uuid": uuid, "message": f"Created {name}",
                     "disks": [path for _v, path in paths]}
         except Stop:
-            self._undo(name, made, ctx.task_id)
+            self._undo(name, made, ctx.task_id, paths)
             raise
         except libvirt.libvirtError as e:
-            self._undo(name, made, ctx.task_id)
-            raise KimchiError("KCHVM0008E", name=name, error=e.get_error_message()) from None
-        except Exception:
-            self._undo(name, made, ctx.task_id)
-            raise
+            left = self._undo(name, made, ctx.task_id, paths)
+            if left is None:
+                raise KimchiError("KCHVM0008E", name=name, error=e.get_error_message()) from None
+            raise KimchiError("KCHVM0023E", name=name, error=e.get_error_message(),
+                              left=left.describe()) from None
+        except Exception as e:
+            left = self._undo(name, made, ctx.task_id, paths)
+            if left is None:
+                raise
+            error = e.reason if isinstance(e, KimchiError) else f"{type(e).__name__}: {e}"
+            raise KimchiError("KCHVM0023E", name=name, error=error,
+                              left=left.describe()) from e
 
     @staticmethod
     def _create_volume(conn: Any, vol: PlannedVolume) -> str:
         pool = conn.storagePoolLookupByName(vol.pool)
         return str(pool.createXML(volume_xml(vol), 0).path())
 
-    def _undo(self, name: str, made: list[PlannedVolume], task_id: str) -> None:
-        """Remove what this attempt made; log what could not be removed."""
-        def undo(conn: Any) -> list[str]:
-            left = []
-            uuid = _created_by(conn, name, task_id)
-            if uuid:
-                conn.lookupByUUIDString(uuid).undefine()
-            for vol in made:
-                if not _delete_volume(conn, vol):
-                    left.append(f"{vol.pool}/{vol.name}")
-            return left
-
+    def _undo(self, name: str, made: list[PlannedVolume], task_id: str,
+              paths: list[tuple[PlannedVolume, str]]) -> Leftovers | None:
+        """Remove what this attempt made; None when it is all gone, else what is left,
+        kept to be removed once libvirt answers again."""
+        left = Leftovers(name, task_id, list(made), {v.name: path for v, path in paths})
         try:
-            left = self.libvirt.call(undo)
-        except Exception as e:
-            left = [f"(libvirt: {e})"]
-        if left:
-            log.error("creating {name}: could not remove {left}", name=name, left=left)
+            left.volumes = self.libvirt.call(partial(_remove, left=left))
+            if not left.volumes:
+                return None
+        except Exception as e:  # libvirt away: the domain too may be there, or not
+            left.domain_unknown = True
+            log.error("creating {name}: libvirt unreachable to remove what it made: {e}",
+                      name=name, e=str(e))
+        log.error("creating {name}: could not remove {left}; removed once libvirt answers",
+                  name=name, left=left.describe())
+        with self._leftovers_lock:
+            self._leftovers[task_id] = left
+        return left
 
 
 def _last(value: str, collection: str) -> str:

@@ -147,6 +147,39 @@ def test_redis_restarted_mid_scan_the_scan_finishes(kimchi_factory, redis_db: Re
     assert recovered and recovered[-1]["data"]["component"] == "redis"
 
 
+def test_redis_away_while_a_scan_prunes_the_library_the_scan_finishes(
+        kimchi_factory, redis_db: RedisServer, many_isos):
+    # A pause before each prune (KIMCHI_FAULT_SLOW_PRUNE) lets Redis go away right there.
+    # A 30 s lease: the job stays with its worker across the outage.
+    k = kimchi_factory(redis_url=redis_db.url, env={"KIMCHI_FAULT_SLOW_PRUNE": "1.0"},
+                       extra={"workers": {"lease_seconds": 30.0}})
+    first = k.wait_task(_scan(k, many_isos), timeout=30)
+    assert first["status"] == "finished", first
+    vanished = sorted(many_isos.glob("d0/*.iso"))
+    assert vanished
+    for iso in vanished:
+        iso.unlink()
+
+    task_id = _scan(k, many_isos)
+    wait_for(lambda: "removing" in k.get(f"/tasks/{task_id}").json()["message"],
+             timeout=20, what="the scan to start pruning")
+    redis_db.stop()
+    # Longer than redis-py's own retries of one command (3, backing off up to 7 s in all):
+    # the prune itself must wait Redis out.
+    time.sleep(9.0)
+    redis_db.start()
+
+    wait_for(lambda: k.get("/health").status_code == 200, timeout=15, what="recovery")
+    done = k.wait_task(task_id, timeout=40)
+    assert done["status"] == "finished", done
+    assert done["result"]["removed"] == len(vanished)
+    listed = {i["path"] for i in k.get("/isos").json()}
+    assert not listed & {str(p) for p in vanished}
+    assert len(listed) == N_ISOS - len(vanished)
+    removed = k.get(f"/events?since=0&types=iso.removed&task={task_id}").json()
+    assert sorted(e["data"]["path"] for e in removed) == sorted(str(p) for p in vanished)
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_daemon_restarted_mid_scan_the_scan_finishes_and_stays_visible(
         kimchi_factory, many_isos, how):

@@ -315,7 +315,11 @@ def deep_scan(ctx: JobContext) -> dict[str, Any]:
         # cancelled or stopping: the task keeps the counts of what was done
         ctx.note(scan.percent(), scan.summary() + " (stopped)", **scan.details())
         raise
-    removed = ctx.prune(root, scan.paths) if ctx.params.get("prune", True) else []
+    removed: list[str] = []
+    if ctx.params.get("prune", True):
+        ctx.progress(scan.percent(), scan.summary() + "; removing the ISO images no longer "
+                     "there from the library", **scan.details())
+        removed = ctx.prune(root, scan.paths)
     details = scan.details()
     ctx.progress(100.0, f"Scanned {scan.files} files, {scan.isos} ISO images found", **details)
     return {
