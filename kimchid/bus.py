@@ -8,6 +8,14 @@ the job stream and the event stream never disagree:
 * ``{p}task:<id>`` — the task record (a hash); ``{p}tasks`` — a sorted set of
   task ids by creation time; ``{p}task:<id>:found`` — what a job has already
   reported, so a re-run never reports it twice.
+* ``{p}tasks:status:<status>``, ``{p}tasks:kind:<kind>`` and
+  ``{p}tasks:status:<status>:kind:<kind>`` — the same ids by creation time, one
+  index per status, kind and both (``{p}tasks:kinds`` names the kinds), kept by
+  the scripts that change a task's status, so a filtered listing reads only what
+  matches.  ``{p}tasks:indexed`` holds the version of these indexes: a daemon
+  that finds it missing (data from before them) builds them once.
+  ``{p}tasks:keep`` — how long an ended task is kept (the daemon's configuration),
+  for the scripts that end a task without a worker (a cancel before the start).
 * ``{p}events`` — the event stream, capped; its entry ids are the event ids.
 * ``{p}workers`` — live workers by last heartbeat.
 
@@ -28,6 +36,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 GROUP = "workers"
+
+# Bump when the task indexes change shape: a daemon that finds another version rebuilds them.
+TASK_INDEX_VERSION = "1"
 
 TERMINAL = frozenset({"finished", "failed", "cancelled"})
 
@@ -73,6 +84,29 @@ class Keys:
     @property
     def isos(self) -> str:
         return self.prefix + "isos"
+
+    @property
+    def task_kinds(self) -> str:
+        """The kinds that have an index."""
+        return self.prefix + "tasks:kinds"
+
+    @property
+    def task_keep(self) -> str:
+        """Seconds an ended task is kept (set by the daemon from its configuration)."""
+        return self.prefix + "tasks:keep"
+
+    @property
+    def task_index_version(self) -> str:
+        return self.prefix + "tasks:indexed"
+
+    def task_index(self, status: str | None = None, kind: str | None = None) -> str:
+        """The sorted set of task ids (by creation time) with that status and/or kind."""
+        key = self.tasks
+        if status:
+            key += f":status:{status}"
+        if kind:
+            key += f":kind:{kind}"
+        return key
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
@@ -120,6 +154,37 @@ local function emit(events, maxlen, etype, time, data, task)
   return redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*',
                     'type', etype, 'time', time, 'data', data, 'task', task or '')
 end
+-- The task indexes ({p}tasks:status:<s>, {p}tasks:kind:<k>, {p}tasks:status:<s>:kind:<k>)
+-- live under the prefix of the task's own key, so callers pass only that key.
+local function tasks_key(key, id)
+  local tail = 'task:' .. id
+  if string.sub(key, -#tail) ~= tail then error('not a task key: ' .. key) end
+  return string.sub(key, 1, #key - #tail) .. 'tasks'
+end
+-- Index a task under a status (and its kind) at its creation time; 'from' is the
+-- status it leaves (nil for a new task).
+local function index_status(key, from, to)
+  local h = redis.call('HMGET', key, 'id', 'kind')
+  local id, kind = h[1], h[2]
+  if not id then return end
+  local p = tasks_key(key, id)
+  local score = false
+  if from then
+    score = redis.call('ZSCORE', p .. ':status:' .. from, id)
+    redis.call('ZREM', p .. ':status:' .. from, id)
+    redis.call('ZREM', p .. ':status:' .. from .. ':kind:' .. kind, id)
+  end
+  score = score or redis.call('ZSCORE', p, id)
+  -- an ended record expires like one a worker ends (a cancel before the start, too)
+  local keep = redis.call('GET', p .. ':keep')
+  if to ~= 'running' and keep and redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, keep)
+    redis.call('EXPIRE', key .. ':found', keep)
+  end
+  if not score then return end  -- trimmed already: no longer listed
+  redis.call('ZADD', p .. ':status:' .. to, score, id)
+  redis.call('ZADD', p .. ':status:' .. to .. ':kind:' .. kind, score, id)
+end
 -- true when this attempt still owns the running task
 local function owns(key, attempt)
   local st = redis.call('HMGET', key, 'status', 'attempt', 'worker')
@@ -136,6 +201,9 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'kind', ARGV[2], 'params', ARGV[3],
   'message', ARGV[8], 'progress', '', 'result', '', 'details', '', 'attempt', '0',
   'worker', '', 'cancel', '0', 'owner', ARGV[9])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[2] .. ':kind:' .. ARGV[2], ARGV[6], ARGV[1])
+redis.call('SADD', KEYS[2] .. ':kinds', ARGV[2])
+index_status(KEYS[1], nil, 'running')
 redis.call('XADD', KEYS[3], '*', 'task', ARGV[1], 'kind', ARGV[2])
 return emit(KEYS[4], ARGV[7], 'task.created', ARGV[5], task_json(KEYS[1]), ARGV[1])
 """
@@ -153,6 +221,7 @@ end
 if st[1] ~= 'running' then drop(); return {'skip', st[1] or 'missing'} end
 if st[2] == '1' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'message', ARGV[7], 'updated', ARGV[3])
+  index_status(KEYS[1], 'running', 'cancelled')
   drop()
   emit(KEYS[3], ARGV[5], 'task.cancelled', ARGV[3], task_json(KEYS[1]),
        redis.call('HGET', KEYS[1], 'id'))
@@ -164,6 +233,7 @@ local handbacks = tonumber(redis.call('HGET', KEYS[1], 'handbacks') or '0')
 if attempt - handbacks > tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'message', ARGV[6], 'updated', ARGV[3],
              'worker', '')
+  index_status(KEYS[1], 'running', 'failed')
   drop()
   local id = redis.call('HGET', KEYS[1], 'id')
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'task', id, 'reason', ARGV[6])
@@ -214,6 +284,7 @@ if not owns(KEYS[1], ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'message', ARGV[4], 'result', ARGV[5],
            'updated', ARGV[3], 'cancel', '0')
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[9]) end
+index_status(KEYS[1], 'running', ARGV[2])
 redis.call('XACK', KEYS[2], 'workers', ARGV[6])
 redis.call('XDEL', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
@@ -261,6 +332,7 @@ if not st[1] then return {'missing'} end
 if st[1] ~= 'running' then return {'ended', st[1]} end
 if st[2] == '0' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'message', ARGV[3], 'updated', ARGV[1])
+  index_status(KEYS[1], 'running', 'cancelled')
   emit(KEYS[2], ARGV[2], 'task.cancelled', ARGV[1], task_json(KEYS[1]), st[3])
   return {'cancelled'}
 end
@@ -269,6 +341,94 @@ if redis.call('HGET', KEYS[1], 'cancel') ~= '1' then
   emit(KEYS[2], ARGV[2], 'task.cancelling', ARGV[1], task_json(KEYS[1]), st[3])
 end
 return {'requested'}
+"""
+
+# Forget tasks created before the cutoff: every index, by creation time.  A task still
+# running stays listed whatever its age (it is not over; it has no expiry either).
+# KEYS: tasks   ARGV: cutoff_ms   -> how many ids left {p}tasks
+_TRIM_TASKS = r"""
+local p, cutoff = KEYS[1], ARGV[1]
+local base = string.sub(p, 1, #p - #'tasks')
+local kinds = redis.call('SMEMBERS', p .. ':kinds')
+for _, s in ipairs({'finished', 'failed', 'cancelled'}) do
+  redis.call('ZREMRANGEBYSCORE', p .. ':status:' .. s, '-inf', cutoff)
+  for _, k in ipairs(kinds) do
+    redis.call('ZREMRANGEBYSCORE', p .. ':status:' .. s .. ':kind:' .. k, '-inf', cutoff)
+  end
+end
+local removed = redis.call('ZREMRANGEBYSCORE', p, '-inf', cutoff)
+if removed == 0 then return 0 end
+local old = redis.call('ZRANGEBYSCORE', p .. ':status:running', '-inf', cutoff, 'WITHSCORES')
+for _, k in ipairs(kinds) do
+  redis.call('ZREMRANGEBYSCORE', p .. ':kind:' .. k, '-inf', cutoff)
+end
+for i = 1, #old, 2 do
+  local kind = redis.call('HGET', base .. 'task:' .. old[i], 'kind')
+  if kind then
+    redis.call('ZADD', p, old[i + 1], old[i])
+    redis.call('ZADD', p .. ':kind:' .. kind, old[i + 1], old[i])
+    removed = removed - 1
+  end
+end
+return removed
+"""
+
+# One page of a task index, newest first, as public JSON.  Ids whose record has expired,
+# or that the index holds under a status or kind they no longer have, leave the index.
+# KEYS: index, tasks   ARGV: start, count, status ('' = any), kind ('' = any)
+# -> {ids read, ids dropped, task_json...}
+_TASK_PAGE = r"""
+local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1)
+local base = string.sub(KEYS[2], 1, #KEYS[2] - #'tasks')
+local out = {#ids, 0}
+for _, id in ipairs(ids) do
+  local key = base .. 'task:' .. id
+  local st = redis.call('HMGET', key, 'status', 'kind')
+  if not st[1] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    out[2] = out[2] + 1
+  elseif (ARGV[3] ~= '' and st[1] ~= ARGV[3]) or (ARGV[4] ~= '' and st[2] ~= ARGV[4]) then
+    redis.call('ZREM', KEYS[1], id)
+    out[2] = out[2] + 1
+  else
+    out[#out + 1] = task_json(key)
+  end
+end
+return out
+"""
+
+# Build the indexes from {p}tasks, a page at a time, newest first (for data kept from
+# before the indexes).  The first page clears what a build of another version left;
+# the last one records the version.  The scripts that change a task keep every index
+# right meanwhile: a page reads each task's status as it is at that moment.
+# KEYS: tasks, version   ARGV: start, count, version   -> ids read
+_INDEX_TASKS = r"""
+local p = KEYS[1]
+local base = string.sub(p, 1, #p - #'tasks')
+local statuses = {'running', 'finished', 'failed', 'cancelled'}
+if ARGV[1] == '0' then
+  for _, k in ipairs(redis.call('SMEMBERS', p .. ':kinds')) do
+    redis.call('DEL', p .. ':kind:' .. k)
+    for _, s in ipairs(statuses) do redis.call('DEL', p .. ':status:' .. s .. ':kind:' .. k) end
+  end
+  for _, s in ipairs(statuses) do redis.call('DEL', p .. ':status:' .. s) end
+  redis.call('DEL', p .. ':kinds')
+end
+local ids = redis.call('ZREVRANGE', p, ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]) - 1,
+                       'WITHSCORES')
+for i = 1, #ids, 2 do
+  local id, score = ids[i], ids[i + 1]
+  local h = redis.call('HMGET', base .. 'task:' .. id, 'status', 'kind')
+  if h[1] and h[2] then
+    redis.call('SADD', p .. ':kinds', h[2])
+    redis.call('ZADD', p .. ':kind:' .. h[2], score, id)
+    redis.call('ZADD', p .. ':status:' .. h[1], score, id)
+    redis.call('ZADD', p .. ':status:' .. h[1] .. ':kind:' .. h[2], score, id)
+  end
+end
+if #ids / 2 < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[3]) end
+return #ids / 2
 """
 
 # An event that belongs to no task (service.degraded, vm.state, ...).
@@ -304,6 +464,9 @@ SCRIPTS: dict[str, Script] = {
         _script("heartbeat", _HEARTBEAT),
         _script("cancel", _CANCEL),
         _script("emit", _EMIT),
+        _script("trim_tasks", _TRIM_TASKS),
+        _script("task_page", _TASK_PAGE),
+        _script("index_tasks", _INDEX_TASKS),
     )
 }
 

@@ -86,8 +86,11 @@ class DebugReports:
         return found
 
     async def being_made(self) -> dict[str, str]:
-        """name -> task id of every report being made."""
-        running = await self.tasks.list(status="running", kind=KIND)
+        """name -> task id of every report being made.
+
+        Read from the index of running tasks of this kind: its cost is that of the reports
+        being made, however many tasks are kept."""
+        running = await self.tasks.list(status="running", kind=KIND, limit=100_000)
         return {t["params"]["name"]: t["id"] for t in running
                 if isinstance(t.get("params"), dict) and "name" in t["params"]}
 

@@ -7,11 +7,15 @@ import re
 import uuid
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from kimchid import bus
 from kimchid.adapters.redis import RedisClient
 from kimchid.errors import InvalidOperation, InvalidRequest, NotFound, message
+
+log = Logger()
 
 
 class TaskService:
@@ -22,6 +26,8 @@ class TaskService:
         self.clock = clock
         self.max_len = max_len
         self.keep_seconds = keep_seconds
+        self._indexed = False
+        self._index_lock = defer.DeferredLock()
 
     async def ensure_group(self) -> None:
         for stream in (self.keys.jobs, self.keys.daemon_jobs):
@@ -30,6 +36,7 @@ class TaskService:
             except Exception as e:
                 if "BUSYGROUP" not in str(e):
                     raise
+        await self.ensure_index()
 
     async def submit(self, kind: str, params: dict[str, Any], target_uri: str,
                      owner: str = "", *, daemon: bool = False) -> dict[str, Any]:
@@ -55,44 +62,60 @@ class TaskService:
             raise NotFound("KCHTASK0001E", id=task_id)
         return bus.task_from_hash(dict(zip(h[::2], h[1::2], strict=True)))
 
+    async def ensure_index(self) -> None:
+        """Build the task indexes once when Redis holds tasks from before them (an upgrade,
+        or a Redis restored from an old copy); otherwise one GET."""
+        async with self._index_lock:
+            k = self.keys
+            await self.redis.call("SET", k.task_keep, str(self.keep_seconds))
+            if await self.redis.call("GET", k.task_index_version) == bus.TASK_INDEX_VERSION:
+                self._indexed = True
+                return
+            start, page = 0, 1000
+            while True:
+                read = int(await self.redis.script(
+                    "index_tasks", [k.tasks, k.task_index_version],
+                    [start, page, bus.TASK_INDEX_VERSION]))
+                start += read
+                if read < page:
+                    break
+            self._indexed = True
+            log.info("task indexes built for {n} kept task(s)", n=start)
+
     async def list(self, status: str | None = None, kind: str | None = None,
                    target_uri: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Newest first, filtered; ids whose record has expired are forgotten on the way."""
+        """Newest first, filtered; ids whose record has expired are forgotten on the way.
+
+        Status and kind are read from their index (the cost is that of what matches);
+        ``target_uri`` is a regular expression matched here, page by page.
+        """
         try:
             target = re.compile(target_uri) if target_uri else None
         except re.error as e:
             raise InvalidRequest("KCHAPI0008E", param="target_uri", error=str(e)) from e
+        if not self._indexed:
+            await self.ensure_index()
+        k = self.keys
         cutoff = int((self.clock.seconds() - self.keep_seconds) * 1000)
-        await self.redis.call("ZREMRANGEBYSCORE", self.keys.tasks, "-inf", str(cutoff))
+        await self.redis.script("trim_tasks", [k.tasks], [cutoff])
+        index = k.task_index(status, kind)
         out: list[dict[str, Any]] = []
         start = 0
-        batch = 200
+        page = 500 if target else max(1, min(limit, 500))
         while len(out) < limit:
-            ids = await self.redis.call("ZREVRANGE", self.keys.tasks, str(start),
-                                        str(start + batch - 1))
-            if not ids:
-                break
-            start += batch
-            hashes = [self.redis.call("HGETALL", self.keys.task(i)) for i in ids]
-            gone = []
-            for task_id, d in zip(ids, hashes, strict=True):
-                h = await d
-                if not h:
-                    gone.append(task_id)
-                    continue
-                t = bus.task_from_hash(dict(zip(h[::2], h[1::2], strict=True)))
-                if status and t["status"] != status:
-                    continue
-                if kind and t["kind"] != kind:
-                    continue
+            read, dropped, *found = await self.redis.script(
+                "task_page", [index, k.tasks], [start, page, status or "", kind or ""])
+            for raw in found:
+                t = json.loads(raw)
+                if t["progress"] is not None:  # as bus.task_from_hash gives it
+                    t["progress"] = float(t["progress"])
                 if target and not target.search(t["target_uri"]):
                     continue
                 out.append(t)
-                if len(out) >= limit:
-                    break
-            if gone:
-                await self.redis.call("ZREM", self.keys.tasks, *gone)
-        return out
+            if int(read) < page:
+                break
+            start += int(read) - int(dropped)
+        return out[:limit]
 
     async def ended(self, task_id: str) -> bool:
         """Whether the task has ended (a task whose record expired has, too)."""

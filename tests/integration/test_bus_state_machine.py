@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kimchid import bus
+from tests.integration.test_task_index import assert_indexes_match
 from workers.queue import SyncBus, connect
 
 TERMINAL_EVENTS = {"task.finished", "task.failed", "task.cancelled"}
@@ -104,6 +105,7 @@ def test_any_interleaving_ends_a_task_at_most_once(redis_db, steps):
     for step in steps:
         race.run(step)
         statuses.append(b.task(race.task)["status"])
+        assert_indexes_match(client, b.keys)  # the listing indexes follow every script
 
     # an ended task never changes again
     for before, after in zip(statuses, statuses[1:], strict=False):
