@@ -1,11 +1,16 @@
 """libvirt, on threads this adapter owns: one connection per URI, never the reactor thread.
 
 libvirt-python is blocking, so every call runs on a small named thread pool
-(one connection, reused; re-opened after libvirtd went away).  Lifecycle
-events of domains, networks and storage pools arrive on libvirt's own
-event-loop thread and are handed to the reactor; when the connection closes
-(libvirtd restarted) it is re-opened with back-off and listeners are told to
-re-read everything.
+(one connection, reused).  Lifecycle events of domains, networks and storage
+pools arrive on libvirt's own event-loop thread and are handed to the reactor.
+
+The connection has one owner, :class:`LibvirtConnection`, on the reactor
+thread: it alone opens it (at start, every two seconds while libvirtd is away,
+and at once when a connection breaks), a call that finds none waits for that
+one attempt instead of opening its own, and each connection that opens runs
+the connect listeners once, before any waiting call gets it, so every view
+(the VMs, the default network and pool) is read again after each reconnect.
+While libvirtd is away calls fail with ``ServiceUnavailable`` (503 KCHSVC0002E).
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.application.service import Service
-from twisted.internet import task, threads
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadable import isInIOThread
 from twisted.python.threadpool import ThreadPool
 
 from kimchid import isoinfo
+from kimchid.errors import ServiceUnavailable
 
 log = Logger()
 T = TypeVar("T")
@@ -64,21 +72,33 @@ ObjectListener = Callable[[str, str], None]  # (name, event name)
 
 
 class LibvirtConnection(Service):
+    """The one owner of the connection to one URI and of its listeners.
+
+    Only this object opens the connection, on the reactor's word (never a request
+    thread on its own): whoever needs it while it is closed waits for the one attempt
+    in flight, and every connection that opens runs the connect listeners exactly
+    once before anyone uses it, so every view is read again after each reconnect.
+    While libvirtd is away calls fail with :class:`ServiceUnavailable` (a 503).
+    """
+
     name = "libvirt"  # type: ignore[assignment]
 
     def __init__(self, uri: str, reactor: Any, pool_size: int = 2) -> None:
         self.uri = uri
         self.reactor = reactor  # IReactorThreads and IReactorTime
         self.pool = ThreadPool(1, pool_size, name=f"libvirt-{uri}")
-        self._conn: Any = None
+        self._conn: Any = None  # set and cleared on the reactor thread only
         self.up = False
         self.error = "not connected yet"
+        self._told_down = False  # down listeners are told once per outage
+        self._opening: list[defer.Deferred[Any]] | None = None  # waiters of the attempt
+        self._failed_at: float | None = None  # when the last attempt failed
         self._probes: dict[tuple[str, int, int], isoinfo.IsoInfo | None] = {}
         self.domain_listeners: list[DomainListener] = []
         self.network_listeners: list[ObjectListener] = []
         self.pool_listeners: list[ObjectListener] = []
         self.down_listeners: list[Callable[[str], None]] = []  # told once per outage
-        self.connect_listeners: list[Callable[[], None]] = []
+        self.connect_listeners: list[Callable[[], None]] = []  # once per connection
         self._retry: task.LoopingCall | None = None
 
     def startService(self) -> None:
@@ -87,68 +107,96 @@ class LibvirtConnection(Service):
         self.pool.start()
         self._retry = task.LoopingCall(self._reconnect)
         self._retry.clock = self.reactor
-        self._retry.start(2.0, now=True)
+        self._retry.start(RETRY_SECONDS, now=True)
 
-    async def _reconnect(self) -> None:
-        """Keep a connection open: a new one means listeners must re-read everything."""
-        if self._conn is not None:
-            return
-        try:
-            await self.run(lambda conn: None)
-        except Exception:
-            return  # libvirtd still away; logged once by _connection
-        for listener in self.connect_listeners:
-            listener()
+    def _reconnect(self) -> defer.Deferred[None] | None:
+        """Keep a connection open (every few seconds while libvirtd is away)."""
+        if self._conn is not None or not self.running:
+            return None
+        d = self._connect(eager=True)
+        d.addCallbacks(lambda _conn: None, lambda _f: None)  # told by _attempt_done
+        return d
 
     def stopService(self) -> None:
         super().stopService()
         if self._retry is not None and self._retry.running:
             self._retry.stop()
         self.pool.stop()
-        if self._conn is not None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             try:
-                self._conn.close()
+                conn.close()
             except Exception:
                 pass
 
-    async def run(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(connection)`` on the libvirt threads."""
-        return await threads.deferToThreadPool(self.reactor, self.pool, self._call, fn)
+    # -- the connection: opened here, and only here --------------------------------------
 
-    def call(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(connection)`` here and now: for the daemon's own job threads."""
-        return self._call(fn)
+    def _connect(self, eager: bool = False) -> defer.Deferred[Any]:
+        """The open connection; else join the one attempt to open it (reactor thread).
 
-    def _call(self, fn: Callable[[Any], T]) -> T:
-        import libvirt
-
-        for retry in (True, False):
-            conn = self._connection()
-            try:
-                return fn(conn)
-            except libvirt.libvirtError as e:
-                broken = e.get_error_code() in (libvirt.VIR_ERR_SYSTEM_ERROR,
-                                                libvirt.VIR_ERR_INTERNAL_ERROR,
-                                                libvirt.VIR_ERR_RPC) or not conn.isAlive()
-                if broken and retry:
-                    self._conn = None
-                    continue
-                raise
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> Any:
-        import libvirt
-
+        An attempt that failed less than ``RETRY_SECONDS / 2`` ago answers at once
+        (unless ``eager``), so a burst of requests while libvirtd is away does not
+        knock on its socket once each.
+        """
         if self._conn is not None:
-            return self._conn
-        try:
-            conn = libvirt.open(self.uri)
-        except libvirt.libvirtError as e:
-            if self.up or self.error == "not connected yet":
-                log.warn("libvirt {uri} unreachable: {error}", uri=self.uri, error=str(e))
-                self.reactor.callFromThread(self._went_down, str(e))
-            self.up, self.error = False, str(e)
-            raise
+            return defer.succeed(self._conn)
+        waiter: defer.Deferred[Any] = defer.Deferred()
+        if self._opening is not None:
+            self._opening.append(waiter)
+            return waiter
+        recent = (self._failed_at is not None
+                  and self.reactor.seconds() - self._failed_at < RETRY_SECONDS / 2)
+        if not self.running or (recent and not eager):
+            return defer.fail(self._unavailable())
+        self._opening = [waiter]
+        threads.deferToThreadPool(self.reactor, self.pool, self._open).addBoth(
+            self._attempt_done)
+        return waiter
+
+    def _attempt_done(self, result: Any) -> None:
+        waiters, self._opening = self._opening or [], None
+        if isinstance(result, Failure):
+            self._failed_at = self.reactor.seconds()
+            error = _why(result.value)
+            self.up, self.error = False, error
+            if not self._told_down:
+                log.warn("libvirt {uri} unreachable: {error}", uri=self.uri, error=error)
+                self._went_down(error)
+            for w in waiters:
+                w.errback(self._unavailable())
+            return
+        conn = result
+        if not self.running:  # stopped while it opened
+            try:
+                conn.close()
+            except Exception:
+                pass
+            for w in waiters:
+                w.errback(self._unavailable())
+            return
+        self._conn = conn
+        self.up, self.error = True, ""
+        self._told_down, self._failed_at = False, None
+        log.info("libvirt {uri} connected", uri=self.uri)
+        # A new connection: whatever was known may be stale (a restarted libvirtd keeps
+        # nothing of the test driver), so every listener reads again, once, before
+        # anyone waiting for this connection uses it.
+        for listener in self.connect_listeners:
+            try:
+                listener()
+            except Exception:
+                log.failure("libvirt {uri}: a connect listener failed", uri=self.uri)
+        for w in waiters:
+            w.callback(conn)
+
+    def _unavailable(self) -> ServiceUnavailable:
+        return ServiceUnavailable("KCHSVC0002E", error=self.error or "not connected")
+
+    def _open(self) -> Any:
+        """Open and subscribe (a libvirt thread; only ever through :meth:`_connect`)."""
+        import libvirt
+
+        conn = libvirt.open(self.uri)
         try:
             conn.registerCloseCallback(self._closed, None)
             conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
@@ -165,24 +213,56 @@ class LibvirtConnection(Service):
         except libvirt.libvirtError as e:  # an older libvirtd: the periodic checks remain
             log.warn("libvirt {uri}: no network or pool events ({error})", uri=self.uri,
                      error=str(e))
-        log.info("libvirt {uri} connected", uri=self.uri)
-        self._conn = conn
-        self.up, self.error = True, ""
         return conn
+
+    # -- calls --------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(connection)`` on the libvirt threads (from the reactor thread).
+
+        While libvirtd is away: :class:`ServiceUnavailable`.
+        """
+        conn = await self._connect()
+        try:
+            return await threads.deferToThreadPool(self.reactor, self.pool, _on, conn, fn)
+        except _Broken as e:
+            self._lost(conn, e.error)
+            raise self._unavailable() from None
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(connection)`` here and now: for the daemon's own job threads (never
+        the reactor's).  While libvirtd is away: :class:`ServiceUnavailable`."""
+        conn = self._conn
+        if conn is None:
+            if isInIOThread():  # waiting here for the reactor would never end
+                raise self._unavailable()
+            conn = threads.blockingCallFromThread(self.reactor, self._connect)
+        try:
+            return _on(conn, fn)
+        except _Broken as e:
+            self.reactor.callFromThread(self._lost, conn, e.error)
+            raise ServiceUnavailable("KCHSVC0002E", error=e.error) from None
 
     # Called on libvirt's event thread: hand everything to the reactor.
     def _closed(self, conn: Any, reason: int, opaque: Any) -> None:
-        self.reactor.callFromThread(self._lost, conn, reason)
+        self.reactor.callFromThread(self._lost, conn, f"connection closed (reason {reason})")
 
-    def _lost(self, conn: Any, reason: int) -> None:
-        if conn is self._conn:
-            log.warn("libvirt {uri} connection closed (reason {r}); reconnecting",
-                     uri=self.uri, r=reason)
-            self._conn = None
-            self.up, self.error = False, f"connection closed (reason {reason})"
-            self._went_down(self.error)
+    def _lost(self, conn: Any, error: str) -> None:
+        """``conn`` broke (reactor thread): say so once, and open a new one at once."""
+        if conn is not self._conn:
+            return  # an older connection: already replaced
+        log.warn("libvirt {uri} connection lost ({error}); reconnecting", uri=self.uri,
+                 error=error)
+        self._conn = None
+        self.up, self.error = False, error
+        self._went_down(error)
+        # not closed here: calls in flight on other threads still hold it (it is closed
+        # when the last of them lets go)
+        if self.running:
+            self._connect(eager=True).addErrback(lambda _f: None)  # told by _attempt_done
 
     def _went_down(self, error: str) -> None:
+        self._told_down = True
         for listener in self.down_listeners:
             listener(error)
 
@@ -252,6 +332,41 @@ class LibvirtConnection(Service):
     async def pool_isos(self) -> list[dict[str, Any]]:
         """ISOs in active storage pools: the shallow scan."""
         return await self.run(self._pool_isos)
+
+
+RETRY_SECONDS = 2.0  # between attempts to reach libvirtd while it is away
+
+
+class _Broken(Exception):
+    """The connection itself failed (libvirtd went away), not the call."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _on(conn: Any, fn: Callable[[Any], T]) -> T:
+    """``fn(conn)``, telling a broken connection from libvirt's refusal (any thread)."""
+    import libvirt
+
+    try:
+        return fn(conn)
+    except libvirt.libvirtError as e:
+        if not _alive(conn):  # libvirtd went away under the call
+            raise _Broken(_why(e)) from e
+        raise
+
+
+def _alive(conn: Any) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except Exception:
+        return False
+
+
+def _why(e: BaseException) -> str:
+    get = getattr(e, "get_error_message", None)
+    return str((get() if get else None) or e)
 
 
 def _named(names: tuple[str, ...], event: int) -> str:

@@ -138,7 +138,12 @@ class VmInventory:
         # which may have listed the domains before them
         self._reading = False
         self._during_read: list[tuple[str, str, str]] = []
+        # libvirt away: anything may change meanwhile (a restart forgets the test driver's
+        # VMs), so the view is not shown again until it has been read again
+        self._outages = 0
+        self._read_after = 0  # the outages the view was read after
         libvirt.connect_listeners.append(self._connected)
+        libvirt.down_listeners.append(self._disconnected)
         libvirt.domain_listeners.append(self._domain_event)
 
     # -- reading ------------------------------------------------------------------
@@ -181,10 +186,13 @@ class VmInventory:
             time.sleep(0.02)
 
     def _check(self) -> None:
-        if not self.loaded or not self.libvirt.up:
+        if not self.loaded or self._read_after < self._outages or not self.libvirt.up:
             raise ServiceUnavailable("KCHSVC0002E", error=self.libvirt.error)
 
     # -- keeping it current -----------------------------------------------------------
+
+    def _disconnected(self, error: str) -> None:
+        self._outages += 1
 
     def _connected(self) -> None:
         d = defer.Deferred.fromCoroutine(self.resync())
@@ -193,6 +201,7 @@ class VmInventory:
     async def resync(self) -> None:
         """Read every domain again; report what changed while we were not listening."""
         self._reading = True
+        outages = self._outages
         try:
             fresh = await self.libvirt.run(_read_all)
             if self.loaded:
@@ -207,6 +216,7 @@ class VmInventory:
                         await self.events.publish("vm.state", self._state_data(vm, old["state"]))
             self.vms = fresh
             self.loaded = True
+            self._read_after = outages
         finally:
             self._reading = False
         log.info("{n} virtual machines known", n=len(fresh))
