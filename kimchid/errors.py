@@ -24,6 +24,10 @@ CATALOGUE: dict[str, str] = {
     "KCHAPI0008E": "Invalid query parameter {param}: {error}",
     "KCHAPI0009E": "Unexpected error: {error}",
     "KCHAPI0010E": "Service is not ready: {reason}",
+    "KCHAPI0011E": "Request body is too large: {method} {path} takes at most {limit} bytes",
+    "KCHAPI0012E": "Request body is nested too deeply: at most {depth} levels of arrays and "
+                   "objects",
+    "KCHAPI0013E": "Request must not contain NUL characters: {where}",
     # Tasks
     "KCHTASK0001E": "Task {id} does not exist",
     "KCHTASK0002E": "Task {id} has already ended ({status})",
@@ -55,6 +59,8 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0020E": "Virtual machine {name} is {state}: its console shows only while it runs",
     "KCHVM0021E": "Virtual machine {name} has no VNC screen to show",
     "KCHVM0022E": "The console of {name} is a WebSocket: connect with Upgrade: websocket",
+    "KCHVM0023E": "Creating virtual machine {name} failed: {error}; it left behind {left}, "
+                  "which kimchi removes once libvirt answers again",
     # A VM's devices
     "KCHVMSTOR0001E": "Virtual machine {name} has no device {dev}",
     "KCHVMSTOR0002E": "Invalid storage request: {reason}",
@@ -75,6 +81,8 @@ CATALOGUE: dict[str, str] = {
     "KCHTMPL0009E": "Invalid template name {name}: {reason}",
     "KCHTMPL0010E": "Give source_media or cdrom, not both",
     "KCHTMPL0011E": "Cannot read the remote ISO {path}: {error}",
+    "KCHTMPL0012E": "The remote ISO {path} leads to {target}, a {kind} address: kimchid "
+                    "connects there only when the configuration's [outbound] allow lists it",
     # Events
     "KCHEVT0001E": "Invalid event id {since}",
     "KCHEVT0002E": "Invalid event type filter {types}",
@@ -209,6 +217,12 @@ class NotAcceptable(KimchiError):
 
 class UnsupportedMediaType(KimchiError):
     status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class PayloadTooLarge(KimchiError):
+    """The request body is larger than its route takes (413)."""
+
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 class ServiceUnavailable(KimchiError):

@@ -92,7 +92,8 @@ class Kimchid(MultiService):
                                          cfg.debugreports.plugins, self.tasks, self.events,
                                          self.capabilities, reactor)
         self.store = ObjectStore(cfg.paths.objects_dir)
-        self.templates = TemplateService(self.store, self.libvirt, self.events, reactor)
+        self.templates = TemplateService(self.store, self.libvirt, self.events, reactor,
+                                         cfg.outbound.allow)
         self.templates.prime()
         self.access = Access(self.vms)
         self.storage = Storage(self.libvirt, self.events, self.vms,
@@ -139,7 +140,8 @@ class Kimchid(MultiService):
             clock=reactor, extra_origins=auth.allowed_origins)
 
         self.table = api.make_table(self)
-        self.site = Site(api.build(self.table, self.gate).resource())
+        self.site = Site(api.build(self.table, self.gate).resource(),
+                         requestFactory=api.app.request_factory(self.table))
         self.site.displayTracebacks = False
         self.site.noisy = False
         self.listeners: list[Service] = []

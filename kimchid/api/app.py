@@ -1,25 +1,57 @@
-"""The Klein application: routes from the table, errors turned into JSON in exactly one place."""
+"""The Klein application: routes from the table, errors turned into JSON in exactly one place.
+
+Also the limits on what a caller may send, checked before the body is parsed and before
+the caller is identified: :class:`LimitedRequest` stops reading a body that is larger than
+its route takes (``Route.max_body``) and answers 413 at once.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from io import BytesIO
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 from klein import Klein
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
+from werkzeug.routing import Map, Rule
 
 from kimchid.api.gate import Gate
-from kimchid.api.routes import JSON, Call, RawJSON, Reply, Route, RouteTable
+from kimchid.api.routes import (
+    ECHO_LIMIT,
+    JSON,
+    NO_BODY_LIMIT,
+    Call,
+    RawJSON,
+    Reply,
+    Route,
+    RouteTable,
+    clip,
+)
 from kimchid.auth import policy
 from kimchid.auth.policy import Identity
-from kimchid.errors import KimchiError, MethodNotAllowed, NotFound, OperationFailed
+from kimchid.errors import (
+    KimchiError,
+    MethodNotAllowed,
+    NotFound,
+    OperationFailed,
+    PayloadTooLarge,
+    message,
+)
 
 log = Logger()
+
+REASON_LIMIT = 1000  # characters of an error's reason; past it, each parameter is clipped
+LINGER_SECONDS = 5.0  # after a 413, how long the rest of the body is read (and dropped) ...
+LINGER_BYTES = 64 * 1024 * 1024  # ... and how much of it: a client that sends its whole
+#                                  body before reading the answer can then read the 413
 
 _HEADERS = {tls: [(k.encode(), v.encode()) for k, v in policy.security_headers(tls).items()]
             for tls in (False, True)}
@@ -45,7 +77,139 @@ def error_body(request: IRequest, err: KimchiError) -> bytes:
     security_headers(request)
     for k, v in err.headers.items():
         request.setHeader(k.encode(), v.encode())
-    return _write_json(request, err.status.value, err.to_json())
+    body = err.to_json()
+    if len(body["reason"]) > REASON_LIMIT:  # it quotes too much of something sent
+        body["reason"] = message(err.errcode, **{
+            k: clip(v, 4 * ECHO_LIMIT) if isinstance(v, str) else v
+            for k, v in err.params.items()})
+    return _write_json(request, err.status.value, body)
+
+
+class BodyLimits:
+    """The route a request line names, to know its body limit before the body comes."""
+
+    def __init__(self, table: RouteTable) -> None:
+        self._routes = {(r.path, r.method): r for r in table.routes}
+        self._map = Map([Rule(path, methods=[r.method for r in routes], endpoint=path,
+                              strict_slashes=False)
+                         for path, routes in table.by_path().items()]).bind("localhost")
+
+    def route(self, method: bytes, target: bytes) -> Route | None:
+        """The route of ``method`` on the request target (the request line's), if any."""
+        verb = method.decode("ascii", errors="replace").upper()
+        verb = "GET" if verb == "HEAD" else verb
+        path = unquote(urlsplit(target.decode("latin-1")).path or "/", errors="replace")
+        try:
+            endpoint, _ = self._map.match(path, method=verb)
+        except Exception:  # werkzeug's NotFound, MethodNotAllowed, RequestRedirect
+            return None
+        return self._routes.get((endpoint, verb))
+
+    def limit(self, method: bytes, target: bytes) -> tuple[int, str, str]:
+        """Bytes of body taken, and the method and path to name in a 413."""
+        route = self.route(method, target)
+        if route is None:  # a 404 or 405 to come: it takes no body
+            return NO_BODY_LIMIT, clip(method.decode("ascii", errors="replace")), clip(
+                target.decode("latin-1").partition("?")[0])
+        return route.max_body, route.method, route.path
+
+
+class LimitedRequest(Request):
+    """A request whose body is bounded by its route's ``max_body``, checked on
+    ``Content-Length`` and on the bytes of a chunked body as they come: past it, the
+    body is no longer kept, 413 is answered at once and the connection closes (once the
+    rest of the body has been read and dropped, up to LINGER_BYTES or LINGER_SECONDS, so
+    that a client still sending can read the answer). Nothing is parsed, no one identified.
+
+    ``limits`` is set by :func:`request_factory`.
+    """
+
+    limits: BodyLimits
+    _limit = NO_BODY_LIMIT
+    _verb = "POST"
+    _where = "/"
+    _received = 0
+    _refused = False
+    _dropped = 0
+    _linger: Any = None
+
+    def gotLength(self, length: int | None) -> None:
+        if length != 0:
+            self._limit, self._verb, self._where = self.limits.limit(
+                getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b""))
+            if length is not None and length > self._limit:
+                self.requestHeaders.removeHeader(b"Expect")  # no 100 Continue: not wanted
+                self._drop_body()
+                self._refuse(length)
+                return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self._close()
+            return
+        self._received += len(data)
+        if self._received > self._limit:
+            self._drop_body()  # what came so far too
+            self._refuse(self._received)
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
+            return
+        # the rest of the body has been read and dropped: end the answer already sent;
+        # the channel, no longer persistent, then closes the connection
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self.finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        super().connectionLost(reason)
+
+    def _drop_body(self) -> None:
+        kept: Any = self.content
+        if kept is not None:
+            kept.close()
+        self.content = cast(Any, BytesIO())  # what the request's users read: nothing
+
+    def _refuse(self, size: int) -> None:
+        channel = self.channel
+        self._refused = True
+        self.method = getattr(channel, "_command", b"POST")
+        self.clientproto = getattr(channel, "_version", b"HTTP/1.1")
+        self.uri = getattr(channel, "_path", b"/")
+        self.path = self.uri.partition(b"?")[0]
+        self.site = getattr(channel, "site", None)
+        channel.persistent = False
+        self.setHeader(b"Connection", b"close")
+        body = error_body(self, PayloadTooLarge("KCHAPI0011E", method=self._verb,
+                                                path=self._where, limit=self._limit))
+        self.setHeader(b"Content-Length", str(len(body)).encode())
+        self.write(body)
+        log.info("refused a body of {size} bytes or more to {method} {path} (it takes "
+                 "{limit})", size=size, method=self._verb, path=self._where,
+                 limit=self._limit)
+        call_later = getattr(channel, "callLater", None)
+        if call_later is not None:
+            self._linger = call_later(LINGER_SECONDS, self._close)
+
+    def _close(self) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        channel = getattr(self, "channel", None)  # gone once the request has finished
+        if channel is not None and channel.transport is not None:
+            channel.transport.loseConnection()
+
+
+def request_factory(table: RouteTable) -> type[LimitedRequest]:
+    """The ``Site.requestFactory`` bounding each body by its route's ``max_body``."""
+    return type("LimitedRequest", (LimitedRequest,), {"limits": BodyLimits(table)})
 
 
 def build(table: RouteTable, gate: Gate | None = None) -> Klein:
@@ -64,8 +228,7 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
 
     @app.handle_errors(WzNotFound)
     def not_found(request: IRequest, failure: Failure) -> bytes:
-        return error_body(request, NotFound("KCHAPI0001E", path=request.path.decode(
-            errors="replace")))
+        return error_body(request, NotFound("KCHAPI0001E", path=_path(request)))
 
     @app.handle_errors(WzMethodNotAllowed)
     def not_allowed(request: IRequest, failure: Failure) -> bytes:
@@ -73,8 +236,8 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
         if allowed:
             request.setHeader(b"Allow", ", ".join(allowed).encode())
         return error_body(request, MethodNotAllowed(
-            "KCHAPI0002E", method=request.method.decode(), path=request.path.decode(
-                errors="replace")))
+            "KCHAPI0002E", method=clip(request.method.decode(errors="replace")),
+            path=_path(request)))
 
     return app
 
@@ -82,15 +245,24 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
 def _dispatcher(by_method: dict[str, Route], gate: Gate | None) -> Any:
     async def dispatch(request: IRequest, **args: str) -> Any:
         route = by_method[request.method.decode()]
+        gone: list[Any] = []  # the connection was lost (noted before Klein cancels this)
+        request.notifyFinish().addErrback(gone.append)  # type: ignore[attr-defined]
         try:
             security_headers(request)
+            raw = _body(route, request)  # 413 before the caller is identified
             who = None
             if gate is not None and not route.public:
                 who = await gate.check(request, route.method, route.path)
-            return await _handle(route, request, args, who)
+            return await _handle(route, request, args, who, raw)
         except KimchiError as e:
             return error_body(request, e)
         except Exception as e:
+            if gone and isinstance(e, defer.CancelledError):
+                # Klein cancels the handler when the client goes away: nobody is left to
+                # answer, and it is no error of ours.  Klein drops the cancellation quietly.
+                log.debug("{method} {path}: the client went away", method=route.method,
+                          path=request.path.decode(errors="replace"))
+                raise
             log.failure("unexpected error in {method} {path}", Failure(),
                         method=route.method, path=request.path.decode(errors="replace"))
             return error_body(request, OperationFailed("KCHAPI0009E", error=type(e).__name__))
@@ -98,13 +270,33 @@ def _dispatcher(by_method: dict[str, Route], gate: Gate | None) -> Any:
     return dispatch
 
 
+def _body(route: Route, request: IRequest) -> bytes:
+    """The request body, at most ``route.max_body`` bytes of it (else 413), unparsed.
+
+    LimitedRequest has refused a larger one already; this holds wherever the request
+    comes from (in-memory tests), reading no more than one byte past the limit.
+    """
+    content = getattr(request, "content", None)
+    if content is None:
+        return b""
+    raw: bytes = content.read(route.max_body + 1)
+    route.check_size(len(raw), route.path)
+    return raw
+
+
+def _path(request: IRequest) -> str:
+    return clip(request.path.decode(errors="replace"))
+
+
 async def _handle(route: Route, request: IRequest, args: dict[str, str],
-                  who: Identity | None) -> Any:
+                  who: Identity | None, raw: bytes = b"") -> Any:
+    if any("\x00" in v for v in args.values()):  # no name or file has one
+        raise NotFound("KCHAPI0001E", path=_path(request))
     media = route.check_accept(_header(request, b"accept"))
     query = route.validate_query(request.uri)
     body: dict[str, Any] = {}
     if route.method in ("POST", "PUT", "PATCH"):
-        body = route.validate_body(request.content.read(), _header(request, b"content-type"))
+        body = route.validate_body(raw, _header(request, b"content-type"))
     call = Call(args, query, body, request, who)
     result = await route.handler(call)
     if route.raw and media != JSON or route.raw and not isinstance(result, (Reply, dict, list)):

@@ -9,6 +9,10 @@ from kimchid.api.routes import Call, Reply, RouteTable
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, cleared_cookie, session_cookie
 from kimchid.errors import InvalidRequest
 
+# bytes of a login body: a user name and a password (PAM itself takes 512 bytes), even
+# with every character written as \uXXXX; checked before anything else (anyone may post)
+LOGIN_BODY_LIMIT = 8 * 1024
+
 IDENTITY = {"type": "object", "required": ["username", "groups", "role"],
             "properties": {"username": {"type": "string"},
                            "groups": {"type": "array", "items": {"type": "string"}},
@@ -47,12 +51,12 @@ def register(table: RouteTable, gate: Gate) -> None:
         return call.who.to_json()
 
     table.add("/login", "POST", login, "Sign in with a Linux account (PAM)", "auth",
-              public=True, response=IDENTITY,
+              public=True, response=IDENTITY, max_body=LOGIN_BODY_LIMIT,
               body={"type": "object", "additionalProperties": False,
                     "required": ["username", "password"],
                     "properties": {"username": {"type": "string", "minLength": 1,
                                                 "maxLength": 256},
-                                   "password": {"type": "string", "maxLength": 4096}}},
+                                   "password": {"type": "string", "maxLength": 1024}}},
               description="Sets the session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` "
                           "over HTTPS); `Session-Expires-On` says when it ends unless used. "
                           "401 KCHAUTH0001E for any wrong user or password; after repeated "

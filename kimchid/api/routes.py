@@ -8,6 +8,7 @@ validation (400/406/415), the error model and ``GET /openapi.json``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,66 @@ from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
 from kimchid.auth.policy import Identity
-from kimchid.errors import InvalidRequest, NotAcceptable, UnsupportedMediaType
+from kimchid.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 
 JSON = "application/json"
+
+# Limits on what a caller sends, checked before it is identified (see app.LimitedRequest).
+JSON_BODY_LIMIT = 1024 * 1024  # bytes of a route's JSON body: ample for every schema here
+NO_BODY_LIMIT = 4 * 1024  # bytes for a route without a body schema (it takes only ``{}``)
+MAX_DEPTH = 64  # arrays and objects inside each other; json.loads recurses on each
+ECHO_LIMIT = 100  # characters of what was sent that an error message may quote
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKETS = bytes(range(256)).translate(None, b"[]{}")  # every byte but the brackets
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as text to quote in an error message: at most ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON document, or 400: not JSON, nested deeper than MAX_DEPTH, or a NUL in a string."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _BRACKETS)
+    if len(brackets) > MAX_DEPTH:  # only then can it be too deep
+        depth = 0
+        for b in brackets:
+            depth += _DEPTH_STEP[b]
+            if depth > MAX_DEPTH:
+                raise InvalidRequest("KCHAPI0012E", depth=MAX_DEPTH)
+    try:
+        data = json.loads(raw)
+    except RecursionError as e:  # not reached below MAX_DEPTH; kept as the last guard
+        raise InvalidRequest("KCHAPI0012E", depth=MAX_DEPTH) from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidRequest("KCHAPI0005E", error=clip(e)) from e
+    where = _nul_at(data, "")
+    if where is not None:
+        raise InvalidRequest("KCHAPI0013E", where=clip(where or "body"))
+    return data
+
+
+def _nul_at(value: Any, where: str) -> str | None:
+    """Where (``a.b.0``) the first string holding a NUL is, keys included; else None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            here = f"{where}.{k}" if where else k
+            if "\x00" in k:
+                return here.replace("\x00", "\\u0000")
+            found = _nul_at(v, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_at(v, f"{where}.{i}" if where else str(i))
+            if found is not None:
+                return found
+    return None
 
 
 class RawJSON(bytes):
@@ -68,22 +126,30 @@ class Route:
     public: bool = False  # reachable without a login
     raw: bool = False  # the handler answers by itself (streams, files)
     description: str = ""
+    max_body: int = 0  # bytes of body taken; 0: JSON_BODY_LIMIT with a body schema, else
+    #                    NO_BODY_LIMIT
 
     def __post_init__(self) -> None:
         self._body_validator = Draft202012Validator(self.body) if self.body else None
+        if not self.max_body:
+            self.max_body = JSON_BODY_LIMIT if self.body else NO_BODY_LIMIT
+
+    def check_size(self, size: int, path: str) -> None:
+        """413 when ``size`` bytes of body are more than this route takes."""
+        if size > self.max_body:
+            raise PayloadTooLarge("KCHAPI0011E", method=self.method, path=clip(path),
+                                  limit=self.max_body)
 
     def validate_body(self, raw: bytes, content_type: str | None) -> dict[str, Any]:
+        self.check_size(len(raw), self.path)
         raw = raw.strip()
         if not raw:
             data: Any = {}
         else:
             ctype = (content_type or "").split(";")[0].strip().lower()
             if ctype != JSON:
-                raise UnsupportedMediaType("KCHAPI0004E", content_type=ctype or "none")
-            try:
-                data = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise InvalidRequest("KCHAPI0005E", error=str(e)) from e
+                raise UnsupportedMediaType("KCHAPI0004E", content_type=clip(ctype or "none"))
+            data = parse_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest("KCHAPI0006E", error="the body must be a JSON object")
         if self._body_validator is None:
@@ -95,11 +161,11 @@ class Route:
             if err.validator == "additionalProperties":
                 allowed = set(err.schema.get("properties", {}))
                 extra = sorted(set(err.instance) - allowed)
-                raise InvalidRequest("KCHAPI0007E", fields=", ".join(extra))
+                raise InvalidRequest("KCHAPI0007E", fields=clip(", ".join(extra)))
         if errors:
             first = errors[0]
-            where = ".".join(str(p) for p in first.path) or "body"
-            raise InvalidRequest("KCHAPI0006E", error=f"{where}: {first.message}")
+            where = clip(".".join(str(p) for p in first.path) or "body")
+            raise InvalidRequest("KCHAPI0006E", error=f"{where}: {_message(first)}")
         return data
 
     def validate_query(self, uri: bytes) -> dict[str, str]:
@@ -109,11 +175,13 @@ class Route:
         for name, values in parse_qs(qs, keep_blank_values=True).items():
             schema = self.query.get(name)
             if schema is None:
-                raise InvalidRequest("KCHAPI0008E", param=name, error="unknown parameter")
+                raise InvalidRequest("KCHAPI0008E", param=clip(name), error="unknown parameter")
             value = values[-1]
+            if "\x00" in value:
+                raise InvalidRequest("KCHAPI0013E", where=f"query parameter {clip(name)}")
             errors = list(Draft202012Validator(schema).iter_errors(_typed(value, schema)))
             if errors:
-                raise InvalidRequest("KCHAPI0008E", param=name, error=errors[0].message)
+                raise InvalidRequest("KCHAPI0008E", param=name, error=_message(errors[0]))
             out[name] = value
         return out
 
@@ -139,7 +207,17 @@ class Route:
                 major = mine.split("/")[0]
                 if media in (mine, "*/*", major + "/*"):
                     return mine
-        raise NotAcceptable("KCHAPI0003E", accept=accept)
+        raise NotAcceptable("KCHAPI0003E", accept=clip(accept))
+
+
+def _message(err: Any) -> str:
+    """A jsonschema error's message, quoting at most ECHO_LIMIT characters of the value
+    (its message quotes the whole value: ``'aaa…' is too long``)."""
+    text = str(err.message)
+    quoted = repr(err.instance)
+    if len(quoted) > ECHO_LIMIT:
+        text = text.replace(quoted, clip(quoted), 1)
+    return clip(text, 4 * ECHO_LIMIT)  # the schema's side (an enum, a pattern) is ours
 
 
 def _typed(value: str, schema: dict[str, Any]) -> Any:

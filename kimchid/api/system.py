@@ -11,7 +11,7 @@ from twisted.web import static
 
 from kimchid import __version__
 from kimchid.api.openapi import openapi
-from kimchid.api.routes import JSON, Call, Reply, RouteTable
+from kimchid.api.routes import JSON, Call, Reply, RouteTable, clip
 from kimchid.config import Config
 from kimchid.errors import NotFound
 from kimchid.model.capabilities import Capabilities
@@ -58,11 +58,19 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
 
     async def asset(call: Call) -> Any:
         base, rel = webui.resolve(), call.args["asset"]
+        missing = NotFound("KCHAPI0001E", path=clip(call.request.path.decode(
+            errors="replace")))
+        if "\x00" in rel:  # no file has a NUL in its name (and the OS refuses the path)
+            raise missing
         if rel.startswith("novnc/"):  # Debian's noVNC, for the VM console
             base, rel = NOVNC.resolve(), rel[len("novnc/"):]
-        path = (base / rel).resolve()
-        if base not in path.parents or not path.is_file():
-            raise NotFound("KCHAPI0001E", path=call.request.path.decode(errors="replace"))
+        try:
+            path = (base / rel).resolve()
+            found = base in path.parents and path.is_file()
+        except (OSError, ValueError):  # too long a name, a loop of links
+            found = False
+        if not found:
+            raise missing
         _ui_headers(call.request)
         # Twisted's File answers HEAD, Range and If-Modified-Since (QEMU streams with ranges)
         served = static.File(str(path), defaultType="application/octet-stream")
