@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kimchid.errors import ConfigError
+from kimchid.outbound import OutboundPolicy
 
 DEFAULT_CONFIG_FILE = "/etc/kimchi/kimchi.toml"
 # Environment variables of the KIMCHI_ family that are not configuration keys:
@@ -103,6 +104,13 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class OutboundConfig:
+    # Where a URL (a template's remote ISO) may make kimchid connect although the address
+    # is not public (loopback, link-local, private, ...): networks, addresses, host names
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class HostConfig:
     stats_interval: float = 2.0  # seconds between two samples of the host's figures
     history: int = 150  # samples kept for GET /host/stats/history (5 minutes at 2 s)
@@ -127,6 +135,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     debugreports: DebugReportsConfig = field(default_factory=DebugReportsConfig)
     host: HostConfig = field(default_factory=HostConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -315,6 +324,10 @@ def load(path: str | os.PathLike[str] | None = None,
         if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
             problems.append(("auth.allowed_origins",
                              f"must be like https://host[:port], got {origin!r}"))
+    try:
+        OutboundPolicy.parse(cfg.outbound.allow)
+    except ValueError as e:
+        problems.append(("outbound.allow", str(e)))
     if problems:
         raise ConfigError(problems)
     return cfg

@@ -32,8 +32,11 @@ from typing import IO, Protocol
 from urllib.parse import unquote, urlsplit
 
 from kimchid import __version__
+from kimchid.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
 
 __all__ = [
+    "DamagedIso",
+    "DestinationRefused",
     "ImageReader",
     "IsoInfo",
     "NotAnIso",
@@ -92,7 +95,17 @@ class IsoInfo:
 
 
 class NotAnIso(Exception):
-    """Not an ISO-9660 image, or truncated/corrupt. str() is a short human reason."""
+    """Not an ISO-9660 image, or truncated/corrupt. str() is a short human reason.
+
+    Plain :class:`NotAnIso` is about a file that is not an ISO at all; its reason
+    ("too small", "no signature") tells something of the file's size and bytes,
+    which a caller must not show for a file the user may not read
+    (``/etc/shadow``).  :class:`DamagedIso` is about an image that is one.
+    """
+
+
+class DamagedIso(NotAnIso):
+    """An ISO-9660 image (its signature is there) that is truncated or corrupt."""
 
 
 class ReadLimitExceeded(Exception):
@@ -135,7 +148,7 @@ def probe_fd(fd: int) -> IsoInfo:
         size = st.st_size
         # Cheap early reject, saves a read for empty and tiny files.
         if size < _MIN_ISO_SIZE:
-            raise NotAnIso(f"too small for an ISO image ({size} bytes)")
+            raise NotAnIso("too small for an ISO image")
     elif not stat.S_ISBLK(st.st_mode):
         raise NotAnIso("not a regular file or block device")
 
@@ -208,7 +221,7 @@ def probe_image(reader: ImageReader) -> IsoInfo:
                 at_eof = len(more) < wanted
                 data += more
             if start + SECTOR_SIZE > len(data):
-                raise NotAnIso("truncated volume descriptor set")
+                raise DamagedIso("truncated volume descriptor set")
         if data[start + 1 : start + 6] != _VD_IDENT:
             # Damaged descriptor before the terminator: keep what was found
             # so far (without a PVD this still ends in NotAnIso below).
@@ -218,7 +231,7 @@ def probe_image(reader: ImageReader) -> IsoInfo:
             break
         if vd_type == _VD_PRIMARY and pvd is None:
             if data[start + 6] != 1:
-                raise NotAnIso("unsupported primary volume descriptor version")
+                raise DamagedIso("unsupported primary volume descriptor version")
             pvd = data[start : start + SECTOR_SIZE]
         elif vd_type == _VD_BOOT_RECORD and catalog_sector is None:
             # Boot system id (bytes 7..38) is padded with NULs per El Torito;
@@ -227,7 +240,7 @@ def probe_image(reader: ImageReader) -> IsoInfo:
                 (catalog_sector,) = struct.unpack_from("<I", data, start + 71)
 
     if pvd is None:
-        raise NotAnIso("no primary volume descriptor")
+        raise DamagedIso("no primary volume descriptor")
 
     size = reader.size
     if size is not None:
@@ -237,7 +250,7 @@ def probe_image(reader: ImageReader) -> IsoInfo:
             block_size = SECTOR_SIZE
         expected = blocks * block_size
         if size < expected:
-            raise NotAnIso(f"truncated image ({size} of {expected} bytes)")
+            raise DamagedIso(f"truncated image ({size} of {expected} bytes)")
 
     volume_id = _decode(pvd[40:72])
     volume_set_id = _decode(pvd[190:318])
@@ -354,7 +367,8 @@ class RemoteIso:
 
 
 def probe_url(url: str, *, timeout: float = 10.0, deadline: float = 20.0,
-              limit: int = MAX_REMOTE_READ, tls: ssl.SSLContext | None = None) -> RemoteIso:
+              limit: int = MAX_REMOTE_READ, tls: ssl.SSLContext | None = None,
+              outbound: OutboundPolicy = PUBLIC_ONLY) -> RemoteIso:
     """Probe the ISO image at *url* (http, https, ftp, ftps) without downloading it.
 
     Only the sectors the parser needs are asked for: HTTP ``Range`` requests,
@@ -362,10 +376,15 @@ def probe_url(url: str, *, timeout: float = 10.0, deadline: float = 20.0,
     from its start, at most *limit* bytes, then the connection is closed.
     *timeout* bounds each network operation, *deadline* the whole probe (name
     resolution aside); https and ftps certificates are verified unless *tls*
-    says otherwise.  Blocking: call it from a thread.
+    says otherwise.  Every connection, redirections included, is made to an
+    address *outbound* allows (by default public ones only), through no proxy;
+    a redirection to another scheme (ftp, file) is not followed.  Blocking:
+    call it from a thread.
 
-    Raises :class:`ValueError` for a URL that is not one, :class:`RemoteError`
-    (or its :class:`RemoteUnreachable`) when the image cannot be read, and
+    Raises :class:`ValueError` for a URL that is not one,
+    :class:`~kimchid.outbound.DestinationRefused` for an address *outbound*
+    refuses (before connecting to it), :class:`RemoteError` (or its
+    :class:`RemoteUnreachable`) when the image cannot be read, and
     :class:`NotAnIso` when what was read is not an ISO-9660 image.
     """
     parts = urlsplit(url)
@@ -384,9 +403,9 @@ def probe_url(url: str, *, timeout: float = 10.0, deadline: float = 20.0,
     reader: _RemoteReader | None = None
     try:
         if scheme.startswith("ftp"):
-            reader = _FtpReader(url, timeout, deadline, limit, context)
+            reader = _FtpReader(url, timeout, deadline, limit, context, outbound)
         else:
-            reader = _HttpReader(url, timeout, deadline, limit, context)
+            reader = _HttpReader(url, timeout, deadline, limit, context, outbound)
         try:
             info = probe_image(reader)
         except NotAnIso:
@@ -467,9 +486,17 @@ class _RemoteReader:
 
 class _HttpReader(_RemoteReader):
     def __init__(self, url: str, timeout: float, deadline: float, limit: int,
-                 context: ssl.SSLContext) -> None:
+                 context: ssl.SSLContext, outbound: OutboundPolicy) -> None:
         super().__init__(url, timeout, deadline, limit)
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        # Not build_opener(): its proxies would connect for us, unchecked, and its FTP
+        # and file handlers would follow a redirection to ftp: or file: URLs.
+        self._opener = urllib.request.OpenerDirector()
+        for handler in (urllib.request.UnknownHandler(), _CheckedHTTPHandler(outbound),
+                        _CheckedHTTPSHandler(outbound, context),
+                        urllib.request.HTTPDefaultErrorHandler(),
+                        urllib.request.HTTPRedirectHandler(),
+                        urllib.request.HTTPErrorProcessor()):
+            self._opener.add_handler(handler)
 
     def _read_range(self, offset: int, length: int) -> bytes | None:
         request = urllib.request.Request(self.url, headers={
@@ -500,6 +527,42 @@ class _HttpReader(_RemoteReader):
         return None
 
 
+def _checked_connection(cls: type[http.client.HTTPConnection], outbound: OutboundPolicy
+                        ) -> Callable[..., http.client.HTTPConnection]:
+    """*cls*, whose socket is connected by *outbound*: resolved once, checked, connected to
+    the checked address (the Host header and the TLS name stay the URL's)."""
+    def make(host: str, **kwargs: object) -> http.client.HTTPConnection:
+        conn = cls(host, **kwargs)  # type: ignore[arg-type]
+
+        def connect(address: tuple[str, int], timeout: object = None,
+                    source_address: object = None) -> socket.socket:
+            return outbound.connect(address[0], address[1], timeout)
+
+        # the one socket factory HTTPConnection.connect (and so HTTPS) goes through
+        conn._create_connection = connect  # type: ignore[attr-defined]
+        return conn
+    return make
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, outbound: OutboundPolicy) -> None:
+        super().__init__()
+        self._connection = _checked_connection(http.client.HTTPConnection, outbound)
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)  # type: ignore[arg-type]
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, outbound: OutboundPolicy, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
+        self._connection = _checked_connection(http.client.HTTPSConnection, outbound)
+        self._tls = context
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req, context=self._tls)  # type: ignore[arg-type]
+
+
 def _content_range(value: str) -> tuple[int | None, int | None]:
     """``bytes 32768-40959/52428800`` -> (32768, 52428800); ``bytes */N`` -> (None, N)."""
     m = _CONTENT_RANGE.match(value)
@@ -512,14 +575,14 @@ def _content_range(value: str) -> tuple[int | None, int | None]:
 
 class _FtpReader(_RemoteReader):
     def __init__(self, url: str, timeout: float, deadline: float, limit: int,
-                 context: ssl.SSLContext) -> None:
+                 context: ssl.SSLContext, outbound: OutboundPolicy) -> None:
         super().__init__(url, timeout, deadline, limit)
         parts = urlsplit(url)
         self._path = unquote(parts.path) or "/"
         self._ftp = (ftplib.FTP_TLS(context=context, timeout=timeout)
                      if parts.scheme.lower() == "ftps" else ftplib.FTP(timeout=timeout))
         self._data: socket.socket | None = None
-        self._ftp.connect(parts.hostname or "", parts.port or 21)
+        self._connect(parts.hostname or "", parts.port or 21, outbound)
         self._ftp.login(unquote(parts.username or "anonymous"),
                         unquote(parts.password or "anonymous@"))
         if isinstance(self._ftp, ftplib.FTP_TLS):
@@ -529,6 +592,25 @@ class _FtpReader(_RemoteReader):
             self.size = self._ftp.size(self._path)
         except ftplib.error_perm:
             pass  # SIZE is an extension (RFC 3659); RETR says whether the file is there
+
+    def _connect(self, host: str, port: int, outbound: OutboundPolicy) -> None:
+        """Connect to an address of *host* that *outbound* checked, resolving it once.
+
+        Data connections go to the same address: ftplib ignores the address in a PASV
+        answer (``trust_server_pasv_ipv4_address`` is False) and uses the peer's.
+        """
+        error: OSError | None = None
+        for _family, _kind, _proto, sockaddr in outbound.addresses(host, port):
+            try:
+                self._ftp.connect(sockaddr[0], port)
+                break
+            except OSError as e:
+                error = e
+        else:
+            raise error or OSError(f"no address for {host}")
+        self._ftp.host = host  # FTPS checks the certificate against the name
+        # ftplib's default, relied on
+        self._ftp.trust_server_pasv_ipv4_address = False  # type: ignore[attr-defined]
 
     def _read_range(self, offset: int, length: int) -> bytes | None:
         try:

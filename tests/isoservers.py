@@ -5,7 +5,8 @@ the bytes they send: what a remote probe costs is measured, not assumed.
   ignores them (``ranges=False``: 200 with the whole file, like some old
   servers and proxies).  ``/redirect/<name>`` answers 302 to ``/<name>``,
   ``/empty/<name>`` 200 with no body (what a proxy in front of an offline
-  host sends).
+  host sends).  ``redirect_to="http://other:port"`` sends ``/redirect/<name>`` there
+  instead, to ``<redirect_to>/<name>``.
 - :class:`FtpIsoServer` speaks the part of RFC 959/3659 that ftplib uses:
   USER, PASS, TYPE, SIZE, PASV/EPSV, REST, RETR, QUIT (``rest=False`` answers
   REST with 502).
@@ -58,12 +59,14 @@ def _send_file(sock_write: Any, path: Path, start: int, end: int, counter: _Coun
 
 
 class _ServedFolder:
-    """A socketserver on 127.0.0.1 serving a folder from a thread; counts what it sends."""
+    """A socketserver on *host* (127.0.0.1; any 127.x.y.z; ::1 for HTTP) serving a folder
+    from a thread; counts what it sends."""
 
     scheme = ""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
         self.counter = _Counter()
         self._server: socketserver.TCPServer | None = None
         self._thread: threading.Thread | None = None
@@ -78,8 +81,14 @@ class _ServedFolder:
     def bytes_sent(self) -> int:
         return self.counter.bytes_sent
 
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:port``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
     def url(self, name: str) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/{name}"
+        return f"{self.origin}/{name}"
 
     def __enter__(self) -> Any:
         assert self._thread is not None
@@ -100,8 +109,9 @@ class HttpIsoServer(_ServedFolder):
     """
 
     def __init__(self, root: Path, *, ranges: bool = True,
-                 tls: ssl.SSLContext | None = None) -> None:
-        super().__init__(root)
+                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
+                 redirect_to: str = "") -> None:
+        super().__init__(root, host)
         self.ranges = ranges
         self.scheme = "https" if tls else "http"
         server = self
@@ -119,7 +129,7 @@ class HttpIsoServer(_ServedFolder):
                 name = self.path.lstrip("/")
                 if name.startswith("redirect/"):
                     self.send_response(302)
-                    self.send_header("Location", "/" + name.removeprefix("redirect/"))
+                    self.send_header("Location", f"{redirect_to}/{name.removeprefix('redirect/')}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -154,7 +164,10 @@ class HttpIsoServer(_ServedFolder):
                 self.end_headers()
                 _send_file(self.wfile.write, path, start, end, server.counter)
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        httpd = Server((host, 0), Handler)
         if tls is not None:
             httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
         self._serve(httpd)
@@ -165,8 +178,8 @@ class FtpIsoServer(_ServedFolder):
 
     scheme = "ftp"
 
-    def __init__(self, root: Path, *, rest: bool = True) -> None:
-        super().__init__(root)
+    def __init__(self, root: Path, *, rest: bool = True, host: str = "127.0.0.1") -> None:
+        super().__init__(root, host)
         self.rest = rest
         server = self
 
@@ -193,9 +206,10 @@ class FtpIsoServer(_ServedFolder):
                         self.reply(f"213 {path.stat().st_size}" if path.is_file()
                                    else "550 no such file")
                     elif cmd in ("PASV", "EPSV"):
-                        passive = socket.create_server(("127.0.0.1", 0))
+                        passive = socket.create_server((host, 0))
                         port = passive.getsockname()[1]
-                        self.reply(f"227 passive (127,0,0,1,{port >> 8},{port & 255})"
+                        self.reply(f"227 passive ({host.replace('.', ',')},{port >> 8},"
+                                   f"{port & 255})"
                                    if cmd == "PASV" else f"229 extended (|||{port}|)")
                     elif cmd == "REST" and server.rest:
                         offset = int(arg)
@@ -220,4 +234,4 @@ class FtpIsoServer(_ServedFolder):
                     else:
                         self.reply(f"502 {cmd} not implemented")
 
-        self._serve(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler))
+        self._serve(socketserver.ThreadingTCPServer((host, 0), Handler))

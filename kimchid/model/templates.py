@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import re
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -38,6 +39,7 @@ from kimchid.adapters.objectstore import (
 from kimchid.errors import InvalidRequest, NotFound
 from kimchid.model import osinfo
 from kimchid.model.events import EventHub
+from kimchid.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
 
 log = Logger()
 
@@ -59,8 +61,11 @@ def _public(obj: StoredObject, invalid: dict[str, Any]) -> dict[str, Any]:
 
 class TemplateService:
     def __init__(self, store: ObjectStore, libvirt: LibvirtConnection | None,
-                 events: EventHub, reactor: Any) -> None:
+                 events: EventHub, reactor: Any, outbound_allow: Iterable[str] = ()) -> None:
+        """*outbound_allow*: ``[outbound] allow``, the addresses besides public ones that a
+        remote ISO's URL may make kimchid connect to (see :mod:`kimchid.outbound`)."""
         self.store = store
+        self.outbound = OutboundPolicy.parse(outbound_allow) if outbound_allow else PUBLIC_ONLY
         self.libvirt = libvirt
         self.events = events
         self.reactor = reactor
@@ -252,8 +257,17 @@ class TemplateService:
             raise InvalidRequest("KCHTMPL0004E", path=path)
         try:
             info = await self._io(isoinfo.probe_file, path)
-        except (OSError, isoinfo.NotAnIso) as e:
+        except FileNotFoundError:
+            raise InvalidRequest("KCHTMPL0003E", path=path, error="no such file") from None
+        except OSError as e:  # the reason only ("Permission denied"), not the errno's words
+            raise InvalidRequest("KCHTMPL0003E", path=path,
+                                 error=e.strerror or "cannot be read") from None
+        except isoinfo.DamagedIso as e:  # an ISO: how it is broken helps
             raise InvalidRequest("KCHTMPL0003E", path=path, error=str(e)) from None
+        except isoinfo.NotAnIso:
+            # Any file may be named (/etc/shadow): say nothing of its size or bytes.
+            raise InvalidRequest("KCHTMPL0003E", path=path,
+                                 error="not an ISO-9660 image") from None
         return {"type": "disk", "path": path}, info
 
     async def _remote_media(self, url: str, body: dict[str, Any]
@@ -268,9 +282,13 @@ class TemplateService:
         media: dict[str, Any] = {"type": "disk", "path": url, "remote": True}
         await self._remote_probes.acquire()
         try:
-            found = await self._io(isoinfo.probe_url, url)
+            found = await self._io(functools.partial(isoinfo.probe_url, url,
+                                                     outbound=self.outbound))
         except ValueError as e:
             raise InvalidRequest("KCHTMPL0005E", path=url, reason=str(e)) from None
+        except DestinationRefused as e:  # never kept unverified: it is no accident
+            raise InvalidRequest("KCHTMPL0012E", path=url, target=e.target,
+                                 kind=e.kind) from None
         except isoinfo.NotAnIso as e:
             raise InvalidRequest("KCHTMPL0003E", path=url, error=str(e)) from None
         except isoinfo.RemoteUnreachable as e:

@@ -1,7 +1,12 @@
 """Templates from remote ISOs, through the real daemon: the ISO is served by real local
 HTTP servers (with Range, and without), a few kilobytes of it are read, and servers that
 are missing, unreachable or not serving ISOs are refused with codes.  And the catalogue
-of remote install ISOs, /config/distros, whose entries make templates as they are."""
+of remote install ISOs, /config/distros, whose entries make templates as they are.
+
+The servers are on this host, an address kimchid does not connect to unless the
+configuration allows it: the daemon here allows 127.0.0.0/8 ([outbound] allow), as an
+admin allows a mirror on the private network; one without it shows the refusals.
+And a local file that is not an ISO is refused without a word of its size or bytes."""
 
 from __future__ import annotations
 
@@ -16,9 +21,15 @@ from jsonschema import Draft202012Validator
 
 from tests.conftest import Kimchi
 from tests.isofactory import make_iso, make_not_iso
-from tests.isoservers import HttpIsoServer
+from tests.isoservers import FtpIsoServer, HttpIsoServer
 
 MB = 1024 * 1024
+
+
+@pytest.fixture
+def kimchi(kimchi_factory: Any, redis_db: Any) -> Kimchi:
+    """The daemon, allowed to connect to this host's servers."""
+    return kimchi_factory(redis_url=redis_db.url, extra={"outbound": {"allow": ["127.0.0.0/8"]}})
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +188,69 @@ def test_the_distro_catalogue_lists_remote_isos_ready_for_templates(kimchi: Kimc
     assert (t["os_distro"], t["os_version"]) == (shipped["os_distro"], shipped["os_version"])
     assert t["source_media"]["path"] == shipped["path"]
     assert t["source_media"]["verified"] or t["source_media"]["error"]
+
+
+def test_addresses_that_are_not_public_are_refused_unless_allowed(kimchi_factory: Any,
+                                                                   redis_db: Any,
+                                                                   folder: Path):
+    # allowed: the mirror at 127.0.0.2 (standing for one on the private network), not this
+    # host's other addresses nor the metadata service
+    strict = kimchi_factory("strict", redis_url=redis_db.url,
+                            extra={"outbound": {"allow": ["127.0.0.2"]}})
+    with HttpIsoServer(folder) as local, FtpIsoServer(folder) as ftp, \
+            HttpIsoServer(folder, host="127.0.0.2", redirect_to=local.origin) as mirror:
+        cases = [(local.url("f39.iso"), "127.0.0.1, a loopback address"),
+                 (ftp.url("f39.iso"), "127.0.0.1, a loopback address"),
+                 (f"http://localhost:{local.port}/f39.iso", "(127.0.0.1), a loopback address"),
+                 ("http://169.254.169.254/latest/meta-data/", "a link-local address"),
+                 ("http://[fe80::1%25lo]/x.iso", "fe80::1, a link-local address"),
+                 ("http://10.0.0.1/x.iso", "10.0.0.1, a private address"),
+                 ("http://[fd00::1]/x.iso", "fd00::1, a private address"),
+                 ("http://[::ffff:127.0.0.1]:1/x.iso", "a loopback address"),
+                 (mirror.url("redirect/f39.iso"), "127.0.0.1, a loopback address")]
+        for url, why in cases:
+            for named in ({}, {"os_distro": "fedora", "os_version": "39"}):
+                started = time.monotonic()
+                r = strict.post("/templates", {"name": "x", **named, "source_media": {
+                    "type": "disk", "path": url}})
+                # refused even with the OS named: never kept as an unverified template
+                assert r.status_code == 400, (url, r.text)
+                answer = r.json()
+                assert answer["errcode"] == "KCHTMPL0012E", (url, r.text)
+                assert why in answer["reason"] and url in answer["reason"], answer
+                assert "[outbound] allow" in answer["reason"]
+                assert time.monotonic() - started < 2, url  # nothing was waited for
+        assert local.counter.requests == [] and ftp.counter.requests == []
+        assert [r.split(" ")[0] for r in mirror.counter.requests] == [
+            "/redirect/f39.iso"] * 2  # it redirected, twice; the target was never asked
+        r = strict.post("/templates", {"name": "m", "cdrom": mirror.url("f39.iso")})
+        assert r.status_code == 201 and r.json()["source_media"]["verified"] is True, r.text
+    assert [t["name"] for t in strict.get("/templates").json()] == ["m"]
+
+
+def test_a_local_file_that_is_not_an_iso_is_refused_without_its_size(kimchi: Kimchi,
+                                                                     tmp_path: Path):
+    small = tmp_path / "secret.txt"
+    small.write_bytes(b"root:$6$salt$hash:19000:0:99999:7:::\n" * 33)  # 1,221 bytes
+    large = tmp_path / "big.bin"
+    large.write_bytes(bytes(range(256)) * 200)  # 51,200 bytes, no ISO signature
+    cut = make_iso(tmp_path / "cut.iso", "Fedora-WS-Live-39-1-5", size=4 * MB)
+    with open(cut, "r+b") as f:
+        f.truncate(MB)
+    reasons = {}
+    for path in [small, large, tmp_path, Path("/etc/shadow")]:
+        r = kimchi.post("/templates", {"name": "x", "source_media": {"type": "disk",
+                                                                    "path": str(path)}})
+        assert r.status_code == 400 and r.json()["errcode"] == "KCHTMPL0003E", r.text
+        reasons[path] = r.json()["reason"].replace(str(path), "<path>")
+    # the same words for a small file, a big one and a folder; /etc/shadow too (or, when
+    # kimchid may not read it, the system's reason): nothing tells them apart
+    assert reasons[small] == reasons[large] == reasons[tmp_path] == (
+        "KCHTMPL0003E: <path> is not a readable ISO-9660 image: not an ISO-9660 image")
+    assert reasons[Path("/etc/shadow")] in (reasons[small], (
+        "KCHTMPL0003E: <path> is not a readable ISO-9660 image: Permission denied"))
+    r = kimchi.post("/templates", {"name": "x", "cdrom": str(tmp_path / "none.iso")})
+    assert r.json()["reason"].endswith("none.iso is not a readable ISO-9660 image: no such file")
+    # an ISO that is damaged is still described: that helps, and says nothing of other files
+    r = kimchi.post("/templates", {"name": "x", "cdrom": str(cut)})
+    assert "truncated image (1048576 of 4194304 bytes)" in r.json()["reason"], r.text

@@ -11,16 +11,24 @@ import struct
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kimchid import isoinfo
 from kimchid.isoinfo import IsoInfo, NotAnIso, RemoteError, RemoteUnreachable
+from kimchid.outbound import DestinationRefused, OutboundPolicy
 from tests.isofactory import SECTOR_SIZE, make_iso, make_not_iso
 from tests.isoservers import FtpIsoServer, HttpIsoServer
 
 MB = 1024 * 1024
 FEDORA = IsoInfo("Fedora-WS-Live-39-1-5", "fedora", "39", True)
+# The servers here are on this host: allowed as a configuration would ([outbound] allow)
+THIS_HOST = OutboundPolicy.parse(["127.0.0.0/8"])
+
+
+def probe(url: str, **kwargs: Any) -> isoinfo.RemoteIso:
+    return isoinfo.probe_url(url, outbound=THIS_HOST, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +70,7 @@ def _move_boot_catalog(path: Path, sector: int) -> None:
 
 def test_http_range_reads_a_few_sectors_of_a_big_image(folder: Path) -> None:
     with HttpIsoServer(folder) as server:
-        found = isoinfo.probe_url(server.url("f39.iso"))
+        found = probe(server.url("f39.iso"))
     assert found.info == FEDORA == isoinfo.probe_file(folder / "f39.iso")
     assert found.size == 50 * MB
     # the descriptor set, then the boot catalog: two ranges, about 8 KiB in all
@@ -73,7 +81,7 @@ def test_http_range_reads_a_few_sectors_of_a_big_image(folder: Path) -> None:
 
 def test_http_server_ignoring_range_is_read_from_its_start_then_left(folder: Path) -> None:
     with HttpIsoServer(folder, ranges=False) as server:
-        found = isoinfo.probe_url(server.url("f39.iso"))
+        found = probe(server.url("f39.iso"))
         time.sleep(0.2)  # let the server notice the closed connection
     assert found.info == FEDORA and found.size == 50 * MB  # from Content-Length
     assert len(server.counter.requests) == 1  # one stream, reused for the catalog
@@ -83,34 +91,43 @@ def test_http_server_ignoring_range_is_read_from_its_start_then_left(folder: Pat
 
 def test_a_boot_catalog_beyond_the_read_limit_is_not_fetched(folder: Path) -> None:
     with HttpIsoServer(folder, ranges=False) as server:
-        found = isoinfo.probe_url(server.url("far-catalog.iso"))
+        found = probe(server.url("far-catalog.iso"))
     assert (found.info.os_distro, found.info.os_version) == ("debian", "12.2")
     assert found.info.bootable is None  # unknown, rather than a wrong False
     assert found.bytes_read <= isoinfo.MAX_REMOTE_READ
     with HttpIsoServer(folder) as server:  # with ranges, it is one more small read
-        assert isoinfo.probe_url(server.url("far-catalog.iso")).info.bootable is True
+        assert probe(server.url("far-catalog.iso")).info.bootable is True
 
 
 def test_redirects_are_followed_and_the_mirror_asked_directly(folder: Path) -> None:
     with HttpIsoServer(folder) as server:
-        found = isoinfo.probe_url(server.url("redirect/f39.iso"))
+        found = probe(server.url("redirect/f39.iso"))
     assert found.info == FEDORA
     assert [r.split(" ")[0] for r in server.counter.requests] == [
         "/redirect/f39.iso", "/f39.iso", "/f39.iso"]
 
 
+def test_this_hosts_servers_are_refused_unless_allowed(folder: Path) -> None:
+    with HttpIsoServer(folder) as server, FtpIsoServer(folder) as ftp:
+        for url in (server.url("f39.iso"), ftp.url("f39.iso")):
+            with pytest.raises(DestinationRefused, match="127.0.0.1 is a loopback address"):
+                isoinfo.probe_url(url)  # the default: public addresses only
+        assert server.counter.requests == [] and ftp.counter.requests == []
+        assert probe(server.url("f39.iso")).info == probe(ftp.url("f39.iso")).info == FEDORA
+
+
 def test_http_errors_say_what_the_server_said(folder: Path) -> None:
     with HttpIsoServer(folder) as server:
         with pytest.raises(RemoteError, match="HTTP 404") as e:
-            isoinfo.probe_url(server.url("missing.iso"))
+            probe(server.url("missing.iso"))
         assert not isinstance(e.value, RemoteUnreachable)  # a definite answer
         with pytest.raises(NotAnIso):
-            isoinfo.probe_url(server.url("notes.iso"))
+            probe(server.url("notes.iso"))
         with pytest.raises(NotAnIso, match="truncated"):
-            isoinfo.probe_url(server.url("cut.iso"))
+            probe(server.url("cut.iso"))
         # a proxy answering for an offline host: nothing to judge, try later
         with pytest.raises(RemoteUnreachable, match="no data"):
-            isoinfo.probe_url(server.url("empty/f39.iso"))
+            probe(server.url("empty/f39.iso"))
 
 
 def test_unreachable_servers_fail_fast_and_as_temporary() -> None:
@@ -119,9 +136,9 @@ def test_unreachable_servers_fail_fast_and_as_temporary() -> None:
         port = s.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(RemoteUnreachable, match="refused"):
-        isoinfo.probe_url(f"http://127.0.0.1:{port}/x.iso")
+        probe(f"http://127.0.0.1:{port}/x.iso")
     with pytest.raises(RemoteUnreachable, match="resolve"):
-        isoinfo.probe_url("http://no-such-host.invalid/x.iso")
+        probe("http://no-such-host.invalid/x.iso")
     assert time.monotonic() - started < 5
 
 
@@ -130,7 +147,7 @@ def test_a_silent_server_times_out() -> None:
         port = silent.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(RemoteUnreachable, match="timed out"):
-            isoinfo.probe_url(f"http://127.0.0.1:{port}/x.iso", timeout=0.5)
+            probe(f"http://127.0.0.1:{port}/x.iso", timeout=0.5)
         assert time.monotonic() - started < 3
 
 
@@ -138,7 +155,7 @@ def test_a_silent_server_times_out() -> None:
                                  "http://h/x y.iso", "/srv/x.iso"])
 def test_urls_that_are_not_are_refused_before_any_io(url: str) -> None:
     with pytest.raises(ValueError):
-        isoinfo.probe_url(url)
+        probe(url)
 
 
 def test_is_remote() -> None:
@@ -169,10 +186,10 @@ def test_https_certificates_are_verified(folder: Path, certificate: tuple[Path, 
     server_side.load_cert_chain(cert, key)
     with HttpIsoServer(folder, tls=server_side) as server:
         with pytest.raises(RemoteError, match="certificate") as e:
-            isoinfo.probe_url(server.url("f39.iso"))
+            probe(server.url("f39.iso"))
         assert not isinstance(e.value, RemoteUnreachable)  # never "try later": it is refused
         trusting = ssl.create_default_context(cafile=str(cert))
-        assert isoinfo.probe_url(server.url("f39.iso"), tls=trusting).info == FEDORA
+        assert probe(server.url("f39.iso"), tls=trusting).info == FEDORA
 
 
 # ---------------------------------------------------------------------------
@@ -183,7 +200,7 @@ def test_https_certificates_are_verified(folder: Path, certificate: tuple[Path, 
 @pytest.mark.parametrize("rest", [True, False])
 def test_ftp_reads_from_an_offset_and_leaves(folder: Path, rest: bool) -> None:
     with FtpIsoServer(folder, rest=rest) as server:
-        found = isoinfo.probe_url(server.url("f39.iso"))
+        found = probe(server.url("f39.iso"))
         time.sleep(0.2)
     assert found.info == FEDORA and found.size == 50 * MB  # from SIZE
     retrs = [r for r in server.counter.requests if r.startswith("RETR")]
@@ -195,4 +212,4 @@ def test_ftp_reads_from_an_offset_and_leaves(folder: Path, rest: bool) -> None:
 def test_ftp_missing_file(folder: Path) -> None:
     with FtpIsoServer(folder) as server:
         with pytest.raises(RemoteError, match="550"):
-            isoinfo.probe_url(server.url("missing.iso"))
+            probe(server.url("missing.iso"))
