@@ -2,7 +2,8 @@
 
 Credentials, in this order: ``Authorization: Bearer`` (an API token),
 ``Authorization: Basic`` (PAM, throttled; a right password is remembered for a
-minute so a script's requests do not each cost a PAM check), the session cookie.
+minute so a script's requests do not each cost a PAM check, and the requests that
+arrive together before it is known share one check), the session cookie.
 Then the cross-site check for credentials a browser sends by itself (cookie,
 Basic), then the admin-only table of :mod:`kimchid.auth.policy`.
 """
@@ -11,16 +12,21 @@ from __future__ import annotations
 
 import hashlib
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from kimchid.auth import policy
 from kimchid.auth.pam import PamLogin
 from kimchid.auth.policy import Identity
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, SessionStore
-from kimchid.auth.throttle import LoginThrottle
+from kimchid.auth.throttle import LoginThrottle, address_bucket
 from kimchid.auth.tokens import TokenStore
 from kimchid.errors import Forbidden, KimchiError, Unauthorized
+
+log = Logger()
 
 BASIC_MEMORY = 60.0  # seconds a right Basic password is remembered (per daemon)
 IDENTITY_MEMORY = 30.0  # seconds a token user's groups are remembered
@@ -52,6 +58,8 @@ class Gate:
         self.extra_origins = extra_origins
         self._basic: dict[str, tuple[float, Identity]] = {}
         self._identities: dict[str, tuple[float, Identity | None]] = {}
+        # password checks in flight, by credentials and address: who is waiting for each
+        self._checking: dict[tuple[str, str], list[defer.Deferred[Identity]]] = {}
 
     async def identify(self, request: IRequest) -> tuple[Identity, bool]:
         """The caller and whether the browser sent the credentials by itself; else 401."""
@@ -93,29 +101,73 @@ class Gate:
             raise Forbidden("KCHAUTH0007E", origin=origin or "(none)")
 
     async def login(self, request: IRequest, username: str, password: str) -> Identity:
-        """Check a password, throttled (429 after repeated failures), through PAM."""
+        """Check a password, throttled (429 after repeated failures), through PAM.
+
+        Requests that arrive together with the same credentials from the same address (a
+        script's first requests, a double-clicked button) share one check: each would
+        otherwise cost a PAM check and count as an attempt, and the sixth be refused.
+        Per address, since the throttle's answer is the address's.
+        """
+        key = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
+        checking = (key, address_bucket(address(request)))
+        d: defer.Deferred[Identity] = defer.Deferred()  # this request's wait only
+        waiting = self._checking.get(checking)
+        if waiting is not None:
+            waiting.append(d)
+        else:
+            self._checking[checking] = [d]
+            # run apart from this request, so its client going away fails nobody else
+            defer.Deferred.fromCoroutine(self._check(checking, request, username, password))
+        return await d
+
+    async def _check(self, checking: tuple[str, str], request: IRequest,
+                     username: str, password: str) -> None:
+        """One throttled PAM check for every request waiting in ``self._checking``."""
+        try:
+            who = await self._check_password(request, username, password)
+        except BaseException:
+            outcome = Failure()
+            for d in self._checking.pop(checking):
+                d.errback(outcome)
+            return
+        for d in self._checking.pop(checking):
+            d.callback(who)
+
+    async def _check_password(self, request: IRequest, username: str,
+                              password: str) -> Identity:
         addr = address(request)
         await self.throttle.attempt(username, addr)
-        who = await self.pam.authenticate(username, password, addr)
+        try:
+            who = await self.pam.authenticate(username, password, addr)
+        except Unauthorized:
+            raise  # a wrong password: it stays counted
+        except Exception:
+            # not checked at all (PAM busy, shutting down): not a failure of the client
+            try:
+                await self.throttle.unchecked(username, addr)
+            except Exception:
+                log.failure("could not give back an unchecked login attempt", Failure())
+            raise
         await self.throttle.succeeded(username, addr)
         return who
 
     async def _basic_login(self, request: IRequest, username: str, password: str) -> Identity:
         key = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
-        now = self.clock.seconds()
         hit = self._basic.get(key)
-        if hit and now - hit[0] < BASIC_MEMORY:
+        if hit and self.clock.seconds() - hit[0] < BASIC_MEMORY:
             return hit[1]
         try:
             who = await self.login(request, username, password)
         except KimchiError as e:
-            if e.status == 401:
-                raise self._unauthorized(request, e.errcode) from None
-            raise
+            raise self._basic_error(request, e) from None
         if len(self._basic) > 10_000:
             self._basic.clear()
-        self._basic[key] = (now, who)
+        self._basic[key] = (self.clock.seconds(), who)
         return who
+
+    def _basic_error(self, request: IRequest, e: KimchiError) -> KimchiError:
+        # a wrong password asks this request's client for another (or not, for the UI)
+        return self._unauthorized(request, e.errcode) if e.status == 401 else e
 
     async def _identity(self, username: str) -> Identity | None:
         now = self.clock.seconds()

@@ -312,8 +312,9 @@ def test_distributions_offered_only_when_the_server_has_them(
         page.wait_for_timeout(1000)  # the page has asked for the routes by now
         assert card.is_hidden()
         return
-    # an entry of the admin's own, at an address on this host (no test reaches the Internet)
-    url = "http://127.0.0.1:9/media/Fedora-40.iso"
+    # an entry of the admin's own, at a name that never resolves (no test reaches the
+    # Internet; a loopback address would be refused as an outbound destination)
+    url = "http://fedora-mirror.invalid/media/Fedora-40.iso"
     folder = kimchi.dir / "objects" / "distros"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "local-fedora-40.json").write_text(json.dumps(
