@@ -90,7 +90,7 @@ class AuthConfig:
     pam_queue: int = 64  # logins waiting for a PAM thread; beyond this new ones get a 503
     session_idle_minutes: float = 30.0  # a session unused this long ends
     session_max_hours: float = 12.0  # a session ends this long after its login, used or not
-    throttle_free_attempts: int = 5  # failed logins per user and per address before delays
+    throttle_free_attempts: int = 5  # failed logins of a user from an address before delays
     throttle_base_delay: float = 1.0  # seconds to wait after the first failure beyond those
     throttle_max_delay: float = 300.0  # the delay doubles with each failure up to this
     throttle_window: float = 900.0  # failures are forgotten after this many quiet seconds

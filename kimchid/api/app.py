@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from http import HTTPStatus
 from io import BytesIO
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -64,7 +65,8 @@ def security_headers(request: IRequest) -> None:
 
 
 def _write_json(request: IRequest, status: int, body: Any) -> bytes:
-    request.setResponseCode(status)
+    # Twisted's table has no phrase for some codes: 429 would read "Unknown Status"
+    request.setResponseCode(status, HTTPStatus(status).phrase.encode())
     if body is None:
         return b""
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")

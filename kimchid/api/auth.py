@@ -60,8 +60,9 @@ def register(table: RouteTable, gate: Gate) -> None:
               description="Sets the session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` "
                           "over HTTPS); `Session-Expires-On` says when it ends unless used. "
                           "401 KCHAUTH0001E for any wrong user or password; after repeated "
-                          "failures for a user or from an address, 429 KCHAUTH0008E with "
-                          "`Retry-After`.")
+                          "failures of a user from an address (or of a user from many), "
+                          "429 KCHAUTH0008E with `Retry-After` for that client only: a "
+                          "client that has not failed is never refused.")
     table.add("/logout", "POST", logout, "Sign out: end this session", "auth", public=True,
               status=204)
     table.add("/session", "GET", whoami, "Who is signed in (for the UI)", "auth",

@@ -2,8 +2,8 @@
 
 Credentials, in this order: ``Authorization: Bearer`` (an API token),
 ``Authorization: Basic`` (PAM, throttled; a right password is remembered for a
-minute so a script's requests do not each cost a PAM check, and the requests that
-arrive together before it is known share one check), the session cookie.
+minute so a script's requests do not each cost a PAM check), the session cookie.
+Logins that arrive together with the same credentials share one PAM check.
 Then the cross-site check for credentials a browser sends by itself (cookie,
 Basic), then the admin-only table of :mod:`kimchid.auth.policy`.
 """
@@ -159,15 +159,13 @@ class Gate:
         try:
             who = await self.login(request, username, password)
         except KimchiError as e:
-            raise self._basic_error(request, e) from None
+            if e.status == 401:
+                raise self._unauthorized(request, e.errcode) from None
+            raise
         if len(self._basic) > 10_000:
             self._basic.clear()
         self._basic[key] = (self.clock.seconds(), who)
         return who
-
-    def _basic_error(self, request: IRequest, e: KimchiError) -> KimchiError:
-        # a wrong password asks this request's client for another (or not, for the UI)
-        return self._unauthorized(request, e.errcode) if e.status == 401 else e
 
     async def _identity(self, username: str) -> Identity | None:
         now = self.clock.seconds()

@@ -282,6 +282,7 @@ async def test_concurrent_sign_ins_with_the_same_password_share_one_check(
     logins = [defer.Deferred.fromCoroutine(outcome(defer.Deferred.fromCoroutine(
         g.login(basic("admin", "secret"), "admin", "secret")))) for _ in range(12)]
     await task.deferLater(reactor(), 0.1, lambda: None)
+    pam.hold = False
     pam.release()
     results = await defer.gatherResults(logins)
     assert [getattr(r, "username", r) for r in results] == ["admin"] * 12

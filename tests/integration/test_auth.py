@@ -214,9 +214,10 @@ def test_failed_logins_are_throttled_without_slowing_anyone_else(k: Kimchi, pam_
     name = pam_users.user.name
     got: list[tuple[int, float]] = []
 
-    def guess() -> None:
+    def guess(i: int) -> None:
         t0 = time.monotonic()
-        r = requests.post(k.url + "/login", json={"username": name, "password": "wrong"},
+        # each a different guess: the same one sent at once is one check (and one failure)
+        r = requests.post(k.url + "/login", json={"username": name, "password": f"wrong{i}"},
                           timeout=30)
         got.append((r.status_code, time.monotonic() - t0))
         if r.status_code == 429:
@@ -224,7 +225,7 @@ def test_failed_logins_are_throttled_without_slowing_anyone_else(k: Kimchi, pam_
             waits.append(int(r.headers["Retry-After"]))
 
     waits: list[int] = []
-    guesses = [threading.Thread(target=guess) for _ in range(8)]  # a script guessing fast
+    guesses = [threading.Thread(target=guess, args=(i,)) for i in range(8)]  # guessing fast
     for t in guesses:
         t.start()
     for t in guesses:
