@@ -377,6 +377,7 @@ def test_degraded_banner_while_redis_is_down(
     try:
         page.wait_for_selector("#banner:not([hidden])", timeout=20_000)
         assert page.locator("#conn").inner_text().strip() == "Degraded"
+        assert banner.count() == 1  # one alert, saying kimchi is degraded
         problem = page.locator('#banner-problems > li[data-problem="redis"]')
         assert "Redis, the message bus" in problem.inner_text()
         assert "reconnects by itself" in problem.locator(".banner-fix").inner_text()
