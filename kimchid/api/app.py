@@ -219,13 +219,14 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
     need a login."""
     app = Klein()
 
+    siblings = _Siblings(table)
     for path, routes in table.by_path().items():
         by_method = {r.method: r for r in routes}
         if "GET" in by_method and "HEAD" not in by_method:
             by_method["HEAD"] = by_method["GET"]
         endpoint = re.sub(r"\W", "_", path) or "root"
         app.route(path, methods=list(by_method), endpoint=endpoint, strict_slashes=False)(
-            _dispatcher(by_method, gate)
+            _dispatcher(by_method, gate, siblings)
         )
 
     @app.handle_errors(WzNotFound)
@@ -244,13 +245,46 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
     return app
 
 
-def _dispatcher(by_method: dict[str, Route], gate: Gate | None) -> Any:
+class _Siblings:
+    """The methods of the other routes a path is, for a path argument its route's
+    ``params`` refuse: ``DELETE /vms/a/snapshots/current`` reaches ``<snap>``'s route
+    (werkzeug looks further when ``current``'s route lacks the method), which refuses
+    ``current``; the answer is then the 405 of ``current``'s own route."""
+
+    def __init__(self, table: RouteTable) -> None:
+        self._paths = [(Map([Rule(path, endpoint=path, strict_slashes=False)]).bind("localhost"),
+                        routes) for path, routes in table.by_path().items()]
+
+    def methods(self, path: str, refused_by: Route) -> list[str]:
+        found: set[str] = set()
+        for adapter, routes in self._paths:
+            if routes[0].path == refused_by.path:
+                continue
+            try:
+                _, args = adapter.match(path)
+            except Exception:  # werkzeug's NotFound, RequestRedirect
+                continue
+            found.update(r.method for r in routes if r.matches_args(args))
+        if "GET" in found:
+            found.add("HEAD")
+        return sorted(found)
+
+
+def _dispatcher(by_method: dict[str, Route], gate: Gate | None,
+                siblings: _Siblings | None = None) -> Any:
     async def dispatch(request: IRequest, **args: str) -> Any:
         route = by_method[request.method.decode()]
         gone: list[Any] = []  # the connection was lost (noted before Klein cancels this)
         request.notifyFinish().addErrback(gone.append)  # type: ignore[attr-defined]
         try:
             security_headers(request)
+            if siblings is not None and not route.matches_args(args):
+                allowed = siblings.methods(request.path.decode(errors="replace"), route)
+                if allowed:
+                    request.setHeader(b"Allow", ", ".join(allowed).encode())
+                    raise MethodNotAllowed(
+                        "KCHAPI0002E", method=clip(request.method.decode(errors="replace")),
+                        path=_path(request))
             raw = _body(route, request)  # 413 before the caller is identified
             who = None
             if gate is not None and not route.public:
@@ -292,7 +326,8 @@ def _path(request: IRequest) -> str:
 
 async def _handle(route: Route, request: IRequest, args: dict[str, str],
                   who: Identity | None, raw: bytes = b"") -> Any:
-    if any("\x00" in v for v in args.values()):  # no name or file has one
+    if any("\x00" in v for v in args.values()) or not route.matches_args(args):
+        # no name or file has a NUL; a name its schema refuses names nothing
         raise NotFound("KCHAPI0001E", path=_path(request))
     media = route.check_accept(_header(request, b"accept"))
     query = route.validate_query(request.uri)

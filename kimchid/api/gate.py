@@ -3,6 +3,7 @@
 Credentials, in this order: ``Authorization: Bearer`` (an API token),
 ``Authorization: Basic`` (PAM, throttled; a right password is remembered for a
 minute so a script's requests do not each cost a PAM check), the session cookie.
+An ``Authorization`` header that is neither is a 401 even with a valid cookie.
 Logins that arrive together with the same credentials share one PAM check.
 Then the cross-site check for credentials a browser sends by itself (cookie,
 Basic), then the admin-only table of :mod:`kimchid.auth.policy`.
@@ -74,6 +75,13 @@ class Gate:
         basic = policy.basic_credentials(authorization)
         if basic is not None:
             return await self._basic_login(request, *basic), True
+        if authorization and authorization.strip():
+            # credentials given but not readable (an unknown scheme, bad base64, no colon,
+            # an empty token): refused, never silently replaced by the cookie
+            scheme = authorization.strip().partition(" ")[0].lower()
+            raise self._unauthorized(request, {"basic": "KCHAUTH0001E",
+                                               "bearer": "KCHAUTH0004E"}.get(scheme,
+                                                                             "KCHAUTH0002E"))
         cookie = request.getCookie(COOKIE_NAME.encode())
         if cookie:
             session = await self.sessions.lookup(cookie.decode(errors="replace"))

@@ -26,7 +26,8 @@ SCAN_BODY = {
     "required": ["path"],
     "additionalProperties": False,
     "properties": {
-        "path": {"type": "string", "minLength": 1, "maxLength": 4096,
+        "path": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^/",
+                 "x-errcode": "KCHISO0001E",
                  "description": "an absolute, existing, readable directory"},
     },
 }

@@ -11,11 +11,17 @@ from kimchid.errors import CATALOGUE
 _PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
 
 
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
 def openapi(table: RouteTable, version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for r in table.routes:
         path = _PARAM.sub(r"{\1}", r.path)
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        params = [{"name": n, "in": "path", "required": True,
+                   "schema": r.params.get(n, {"type": "string"})}
                   for n in _PARAM.findall(r.path)]
         params += [{"name": n, "in": "query", "required": False, "schema": s}
                    for n, s in r.query.items()]
@@ -43,6 +49,26 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
         if r.public:
             op["security"] = []
             del op["responses"]["401"]
+        responses = op["responses"]
+        if r.body is not None:
+            responses["400"] = _error(
+                "invalid request: body not JSON (KCHAPI0005E), not valid against the schema "
+                "(KCHAPI0006E) or the handler's own checks (their codes in x-error-codes), "
+                "unknown fields (KCHAPI0007E), nested too deeply (KCHAPI0012E), a NUL "
+                "character (KCHAPI0013E), an unknown or invalid query parameter "
+                "(KCHAPI0008E)")
+        elif r.method in ("POST", "PUT", "PATCH"):
+            responses["400"] = _error(
+                "invalid request: a body other than {} (KCHAPI0005E, KCHAPI0006E, "
+                "KCHAPI0007E), an unknown or invalid query parameter (KCHAPI0008E), a NUL "
+                "character (KCHAPI0013E)")
+        else:
+            responses["400"] = _error(
+                "invalid request: an unknown or invalid query parameter (KCHAPI0008E), a NUL "
+                "character (KCHAPI0013E)")
+        if r.method in ("POST", "PUT", "PATCH"):
+            responses["415"] = _error("the body is not application/json (KCHAPI0004E)")
+        responses["413"] = _error(f"request body over {r.max_body} bytes (KCHAPI0011E)")
         if r.body is not None:
             op["requestBody"] = {"required": True, "content": {JSON: {"schema": r.body}}}
         paths.setdefault(path, {})[r.method.lower()] = op

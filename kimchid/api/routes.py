@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -128,6 +128,8 @@ class Route:
     description: str = ""
     max_body: int = 0  # bytes of body taken; 0: JSON_BODY_LIMIT with a body schema, else
     #                    NO_BODY_LIMIT
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # the schemas of path
+    #                    arguments (default: any string); a value outside them is a 404
 
     def __post_init__(self) -> None:
         self._body_validator = Draft202012Validator(self.body) if self.body else None
@@ -165,8 +167,22 @@ class Route:
         if errors:
             first = errors[0]
             where = clip(".".join(str(p) for p in first.path) or "body")
+            errcode = first.schema.get("x-errcode") if isinstance(first.schema, dict) else None
+            if errcode and first.validator in ("pattern", "not"):
+                # a rule of the handler written into the schema (``x-errcode``: the code it
+                # answers with, ``x-reason`` the words): answered as before it was in the schema
+                name = data.get("name")
+                raise InvalidRequest(errcode, path=clip(first.instance),
+                                     name=clip(name if isinstance(name, str) else ""),
+                                     reason=f"{where}: "
+                                            f"{first.schema.get('x-reason') or _message(first)}")
             raise InvalidRequest("KCHAPI0006E", error=f"{where}: {_message(first)}")
         return data
+
+    def matches_args(self, args: Mapping[str, Any]) -> bool:
+        """Whether every path argument is one its schema in ``params`` admits."""
+        return all(Draft202012Validator(schema).is_valid(args[name])
+                   for name, schema in self.params.items() if name in args)
 
     def validate_query(self, uri: bytes) -> dict[str, str]:
         """The query string's parameters (never the form body Twisted merges into args)."""

@@ -25,10 +25,15 @@ CREATE = {
     "type": "object", "additionalProperties": False,
     "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                 "description": "default: snap-<UTC date>-<time>"},
+                 "not": {"const": "current"}, "x-errcode": "KCHSNAP0004E",
+                 "description": "default: snap-<UTC date>-<time>; not `current`, the name of "
+                                "the route to the one the VM runs from"},
         "description": {"type": "string", "maxLength": 1024},
     },
 }
+
+# /snapshots/current is a route of its own (GET only): a snapshot path never names it
+SNAPSHOT_PATH = {"snap": {"type": "string", "not": {"const": "current"}}}
 
 
 def register(table: RouteTable, snapshots: Snapshots, access: Access) -> None:
@@ -67,9 +72,9 @@ def register(table: RouteTable, snapshots: Snapshots, access: Access) -> None:
     table.add("/vms/<name>/snapshots/current", "GET", current,
               "The snapshot the VM runs from", tag, response=SNAPSHOT_SCHEMA)
     table.add("/vms/<name>/snapshots/<snap>", "GET", get, "Look at a snapshot", tag,
-              response=SNAPSHOT_SCHEMA)
+              response=SNAPSHOT_SCHEMA, params=SNAPSHOT_PATH)
     table.add("/vms/<name>/snapshots/<snap>", "DELETE", delete, "Delete a snapshot", tag,
-              status=204, description="The snapshots taken after it stay.")
+              status=204, params=SNAPSHOT_PATH, description="The snapshots taken after it stay.")
     table.add("/vms/<name>/snapshots/<snap>/revert", "POST", revert,
               "Go back to a snapshot", tag, response=SNAPSHOT_SCHEMA,
               description="The VM's disks (and, for a snapshot of a running VM, its memory "

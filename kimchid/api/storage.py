@@ -49,7 +49,8 @@ CREATE_POOL = {
     "type": "object", "additionalProperties": False, "required": ["name", "type"],
     "properties": {
         "name": NAME, "type": {"enum": list(POOL_TYPES)},
-        "path": {"type": "string", "minLength": 1, "maxLength": 4096,
+        "path": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^/",
+                 "x-errcode": "KCHPOOL0004E", "x-reason": "must be an absolute path",
                  "description": "dir: the folder (made if missing); netfs: the mount point"},
         "source": SOURCE,
     },

@@ -8,15 +8,17 @@ from kimchid.api.routes import Call, Reply, RouteTable, matching
 from kimchid.model.templates import TemplateService
 
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$"}
+SOURCE_PATH = {"type": "string", "minLength": 1, "maxLength": 4096,
+               "pattern": "^(/|[Hh][Tt][Tt][Pp][Ss]?://|[Ff][Tt][Pp][Ss]?://)",
+               "x-errcode": "KCHTMPL0004E",
+               "description": "an absolute path, or an http, https, ftp or ftps URL"}
 _FIELDS: dict[str, Any] = {
     "source_media": {
         "type": "object", "additionalProperties": False, "required": ["type"],
         "properties": {"type": {"enum": ["disk", "netboot"]},
-                       "path": {"type": "string", "minLength": 1, "maxLength": 4096,
-                                "description": "an absolute path, or an http, https, ftp "
-                                               "or ftps URL"}},
+                       "path": SOURCE_PATH},
     },
-    "cdrom": {"type": "string", "minLength": 1, "maxLength": 4096,
+    "cdrom": {**SOURCE_PATH,
               "description": "Kimchi 1.x: same as source_media {type: disk, path}"},
     "os_distro": {"type": "string", "maxLength": 64},
     "os_version": {"type": "string", "maxLength": 64},

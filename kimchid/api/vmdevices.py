@@ -24,8 +24,11 @@ ATTACH = {
     "type": "object", "additionalProperties": False, "required": ["type"],
     "properties": {
         "type": {"enum": ["disk", "cdrom"]},
-        "path": {"type": "string", "maxLength": 4096,
-                 "description": "an ISO, or a disk image; a CD-ROM may start empty"},
+        "path": {"type": "string", "maxLength": 4096, "pattern": "^(/|$)",
+                 "x-errcode": "KCHVMSTOR0002E",
+                 "x-reason": "must be an absolute path",
+                 "description": "an ISO, or a disk image (an absolute path); a CD-ROM may "
+                                "start empty"},
         "pool": {"type": "string", "maxLength": 64, "description": "a disk: with vol"},
         "vol": {"type": "string", "maxLength": 255},
         "bus": {"enum": ["virtio", "scsi", "sata", "ide"],
@@ -33,8 +36,11 @@ ATTACH = {
     },
 }
 MEDIA = {"type": "object", "additionalProperties": False, "required": ["path"],
-         "properties": {"path": {"type": "string", "maxLength": 4096,
-                                 "description": "another ISO; empty ejects"}}}
+         "properties": {"path": {"type": "string", "maxLength": 4096, "pattern": "^(/|$)",
+                                 "x-errcode": "KCHVMSTOR0002E",
+                                 "x-reason": "must be an absolute path",
+                                 "description": "another ISO (an absolute path); empty "
+                                                "ejects"}}}
 IFACE_SCHEMA = {
     "type": "object", "required": ["mac", "type", "network", "model"],
     "properties": {"mac": {"type": "string"}, "type": {"type": "string"},

@@ -315,3 +315,22 @@ def test_daemons_sharing_a_redis_share_sessions(kimchi_factory, redis_db, pam_us
     assert r.status_code == 200 and r.json()["username"] == pam_users.admin.name
     assert requests.post(b.url + "/logout", cookies=cookie).status_code == 204
     assert requests.get(a.url + "/session", cookies=cookie).status_code == 401
+
+
+@pytest.mark.parametrize("authorization, errcode", [
+    ("Basic !!!", "KCHAUTH0001E"),  # not base64
+    ("Basic " + base64.b64encode(b"no-colon").decode(), "KCHAUTH0001E"),
+    ("Bearer", "KCHAUTH0004E"),  # no token
+    ("Foo x", "KCHAUTH0002E"),  # a scheme we do not take
+])
+def test_a_malformed_authorization_header_is_refused_even_with_a_cookie(
+        k: Kimchi, pam_users, authorization: str, errcode: str):
+    s = requests.Session()
+    r = s.post(k.url + "/login", json={"username": pam_users.admin.name,
+                                       "password": pam_users.admin.password})
+    assert r.status_code == 200, r.text
+    assert s.get(k.url + "/vms").status_code == 200  # the cookie alone
+    r = s.get(k.url + "/vms", headers={"Authorization": authorization})
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert r.json()["errcode"] == errcode
+    assert s.get(k.url + "/vms").status_code == 200  # the session is still good
