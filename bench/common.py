@@ -299,16 +299,27 @@ class KimchidProc:
     checkout by default, or another commit's extracted elsewhere (see :func:`git_tree`)."""
 
     def __init__(self, folder: Path, redis_url: str, workers: int = 2,
-                 extra: dict[str, dict[str, Any]] | None = None, tree: Path = ROOT) -> None:
+                 extra: dict[str, dict[str, Any]] | None = None, tree: Path = ROOT,
+                 tls: bool = False) -> None:
+        """``tls``: HTTPS with kimchid's own certificate, as ``kimchi.sh up`` serves (the
+        plain port then only redirects); clients here do not verify the certificate."""
         self.tree = tree
+        self.tls = tls
         self.dir = folder
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.ws_url = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}"
+        server: dict[str, Any] = {"http_port": self.port, "host": "127.0.0.1", "tls": tls,
+                                  "log_level": "warn"}
+        if tls:
+            server.update(https_port=self.port, http_port=free_port())
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         sections: dict[str, dict[str, Any]] = {
-            "server": {"http_port": self.port, "host": "127.0.0.1", "tls": False,
-                       "log_level": "warn"},
+            "server": server,
             "redis": {"url": redis_url},
             "libvirt": {"uri": "test:///default"},
             "workers": {"embedded": workers},
@@ -336,6 +347,7 @@ class KimchidProc:
                 stdout=out, stderr=subprocess.STDOUT, env=base_env(self.tree), cwd=self.dir,
             ))
         s = requests.Session()
+        s.verify, s.trust_env = False, False  # kimchid's own certificate (no CA bundle)
         wait_for(lambda: s.get(self.url + "/health", timeout=2).status_code == 200,
                  timeout=30, what=f"kimchid on {self.url} (log {self.log})")
         if self.workers:
@@ -424,6 +436,7 @@ def _session(k: KimchidProc) -> requests.Session:
 
     s = SignedIn()
     s.auth = k.auth
+    s.verify, s.trust_env = False, False  # kimchid's own certificate (with tls; no CA bundle)
     return s
 
 

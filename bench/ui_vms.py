@@ -35,7 +35,7 @@ every read of the page is bounded (a page busy for minutes is given up on, its f
 marked ">=" or skipped).  ``--current REV`` measures a commit's tree instead of the
 working tree (with the reference's own commit: an A/A run, the noise between two runs).
 
-    python bench/ui_vms.py [--quick] [--reference REV] [--vms 1000,10000] [--reps N]
+    python bench/ui_vms.py [--quick] [--plain] [--reference REV] [--vms 1000,10000] [--reps N]
                            [--live S] [--rate R] [--cap S]
 """
 
@@ -368,13 +368,12 @@ PlaywrightTimeout: type[Exception] = TimeoutError  # replaced by Playwright's in
 
 def run_page(browser: Any, k: KimchidProc, rds: RedisProc, n: int,
              vms: dict[str, dict[str, Any]], a: argparse.Namespace) -> dict[str, Any]:
-    import requests
-
-    r = requests.post(k.url + "/login", json={"username": k.auth[0], "password": k.auth[1]},
-                      timeout=30)
+    r = k.session().post(k.url + "/login", json={"username": k.auth[0],
+                                                  "password": k.auth[1]}, timeout=30)
     if r.status_code != 200 or "kimchi_session" not in r.cookies:
         raise RuntimeError(f"POST /login: {r.status_code} {r.text[:200]}")
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1,
+                              ignore_https_errors=k.tls)  # kimchid's own certificate
     out: dict[str, Any] = {}
     problems: list[str] = []
     try:
@@ -460,7 +459,7 @@ def run_side(browser: Any, side: str, tree: Path, n: int, node: Path, wd: Path,
     rds = RedisProc(wd / "redis").start()
     k = None
     try:
-        k = KimchidProc(wd / "kimchid", rds.url, workers=0, tree=tree,
+        k = KimchidProc(wd / "kimchid", rds.url, workers=0, tree=tree, tls=not a.plain,
                         extra={"libvirt": {"uri": f"test://{node}"}}).start()
         s = k.session()
         served = s.get(k.url + "/", headers={"Accept": "text/html"}, timeout=30).content
@@ -542,6 +541,8 @@ def main() -> int:
     global PlaywrightTimeout
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1,000 VMs only, shorter phases")
+    ap.add_argument("--plain", action="store_true",
+                    help="plain HTTP (default: HTTPS and login, as kimchi.sh up serves)")
     ap.add_argument("--reference", default="b8864a0", help="the commit to compare with")
     ap.add_argument("--current", default=None, metavar="REV",
                     help="measure this commit's tree as the current side instead of the "
