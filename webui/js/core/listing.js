@@ -40,6 +40,12 @@ export class Listing {
     return true;
   }
 
+  /** After a reconnect (events may have been lost): list again what is shown and was
+   * listed before (a page not shown lists when it is). */
+  async relist() {
+    if (this.items !== null && this.active()) await this.load();
+  }
+
   /** List again in a moment: a burst of events (a VM made, a pool changed) is one GET. */
   soon(delay = 150) {
     if (this.timer || !this.active()) return;

@@ -4,10 +4,9 @@
 
 import { $, el, announce, actionButton, showError } from '../core/dom.js';
 import { api, offers, vmPath } from '../core/api.js';
-import { openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { isoList } from './isos.js';
-import { addVmControl, controlOf } from './vms.js';
+import { addVmControl, openVmDialog } from './vms.js';
 
 let devVm = null; // the VM whose devices the dialog shows
 
@@ -27,14 +26,7 @@ function openDevices(name) {
     o.label = i.name;
     return o;
   }));
-  openDialog($('dev-dialog'), {
-    focus: $('dev-kind'),
-    back: () => {
-      const vm = devVm;
-      devVm = null;
-      return controlOf(vm, 'devices');
-    },
-  });
+  openVmDialog($('dev-dialog'), name, 'devices', $('dev-kind'));
   load();
 }
 
@@ -136,6 +128,7 @@ export default {
     $('dev-storage-form').addEventListener('submit', attachStorage);
     $('dev-iface-form').addEventListener('submit', addIface);
     $('dev-close').addEventListener('click', () => $('dev-dialog').close());
+    $('dev-dialog').addEventListener('close', () => { devVm = null; });
   },
   stop() {
     devVm = null;

@@ -200,8 +200,7 @@ export default {
     $('net-connection').addEventListener('change', netKindChanged);
   },
   async resync() {
-    // events may have been lost: list again what is shown (the page's own show() lists first)
-    if (isShown('networks') && nets.items !== null) await nets.load();
+    await nets.relist();
   },
   stop() {
     nets.forget();

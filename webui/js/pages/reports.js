@@ -272,8 +272,7 @@ export default {
     clearOnInput('report-rename-error', ['report-rename-name'], () => showNameError('report-rename', ''));
   },
   async resync() {
-    // a report may have been made or deleted meanwhile (the page's own show() lists first)
-    if (isShown('reports') && reports.items !== null && isAdmin()) await reports.load();
+    await reports.relist(); // shown only to admins
   },
   stop() {
     reports.forget();

@@ -3,10 +3,10 @@
 
 import { $, el, announce, whenText, showNameError, clearOnInput } from '../core/dom.js';
 import { api, offers, vmPath, remove } from '../core/api.js';
-import { askConfirm, openDialog } from '../core/dialogs.js';
+import { askConfirm } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, watchTasks } from '../core/tasks.js';
-import { addVmControl, controlOf, STATE_TEXT } from './vms.js';
+import { addVmControl, openVmDialog, STATE_TEXT } from './vms.js';
 
 export const SNAP_KIND = 'vm.snapshot';
 
@@ -20,14 +20,7 @@ function openSnapshots(name) {
   $('snap-name').value = '';
   showNameError('snap', '');
   render();
-  openDialog($('snap-dialog'), {
-    focus: $('snap-name'),
-    back: () => {
-      const vm = snapVm;
-      snapVm = null;
-      return controlOf(vm, 'snapshots');
-    },
-  });
+  openVmDialog($('snap-dialog'), name, 'snapshots', $('snap-name'));
   load();
 }
 
@@ -176,6 +169,7 @@ export default {
     });
     $('snap-form').addEventListener('submit', take);
     $('snap-close').addEventListener('click', () => $('snap-dialog').close());
+    $('snap-dialog').addEventListener('close', () => { snapVm = null; });
     clearOnInput('snap-error', ['snap-name'], () => showNameError('snap', ''));
   },
   stop() {

@@ -270,8 +270,7 @@ export default {
     $('volume-form').addEventListener('submit', makeVolume);
   },
   async resync() {
-    // events may have been lost: list again what is shown (the page's own show() lists first)
-    if (isShown('storage') && pools.items !== null) await pools.load();
+    await pools.relist();
   },
   stop() {
     pools.forget();

@@ -162,8 +162,7 @@ export default {
     });
   },
   async resync() {
-    // tokens have no events: list again what is shown (the page's own show() lists first)
-    if (isShown('tokens') && tokens.items !== null && isAdmin()) await tokens.load();
+    await tokens.relist(); // tokens have no events; shown only to admins
   },
   stop() {
     hideSecret();

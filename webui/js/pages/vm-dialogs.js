@@ -8,7 +8,8 @@ import { isAdmin } from '../core/session.js';
 import { vmNameOf } from '../core/tasks.js';
 import { templates, invalidText, templateSpec, loadTemplates, onTemplatesChanged } from './templates.js';
 import {
-  vms, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, accessText, namesOf,
+  vms, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, openVmDialog,
+  accessText, namesOf,
 } from './vms.js';
 
 let editing = null; // the VM the edit dialog is about
@@ -257,14 +258,7 @@ function openAccess(name) {
   $('vm-access-groups').value = namesOf(vm.groups).join(', ');
   showAccessError('');
   $('vm-access-save').disabled = false;
-  openDialog($('vm-access-dialog'), {
-    focus: $('vm-access-users'),
-    back: () => {
-      const to = accessing;
-      accessing = null;
-      return controlOf(to, 'access');
-    },
-  });
+  openVmDialog($('vm-access-dialog'), name, 'access', $('vm-access-users'));
   loadPrincipals();
 }
 
@@ -348,6 +342,7 @@ export default {
     clearOnInput('vm-clone-error', ['vm-clone-name'], () => showCloneError(''));
     $('vm-access-form').addEventListener('submit', saveAccess);
     $('vm-access-cancel').addEventListener('click', () => $('vm-access-dialog').close());
+    $('vm-access-dialog').addEventListener('close', () => { accessing = null; });
     for (const id of ['vm-access-users', 'vm-access-groups']) {
       $(id).addEventListener('input', () => {
         if (!$('vm-access-error').hidden) showAccessError('');

@@ -9,7 +9,7 @@
 
 import { $, el, announce, numberFmt, collator, memText, humanSize, actionButton, matchesWords } from '../core/dom.js';
 import { api, offers, vmPath, capabilities, onServerKnown } from '../core/api.js';
-import { askConfirm } from '../core/dialogs.js';
+import { askConfirm, openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, vmNameOf, watchTasks } from '../core/tasks.js';
 import { onLibvirt, libvirtIsDown } from '../core/health.js';
@@ -75,6 +75,12 @@ export function onVmItem(fn) {
 export const vmByName = (name) => vms.get(name);
 export const isBusy = (name) => busy.has(name);
 export const itemOf = (name) => items.get(name) || null;
+/** Open a dialog about VM ``name`` opened from its row's control ``key``: on close, the
+ * keyboard goes back to that control (while the VM and its row are there). */
+export function openVmDialog(dialog, name, key, focus) {
+  openDialog(dialog, { focus, back: () => controlOf(name, key) });
+}
+
 /** The control ``key`` of a VM's row, if the VM is still there and its row in the document. */
 export const controlOf = (name, key) => {
   const item = vms.has(name) && items.get(name);
