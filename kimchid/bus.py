@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -512,9 +513,14 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+#: An event id a client may name: ``0``, ``<ms>`` or ``<ms>-<seq>`` (each below 2**64, as
+#: Redis takes them)
+EVENT_ID_PATTERN = "^[0-9]{1,19}(-[0-9]{1,19})?$"
+
+
 def parse_event_id(value: str) -> tuple[int, int]:
-    """Validate an event id (``0``, ``<ms>`` or ``<ms>-<seq>``) and return it as a pair."""
-    ms, _, seq = value.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()) or len(value) > 41:
+    """Validate an event id (EVENT_ID_PATTERN) and return it as a pair."""
+    if not re.fullmatch(EVENT_ID_PATTERN, value):
         raise ValueError(value)
+    ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)

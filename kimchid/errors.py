@@ -68,6 +68,7 @@ CATALOGUE: dict[str, str] = {
                       "(its medium changes any time)",
     "KCHVMSTOR0004E": "libvirt refused the change to {name}: {error}",
     "KCHVMSTOR0005E": "{path} is already a disk of {name}",
+    "KCHVMSTOR0006E": "Cannot meet the storage request: {reason}",
     "KCHVMIFACE0001E": "Virtual machine {name} has no interface {mac}",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
@@ -81,6 +82,8 @@ CATALOGUE: dict[str, str] = {
     "KCHTMPL0009E": "Invalid template name {name}: {reason}",
     "KCHTMPL0010E": "Give source_media or cdrom, not both",
     "KCHTMPL0011E": "Cannot read the remote ISO {path}: {error}",
+    "KCHTMPL0013E": "A template needs its source: source_media (a disk with a path, or "
+                    "netboot) or cdrom",
     "KCHTMPL0012E": "The remote ISO {path} leads to {target}, a {kind} address: kimchid "
                     "connects there only when the configuration's [outbound] allow lists it",
     # Events
@@ -100,6 +103,7 @@ CATALOGUE: dict[str, str] = {
     "KCHPOOL0007E": "Storage pool {name} holds disks of the running VMs {vms}",
     "KCHPOOL0008E": "Storage pool {name} is already {state}",
     "KCHPOOL0009E": "libvirt refused storage pool {name}: {error}",
+    "KCHPOOL0010E": "Storage pool {name} cannot use {path}: {reason}",
     "KCHVOL0001E": "Storage volume {name} already exists in pool {pool}",
     "KCHVOL0002E": "Storage volume {name} does not exist in pool {pool}",
     "KCHVOL0003E": "Invalid capacity {capacity}: {reason}",
@@ -117,6 +121,8 @@ CATALOGUE: dict[str, str] = {
     "KCHNET0007E": "Network {name} connects the running VMs {vms}",
     "KCHNET0008E": "libvirt refused network {name}: {error}",
     "KCHNET0009E": "Subnet {subnet} cannot be used: {reason}",
+    "KCHNET0010E": "Network {name} cannot use interface {interface}: {reason}",
+    "KCHNET0011E": "Subnet {subnet} is taken: {reason}",
     # Snapshots
     "KCHSNAP0001E": "Snapshot {name} of {vm} already exists",
     "KCHSNAP0002E": "Snapshot {name} of {vm} does not exist",
@@ -153,6 +159,32 @@ CATALOGUE: dict[str, str] = {
     "KCHAUTH0014E": "Cannot use the TLS certificate {path}: {error}",
     "KCHAUTH0015E": "Task {id} is not about anything of yours",
 }
+
+
+#: The codes of :class:`InvalidOperation`: answers (400) to a request that its schema admits,
+#: refused for what a schema cannot state: the state of the host or of an object (exists,
+#: does not exist, is running, is in use, a file that is not there), or a rule between
+#: fields or outside the request (a value over another field's maximum, where a URL leads).
+#: Every other 400 is a request that its schema, in ``GET /openapi.json``, refuses too; the
+#: spec lists these as ``x-refusals``.
+REFUSALS: frozenset[str] = frozenset({
+    "KCHTASK0002E",
+    "KCHVM0001E", "KCHVM0003E", "KCHVM0004E", "KCHVM0005E", "KCHVM0006E", "KCHVM0007E",
+    "KCHVM0009E", "KCHVM0010E", "KCHVM0013E", "KCHVM0014E", "KCHVM0015E", "KCHVM0016E",
+    "KCHVM0017E", "KCHVM0019E", "KCHVM0020E", "KCHVM0021E", "KCHVM0022E",
+    "KCHVMSTOR0003E", "KCHVMSTOR0004E", "KCHVMSTOR0005E", "KCHVMSTOR0006E",
+    "KCHTMPL0001E", "KCHTMPL0003E", "KCHTMPL0005E", "KCHTMPL0006E", "KCHTMPL0007E",
+    "KCHTMPL0008E", "KCHTMPL0011E", "KCHTMPL0012E",
+    "KCHISO0002E", "KCHISO0003E", "KCHISO0004E",
+    "KCHPOOL0001E", "KCHPOOL0005E", "KCHPOOL0006E", "KCHPOOL0007E", "KCHPOOL0008E",
+    "KCHPOOL0009E", "KCHPOOL0010E",
+    "KCHVOL0001E", "KCHVOL0003E", "KCHVOL0004E", "KCHVOL0005E", "KCHVOL0006E", "KCHVOL0007E",
+    "KCHNET0001E", "KCHNET0003E", "KCHNET0005E", "KCHNET0006E", "KCHNET0007E", "KCHNET0008E",
+    "KCHNET0010E", "KCHNET0011E",
+    "KCHSNAP0001E", "KCHSNAP0006E",
+    "KCHDR0003E", "KCHDR0004E", "KCHDR0005E",
+    "KCHAUTH0012E",
+})
 
 
 def message(errcode: str, **params: Any) -> str:
@@ -194,13 +226,25 @@ class KimchiError(Exception):
 
 
 class InvalidRequest(KimchiError):
+    """The request is wrong whatever the state: its schema refuses it too."""
+
     status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, errcode: str, **params: Any) -> None:
+        if errcode in REFUSALS:
+            raise ValueError(f"{errcode} is a refusal: raise InvalidOperation")
+        super().__init__(errcode, **params)
 
 
 class InvalidOperation(KimchiError):
-    """The request is valid, but not in the object's current state."""
+    """The request is valid against its schema, but refused: one of :data:`REFUSALS`."""
 
     status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, errcode: str, **params: Any) -> None:
+        if errcode not in REFUSALS:
+            raise ValueError(f"{errcode} is not a refusal: raise InvalidRequest")
+        super().__init__(errcode, **params)
 
 
 class NotFound(KimchiError):

@@ -164,6 +164,16 @@ class OutboundPolicy:
             raise refused
         return allowed
 
+    def check_every(self, host: str, port: int) -> None:
+        """Raise :class:`DestinationRefused` unless every address *host* resolves to is
+        allowed: for connections another program makes (QEMU reading a remote ISO), which
+        may take any of them.  ``socket.gaierror`` when the name does not resolve."""
+        for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            address = str(sockaddr[0])
+            why = self.refusal(host, address)
+            if why is not None:
+                raise DestinationRefused(host, address, why)
+
     def connect(self, host: str, port: int, timeout: object = None) -> socket.socket:
         """A TCP connection to *host*, made to an address checked here (see the module).
 

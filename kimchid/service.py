@@ -101,7 +101,8 @@ class Kimchid(MultiService):
         self.networks = Networks(self.libvirt, self.events, self.vms,
                                  lambda: networks_named(self.store))
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
-                                    self.capabilities)
+                                    self.capabilities,
+                                    cfg.state_dir / "vm-create-leftovers.json")
         self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
                                   redis_url, cfg.redis.timeout, cfg.workers.copy_limit_mib)
         self.snapshots = Snapshots(self.tasks, self.vms, self.libvirt, self.events)

@@ -235,7 +235,9 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
 
     @app.handle_errors(WzMethodNotAllowed)
     def not_allowed(request: IRequest, failure: Failure) -> bytes:
-        allowed = getattr(failure.value, "valid_methods", None) or []
+        # werkzeug's valid_methods take every rule the path matches, also those whose
+        # route refuses the argument (DELETE of <snap> for snapshots/current): not those
+        allowed = siblings.methods(request.path.decode(errors="replace"))
         if allowed:
             request.setHeader(b"Allow", ", ".join(allowed).encode())
         return error_body(request, MethodNotAllowed(
@@ -255,10 +257,12 @@ class _Siblings:
         self._paths = [(Map([Rule(path, endpoint=path, strict_slashes=False)]).bind("localhost"),
                         routes) for path, routes in table.by_path().items()]
 
-    def methods(self, path: str, refused_by: Route) -> list[str]:
+    def methods(self, path: str, refused_by: Route | None = None) -> list[str]:
+        """The methods of every route that takes ``path`` (its arguments included),
+        but ``refused_by``'s."""
         found: set[str] = set()
         for adapter, routes in self._paths:
-            if routes[0].path == refused_by.path:
+            if refused_by is not None and routes[0].path == refused_by.path:
                 continue
             try:
                 _, args = adapter.match(path)

@@ -7,7 +7,8 @@ from typing import Any
 from kimchid.api.gate import Gate, address, header, is_tls
 from kimchid.api.routes import Call, Reply, RouteTable
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, cleared_cookie, session_cookie
-from kimchid.errors import InvalidRequest
+from kimchid.auth.tokens import MAX_LIFETIME, NAME_PATTERN
+from kimchid.errors import InvalidOperation
 
 # bytes of a login body: a user name and a password (PAM itself takes 512 bytes), even
 # with every character written as \uXXXX; checked before anything else (anyone may post)
@@ -76,7 +77,7 @@ def register(table: RouteTable, gate: Gate) -> None:
         body = call.body
         username = body.get("username") or call.who.username
         if await gate.pam.identity(username) is None:
-            raise InvalidRequest("KCHAUTH0012E", username=username)
+            raise InvalidOperation("KCHAUTH0012E", username=username)
         value, token = await gate.tokens.create(body["name"], username, call.who.username,
                                                 body.get("expires_in"))
         return Reply(201, {**token.to_json(), "token": value},
@@ -92,10 +93,14 @@ def register(table: RouteTable, gate: Gate) -> None:
               response=TOKEN,
               body={"type": "object", "additionalProperties": False, "required": ["name"],
                     "properties": {
-                        "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "name": {"type": "string", "minLength": 1, "maxLength": 64,
+                                 "pattern": NAME_PATTERN,
+                                 "x-errcode": "KCHAUTH0011E",
+                                 "x-reason": "1-64 printable characters"},
                         "username": {"type": "string", "minLength": 1, "maxLength": 64,
                                      "description": "who the token acts as (default: you)"},
                         "expires_in": {"type": "number", "exclusiveMinimum": 0,
+                                       "maximum": MAX_LIFETIME,
                                        "description": "seconds; none: until revoked"}}},
               description="The answer's `token` is the secret, shown this once and kept only "
                           "as a SHA-256 hash; use it as `Authorization: Bearer <token>`. The "

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.api.access import Access
 from kimchid.api.routes import Call, RouteTable
-from kimchid.errors import InvalidOperation, InvalidRequest
+from kimchid.errors import InvalidOperation
 from kimchid.model.libvirtobjects import lv
 
 log = Logger()
@@ -144,7 +144,7 @@ def register(table: RouteTable, libvirt: LibvirtConnection, access: Access) -> N
         if target is None:
             raise InvalidOperation("KCHVM0021E", name=name)
         if (call.header("upgrade") or "").lower() != "websocket":
-            raise InvalidRequest("KCHVM0022E", name=name)
+            raise InvalidOperation("KCHVM0022E", name=name)
         req: Any = call.request
         if req.channel is not None and req.channel.transport is not None:
             req.channel.transport.kimchi_console = target

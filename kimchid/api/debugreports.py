@@ -75,16 +75,17 @@ def register(table: RouteTable, reports: DebugReports) -> None:
                           "plugins' progress passed on), checks the archive and keeps it as "
                           "`<name>.tar.xz`. 400 KCHDR0005E when the host has no report "
                           "tool; a cancel stops the tool and leaves no file.")
+    named = {"name": NAME}  # a name outside the rule names no report: 404
     table.add("/debugreports/<name>", "GET", get, "Look at a debug report", "debugreports",
-              response=REPORT_SCHEMA)
+              response=REPORT_SCHEMA, params=named)
     table.add("/debugreports/<name>", "PUT", update, "Rename a debug report", "debugreports",
-              body=UPDATE_BODY, response=REPORT_SCHEMA,
+              body=UPDATE_BODY, response=REPORT_SCHEMA, params=named,
               description="303 to the new URI when renamed; 400 KCHDR0003E if that name is "
                           "taken.")
     table.add("/debugreports/<name>", "DELETE", delete, "Delete a debug report",
-              "debugreports", status=204)
+              "debugreports", status=204, params=named)
     table.add("/debugreports/<name>/content", "GET", content, "Download a debug report",
-              "debugreports", raw=True,
+              "debugreports", raw=True, params=named,
               produces=("application/octet-stream", "application/x-xz", "application/gzip",
                         "application/x-bzip2", "application/x-tar"),
               description="The archive, as an attachment (Range requests work).")

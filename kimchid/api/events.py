@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -235,15 +236,21 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
             since = since or _since(call.header("last-event-id"))
             return await _serve_sse(hub, clock, req, wants, since, buffer_limit)
         limit = int(call.query.get("limit", page_size))
-        return Reply(200, await hub.page(since or "0", wants, limit))
+        events, more = await hub.page(since or "0", wants, limit)
+        if more is None:
+            return Reply(200, events)
+        # more to read: the same request from where this one stopped (RFC 8288)
+        query = urlencode({**call.query, "since": more})
+        return Reply(200, events, {"Link": f"</events?{query}>; rel=\"next\""})
 
     table.add(
         "/events", "GET", events, "Watch events (WebSocket, SSE) or page through them (JSON)",
         "events", raw=True, produces=(JSON, SSE),
         query={
-            "since": {"type": "string", "maxLength": 41,
+            "since": {"type": "string", "pattern": f"^$|{bus.EVENT_ID_PATTERN}",
                       "description": "resume after this event id (0: everything kept)"},
             "types": {"type": "string", "maxLength": 512,
+                      "pattern": f"^$|{EventFilter.PATTERN}",
                       "description": "comma-separated types, * wildcards: task.*,vm.state"},
             "task": {"type": "string", "maxLength": 64},
             "limit": {"type": "integer", "minimum": 1, "maximum": 10000},
@@ -251,6 +258,9 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
         response={"type": "array", "items": EVENT_SCHEMA},
         description="With `Upgrade: websocket`: one JSON text frame per event. With "
                     "`Accept: text/event-stream`: SSE (`Last-Event-ID` resumes). Otherwise the "
-                    "JSON page of events after `since`. When `since` is older than what is "
-                    "kept, the first event is `{\"type\": \"reset\"}`: list again.",
+                    "JSON page of events after `since` (with a `Link: <...>; rel=\"next\"` "
+                    "header when there may be more: one answer reads at most 20 pages of "
+                    "`[events] page_size` events of the stream, matching or not). When "
+                    "`since` is older than what is kept, the first event is "
+                    "`{\"type\": \"reset\"}`: list again.",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, Reply, RouteTable, matching
-from kimchid.model.networks import CONNECTIONS, Networks
+from kimchid.model.networks import CONNECTIONS, SUBNET_PATTERN, Networks
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         "description": "letters, digits, '.', '-' and '_'"}
@@ -35,12 +35,22 @@ CREATE = {
     "type": "object", "additionalProperties": False, "required": ["name", "connection"],
     "properties": {
         "name": NAME, "connection": {"enum": list(CONNECTIONS)},
-        "subnet": {"type": "string", "pattern": "^[0-9./]{7,18}$",
+        "subnet": {"type": "string", "pattern": SUBNET_PATTERN, "x-errcode": "KCHNET0009E",
+                   "x-reason": "use a private IPv4 network (10.x, 172.16-31.x, 192.168.x), "
+                               "/16 to /28",
                    "description": "nat, isolated: a private IPv4 network, /16 to /28; "
                                   "default: the first free 192.168.x.0/24"},
         "interface": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,15}$",
                       "description": "bridge: a host bridge; macvtap: a host interface"},
     },
+    "allOf": [
+        {"if": {"properties": {"connection": {"enum": ["bridge", "macvtap"]}}},
+         "then": {"required": ["interface"], "x-errcode": "KCHNET0004E",
+                  "x-reason": "a bridge or macvtap network needs an interface"}},
+        {"if": {"properties": {"connection": {"enum": ["nat", "isolated"]}}},
+         "then": {"not": {"required": ["interface"]}, "x-errcode": "KCHNET0004E",
+                  "x-reason": "a nat or isolated network takes no interface"}},
+    ],
 }
 UPDATE = {"type": "object", "additionalProperties": False, "required": ["autostart"],
           "properties": {"autostart": {"type": "boolean"}}}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kimchid.api.routes import ERROR_SCHEMA, JSON, RouteTable
-from kimchid.errors import CATALOGUE
+from jsonschema import Draft202012Validator
+
+from kimchid.api.routes import ERROR_SCHEMA, JSON, RouteTable, no_nul
+from kimchid.errors import CATALOGUE, REFUSALS
 
 _PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
 
@@ -21,7 +23,7 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
     for r in table.routes:
         path = _PARAM.sub(r"{\1}", r.path)
         params = [{"name": n, "in": "path", "required": True,
-                   "schema": r.params.get(n, {"type": "string"})}
+                   "schema": r.params.get(n, no_nul({"type": "string"}))}
                   for n in _PARAM.findall(r.path)]
         params += [{"name": n, "in": "query", "required": False, "schema": s}
                    for n, s in r.query.items()]
@@ -53,24 +55,27 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
         if r.body is not None:
             responses["400"] = _error(
                 "invalid request: body not JSON (KCHAPI0005E), not valid against the schema "
-                "(KCHAPI0006E) or the handler's own checks (their codes in x-error-codes), "
-                "unknown fields (KCHAPI0007E), nested too deeply (KCHAPI0012E), a NUL "
-                "character (KCHAPI0013E), an unknown or invalid query parameter "
-                "(KCHAPI0008E)")
+                "(KCHAPI0006E, or the x-errcode of the rule it breaks), unknown fields "
+                "(KCHAPI0007E), nested too deeply (KCHAPI0012E), a NUL character "
+                "(KCHAPI0013E), an unknown or invalid query parameter (KCHAPI0008E); or a "
+                "valid request refused (one of x-refusals: the state of the host or an "
+                "object, a rule between fields)")
         elif r.method in ("POST", "PUT", "PATCH"):
             responses["400"] = _error(
                 "invalid request: a body other than {} (KCHAPI0005E, KCHAPI0006E, "
                 "KCHAPI0007E), an unknown or invalid query parameter (KCHAPI0008E), a NUL "
-                "character (KCHAPI0013E)")
+                "character (KCHAPI0013E); or a valid request refused (one of x-refusals)")
         else:
             responses["400"] = _error(
                 "invalid request: an unknown or invalid query parameter (KCHAPI0008E), a NUL "
-                "character (KCHAPI0013E)")
+                "character (KCHAPI0013E); or a valid request refused (one of x-refusals)")
         if r.method in ("POST", "PUT", "PATCH"):
             responses["415"] = _error("the body is not application/json (KCHAPI0004E)")
         responses["413"] = _error(f"request body over {r.max_body} bytes (KCHAPI0011E)")
         if r.body is not None:
-            op["requestBody"] = {"required": True, "content": {JSON: {"schema": r.body}}}
+            # no body is taken as {}: required unless the schema admits {}
+            op["requestBody"] = {"required": not Draft202012Validator(r.body).is_valid({}),
+                                 "content": {JSON: {"schema": r.body}}}
         paths.setdefault(path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -91,5 +96,7 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                             "description": "from POST /login"},
             },
             "x-error-codes": CATALOGUE,
+            # the 400s a request valid against its schema may get (kimchid.errors.REFUSALS)
+            "x-refusals": sorted(REFUSALS),
         },
     }

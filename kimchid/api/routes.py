@@ -132,6 +132,11 @@ class Route:
     #                    arguments (default: any string); a value outside them is a 404
 
     def __post_init__(self) -> None:
+        # no string the server takes holds a NUL (refused first, KCHAPI0013E): the schemas
+        # say so too, so the published ones admit only what the server takes
+        self.body = no_nul(self.body) if self.body else self.body
+        self.query = {k: no_nul(v) for k, v in self.query.items()}
+        self.params = {k: no_nul(v) for k, v in self.params.items()}
         self._body_validator = Draft202012Validator(self.body) if self.body else None
         if not self.max_body:
             self.max_body = JSON_BODY_LIMIT if self.body else NO_BODY_LIMIT
@@ -167,15 +172,18 @@ class Route:
         if errors:
             first = errors[0]
             where = clip(".".join(str(p) for p in first.path) or "body")
-            errcode = first.schema.get("x-errcode") if isinstance(first.schema, dict) else None
-            if errcode and first.validator in ("pattern", "not"):
+            rule = first.schema if isinstance(first.schema, dict) else {}
+            errcode = rule.get("x-errcode")
+            # a field's own pattern or ``not``, or any part of a schema that is only a rule
+            # (no "type": a ``then`` naming the fields a kind needs)
+            if errcode and (first.validator in ("pattern", "not") or "type" not in rule):
                 # a rule of the handler written into the schema (``x-errcode``: the code it
                 # answers with, ``x-reason`` the words): answered as before it was in the schema
                 name = data.get("name")
                 raise InvalidRequest(errcode, path=clip(first.instance),
                                      name=clip(name if isinstance(name, str) else ""),
-                                     reason=f"{where}: "
-                                            f"{first.schema.get('x-reason') or _message(first)}")
+                                     reason=(f"{where}: " if where != "body" else "")
+                                     + (rule.get("x-reason") or _message(first)))
             raise InvalidRequest("KCHAPI0006E", error=f"{where}: {_message(first)}")
         return data
 
@@ -234,6 +242,35 @@ def _message(err: Any) -> str:
     if len(quoted) > ECHO_LIMIT:
         text = text.replace(quoted, clip(quoted), 1)
     return clip(text, 4 * ECHO_LIMIT)  # the schema's side (an enum, a pattern) is ours
+
+
+NO_NUL = "^[^\\x00]*$"
+_SUBSCHEMAS = ("items", "additionalProperties", "then", "else")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+def no_nul(schema: Any) -> Any:
+    """``schema`` with every string in it refusing a NUL character (a new dict; ``not`` and
+    ``if`` left as they are: a rule there is read the other way round)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    types = out.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if is_string and "enum" not in out and "const" not in out:
+        if "pattern" not in out:
+            out["pattern"] = NO_NUL
+        elif out["pattern"] != NO_NUL:
+            out["allOf"] = [*out.get("allOf", []), {"pattern": NO_NUL}]
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: no_nul(v) for k, v in out["properties"].items()}
+    for key in _SUBSCHEMAS:
+        if key in out:
+            out[key] = no_nul(out[key])
+    for key in _SCHEMA_LISTS:
+        if key in out:
+            out[key] = [no_nul(v) for v in out[key]]
+    return out
 
 
 def _typed(value: str, schema: dict[str, Any]) -> Any:

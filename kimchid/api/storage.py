@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, Reply, RouteTable, matching
-from kimchid.model.storage import POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
+from kimchid.model.storage import POOL_NEEDS, POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         "description": "letters, digits, '.', '-' and '_'"}
@@ -54,6 +54,18 @@ CREATE_POOL = {
                  "description": "dir: the folder (made if missing); netfs: the mount point"},
         "source": SOURCE,
     },
+    # what each type needs (model.storage.check_pool_request checks the same)
+    "allOf": [
+        {"if": {"properties": {"type": {"const": "dir"}}},
+         "then": {"required": ["path"], "x-errcode": "KCHPOOL0004E",
+                  "x-reason": "a dir pool needs a path"}}, *(
+        {"if": {"properties": {"type": {"const": kind}}},
+         "then": {"required": ["source"], "x-errcode": "KCHPOOL0004E",
+                  "x-reason": f"a {kind} pool needs source.{', source.'.join(need)}",
+                  "properties": {"source": {
+                      "required": list(need), "x-errcode": "KCHPOOL0004E",
+                      "x-reason": f"a {kind} pool needs source.{', source.'.join(need)}"}}}}
+        for kind, need in POOL_NEEDS.items() if need)],
 }
 UPDATE_POOL = {"type": "object", "additionalProperties": False, "required": ["autostart"],
                "properties": {"autostart": {"type": "boolean"}}}

@@ -17,6 +17,8 @@ _FIELDS: dict[str, Any] = {
         "type": "object", "additionalProperties": False, "required": ["type"],
         "properties": {"type": {"enum": ["disk", "netboot"]},
                        "path": SOURCE_PATH},
+        "if": {"properties": {"type": {"const": "disk"}}},
+        "then": {"required": ["path"], "x-errcode": "KCHTMPL0013E"},
     },
     "cdrom": {**SOURCE_PATH,
               "description": "Kimchi 1.x: same as source_media {type: disk, path}"},
@@ -47,9 +49,13 @@ _FIELDS: dict[str, Any] = {
                                 "listen": {"type": "string", "maxLength": 64}}},
     "tablet": {"type": "boolean"},
 }
-CREATE_BODY = {"type": "object", "additionalProperties": False,
+UPDATE_BODY = {"type": "object", "additionalProperties": False,
                "properties": {"name": NAME, **_FIELDS}}
-UPDATE_BODY = CREATE_BODY
+CREATE_BODY = {**UPDATE_BODY, "allOf": [
+    {"anyOf": [{"required": ["source_media"]}, {"required": ["cdrom"]}],
+     "x-errcode": "KCHTMPL0013E"},
+    {"not": {"required": ["source_media", "cdrom"]}, "x-errcode": "KCHTMPL0010E"},
+]}
 # What kimchid adds to source_media when the ISO is a URL
 _STORED_MEDIA = {**_FIELDS["source_media"], "properties": {
     **_FIELDS["source_media"]["properties"],

@@ -29,11 +29,26 @@ ATTACH = {
                  "x-reason": "must be an absolute path",
                  "description": "an ISO, or a disk image (an absolute path); a CD-ROM may "
                                 "start empty"},
-        "pool": {"type": "string", "maxLength": 64, "description": "a disk: with vol"},
-        "vol": {"type": "string", "maxLength": 255},
+        "pool": {"type": "string", "minLength": 1, "maxLength": 64,
+                 "description": "a disk: with vol"},
+        "vol": {"type": "string", "minLength": 1, "maxLength": 255},
         "bus": {"enum": ["virtio", "scsi", "sata", "ide"],
                 "description": "default: virtio for a disk, the VM's CD-ROM bus for a CD-ROM"},
     },
+    "allOf": [
+        {"if": {"anyOf": [{"required": ["pool"]}, {"required": ["vol"]}]},
+         "then": {"required": ["pool", "vol"], "x-errcode": "KCHVMSTOR0002E",
+                  "x-reason": "a disk is a path, or a pool and a vol",
+                  "properties": {
+                      "type": {"const": "disk", "x-errcode": "KCHVMSTOR0002E",
+                               "x-reason": "a disk is a path, or a pool and a vol"},
+                      "path": {"maxLength": 0, "x-errcode": "KCHVMSTOR0002E",
+                               "x-reason": "a disk is a path, or a pool and a vol"}}}},
+        {"if": {"properties": {"type": {"const": "disk"}}},
+         "then": {"anyOf": [{"required": ["path"], "properties": {"path": {"minLength": 1}}},
+                            {"required": ["pool"]}],
+                  "x-errcode": "KCHVMSTOR0002E", "x-reason": "a disk needs a path or a volume"}},
+    ],
 }
 MEDIA = {"type": "object", "additionalProperties": False, "required": ["path"],
          "properties": {"path": {"type": "string", "maxLength": 4096, "pattern": "^(/|$)",

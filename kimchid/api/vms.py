@@ -7,7 +7,7 @@ from typing import Any
 from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
-from kimchid.errors import InvalidOperation, InvalidRequest
+from kimchid.errors import InvalidOperation
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory
@@ -103,7 +103,7 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
         name = mine(call)
         new = call.body.get("name")
         if new and new != name and creator.being_made(new):
-            raise InvalidRequest("KCHVM0009E", name=new)
+            raise InvalidOperation("KCHVM0009E", name=new)
         vm = await actions.update(name, call.body)
         if vm["name"] != name:
             return Reply(303, vm, {"Location": f"/vms/{vm['name']}"})

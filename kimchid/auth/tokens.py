@@ -11,6 +11,7 @@ only (:mod:`kimchid.auth.credentials`).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ from kimchid.errors import InvalidRequest, NotFound
 TOKEN_PREFIX = "kch_"  # lets secret scanners and people recognise a kimchi token
 MAX_NAME = 64
 MAX_LIFETIME = 10 * 366 * 86400.0
+#: a token's name: 1 to MAX_NAME characters, none a control character, a line or paragraph
+#: separator or half a surrogate pair (the schema's pattern and the check here)
+NAME_PATTERN = f"^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ud800-\\udfff]{{1,{MAX_NAME}}}$"
 _MAX_BEARER = 128
 
 # KEYS: token, index. ARGV: id, digest, ttl ms (0: none), field, value, ...
@@ -85,7 +89,7 @@ class TokenStore:
         ``expires_in`` seconds from now, None for a token that lasts until revoked.
         Checking that ``username`` exists is the caller's (it knows NSS).
         """
-        if not name or len(name) > MAX_NAME or not name.isprintable():
+        if not re.fullmatch(NAME_PATTERN, name):
             raise InvalidRequest("KCHAUTH0011E",
                                  reason=f"name must be 1-{MAX_NAME} printable characters")
         if expires_in is not None and not 0 < expires_in <= MAX_LIFETIME:

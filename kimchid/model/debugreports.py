@@ -103,13 +103,13 @@ class DebugReports:
         if not (await self.capabilities.get()).get("system_report_tool", False):
             raise InvalidOperation("KCHDR0005E")
         if name in self._checking:  # taken by a request being checked right now
-            raise InvalidRequest("KCHDR0004E", name=name)
+            raise InvalidOperation("KCHDR0004E", name=name)
         self._checking.add(name)
         try:
             if await threads.deferToThread(report_file, self.folder, name) is not None:
-                raise InvalidRequest("KCHDR0003E", name=name)
+                raise InvalidOperation("KCHDR0003E", name=name)
             if name in await self.being_made():
-                raise InvalidRequest("KCHDR0004E", name=name)
+                raise InvalidOperation("KCHDR0004E", name=name)
             await threads.deferToThread(self.ensure_folder)
             return await self.tasks.submit(
                 KIND, {"name": name, "dir": str(self.folder), "plugins": list(self.plugins)},
@@ -123,20 +123,20 @@ class DebugReports:
         if new == name:
             return describe(path, name)
         if new in self._checking or new in await self.being_made():
-            raise InvalidRequest("KCHDR0004E", name=new)
+            raise InvalidOperation("KCHDR0004E", name=new)
         suffix = next(s for s in SUFFIXES if path.name.endswith(s))
         target = self.folder / f"{new}{suffix}"
 
         def move() -> None:
             if report_file(self.folder, new) is not None:
-                raise InvalidRequest("KCHDR0003E", name=new)
+                raise InvalidOperation("KCHDR0003E", name=new)
             os.link(path, target)  # fails if the target appeared meanwhile: never overwrites
             os.unlink(path)
 
         try:
             await threads.deferToThread(move)
         except FileExistsError:
-            raise InvalidRequest("KCHDR0003E", name=new) from None
+            raise InvalidOperation("KCHDR0003E", name=new) from None
         out = describe(target, new)
         await self.events.publish("debugreport.updated", {**out, "previous": name})
         return out

@@ -30,6 +30,7 @@ from kimchid.errors import InvalidRequest
 log = Logger()
 
 RESET = '{"type":"reset"}'
+SCAN_PAGES = 20  # pages of the stream one JSON answer reads at most (EventHub.page)
 
 
 class Event:
@@ -49,7 +50,10 @@ class Event:
 class EventFilter:
     """``?types=task.*,vm.state`` and ``?task=<id>``."""
 
-    _TYPE = re.compile(r"^[a-z0-9_.*?-]+$")
+    _TYPE = "[a-z0-9_.*?-]+"
+    #: ``?types=``: comma-separated types (``*`` and ``?`` wildcards), blanks around each
+    #: ignored, at least one; the schema's pattern and the check here
+    PATTERN = rf"^(\s*,)*\s*{_TYPE}\s*(,(\s*{_TYPE})?\s*)*$"
 
     def __init__(self, types: str | None = None, task_id: str | None = None,
                  access: Any = None) -> None:
@@ -57,9 +61,9 @@ class EventFilter:
         self.access = access
         self.patterns: list[str] | None = None
         if types:
-            pats = [t.strip() for t in types.split(",") if t.strip()]
-            if not pats or not all(self._TYPE.match(p) for p in pats):
+            if not re.fullmatch(self.PATTERN, types):
                 raise InvalidRequest("KCHEVT0002E", types=types)
+            pats = [t.strip() for t in types.split(",") if t.strip()]
             self.patterns = pats
         self.task = task_id or None
         self._exact = {p for p in self.patterns or () if "*" not in p and "?" not in p}
@@ -284,13 +288,18 @@ class EventHub(Service):
             return True
         return bus.parse_event_id(since) < bus.parse_event_id(first[0])
 
-    async def page(self, since: str, wants: EventFilter, limit: int) -> list[Any]:
-        """Events after ``since`` for polling clients (a reset first when too old)."""
+    async def page(self, since: str, wants: EventFilter, limit: int
+                   ) -> tuple[list[Any], str | None]:
+        """Events after ``since`` for polling clients (a reset first when too old), and
+        where to go on from when the stream holds more than one answer reads (else None).
+
+        One answer reads at most SCAN_PAGES pages of the stream, whatever matches: a filter
+        that matches little costs one bounded read per request, not the whole stream."""
         out: list[Any] = []
         if await self.too_old(since):
-            return [{"type": "reset"}]
+            return [{"type": "reset"}], None
         cursor = since
-        while len(out) < limit:
+        for _ in range(SCAN_PAGES):
             page = await self._range_after(cursor, self.page_size)
             for eid, flat in page:
                 cursor = eid
@@ -298,10 +307,10 @@ class EventHub(Service):
                 if wants(ev):
                     out.append(json.loads(ev.text))
                     if len(out) >= limit:
-                        break
+                        return out, cursor
             if len(page) < self.page_size:
-                break
-        return out
+                return out, None
+        return out, cursor
 
     async def cursor(self) -> str:
         """The id of the newest event: list, then watch from here (no event is missed)."""

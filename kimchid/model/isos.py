@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from kimchid import bus
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.adapters.redis import RedisClient
-from kimchid.errors import InvalidRequest
+from kimchid.errors import InvalidOperation, InvalidRequest
 from kimchid.model.tasks import TaskService
 
 log = Logger()
@@ -58,8 +58,8 @@ def check_scan_path(path: str) -> None:
     real = os.path.realpath(norm)
     for root in FORBIDDEN_ROOTS:
         if real == root or real.startswith(root + "/"):
-            raise InvalidRequest("KCHISO0004E", path=path, reason=f"{root} is not a disk")
+            raise InvalidOperation("KCHISO0004E", path=path, reason=f"{root} is not a disk")
     if not os.path.isdir(norm):
-        raise InvalidRequest("KCHISO0002E", path=path)
+        raise InvalidOperation("KCHISO0002E", path=path)
     if not os.access(norm, os.R_OK | os.X_OK):
-        raise InvalidRequest("KCHISO0003E", path=path)
+        raise InvalidOperation("KCHISO0003E", path=path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -33,6 +34,11 @@ from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 from kimchid.model.vms import VmInventory
 
 CONNECTIONS = ("nat", "isolated", "bridge", "macvtap")
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: A subnet a network may take: IPv4 in a private range (RFC 1918), /16 to /28 (host bits
+#: are dropped); the schema's pattern and the server's check
+SUBNET_PATTERN = (f"^(10\\.{_OCTET}|172\\.(1[6-9]|2[0-9]|3[01])|192\\.168)"
+                  f"\\.{_OCTET}\\.{_OCTET}/(1[6-9]|2[0-8])$")
 
 
 
@@ -87,8 +93,8 @@ def free_subnet(conn: Any, first: int = 122) -> ipaddress.IPv4Network:
         candidate = ipaddress.IPv4Network(f"192.168.{third}.0/24")
         if not any(candidate.overlaps(u) for u in used):
             return candidate
-    raise InvalidRequest("KCHNET0009E", subnet="192.168.x.0/24",
-                         reason="every one from 192.168.122.0/24 up is in use")
+    raise InvalidOperation("KCHNET0011E", subnet="192.168.x.0/24",
+                           reason="every one from 192.168.122.0/24 up is in use")
 
 
 def network_subnet(root: ET.Element) -> ipaddress.IPv4Network | None:
@@ -200,12 +206,12 @@ class Networks(LibvirtObjects):
                                      reason=f"a {connection} network needs an interface")
             found = {i["name"]: i for i in await self.interfaces()}
             if interface not in found:
-                raise InvalidRequest("KCHNET0004E", name=name,
-                                     reason=f"the host has no interface {interface}")
+                raise InvalidOperation("KCHNET0010E", name=name, interface=interface,
+                                       reason="the host has no such interface")
             if connection == "bridge" and found[interface]["type"] != "bridge":
-                raise InvalidRequest("KCHNET0004E", name=name,
-                                     reason=f"{interface} is not a bridge (use macvtap for "
-                                            f"a plain interface)")
+                raise InvalidOperation("KCHNET0010E", name=name, interface=interface,
+                                       reason="it is not a bridge (use macvtap for a plain "
+                                              "interface)")
         elif interface:
             raise InvalidRequest("KCHNET0004E", name=name,
                                  reason=f"a {connection} network takes no interface")
@@ -215,7 +221,7 @@ class Networks(LibvirtObjects):
             libvirt = lv()
             try:
                 c.networkLookupByName(name)
-                raise InvalidRequest("KCHNET0001E", name=name)
+                raise InvalidOperation("KCHNET0001E", name=name)
             except libvirt.libvirtError:
                 pass
             subnet = None
@@ -224,7 +230,7 @@ class Networks(LibvirtObjects):
             try:
                 net = c.networkDefineXML(network_xml(name, connection, subnet, interface))
             except libvirt.libvirtError as e:
-                raise InvalidRequest("KCHNET0008E", name=name, error=why(e)) from None
+                raise InvalidOperation("KCHNET0008E", name=name, error=why(e)) from None
             try:
                 net.setAutostart(1)
                 net.create()
@@ -294,17 +300,14 @@ class Networks(LibvirtObjects):
 
 
 def _check_subnet(conn: Any, text: str) -> ipaddress.IPv4Network:
-    try:
-        subnet = ipaddress.IPv4Network(text, strict=False)
-    except ValueError:
-        raise InvalidRequest("KCHNET0009E", subnet=text, reason="not an IPv4 network") from None
-    if not 16 <= subnet.prefixlen <= 28:
-        raise InvalidRequest("KCHNET0009E", subnet=text, reason="use a prefix from /16 to /28")
-    if not subnet.is_private:
-        raise InvalidRequest("KCHNET0009E", subnet=text, reason="use a private range")
+    if not re.fullmatch(SUBNET_PATTERN, text):
+        raise InvalidRequest("KCHNET0009E", subnet=text,
+                             reason="use a private IPv4 network (10.x, 172.16-31.x, "
+                                    "192.168.x), /16 to /28")
+    subnet = ipaddress.IPv4Network(text, strict=False)
     clash = [str(u) for u in used_subnets(conn) if subnet.overlaps(u)]
     if clash:
-        raise InvalidRequest("KCHNET0009E", subnet=text,
-                             reason=f"it overlaps {', '.join(sorted(set(clash)))}")
+        raise InvalidOperation("KCHNET0011E", subnet=text,
+                               reason=f"it overlaps {', '.join(sorted(set(clash)))}")
     return subnet
 

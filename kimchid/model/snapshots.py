@@ -108,7 +108,7 @@ class Snapshots(LibvirtObjects):
                 self._dom(c, vm["name"]).snapshotLookupByName(name, 0)
             except lv().libvirtError:
                 return
-            raise InvalidRequest("KCHSNAP0001E", name=name, vm=vm["name"])
+            raise InvalidOperation("KCHSNAP0001E", name=name, vm=vm["name"])
 
         await self._run(free)
         return await self.tasks.submit(

@@ -31,6 +31,9 @@ from kimchid.model.vms import VmInventory
 
 POOL_STATES = ("inactive", "building", "active", "degraded", "inaccessible")
 POOL_TYPES = ("dir", "netfs", "logical", "iscsi")
+#: the source fields each pool type needs
+POOL_NEEDS: dict[str, tuple[str, ...]] = {"dir": (), "netfs": ("host", "path"),
+                                          "logical": ("devices",), "iscsi": ("host", "target")}
 VOLUME_FORMATS = ("qcow2", "raw")
 
 
@@ -124,9 +127,7 @@ def volume_xml(name: str, capacity: int, fmt: str) -> str:
 def check_pool_request(body: dict[str, Any]) -> None:
     """What the schema cannot say: the fields each type needs, and sane paths."""
     kind, src = body["type"], body.get("source") or {}
-    need = {"dir": [], "netfs": ["host", "path"], "logical": ["devices"],
-            "iscsi": ["host", "target"]}[kind]
-    missing = [k for k in need if not src.get(k)]
+    missing = [k for k in POOL_NEEDS[kind] if not src.get(k)]
     if missing:
         raise InvalidRequest("KCHPOOL0004E", name=body["name"],
                              reason=f"a {kind} pool needs source.{', source.'.join(missing)}")
@@ -138,8 +139,8 @@ def check_pool_request(body: dict[str, Any]) -> None:
         real = os.path.realpath(path)
         if not os.path.isabs(path) or "\x00" in path or real in ("/", "/proc", "/sys", "/dev") \
                 or real.startswith(("/proc/", "/sys/", "/dev/")):
-            raise InvalidRequest("KCHPOOL0004E", name=body["name"],
-                                 reason=f"{path} is not a usable folder")
+            raise InvalidOperation("KCHPOOL0010E", name=body["name"], path=path,
+                                   reason="not a usable folder")
     for dev in src.get("devices", []):
         if not dev.startswith("/dev/"):
             raise InvalidRequest("KCHPOOL0004E", name=body["name"],
@@ -235,7 +236,7 @@ class Storage(LibvirtObjects):
             libvirt = lv()
             try:
                 c.storagePoolLookupByName(name)
-                raise InvalidRequest("KCHPOOL0001E", name=name)
+                raise InvalidOperation("KCHPOOL0001E", name=name)
             except libvirt.libvirtError:
                 pass
             path = body.get("path", "")
@@ -243,7 +244,7 @@ class Storage(LibvirtObjects):
             try:
                 pool = c.storagePoolDefineXML(xml, 0)
             except libvirt.libvirtError as e:
-                raise InvalidRequest("KCHPOOL0009E", name=name, error=why(e)) from None
+                raise InvalidOperation("KCHPOOL0009E", name=name, error=why(e)) from None
             try:
                 if body["type"] in ("dir", "netfs", "logical"):
                     pool.build(0)  # a folder (0755), a mount point, a volume group
@@ -353,17 +354,17 @@ class Storage(LibvirtObjects):
                 raise InvalidOperation("KCHVOL0004E", pool=pool)
             try:
                 p.storageVolLookupByName(name)
-                raise InvalidRequest("KCHVOL0001E", name=name, pool=pool)
+                raise InvalidOperation("KCHVOL0001E", name=name, pool=pool)
             except libvirt.libvirtError:
                 pass
             _, _, _, available = p.info()
             if fmt == "raw" and capacity > available:
-                raise InvalidRequest("KCHVOL0003E", capacity=capacity,
+                raise InvalidOperation("KCHVOL0003E", capacity=capacity,
                                      reason=f"the pool has {available} bytes free")
             try:
                 return volume_info(p.createXML(xml, 0))
             except libvirt.libvirtError as e:
-                raise InvalidRequest("KCHVOL0006E", name=name, error=why(e)) from None
+                raise InvalidOperation("KCHVOL0006E", name=name, error=why(e)) from None
 
         out = await self._run(make)
         out["used_by"] = []
@@ -387,7 +388,7 @@ class Storage(LibvirtObjects):
     async def resize_volume(self, pool: str, name: str, size: int) -> dict[str, Any]:
         vol = await self.get_volume(pool, name)
         if size < vol["capacity"]:
-            raise InvalidRequest("KCHVOL0007E", name=name, capacity=vol["capacity"])
+            raise InvalidOperation("KCHVOL0007E", name=name, capacity=vol["capacity"])
         states = {vm["name"]: vm["state"] for vm in self.vms.list()}
         running = [n for n in vol["used_by"] if states.get(n) != "shutoff"]
         if running:

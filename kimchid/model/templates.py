@@ -36,7 +36,7 @@ from kimchid.adapters.objectstore import (
     StoredObject,
     check_name,
 )
-from kimchid.errors import InvalidRequest, NotFound
+from kimchid.errors import InvalidOperation, InvalidRequest, NotFound
 from kimchid.model import osinfo
 from kimchid.model.events import EventHub
 from kimchid.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
@@ -144,7 +144,7 @@ class TemplateService:
         try:
             obj = await self._io(self.store.create, KIND, name, data)
         except Exists:
-            raise InvalidRequest("KCHTMPL0001E", name=name) from None
+            raise InvalidOperation("KCHTMPL0001E", name=name) from None
         except InvalidName as e:
             raise InvalidRequest("KCHTMPL0009E", name=name, reason=e.reason) from None
         self._ours.add((obj.name, obj.version))
@@ -156,7 +156,7 @@ class TemplateService:
         """Change fields (partial dicts merge); a new ``name`` renames it."""
         obj = await self._load(name)
         if obj.invalid:
-            raise InvalidRequest("KCHTMPL0008E", name=name, reason=obj.invalid)
+            raise InvalidOperation("KCHTMPL0008E", name=name, reason=obj.invalid)
         changes = {k: v for k, v in body.items() if k != "name"}
         data = obj.data
         if "source_media" in changes or "cdrom" in changes:
@@ -177,7 +177,7 @@ class TemplateService:
             try:
                 await self._io(self.store.rename, KIND, name, new)
             except Exists:
-                raise InvalidRequest("KCHTMPL0001E", name=new) from None
+                raise InvalidOperation("KCHTMPL0001E", name=new) from None
             except InvalidName as e:
                 raise InvalidRequest("KCHTMPL0009E", name=new, reason=e.reason) from None
         stored = await self._io(self.store.put, KIND, new, data)
@@ -199,7 +199,7 @@ class TemplateService:
     async def clone(self, name: str) -> dict[str, Any]:
         obj = await self._load(name)
         if obj.invalid:
-            raise InvalidRequest("KCHTMPL0008E", name=name, reason=obj.invalid)
+            raise InvalidOperation("KCHTMPL0008E", name=name, reason=obj.invalid)
         new = await self._free_name(f"{name}-clone")
         stored = await self._io(self.store.create, KIND, new, obj.data)
         self._ours.add((stored.name, stored.version))
@@ -224,7 +224,7 @@ class TemplateService:
         source = body.get("source_media") or (
             {"type": "disk", "path": body["cdrom"]} if body.get("cdrom") else None)
         if source is None:
-            raise InvalidRequest("KCHAPI0006E", error="body: source_media is required")
+            raise InvalidRequest("KCHTMPL0013E")
         distro, version, bootable = "unknown", "unknown", None
         if source["type"] == "disk":
             source, info = await self._disk_media(source.get("path", ""), body)
@@ -258,15 +258,15 @@ class TemplateService:
         try:
             info = await self._io(isoinfo.probe_file, path)
         except FileNotFoundError:
-            raise InvalidRequest("KCHTMPL0003E", path=path, error="no such file") from None
+            raise InvalidOperation("KCHTMPL0003E", path=path, error="no such file") from None
         except OSError as e:  # the reason only ("Permission denied"), not the errno's words
-            raise InvalidRequest("KCHTMPL0003E", path=path,
+            raise InvalidOperation("KCHTMPL0003E", path=path,
                                  error=e.strerror or "cannot be read") from None
         except isoinfo.DamagedIso as e:  # an ISO: how it is broken helps
-            raise InvalidRequest("KCHTMPL0003E", path=path, error=str(e)) from None
+            raise InvalidOperation("KCHTMPL0003E", path=path, error=str(e)) from None
         except isoinfo.NotAnIso:
             # Any file may be named (/etc/shadow): say nothing of its size or bytes.
-            raise InvalidRequest("KCHTMPL0003E", path=path,
+            raise InvalidOperation("KCHTMPL0003E", path=path,
                                  error="not an ISO-9660 image") from None
         return {"type": "disk", "path": path}, info
 
@@ -285,19 +285,19 @@ class TemplateService:
             found = await self._io(functools.partial(isoinfo.probe_url, url,
                                                      outbound=self.outbound))
         except ValueError as e:
-            raise InvalidRequest("KCHTMPL0005E", path=url, reason=str(e)) from None
+            raise InvalidOperation("KCHTMPL0005E", path=url, reason=str(e)) from None
         except DestinationRefused as e:  # never kept unverified: it is no accident
-            raise InvalidRequest("KCHTMPL0012E", path=url, target=e.target,
+            raise InvalidOperation("KCHTMPL0012E", path=url, target=e.target,
                                  kind=e.kind) from None
         except isoinfo.NotAnIso as e:
-            raise InvalidRequest("KCHTMPL0003E", path=url, error=str(e)) from None
+            raise InvalidOperation("KCHTMPL0003E", path=url, error=str(e)) from None
         except isoinfo.RemoteUnreachable as e:
             if not (body.get("os_distro") and body.get("os_version")):
-                raise InvalidRequest("KCHTMPL0011E", path=url, error=str(e)) from None
+                raise InvalidOperation("KCHTMPL0011E", path=url, error=str(e)) from None
             log.info("template ISO {url} not verified: {e}", url=url, e=str(e))
             return {**media, "verified": False, "error": str(e)}, None
         except isoinfo.RemoteError as e:
-            raise InvalidRequest("KCHTMPL0011E", path=url, error=str(e)) from None
+            raise InvalidOperation("KCHTMPL0011E", path=url, error=str(e)) from None
         finally:
             self._remote_probes.release()
         media["verified"] = True
@@ -332,11 +332,11 @@ class TemplateService:
     def _check(data: dict[str, Any]) -> None:
         mem = data.get("memory", {})
         if mem.get("current", 0) > mem.get("maxmemory", mem.get("current", 0)):
-            raise InvalidRequest("KCHTMPL0006E", current=mem.get("current"),
+            raise InvalidOperation("KCHTMPL0006E", current=mem.get("current"),
                                  maxmemory=mem.get("maxmemory"))
         cpu = data.get("cpu_info", {})
         if cpu.get("vcpus", 0) > cpu.get("maxvcpus", cpu.get("vcpus", 0)):
-            raise InvalidRequest("KCHTMPL0007E", vcpus=cpu.get("vcpus"),
+            raise InvalidOperation("KCHTMPL0007E", vcpus=cpu.get("vcpus"),
                                  maxvcpus=cpu.get("maxvcpus"))
 
     # -- hand edits ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from kimchid import bus
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import InvalidOperation, InvalidRequest, KimchiError
+from kimchid.errors import InvalidOperation, KimchiError
 from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.tasks import TaskService
 from kimchid.model.vm_create import VmCreator, _created_by
@@ -59,18 +59,18 @@ def _plan(conn: Any, uuid: str, new: str) -> list[dict[str, str]]:
         path = src.get("file") if src is not None and disk.get("type") == "file" else None
         if src is None or not path:
             target = disk.find("target")
-            raise InvalidRequest("KCHVM0017E", path=target.get("dev") if target is not None
+            raise InvalidOperation("KCHVM0017E", path=target.get("dev") if target is not None
                                  else "?", reason="only disks that are files can be cloned")
         if not os.path.isfile(path):
-            raise InvalidRequest("KCHVM0017E", path=path, reason="the file does not exist")
+            raise InvalidOperation("KCHVM0017E", path=path, reason="the file does not exist")
         driver = disk.find("driver")
         fmt = driver.get("type", "raw") if driver is not None else "raw"
         if fmt not in ("qcow2", "raw"):
-            raise InvalidRequest("KCHVM0017E", path=path, reason=f"{fmt} images are not copied")
+            raise InvalidOperation("KCHVM0017E", path=path, reason=f"{fmt} images are not copied")
         dst = os.path.join(os.path.dirname(path),
                            f"{new}-{i}.{'qcow2' if fmt == 'qcow2' else 'img'}")
         if os.path.lexists(dst) or os.path.lexists(dst + ".part"):
-            raise InvalidRequest("KCHVM0007E", volume=os.path.basename(dst),
+            raise InvalidOperation("KCHVM0007E", volume=os.path.basename(dst),
                                  pool=os.path.dirname(dst))
         copies.append({"src": path, "dst": dst, "format": fmt})
     return copies

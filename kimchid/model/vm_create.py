@@ -11,22 +11,26 @@ next daemon re-runs the job and first removes what the lost attempt made.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from kimchid import bus, isoinfo
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import InvalidRequest, KimchiError, NotFound
+from kimchid.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.domainxml import (
     METADATA_NS,
@@ -39,12 +43,14 @@ from kimchid.model.domainxml import (
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
 from kimchid.model.vms import VmInventory
+from kimchid.outbound import DestinationRefused
 from workers.context import JobContext, Stop
 
 log = Logger()
 
 KIND = "vm.create"
 # pool types whose volumes kimchi cannot create (LUNs are given, not made)
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ftps": 990}
 _NO_NEW_VOLUMES = {"iscsi", "scsi", "mpath", "iscsi-direct"}
 
 
@@ -56,18 +62,18 @@ def _pool_problems(conn: Any, plan: list[PlannedVolume]) -> KimchiError | None:
         try:
             pool = conn.storagePoolLookupByName(vol.pool)
         except libvirt.libvirtError:
-            return InvalidRequest("KCHVM0006E", pool=vol.pool, reason="it does not exist")
+            return InvalidOperation("KCHVM0006E", pool=vol.pool, reason="it does not exist")
         if not pool.isActive():
-            return InvalidRequest("KCHVM0006E", pool=vol.pool, reason="it is not active")
+            return InvalidOperation("KCHVM0006E", pool=vol.pool, reason="it is not active")
         ptype = ET.fromstring(pool.XMLDesc(0)).get("type", "")
         if ptype in _NO_NEW_VOLUMES:
-            return InvalidRequest("KCHVM0006E", pool=vol.pool,
+            return InvalidOperation("KCHVM0006E", pool=vol.pool,
                                   reason=f"a {ptype} pool offers LUNs, kimchi cannot add disks")
         try:
             pool.storageVolLookupByName(vol.name)
         except libvirt.libvirtError:
             continue
-        return InvalidRequest("KCHVM0007E", volume=vol.name, pool=vol.pool)
+        return InvalidOperation("KCHVM0007E", volume=vol.name, pool=vol.pool)
     return None
 
 
@@ -136,7 +142,10 @@ def _remove(conn: Any, left: Leftovers) -> list[PlannedVolume]:
 
 class VmCreator:
     def __init__(self, tasks: TaskService, inventory: VmInventory, templates: TemplateService,
-                 libvirt: LibvirtConnection, capabilities: Capabilities) -> None:
+                 libvirt: LibvirtConnection, capabilities: Capabilities,
+                 leftovers_file: Path | None = None) -> None:
+        """*leftovers_file*: where what failed creations left is kept across restarts
+        (None: in memory only)."""
         self.tasks = tasks
         self.inventory = inventory
         self.templates = templates
@@ -144,7 +153,8 @@ class VmCreator:
         self.capabilities = capabilities
         self._pending: dict[str, str] = {}  # VM name -> id of the task making it
         # task id -> what it could not remove (libvirt was away); removed when it is back
-        self._leftovers: dict[str, Leftovers] = {}
+        self._leftovers_file = leftovers_file
+        self._leftovers: dict[str, Leftovers] = self._load_leftovers()
         self._leftovers_lock = threading.Lock()
         libvirt.connect_listeners.append(self._libvirt_back)
 
@@ -155,23 +165,24 @@ class VmCreator:
         try:
             template = await self.templates.get(template_name)
         except NotFound:
-            raise InvalidRequest("KCHVM0003E", template=template_name) from None
+            raise InvalidOperation("KCHVM0003E", template=template_name) from None
         if template.get("invalid"):
-            raise InvalidRequest("KCHVM0004E", template=template_name,
+            raise InvalidOperation("KCHVM0004E", template=template_name,
                                  reason=_describe(template["invalid"]))
         caps = await self.capabilities.get()
         source = template.get("source_media") or {}
         path = source.get("path") or ""
         if source.get("type") != "netboot" and isoinfo.is_remote(path):
+            await self._check_destination(path)
             scheme = urlsplit(path).scheme.lower()
             if not caps.get("qemu_stream"):
-                raise InvalidRequest(
+                raise InvalidOperation(
                     "KCHVM0005E", path=path,
                     reason="QEMU on this host cannot read ISOs over the network (install "
                            "qemu-block-extra, or set [features] iso_streaming); download the "
                            "ISO into a storage pool and make the template from that file")
             if scheme not in caps.get("libvirt_stream_protocols", []):
-                raise InvalidRequest("KCHVM0005E", path=path,
+                raise InvalidOperation("KCHVM0005E", path=path,
                                      reason=f"libvirt here does not stream {scheme}")
         await self.forget_ended()
         name = body.get("name") or self.free_name(f"{template_name}-vm")
@@ -192,6 +203,21 @@ class VmCreator:
         self.hold(name, task["id"])
         return task
 
+    async def _check_destination(self, url: str) -> None:
+        """QEMU reads a remote ISO itself, from whatever its host resolves to now: every
+        address must be one ``[outbound] allow`` admits, as when the template was made (a
+        name that resolves elsewhere since, a policy made stricter)."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 443)
+            await threads.deferToThread(self.templates.outbound.check_every,
+                                        parts.hostname or "", port)
+        except DestinationRefused as e:
+            raise InvalidOperation("KCHTMPL0012E", path=url, target=e.target,
+                                   kind=e.kind) from None
+        except (OSError, ValueError) as e:  # no such name, a port out of range
+            raise InvalidOperation("KCHVM0005E", path=url, reason=str(e)) from None
+
     # -- names being made (creations and clones) -------------------------------------
 
     def being_made(self, name: str) -> bool:
@@ -201,9 +227,9 @@ class VmCreator:
     def check_free(self, name: str) -> None:
         """400 if a VM has this name (KCHVM0001E) or one is being made with it (0009E)."""
         if any(vm["name"] == name for vm in self.inventory.list()):
-            raise InvalidRequest("KCHVM0001E", name=name)
+            raise InvalidOperation("KCHVM0001E", name=name)
         if name in self._pending:
-            raise InvalidRequest("KCHVM0009E", name=name)
+            raise InvalidOperation("KCHVM0009E", name=name)
 
     @contextmanager
     def holding(self, name: str) -> Iterator[None]:
@@ -241,6 +267,37 @@ class VmCreator:
 
     # -- what failed creations left behind ------------------------------------------------
 
+    def _load_leftovers(self) -> dict[str, Leftovers]:
+        if self._leftovers_file is None or not self._leftovers_file.exists():
+            return {}
+        try:
+            kept = json.loads(self._leftovers_file.read_text())
+            out = {}
+            for item in kept:
+                item["volumes"] = [PlannedVolume(**v) for v in item["volumes"]]
+                out[item["task_id"]] = Leftovers(**item)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            log.error("cannot read what failed creations left ({path}): {e}",
+                      path=str(self._leftovers_file), e=str(e))
+            return {}
+        if out:
+            log.info("{n} failed creations left volumes: removed once libvirt answers",
+                     n=len(out))
+        return out
+
+    def _save_leftovers(self) -> None:
+        """Write the leftovers down (under ``_leftovers_lock``): a restart keeps them."""
+        if self._leftovers_file is None:
+            return
+        text = json.dumps([asdict(left) for left in self._leftovers.values()])
+        tmp = self._leftovers_file.with_name(f".{self._leftovers_file.name}.tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, self._leftovers_file)
+        except OSError as e:
+            log.error("cannot keep what failed creations left ({path}): {e}",
+                      path=str(self._leftovers_file), e=str(e))
+
     def _libvirt_back(self) -> None:
         """libvirt (re)connected: remove what failed creations could not."""
         if self._leftovers:
@@ -266,6 +323,7 @@ class VmCreator:
                     left.volumes = still
                 else:
                     self._leftovers.pop(left.task_id, None)
+                self._save_leftovers()
             if not still:
                 log.info("creating {name}: what the failed attempt left is removed now",
                          name=left.name)
@@ -358,6 +416,7 @@ class VmCreator:
                   name=name, left=left.describe())
         with self._leftovers_lock:
             self._leftovers[task_id] = left
+            self._save_leftovers()
         return left
 
 

@@ -38,7 +38,7 @@ def free_dev(root: ET.Element, bus: str) -> str:
             letters = chr(ord("a") + r) + letters
         if prefix + letters not in used:
             return prefix + letters
-    raise InvalidRequest("KCHVMSTOR0002E", reason=f"no free {bus} target left")
+    raise InvalidOperation("KCHVMSTOR0006E", reason=f"no free {bus} target left")
 
 
 def check_file(path: str, what: str) -> str:
@@ -48,7 +48,7 @@ def check_file(path: str, what: str) -> str:
     real = os.path.realpath(path)
     if any(real == f or real.startswith(f + "/") for f in _FORBIDDEN) \
             or not os.path.isfile(real):
-        raise InvalidRequest("KCHVMSTOR0002E", reason=f"{what} {path} is no file")
+        raise InvalidOperation("KCHVMSTOR0006E", reason=f"{what} {path} is no file")
     return real
 
 
@@ -208,7 +208,7 @@ class VmDevices(LibvirtObjects):
             if kind == "cdrom" and dom.isActive():
                 raise InvalidOperation("KCHVMSTOR0003E", name=vm)
             if path and any(s["path"] == path for s in _storages(root)):
-                raise InvalidRequest("KCHVMSTOR0005E", path=path, name=vm)
+                raise InvalidOperation("KCHVMSTOR0005E", path=path, name=vm)
             dev = free_dev(root, cd_bus if kind == "cdrom" else bus)
             xml = ET.tostring(disk_element(kind, path, fmt, dev, cd_bus if kind == "cdrom"
                                            else bus), encoding="unicode")
@@ -230,7 +230,7 @@ class VmDevices(LibvirtObjects):
             if now is None:
                 raise NotFound("KCHVMSTOR0001E", dev=dev, name=vm)
             if now["type"] != "cdrom":
-                raise InvalidRequest("KCHVMSTOR0002E", reason=f"{dev} is a disk, not a CD-ROM")
+                raise InvalidOperation("KCHVMSTOR0006E", reason=f"{dev} is a disk, not a CD-ROM")
             xml = ET.tostring(disk_element("cdrom", path, "raw", dev, now["bus"]),
                               encoding="unicode")
             self._change(c, dom, xml, "update")

@@ -19,7 +19,6 @@ from twisted.logger import Logger
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.errors import (
     InvalidOperation,
-    InvalidRequest,
     NotFound,
     OperationFailed,
     ServiceUnavailable,
@@ -468,7 +467,7 @@ def _update(conn: Any, uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
     if new and new != name:
         try:
             conn.lookupByName(new)
-            raise InvalidRequest("KCHVM0001E", name=new)
+            raise InvalidOperation("KCHVM0001E", name=new)
         except libvirt.libvirtError:
             pass
     if any(f in changes for f in ("memory", "cpus", "graphics")):
@@ -493,7 +492,7 @@ def _edit_definition(root: ET.Element, changes: dict[str, Any]) -> None:
         maximum = int(mem.get("maxmemory", 0)) or max(old_max, current or 0)
         current = current or min(maximum, old_max)
         if current > maximum:
-            raise InvalidRequest("KCHVM0015E", field="memory", value=current, maximum=maximum)
+            raise InvalidOperation("KCHVM0015E", field="memory", value=current, maximum=maximum)
         max_el.text, max_el.attrib = str(maximum), {"unit": "MiB"}
         if cur_el is None:
             cur_el = ET.SubElement(root, "currentMemory")
@@ -505,7 +504,7 @@ def _edit_definition(root: ET.Element, changes: dict[str, Any]) -> None:
         cpus = int(changes["cpus"])
         maxcpus = int(changes.get("maxcpus") or max(int(vcpu.text or 1), cpus))
         if cpus > maxcpus:
-            raise InvalidRequest("KCHVM0015E", field="cpus", value=cpus, maximum=maxcpus)
+            raise InvalidOperation("KCHVM0015E", field="cpus", value=cpus, maximum=maxcpus)
         vcpu.text = str(maxcpus)
         vcpu.set("current", str(cpus))
     g = changes.get("graphics")

@@ -36,7 +36,7 @@ def test_admin_makes_a_network_and_deletes_it(page: Any, idle_kimchi: Kimchi, pr
     page.get_by_label("Subnet").fill("192.168.122.0/25")
     page.get_by_role("button", name="Make network").click()
     page.locator("#net-error:not([hidden])").wait_for()
-    assert "KCHNET0009E" in page.locator("#net-error").inner_text()
+    assert "KCHNET0011E" in page.locator("#net-error").inner_text()
     assert page.get_by_label("Subnet").get_attribute("aria-invalid") == "true"
 
     # left empty, the server picks a free one

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from tests.conftest import Kimchi, wait_for
 from workers.queue import SyncBus, connect
@@ -32,9 +33,17 @@ def routes(kimchi: Kimchi) -> list[tuple[str, str, dict]]:
     spec = kimchi.get("/openapi.json").json()
     out = []
     for path, ops in spec["paths"].items():
-        for method in ops:
-            concrete = re.sub(r"\{(\w+)\}", lambda m: "0" * 32 if m[1] == "id" else "x.css", path)
-            out.append((method.upper(), concrete, path))
+        for method, op in ops.items():
+            schemas = {p["name"]: p["schema"] for p in op["parameters"] if p["in"] == "path"}
+
+            def value(m: re.Match[str], schemas: dict = schemas) -> str:
+                # a name that looks like a file, where the parameter's schema admits one
+                for v in ("0" * 32 if m[1] == "id" else "x.css", "x1"):
+                    if Draft202012Validator(schemas[m[1]]).is_valid(v):
+                        return v
+                raise AssertionError(f"no value for {m[1]}")
+
+            out.append((method.upper(), re.sub(r"\{(\w+)\}", value, path), path))
     return out
 
 

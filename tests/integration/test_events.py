@@ -125,6 +125,33 @@ def test_json_page_mode_and_filters(kimchi: Kimchi, redis_db):
         assert r.json()["errcode"].startswith("KCH")
 
 
+def test_a_page_reads_a_bounded_part_of_the_stream_and_links_to_the_rest(kimchi_factory,
+                                                                         redis_db):
+    # 20 pages of 5 events: an answer reads at most 100 events, matching or not
+    k = kimchi_factory(redis_url=redis_db.url, extra={"events": {"page_size": 5}})
+    bus = SyncBus(connect(redis_db.url))
+    tasks = [bus.submit("diag.noop") for _ in range(60)]
+    for t in tasks:
+        bus.wait(t)
+    everything = k.get("/events?since=0&limit=10000").json()
+    assert len(everything) < 200  # 10,000 asked, one answer holds what 100 reads found
+    stream = bus.events("0", count=100000)
+    wanted = [e for e in stream if e["data"].get("id") == tasks[-1]]
+    assert wanted
+    got, url, answers = [], "/events?since=0&task=" + tasks[-1], 0
+    while url:
+        r = k.get(url)
+        assert r.status_code == 200, r.text
+        got += r.json()
+        answers += 1
+        link = r.headers.get("Link")
+        url = link[1:link.index(">")] if link else ""
+        assert 'rel="next"' in (link or 'rel="next"')
+    # one answer per 100 events read, the first ones holding only events of other tasks
+    assert answers >= max(2, len(stream) // 100), (answers, len(stream))
+    assert [e["id"] for e in got] == [e["id"] for e in wanted]
+
+
 def test_since_older_than_what_is_kept_gets_a_reset(kimchi_factory, redis_db):
     k = kimchi_factory(redis_url=redis_db.url, extra={"events": {"max_len": 10}})
     bus = SyncBus(connect(redis_db.url), maxlen=10)

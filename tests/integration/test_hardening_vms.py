@@ -131,14 +131,16 @@ class FlakyLibvirt:
             listener()
 
 
-def test_a_create_cut_off_by_a_libvirtd_outage_names_what_it_left_and_removes_it_later():
+def test_a_create_cut_off_by_a_libvirtd_outage_names_what_it_left_and_removes_it_later(
+        tmp_path: Path) -> None:
     from kimchid.errors import KimchiError
     from kimchid.model.osinfo import defaults
     from kimchid.model.vm_create import VmCreator
     from workers.context import JobContext
 
     lv = FlakyLibvirt()
-    creator = VmCreator(None, None, None, lv, None)  # type: ignore[arg-type]
+    kept = tmp_path / "vm-create-leftovers.json"
+    creator = VmCreator(None, None, None, lv, None, kept)  # type: ignore[arg-type]
     template = {**defaults("fedora", "39"),
                 "source_media": {"type": "disk", "path": "/isos/f.iso"}}
     template["disks"] = [{"index": 0, "size": 1, "format": "qcow2",
@@ -159,6 +161,11 @@ def test_a_create_cut_off_by_a_libvirtd_outage_names_what_it_left_and_removes_it
     assert "cut-0.qcow2" in pool.listVolumes()  # it is still there, as the message says
     assert [left.name for left in creator.leftovers()] == ["cut"]
 
+    # kimchid restarts before libvirtd is back: the new one knows what is left
+    lv.connect_listeners.clear()
+    again = VmCreator(None, None, None, lv, None, kept)  # type: ignore[arg-type]
+    assert again.leftovers() == creator.leftovers()
     lv.back()  # libvirtd answers again: the leftovers go
     assert "cut-0.qcow2" not in pool.listVolumes()
-    assert creator.leftovers() == []
+    assert again.leftovers() == []
+    assert VmCreator(None, None, None, lv, None, kept).leftovers() == []  # type: ignore[arg-type]

@@ -66,12 +66,12 @@ def test_bad_requests_get_clear_errors(kimchi: Kimchi) -> None:
     before = k.get("/networks").json()
     nics = [i["name"] for i in k.get("/interfaces?type=nic").json()]
     cases = [
-        ({"name": "x", "connection": "nat", "subnet": "192.168.122.0/25"}, "KCHNET0009E"),
+        ({"name": "x", "connection": "nat", "subnet": "192.168.122.0/25"}, "KCHNET0011E"),
         ({"name": "x", "connection": "nat", "subnet": "8.8.8.0/24"}, "KCHNET0009E"),
         ({"name": "x", "connection": "nat", "subnet": "10.1.1.0/30"}, "KCHNET0009E"),
         ({"name": "x", "connection": "nat", "subnet": "10.1.1.300/24"}, "KCHNET0009E"),
         ({"name": "x", "connection": "nat", "interface": "eth0"}, "KCHNET0004E"),
-        ({"name": "x", "connection": "macvtap", "interface": "nosuch0"}, "KCHNET0004E"),
+        ({"name": "x", "connection": "macvtap", "interface": "nosuch0"}, "KCHNET0010E"),
         ({"name": "x", "connection": "macvtap"}, "KCHNET0004E"),
         ({"name": "default", "connection": "isolated"}, "KCHNET0001E"),
         ({"name": "x", "connection": "vepa"}, None),
@@ -80,7 +80,7 @@ def test_bad_requests_get_clear_errors(kimchi: Kimchi) -> None:
     ]
     if nics:  # a plain interface is no bridge
         cases.append(({"name": "x", "connection": "bridge", "interface": nics[0]},
-                      "KCHNET0004E"))
+                      "KCHNET0010E"))
     for body, code in cases:
         r = k.post("/networks", body)
         assert r.status_code == 400, (body, r.text)

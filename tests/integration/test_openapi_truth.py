@@ -142,3 +142,62 @@ def test_a_value_the_schema_refuses_is_a_400_and_one_it_admits_is_not_for_that_r
     # refused for another reason (a missing source, a VM that does not exist), if at all
     assert r.json().get("errcode") not in (errcode, "KCHAPI0006E") or (
         admitted not in r.json()["reason"]), r.text
+
+
+# (method, path, body, the code): requests the handlers refused before the rule was in the
+# schema; now the schema refuses each too, and the server answers with the same code
+BODY_RULES = [
+    ("post", "/networks", {"name": "n1", "connection": "nat", "subnet": "8.8.8.0/24"},
+     "KCHNET0009E"),
+    ("post", "/networks", {"name": "n1", "connection": "nat", "subnet": "10.1.1.0/30"},
+     "KCHNET0009E"),
+    ("post", "/networks", {"name": "n1", "connection": "macvtap"}, "KCHNET0004E"),
+    ("post", "/networks", {"name": "n1", "connection": "nat", "interface": "eth0"},
+     "KCHNET0004E"),
+    ("post", "/storagepools", {"name": "p1", "type": "dir"}, "KCHPOOL0004E"),
+    ("post", "/storagepools", {"name": "p1", "type": "netfs", "source": {"host": "nas"}},
+     "KCHPOOL0004E"),
+    ("post", "/storagepools", {"name": "p1", "type": "iscsi"}, "KCHPOOL0004E"),
+    ("post", "/templates", {"name": "t1"}, "KCHTMPL0013E"),
+    ("post", "/templates", {"name": "t1", "source_media": {"type": "disk"}}, "KCHTMPL0013E"),
+    ("post", "/templates", {"name": "t1", "cdrom": "/a.iso",
+                            "source_media": {"type": "disk", "path": "/a.iso"}},
+     "KCHTMPL0010E"),
+    ("post", "/vms/{name}/storages", {"type": "disk"}, "KCHVMSTOR0002E"),
+    ("post", "/vms/{name}/storages", {"type": "cdrom", "pool": "default", "vol": "v"},
+     "KCHVMSTOR0002E"),
+    ("post", "/vms/{name}/storages", {"type": "disk", "pool": "default"}, "KCHVMSTOR0002E"),
+    ("post", "/vms/{name}/storages", {"type": "disk", "pool": "default", "vol": "v",
+                                      "path": "/a.img"}, "KCHVMSTOR0002E"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, errcode", BODY_RULES,
+                         ids=[f"{r[0]} {r[1]} {r[3]} {i}" for i, r in enumerate(BODY_RULES)])
+def test_a_body_the_handler_refuses_whatever_the_state_the_schema_refuses_too(
+        kimchi: Kimchi, method: str, path: str, body: dict[str, Any], errcode: str) -> None:
+    spec = kimchi.get("/openapi.json").json()
+    schema = spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    assert not Draft202012Validator(schema).is_valid(body)
+    r = kimchi.http.request(method.upper(), kimchi.url + path.replace("{name}", "test"),
+                            json=body, timeout=10)
+    assert r.status_code == 400 and r.json()["errcode"] == errcode, r.text
+
+
+def test_the_spec_lists_the_refusals_and_a_refusal_is_one_of_them(kimchi: Kimchi) -> None:
+    from kimchid.errors import REFUSALS
+
+    spec = kimchi.get("/openapi.json").json()
+    assert set(spec["components"]["x-refusals"]) == REFUSALS
+    # a valid request refused by the state of things: a code the spec lists as a refusal
+    r = kimchi.post("/networks", {"name": "default", "connection": "isolated"})
+    assert r.status_code == 400 and r.json()["errcode"] in spec["components"]["x-refusals"]
+    # a body the route takes without fields may be left out altogether
+    assert not spec["paths"]["/debugreports"]["post"]["requestBody"]["required"]
+    assert spec["paths"]["/vms"]["post"]["requestBody"]["required"]
+
+
+def test_a_405_allows_only_the_methods_that_take_the_path(kimchi: Kimchi) -> None:
+    r = kimchi.post("/vms/nosuch/snapshots/current")
+    assert r.status_code == 405 and r.json()["errcode"] == "KCHAPI0002E", r.text
+    assert r.headers["Allow"] == "GET, HEAD"

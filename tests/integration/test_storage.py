@@ -107,7 +107,7 @@ def test_bad_requests_get_clear_errors(kimchi: Kimchi, tmp_path: Path) -> None:
     before = k.get("/storagepools").json()
     cases = [
         ({"name": "x", "type": "dir"}, "KCHPOOL0004E"),  # no path
-        ({"name": "x", "type": "dir", "path": "/proc/x"}, "KCHPOOL0004E"),
+        ({"name": "x", "type": "dir", "path": "/proc/x"}, "KCHPOOL0010E"),
         ({"name": "x", "type": "dir", "path": "relative"}, "KCHPOOL0004E"),
         ({"name": "x", "type": "netfs", "source": {"host": "nfs.example"}}, "KCHPOOL0004E"),
         ({"name": "x", "type": "logical", "source": {"devices": ["/etc/passwd"]}}, None),

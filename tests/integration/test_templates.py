@@ -83,7 +83,7 @@ def test_update_merges_renames_with_303_clones_and_deletes(kimchi: Kimchi, isos)
                                                                    "maxmemory": 1024}},
      "KCHTMPL0006E"),
     ({"name": "x", "source_media": {"type": "netboot"}, "vcpus": 2}, "KCHAPI0007E"),
-    ({"name": "x"}, "KCHAPI0006E"),
+    ({"name": "x"}, "KCHTMPL0013E"),  # no source
 ])
 def test_bad_templates_are_refused_and_nothing_is_written(kimchi: Kimchi, body, errcode):
     r = kimchi.post("/templates", body)

@@ -254,3 +254,25 @@ def test_a_local_file_that_is_not_an_iso_is_refused_without_its_size(kimchi: Kim
     # an ISO that is damaged is still described: that helps, and says nothing of other files
     r = kimchi.post("/templates", {"name": "x", "cdrom": str(cut)})
     assert "truncated image (1048576 of 4194304 bytes)" in r.json()["reason"], r.text
+
+
+def test_a_vm_is_not_made_from_a_url_the_policy_no_longer_allows(kimchi: Kimchi,
+                                                                  folder: Path):
+    """QEMU reads the ISO itself when the VM boots: its address is judged again then."""
+    with HttpIsoServer(folder) as server:
+        r = kimchi.post("/templates", {"name": "f39", "cdrom": server.url("f39.iso")})
+        assert r.status_code == 201, r.text
+        # the admin takes this host's addresses out of [outbound] allow
+        kimchi.stop()
+        kimchi.config.write_text(kimchi.config.read_text().replace(
+            'allow = ["127.0.0.0/8"]', "allow = []"))
+        kimchi.start()
+        before, asked = kimchi.get("/tasks").json(), len(server.counter.requests)
+        r = kimchi.post("/vms", {"name": "vm1", "template": "f39"})
+        assert r.status_code == 400, r.text
+        answer = r.json()
+        assert answer["errcode"] == "KCHTMPL0012E", r.text
+        assert "127.0.0.1, a loopback address" in answer["reason"]
+        assert kimchi.get("/tasks").json() == before  # no task, nothing made
+        assert "vm1" not in {v["name"] for v in kimchi.get("/vms").json()}
+        assert len(server.counter.requests) == asked  # judged before any connection

@@ -168,6 +168,20 @@ def test_a_name_with_public_and_private_addresses_is_reached_only_at_allowed_one
         PUBLIC_ONLY.connect("dual.test", port, 2.0)
 
 
+def test_for_another_program_every_address_must_be_allowed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """QEMU may take any address a name resolves to: one refused refuses them all."""
+    real = socket.getaddrinfo
+
+    def both(host: Any, p: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("::1", p, *args, **kwargs) + real("127.0.0.1", p, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", both)
+    OutboundPolicy.parse(["127.0.0.1", "::1"]).check_every("dual.test", 80)
+    with pytest.raises(DestinationRefused, match=r"dual.test \(::1\) is a loopback"):
+        OutboundPolicy.parse(["127.0.0.1"]).check_every("dual.test", 80)
+
+
 # ---------------------------------------------------------------------------
 # Through probe_url: every connection and every redirection hop
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from kimchid.errors import InvalidRequest
+from kimchid.errors import InvalidOperation, InvalidRequest
 from kimchid.model.storage import check_pool_request, pool_xml, volume_xml
 
 
@@ -47,13 +47,18 @@ def test_markup_in_names_stays_text() -> None:
     {"name": "x", "type": "netfs", "source": {"host": "nas"}},
     {"name": "x", "type": "iscsi", "source": {"target": "iqn.x"}},
     {"name": "x", "type": "logical", "source": {"devices": ["/etc/passwd"]}},
-    {"name": "x", "type": "dir", "path": "/sys/kernel"},
-    {"name": "x", "type": "dir", "path": "/"},
 ])
-def test_incomplete_or_unsafe_requests_are_refused(body: dict) -> None:
+def test_incomplete_requests_are_refused(body: dict) -> None:
     with pytest.raises(InvalidRequest) as e:
         check_pool_request(body)
     assert e.value.errcode == "KCHPOOL0004E"
+
+
+@pytest.mark.parametrize("path", ["/sys/kernel", "/", "/proc/1/.."])
+def test_folders_of_the_system_are_refused(path: str) -> None:
+    with pytest.raises(InvalidOperation) as e:
+        check_pool_request({"name": "x", "type": "dir", "path": path})
+    assert e.value.errcode == "KCHPOOL0010E"
 
 
 def test_libvirt_accepts_what_is_built() -> None:

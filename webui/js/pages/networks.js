@@ -101,8 +101,9 @@ async function makeNetwork(ev) {
     await nets.load();
   } catch (e) {
     const code = e.body && e.body.errcode;
-    showNetError(e.message, code === 'KCHNET0009E' ? 'net-subnet'
-      : code === 'KCHNET0004E' && body.interface ? 'net-iface' : 'net-name');
+    showNetError(e.message, ['KCHNET0009E', 'KCHNET0011E'].includes(code) ? 'net-subnet'
+      : code === 'KCHNET0010E' || (code === 'KCHNET0004E' && body.interface) ? 'net-iface'
+        : 'net-name');
   } finally {
     btn.disabled = false;
   }
