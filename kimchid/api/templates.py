@@ -49,12 +49,13 @@ _FIELDS: dict[str, Any] = {
                                 "listen": {"type": "string", "maxLength": 64}}},
     "tablet": {"type": "boolean"},
 }
+_ONE_SOURCE = {"not": {"required": ["source_media", "cdrom"]}, "x-errcode": "KCHTMPL0010E"}
 UPDATE_BODY = {"type": "object", "additionalProperties": False,
-               "properties": {"name": NAME, **_FIELDS}}
+               "properties": {"name": NAME, **_FIELDS}, "allOf": [_ONE_SOURCE]}
 CREATE_BODY = {**UPDATE_BODY, "allOf": [
     {"anyOf": [{"required": ["source_media"]}, {"required": ["cdrom"]}],
      "x-errcode": "KCHTMPL0013E"},
-    {"not": {"required": ["source_media", "cdrom"]}, "x-errcode": "KCHTMPL0010E"},
+    _ONE_SOURCE,
 ]}
 # What kimchid adds to source_media when the ISO is a URL
 _STORED_MEDIA = {**_FIELDS["source_media"], "properties": {

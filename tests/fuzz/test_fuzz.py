@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RedisServer
+from tests.conftest import ARTIFACTS, RedisServer
 
 HERE = Path(__file__).resolve().parent
 SECONDS = int(os.environ.get("KIMCHI_FUZZ_SECONDS", "150"))
@@ -50,7 +50,8 @@ def test_no_operation_answers_outside_its_schema(kimchi_factory: Any, redis_db: 
                        extra={"auth": {"throttle_free_attempts": 1_000_000}})
     spec = k.get("/openapi.json").json()
     operations = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops}
-    reports = tmp_path / "reports"
+    reports = ARTIFACTS / "fuzz"  # kept: schemathesis' output and its JUnit report
+    reports.mkdir(parents=True, exist_ok=True)
     admin = pam_users.admin
     cmd = [_st(), "--config-file", str(HERE / "schemathesis.toml"), "--no-color",
            "run", k.url + "/openapi.json",
@@ -65,7 +66,7 @@ def test_no_operation_answers_outside_its_schema(kimchi_factory: Any, redis_db: 
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=SECONDS + 600)
     out = run.stdout + run.stderr
-    (tmp_path / "schemathesis.txt").write_text(out)
+    (reports / "schemathesis.txt").write_text(out)
     assert run.returncode == 0, out[-20000:]
     # it ran every operation the spec lists, each at least once
     suite = ET.parse(reports / "junit.xml").getroot()

@@ -163,6 +163,8 @@ BODY_RULES = [
     ("post", "/templates", {"name": "t1", "cdrom": "/a.iso",
                             "source_media": {"type": "disk", "path": "/a.iso"}},
      "KCHTMPL0010E"),
+    ("put", "/templates/{name}", {"cdrom": "/a.iso",
+                                  "source_media": {"type": "netboot"}}, "KCHTMPL0010E"),
     ("post", "/vms/{name}/storages", {"type": "disk"}, "KCHVMSTOR0002E"),
     ("post", "/vms/{name}/storages", {"type": "cdrom", "pool": "default", "vol": "v"},
      "KCHVMSTOR0002E"),
@@ -179,8 +181,8 @@ def test_a_body_the_handler_refuses_whatever_the_state_the_schema_refuses_too(
     spec = kimchi.get("/openapi.json").json()
     schema = spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     assert not Draft202012Validator(schema).is_valid(body)
-    r = kimchi.http.request(method.upper(), kimchi.url + path.replace("{name}", "test"),
-                            json=body, timeout=10)
+    where = path.replace("{name}", "nosuch" if path.startswith("/templates") else "test")
+    r = kimchi.http.request(method.upper(), kimchi.url + where, json=body, timeout=10)
     assert r.status_code == 400 and r.json()["errcode"] == errcode, r.text
 
 
