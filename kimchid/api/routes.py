@@ -203,7 +203,10 @@ class Route:
             value = values[-1]
             if "\x00" in value:
                 raise InvalidRequest("KCHAPI0013E", where=f"query parameter {clip(name)}")
-            errors = list(Draft202012Validator(schema).iter_errors(_typed(value, schema)))
+            # formats are checked too: a ``regex`` the server compiles must compile
+            errors = list(Draft202012Validator(
+                schema, format_checker=Draft202012Validator.FORMAT_CHECKER).iter_errors(
+                    _typed(value, schema)))
             if errors:
                 raise InvalidRequest("KCHAPI0008E", param=name, error=_message(errors[0]))
             out[name] = value

@@ -36,8 +36,8 @@ def register(table: RouteTable, tasks: TaskService, cursor: Any, access: Access)
     table.add("/tasks", "GET", list_tasks, "List tasks, newest first", "tasks",
               query={"status": {"enum": ["running", "finished", "failed", "cancelled"]},
                      "kind": {"type": "string", "maxLength": 64},
-                     "target_uri": {"type": "string", "maxLength": 256,
-                                    "description": "regular expression"},
+                     "target_uri": {"type": "string", "maxLength": 256, "format": "regex",
+                                    "description": "regular expression (Python's)"},
                      "limit": {"type": "integer", "minimum": 1, "maximum": 10000}},
               response={"type": "array", "items": TASK_SCHEMA},
               description="The `Events-Cursor` header holds the id of the newest event at the "

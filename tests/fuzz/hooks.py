@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from schemathesis.core import NotSet
 
 ACCEPTED = {401, 403, 404, 409, 429}
+FORMATS = Draft202012Validator.FORMAT_CHECKER
 JSON = "application/json"
 
 
@@ -44,7 +45,8 @@ def _valid(case: Any) -> bool:
             continue
         value = values[param["name"]]
         for one in value if isinstance(value, list) else [value]:
-            if not Draft202012Validator(param["schema"]).is_valid(_typed(one, param["schema"])):
+            checker = Draft202012Validator(param["schema"], format_checker=FORMATS)
+            if not checker.is_valid(_typed(one, param["schema"])):
                 return False
     for name in sent["query"]:
         if not any(p["in"] == "query" and p["name"] == name for p in op.get("parameters", [])):
