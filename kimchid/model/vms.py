@@ -9,7 +9,7 @@ becomes a ``vm.created`` / ``vm.state`` / ``vm.deleted`` event.
 from __future__ import annotations
 
 import json
-import time
+import threading
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -131,6 +131,7 @@ class VmInventory:
         self.events = events
         self._vms: dict[str, dict[str, Any]] = {}
         self._listing: bytes | None = None  # GET /vms, serialised once per change
+        self._changes = threading.Condition()  # wakes wait_listed (a job's thread)
         self.loaded = False
         self._refreshing: dict[str, defer.Deferred[None]] = {}
         # events that came while every domain was being read: applied after that read,
@@ -154,10 +155,12 @@ class VmInventory:
     @vms.setter
     def vms(self, value: dict[str, dict[str, Any]]) -> None:
         self._vms = value
-        self._listing = None
+        self.changed()
 
     def changed(self) -> None:
         self._listing = None
+        with self._changes:
+            self._changes.notify_all()
 
     def list(self) -> list[dict[str, Any]]:
         self._check()
@@ -180,9 +183,8 @@ class VmInventory:
     def wait_listed(self, uuid: str, timeout: float = 5.0) -> None:
         """Block (a job's thread, never the reactor) until libvirt's event has put the VM
         in the view, so whoever follows the task can GET it when the task ends."""
-        deadline = time.monotonic() + timeout
-        while uuid not in self._vms and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with self._changes:
+            self._changes.wait_for(lambda: uuid in self._vms, timeout)
 
     def _check(self) -> None:
         if not self.loaded or self._read_after < self._outages or not self.libvirt.up:

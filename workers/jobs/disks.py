@@ -43,16 +43,20 @@ def _sizes(copies: list[dict[str, Any]]) -> list[int]:
     return out
 
 
-def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
-             on_percent: Any) -> None:
-    """One ``qemu-img convert``, stopped (and its output removed) when the job must stop."""
+def convert_argv(src: str, dst: str, fmt: str, rate: int) -> list[str]:
+    """The ``qemu-img convert`` command line of one copy (``rate``: bytes/s, 0 no limit)."""
     argv = [shutil.which("qemu-img") or "qemu-img", "convert", "-p", "-O", fmt]
-    rate = int(ctx.params.get("rate_limit") or 0)
     if rate > 0:  # [workers] copy_limit_mib: leave I/O to the running VMs
         argv += ["-r", str(rate)]
     if fmt == "qcow2":
         argv += ["-o", "preallocation=off"]
-    argv += [src, dst]
+    return [*argv, src, dst]
+
+
+def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
+             on_percent: Any) -> None:
+    """One ``qemu-img convert``, stopped (and its output removed) when the job must stop."""
+    argv = convert_argv(src, dst, fmt, int(ctx.params.get("rate_limit") or 0))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     errors: list[bytes] = []
