@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from kimchid import config as config_mod
+from kimchid import gcpause
 from kimchid.errors import ConfigError
 
 
@@ -20,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    gc_log = Logger(namespace="kimchid.gc")
+    gcpause.install("kimchid", lambda p: reactor.callFromThread(  # type: ignore[attr-defined]
+        gc_log.warn, "garbage collection of generation {generation} took {ms:.1f} ms "
+        "({collected} objects freed)", generation=p.generation, ms=p.ms,
+        collected=p.collected))
 
     from kimchid.logs import setup_twisted_logging
     from kimchid.service import Kimchid, notify_systemd
@@ -33,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def started() -> None:
         daemon.startService()
+        # start-up is over (modules, routes, schemas, listeners): out of the collector's sight
+        gcpause.settle()
         host = "localhost" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
         print(f"kimchid ready: open http://{host}:{cfg.server.http_port}/", flush=True)
         notify_systemd("READY=1")

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from kimchid import config as config_mod
+from kimchid import gcpause
 from kimchid.errors import ConfigError
 from kimchid.logs import setup_stdlib_logging
 from workers.runner import Worker, install_signal_handlers
@@ -29,8 +30,13 @@ def main(argv: list[str] | None = None) -> int:
             "(KIMCHI_REDIS_URL or [redis] url)"
         )
         return 2
+    gc_log = logging.getLogger("kimchi.worker.gc")
+    gcpause.install("worker", lambda p: gc_log.warning(
+        "garbage collection of generation %d took %.1f ms (%d objects freed)",
+        p.generation, p.ms, p.collected))
     worker = Worker(cfg, cfg.redis.url, args.name)
     install_signal_handlers(worker)
+    gcpause.settle()  # after the imports and the job registry: see kimchid.gcpause
     worker.run()
     return 0
 
