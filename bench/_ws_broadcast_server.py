@@ -4,9 +4,11 @@ It reads the same Redis event stream as kimchid (a redis-py thread blocked in XR
 each batch to the reactor) and sends every event, in kimchid's wire form, to every
 connected client with ``sendMessage`` (``--prepared``: one ``prepareMessage`` per event,
 then ``sendPreparedMessage``, as kimchid does).  No filters, no flow control, no resume:
-the floor of "fan one event out to N sockets" with autobahn on Twisted.
+the floor of "fan one event out to N sockets" with autobahn on Twisted.  ``--tls CERT KEY``:
+over TLS, with kimchid's own TLS context (``kimchid.auth.tls.context_factory``) and Twisted's
+TLS layer as it comes.
 
-    python bench/_ws_broadcast_server.py REDIS_URL STREAM_KEY [--prepared]
+    python bench/_ws_broadcast_server.py REDIS_URL STREAM_KEY [--prepared] [--tls CERT KEY]
 Prints ``PORT <n>`` once listening on 127.0.0.1.
 """
 
@@ -67,7 +69,14 @@ def main() -> None:
                 last = entries[-1][0]
                 reactor.callFromThread(broadcast, entries)
 
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
+    if "--tls" in sys.argv:
+        from kimchid.auth.tls import context_factory
+
+        i = sys.argv.index("--tls")
+        options = context_factory(Path(sys.argv[i + 1]), Path(sys.argv[i + 2]))
+        port = reactor.listenSSL(0, factory, options, interface="127.0.0.1", backlog=1024)
+    else:
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
     threading.Thread(target=reader, daemon=True).start()
     print(f"PORT {port.getHost().port}", flush=True)
     reactor.run()

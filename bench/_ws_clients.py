@@ -24,6 +24,11 @@ Control, one line at a time on stdin; answers are one JSON line on stdout:
 
     python bench/_ws_clients.py URL N
 
+A ``wss://`` URL speaks TLS through the standard library's ``ssl.SSLObject`` on memory
+buffers, so the bytes are still read with ``recvmsg`` and ``rx`` is the kernel's receive
+time of the encrypted records; the certificate to trust (the server's own) is the file
+named by ``BENCH_WS_CA``.
+
 Extra handshake headers (kimchid's ``Authorization: Basic ...``), one per line, come in
 the environment variable ``BENCH_WS_HEADERS`` (not on the command line, which any user of
 the machine can read).
@@ -36,6 +41,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -64,9 +70,11 @@ STATS = Stats()
 
 
 class Conn:
-    __slots__ = ("sock", "buf", "upgraded", "seqs", "phase", "closed", "frag")
+    __slots__ = ("sock", "buf", "upgraded", "seqs", "phase", "closed", "frag", "tls", "inc",
+                 "out", "hello")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: ssl.SSLContext | None = None,
+                 host: str = "") -> None:
         self.sock = sock
         self.buf = bytearray()
         self.upgraded = False
@@ -74,12 +82,71 @@ class Conn:
         self.phase = -1
         self.closed = False
         self.frag = bytearray()
+        self.tls: ssl.SSLObject | None = None
+        self.hello = b""  # the HTTP upgrade request, sent once the TLS handshake is done
+        if tls is not None:
+            self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = tls.wrap_bio(self.inc, self.out, server_hostname=host)
+
+    def start(self, request: bytes) -> None:
+        """Send the upgrade request (over TLS: start the handshake; the request follows)."""
+        if self.tls is None:
+            self.sock.sendall(request)
+            return
+        self.hello = request
+        self._handshake()
+
+    def _handshake(self) -> None:
+        assert self.tls is not None
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        self._flush()
+        self.send_raw(self.hello)
+        self.hello = b""
+
+    def _flush(self) -> None:
+        if self.out.pending:
+            self.sock.sendall(self.out.read())
+
+    def plain(self, data: bytes) -> bytes:
+        """The application bytes in ``data`` as read from the socket (decrypted with TLS)."""
+        t = self.tls
+        if t is None:
+            return data
+        self.inc.write(data)
+        if self.hello:
+            self._handshake()
+            if self.hello:
+                return b""
+        out = []
+        inc = self.inc
+        while inc.pending or t.pending():
+            try:
+                out.append(t.read(262144))
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.closed = True
+                break
+        if self.out.pending:  # e.g. an answer to a key update
+            self._flush()
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def send_raw(self, data: bytes) -> None:
+        if self.tls is None:
+            self.sock.send(data)
+            return
+        self.tls.write(data)
+        self._flush()
 
     def send_frame(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
         masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
         try:
-            self.sock.send(bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked)
+            self.send_raw(bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked)
         except OSError:
             pass
 
@@ -179,13 +246,16 @@ def _kernel_time(anc: list) -> float:
 
 
 def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
-                conns: dict[int, Conn]) -> int:
+                conns: dict[int, Conn], secure: bool = False) -> int:
     """Open n WebSockets, 50 handshakes in flight at a time; returns how many failed."""
     failed = 0
     extra = "".join(f"{h.strip()}\r\n" for h in os.environ.get("BENCH_WS_HEADERS", "").split("\n")
                     if h.strip())
     req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{extra}")
+    tls = None
+    if secure:
+        tls = ssl.create_default_context(cafile=os.environ.get("BENCH_WS_CA") or None)
     pending: dict[int, Conn] = {}
     todo = n
     deadline = time.monotonic() + 60
@@ -196,9 +266,9 @@ def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             key = base64.b64encode(os.urandom(16)).decode()
-            s.sendall((req + f"Sec-WebSocket-Key: {key}\r\n\r\n").encode())
+            c = Conn(s, tls, host)
+            c.start((req + f"Sec-WebSocket-Key: {key}\r\n\r\n").encode())
             s.setblocking(False)
-            c = Conn(s)
             pending[s.fileno()] = c
             ep.register(s.fileno(), select.EPOLLIN)
         for fd, _ev in ep.poll(1.0):
@@ -209,7 +279,7 @@ def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
                 data = c.sock.recv(65536)
                 if not data:
                     raise ConnectionError("closed during the handshake")
-                c.feed(data, now())
+                c.feed(c.plain(data), now())
             except (OSError, ConnectionError) as e:
                 print(f"connect failed: {e}", file=sys.stderr)
                 failed += 1
@@ -225,12 +295,13 @@ def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
 
 def main(url: str, n: int) -> None:
     u = urlparse(url)
-    host, port = u.hostname or "127.0.0.1", u.port or 80
+    secure = u.scheme == "wss"
+    host, port = u.hostname or "127.0.0.1", u.port or (443 if secure else 80)
     path = (u.path or "/") + (("?" + u.query) if u.query else "")
     ep = select.epoll()
     conns: dict[int, Conn] = {}
     t0 = time.monotonic()
-    failed = connect_all(host, port, path, n, ep, conns)
+    failed = connect_all(host, port, path, n, ep, conns, secure)
     out = sys.stdout
     out.write(json.dumps({"ready": len(conns), "failed": failed,
                           "connect_s": time.monotonic() - t0}) + "\n")
@@ -271,7 +342,7 @@ def main(url: str, n: int) -> None:
                 c.closed = True
                 ep.unregister(fd)
                 continue
-            c.feed(data, _kernel_time(anc))
+            c.feed(c.plain(data) if secure else data, _kernel_time(anc))
     for c in conns.values():
         c.sock.close()
 

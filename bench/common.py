@@ -330,6 +330,11 @@ class KimchidProc:
             sections.setdefault(name, {}).update(keys)
         self.config = write_config(self.dir / "kimchi.toml", sections)
         self.log = self.dir / "kimchid.log"
+        # kimchid and its workers write their GC pause figures here (see gc_pauses)
+        self.gc_dir = self.dir / "gc"
+        self.gc_dir.mkdir(exist_ok=True)
+        self.env: dict[str, str] = {}  # more environment for kimchid (KIMCHI_BENCH_GC_SETTLE=0 ...)
+        self.gc_mark: dict[str, dict[str, Any]] = {}  # GC figures when start() returned
         self.proc: subprocess.Popen[bytes] | None = None
         self.workers = workers
         self.auth = bench_account()  # (user, password): an admin, HTTP Basic
@@ -344,7 +349,8 @@ class KimchidProc:
         with open(self.log, "ab") as out:
             self.proc = track(subprocess.Popen(
                 [sys.executable, "-m", "kimchid.main", "--config", str(self.config)],
-                stdout=out, stderr=subprocess.STDOUT, env=base_env(self.tree), cwd=self.dir,
+                stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
+                env=base_env(self.tree, KIMCHI_BENCH_GC_STATS=str(self.gc_dir), **self.env),
             ))
         s = requests.Session()
         s.verify, s.trust_env = False, False  # kimchid's own certificate (no CA bundle)
@@ -353,7 +359,11 @@ class KimchidProc:
         if self.workers:
             wait_for(lambda: len(self.worker_procs()) >= self.workers, timeout=30,
                      what="kimchid's embedded workers")
+            if (self.tree / "kimchid" / "gcpause.py").exists():  # past their start-up
+                wait_for(lambda: all(_gc_settled(self.gc_dir, p.pid) for p in self.worker_procs()),
+                         timeout=30, what="kimchid's workers to finish starting")
         self.sign_in()
+        self.gc_mark = gc_snapshot(self.gc_dir)
         return self
 
     def session(self) -> requests.Session:
@@ -440,12 +450,16 @@ def _session(k: KimchidProc) -> requests.Session:
     return s
 
 
-def start_worker(config: Path, redis_url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
-    """One standalone ``kimchi-worker`` process (``python -m workers.main``)."""
+def start_worker(config: Path, redis_url: str, name: str, log: Path,
+                 gc_dir: Path | None = None) -> subprocess.Popen[bytes]:
+    """One standalone ``kimchi-worker`` process (``python -m workers.main``); with
+    ``gc_dir``, it writes its GC pause figures there (see :func:`gc_pauses`)."""
+    extra = {"KIMCHI_BENCH_GC_STATS": str(gc_dir)} if gc_dir else {}
     with open(log, "ab") as out:
         return track(subprocess.Popen(
             [sys.executable, "-m", "workers.main", "--config", str(config), "--name", name],
-            stdout=out, stderr=subprocess.STDOUT, env=base_env(KIMCHI_REDIS_URL=redis_url),
+            stdout=out, stderr=subprocess.STDOUT,
+            env=base_env(KIMCHI_REDIS_URL=redis_url, **extra),
         ))
 
 
@@ -614,3 +628,115 @@ def verdict(ok: bool, what: str) -> str:
 
 def log(msg: str) -> None:
     print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+# -- garbage-collector pauses ------------------------------------------------------------------
+#
+# kimchid and the workers time each of their collections (kimchid/gcpause.py) and, with
+# KIMCHI_BENCH_GC_STATS naming a folder, write the histogram there as gc-<role>-<pid>.json at
+# start, on SIGUSR2 and at exit.  KimchidProc points it at its own folder and notes the
+# figures when start() returns (``k.gc_mark``), so ``print_gc_pauses(k)`` gives the pauses
+# of the benchmark's load.
+
+
+def gc_snapshot(folder: Path, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Fresh GC figures of every live process writing into ``folder`` (asked with SIGUSR2;
+    only a process whose file exists is signalled: it has the handler), by file name."""
+    asked: dict[Path, float] = {}
+    for f in folder.glob("gc-*.json"):
+        pid = int(f.stem.rsplit("-", 1)[1])
+        try:
+            before = json.loads(f.read_text())["written"]
+            os.kill(pid, signal.SIGUSR2)
+            asked[f] = before
+        except (OSError, ValueError, KeyError):
+            pass  # gone (its last figures, written at exit, stay readable)
+    deadline = time.monotonic() + timeout
+    out: dict[str, dict[str, Any]] = {}
+    for f in folder.glob("gc-*.json"):
+        while True:
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                data = None
+            fresh = data is not None and (f not in asked or data["written"] > asked[f])
+            if fresh or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if data is not None:
+            out[f.stem] = data
+    return out
+
+
+def _gc_settled(folder: Path, pid: int) -> bool:
+    """Whether the process ``pid`` writing into ``folder`` is past its start-up (its
+    start-up collection must not count as a pause under the benchmark's load)."""
+    for f in folder.glob(f"gc-*-{pid}.json"):
+        try:
+            return bool(json.loads(f.read_text()).get("settled"))
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+GcRuns = dict[str, list[tuple[dict[str, Any], dict[str, Any] | None]]]
+
+
+def gc_runs(folder: Path, since: dict[str, dict[str, Any]] | None = None) -> GcRuns:
+    """Fresh figures of the processes writing into ``folder``, paired with their figures
+    in ``since`` (an earlier :func:`gc_snapshot`), by role (``kimchid``, ``worker``): add
+    several with ``+`` per role to pool repetitions, then :func:`gc_describe`."""
+    roles: GcRuns = {}
+    for name, data in gc_snapshot(folder).items():
+        roles.setdefault(data["role"], []).append((data, (since or {}).get(name)))
+    return roles
+
+
+def gc_describe(runs: GcRuns) -> dict[str, dict[str, float]]:
+    """The pause distribution per role, ms: ``{"kimchid": {"n", "p50", "p99", "max",
+    "over", "gen2_n", "gen2_max", "cpu_p99", "cpu_max", "cpu_over"}, ...}`` (``cpu_``: the
+    collector's own CPU time, which leaves out the time the process waited for a core on
+    a busy machine; the workers of a role together)."""
+    from kimchid.gcpause import distribution
+
+    out = {}
+    for role, pairs in sorted(runs.items()):
+        d = distribution(pairs)
+        g2 = distribution(pairs, generation=2)
+        cpu = distribution(pairs, cpu=True)
+        figures = {**d, "gen2_n": g2["n"], "gen2_max": g2["max"], "cpu_p99": cpu["p99"],
+                   "cpu_max": cpu["max"], "cpu_over": cpu["over"]}
+        # no collection: None, not nan (RESULT lines are JSON)
+        out[role] = {k: None if v != v else v for k, v in figures.items()}
+    return out
+
+
+def gc_pauses(folder: Path, since: dict[str, dict[str, Any]] | None = None
+              ) -> dict[str, dict[str, float]]:
+    """:func:`gc_describe` of :func:`gc_runs`: the pauses since ``since``, per role."""
+    return gc_describe(gc_runs(folder, since))
+
+
+def print_gc_lines(dists: dict[str, dict[str, float]], label: str = "") -> None:
+    """``GC pauses <role> (<label>): n, p50, p99, max, over 10 ms: k (...)``, one per role."""
+    for role, d in dists.items():
+        print(f"GC pauses {role}{f' ({label})' if label else ''}: n {d['n']:,}, "
+              f"p50 {fmt(d['p50'])} ms, p99 {fmt(d['p99'])} ms, max {fmt(d['max'])} ms, "
+              f"over 10 ms: {d['over']} (full collections: {d['gen2_n']}, longest "
+              f"{fmt(d['gen2_max'])} ms; collector CPU p99 {fmt(d['cpu_p99'])}, max "
+              f"{fmt(d['cpu_max'])} ms, over 10 ms: {d['cpu_over']})")
+    sys.stdout.flush()
+
+
+def print_gc_pauses(k: KimchidProc | Path, label: str = "",
+                    since: dict[str, dict[str, Any]] | None = None
+                    ) -> dict[str, dict[str, float]]:
+    """Print the GC pauses of kimchid and its workers (or of the processes writing into a
+    folder) since ``since`` (default: when ``KimchidProc.start`` returned), one line per
+    role: ``GC pauses kimchid: n, p50, p99, max, over 10 ms: k``; return them for RESULT."""
+    folder = k.gc_dir if isinstance(k, KimchidProc) else k
+    if since is None and isinstance(k, KimchidProc):
+        since = k.gc_mark
+    dists = gc_pauses(folder, since)
+    print_gc_lines(dists, label)
+    return dists

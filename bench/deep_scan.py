@@ -10,7 +10,9 @@ Each repetition (medians of 5, 2 in --quick), all with a warm page cache:
 * find: ``find TREE -name '*.iso'`` as a subprocess, wall time (process start included);
 * python: an in-process recursive os.scandir walk (the primitive the worker uses);
 * kimchi: ``POST /isos/scan`` -> poll ``GET /tasks/<id>`` every 5 ms until ``finished``
-  (signed in with HTTP Basic, which kimchid checked with PAM before the clock starts);
+  (signed in with HTTP Basic, which kimchid checked with PAM before the clock starts),
+  over HTTPS as ``kimchi.sh up`` serves it and, as a second column, plain HTTP (one
+  kimchid with 2 workers each, own Redis; ``--plain``: plain only);
   also the worker's own time from the task's ``task.started`` event to its ``updated``
   stamp (ms resolution), and the queueing before it (``created`` -> started).
 
@@ -18,9 +20,10 @@ CPU (psutil/rusage, 10 ms ticks): find's user+sys and the workers' during the sc
 figure less sensitive than wall time to other load on a shared machine.
 
 Checks: the task found 200 ISOs and ``GET /isos`` lists all 200 with the right distro and
-version.  Target: kimchi <= 1.5x find.
+version.  Target: kimchi (HTTPS) <= 1.5x find.  Also printed: the garbage-collector pauses
+of each kimchid and its workers during the run (issue 11: none over 10 ms).
 
-    python bench/deep_scan.py [--quick] [--reps N] [--tree DIR]
+    python bench/deep_scan.py [--quick] [--reps N] [--tree DIR] [--plain]
 """
 
 from __future__ import annotations
@@ -161,6 +164,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--poll", type=float, default=0.005, help="GET /tasks/<id> interval, s")
     ap.add_argument("--tree", default="/tmp/kimchi-bench-tree", help="cache folder of the tree")
+    ap.add_argument("--plain", action="store_true", help="plain HTTP only (no HTTPS column)")
     a = ap.parse_args()
     reps = a.reps or (2 if a.quick else 5)
 
@@ -169,66 +173,94 @@ def main() -> int:
     print(f"# tree {tree}: {TOP * SUB + TOP + 1:,} folders, {TOP * SUB * PER_DIR:,} files, "
           f"{len(manifest)} ISOs; {reps} repetition(s), medians")
     wd = common.workdir("scan")
-    rds = RedisProc(wd / "redis").start()
-    k = KimchidProc(wd / "kimchid", rds.url, workers=2).start()
-    s = k.session()
-    finds, pys, kims = [], [], []
+    labels = ["plain"] if a.plain else ["tls", "plain"]
+    procs: list[KimchidProc | RedisProc] = []
+    daemons: dict[str, KimchidProc] = {}
+    finds, pys = [], []
+    kims: dict[str, list[dict]] = {label: [] for label in labels}
+    listed_by: dict[str, list[dict]] = {}
+    gc: dict[str, dict] = {}
     try:
+        for label in labels:
+            rds = RedisProc(wd / f"redis-{label}").start()
+            procs.append(rds)
+            daemons[label] = KimchidProc(wd / f"kimchid-{label}", rds.url, workers=2,
+                                         tls=label == "tls").start()
+            procs.append(daemons[label])
+        sessions = {label: k.session() for label, k in daemons.items()}
         # warm the page cache and the daemon (first scan loads scripts, fills the library)
         n_find = time_find(tree)[1]
         time_scandir(tree)
-        warm = time_kimchi(k, s, tree, a.poll)
-        log(f"warm-up scan: {warm['ms']:.0f} ms, {warm['status']}, "
-            f"{warm['result'].get('isos')} ISOs")
+        for label, k in daemons.items():
+            warm = time_kimchi(k, sessions[label], tree, a.poll)
+            log(f"warm-up scan ({label}): {warm['ms']:.0f} ms, {warm['status']}, "
+                f"{warm['result'].get('isos')} ISOs")
         for rep in range(reps):
             f, n_find = time_find(tree)
             p, n_py = time_scandir(tree)
-            kk = time_kimchi(k, s, tree, a.poll)
             finds.append(f)
             pys.append(p)
-            kims.append(kk)
-            log(f"rep {rep + 1}: find {f:.0f} ms ({n_find} ISOs) | scandir {p:.0f} ms | "
-                f"kimchi {kk['ms']:.0f} ms ({kk['status']}, {kk['result'].get('isos')} ISOs; "
-                f"queue {kk['queue_ms']:.0f} ms, worker {kk['worker_ms']:.0f} ms; CPU: workers "
-                f"{kk['worker_cpu_ms']:.0f} ms, kimchid {kk['daemon_cpu_ms']:.0f} ms)")
-        listed = [i for i in s.get(k.url + "/isos", timeout=30).json()
-                  if i["path"].startswith(str(tree) + "/")]
+            order = labels if rep % 2 == 0 else labels[::-1]
+            for label in order:
+                kk = time_kimchi(daemons[label], sessions[label], tree, a.poll)
+                kims[label].append(kk)
+                log(f"rep {rep + 1} {label}: kimchi {kk['ms']:.0f} ms ({kk['status']}, "
+                    f"{kk['result'].get('isos')} ISOs; queue {kk['queue_ms']:.0f} ms, worker "
+                    f"{kk['worker_ms']:.0f} ms; CPU: workers {kk['worker_cpu_ms']:.0f} ms, "
+                    f"kimchid {kk['daemon_cpu_ms']:.0f} ms)")
+            log(f"rep {rep + 1}: find {f:.0f} ms ({n_find} ISOs) | scandir {p:.0f} ms")
+        for label, k in daemons.items():
+            listed_by[label] = [i for i in sessions[label].get(k.url + "/isos", timeout=30).json()
+                                if i["path"].startswith(str(tree) + "/")]
+        print()
+        for label, k in daemons.items():
+            gc[label] = common.print_gc_pauses(k, label)
     finally:
-        k.stop()
-        rds.stop()
+        for proc in reversed(procs):
+            proc.stop()
 
+    main_label = labels[0]
+    listed = listed_by[main_label]
     wrong = [i["path"] for i in listed
              if tuple(manifest.get(i["path"], ("?", "?"))) != (i["os_distro"], i["os_version"])]
-    all_found = (len(listed) == len(manifest) and not wrong
+    all_found = (all(len(lst) == len(manifest) for lst in listed_by.values()) and not wrong
                  and all(x["status"] == "finished" and x["result"].get("isos") == len(manifest)
-                         for x in kims))
-    mf, mp, mk = median(finds), median(pys), median(x["ms"] for x in kims)
-    mw = median(x["worker_ms"] for x in kims)
+                         for runs in kims.values() for x in runs))
+    mf, mp = median(finds), median(pys)
     fcpu = median(FIND_CPU[-reps:])
-    wcpu = median(x["worker_cpu_ms"] for x in kims)
-    mq = median(x["queue_ms"] for x in kims)
     rows = [
         ["find -name '*.iso' (reference)", mf, common.spread(finds), 1.0, f"{n_find}"],
         ["python os.scandir walk", mp, common.spread(pys), mp / mf, f"{n_py}"],
-        ["kimchi POST /isos/scan -> finished", mk, common.spread([x["ms"] for x in kims]),
-         mk / mf, f"{kims[-1]['result'].get('isos')}"],
-        ["  of which worker started->finished", mw,
-         common.spread([x["worker_ms"] for x in kims]), mw / mf, "-"],
-        ["  of which queued (created->started)", mq,
-         common.spread([x["queue_ms"] for x in kims]), "-", "-"],
         ["CPU: find (user+sys)", fcpu, common.spread(FIND_CPU[-reps:]), 1.0, "-"],
-        ["CPU: kimchi workers during the scan", wcpu,
-         common.spread([x["worker_cpu_ms"] for x in kims]), wcpu / fcpu, "-"],
-        ["CPU: kimchid during the scan (incl. polling)",
-         median(x["daemon_cpu_ms"] for x in kims),
-         common.spread([x["daemon_cpu_ms"] for x in kims]), "-", "-"],
     ]
+    figures: dict[str, dict] = {}
+    for label, runs in kims.items():
+        mk, mw = median(x["ms"] for x in runs), median(x["worker_ms"] for x in runs)
+        wcpu, mq = median(x["worker_cpu_ms"] for x in runs), median(x["queue_ms"] for x in runs)
+        figures[label] = {"kimchi_ms": mk, "worker_ms": mw, "ratio": mk / mf,
+                          "worker_cpu_ms": wcpu, "gc": gc.get(label, {})}
+        rows += [
+            [f"kimchi ({label}) POST /isos/scan -> finished", mk,
+             common.spread([x["ms"] for x in runs]), mk / mf,
+             f"{runs[-1]['result'].get('isos')}"],
+            ["  of which worker started->finished", mw,
+             common.spread([x["worker_ms"] for x in runs]), mw / mf, "-"],
+            ["  of which queued (created->started)", mq,
+             common.spread([x["queue_ms"] for x in runs]), "-", "-"],
+            ["  CPU: kimchi workers during the scan", wcpu,
+             common.spread([x["worker_cpu_ms"] for x in runs]), wcpu / fcpu, "-"],
+            ["  CPU: kimchid during the scan (incl. polling)",
+             median(x["daemon_cpu_ms"] for x in runs),
+             common.spread([x["daemon_cpu_ms"] for x in runs]), "-", "-"],
+        ]
+    mk, mw, wcpu = (figures[main_label][key] for key in ("kimchi_ms", "worker_ms",
+                                                          "worker_cpu_ms"))
     print()
     common.table(rows, ["operation", "ms (median)", "spread", "x find", "ISOs"])
     print(f"GET /isos lists {len(listed)}/{len(manifest)} of the tree's ISOs; "
           f"wrong distro/version: {len(wrong)} {wrong[:3]}")
     ok = mk <= TARGET_RATIO * mf and all_found
-    common.verdict(ok, f"deep scan {mk:.0f} ms = {mk / mf:.2f}x find "
+    common.verdict(ok, f"deep scan ({main_label}) {mk:.0f} ms = {mk / mf:.2f}x find "
                        f"(target <= {TARGET_RATIO}x); all {len(manifest)} ISOs identified: "
                        f"{all_found}")
     busy = common.footer()
@@ -236,7 +268,8 @@ def main() -> int:
                                   "bench": "deep_scan", "find_ms": mf, "scandir_ms": mp,
                                   "kimchi_ms": mk, "worker_ms": mw, "ratio": mk / mf,
                                   "find_cpu_ms": fcpu, "worker_cpu_ms": wcpu,
-                                  "isos_listed": len(listed), "pass": ok}}))
+                                  "isos_listed": len(listed), "sides": figures,
+                                  "pass": ok}}))
     return 0
 
 

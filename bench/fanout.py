@@ -3,25 +3,33 @@
 Processes (all on this machine, sharing its 2 cores):
 
 * redis-server (unix socket, AOF everysec);
-* the server under test: kimchid (no embedded workers), or the reference, a bare autobahn
-  broadcast server (bench/_ws_broadcast_server.py) reading the same stream;
+* the servers under test, one at a time, interleaved: kimchid (no embedded workers) over
+  HTTPS with login, as ``kimchi.sh up`` serves it (``kimchid``), and over plain HTTP
+  (``kimchid-plain``); the reference, a bare autobahn broadcast server
+  (bench/_ws_broadcast_server.py) reading the same stream, over plain TCP (``bare``) and
+  over TLS with kimchid's own TLS context (``bare-tls``); ``NAME@REV`` runs that commit's
+  kimchid (``git archive``), ``NAME@/path`` the tree at that path: a before/after in one run;
 * the load generator: ONE separate process holding all the WebSocket clients
-  (bench/_ws_clients.py, a minimal hand-rolled WebSocket client), signed in to kimchid
-  with HTTP Basic (checked by PAM once before they connect, then remembered);
+  (bench/_ws_clients.py, a minimal hand-rolled WebSocket client; TLS through the standard
+  library's ``ssl.SSLObject``, trusting only the server's own certificate), signed in to
+  kimchid with HTTP Basic (checked by PAM once before they connect, then remembered);
 * the producer (this process): the ``emit`` Lua script of kimchid/bus.py (XADD to
   ``kimchi:events``) at a fixed rate, each event's data carrying its send time.time().
 
 Per phase: every client must receive every event (delivered / expected = unique
 (client, event) pairs / clients x events sent); latency = receipt - send time, p50/p99 over
 all frames, taken at two points: ``rx`` = the kernel's receive timestamp of the bytes on
-the client socket (SO_TIMESTAMPNS: what the server achieved) and ``app`` = when the client
-process parsed the frame (adds the time one Python process needs to get round 500
-sockets); the target is judged on ``rx``.  CPU of the server and of the client process
-(psutil cpu_times deltas over the phase, % of one core and per frame).  Target: p99 <=
-50 ms at 100 ev/s with everything delivered; if it is missed, the rate is lowered step by
-step to find the highest rate that holds it.
+the client socket (SO_TIMESTAMPNS: what the server achieved; over TLS, of the encrypted
+records) and ``app`` = when the client process parsed the frame (adds the time one Python
+process needs to get round 500 sockets); the target is judged on ``rx``.  CPU of the
+server and of the client process (psutil cpu_times deltas over the phase, % of one core
+and per frame).  Targets (issue 11): over TLS, p99 <= 50 ms at 100 ev/s with everything
+delivered and <= 12 us of server CPU per frame; plain HTTP no worse than before (when a
+``kimchid-plain@REV`` ran, within 1.15x its CPU per frame).  If the rate misses, it is
+lowered step by step to find the highest rate that holds p99 <= 50 ms.
 
     python bench/fanout.py [--quick] [--clients N] [--rate R] [--duration S] [--reps N]
+                           [--servers kimchid,kimchid-plain,bare,bare-tls,kimchid@HEAD,...]
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ import common  # noqa: E402
 from common import CpuMeter, KimchidProc, MachineCpu, RedisProc, log, median  # noqa: E402
 
 TARGET_P99_MS = 50.0
+TARGET_US_FRAME = 12.0  # server CPU per frame over TLS (issue 11)
+PLAIN_SLACK = 1.15  # plain HTTP "no worse than before": within the noise of a same-run pair
 LADDER = [70, 50, 30, 20, 10, 5]
 STREAM = "kimchi:events"
 
@@ -49,10 +59,10 @@ STREAM = "kimchi:events"
 class Clients:
     """The load-generator process and its line protocol."""
 
-    def __init__(self, url: str, n: int, headers: list[str]) -> None:
+    def __init__(self, url: str, n: int, headers: list[str], ca: str = "") -> None:
         # the handshake's extra headers (kimchid's Authorization) go in the environment,
         # not on the command line that every user of the machine can read
-        env = common.base_env(BENCH_WS_HEADERS="\n".join(headers))
+        env = common.base_env(BENCH_WS_HEADERS="\n".join(headers), BENCH_WS_CA=ca)
         self.proc = common.track(subprocess.Popen(
             [sys.executable, str(common.BENCH / "_ws_clients.py"), url, str(n)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -159,27 +169,55 @@ def holds(res: dict[str, Any]) -> bool:
 
 
 class Server:
+    """One server under test, by name: ``kimchid`` (HTTPS with login, as ``kimchi.sh up``
+    serves it), ``kimchid-plain`` (plain HTTP, login on), either with ``@REV`` (that
+    commit's kimchid, extracted from git: a before/after in one run), or the reference
+    ``bare`` / ``bare-prepared`` / ``bare-tls`` (the bare autobahn broadcast server; TLS
+    with kimchid's own TLS context and a certificate made here)."""
+
     def __init__(self, name: str, wd: Path, rds: RedisProc) -> None:
         self.name = name
         self.wd = wd
         self.rds = rds
         self.k: KimchidProc | None = None
         self.proc: subprocess.Popen[str] | None = None
+        self.ca = ""  # the certificate a TLS client trusts (the server's own)
 
     def start(self) -> tuple[str, int, list[str]]:
         """Start it; its WebSocket URL, pid and the headers a handshake needs."""
-        if self.name == "kimchid":
+        base, _, rev = self.name.partition("@")
+        if base in ("kimchid", "kimchid-plain"):
+            tree = common.ROOT
+            if rev.startswith("/"):  # a source tree on disk (a variant being tried)
+                tree = Path(rev)
+            elif rev:
+                tree = self.wd / f"tree-{rev}"
+                if not (tree / "kimchid").is_dir():
+                    common.git_tree(rev, tree)
             # start() signed in once (PAM), so the 500 handshakes find the password
             # remembered instead of each running a PAM check (and being throttled)
             self.k = KimchidProc(self.wd / f"kimchid-{time.monotonic_ns()}", self.rds.url,
-                                 workers=0).start()
+                                 workers=0, tree=tree, tls=base == "kimchid")
+            try:
+                self.k.start()
+            except Exception:
+                log(f"{self.name} did not start; its log ends with:\n"
+                    + self.k.log.read_text(errors="replace")[-2000:])
+                raise
+            if self.k.tls:
+                self.ca = str(self.k.dir / "state" / "tls" / "kimchi-cert.pem")
             return self.k.ws_url + "/events", self.k.proc.pid, self.k.ws_headers
         args = [sys.executable, str(common.BENCH / "_ws_broadcast_server.py"), self.rds.url,
-                STREAM] + (["--prepared"] if "prepared" in self.name else [])
+                STREAM] + (["--prepared"] if "prepared" in base else [])
+        if base == "bare-tls":
+            cert, key = bare_certificate(self.wd)
+            args += ["--tls", str(cert), str(key)]
+            self.ca = str(cert)
         self.proc = common.track(subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                                   env=common.base_env()))
         line = self.proc.stdout.readline().split()
-        return f"ws://127.0.0.1:{line[1]}/", self.proc.pid, []
+        scheme = "wss" if self.ca else "ws"
+        return f"{scheme}://127.0.0.1:{line[1]}/", self.proc.pid, []
 
     def stop(self) -> None:
         if self.k:
@@ -187,6 +225,13 @@ class Server:
             self.k = None
         common.stop_proc(self.proc)
         self.proc = None
+
+
+def bare_certificate(wd: Path) -> tuple[Path, Path]:
+    """A certificate and key for the bare TLS server, made as kimchid makes its own."""
+    from kimchid.auth.tls import ensure_certificate
+
+    return ensure_certificate(wd / "bare-tls", host="127.0.0.1")
 
 
 def session(server: Server, producer: Producer, n_clients: int, rates: list[float],
@@ -198,7 +243,7 @@ def session(server: Server, producer: Producer, n_clients: int, rates: list[floa
     out: list[dict[str, Any]] = []
     clients = None
     try:
-        clients = Clients(url, n_clients, headers)
+        clients = Clients(url, n_clients, headers, server.ca)
         log(f"{server.name}: {clients.ready['ready']}/{n_clients} clients connected in "
             f"{clients.ready['connect_s']:.1f} s")
         time.sleep(1.0)
@@ -240,13 +285,17 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--duration", type=float, default=None, help="seconds per phase")
     ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--no-ladder", action="store_true",
+                    help="only the rate asked for, even when a server misses the target")
     ap.add_argument("--servers", default=None,
-                    help="comma-separated: kimchid, bare, bare-prepared")
+                    help="comma-separated: kimchid (TLS), kimchid-plain, either with @REV "
+                         "(that commit's kimchid), bare, bare-prepared, bare-tls")
     a = ap.parse_args()
     quick = a.quick
     duration = a.duration or (2.0 if quick else 6.0)
     reps = a.reps or (1 if quick else 3)
-    names = (a.servers or ("kimchid,bare" if quick else "kimchid,bare,bare-prepared")).split(",")
+    names = (a.servers or ("kimchid,kimchid-plain,bare" if quick
+                           else "kimchid,kimchid-plain,bare,bare-tls")).split(",")
 
     common.header(f"event fan-out: {a.clients} WebSocket clients, {a.rate:g} events/s", quick)
     if quick:
@@ -267,7 +316,7 @@ def main() -> int:
                 # quick: the rate, then 20/s, no ladder; full: the ladder in the 1st repetition
                 rates = [a.rate, 20.0] if quick and a.rate > 20 else [a.rate]
                 res = session(Server(name, wd, rds), producer, a.clients, rates, duration,
-                              ladder=(rep == 0 and not quick), phase0=phase,
+                              ladder=(rep == 0 and not quick and not a.no_ladder), phase0=phase,
                               drain=6.0 if quick else 30.0)
                 phase += len(res) + 1
                 results[name] += res
@@ -297,26 +346,61 @@ def main() -> int:
                         "rx p99 spread", "rx max ms", "app p50 ms", "app p99 ms",
                         "delivered/expected", "frames/s", "server CPU %", "server CPU us/frame",
                         "client CPU %", "machine CPU % (/200)", "p99<=50 & all"])
-    k_at = [r for r in results["kimchid"] if r["rate"] == a.rate]
-    b_at = [r for r in results.get("bare", []) if r["rate"] == a.rate]
-    kp99, bp99 = median(r["p99"] for r in k_at), median(r["p99"] for r in b_at)
-    if b_at and k_at:
-        cpu_k = median(r["server_us_frame"] for r in k_at)
-        cpu_b = median(r["server_us_frame"] for r in b_at)
-        print(f"kimchid / bare autobahn at {a.rate:g} ev/s: p99 ratio {kp99 / bp99:.2f}, "
-              f"server CPU per frame ratio {cpu_k / cpu_b:.2f}")
+    def at(name: str) -> list[dict[str, Any]]:
+        return [r for r in results.get(name, []) if r["rate"] == a.rate]
+
+    def fig(name: str, key: str) -> float:
+        return median(r[key] for r in at(name))
+
+    print(f"\nat {a.rate:g} ev/s, medians (reference in the same run):")
+    for name in names:
+        if at(name):
+            ref = "bare-tls" if name.partition("@")[0] == "kimchid" else "bare"
+            vs = (f"; {ref}: p99 {fig(ref, 'p99'):.1f} ms, {fig(ref, 'server_us_frame'):.1f} "
+                  f"us/frame" if at(ref) and ref != name else "")
+            print(f"  {name}: rx p99 {fig(name, 'p99'):.1f} ms, server "
+                  f"{fig(name, 'server_us_frame'):.1f} us/frame{vs}")
     for name in names:
         print(f"highest rate holding p99 <= {TARGET_P99_MS:g} ms with every event delivered, "
               f"{name}: {best.get(name, 'none of the rates tried')}")
-    ok = all(holds(r) for r in k_at)
-    common.verdict(ok, f"fan-out to {a.clients} clients at {a.rate:g} ev/s: kimchid p99 "
-                       f"{kp99:.1f} ms (target <= {TARGET_P99_MS:g}), delivered "
-                       f"{sum(r['delivered'] for r in k_at)}/{sum(r['expected'] for r in k_at)}")
+    verdicts = []
+    tls = at("kimchid")
+    if tls:
+        ok_tls = all(holds(r) for r in tls) and fig("kimchid", "server_us_frame") <= TARGET_US_FRAME
+        verdicts.append(ok_tls)
+        common.verdict(ok_tls, f"fan-out over TLS to {a.clients} clients at {a.rate:g} ev/s: "
+                               f"kimchid p99 {fig('kimchid', 'p99'):.1f} ms (target <= "
+                               f"{TARGET_P99_MS:g}), server {fig('kimchid', 'server_us_frame'):.1f}"
+                               f" us/frame (target <= {TARGET_US_FRAME:g}), delivered "
+                               f"{sum(r['delivered'] for r in tls)}/"
+                               f"{sum(r['expected'] for r in tls)}")
+    plain = at("kimchid-plain")
+    if plain:
+        before = next((n for n in names if n.startswith("kimchid-plain@") and at(n)), None)
+        ok_plain = all(holds(r) for r in plain)
+        what = ""
+        if before:
+            ratio = fig("kimchid-plain", "server_us_frame") / fig(before, "server_us_frame")
+            ok_plain = ok_plain and ratio <= PLAIN_SLACK
+            what = f", {ratio:.2f}x the CPU per frame of {before} (<= {PLAIN_SLACK:g})"
+        verdicts.append(ok_plain)
+        common.verdict(ok_plain, f"fan-out over plain HTTP: kimchid p99 "
+                                 f"{fig('kimchid-plain', 'p99'):.1f} ms, server "
+                                 f"{fig('kimchid-plain', 'server_us_frame'):.1f} us/frame{what}")
+    ok = bool(verdicts) and all(verdicts)
     busy = common.footer()
+    per = {name: {"p50_ms": fig(name, "p50"), "p99_ms": fig(name, "p99"),
+                  "server_us_frame": fig(name, "server_us_frame"),
+                  "server_cpu_pct": fig(name, "server_cpu"),
+                  "delivered": sum(r["delivered"] for r in at(name)),
+                  "expected": sum(r["expected"] for r in at(name))} for name in names if at(name)}
     print("RESULT " + json.dumps({"machine_busy_pct": busy, **{
                                   "bench": "fanout", "clients": a.clients, "rate": a.rate,
-                                  "kimchid_p99_ms": kp99, "bare_p99_ms": bp99,
-                                  "best_rate": best, "pass": ok}}))
+                                  "tls_p99_ms": fig("kimchid", "p99"),
+                                  "tls_us_frame": fig("kimchid", "server_us_frame"),
+                                  "plain_p99_ms": fig("kimchid-plain", "p99"),
+                                  "plain_us_frame": fig("kimchid-plain", "server_us_frame"),
+                                  "servers": per, "best_rate": best, "pass": ok}}))
     return 0
 
 
