@@ -113,16 +113,22 @@ class Kimchi:
     def __init__(self, workdir: Path, redis_url: str = "", workers: int = 2,
                  extra: dict[str, dict[str, Any]] | None = None,
                  env: dict[str, str] | None = None,
-                 auth: tuple[str, str] | None = None) -> None:
-        """``auth``: the (user, password) every request of ``http`` sends (HTTP Basic)."""
+                 auth: tuple[str, str] | None = None, tls: bool = False) -> None:
+        """``auth``: the (user, password) every request of ``http`` sends (HTTP Basic);
+        ``tls``: HTTPS on ``port`` with kimchid's own certificate (``cert``), as
+        ``kimchi.sh up`` serves it, and plain HTTP beside it only redirecting."""
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ws_url = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}"
+        self.cert = self.dir / "state" / "tls" / "kimchi-cert.pem"  # made on the first start
         self.config = self.dir / "kimchi.toml"
+        server: dict[str, Any] = {"http_port": self.port, "host": "127.0.0.1", "tls": tls}
+        if tls:
+            server.update(https_port=self.port, http_port=free_port())
         sections: dict[str, dict[str, Any]] = {
-            "server": {"http_port": self.port, "host": "127.0.0.1", "tls": False},
+            "server": server,
             "redis": {"url": redis_url},
             "libvirt": {"uri": "test:///default"},
             "workers": {"embedded": workers, "lease_seconds": 2.0},
@@ -139,6 +145,9 @@ class Kimchi:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "kimchid.log"
         self.http = requests.Session()
+        if tls:  # the environment's CA bundle (REQUESTS_CA_BUNDLE) would win over verify
+            self.http.trust_env = False
+            self.http.verify = str(self.cert)
         self.auth = auth
         self.http.auth = auth
 

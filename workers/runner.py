@@ -313,8 +313,11 @@ class Worker:
                     )
                 return 0 not in self.bus.execute(pipe)
             except _REDIS_DOWN:
-                if ctx.stopping in ("lost", "handback"):
-                    return False  # cannot record them: the lease will expire, a re-run will
+                # Given up, or the worker is stopping (even with the job cancelled: Redis
+                # may be gone for good, kimchid having died with its embedded Redis): do
+                # not wait. The lease expires; a re-run reports them or ends it cancelled.
+                if ctx.stopping in ("lost", "handback") or self.stopping.is_set():
+                    return False
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 

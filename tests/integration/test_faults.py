@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -201,3 +202,40 @@ def test_daemon_restarted_mid_scan_the_scan_finishes_and_stays_visible(
     assert done["status"] == "finished", done
     _assert_each_iso_reported_once(k, task_id)
     assert any(t["id"] == task_id for t in k.get("/tasks").json())
+
+
+def test_worker_stopping_while_redis_is_away_exits_though_its_job_was_cancelled(redis_db):
+    # The cancel reaches the job while it sleeps before a find (its check passed); Redis
+    # goes away before the find can be recorded; then the worker is told to stop, as when
+    # kimchid dies with its embedded Redis.  It must not wait for a Redis that is gone.
+    from kimchid.config import Config, WorkersConfig
+    from workers.runner import Worker
+
+    def find_then_check(ctx):
+        ctx.found("/lost/a.iso", "iso.found", {"path": "/lost/a.iso"})
+        ctx.check()
+
+    cfg = Config(workers=WorkersConfig(lease_seconds=2.0))
+    worker = Worker(cfg, redis_db.url, jobs={"test.find": find_then_check})
+    worker.fault_delay = 2.0  # the pause inside ctx.found, after its check
+    runs = threading.Thread(target=worker.run, daemon=True)
+    runs.start()
+    bus = SyncBus(connect(redis_db.url))
+    task_id = bus.submit("test.find")
+    ctx = wait_for(lambda: worker.running.get(task_id), what="the job to start")
+    bus.cancel(task_id)
+    wait_for(lambda: ctx.stopping == "cancelled", what="the heartbeat to tell the job")
+    redis_db.kill()
+    worker.request_stop()
+    runs.join(15)
+    stuck = runs.is_alive()
+    redis_db.start()  # lets a stuck worker end, so the test process can exit
+    assert not stuck, "the worker still waits for Redis to record a find"
+    # Redis back, the next worker takes the job over once its lease has expired
+    successor = Worker(cfg, redis_db.url, jobs={"test.find": find_then_check})
+    threading.Thread(target=successor.run, daemon=True).start()
+    try:
+        done = bus.wait(task_id, timeout=20)
+    finally:
+        successor.request_stop()
+    assert done["status"] == "cancelled", done

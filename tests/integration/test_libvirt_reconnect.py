@@ -7,15 +7,10 @@ test driver's state, as a real restart loses VMs that were made while it ran.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -27,6 +22,8 @@ from twisted.internet import defer, reactor, task
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.errors import ServiceUnavailable
 from tests.conftest import Kimchi, RedisServer, wait_for
+from tests.libvirtd_private import PrivateLibvirtd, own_libvirtd  # noqa: F401  (a fixture)
+from tests.loadthreads import LoadThreads
 
 pytestmark = pytest.mark.slow
 
@@ -34,57 +31,13 @@ DOMAIN = """<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
 <memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"""
 
 
-class PrivateLibvirtd:
-    """A libvirtd of the test's own: sockets in a temporary folder, no driver modules
-    (``LIBVIRT_DRIVER_DIR`` empty), so only the test driver answers; killed at the end."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        (self.dir / "sock").mkdir(parents=True, exist_ok=True)
-        (self.dir / "no-drivers").mkdir(exist_ok=True)
-        self.conf = self.dir / "libvirtd.conf"
-        self.conf.write_text(
-            f'unix_sock_dir = "{self.dir / "sock"}"\n'
-            'unix_sock_rw_perms = "0700"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-            f'log_outputs = "3:file:{self.dir / "libvirtd.log"}"\n')
-        self.uri = f"test+unix:///default?socket={self.dir / 'sock' / 'libvirt-sock'}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self.dir / "no-drivers")}
-        # Under another name: the session's libvirtd fixture stops and restarts every
-        # process called "libvirtd", and must neither take this one for the machine's
-        # nor kill it.
-        binary = self.dir / "kimchi-lvd"
-        if not binary.exists():
-            binary.symlink_to("/usr/sbin/libvirtd")
-        self.proc = subprocess.Popen(
-            [str(binary), "-f", str(self.conf), "-p", str(self.dir / "libvirtd.pid")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: libvirt.open(self.uri).getLibVersion(), timeout=20,
-                 what=f"the test's libvirtd (log {self.dir / 'libvirtd.log'})")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def own_libvirtd(tmp_path: Path) -> Iterator[PrivateLibvirtd]:
-    d = PrivateLibvirtd(tmp_path / "libvirtd")
-    d.start()
-    yield d
-    d.kill()
-
-
-class Load:
+class Load(LoadThreads):
     """Threads that send requests without pause and keep every answer's status."""
 
     def __init__(self, k: Kimchi, requests_: list[tuple[str, str]], threads: int = 4) -> None:
+        super().__init__()
         self.k = k
         self.requests = requests_
-        self.stop = threading.Event()
         self.seen: list[tuple[str, str, int, str]] = []  # (method, path, status, errcode)
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
                         for i in range(threads)]
@@ -110,16 +63,6 @@ class Load:
             self.seen.append((method, path, r.status_code, code))
             time.sleep(0.01)
 
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
     def statuses(self) -> Counter[int]:
         return Counter(s for _m, _p, s, _c in list(self.seen))
 
@@ -134,7 +77,8 @@ def names_listed(k: Kimchi) -> list[str] | None:
 
 
 def test_a_libvirtd_killed_and_restarted_under_load_is_read_again_everywhere(
-        kimchi_factory: Any, redis_db: RedisServer, own_libvirtd: PrivateLibvirtd) -> None:
+        kimchi_factory: Any, redis_db: RedisServer,
+        own_libvirtd: PrivateLibvirtd) -> None:  # noqa: F811 (the fixture)
     uri = own_libvirtd.uri
     k: Kimchi = kimchi_factory(redis_url=redis_db.url, extra={"libvirt": {"uri": uri}})
     wait_for(lambda: k.get("/health").json()["status"] == "ok", timeout=20,
@@ -195,7 +139,7 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_each_connection_runs_the_connect_listeners_once_whoever_asks_for_it(
-        own_libvirtd: PrivateLibvirtd) -> None:
+        own_libvirtd: PrivateLibvirtd) -> None:  # noqa: F811 (the fixture)
     lv = LibvirtConnection(own_libvirtd.uri, reactor)
     connects: list[bool] = []
     downs: list[str] = []
