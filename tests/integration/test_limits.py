@@ -213,7 +213,8 @@ def test_deeply_nested_json_is_400_not_a_recursion_error(k: Kimchi):
     r = k.post("/templates", data=nested, headers={"Content-Type": JSON_CT})
     _assert_error(r, 400, "KCHAPI0012E")
     # 64 levels is allowed (then refused by the schema); brackets inside strings don't count
-    nested = b'{"name": ' + b'{"a": ' * 62 + b'"[[[[' + b"[" * 100 + b'"' + b"}" * 62 + b"}"
+    nested = (b'{"cdrom": "/a.iso", "name": ' + b'{"a": ' * 62 + b'"[[[[' + b"[" * 100 + b'"'
+              + b"}" * 62 + b"}")
     r = k.post("/templates", data=nested, headers={"Content-Type": JSON_CT})
     _assert_error(r, 400, "KCHAPI0006E")
     assert "KCHAPI0009E" not in k.log_text() and "RecursionError" not in k.log_text()
