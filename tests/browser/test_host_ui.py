@@ -22,8 +22,11 @@ def host_kimchi(kimchi_factory: Any, redis_db: RedisServer) -> Kimchi:
 
 
 def info(page: Any) -> dict[str, str]:
-    pairs = page.eval_on_selector_all(
-        "#host-info dt", "ds => ds.map(d => [d.textContent, d.nextElementSibling.textContent])")
+    # one evaluation (eval_on_selector_all is two: the page may render the list again
+    # between them, leaving the dt it found detached, without its dd)
+    pairs = page.evaluate(
+        "() => [...document.querySelectorAll('#host-info dt')]"
+        ".map(d => [d.textContent, d.nextElementSibling.textContent])")
     return dict(pairs)
 
 
