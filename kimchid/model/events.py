@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -31,6 +32,12 @@ log = Logger()
 
 RESET = '{"type":"reset"}'
 SCAN_PAGES = 20  # pages of the stream one JSON answer reads at most (EventHub.page)
+# A fan-out that took longer than LINGER_FROM seconds (hundreds of watchers) is followed by
+# a pause as long as it took, at most MAX_LINGER: the events that come meanwhile go out
+# together, one write per socket for several, and the reactor spends at most about half
+# its time fanning out.  A few watchers (a fan-out of well under a millisecond) never wait.
+LINGER_FROM = 0.002
+MAX_LINGER = 0.025
 
 
 class Event:
@@ -209,7 +216,11 @@ class EventHub(Service):
                 await task.deferLater(self.clock, 1.0)
                 continue
             if reply:
+                started = time.perf_counter()
                 self._dispatch(reply[0][1])
+                took = time.perf_counter() - started
+                if took > LINGER_FROM:
+                    await task.deferLater(self.clock, min(took, MAX_LINGER))
 
     def _dispatch(self, entries: Iterable[Any]) -> None:
         events = [Event(eid, bus.fields_of(flat)) for eid, flat in entries]
