@@ -173,8 +173,9 @@ def main() -> int:
                          f"{max(kl):.2f} ms, {seen}/{count} seen")
             log(line)
     finally:
-        for k in ks.values():
+        for side, k in ks.items():
             k.stop()
+            common.print_gc_pauses(k, side)  # its collections during the run
         rds.stop()
 
     mf50, mf99 = median(floors50), median(floors99)

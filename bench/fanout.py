@@ -222,6 +222,7 @@ class Server:
     def stop(self) -> None:
         if self.k:
             self.k.stop()
+            common.print_gc_pauses(self.k, self.name)  # its collections while it served
             self.k = None
         common.stop_proc(self.proc)
         self.proc = None
