@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import requests
 import websocket
 
 from tests.conftest import Kimchi, wait_for
+from tests.eventclients import recv_until, start_readers
 from workers.queue import SyncBus, connect
 
 
@@ -19,15 +19,6 @@ def _ws(k: Kimchi, query: str = "") -> websocket.WebSocket:
                                      header=k.ws_headers)
     return ws
 
-
-def _recv_until(ws: websocket.WebSocket, stop: Any, limit: int = 100000) -> list[dict[str, Any]]:
-    out = []
-    while len(out) < limit:
-        ev = json.loads(ws.recv())
-        out.append(ev)
-        if stop(ev):
-            break
-    return out
 
 
 def _sse(k: Kimchi, headers: dict[str, str] | None = None, query: str = "") -> requests.Response:
@@ -58,7 +49,7 @@ def test_rest_websocket_and_sse_see_the_same_scan(kimchi: Kimchi, iso_tree: Path
     sse = _sse(kimchi)
     task = kimchi.post("/isos/scan", {"path": str(iso_tree)}).json()
     ended = lambda ev: ev["type"] == "task.finished" and ev["data"]["id"] == task["id"]  # noqa: E731
-    over_ws = _recv_until(ws, ended)
+    over_ws = recv_until(ws, ended)
     over_sse = _sse_events(sse, ended)
     ws.close()
     rest = kimchi.get(f"/tasks/{task['id']}").json()
@@ -80,10 +71,10 @@ def test_websocket_resume_after_disconnect_has_no_gap_and_no_duplicate(kimchi: K
     query = f"?types=task.*&task={task_id}"
     got: list[dict[str, Any]] = []
     ws = _ws(kimchi, query + f"&since={cursor}")
-    got += _recv_until(ws, lambda e: False, limit=40)
+    got += recv_until(ws, lambda e: False, limit=40)
     ws.close()  # drop mid-stream, while the job still publishes
     ws = _ws(kimchi, query + f"&since={got[-1]['id']}")
-    got += _recv_until(ws, lambda e: e["type"] == "task.finished")
+    got += recv_until(ws, lambda e: e["type"] == "task.finished")
     ws.close()
 
     stream = [e for e in bus.events(cursor, count=100000) if e["data"].get("id") == task_id]
@@ -176,15 +167,7 @@ def test_many_watchers_each_get_every_event_once(kimchi: Kimchi, redis_db):
     cursor = kimchi.get("/tasks").headers["Events-Cursor"]
     sockets = [_ws(kimchi, f"?since={cursor}&types=task.*") for _ in range(20)]
     task_id = bus.submit("diag.progress", {"count": 100, "every": 0.001})
-    results: list[list[str]] = [[] for _ in sockets]
-
-    def read(i: int) -> None:
-        evs = _recv_until(sockets[i], lambda e: e["type"] == "task.finished")
-        results[i] = [e["id"] for e in evs]
-
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(sockets))]
-    for t in threads:
-        t.start()
+    threads, results = start_readers(sockets)
     for t in threads:
         t.join(30)
     expected = [e["id"] for e in bus.events(cursor, 100000) if e["type"].startswith("task.")

@@ -21,6 +21,7 @@ import websocket
 
 from kimchid import bus as kbus
 from tests.conftest import Kimchi
+from tests.eventclients import recv_until, start_readers
 from workers.queue import SyncBus, connect
 
 
@@ -29,15 +30,6 @@ def _wss(k: Kimchi, query: str = "", **kw: Any) -> websocket.WebSocket:
                                        header=k.ws_headers,
                                        sslopt={"ca_certs": str(k.cert)}, **kw)
 
-
-def _recv_until(ws: websocket.WebSocket, stop: Any, limit: int = 100000) -> list[dict[str, Any]]:
-    out = []
-    while len(out) < limit:
-        ev = json.loads(ws.recv())
-        out.append(ev)
-        if stop(ev):
-            break
-    return out
 
 
 def test_tls_watchers_each_get_every_event_once_in_order(kimchi_factory, redis_db):
@@ -49,15 +41,7 @@ def test_tls_watchers_each_get_every_event_once_in_order(kimchi_factory, redis_d
                        auth=k.auth, verify=str(k.cert),
                        headers={"Accept": "text/event-stream"})
     task_id = bus.submit("diag.progress", {"count": 300, "every": 0.0005})
-    results: list[list[str]] = [[] for _ in sockets]
-
-    def read(i: int) -> None:
-        evs = _recv_until(sockets[i], lambda e: e["type"] == "task.finished")
-        results[i] = [e["id"] for e in evs]
-
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(sockets))]
-    for t in threads:
-        t.start()
+    threads, results = start_readers(sockets)
     over_sse = []
     for line in sse.iter_lines(decode_unicode=True):
         if line.startswith("data: "):
@@ -84,10 +68,10 @@ def test_tls_resume_after_disconnect_has_no_gap_and_no_duplicate(kimchi_factory,
     task_id = bus.submit("diag.progress", {"count": 300, "every": 0.002})
     query = f"?types=task.*&task={task_id}"
     ws = _wss(k, query + f"&since={cursor}")
-    got = _recv_until(ws, lambda e: False, limit=40)
+    got = recv_until(ws, lambda e: False, limit=40)
     ws.close()  # drop mid-stream, while the job still publishes
     ws = _wss(k, query + f"&since={got[-1]['id']}")
-    got += _recv_until(ws, lambda e: e["type"] == "task.finished")
+    got += recv_until(ws, lambda e: e["type"] == "task.finished")
     ws.close()
 
     stream = [e for e in bus.events(cursor, count=100000) if e["data"].get("id") == task_id]
