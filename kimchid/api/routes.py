@@ -138,6 +138,13 @@ class Route:
         self.query = {k: no_nul(v) for k, v in self.query.items()}
         self.params = {k: no_nul(v) for k, v in self.params.items()}
         self._body_validator = Draft202012Validator(self.body) if self.body else None
+        # made once, not per request; formats are checked in queries too (a ``regex`` the
+        # server compiles must compile)
+        self._query_validators = {name: Draft202012Validator(
+            schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+            for name, schema in self.query.items()}
+        self._param_validators = {name: Draft202012Validator(schema)
+                                  for name, schema in self.params.items()}
         if not self.max_body:
             self.max_body = JSON_BODY_LIMIT if self.body else NO_BODY_LIMIT
 
@@ -189,8 +196,8 @@ class Route:
 
     def matches_args(self, args: Mapping[str, Any]) -> bool:
         """Whether every path argument is one its schema in ``params`` admits."""
-        return all(Draft202012Validator(schema).is_valid(args[name])
-                   for name, schema in self.params.items() if name in args)
+        return all(v.is_valid(args[name])
+                   for name, v in self._param_validators.items() if name in args)
 
     def validate_query(self, uri: bytes) -> dict[str, str]:
         """The query string's parameters (never the form body Twisted merges into args)."""
@@ -203,10 +210,7 @@ class Route:
             value = values[-1]
             if "\x00" in value:
                 raise InvalidRequest("KCHAPI0013E", where=f"query parameter {clip(name)}")
-            # formats are checked too: a ``regex`` the server compiles must compile
-            errors = list(Draft202012Validator(
-                schema, format_checker=Draft202012Validator.FORMAT_CHECKER).iter_errors(
-                    _typed(value, schema)))
+            errors = list(self._query_validators[name].iter_errors(_typed(value, schema)))
             if errors:
                 raise InvalidRequest("KCHAPI0008E", param=name, error=_message(errors[0]))
             out[name] = value
