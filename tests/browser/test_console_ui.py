@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import Kimchi, RedisServer, wait_for
 from tests.integration.test_console import URI, guest  # noqa: F401 (fixture)
@@ -38,7 +39,8 @@ def test_the_console_shows_the_guests_screen(page: Any, system: Kimchi, guest: s
     row = page.locator(f'#vm-list > li[data-name="{guest}"]')
     row.get_by_role("button", name=f"Console {guest}", exact=True).click()
     page.wait_for_url(f"**/#/console/{guest}")
-    assert page.locator("#console-title").inner_text() == f"Console of {guest}"
+    # the URL changes before the page's route handler runs: wait for the title it sets
+    expect(page.locator("#console-title")).to_have_text(f"Console of {guest}")
     page.wait_for_function(
         "() => document.getElementById('console-status').dataset.kind === 'ok'", timeout=15_000)
     assert page.locator("#console-status").inner_text().startswith("Connected")
