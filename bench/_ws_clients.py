@@ -20,7 +20,16 @@ Control, one line at a time on stdin; answers are one JSON line on stdout:
     REPORT        -> {"phase", "frames", "unique", "per_client_min", "p50_ms", "p99_ms",
                       "max_ms", "app_p50_ms", "app_p99_ms", "app_max_ms", "first_rx",
                       "last_rx", "open", "total"}
+    SAMPLES       -> {"rx": [ms, ...], "app": [ms, ...]}: the phase's latencies, for a
+                     report merged over several client processes
     QUIT          -> exits
+
+``rx`` holds only while this process keeps up: a TCP read dates everything it takes by
+the newest segment among them, so a process that falls one batch behind reads two batches
+at once and dates the older by the newer (over TLS, with its decryption, one process
+holding 500 sockets ran at 96 % of a core and read two batches per read on average, which
+added a whole batch interval to ``rx``).  bench/fanout.py therefore spreads the sockets
+over several of these processes.
 
     python bench/_ws_clients.py URL N
 
@@ -363,6 +372,9 @@ def command(cmd: str, conns: dict[int, Conn], out) -> bool:
             "first_rx": STATS.first_rx, "last_rx": STATS.last_rx,
             "open": sum(not c.closed for c in conns.values()), "total": STATS.total,
         }) + "\n")
+    elif cmd == "SAMPLES":  # every latency of the phase (ms, to the µs): for a merged report
+        out.write(json.dumps({"rx": [round(x, 3) for x in STATS.rx],
+                              "app": [round(x, 3) for x in STATS.app]}) + "\n")
     elif cmd == "QUIT":
         return False
     out.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +23,7 @@ from kimchid import bus
 from kimchid.api.access import Access
 from kimchid.api.routes import EVENT_SCHEMA, JSON, Call, Reply, RouteTable
 from kimchid.errors import InvalidRequest
-from kimchid.model.events import RESET, Event, EventFilter, EventHub, Watcher
+from kimchid.model.events import RESET, Batch, Event, EventFilter, EventHub, Watcher
 from kimchid.model.tasks import TaskService
 
 log = Logger()
@@ -74,6 +75,64 @@ def _send(transport: Any, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+
+
+# A socket's way out for the fan-out, found once (after the TLS handshake): the TLS
+# layer, its OpenSSL handles and small-write buffer (None over plain TCP), the TCP
+# transport and its socket's send.
+_Lane = tuple[Any, Any, Any, Any, TCPServer, Any]
+
+
+def _lane(transport: Any) -> _Lane | None:
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        tcp = transport.transport
+        if (_ssl_lib is None or not transport._handshakeDone or type(tcp) is not TCPServer
+                or transport._lostTLSConnection):
+            return None  # not yet (or not this kind): _send, until the next batch
+        conn = transport._tlsConnection
+        return (transport, conn._ssl, conn._from_ssl, getattr(transport, "_aggregator", None),
+                tcp, tcp.socket.send)
+    if type(transport) is TCPServer:
+        return (None, None, None, None, transport, transport.socket.send)
+    return None
+
+
+def _seal(lane: _Lane, data: bytes) -> bytes | None:
+    """The bytes to put on ``lane``'s socket for ``data`` (over TLS: its records, made
+    now), or None when this is not :func:`_send`'s usual case and ``_send`` must take it
+    (anything buffered before it, a closing connection, a batch over one record)."""
+    tls, ssl, bio, held, tcp, _ = lane
+    if tcp.dataBuffer or tcp._tempDataBuffer or tcp.disconnecting or not tcp.connected:
+        return None
+    if tls is None:
+        return data
+    if (tls._appSendBuffer or tls.disconnecting or tls._lostTLSConnection
+            or (held is not None and held._buffer) or len(data) > _RECORD):
+        return None
+    done = _ssl_lib.SSL_write(ssl, data, len(data))
+    if done <= 0:
+        return None  # nothing taken: _send's way finds out why, and says so
+    got = _ssl_lib.BIO_read(bio, _OUT, 2**16)
+    records: bytes = _ssl_ffi.buffer(_OUT, got)[:] if got > 0 else b""
+    if done < len(data):  # a partial write (not seen: OpenSSL writes a record whole)
+        _send(tcp, records)
+        _send(tls, data[done:])
+        return b""
+    return records
+
+
+def _put(outbox: list[tuple[_Lane, bytes]]) -> None:
+    """Send what :func:`_seal` made for each socket of a batch, in one pass after all of
+    them were made; what a socket does not take goes to its TCP transport's buffer."""
+    for lane, data in outbox:
+        try:
+            sent = lane[5](data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = 0  # let Twisted find out and close it its usual way
+        if sent != len(data):
+            lane[4].write(data[sent:])
 
 
 _RECORD = 2**14  # the most plaintext one TLS record carries
@@ -146,6 +205,7 @@ class _SocketWatcher(Watcher):
     def __init__(self, proto: EventSocket, wants: EventFilter, limit: int) -> None:
         super().__init__(wants, limit)
         self.proto = proto
+        self.lane: _Lane | None = None  # the fan-out's way to the socket, once it has one
 
     def write(self, ev: Event) -> None:
         p = self.proto
@@ -158,21 +218,37 @@ class _SocketWatcher(Watcher):
         else:
             p.sendPreparedMessage(ev.prepared)
 
-    def offer_many(self, events: list[Event]) -> None:
+    def offer_many(self, events: list[Event], batch: Batch) -> None:
         p = self.proto
         if (not self.ready or self.paused or self.dropped
                 or p.state != p.STATE_OPEN or p.send_queue or p._perMessageCompress is not None):
-            super().offer_many(events)
+            super().offer_many(events, batch)
             return
-        frames = []
-        for ev in events:
-            if ev.key > self.last and self.wants(ev):
-                self.last = ev.key
+        got, same = self.fresh(events, batch)
+        if not got:
+            return
+        # the same frames on the wire, in one write; framed and joined once per filter key
+        payload = batch.shared.get(("ws", self.wants.key)) if same else None
+        if payload is None:
+            frames = []
+            for ev in got:
                 if ev.prepared is None:
                     ev.prepared = p.factory.prepareMessage(ev.text.encode())
                 frames.append(ev.prepared.payloadHybi)
-        if frames:  # the same frames on the wire, in one write (join returns a lone one as is)
-            _send(p.transport, b"".join(frames))
+            payload = b"".join(frames)
+            if same:
+                batch.shared[("ws", self.wants.key)] = payload
+        if self.lane is None:
+            self.lane = _lane(p.transport)
+        data = None if self.lane is None else _seal(self.lane, payload)
+        if data is None:
+            _send(p.transport, payload)
+        elif data:  # sent once every socket's bytes are made (Batch.then)
+            outbox = batch.shared.get(_put)
+            if outbox is None:
+                outbox = batch.shared[_put] = []
+                batch.then.append(partial(_put, outbox))
+            outbox.append((self.lane, data))
 
     def write_reset(self) -> None:
         self.proto.sendMessage(RESET.encode())
@@ -247,17 +323,20 @@ class _StreamWatcher(Watcher):
     def write(self, ev: Event) -> None:
         self.request.write(b"id: %s\ndata: %s\n\n" % (ev.id.encode(), ev.text.encode()))
 
-    def offer_many(self, events: list[Event]) -> None:
-        if len(events) == 1 or not self.ready or self.paused or self.dropped:
-            super().offer_many(events)
+    def offer_many(self, events: list[Event], batch: Batch) -> None:
+        if not self.ready or self.paused or self.dropped:
+            super().offer_many(events, batch)
             return
-        parts = []
-        for ev in events:
-            if ev.key > self.last and self.wants(ev):
-                self.last = ev.key
-                parts.append(b"id: %s\ndata: %s\n\n" % (ev.id.encode(), ev.text.encode()))
-        if parts:  # one chunk (one TLS write) per read of the stream
-            self.request.write(b"".join(parts))
+        got, same = self.fresh(events, batch)
+        if not got:
+            return
+        chunk = batch.shared.get(("sse", self.wants.key)) if same else None
+        if chunk is None:
+            chunk = b"".join(b"id: %s\ndata: %s\n\n" % (ev.id.encode(), ev.text.encode())
+                             for ev in got)
+            if same:
+                batch.shared[("sse", self.wants.key)] = chunk
+        self.request.write(chunk)  # one chunk (one TLS write) per read of the stream
 
     def write_reset(self) -> None:
         self.request.write(b"data: %s\n\n" % RESET.encode())

@@ -6,7 +6,7 @@ import pytest
 
 from kimchid import bus
 from kimchid.errors import InvalidRequest
-from kimchid.model.events import Event, EventFilter, Watcher
+from kimchid.model.events import Batch, Event, EventFilter, Watcher
 
 
 def ev(eid: str, etype: str = "task.progress", task: str = "t1") -> Event:
@@ -77,3 +77,45 @@ def test_a_paused_client_is_held_then_dropped_when_too_far_behind():
     for i in range(5):
         w.offer(ev(f"{i + 10}-0"))
     assert w.dropped and "since" in w.dropped_reason
+
+
+class Batcher(Recorder):
+    """Writes what :meth:`Watcher.fresh` gives, as the socket and stream watchers do."""
+
+    def __init__(self, wants: EventFilter) -> None:
+        super().__init__()
+        self.wants = wants
+        self.ready = True
+        self.shared_with: list[bool] = []
+
+    def offer_many(self, events: list[Event], batch: Batch) -> None:
+        got, same = self.fresh(events, batch)
+        self.shared_with.append(same)
+        self.got.extend(e.id for e in got)
+
+
+def test_a_batch_is_filtered_once_per_filter_and_each_watcher_gets_only_what_is_new():
+    batch = [ev("5-0", "task.progress"), ev("6-0", "vm.state"), ev("7-0", "task.finished")]
+    tasks_a, tasks_b = Batcher(EventFilter("task.*")), Batcher(EventFilter("task.*"))
+    everything = Batcher(EventFilter())
+    behind = Batcher(EventFilter("task.*"))
+    behind.last = bus.parse_event_id("5-0")  # its back-fill already sent 5-0
+    per_user = Batcher(EventFilter(access=lambda e: e.type != "vm.state"))
+    shared = Batch()
+    for w in (tasks_a, everything, behind, tasks_b, per_user):
+        w.offer_many(batch, shared)
+    assert tasks_a.got == tasks_b.got == ["5-0", "7-0"]
+    assert everything.got == ["5-0", "6-0", "7-0"]
+    assert behind.got == ["7-0"]  # nothing twice
+    assert per_user.got == ["5-0", "7-0"]
+    # the two task.* watchers share one list; the one behind and the per-user one do not
+    assert tasks_a.shared_with == tasks_b.shared_with == everything.shared_with == [True]
+    assert behind.shared_with == per_user.shared_with == [False]
+    assert len(shared.shared) == 2
+    # a next batch moves on from where each one is
+    nxt = [ev("8-0", "task.progress")]
+    shared = Batch()
+    for w in (tasks_a, behind, per_user):
+        w.offer_many(nxt, shared)
+    assert tasks_a.got[-1] == behind.got[-1] == per_user.got[-1] == "8-0"
+    assert behind.shared_with[-1] is True
