@@ -694,18 +694,22 @@ def gc_runs(folder: Path, since: dict[str, dict[str, Any]] | None = None) -> GcR
 
 def gc_describe(runs: GcRuns) -> dict[str, dict[str, float]]:
     """The pause distribution per role, ms: ``{"kimchid": {"n", "p50", "p99", "max",
-    "over", "gen2_n", "gen2_max", "cpu_p99", "cpu_max", "cpu_over"}, ...}`` (``cpu_``: the
-    collector's own CPU time, which leaves out the time the process waited for a core on
-    a busy machine; the workers of a role together)."""
-    from kimchid.gcpause import distribution
+    "over", "gen2_n", "gen2_max", "cpu_p99", "cpu_max", "cpu_over", "idle_full_n",
+    "idle_full_max"}, ...}`` (``cpu_``: the collector's own CPU time, which leaves out the
+    time the process waited for a core on a busy machine; ``idle_full_``: the full
+    collections kimchid ran on an idle reactor, not in the pauses; the workers of a role
+    together)."""
+    from kimchid.gcpause import IDLE_FULL, distribution
 
     out = {}
     for role, pairs in sorted(runs.items()):
         d = distribution(pairs)
         g2 = distribution(pairs, generation=2)
+        idle = distribution(pairs, generation=IDLE_FULL)
         cpu = distribution(pairs, cpu=True)
         figures = {**d, "gen2_n": g2["n"], "gen2_max": g2["max"], "cpu_p99": cpu["p99"],
-                   "cpu_max": cpu["max"], "cpu_over": cpu["over"]}
+                   "cpu_max": cpu["max"], "cpu_over": cpu["over"], "idle_full_n": idle["n"],
+                   "idle_full_max": idle["max"]}
         # no collection: None, not nan (RESULT lines are JSON)
         out[role] = {k: None if v != v else v for k, v in figures.items()}
     return out
@@ -724,7 +728,8 @@ def print_gc_lines(dists: dict[str, dict[str, float]], label: str = "") -> None:
               f"p50 {fmt(d['p50'])} ms, p99 {fmt(d['p99'])} ms, max {fmt(d['max'])} ms, "
               f"over 10 ms: {d['over']} (full collections: {d['gen2_n']}, longest "
               f"{fmt(d['gen2_max'])} ms; collector CPU p99 {fmt(d['cpu_p99'])}, max "
-              f"{fmt(d['cpu_max'])} ms, over 10 ms: {d['cpu_over']})")
+              f"{fmt(d['cpu_max'])} ms, over 10 ms: {d['cpu_over']}; on an idle reactor: "
+              f"{d['idle_full_n']}, longest {fmt(d['idle_full_max'])} ms)")
     sys.stdout.flush()
 
 

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon.startService()
         # start-up is over (modules, routes, schemas, listeners): out of the collector's sight
         gcpause.settle()
+        gcpause.IdleFullCollections(reactor).start()
         host = "localhost" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
         print(f"kimchid ready: open http://{host}:{cfg.server.http_port}/", flush=True)
         notify_systemd("READY=1")

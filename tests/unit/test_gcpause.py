@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from kimchid.gcpause import SLOW_MS, THRESHOLDS, PauseRecorder, distribution
 
@@ -128,3 +129,82 @@ def test_a_process_writes_its_figures_at_start_and_on_sigusr2(tmp_path: Path) ->
         if proc.stdin:
             proc.stdin.close()
         proc.wait(10)
+
+
+class Collector:
+    """What IdleFullCollections calls instead of gc: counts its full collections, and
+    how many collections of generation 1 are owed one."""
+
+    def __init__(self) -> None:
+        self.owed = 0
+        self.runs = 0
+
+    def collect(self, generation: int) -> None:
+        assert generation == 2
+        self.runs += 1
+        self.owed = 0
+
+
+def idle_collector() -> tuple[Any, Collector, Clock, Any]:
+    from twisted.internet.task import Clock as ReactorClock
+
+    from kimchid.gcpause import IdleFullCollections
+
+    reactor, gc_, cpu = ReactorClock(), Collector(), Clock()
+    full = IdleFullCollections(reactor, collect=gc_.collect, pending=lambda: gc_.owed,
+                               cpu_clock=cpu)
+    full.due_after = 10
+    return full, gc_, cpu, reactor
+
+
+def test_a_full_collection_runs_when_the_reactor_is_idle_and_one_is_owed() -> None:
+    from kimchid.gcpause import IDLE_CHECK
+
+    full, gc_, cpu, reactor = idle_collector()
+    reactor.advance(IDLE_CHECK)
+    full.check()  # idle, but nothing owed: nothing to do
+    assert gc_.runs == 0
+    gc_.owed = 1
+    cpu.now += IDLE_CHECK * 0.5  # the reactor used half a core meanwhile: busy
+    reactor.advance(IDLE_CHECK)
+    full.check()
+    assert gc_.runs == 0
+    cpu.now += IDLE_CHECK * 0.01  # then 1 %: idle
+    reactor.advance(IDLE_CHECK)
+    full.check()
+    assert (gc_.runs, full.idle_runs, full.forced_runs) == (1, 1, 0)
+
+
+def test_a_reactor_never_idle_gets_its_full_collection_after_max_defer() -> None:
+    from kimchid.gcpause import IDLE_CHECK, MAX_DEFER
+
+    full, gc_, cpu, reactor = idle_collector()
+    gc_.owed = 10  # CPython would have run one by now
+    steps = int(MAX_DEFER / IDLE_CHECK)
+    for _ in range(steps - 2):
+        cpu.now += IDLE_CHECK * 0.9
+        reactor.advance(IDLE_CHECK)
+        full.check()
+    assert gc_.runs == 0  # held back while the reactor works
+    for _ in range(4):
+        cpu.now += IDLE_CHECK * 0.9
+        reactor.advance(IDLE_CHECK)
+        full.check()
+    assert (gc_.runs, full.idle_runs, full.forced_runs) == (1, 0, 1)
+
+
+def test_idle_full_collections_are_kept_apart_from_the_pauses() -> None:
+    from kimchid.gcpause import IDLE_FULL
+
+    clock, cpu = Clock(), Clock()
+    rec = PauseRecorder("kimchid", clock=clock, cpu_clock=cpu)
+    rec.settled = True
+    collections(rec, clock, cpu, [(0, 0.2), (2, 4.0)])
+    rec.idle = True
+    collections(rec, clock, cpu, [(2, 30.0)])
+    rec.idle = False
+    now = rec.summary()
+    assert distribution([(now, None)])["n"] == 2
+    assert distribution([(now, None)])["max"] == 4.0
+    assert distribution([(now, None)], generation=IDLE_FULL)["n"] == 1
+    assert rec.slow == []  # it stalled no one: not reported as a slow pause
