@@ -13,9 +13,11 @@ Processes (all on this machine, sharing its 2 cores):
   half each (bench/_ws_clients.py, a minimal hand-rolled WebSocket client; TLS through the
   standard library's ``ssl.SSLObject``, trusting only the server's own certificate),
   signed in to kimchid with HTTP Basic (checked by PAM once before they connect, then
-  remembered).  Two, not one: a single process holding 500 TLS sockets ran at 96 % of a
-  core, fell behind by a batch and read two batches per read, and a read dates all it takes
-  by its newest segment, which put a whole batch interval into ``rx``;
+  remembered).  A client process that falls behind reads several batches at once, and a
+  read dates all it takes by its newest segment, which puts a whole batch interval into
+  ``rx``: one process holding 500 TLS sockets (while each read still allocated 256 KiB)
+  ran at 96 % of a core and read two batches per read.  Two processes keep each well
+  under half a core;
 * the producer (this process): the ``emit`` Lua script of kimchid/bus.py (XADD to
   ``kimchi:events``) at a fixed rate, each event's data carrying its send time.time().
 
