@@ -7,8 +7,10 @@ Method (each repetition, the floor and kimchi interleaved on the same Redis):
   and takes receipt time - stamp.  Same host, so time.time() is one clock.
 * kimchi: kimchid on the same redis-server, as ``kimchi.sh up`` serves it (HTTPS, login
   on; the client trusts kimchid's own certificate), and beside it a second kimchid on plain
-  HTTP (the second column; both read the same stream, the jobs run on the first one's 2
-  embedded workers); a WebSocket client
+  HTTP (the second column); each with its 2 embedded workers and keys of its own
+  (``[redis] key_prefix``), so that one side's events wake only its own kimchid (when both
+  read one stream, the idle side's wake-up per event competed for the 2 cores); a
+  WebSocket client
   (websocket-client, this process, signed in with HTTP Basic: one handshake per
   repetition, before the job starts) watches ``/events?types=task.progress``; a
   ``diag.progress`` job {count, every} is submitted with ``SyncBus.submit``; the job stamps
@@ -83,6 +85,16 @@ def run_floor(rds: RedisProc, count: int, every: float, rep: int) -> list[float]
     return lat
 
 
+def prefix(side: str) -> str:
+    return f"kimchi-{side}:"
+
+
+def bus_keys(k: KimchidProc) -> Any:
+    from kimchid import bus
+
+    return bus.Keys(prefix("tls" if k.tls else "plain"))
+
+
 def run_kimchi(k: KimchidProc, rds: RedisProc, count: int, every: float) -> tuple[list[float], int]:
     """diag.progress job -> WebSocket receipt, ms; also the number of distinct ticks seen."""
     import websocket
@@ -97,7 +109,7 @@ def run_kimchi(k: KimchidProc, rds: RedisProc, count: int, every: float) -> tupl
                                      header=k.ws_headers, **tls)
     k.note_request(sent, time.monotonic())
     try:
-        bus = SyncBus(connect(rds.url))
+        bus = SyncBus(connect(rds.url), bus_keys(k))
         task_id = bus.submit("diag.progress", {"count": count, "every": every})
         lat: list[float] = []
         seen: set[int] = set()
@@ -140,7 +152,7 @@ def main() -> int:
     common.header("event latency: worker progress -> WebSocket client", a.quick)
     print(f"# {reps} repetition(s) of {count} events every {a.every * 1000:.1f} ms; "
           f"redis AOF everysec, unix socket; sides {', '.join(sides)} (login on); the jobs run "
-          f"on {a.workers} workers embedded in the first side's kimchid")
+          f"on each side's own {a.workers} embedded workers, each side on keys of its own")
     wd = common.workdir("evlat")
     rds = RedisProc(wd / "redis").start()
     ks: dict[str, KimchidProc] = {}
@@ -151,10 +163,10 @@ def main() -> int:
     seen_all: dict[str, list[int]] = {s: [] for s in sides}
     pooled: dict[str, list[float]] = {s: [] for s in sides + ["floor"]}
     try:
-        for i, side in enumerate(sides):
-            ks[side] = KimchidProc(wd / f"kimchid-{side}", rds.url,
-                                   workers=a.workers if i == 0 else 0,
-                                   tls=side == "tls").start()
+        for side in sides:  # one deployment each: own keys, own workers
+            ks[side] = KimchidProc(wd / f"kimchid-{side}", rds.url, workers=a.workers,
+                                   tls=side == "tls",
+                                   extra={"redis": {"key_prefix": prefix(side)}}).start()
         for side in sides:  # warm-up: one short job (script loading, first connections)
             run_kimchi(ks[side], rds, 20, 0.002)
         for rep in range(reps):
