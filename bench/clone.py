@@ -11,7 +11,7 @@ and a side's figure for the repetition is the mean of its two copies.
 Target (issue 11): the clone's throughput >= 0.95x the hand-run copy's, same run, judged
 on each side's fastest copy, with the medians printed beside.  A copy here writes 2 GiB
 into the page cache at about 3 GiB/s, and this VM has slow episodes lasting seconds in
-which the same copy takes 2-6 times as long, whoever runs it (at 20:27 on 2026-12-06,
+which the same copy takes 2-6 times as long, whoever runs it (at 20:21 on 2026-12-06,
 9 repetitions: 7 of kimchi's 18 copies and 6 of the hand's 18 took 1.0-3.8 s against
 0.56-0.77 s for the rest).  Such noise only ever adds time, and a few episodes decide a
 median of 7-9 repetitions (0.46x in one run, 0.94x in the next, with the same code), so
