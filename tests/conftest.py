@@ -277,7 +277,9 @@ def iso_tree(tmp_path: Path) -> Path:
 
 
 class Libvirtd:
-    """A real libvirtd (with virtlogd), started if none runs, stopped if we started it."""
+    """The machine's libvirtd (with virtlogd), started if none runs, stopped at the end only
+    if started here.  No test stops, restarts or reconfigures it: those that need a libvirtd
+    to die use one of their own (tests/libvirtd_private.py)."""
 
     def __init__(self) -> None:
         self.started: list[int] = []
@@ -296,26 +298,6 @@ class Libvirtd:
 
         wait_for(lambda: libvirt.open("qemu:///system").getLibVersion(), timeout=30,
                  what="libvirtd to answer")
-
-    def restart(self) -> None:
-        old = self._running("libvirtd")
-        for pid in old:
-            os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not self._running("libvirtd"), what="libvirtd to stop")
-        subprocess.run([shutil.which("libvirtd") or "/usr/sbin/libvirtd", "-d"], check=True,
-                       timeout=30)
-        if set(old) & set(self.started):  # ours before, ours still: stop it at the end
-            self.started += self._running("libvirtd")
-
-    def stop(self) -> None:
-        for pid in self._running("libvirtd"):
-            os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not self._running("libvirtd"), what="libvirtd to stop")
-
-    def start(self) -> None:
-        subprocess.run([shutil.which("libvirtd") or "/usr/sbin/libvirtd", "-d"], check=True,
-                       timeout=30)
-        self.started += self._running("libvirtd")
 
     def stop_started(self) -> None:
         for pid in self.started:

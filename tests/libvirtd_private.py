@@ -37,9 +37,8 @@ class PrivateLibvirtd:
 
     def start(self) -> None:
         env = {**os.environ, "LIBVIRT_DRIVER_DIR": str(self.dir / "no-drivers")}
-        # Under another name: the session's libvirtd fixture stops and restarts every
-        # process called "libvirtd", and must neither take this one for the machine's
-        # nor kill it.
+        # Under another name: the session's libvirtd fixture takes a process called
+        # "libvirtd" for the machine's (and, if it started that one, stops it at the end).
         binary = self.dir / "kimchi-lvd"
         if not binary.exists():
             binary.symlink_to("/usr/sbin/libvirtd")
