@@ -276,8 +276,8 @@ load_settings() {
     fi
     out=$(cd "$ROOT" && "$PY" - "$CONF" <<'EOF'
 import sys
-from kimchid import config
-from kimchid.errors import ConfigError
+from kimchi import config
+from kimchi.errors import ConfigError
 try:
     c = config.load(sys.argv[1])
 except ConfigError as e:

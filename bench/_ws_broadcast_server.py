@@ -27,7 +27,7 @@ from autobahn.twisted.websocket import (  # noqa: E402
 )
 from twisted.internet import reactor  # noqa: E402
 
-from kimchid import bus  # noqa: E402
+from kimchi import bus  # noqa: E402
 
 CLIENTS: set[WebSocketServerProtocol] = set()
 

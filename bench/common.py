@@ -412,7 +412,7 @@ class KimchidProc:
         for p in psutil.Process(self.proc.pid).children(recursive=True):
             try:
                 cmd = p.cmdline()
-                if "workers.main" in cmd and "kimchid.adapters.orphan_guard" not in cmd:
+                if "workers.main" in cmd and "kimchi.orphan_guard" not in cmd:
                     out.append(p)
             except psutil.NoSuchProcess:
                 pass
@@ -632,7 +632,7 @@ def log(msg: str) -> None:
 
 # -- garbage-collector pauses ------------------------------------------------------------------
 #
-# kimchid and the workers time each of their collections (kimchid/gcpause.py) and, with
+# kimchid and the workers time each of their collections (kimchi/gcpause.py) and, with
 # KIMCHI_BENCH_GC_STATS naming a folder, write the histogram there as gc-<role>-<pid>.json at
 # start, on SIGUSR2 and at exit.  KimchidProc points it at its own folder and notes the
 # figures when start() returns (``k.gc_mark``), so ``print_gc_pauses(k)`` gives the pauses
@@ -699,7 +699,7 @@ def gc_describe(runs: GcRuns) -> dict[str, dict[str, float]]:
     time the process waited for a core on a busy machine; ``idle_full_``: the full
     collections kimchid ran on an idle reactor, not in the pauses; the workers of a role
     together)."""
-    from kimchid.gcpause import IDLE_FULL, distribution
+    from kimchi.gcpause import IDLE_FULL, distribution
 
     out = {}
     for role, pairs in sorted(runs.items()):

@@ -90,7 +90,7 @@ def prefix(side: str) -> str:
 
 
 def bus_keys(k: KimchidProc) -> Any:
-    from kimchid import bus
+    from kimchi import bus
 
     return bus.Keys(prefix("tls" if k.tls else "plain"))
 
@@ -99,7 +99,7 @@ def run_kimchi(k: KimchidProc, rds: RedisProc, count: int, every: float) -> tupl
     """diag.progress job -> WebSocket receipt, ms; also the number of distinct ticks seen."""
     import websocket
 
-    from workers.queue import SyncBus, connect
+    from kimchi.bus.sync import SyncBus, connect
 
     sent = time.monotonic()
     # signed in (Basic); over TLS trusting kimchid's own certificate, nothing else

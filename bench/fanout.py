@@ -18,7 +18,7 @@ Processes (all on this machine, sharing its 2 cores):
   ``rx``: one process holding 500 TLS sockets (while each read still allocated 256 KiB)
   ran at 96 % of a core and read two batches per read.  Two processes keep each well
   under half a core;
-* the producer (this process): the ``emit`` Lua script of kimchid/bus.py (XADD to
+* the producer (this process): the ``emit`` Lua script of kimchi/bus/__init__.py (XADD to
   ``kimchi:events``) at a fixed rate, each event's data carrying its send time.time().
 
 Per phase: every client must receive every event (delivered / expected = unique
@@ -139,7 +139,7 @@ def pct(xs: list[float], p: float) -> float | None:
 
 class Producer:
     def __init__(self, rds: RedisProc) -> None:
-        from kimchid import bus
+        from kimchi import bus
 
         self.bus = bus
         self.r = rds.client()

@@ -76,7 +76,7 @@ def _measure(rds: RedisProc, procs: list[subprocess.Popen[Any]], n: int,
 
 
 def run_kimchi(rds: RedisProc, wd: Path, n: int, concurrency: int, nproc: int = 2) -> dict:
-    from workers.queue import SyncBus, connect
+    from kimchi.bus.sync import SyncBus, connect
 
     r = rds.client()
     r.flushall()

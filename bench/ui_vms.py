@@ -269,7 +269,7 @@ class Producer:
     """Injects vm.state events into kimchid's stream with the bus's own emit script."""
 
     def __init__(self, rds: RedisProc) -> None:
-        from kimchid import bus
+        from kimchi import bus
 
         self.bus = bus
         self.r = rds.client()

@@ -12,7 +12,7 @@ timed requests run no PAM check.
 kimchid as ``kimchi.sh up`` serves it (HTTPS, login) and, as a second column, over plain
 HTTP: one daemon each (own Redis), requests interleaved with the reference.
 ``--gc-before`` adds a third HTTPS daemon with the garbage collector left as CPython
-sets it (no freeze, default thresholds): the before/after of kimchid/gcpause.py in one run.
+sets it (no freeze, default thresholds): the before/after of kimchi/gcpause.py in one run.
 
 Targets: issue 11, over TLS p50 <= 0.5x raw, no GC pause over 10 ms in kimchid;
 issue 4, p50 no slower than raw and <= 50 ms, RSS <= 200 MB.

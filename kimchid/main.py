@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kimchid import config as config_mod
-from kimchid import gcpause
-from kimchid.errors import ConfigError
+from kimchi import config as config_mod
+from kimchi import gcpause
+from kimchi.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         "({collected} objects freed)", generation=p.generation, ms=p.ms,
         collected=p.collected))
 
-    from kimchid.logs import setup_twisted_logging
+    from kimchi.logs import setup_twisted_logging
     from kimchid.service import Kimchid, notify_systemd
 
     setup_twisted_logging(cfg.server.log_format, cfg.server.log_level)

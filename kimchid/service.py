@@ -13,12 +13,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from kimchid import api, bus
+from kimchi import bus
+from kimchi.bus.twisted import RedisClient
+from kimchi.config import Config
+from kimchid import api
 from kimchid.adapters.jobrunner import DaemonJobs
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.adapters.objectstore import ObjectStore, ObjectWatcher
 from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
-from kimchid.adapters.redis import RedisClient
 from kimchid.api.access import Access
 from kimchid.api.gate import Gate
 from kimchid.api.redirect import ToHttps
@@ -27,7 +29,6 @@ from kimchid.auth.sessions import SessionStore
 from kimchid.auth.throttle import LoginThrottle
 from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
 from kimchid.auth.tokens import TokenStore
-from kimchid.config import Config
 from kimchid.model import snapshots, vm_clone, vm_create
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports

@@ -6,11 +6,12 @@ import argparse
 import logging
 import sys
 
-from kimchid import config as config_mod
-from kimchid import gcpause
-from kimchid.errors import ConfigError
-from kimchid.logs import setup_stdlib_logging
-from workers.runner import Worker, install_signal_handlers
+from kimchi import config as config_mod
+from kimchi import gcpause
+from kimchi.bus.worker import Worker, install_signal_handlers
+from kimchi.errors import ConfigError
+from kimchi.logs import setup_stdlib_logging
+from workers.jobs import load_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     gcpause.install("worker", lambda p: gc_log.warning(
         "garbage collection of generation %d took %.1f ms (%d objects freed)",
         p.generation, p.ms, p.collected))
-    worker = Worker(cfg, cfg.redis.url, args.name)
+    worker = Worker(cfg, cfg.redis.url, load_all(), args.name)
     install_signal_handlers(worker)
-    gcpause.settle()  # after the imports and the job registry: see kimchid.gcpause
+    gcpause.settle()  # after the imports and the job registry: see kimchi.gcpause
     worker.run()
     return 0
 

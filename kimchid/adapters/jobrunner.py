@@ -4,7 +4,7 @@
 through the connection that watches its events; so jobs that are libvirt calls
 (``vm.create``) run in the daemon, on threads of their own, through the same
 queue, leases, fencing and cancellation as the worker processes — a second
-stream (``{p}jobs:daemon``) read by one :class:`workers.runner.Worker` living on
+stream (``{p}jobs:daemon``) read by one :class:`kimchi.bus.worker.Worker` living on
 a thread of the daemon.  If the daemon dies mid-job, the next daemon reclaims the
 job once its lease has expired.
 """
@@ -21,9 +21,9 @@ from twisted.application.service import Service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from kimchid import bus
-from kimchid.config import Config
-from workers.jobs import Job
+from kimchi import bus
+from kimchi.bus.jobs import Job
+from kimchi.config import Config
 
 log = Logger()
 
@@ -48,11 +48,11 @@ class DaemonJobs(Service):
         self._thread.start()
 
     def _run(self) -> None:
-        from workers.runner import Worker
+        from kimchi.bus.worker import Worker
 
-        self.worker = Worker(self.cfg, self.redis_url,
+        self.worker = Worker(self.cfg, self.redis_url, self.jobs,
                              name=f"kimchid-{socket.gethostname()}-{os.getpid()}",
-                             stream=self.keys.daemon_jobs, jobs=self.jobs, advertise=False)
+                             stream=self.keys.daemon_jobs, advertise=False)
         self._ready.set()
         try:
             self.worker.run()

@@ -27,8 +27,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
 from twisted.python.threadpool import ThreadPool
 
-from kimchid import isoinfo
-from kimchid.errors import ServiceUnavailable
+from kimchi import isoinfo
+from kimchi.errors import ServiceUnavailable
 
 log = Logger()
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 Twisted's ProcessMonitor restarts a child that dies (with back-off) and stops
 them all on shutdown (SIGTERM, then SIGKILL after a grace period).  Children are
-started through :mod:`kimchid.adapters.orphan_guard` so they die with the
+started through :mod:`kimchi.orphan_guard` so they die with the
 daemon even when it is killed outright.
 """
 
@@ -18,13 +18,13 @@ from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
 from twisted.runner.procmon import ProcessMonitor
 
-from kimchid.config import Config
+from kimchi.config import Config
 
 log = Logger()
 
 
 def guarded(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "kimchid.adapters.orphan_guard", "--", *argv]
+    return [sys.executable, "-m", "kimchi.orphan_guard", "--", *argv]
 
 
 class Children(ProcessMonitor):

@@ -24,6 +24,14 @@ from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.routing import Map, Rule
 
+from kimchi.errors import (
+    KimchiError,
+    MethodNotAllowed,
+    NotFound,
+    OperationFailed,
+    PayloadTooLarge,
+    message,
+)
 from kimchid.api.gate import Gate
 from kimchid.api.routes import (
     ECHO_LIMIT,
@@ -38,14 +46,6 @@ from kimchid.api.routes import (
 )
 from kimchid.auth import policy
 from kimchid.auth.policy import Identity
-from kimchid.errors import (
-    KimchiError,
-    MethodNotAllowed,
-    NotFound,
-    OperationFailed,
-    PayloadTooLarge,
-    message,
-)
 
 log = Logger()
 

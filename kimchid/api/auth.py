@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchi.errors import InvalidOperation
 from kimchid.api.gate import Gate, address, header, is_tls
 from kimchid.api.routes import Call, Reply, RouteTable
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, cleared_cookie, session_cookie
 from kimchid.auth.tokens import MAX_LIFETIME, NAME_PATTERN
-from kimchid.errors import InvalidOperation
 
 # bytes of a login body: a user name and a password (PAM itself takes 512 bytes), even
 # with every character written as \uXXXX; checked before anything else (anyone may post)

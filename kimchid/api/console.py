@@ -20,10 +20,10 @@ from autobahn.websocket.types import ConnectionRequest
 from twisted.internet import protocol, reactor
 from twisted.logger import Logger
 
+from kimchi.errors import InvalidOperation
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.api.access import Access
 from kimchid.api.routes import Call, RouteTable
-from kimchid.errors import InvalidOperation
 from kimchid.model.libvirtobjects import lv
 
 log = Logger()

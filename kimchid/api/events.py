@@ -19,10 +19,10 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from kimchid import bus
+from kimchi import bus
+from kimchi.errors import InvalidRequest
 from kimchid.api.access import Access
 from kimchid.api.routes import EVENT_SCHEMA, JSON, Call, Reply, RouteTable
-from kimchid.errors import InvalidRequest
 from kimchid.model.events import RESET, Batch, Event, EventFilter, EventHub, Watcher
 from kimchid.model.tasks import TaskService
 

@@ -19,13 +19,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from kimchi.errors import Forbidden, KimchiError, Unauthorized
 from kimchid.auth import policy
 from kimchid.auth.pam import PamLogin
 from kimchid.auth.policy import Identity
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, SessionStore
 from kimchid.auth.throttle import LoginThrottle, address_bucket
 from kimchid.auth.tokens import TokenStore
-from kimchid.errors import Forbidden, KimchiError, Unauthorized
 
 log = Logger()
 

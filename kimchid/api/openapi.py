@@ -7,8 +7,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from kimchi.errors import CATALOGUE, REFUSALS
 from kimchid.api.routes import ERROR_SCHEMA, JSON, RouteTable, no_nul
-from kimchid.errors import CATALOGUE, REFUSALS
 
 _PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
 
@@ -96,7 +96,7 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                             "description": "from POST /login"},
             },
             "x-error-codes": CATALOGUE,
-            # the 400s a request valid against its schema may get (kimchid.errors.REFUSALS)
+            # the 400s a request valid against its schema may get (kimchi.errors.REFUSALS)
             "x-refusals": sorted(REFUSALS),
         },
     }

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
+from kimchi.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from kimchid.auth.policy import Identity
-from kimchid.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 
 JSON = "application/json"
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from twisted.web import static
 
-from kimchid import __version__
+from kimchi import __version__
+from kimchi.config import Config
+from kimchi.errors import NotFound
 from kimchid.api.openapi import openapi
 from kimchid.api.routes import JSON, Call, Reply, RouteTable, clip
-from kimchid.config import Config
-from kimchid.errors import NotFound
 from kimchid.model.capabilities import Capabilities
 
 WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"

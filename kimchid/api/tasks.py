@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchi.errors import Forbidden
 from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable
-from kimchid.errors import Forbidden
 from kimchid.model.tasks import TaskService
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchi.errors import InvalidOperation
 from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
-from kimchid.errors import InvalidOperation
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory

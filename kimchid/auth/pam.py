@@ -23,8 +23,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from kimchi.errors import ServiceUnavailable, Unauthorized
 from kimchid.auth.policy import Identity, role_for
-from kimchid.errors import ServiceUnavailable, Unauthorized
 
 log = Logger()
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from kimchid.errors import Forbidden
+from kimchi.errors import Forbidden
 
 ADMIN = "admin"
 USER = "user"

@@ -25,11 +25,11 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from kimchid import bus
-from kimchid.adapters.redis import RedisClient
+from kimchi import bus
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import NotFound
 from kimchid.auth.credentials import digest, new_secret
 from kimchid.auth.policy import Identity
-from kimchid.errors import NotFound
 
 COOKIE_NAME = "kimchi_session"
 EXPIRES_HEADER = "Session-Expires-On"

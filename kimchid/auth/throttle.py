@@ -28,8 +28,8 @@ import math
 
 from twisted.internet.interfaces import IReactorTime
 
-from kimchid.adapters.redis import RedisClient
-from kimchid.errors import TooManyRequests
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import TooManyRequests
 
 # KEYS: the pair's counter, the user's. ARGV: now, free, base, max delay, window,
 # count (1) or just look (0).  Returns the seconds to wait (as a string: Lua numbers would

@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ServerEndpoint
 
-from kimchid.errors import OperationFailed
+from kimchi.errors import OperationFailed
 
 CERT_FILE = "kimchi-cert.pem"
 KEY_FILE = "kimchi-key.pem"

@@ -18,10 +18,10 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
-from kimchid import bus
-from kimchid.adapters.redis import RedisClient
+from kimchi import bus
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import InvalidRequest, NotFound
 from kimchid.auth.credentials import digest, new_secret
-from kimchid.errors import InvalidRequest, NotFound
 
 TOKEN_PREFIX = "kch_"  # lets secret scanners and people recognise a kimchi token
 MAX_NAME = 64

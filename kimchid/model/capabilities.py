@@ -16,8 +16,8 @@ from typing import Any
 from twisted.internet import threads
 from twisted.logger import Logger
 
+from kimchi.config import Config
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.config import Config
 
 log = Logger()
 

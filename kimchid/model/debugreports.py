@@ -16,11 +16,11 @@ from typing import Any
 
 from twisted.internet import threads
 
-from kimchid.errors import InvalidOperation, InvalidRequest, NotFound
+from kimchi.errors import InvalidOperation, InvalidRequest, NotFound
+from kimchi.reports import KIND, NAME, SUFFIXES, report_file
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
 from kimchid.model.tasks import TaskService
-from workers.jobs.debugreport import KIND, NAME, SUFFIXES, report_file
 
 
 def check_name(name: str) -> None:

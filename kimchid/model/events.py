@@ -24,9 +24,9 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from kimchid import bus
-from kimchid.adapters.redis import RedisClient, RedisDown
-from kimchid.errors import InvalidRequest
+from kimchi import bus
+from kimchi.bus.twisted import RedisClient, RedisDown
+from kimchi.errors import InvalidRequest
 
 log = Logger()
 

@@ -23,8 +23,8 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from kimchi.bus.twisted import RedisClient
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.adapters.redis import RedisClient
 from kimchid.model.events import EventHub
 from kimchid.model.tasks import TaskService
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from kimchid.errors import InvalidRequest
+from kimchi.errors import InvalidRequest
 from kimchid.model.health import Problem
 from kimchid.model.libvirtobjects import lv, why
 from kimchid.model.networks import free_subnet

@@ -8,10 +8,10 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from kimchid import bus
+from kimchi import bus
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import InvalidOperation, InvalidRequest
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.adapters.redis import RedisClient
-from kimchid.errors import InvalidOperation, InvalidRequest
 from kimchid.model.tasks import TaskService
 
 log = Logger()
@@ -29,7 +29,7 @@ class IsoLibrary:
 
     async def list(self) -> list[dict[str, Any]]:
         """Every known ISO, by path; pool ISOs win over scan results for the same file."""
-        flat = await self.redis.call("HGETALL", self.keys.isos)
+        flat = await self.redis.call("HGETALL", self.keys.library(bus.ISOS))
         by_path: dict[str, dict[str, Any]] = {}
         for path, raw in zip(flat[::2], flat[1::2], strict=True):
             try:

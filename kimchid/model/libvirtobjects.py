@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kimchi.errors import ServiceUnavailable
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import ServiceUnavailable
 from kimchid.model.events import EventHub
 
 T = TypeVar("T")

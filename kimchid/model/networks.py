@@ -22,13 +22,13 @@ from typing import Any
 import psutil
 from twisted.internet import threads
 
-from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import (
+from kimchi.errors import (
     InvalidOperation,
     InvalidRequest,
     NotFound,
     OperationFailed,
 )
+from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.events import EventHub
 from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 from kimchid.model.vms import VmInventory

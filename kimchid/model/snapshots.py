@@ -16,13 +16,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from kimchi.bus.context import JobContext
+from kimchi.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
 from kimchid.model.events import EventHub
 from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 from kimchid.model.tasks import TaskService
 from kimchid.model.vms import VmInventory
-from workers.context import JobContext
 
 KIND = "vm.snapshot"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

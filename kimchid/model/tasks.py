@@ -11,9 +11,9 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from kimchid import bus
-from kimchid.adapters.redis import RedisClient
-from kimchid.errors import InvalidOperation, InvalidRequest, NotFound, message
+from kimchi import bus
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import InvalidOperation, InvalidRequest, NotFound, message
 
 log = Logger()
 

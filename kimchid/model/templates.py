@@ -27,7 +27,9 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
 
-from kimchid import isoinfo
+from kimchi import isoinfo
+from kimchi.errors import InvalidOperation, InvalidRequest, NotFound
+from kimchi.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.adapters.objectstore import (
     Exists,
@@ -36,10 +38,8 @@ from kimchid.adapters.objectstore import (
     StoredObject,
     check_name,
 )
-from kimchid.errors import InvalidOperation, InvalidRequest, NotFound
 from kimchid.model import osinfo
 from kimchid.model.events import EventHub
-from kimchid.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
 
 log = Logger()
 
@@ -63,7 +63,7 @@ class TemplateService:
     def __init__(self, store: ObjectStore, libvirt: LibvirtConnection | None,
                  events: EventHub, reactor: Any, outbound_allow: Iterable[str] = ()) -> None:
         """*outbound_allow*: ``[outbound] allow``, the addresses besides public ones that a
-        remote ISO's URL may make kimchid connect to (see :mod:`kimchid.outbound`)."""
+        remote ISO's URL may make kimchid connect to (see :mod:`kimchi.outbound`)."""
         self.store = store
         self.outbound = OutboundPolicy.parse(outbound_allow) if outbound_allow else PUBLIC_ONLY
         self.libvirt = libvirt

@@ -22,15 +22,15 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from kimchid import bus
+from kimchi import bus
+from kimchi.bus.context import JobContext, Stop
+from kimchi.bus.sync import SyncBus, connect
+from kimchi.errors import InvalidOperation, KimchiError
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import InvalidOperation, KimchiError
 from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.tasks import TaskService
 from kimchid.model.vm_create import VmCreator, _created_by
 from kimchid.model.vms import VmInventory
-from workers.context import JobContext, Stop
-from workers.queue import SyncBus, connect
 
 log = Logger()
 

@@ -28,9 +28,11 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from kimchid import bus, isoinfo
+from kimchi import bus, isoinfo
+from kimchi.bus.context import JobContext, Stop
+from kimchi.errors import InvalidOperation, KimchiError, NotFound
+from kimchi.outbound import DestinationRefused
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.domainxml import (
     METADATA_NS,
@@ -43,8 +45,6 @@ from kimchid.model.domainxml import (
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
 from kimchid.model.vms import VmInventory
-from kimchid.outbound import DestinationRefused
-from workers.context import JobContext, Stop
 
 log = Logger()
 

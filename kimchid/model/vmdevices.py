@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.internet import threads
 
-from kimchid.errors import InvalidOperation, InvalidRequest, NotFound
+from kimchi.errors import InvalidOperation, InvalidRequest, NotFound
 from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 
 _PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd"}

@@ -16,13 +16,13 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import (
+from kimchi.errors import (
     InvalidOperation,
     NotFound,
     OperationFailed,
     ServiceUnavailable,
 )
+from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.events import EventHub
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest_twisted
 from twisted.internet import task
 
-from kimchid.adapters.redis import RedisClient
+from kimchi.bus.twisted import RedisClient
 from tests.authfixtures import pam_users  # noqa: F401  (a fixture)
 from tests.conftest import RedisServer
 

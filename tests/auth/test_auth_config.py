@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kimchid import config
-from kimchid.errors import ConfigError
+from kimchi import config
+from kimchi.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "kimchi.toml.example"
 

@@ -12,8 +12,8 @@ from twisted.internet import defer, task
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from zope.interface import provider
 
+from kimchi.errors import ServiceUnavailable, Unauthorized
 from kimchid.auth.pam import PamLogin
-from kimchid.errors import ServiceUnavailable, Unauthorized
 from tests.authfixtures import PamUsers
 
 ADMIN_GROUPS = ("kimchi-admin", "sudo", "wheel")

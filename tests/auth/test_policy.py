@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kimchi.errors import Forbidden
 from kimchid.auth import policy
 from kimchid.auth.policy import ADMIN, USER, Identity
-from kimchid.errors import Forbidden
 
 ALICE = Identity("alice", ("alice", "ops"), USER)
 ROOT = Identity("root", ("root", "kimchi-admin"), ADMIN)

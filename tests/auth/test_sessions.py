@@ -7,7 +7,8 @@ import time
 import pytest_twisted
 from twisted.internet import task
 
-from kimchid.adapters.redis import RedisClient
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import NotFound
 from kimchid.auth.credentials import digest
 from kimchid.auth.policy import Identity
 from kimchid.auth.sessions import (
@@ -16,7 +17,6 @@ from kimchid.auth.sessions import (
     cleared_cookie,
     session_cookie,
 )
-from kimchid.errors import NotFound
 from tests.conftest import RedisServer
 
 ALICE = Identity("alice", ("alice", "ops"), "user")

@@ -15,12 +15,12 @@ from twisted.internet.address import IPv4Address
 from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 
-from kimchid.adapters.redis import RedisClient
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import ServiceUnavailable, TooManyRequests, Unauthorized
 from kimchid.api.gate import Gate
 from kimchid.auth.pam import PamLogin
 from kimchid.auth.policy import Identity
 from kimchid.auth.throttle import LoginThrottle, address_bucket
-from kimchid.errors import ServiceUnavailable, TooManyRequests, Unauthorized
 from tests.conftest import RedisServer
 
 NOW = 1_800_000_000.0

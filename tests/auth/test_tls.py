@@ -18,8 +18,8 @@ from twisted.internet import threads
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from kimchi.errors import OperationFailed
 from kimchid.auth import tls
-from kimchid.errors import OperationFailed
 
 
 def cert_of(path: Path) -> x509.Certificate:

@@ -8,9 +8,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import task
 
-from kimchid.adapters.redis import RedisClient
+from kimchi.bus.twisted import RedisClient
+from kimchi.errors import InvalidRequest, NotFound
 from kimchid.auth.tokens import TOKEN_PREFIX, TokenStore
-from kimchid.errors import InvalidRequest, NotFound
 from tests.conftest import RedisServer
 
 NOW = 1_800_000_000.0

@@ -2,7 +2,7 @@
 
 ``refusals_only``: a request valid against its schema is answered with success, 401, 403,
 404, 409, 429, or a 400 whose code is one of the spec's ``x-refusals`` (the state of the host
-or an object, a rule between fields: ``kimchid.errors.REFUSALS``).  It stands in for
+or an object, a rule between fields: ``kimchi.errors.REFUSALS``).  It stands in for
 schemathesis' ``positive_data_acceptance``, which takes every 400 for a schema that lies:
 the API answers state errors with 400 (Kimchi's convention, ``API.md``), and this check
 keeps what that one is for: a 400 with any other code (``KCHAPI0006E``, a name rule missing

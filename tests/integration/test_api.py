@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
+from kimchi.bus.sync import SyncBus, connect
 from tests.conftest import Kimchi, wait_for
-from workers.queue import SyncBus, connect
 
 ERRCODE = re.compile(r"^KCH[A-Z]+[0-9]{4}[EW]$")
 
@@ -158,7 +158,7 @@ def test_ui_is_served_for_browsers_and_an_index_for_json_clients(kimchi: Kimchi)
     assert "Content-Security-Policy" in html.headers
     index = kimchi.get("/", headers={"Accept": "application/json"}).json()
     assert index["openapi"] == "/openapi.json"
-    _assert_error(kimchi.get("/ui/../kimchid/config.py"), 404)
+    _assert_error(kimchi.get("/ui/../kimchi/config.py"), 404)
     _assert_error(kimchi.get("/ui/%2e%2e/pyproject.toml"), 404)
     # the UI's ES modules, at any depth: a browser runs a module only with a JavaScript type
     page = html.text

@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kimchid import bus
+from kimchi import bus
+from kimchi.bus.sync import SyncBus, connect
 from tests.integration.test_task_index import assert_indexes_match
-from workers.queue import SyncBus, connect
 
 TERMINAL_EVENTS = {"task.finished", "task.failed", "task.cancelled"}
 

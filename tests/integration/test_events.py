@@ -9,9 +9,9 @@ from typing import Any
 import requests
 import websocket
 
+from kimchi.bus.sync import SyncBus, connect
 from tests.conftest import Kimchi, wait_for
 from tests.eventclients import recv_until, start_readers
-from workers.queue import SyncBus, connect
 
 
 def _ws(k: Kimchi, query: str = "") -> websocket.WebSocket:

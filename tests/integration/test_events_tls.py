@@ -19,10 +19,10 @@ from typing import Any
 import requests
 import websocket
 
-from kimchid import bus as kbus
+from kimchi import bus as kbus
+from kimchi.bus.sync import SyncBus, connect
 from tests.conftest import Kimchi
 from tests.eventclients import recv_until, start_readers
-from workers.queue import SyncBus, connect
 
 
 def _wss(k: Kimchi, query: str = "", **kw: Any) -> websocket.WebSocket:

@@ -17,9 +17,9 @@ from typing import Any
 import psutil
 import pytest
 
+from kimchi.bus.sync import SyncBus, connect
 from tests.conftest import Kimchi, RedisServer, wait_for
 from tests.isofactory import make_iso
-from workers.queue import SyncBus, connect
 
 pytestmark = pytest.mark.slow
 
@@ -208,15 +208,15 @@ def test_worker_stopping_while_redis_is_away_exits_though_its_job_was_cancelled(
     # The cancel reaches the job while it sleeps before a find (its check passed); Redis
     # goes away before the find can be recorded; then the worker is told to stop, as when
     # kimchid dies with its embedded Redis.  It must not wait for a Redis that is gone.
-    from kimchid.config import Config, WorkersConfig
-    from workers.runner import Worker
+    from kimchi.bus.worker import Worker
+    from kimchi.config import Config, WorkersConfig
 
     def find_then_check(ctx):
         ctx.found("/lost/a.iso", "iso.found", {"path": "/lost/a.iso"})
         ctx.check()
 
     cfg = Config(workers=WorkersConfig(lease_seconds=2.0))
-    worker = Worker(cfg, redis_db.url, jobs={"test.find": find_then_check})
+    worker = Worker(cfg, redis_db.url, {"test.find": find_then_check})
     worker.fault_delay = 2.0  # the pause inside ctx.found, after its check
     runs = threading.Thread(target=worker.run, daemon=True)
     runs.start()
@@ -232,7 +232,7 @@ def test_worker_stopping_while_redis_is_away_exits_though_its_job_was_cancelled(
     redis_db.start()  # lets a stuck worker end, so the test process can exit
     assert not stuck, "the worker still waits for Redis to record a find"
     # Redis back, the next worker takes the job over once its lease has expired
-    successor = Worker(cfg, redis_db.url, jobs={"test.find": find_then_check})
+    successor = Worker(cfg, redis_db.url, {"test.find": find_then_check})
     threading.Thread(target=successor.run, daemon=True).start()
     try:
         done = bus.wait(task_id, timeout=20)

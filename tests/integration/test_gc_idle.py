@@ -1,5 +1,5 @@
 """kimchid leaves no full garbage collection to CPython: they run while its reactor is
-idle, kept apart in the pause figures it writes (kimchid/gcpause.py)."""
+idle, kept apart in the pause figures it writes (kimchi/gcpause.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kimchid.gcpause import IDLE_FULL, NEVER, distribution
+from kimchi.gcpause import IDLE_FULL, NEVER, distribution
 from tests.conftest import Kimchi, RedisServer, wait_for
 
 

@@ -133,10 +133,10 @@ class FlakyLibvirt:
 
 def test_a_create_cut_off_by_a_libvirtd_outage_names_what_it_left_and_removes_it_later(
         tmp_path: Path) -> None:
-    from kimchid.errors import KimchiError
+    from kimchi.bus.context import JobContext
+    from kimchi.errors import KimchiError
     from kimchid.model.osinfo import defaults
     from kimchid.model.vm_create import VmCreator
-    from workers.context import JobContext
 
     lv = FlakyLibvirt()
     kept = tmp_path / "vm-create-leftovers.json"

@@ -116,8 +116,8 @@ def test_find_walk_and_python_walk_agree_on_links_fifos_and_loops(kimchi, redis_
                                                                   tmp_path: Path):
     import os
 
+    from kimchi.bus.sync import SyncBus, connect
     from tests.isofactory import make_iso
-    from workers.queue import SyncBus, connect
 
     outside = tmp_path / "elsewhere"
     make_iso(outside / "alpine.iso", "alpine-std 3.19.0 x86_64")

@@ -19,8 +19,8 @@ import pytest_twisted
 import requests
 from twisted.internet import defer, reactor, task
 
+from kimchi.errors import ServiceUnavailable
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.errors import ServiceUnavailable
 from tests.conftest import Kimchi, RedisServer, wait_for
 from tests.libvirtd_private import PrivateLibvirtd, own_libvirtd  # noqa: F401  (a fixture)
 from tests.loadthreads import LoadThreads

@@ -187,7 +187,7 @@ def test_a_body_the_handler_refuses_whatever_the_state_the_schema_refuses_too(
 
 
 def test_the_spec_lists_the_refusals_and_a_refusal_is_one_of_them(kimchi: Kimchi) -> None:
-    from kimchid.errors import REFUSALS
+    from kimchi.errors import REFUSALS
 
     spec = kimchi.get("/openapi.json").json()
     assert set(spec["components"]["x-refusals"]) == REFUSALS

@@ -14,9 +14,9 @@ import statistics
 import time
 from typing import Any
 
-from kimchid import bus
+from kimchi import bus
+from kimchi.bus.sync import SyncBus, connect
 from tests.conftest import Kimchi, RedisServer, wait_for
-from workers.queue import SyncBus, connect
 
 STATUSES = ("running", "finished", "failed", "cancelled")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kimchid import config
-from kimchid.errors import ConfigError
+from kimchi import config
+from kimchi.errors import ConfigError
 
 
 @pytest.fixture

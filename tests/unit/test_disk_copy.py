@@ -11,12 +11,12 @@ from typing import Any
 import psutil
 import pytest
 
-from kimchid.errors import KimchiError
+from kimchi.bus.context import JobContext, Progress, Stop
+from kimchi.bus.sync import SyncBus, connect
+from kimchi.errors import KimchiError
 from kimchid.model.vm_clone import _child_event, _last_event
 from kimchid.model.vms import VmInventory
-from workers.context import JobContext, Progress, Stop
 from workers.jobs.disks import convert_argv, copy_disks
-from workers.queue import SyncBus, connect
 
 
 def _image(path: Path, mib: int) -> Path:

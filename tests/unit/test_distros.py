@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kimchid import isoinfo
+from kimchi import isoinfo
 from kimchid.model import osinfo
 from kimchid.model.templates import distro_problem
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from kimchid.errors import CATALOGUE
+from kimchi.errors import CATALOGUE
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 

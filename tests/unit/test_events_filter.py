@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kimchid import bus
-from kimchid.errors import InvalidRequest
+from kimchi import bus
+from kimchi.errors import InvalidRequest
 from kimchid.model.events import Batch, Event, EventFilter, Watcher
 
 

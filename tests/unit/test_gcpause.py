@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kimchid.gcpause import SLOW_MS, THRESHOLDS, PauseRecorder, distribution
+from kimchi.gcpause import SLOW_MS, THRESHOLDS, PauseRecorder, distribution
 
 
 class Clock:
@@ -94,7 +94,7 @@ def test_a_slow_collection_after_start_up_is_handed_to_the_reporter() -> None:
 
 PROGRAM = """
 import gc, sys, time
-from kimchid import gcpause
+from kimchi import gcpause
 gcpause.install("probe")
 junk = [[i] for i in range(200_000)]  # start-up's objects
 frozen = gcpause.settle()
@@ -148,7 +148,7 @@ class Collector:
 def idle_collector() -> tuple[Any, Collector, Clock, Any]:
     from twisted.internet.task import Clock as ReactorClock
 
-    from kimchid.gcpause import IdleFullCollections
+    from kimchi.gcpause import IdleFullCollections
 
     reactor, gc_, cpu = ReactorClock(), Collector(), Clock()
     full = IdleFullCollections(reactor, collect=gc_.collect, pending=lambda: gc_.owed,
@@ -158,7 +158,7 @@ def idle_collector() -> tuple[Any, Collector, Clock, Any]:
 
 
 def test_a_full_collection_runs_when_the_reactor_is_idle_and_one_is_owed() -> None:
-    from kimchid.gcpause import IDLE_CHECK
+    from kimchi.gcpause import IDLE_CHECK
 
     full, gc_, cpu, reactor = idle_collector()
     reactor.advance(IDLE_CHECK)
@@ -176,7 +176,7 @@ def test_a_full_collection_runs_when_the_reactor_is_idle_and_one_is_owed() -> No
 
 
 def test_a_reactor_never_idle_gets_its_full_collection_after_max_defer() -> None:
-    from kimchid.gcpause import IDLE_CHECK, MAX_DEFER
+    from kimchi.gcpause import IDLE_CHECK, MAX_DEFER
 
     full, gc_, cpu, reactor = idle_collector()
     gc_.owed = 10  # CPython would have run one by now
@@ -194,7 +194,7 @@ def test_a_reactor_never_idle_gets_its_full_collection_after_max_defer() -> None
 
 
 def test_idle_full_collections_are_kept_apart_from_the_pauses() -> None:
-    from kimchid.gcpause import IDLE_FULL
+    from kimchi.gcpause import IDLE_FULL
 
     clock, cpu = Clock(), Clock()
     rec = PauseRecorder("kimchid", clock=clock, cpu_clock=cpu)

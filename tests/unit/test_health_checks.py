@@ -12,8 +12,8 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from kimchi.bus.twisted import RedisClient
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.adapters.redis import RedisClient
 from kimchid.model.events import EventHub
 from kimchid.model.health import Health, Problem
 from kimchid.model.host_setup import NETWORK, POOL, check_defaults, ensure_defaults

@@ -1,4 +1,4 @@
-"""Tests for kimchid.isoinfo: ISO-9660 probing and volume id identification."""
+"""Tests for kimchi.isoinfo: ISO-9660 probing and volume id identification."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kimchid import isoinfo
-from kimchid.isoinfo import IsoInfo, NotAnIso
+from kimchi import isoinfo
+from kimchi.isoinfo import IsoInfo, NotAnIso
 from tests.isofactory import SECTOR_SIZE, make_iso, make_not_iso, make_truncated_iso
 
 GENISOIMAGE = shutil.which("genisoimage")

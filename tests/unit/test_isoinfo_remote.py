@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from kimchid import isoinfo
-from kimchid.isoinfo import IsoInfo, NotAnIso, RemoteError, RemoteUnreachable
-from kimchid.outbound import DestinationRefused, OutboundPolicy
+from kimchi import isoinfo
+from kimchi.isoinfo import IsoInfo, NotAnIso, RemoteError, RemoteUnreachable
+from kimchi.outbound import DestinationRefused, OutboundPolicy
 from tests.isofactory import SECTOR_SIZE, make_iso, make_not_iso
 from tests.isoservers import FtpIsoServer, HttpIsoServer
 

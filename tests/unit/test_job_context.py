@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.context import JobContext, Progress, Stop
+from kimchi.bus.context import JobContext, Progress, Stop
 
 
 class Clock:

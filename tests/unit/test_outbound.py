@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from kimchid import config, isoinfo
-from kimchid.errors import ConfigError
-from kimchid.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy, address_kind
+from kimchi import config, isoinfo
+from kimchi.errors import ConfigError
+from kimchi.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy, address_kind
 from tests.isofactory import make_iso
 from tests.isoservers import FtpIsoServer, HttpIsoServer
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kimchid.errors import CATALOGUE, REFUSALS, InvalidOperation, InvalidRequest
+from kimchi.errors import CATALOGUE, REFUSALS, InvalidOperation, InvalidRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 _RAISED = re.compile(r"\b(InvalidRequest|InvalidOperation)\(\s*\"(KCH\w+)\"")

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from kimchid.errors import InvalidOperation, InvalidRequest
+from kimchi.errors import InvalidOperation, InvalidRequest
 from kimchid.model.storage import check_pool_request, pool_xml, volume_xml
 
 

@@ -10,8 +10,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
+from kimchi.errors import NotFound
 from kimchid.adapters.libvirt import LibvirtConnection, start_event_loop
-from kimchid.errors import NotFound
 from kimchid.model.vms import VmInventory
 
 

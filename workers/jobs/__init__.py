@@ -1,27 +1,9 @@
-"""The job registry: kind -> function of a :class:`~workers.context.JobContext`."""
+"""The worker processes' jobs: each module registers its kinds in
+:mod:`kimchi.bus.jobs`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from workers.context import JobContext
-
-Job = Callable[[JobContext], dict[str, Any] | None]
-
-JOBS: dict[str, Job] = {}
-
-
-def job(kind: str) -> Callable[[Job], Job]:
-    """Register a job function under ``kind``."""
-
-    def register(fn: Job) -> Job:
-        if kind in JOBS:
-            raise ValueError(f"job kind {kind} registered twice")
-        JOBS[kind] = fn
-        return fn
-
-    return register
+from kimchi.bus.jobs import JOBS, Job
 
 
 def load_all() -> dict[str, Job]:

@@ -2,7 +2,7 @@
 
 The tool runs in a working folder of its own, ``<reports>/.work/<name>.<attempt>``, in a
 session of its own (so a cancel stops the commands its plugins started) and
-under :mod:`~kimchid.adapters.orphan_guard` (so a killed worker does not leave
+under :mod:`~kimchi.orphan_guard` (so a killed worker does not leave
 it running).  Its archive is checked against the MD5 sum it printed, then
 renamed to ``<reports>/<name>.tar.xz``: a report that is listed is complete.
 A failed or cancelled attempt removes its working folder; the next attempt of
@@ -24,28 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kimchid.errors import KimchiError
-from workers.context import JobContext, Stop, kill_when_stopped
-from workers.jobs import job
+from kimchi.bus.context import JobContext, Stop, kill_when_stopped
+from kimchi.bus.jobs import job
+from kimchi.errors import KimchiError
+from kimchi.reports import KIND, NAME, SUFFIXES, report_file
 
-KIND = "debugreport.collect"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PLUGIN = re.compile(r"[a-z0-9_]{1,64}")
-#: archive suffixes sos may write, the final file keeps the same one
-SUFFIXES = (".tar.xz", ".tar.gz", ".tar.bz2", ".tar")
 
 _STARTING = re.compile(rb"Starting (\d+)/(\d+)\s+(\S+)")
 _FINISHING = re.compile(rb"Finish(?:ed|ing) (?:running )?plugins")
 _ARCHIVE = re.compile(rb"Creating compressed archive")
-
-
-def report_file(reports: Path, name: str) -> Path | None:
-    """The finished report called ``name`` in ``reports``, if there is one."""
-    for suffix in SUFFIXES:
-        path = reports / f"{name}{suffix}"
-        if path.is_file():
-            return path
-    return None
 
 
 def tool() -> list[str]:
@@ -76,7 +64,7 @@ def _result(path: Path, name: str) -> dict[str, Any]:
 
 
 def _argv(work: Path, plugins: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", "kimchid.adapters.orphan_guard", *tool(),
+    argv = [sys.executable, "-m", "kimchi.orphan_guard", *tool(),
             "--batch", "--tmp-dir", str(work), "--label", "kimchi"]
     if plugins:  # [debugreports] plugins: only these (faster, smaller)
         argv += ["--only-plugins", ",".join(plugins)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workers.context import JobContext
-from workers.jobs import job
+from kimchi.bus.context import JobContext
+from kimchi.bus.jobs import job
 
 
 @job("diag.noop")

@@ -16,9 +16,9 @@ import threading
 import time
 from typing import Any
 
-from kimchid.errors import KimchiError
-from workers.context import JobContext, Stop, kill_when_stopped
-from workers.jobs import job
+from kimchi.bus.context import JobContext, Stop, kill_when_stopped
+from kimchi.bus.jobs import job
+from kimchi.errors import KimchiError
 
 _PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 _FORMATS = {"qcow2", "raw"}

@@ -22,9 +22,10 @@ import subprocess
 import time
 from typing import Any
 
-from kimchid import isoinfo
-from workers.context import JobContext, Stop
-from workers.jobs import job
+from kimchi import isoinfo
+from kimchi.bus import ISOS
+from kimchi.bus.context import JobContext, Stop
+from kimchi.bus.jobs import job
 
 PSEUDO_FS = ("/proc", "/sys", "/dev")
 
@@ -294,7 +295,7 @@ class _Scan:
             "found_by": "scan",
         }
         self.ctx.found(real, "iso.found", {**record, "task": self.ctx.task_id},
-                       library=(path, record))
+                       library=(ISOS, path, record))
         self.report()
 
 
@@ -319,7 +320,7 @@ def deep_scan(ctx: JobContext) -> dict[str, Any]:
     if ctx.params.get("prune", True):
         ctx.progress(scan.percent(), scan.summary() + "; removing the ISO images no longer "
                      "there from the library", **scan.details())
-        removed = ctx.prune(root, scan.paths)
+        removed = ctx.prune(ISOS, root, scan.paths)
     details = scan.details()
     ctx.progress(100.0, f"Scanned {scan.files} files, {scan.isos} ISO images found", **details)
     return {

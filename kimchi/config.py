@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kimchid.errors import ConfigError
-from kimchid.outbound import OutboundPolicy
+from kimchi.errors import ConfigError
+from kimchi.outbound import OutboundPolicy
 
 DEFAULT_CONFIG_FILE = "/etc/kimchi/kimchi.toml"
 # Environment variables of the KIMCHI_ family that are not configuration keys:

@@ -1,4 +1,4 @@
-"""``python -m kimchid.adapters.orphan_guard CMD...``: exec CMD so it dies with its parent.
+"""``python -m kimchi.orphan_guard CMD...``: exec CMD so it dies with its parent.
 
 The daemon starts its embedded redis-server and workers through this: should
 kimchid be killed outright, the kernel sends them SIGTERM (PR_SET_PDEATHSIG),

@@ -15,6 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kimchi.bus import Library
+
+# a find's record for a library: (the library, its field, the value stored there)
+Stored = tuple[Library, str, dict[str, Any]]
+
 
 class Stop(Exception):
     """Raised inside a job to unwind it; ``why`` is cancelled | lost | handback | timeout."""
@@ -56,8 +61,8 @@ class JobContext:
         self.params = params
         self._send_progress = send_progress
         self._send_found = send_found
-        self._prune = prune or (lambda _ctx, _root, _keep: [])
-        self._finds: list[tuple[str, str, str, tuple[str, dict[str, Any]] | None]] = []
+        self._prune = prune or (lambda _ctx, _library, _root, _keep: [])
+        self._finds: list[tuple[str, str, str, Stored | None]] = []
         self._finds_since = 0.0
         self._interval = progress_interval
         self._clock = clock
@@ -105,12 +110,12 @@ class JobContext:
         item_key: str,
         event_type: str,
         data: dict[str, Any],
-        library: tuple[str, dict[str, Any]] | None = None,
+        library: Stored | None = None,
     ) -> None:
         """Report a find, once per task: a re-run skips what an earlier attempt reported.
 
-        Finds are sent in small batches; ``library`` is (field, value) to store
-        in the ISO library with the find.
+        Finds are sent in small batches; ``library`` is (library, field, value): the
+        record to store in that library with the find.
         """
         self.check()
         if self.fault_delay:
@@ -134,9 +139,9 @@ class JobContext:
         if not self._send_found(self, finds):
             self.stop("lost")
 
-    def prune(self, root: str, keep: set[str]) -> list[str]:
-        """Forget library entries under ``root`` that this run did not find."""
-        return self._prune(self, root, keep)
+    def prune(self, library: Library, root: str, keep: set[str]) -> list[str]:
+        """Forget the entries of ``library`` under ``root`` that this run did not find."""
+        return self._prune(self, library, root, keep)
 
     # -- called by the worker ----------------------------------------------
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 from urllib.parse import unquote, urlsplit
 
-from kimchid import __version__
-from kimchid.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
+from kimchi import __version__
+from kimchi.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
 
 __all__ = [
     "DamagedIso",
@@ -382,7 +382,7 @@ def probe_url(url: str, *, timeout: float = 10.0, deadline: float = 20.0,
     call it from a thread.
 
     Raises :class:`ValueError` for a URL that is not one,
-    :class:`~kimchid.outbound.DestinationRefused` for an address *outbound*
+    :class:`~kimchi.outbound.DestinationRefused` for an address *outbound*
     refuses (before connecting to it), :class:`RemoteError` (or its
     :class:`RemoteUnreachable`) when the image cannot be read, and
     :class:`NotAnIso` when what was read is not an ISO-9660 image.

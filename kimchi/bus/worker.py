@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 
 import redis
 
-from kimchid import bus
-from kimchid.config import Config
-from kimchid.errors import KimchiError, message
-from workers.context import JobContext, Progress, Stop
-from workers.jobs import Job, load_all
-from workers.queue import SyncBus, connect
+from kimchi import bus
+from kimchi.bus.context import JobContext, Progress, Stop
+from kimchi.bus.jobs import Job
+from kimchi.bus.sync import SyncBus, connect
+from kimchi.config import Config
+from kimchi.errors import KimchiError, message
 
 log = logging.getLogger("kimchi.worker")
 
@@ -38,11 +38,12 @@ T = TypeVar("T")
 
 
 class Worker:
-    def __init__(self, cfg: Config, redis_url: str, name: str | None = None, *,
-                 stream: str | None = None, jobs: Mapping[str, Job] | None = None,
+    def __init__(self, cfg: Config, redis_url: str, jobs: Mapping[str, Job],
+                 name: str | None = None, *, stream: str | None = None,
                  advertise: bool = True) -> None:
-        """``stream``/``jobs``: another queue and its job kinds (the daemon's own runner);
-        ``advertise``: count in ``/health``'s workers."""
+        """``jobs``: the kinds this loop runs (the workers' whole registry, or the daemon's
+        own runner's); ``stream``: another queue (the daemon's); ``advertise``: count in
+        ``/health``'s workers."""
         self.cfg = cfg
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.redis_url = redis_url
@@ -67,7 +68,7 @@ class Worker:
         self.busy = 0
         self.endings: queue.Queue[tuple[JobContext, str, str, Any]] = queue.Queue()
         self._next_tidy = 0.0
-        self.jobs = jobs if jobs is not None else load_all()
+        self.jobs = jobs
 
     # -- the main loop -------------------------------------------------------
 
@@ -304,9 +305,10 @@ class Worker:
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for item_key, event_type, data, library in finds:
-                    field, value = library or ("", None)
+                    into, field, value = library or (None, "", None)
                     self.scripts["found"](
-                        keys=[k.task(ctx.task_id), k.found(ctx.task_id), k.events, k.isos],
+                        keys=[k.task(ctx.task_id), k.found(ctx.task_id), k.events,
+                              k.library(into) if into else ""],
                         args=[ctx.attempt, item_key, now, event_type, data, field,
                               json.dumps(value) if field else "", self.bus.maxlen],
                         client=pipe,
@@ -321,30 +323,32 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
-    def _prune(self, ctx: JobContext, root: str, keep: set[str]) -> list[str]:
-        """Forget the library entries under ``root`` not in ``keep``; waits out a Redis outage."""
+    def _prune(self, ctx: JobContext, library: bus.Library, root: str,
+               keep: set[str]) -> list[str]:
+        """Forget the entries of ``library`` under ``root`` not in ``keep``; waits out a
+        Redis outage."""
         if self.fault_prune_delay:
             time.sleep(self.fault_prune_delay)
         k = self.keys
         prefix = root.rstrip("/") + "/"
 
         def prune() -> list[str]:
-            gone = [p for p in self.client.hkeys(k.isos)
+            gone = [p for p in self.client.hkeys(k.library(library))
                     if p.startswith(prefix) and p not in keep]
             if gone:
                 now = bus.now_iso(time.time())
-                # MULTI: the entries and their iso.removed events go together or not at
-                # all, so a retry after a lost connection neither repeats nor misses one.
+                # MULTI: the entries and their removal events go together or not at all,
+                # so a retry after a lost connection neither repeats nor misses one.
                 pipe = self.client.pipeline(transaction=True)
-                pipe.hdel(k.isos, *gone)
+                pipe.hdel(k.library(library), *gone)
                 for path in gone:
                     self.scripts["emit"](keys=[k.events], args=[
-                        "iso.removed", now, json.dumps({"path": path, "task": ctx.task_id}),
+                        library.removed, now, json.dumps({"path": path, "task": ctx.task_id}),
                         self.bus.maxlen, ctx.task_id], client=pipe)
                 self.bus.execute(pipe)
             return gone
 
-        return self._redis_step(ctx, "prune the ISO library", prune)
+        return self._redis_step(ctx, f"prune the library {library.name}", prune)
 
     def _redis_step(self, ctx: JobContext, what: str, step: Callable[[], T]) -> T:
         """Run one Redis step of a job, waiting out a Redis outage instead of failing the job.

@@ -1,6 +1,6 @@
 """The bus as seen from a blocking Python process: workers, tests and benchmarks.
 
-A thin layer over redis-py that calls the scripts of :mod:`kimchid.bus` by
+A thin layer over redis-py that calls the scripts of :mod:`kimchi.bus` by
 name.  The daemon has its own (Twisted) client for the same scripts.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import redis
 
-from kimchid import bus
-from kimchid.errors import message
+from kimchi import bus
+from kimchi.errors import message
 
 
 class _Script:

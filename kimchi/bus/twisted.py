@@ -2,7 +2,7 @@
 
 txredisapi queues commands silently while it reconnects; here every call has
 a deadline, and while Redis is known to be away calls fail at once with
-:class:`~kimchid.errors.ServiceUnavailable` instead of piling up.  Blocking
+:class:`~kimchi.errors.ServiceUnavailable` instead of piling up.  Blocking
 stream reads use a connection of their own.
 """
 
@@ -18,8 +18,8 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from kimchid import bus
-from kimchid.errors import ServiceUnavailable
+from kimchi import bus
+from kimchi.errors import ServiceUnavailable
 
 log = Logger()
 
@@ -129,7 +129,7 @@ class RedisClient(Service):
             raise RedisDown(str(e)) from e
 
     async def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run one of :data:`kimchid.bus.SCRIPTS`, loading it on first use."""
+        """Run one of :data:`kimchi.bus.SCRIPTS`, loading it on first use."""
         s = bus.SCRIPTS[name]
         try:
             return await self.call("EVALSHA", s.sha, len(keys), *keys, *args)
