@@ -60,6 +60,7 @@ class Worker:
         self.lock = threading.Lock()
         self.slots = threading.Semaphore(self.concurrency)
         self.stopping = threading.Event()
+        self.signalled = False  # SIGTERM/SIGINT came: the main loop stops (see on_signal)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         self.fault_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_REPORTS", "0") or 0)
         # for the tests: a pause before the prune, to take Redis away in the middle of it
@@ -80,7 +81,7 @@ class Worker:
         next_reap = 0.0
         backoff = 0.1
         self._ensure_group()
-        while not self.stopping.is_set():
+        while not self._must_stop():
             if not self.slots.acquire(timeout=0.5):
                 continue
             self.slots.release()
@@ -111,7 +112,7 @@ class Worker:
 
     def _ensure_group(self) -> None:
         backoff = 0.1
-        while not self.stopping.is_set():
+        while not self._must_stop():
             try:
                 self.bus.ensure_group(self.stream)
                 return
@@ -417,10 +418,23 @@ class Worker:
                     return
             time.sleep(0.02)
 
-    def request_stop(self, *_args: Any) -> None:
+    def request_stop(self) -> None:
         if not self.stopping.is_set():
             log.info("worker %s stopping: finishing or handing back its jobs", self.name)
         self.stopping.set()
+
+    def on_signal(self, *_args: Any) -> None:
+        """The SIGTERM/SIGINT handler: a flag, nothing more.  A handler runs between two
+        bytecodes of the main thread, which may be inside ``Event.set`` holding the
+        Event's lock, and a second signal (the parent's death and a stop, together) then
+        re-entered it and waited for that lock for ever.  The main loop acts on the flag
+        within a second (its longest wait)."""
+        self.signalled = True
+
+    def _must_stop(self) -> bool:
+        if self.signalled and not self.stopping.is_set():
+            self.request_stop()
+        return self.stopping.is_set()
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.grace
@@ -451,5 +465,5 @@ class Worker:
 
 
 def install_signal_handlers(worker: Worker) -> None:
-    signal.signal(signal.SIGTERM, worker.request_stop)
-    signal.signal(signal.SIGINT, worker.request_stop)
+    signal.signal(signal.SIGTERM, worker.on_signal)
+    signal.signal(signal.SIGINT, worker.on_signal)
