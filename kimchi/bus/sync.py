@@ -125,6 +125,86 @@ class SyncBus:
                                                                   status="cancelled")],
         )
 
+    # -- what a worker does to a task: one script each (see scripts/<name>.lua).  With
+    # ``pipe``, the call is queued on that pipeline (its result comes from execute()).
+
+    def start(self, entry_id: str, task_id: str, worker: str, max_attempts: int,
+              lost_message: str, cancelled_message: str, stream: str | None = None,
+              pipe: Any = None) -> Any:
+        """Take a job just read: ``['run', attempt, kind, params]`` or ``['skip', status]``."""
+        k = self.keys
+        return self.scripts["start"](
+            keys=[k.task(task_id), stream or k.jobs, k.events, k.dead],
+            args=[entry_id, worker, bus.now_iso(time.time()), max_attempts, self.maxlen,
+                  lost_message, cancelled_message], client=pipe)
+
+    def progress(self, task_id: str, attempt: str, percent: float | None, text: str,
+                 details: dict[str, Any] | None = None, pipe: Any = None) -> Any:
+        """0: the attempt lost the task; 1: carry on; 2: a cancel was asked."""
+        k = self.keys
+        return self.scripts["progress"](
+            keys=[k.task(task_id), k.events],
+            args=[attempt, bus.now_iso(time.time()), "" if percent is None else percent, text,
+                  json.dumps(details) if details else "", self.maxlen], client=pipe)
+
+    def found(self, task_id: str, attempt: str, item_key: str, event_type: str,
+              event_json: str, library: bus.Library | None = None, field: str = "",
+              value: Any = None, pipe: Any = None) -> Any:
+        """0: lost; 1: reported; 2: reported by an earlier attempt already."""
+        k = self.keys
+        return self.scripts["found"](
+            keys=[k.task(task_id), k.found(task_id), k.events,
+                  k.library(library) if library else ""],
+            args=[attempt, item_key, bus.now_iso(time.time()), event_type, event_json,
+                  field, json.dumps(value) if field else "", self.maxlen], client=pipe)
+
+    def heartbeat(self, task_id: str, attempt: str, entry_id: str, worker: str,
+                  stream: str | None = None, pipe: Any = None) -> Any:
+        """Keep the job's lease: 0 lost, 1 carry on, 2 a cancel was asked."""
+        k = self.keys
+        return self.scripts["heartbeat"](
+            keys=[k.task(task_id), stream or k.jobs], args=[attempt, entry_id, worker],
+            client=pipe)
+
+    def handback(self, task_id: str, attempt: str, entry_id: str, text: str,
+                 stream: str | None = None, pipe: Any = None) -> Any:
+        """Give a running job back to the queue (a worker stopping): 0 lost, 1 done."""
+        k = self.keys
+        return self.scripts["handback"](
+            keys=[k.task(task_id), stream or k.jobs, k.events],
+            args=[attempt, entry_id, bus.now_iso(time.time()), text, self.maxlen],
+            client=pipe)
+
+    def finish(self, task_id: str, attempt: str, status: str, text: str, result: Any,
+               entry_id: str, keep_seconds: int, percent: float | None = None,
+               stream: str | None = None, pipe: Any = None) -> Any:
+        """End the task (finished, failed, cancelled): 0 lost, 1 ended."""
+        k = self.keys
+        return self.scripts["finish"](
+            keys=[k.task(task_id), stream or k.jobs, k.events, k.found(task_id)],
+            args=[attempt, status, bus.now_iso(time.time()), text,
+                  json.dumps(result) if result is not None else "", entry_id, keep_seconds,
+                  self.maxlen, "" if percent is None else percent], client=pipe)
+
+    def emit(self, etype: str, data: dict[str, Any], task_id: str = "",
+             pipe: Any = None) -> Any:
+        """An event of no task's state (``iso.removed``, ...)."""
+        return self.scripts["emit"](
+            keys=[self.keys.events],
+            args=[etype, bus.now_iso(time.time()), json.dumps(data), self.maxlen, task_id],
+            client=pipe)
+
+    # -- reading -------------------------------------------------------------------
+
+    def queued(self, stream: str | None = None) -> list[tuple[str, str]]:
+        """The jobs on the queue, oldest first: (entry id, task id)."""
+        return [(eid, f.get("task", "")) for eid, f in
+                self.client.xrange(stream or self.keys.jobs)]
+
+    def handbacks(self, task_id: str) -> int:
+        """How often the task was handed back (those attempts are not counted as lost)."""
+        return int(self.client.hget(self.keys.task(task_id), "handbacks") or 0)
+
     def task(self, task_id: str) -> dict[str, Any] | None:
         h = self.client.hgetall(self.keys.task(task_id))
         return bus.task_from_hash(h) if h else None

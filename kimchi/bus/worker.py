@@ -52,7 +52,6 @@ class Worker:
         self.keys = self.bus.keys
         self.stream = stream or self.keys.jobs
         self.advertise = advertise
-        self.scripts = self.bus.scripts
         self.concurrency = cfg.workers.concurrency
         self.lease_ms = int(cfg.workers.lease_seconds * 1000)
         self.beat = min(0.25, cfg.workers.lease_seconds / 4)
@@ -147,18 +146,12 @@ class Worker:
         self.client.zremrangebyscore(self.keys.workers, "-inf", time.time() - 3600)
 
     def _start(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        now = bus.now_iso(time.time())
-        k = self.keys
         pipe = self.client.pipeline(transaction=False)
         for eid, fields in entries:
             tid = fields["task"]
-            self.scripts["start"](
-                keys=[k.task(tid), self.stream, k.events, k.dead],
-                args=[eid, self.name, now, self.cfg.workers.max_attempts, self.bus.maxlen,
-                      message("KCHTASK0003E", attempts=self.cfg.workers.max_attempts),
-                      "Cancelled before it started"],
-                client=pipe,
-            )
+            self.bus.start(eid, tid, self.name, self.cfg.workers.max_attempts,
+                           message("KCHTASK0003E", attempts=self.cfg.workers.max_attempts),
+                           "Cancelled before it started", stream=self.stream, pipe=pipe)
         for (eid, fields), res in zip(entries, self.bus.execute(pipe), strict=True):
             if res[0] != "run":
                 continue
@@ -266,54 +259,30 @@ class Worker:
         return why, why  # lost | handback
 
     def _finish(self, ctx: JobContext, status: str, msg: str, result: Any, pipe: Any) -> None:
-        k = self.keys
         final = ctx.last_percent
         if status == "finished":
             final = 100.0
-        self.scripts["finish"](
-            keys=[k.task(ctx.task_id), self.stream, k.events, k.found(ctx.task_id)],
-            args=[ctx.attempt, status, bus.now_iso(time.time()), msg,
-                  json.dumps(result) if result is not None else "", ctx.entry_id,
-                  self.cfg.tasks.keep_seconds, self.bus.maxlen,
-                  "" if final is None else final],
-            client=pipe,
-        )
+        self.bus.finish(ctx.task_id, ctx.attempt, status, msg, result, ctx.entry_id,
+                        self.cfg.tasks.keep_seconds, final, stream=self.stream, pipe=pipe)
 
     def _handback(self, ctx: JobContext, pipe: Any) -> None:
-        k = self.keys
-        self.scripts["handback"](
-            keys=[k.task(ctx.task_id), self.stream, k.events],
-            args=[ctx.attempt, ctx.entry_id, bus.now_iso(time.time()),
-                  f"Handed back by worker {self.name}, which is stopping", self.bus.maxlen],
-            client=pipe,
-        )
+        self.bus.handback(ctx.task_id, ctx.attempt, ctx.entry_id,
+                          f"Handed back by worker {self.name}, which is stopping",
+                          stream=self.stream, pipe=pipe)
 
     def _send_progress(self, ctx: JobContext, p: Progress) -> int:
-        k = self.keys
-        return self.scripts["progress"](
-            keys=[k.task(ctx.task_id), k.events],
-            args=[ctx.attempt, bus.now_iso(time.time()),
-                  "" if p.percent is None else p.percent, p.message,
-                  json.dumps(p.details) if p.details else "", self.bus.maxlen],
-        )
+        return self.bus.progress(ctx.task_id, ctx.attempt, p.percent, p.message, p.details)
 
     def _send_found(self, ctx: JobContext, finds: list[tuple[str, str, str, Any]]) -> bool:
         """Record a batch of finds; False when the attempt was superseded."""
-        k = self.keys
-        now = bus.now_iso(time.time())
         backoff = 0.1
         while True:  # a find must be recorded: wait out a Redis outage
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for item_key, event_type, data, library in finds:
                     into, field, value = library or (None, "", None)
-                    self.scripts["found"](
-                        keys=[k.task(ctx.task_id), k.found(ctx.task_id), k.events,
-                              k.library(into) if into else ""],
-                        args=[ctx.attempt, item_key, now, event_type, data, field,
-                              json.dumps(value) if field else "", self.bus.maxlen],
-                        client=pipe,
-                    )
+                    self.bus.found(ctx.task_id, ctx.attempt, item_key, event_type, data,
+                                   into, field, value, pipe=pipe)
                 return 0 not in self.bus.execute(pipe)
             except _REDIS_DOWN:
                 # Given up, or the worker is stopping (even with the job cancelled: Redis
@@ -337,15 +306,13 @@ class Worker:
             gone = [p for p in self.client.hkeys(k.library(library))
                     if p.startswith(prefix) and p not in keep]
             if gone:
-                now = bus.now_iso(time.time())
                 # MULTI: the entries and their removal events go together or not at all,
                 # so a retry after a lost connection neither repeats nor misses one.
                 pipe = self.client.pipeline(transaction=True)
                 pipe.hdel(k.library(library), *gone)
                 for path in gone:
-                    self.scripts["emit"](keys=[k.events], args=[
-                        library.removed, now, json.dumps({"path": path, "task": ctx.task_id}),
-                        self.bus.maxlen, ctx.task_id], client=pipe)
+                    self.bus.emit(library.removed, {"path": path, "task": ctx.task_id},
+                                  ctx.task_id, pipe=pipe)
                 self.bus.execute(pipe)
             return gone
 
@@ -391,11 +358,8 @@ class Worker:
         if self.advertise:
             pipe.zadd(k.workers, {self.name: time.time()})
         for ctx in jobs:
-            self.scripts["heartbeat"](
-                keys=[k.task(ctx.task_id), self.stream],
-                args=[ctx.attempt, ctx.entry_id, self.name],
-                client=pipe,
-            )
+            self.bus.heartbeat(ctx.task_id, ctx.attempt, ctx.entry_id, self.name,
+                               stream=self.stream, pipe=pipe)
         codes = self.bus.execute(pipe)[1 if self.advertise else 0:]
         now = time.monotonic()
         for ctx, code in zip(jobs, codes, strict=True):
