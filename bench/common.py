@@ -359,7 +359,8 @@ class KimchidProc:
         if self.workers:
             wait_for(lambda: len(self.worker_procs()) >= self.workers, timeout=30,
                      what="kimchid's embedded workers")
-            if (self.tree / "kimchid" / "gcpause.py").exists():  # past their start-up
+            # past their start-up (a tree from before the GC figures has no gcpause)
+            if any((self.tree / d / "gcpause.py").exists() for d in ("kimchi", "kimchid")):
                 wait_for(lambda: all(_gc_settled(self.gc_dir, p.pid) for p in self.worker_procs()),
                          timeout=30, what="kimchid's workers to finish starting")
         self.sign_in()
