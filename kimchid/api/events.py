@@ -51,29 +51,24 @@ def _send(transport: Any, data: bytes) -> None:
     ``transport.write`` each write costs a reactor pass: over plain TCP a buffered
     write and two epoll changes; over TLS, Twisted's ``BufferingTLSTransport`` first
     holds the bytes for a ``callLater(0)``, then encrypts them and writes the records
-    buffered.  Here a TLS connection encrypts the batch at once (one ``SSL_write`` per
-    16 KiB) and the records, like plain bytes, go to the TCP socket with one ``send()``
-    when nothing is buffered before them (the usual case).  Whatever the socket does
-    not take goes through the TCP transport's ``write``, behind nothing, so the order
-    holds, and that transport pauses the watcher (its producer) when its buffer fills:
-    flow control as before.
+    buffered.  Here the usual case (nothing buffered before, one record's worth) is
+    sealed and sent at once (:func:`_seal`, :func:`_put`); anything else is encrypted
+    now (:func:`_encrypt`) and goes through the TCP transport's ``write``, behind what
+    it holds, so the order holds, and that transport pauses the watcher (its producer)
+    when its buffer fills: flow control as before.
     """
+    lane = _lane(transport)
+    if lane is not None:
+        sealed = _seal(lane, data)
+        if sealed is not None:
+            if sealed:
+                _put([(lane, sealed)])
+            return
     if isinstance(transport, TLSMemoryBIOProtocol):
         records = _encrypt(transport, data)
         if records is None:
             return
         transport, data = transport.transport, records
-    if (type(transport) is TCPServer and transport.connected and not transport.disconnecting
-            and not transport.dataBuffer and not transport._tempDataBuffer):
-        try:
-            sent = transport.socket.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            sent = 0  # let Twisted find out and close it its usual way
-        if sent == len(data):
-            return
-        data = data[sent:]
     transport.write(data)
 
 
@@ -150,9 +145,10 @@ except ImportError:  # pragma: no cover - another pyOpenSSL: its public calls do
 
 
 def _encrypt(tls: TLSMemoryBIOProtocol, data: bytes) -> bytes | None:
-    """The TLS records carrying ``data``, made now; None when ``data`` went the usual
-    way instead (handshake not done, closing, or bytes already waiting in the TLS
-    layer: they go first)."""
+    """The TLS records carrying ``data``, made now through pyOpenSSL (what :func:`_seal`
+    does not take: several records, bytes held before them); None when ``data`` went
+    the TLS layer's own way instead (handshake not done, closing, or bytes already
+    waiting in the TLS layer: they go first)."""
     if (tls._lostTLSConnection or not tls._handshakeDone or tls.disconnecting
             or tls._appSendBuffer or tls.transport is None):
         tls.write(data)
@@ -163,17 +159,6 @@ def _encrypt(tls: TLSMemoryBIOProtocol, data: bytes) -> bytes | None:
     conn = tls._tlsConnection
     out = []
     done = 0
-    if _ssl_lib is not None and len(data) <= _RECORD:
-        # the usual batch: one record, whose bytes fit the buffer with room to spare
-        done = max(0, _ssl_lib.SSL_write(conn._ssl, data, len(data)))
-        if done == len(data):
-            got = _ssl_lib.BIO_read(conn._from_ssl, _OUT, 2**16)
-            if 0 < got < 2**16:
-                return _ssl_ffi.buffer(_OUT, got)[:]  # type: ignore[no-any-return]
-            return (_ssl_ffi.buffer(_OUT, got)[:] if got > 0 else b"") + _records(conn)
-        if done:
-            out.append(_records(conn))
-        # the rest below, where pyOpenSSL tries again and raises what went wrong
     while done < len(data):
         try:
             done += conn.send(data[done:done + _RECORD])  # the whole of a small batch
@@ -224,20 +209,10 @@ class _SocketWatcher(Watcher):
                 or p.state != p.STATE_OPEN or p.send_queue or p._perMessageCompress is not None):
             super().offer_many(events, batch)
             return
-        got, same = self.fresh(events, batch)
-        if not got:
-            return
         # the same frames on the wire, in one write; framed and joined once per filter key
-        payload = batch.shared.get(("ws", self.wants.key)) if same else None
+        payload = self.wire(events, batch, "ws", self._frames)
         if payload is None:
-            frames = []
-            for ev in got:
-                if ev.prepared is None:
-                    ev.prepared = p.factory.prepareMessage(ev.text.encode())
-                frames.append(ev.prepared.payloadHybi)
-            payload = b"".join(frames)
-            if same:
-                batch.shared[("ws", self.wants.key)] = payload
+            return
         if self.lane is None:
             self.lane = _lane(p.transport)
         data = None if self.lane is None else _seal(self.lane, payload)
@@ -249,6 +224,13 @@ class _SocketWatcher(Watcher):
                 outbox = batch.shared[_put] = []
                 batch.then.append(partial(_put, outbox))
             outbox.append((self.lane, data))
+
+    def _frames(self, events: list[Event]) -> bytes:
+        make = self.proto.factory.prepareMessage
+        for ev in events:
+            if ev.prepared is None:  # framed once, sent to every socket as is
+                ev.prepared = make(ev.text.encode())
+        return b"".join(ev.prepared.payloadHybi for ev in events)
 
     def write_reset(self) -> None:
         self.proto.sendMessage(RESET.encode())
@@ -327,16 +309,10 @@ class _StreamWatcher(Watcher):
         if not self.ready or self.paused or self.dropped:
             super().offer_many(events, batch)
             return
-        got, same = self.fresh(events, batch)
-        if not got:
-            return
-        chunk = batch.shared.get(("sse", self.wants.key)) if same else None
-        if chunk is None:
-            chunk = b"".join(b"id: %s\ndata: %s\n\n" % (ev.id.encode(), ev.text.encode())
-                             for ev in got)
-            if same:
-                batch.shared[("sse", self.wants.key)] = chunk
-        self.request.write(chunk)  # one chunk (one TLS write) per read of the stream
+        chunk = self.wire(events, batch, "sse", lambda got: b"".join(
+            b"id: %s\ndata: %s\n\n" % (ev.id.encode(), ev.text.encode()) for ev in got))
+        if chunk is not None:
+            self.request.write(chunk)  # one chunk (one TLS write) per read of the stream
 
     def write_reset(self) -> None:
         self.request.write(b"data: %s\n\n" % RESET.encode())

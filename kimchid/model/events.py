@@ -170,6 +170,22 @@ class Watcher:
                 out.append(ev)
         return out, False
 
+    def wire(self, events: list[Event], batch: Batch, tag: str,
+             make: Callable[[list[Event]], bytes]) -> bytes | None:
+        """The bytes for the events of a batch this watcher has not had (None: none),
+        made by ``make`` from them once per filter key and kind of wire (``tag``): every
+        watcher sharing the key gets the same bytes from ``batch.shared``."""
+        got, same = self.fresh(events, batch)
+        if not got:
+            return None
+        if not same:
+            return make(got)
+        key = (tag, self.wants.key)
+        out: bytes | None = batch.shared.get(key)
+        if out is None:
+            out = batch.shared[key] = make(got)
+        return out
+
     def release(self) -> None:
         """Send what was held (during back-fill or while the client was slow)."""
         while self._held and not self.paused and not self.dropped:
