@@ -144,3 +144,33 @@ def test_the_memory_bus_answers_as_redis_does_step_by_step(redis_db):
         types = [e["type"] for e in b.events("0", 1000)]
         seen.append((answers, types, b.handbacks(race.task), len(b.queued())))
     assert seen[0] == seen[1]
+
+
+def test_finds_are_reported_once_per_task_by_both(redis_db):
+    """``found``: once per task whatever the attempts, never by a superseded attempt, and
+    the record kept in the job's library."""
+    from kimchi import bus
+
+    client = connect(redis_db.url)
+    seen = []
+    for b in (SyncBus(client), MemoryBus()):
+        if isinstance(b, SyncBus):
+            client.flushall()
+        b.ensure_group()
+        t = b.submit("iso.scan")
+        entry = b.queued()[-1][0]
+        attempt = b.start(entry, t, "A", 3, "lost", "cancelled")[1]
+        codes = [b.found(t, attempt, "/a.iso", "iso.found", '{"path": "/a.iso"}', bus.ISOS,
+                         "/a.iso", {"size": 1}),
+                 b.found(t, attempt, "/a.iso", "iso.found", '{"path": "/a.iso"}', bus.ISOS,
+                         "/a.iso", {"size": 1}),
+                 b.found(t, "9", "/b.iso", "iso.found", '{"path": "/b.iso"}', bus.ISOS,
+                         "/b.iso", {"size": 2})]
+        if isinstance(b, SyncBus):
+            library = {k: json.loads(v) for k, v in
+                       client.hgetall(b.keys.library(bus.ISOS)).items()}
+        else:
+            library = b.library(bus.ISOS)
+        found = [e["data"] for e in b.events("0", 1000) if e["type"] == "iso.found"]
+        seen.append((codes, library, found))
+    assert seen[0] == seen[1] == ([1, 2, 0], {"/a.iso": {"size": 1}}, [{"path": "/a.iso"}])
