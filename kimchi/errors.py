@@ -137,6 +137,14 @@ CATALOGUE: dict[str, str] = {
     "KCHDR0004E": "Debug report {name} is being made",
     "KCHDR0005E": "No report tool on this host: install sos (apt-get install sosreport)",
     "KCHDR0006E": "Making debug report {name} failed: {error}",
+    # Hosts
+    "KCHHOST0001E": "Host {name} does not exist",
+    "KCHHOST0002E": "Host {name} already exists",
+    "KCHHOST0003E": "Host {name} is already managed under the name {other}",
+    "KCHHOST0004E": "Cannot reach host {name} at {uri}: {error}",
+    "KCHHOST0005E": "The local host cannot be removed: it is the one of [libvirt] uri",
+    "KCHHOST0006E": "Host {name} is not reachable: {error}",
+    "KCHHOST0007E": "Several hosts have a {kind} named {name}: use one of {addresses}",
     # Service
     "KCHSVC0001E": "Redis is not reachable: {error}",
     "KCHSVC0002E": "libvirt is not reachable: {error}",
@@ -184,6 +192,7 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHSNAP0001E", "KCHSNAP0006E",
     "KCHDR0003E", "KCHDR0004E", "KCHDR0005E",
     "KCHAUTH0012E",
+    "KCHHOST0002E", "KCHHOST0003E", "KCHHOST0004E", "KCHHOST0005E",
 })
 
 
@@ -249,6 +258,10 @@ class InvalidOperation(KimchiError):
 
 class NotFound(KimchiError):
     status = HTTPStatus.NOT_FOUND
+
+
+class Conflict(KimchiError):
+    status = HTTPStatus.CONFLICT
 
 
 class MethodNotAllowed(KimchiError):

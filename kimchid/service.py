@@ -36,6 +36,7 @@ from kimchid.model.events import EventHub
 from kimchid.model.health import Health
 from kimchid.model.host import HostStats
 from kimchid.model.host_setup import check_defaults, ensure_defaults
+from kimchid.model.hosts import LOCAL, Host, Hosts
 from kimchid.model.isos import IsoLibrary
 from kimchid.model.networks import Networks
 from kimchid.model.snapshots import Snapshots
@@ -45,7 +46,7 @@ from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vmdevices import VmDevices
-from kimchid.model.vms import Screenshots, VmActions, VmInventory
+from kimchid.model.vms import Screenshots
 from kimchid.model.vmstats import VmStats
 
 log = Logger()
@@ -81,8 +82,12 @@ class Kimchid(MultiService):
         self.tasks = TaskService(self.redis, self.keys, reactor, cfg.events.max_len,
                                  cfg.tasks.keep_seconds)
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
-        self.vms = VmInventory(self.libvirt, self.events)
-        self.vm_actions = VmActions(self.vms)
+        self.store = ObjectStore(cfg.paths.objects_dir)
+        local = Host(LOCAL, cfg.libvirt.uri, True, self.libvirt, self.events)
+        self.hosts = Hosts(local, self.store, self.events,
+                           lambda uri: LibvirtConnection(uri, reactor))
+        self.vms = local.vms
+        self.vm_actions = local.actions
         self.screenshots = Screenshots(self.vms, reactor)
         self.vm_stats = VmStats(self.vms, self.events, reactor, cfg.libvirt.stats_interval)
         self.host = HostStats(self.libvirt, self.events, reactor, cfg.host.stats_interval,
@@ -92,11 +97,10 @@ class Kimchid(MultiService):
         self.debugreports = DebugReports(cfg.state_dir / "debugreports",
                                          cfg.debugreports.plugins, self.tasks, self.events,
                                          self.capabilities, reactor)
-        self.store = ObjectStore(cfg.paths.objects_dir)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor,
                                          cfg.outbound.allow)
         self.templates.prime()
-        self.access = Access(self.vms)
+        self.access = Access(self.vms, lambda: [h.vms for h in self.hosts])
         self.storage = Storage(self.libvirt, self.events, self.vms,
                                lambda: pools_named(self.store))
         self.networks = Networks(self.libvirt, self.events, self.vms,
@@ -114,7 +118,7 @@ class Kimchid(MultiService):
                                        vm_clone.KIND: self.vm_cloner.run,
                                        snapshots.KIND: self.snapshots.run}, reactor)
         self.daemon_jobs.setServiceParent(self)
-        watcher = ObjectWatcher(self.store, reactor, on_change=self.templates.file_changed)
+        watcher = ObjectWatcher(self.store, reactor, on_change=self._file_changed)
         watcher.setServiceParent(self)
         self.redis.on_change(self._redis_changed)
         self.health = Health(self.redis, self.libvirt, self.events, self.tasks, reactor,
@@ -175,6 +179,7 @@ class Kimchid(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.hosts.load()
         self.workers.startService()
         self.vm_stats.start()
         self.host.start()
@@ -194,8 +199,13 @@ class Kimchid(MultiService):
     async def _stop(self) -> None:
         self.vm_stats.stop()
         self.host.stop()
+        self.hosts.stop()
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)
+
+    def _file_changed(self, kind: str, name: str, change: str, obj: Any) -> None:
+        self.templates.file_changed(kind, name, change, obj)
+        self.hosts.file_changed(kind, name, change, obj)
 
     def _redis_changed(self, up: bool, error: str) -> None:
         if up:  # a new Redis (or one that lost its data) needs the job queue's group again

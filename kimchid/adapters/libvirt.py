@@ -189,6 +189,23 @@ class LibvirtConnection(Service):
         for w in waiters:
             w.callback(conn)
 
+    @property
+    def attempts_failed(self) -> bool:
+        """Whether the last attempt to connect failed (and none has succeeded since)."""
+        return self._failed_at is not None
+
+    async def first_attempt(self, timeout: float) -> None:
+        """Wait for this (started) connection's first attempt: :class:`ConnectionFailed`
+        with libvirt's reason when it failed or took longer than ``timeout`` seconds."""
+        d = self._connect(eager=True)
+        d.addTimeout(timeout, self.reactor)
+        try:
+            await d
+        except defer.TimeoutError:
+            raise ConnectionFailed(f"no answer in {timeout:g} s") from None
+        except ServiceUnavailable:
+            raise ConnectionFailed(self.error or "not connected") from None
+
     def _unavailable(self) -> ServiceUnavailable:
         return ServiceUnavailable("KCHSVC0002E", error=self.error or "not connected")
 
@@ -339,6 +356,14 @@ RETRY_SECONDS = 2.0  # between attempts to reach libvirtd while it is away
 
 class _Broken(Exception):
     """The connection itself failed (libvirtd went away), not the call."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class ConnectionFailed(Exception):
+    """A connection could not be opened: ``error`` is libvirt's reason."""
 
     def __init__(self, error: str) -> None:
         super().__init__(error)

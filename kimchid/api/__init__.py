@@ -11,6 +11,7 @@ from kimchid.api import (
     distros,
     events,
     host,
+    hosts,
     isos,
     networks,
     principals,
@@ -35,8 +36,9 @@ def make_table(svc: Any) -> RouteTable:
     auth.register(table, svc.gate)
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos)
-    vms.register(table, svc.vms, svc.vm_actions, svc.screenshots, svc.vm_creator,
-                 svc.vm_cloner, svc.access)
+    vms.register(table, svc.hosts, svc.screenshots, svc.vm_creator, svc.vm_cloner,
+                 svc.access)
+    hosts.register(table, svc.hosts, svc.tasks, svc.access)
     templates.register(table, svc.templates)
     console.register(table, svc.libvirt, svc.access)
     snapshots.register(table, svc.snapshots, svc.access)

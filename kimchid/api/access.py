@@ -9,6 +9,7 @@ them, in lists as in the event stream.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kimchid.auth import policy
@@ -18,20 +19,24 @@ from kimchid.model.vms import VmInventory
 
 
 class Access:
-    def __init__(self, inventory: VmInventory) -> None:
-        self.inventory = inventory
+    def __init__(self, inventory: VmInventory,
+                 inventories: Callable[[], Iterable[VmInventory]] | None = None) -> None:
+        self.inventory = inventory  # the local host's VMs
+        self.inventories = inventories or (lambda: (inventory,))  # every host's
 
-    def vm(self, who: Identity | None, name: str) -> dict[str, Any]:
-        """The VM ``name`` if ``who`` may see it: 404 if there is none, 403 if not theirs."""
-        vm = self.inventory.get(name)
+    def vm(self, who: Identity | None, name: str, host: Any = None) -> dict[str, Any]:
+        """The VM ``name`` (of the local host, or of ``host``) if ``who`` may see it: 404
+        if there is none, 403 if not theirs."""
+        vm = (self.inventory if host is None else host.vms).get(name)
         if who is not None:
             policy.check_vm(who, vm)
         return vm
 
     def can_see_vm_named(self, who: Identity, name: str) -> bool:
-        for vm in self.inventory.vms.values():
-            if vm["name"] == name:
-                return policy.can_see_vm(who, vm)
+        for inventory in self.inventories():
+            for vm in inventory.vms.values():
+                if vm["name"] == name and policy.can_see_vm(who, vm):
+                    return True
         return False
 
     def can_see_task(self, who: Identity | None, task: dict[str, Any]) -> bool:

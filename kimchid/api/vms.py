@@ -8,9 +8,10 @@ from kimchi.errors import InvalidOperation
 from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
+from kimchid.model.hosts import Hosts
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
-from kimchid.model.vms import ACTIONS, STATES, Screenshots, VmActions, VmInventory
+from kimchid.model.vms import ACTIONS, STATES, Screenshots
 
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"}
 PRINCIPALS = {"type": "array", "maxItems": 256,
@@ -51,10 +52,12 @@ UPDATE_BODY = {
 
 VM_SCHEMA = {
     "type": "object",
-    "required": ["name", "uuid", "state", "cpus", "memory", "graphics", "users", "groups"],
+    "required": ["name", "uuid", "host", "state", "cpus", "memory", "graphics", "users",
+                 "groups"],
     "properties": {
         "name": {"type": "string"},
         "uuid": {"type": "string"},
+        "host": {"type": "string", "description": "the host it runs on (GET /hosts)"},
         "state": {"enum": list(STATES)},
         "persistent": {"type": "boolean"},
         "cpus": {"type": "integer"},
@@ -78,14 +81,16 @@ VM_SCHEMA = {
 }
 
 
-def register(table: RouteTable, vms: VmInventory, actions: VmActions,
-             screenshots: Screenshots, creator: VmCreator, cloner: VmCloner,
-             access: Access) -> None:
+def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator: VmCreator,
+             cloner: VmCloner, access: Access) -> None:
+    actions = hosts.local.actions
+
     async def list_vms(call: Call) -> Any:
         q, who = call.query, call.who
         if not q and (who is None or who.is_admin):
-            return RawJSON(vms.listing_json())
-        found = vms.list() if who is None else policy.visible_vms(who, vms.list())
+            return RawJSON(hosts.listing_json())
+        every = hosts.vm_list()
+        found = every if who is None else policy.visible_vms(who, every)
         return matching(found, q)
 
     def mine(call: Call) -> str:
@@ -93,7 +98,8 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
         return str(access.vm(call.who, call.args["name"])["name"])
 
     async def get_vm(call: Call) -> dict[str, Any]:
-        return access.vm(call.who, call.args["name"])
+        name = call.args["name"]
+        return access.vm(call.who, name, hosts.vm_host(name))
 
     async def create_vm(call: Call) -> Reply:
         task = await creator.create(call.body, call.who.username if call.who else "")
@@ -110,12 +116,18 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
         return Reply(200, vm)
 
     table.add("/vms", "GET", list_vms, "List virtual machines", "vms",
-              query={"state": {"enum": list(STATES)}, "name": {"type": "string"}},
+              query={"state": {"enum": list(STATES)}, "name": {"type": "string"},
+                     "host": {"type": "string", "description": "one host's only"}},
               response={"type": "array", "items": VM_SCHEMA},
-              description="Answered from memory, kept current by libvirt's events: "
-                          "changes made with virsh show up too.")
+              description="Every host's (the local host's first, then by host and name), "
+                          "answered from memory, kept current by libvirt's events: changes "
+                          "made with virsh show up too. A host that is not connected is "
+                          "left out (`GET /hosts` says why); 503 when none is connected.")
     table.add("/vms/<name>", "GET", get_vm, "Look at one virtual machine", "vms",
-              response=VM_SCHEMA)
+              response=VM_SCHEMA,
+              description="The local host's VM of that name, else the one host's that has "
+                          "one; 409 (KCHHOST0007E, with the canonical addresses) when the "
+                          "local host has none and several others do.")
     table.add("/vms", "POST", create_vm, "Create a virtual machine from a template", "vms",
               body=CREATE_BODY, status=202, response=TASK_SCHEMA,
               description="Answers 202 with a `vm.create` task once the template, the name, "
@@ -168,10 +180,11 @@ def register(table: RouteTable, vms: VmInventory, actions: VmActions,
 
     for action, (allowed, _method) in ACTIONS.items():
         async def act(call: Call, action: str = action) -> dict[str, Any]:
-            vm = access.vm(call.who, call.args["name"])
-            if action == "start" and await cloner.cloning(vm["uuid"]):
+            host = hosts.vm_host(call.args["name"])
+            vm = access.vm(call.who, call.args["name"], host)
+            if action == "start" and host.local and await cloner.cloning(vm["uuid"]):
                 raise InvalidOperation("KCHVM0019E", name=vm["name"])
-            return await actions.act(vm["name"], action)
+            return await host.actions.act(vm["name"], action)
 
         table.add(f"/vms/<name>/{action}", "POST", act, f"{action.capitalize()} the VM", "vms",
                   response=VM_SCHEMA,

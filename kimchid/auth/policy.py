@@ -83,6 +83,9 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/debugreports", ALL_METHODS),
     # the host: looking is for all, changing (reboot, shutdown, updates) for admins
     AdminRule("/host", UNSAFE_METHODS),
+    # the hosts kimchi manages: looking is for all, adding and removing for admins
+    AdminRule("/hosts", frozenset({"POST"}), subtree=False),
+    AdminRule("/hosts/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
     # VMs: users operate the VMs assigned to them (start, poweroff, ...), but only admins
     # create, change (a PUT can assign users and groups), delete or clone them
     AdminRule("/vms", frozenset({"POST"}), subtree=False),

@@ -126,9 +126,11 @@ def _read_one(conn: Any, uuid: str) -> dict[str, Any] | None:
 class VmInventory:
     """The VMs as the daemon knows them, by UUID."""
 
-    def __init__(self, libvirt: LibvirtConnection, events: EventHub) -> None:
+    def __init__(self, libvirt: LibvirtConnection, events: EventHub,
+                 host: str = "local") -> None:
         self.libvirt = libvirt
         self.events = events
+        self.host = host  # the name of the host they run on, in every VM and event
         self._vms: dict[str, dict[str, Any]] = {}
         self._listing: bytes | None = None  # GET /vms, serialised once per change
         self._changes = threading.Condition()  # wakes wait_listed (a job's thread)
@@ -180,6 +182,12 @@ class VmInventory:
                 return vm
         raise NotFound("KCHVM0002E", name=name)
 
+    def has(self, name: str) -> bool:
+        """Whether a VM of that name is known (False while the view is not current)."""
+        if not self.loaded or not self.libvirt.up:
+            return False
+        return any(vm["name"] == name for vm in self._vms.values())
+
     def wait_listed(self, uuid: str, timeout: float = 5.0) -> None:
         """Block (a job's thread, never the reactor) until libvirt's event has put the VM
         in the view, so whoever follows the task can GET it when the task ends."""
@@ -205,10 +213,12 @@ class VmInventory:
         outages = self._outages
         try:
             fresh = await self.libvirt.run(_read_all)
+            for vm in fresh.values():
+                vm["host"] = self.host
             if self.loaded:
                 for uuid in self.vms.keys() - fresh.keys():
                     await self.events.publish("vm.deleted", {"name": self.vms[uuid]["name"],
-                                                    "uuid": uuid})
+                                                             "uuid": uuid, "host": self.host})
                 for uuid, vm in fresh.items():
                     old = self.vms.get(uuid)
                     if old is None:
@@ -261,12 +271,14 @@ class VmInventory:
                                                                   old["state"]))
                 del self.vms[uuid]
                 self.changed()
-                await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid})
+                await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid,
+                                                         "host": self.host})
             return
         await self.apply(vm)
 
     async def apply(self, vm: dict[str, Any]) -> None:
         """Take a freshly read VM into the view; say what changed (once, whoever reads it)."""
+        vm["host"] = self.host
         old = self.vms.get(vm["uuid"])
         if old is not None and vm["state"] == "running":
             vm["stats"] = old.get("stats", vm["stats"])  # until the next sample
@@ -286,12 +298,12 @@ class VmInventory:
         old = self.vms.pop(uuid, None)
         self.changed()
         if old is not None:
-            await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid})
+            await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid,
+                                                     "host": self.host})
 
-    @staticmethod
-    def _state_data(vm: dict[str, Any], previous: str) -> dict[str, Any]:
+    def _state_data(self, vm: dict[str, Any], previous: str) -> dict[str, Any]:
         return {"name": vm["name"], "uuid": vm["uuid"], "state": vm["state"],
-                "previous": previous}
+                "previous": previous, "host": self.host}
 
 
 

@@ -1,0 +1,73 @@
+"""A simulated cluster: N hosts, each a libvirtd of its own serving libvirt's test driver.
+
+Each host is a :class:`PrivateLibvirtd` (its own sockets, no hypervisor drivers, so it
+never touches the machine's guests, networks or pools) with its own ``host_uuid``.  The
+test driver drops its state when its last client goes, so each host keeps one
+connection open for as long as it lives: VMs made on it stay until it is killed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from tests.libvirtd_private import PrivateLibvirtd
+
+
+class SimulatedHost(PrivateLibvirtd):
+    def __init__(self, workdir: Path, name: str) -> None:
+        self.name = name
+        self.host_uuid = str(uuid.uuid4())
+        super().__init__(workdir)
+        with self.conf.open("a") as f:
+            f.write(f'host_uuid = "{self.host_uuid}"\n')
+        self.keep: Any = None  # the connection that keeps the test driver's state alive
+
+    def start(self) -> None:
+        super().start()
+        self.keep = libvirt.open(self.uri)
+
+    def kill(self) -> None:
+        super().kill()
+        self.keep = None
+
+    def define_vm(self, name: str, running: bool = False) -> None:
+        """A VM of this host, as virsh would define it (the test driver's own kind)."""
+        xml = (f"<domain type='test'><name>{name}</name><memory>65536</memory>"
+               "<vcpu>1</vcpu><os><type>hvm</type></os></domain>")
+        dom = self.keep.defineXML(xml)
+        if running:
+            dom.create()
+
+
+class Cluster:
+    def __init__(self, root: Path, n: int) -> None:
+        self.hosts = [SimulatedHost(root / f"h{i + 1}", f"h{i + 1}") for i in range(n)]
+
+    def __getitem__(self, name: str) -> SimulatedHost:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def start(self) -> None:
+        for h in self.hosts:
+            h.start()
+
+    def stop(self) -> None:
+        for h in self.hosts:
+            h.kill()
+
+
+@pytest.fixture
+def cluster3(tmp_path: Path) -> Iterator[Cluster]:
+    """Three simulated hosts, h1..h3, each with the test driver's default objects."""
+    c = Cluster(tmp_path / "cluster", 3)
+    c.start()
+    yield c
+    c.stop()

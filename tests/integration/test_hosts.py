@@ -1,0 +1,164 @@
+"""Several hosts in one kimchi, on a simulated cluster (tests/cluster.py: each host a
+libvirtd of its own serving the test driver, with its own host_uuid).
+
+The local host is the one of ``[libvirt] uri`` (here the first simulated host, so that
+killing it is safe); h2 and h3 are added with ``POST /hosts`` or dropped in as files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import websocket
+
+from tests.cluster import Cluster, cluster3  # noqa: F401  (a fixture)
+from tests.conftest import Kimchi, wait_for
+
+
+@pytest.fixture
+def multi(kimchi_factory, redis_db, cluster3: Cluster) -> Kimchi:  # noqa: F811
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
+                               extra={"libvirt": {"uri": cluster3["h1"].uri}})
+    wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
+    return k
+
+
+def _names(vms: list[dict]) -> list[tuple[str, str]]:
+    return [(v["host"], v["name"]) for v in vms]
+
+
+def test_hosts_are_added_listed_merged_filtered_and_removed(multi: Kimchi, cluster3: Cluster,
+                                                            pam_users):  # noqa: F811
+    k = multi
+    hosts = k.get("/hosts").json()
+    assert [(h["name"], h["local"], h["state"]) for h in hosts] == [("local", True, "connected")]
+
+    cluster3["h2"].define_vm("web1", running=True)
+    cluster3["h3"].define_vm("web1")
+    cluster3["h3"].define_vm("db1")
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=host.*,vm.*", timeout=20,
+                                     header=k.ws_headers)
+    try:
+        for name in ("h2", "h3"):
+            r = k.post("/hosts", json={"name": name, "uri": cluster3[name].uri})
+            assert r.status_code == 201, r.text
+            body = r.json()
+            assert r.headers["Location"] == f"/hosts/{name}"
+            assert body["state"] == "connected" and body["local"] is False
+            assert body["cpus"] > 0 and body["memory"] > 0
+        seen = []
+        while not any(e["type"] == "host.created" and e["data"]["name"] == "h3" for e in seen):
+            seen.append(json.loads(ws.recv()))
+    finally:
+        ws.close()
+    assert [h["name"] for h in k.get("/hosts").json()] == ["local", "h2", "h3"]
+    # kept as files in objects_dir, like templates
+    saved = json.loads((k.dir / "objects" / "hosts" / "h2.json").read_text())
+    assert saved == {"name": "h2", "uri": cluster3["h2"].uri}
+
+    def listed():
+        vms = k.get("/vms").json()
+        return ("h3", "db1") in _names(vms) and vms
+    vms = wait_for(listed, what="the VMs of every host")
+    # the local host's first (the test driver's own "test" VM), then by host and name
+    assert _names(vms) == [("local", "test"), ("h2", "test"), ("h2", "web1"),
+                           ("h3", "db1"), ("h3", "test"), ("h3", "web1")]
+    assert _names(k.get("/vms?host=h3").json()) == [("h3", "db1"), ("h3", "test"),
+                                                    ("h3", "web1")]
+    assert k.get("/hosts/h2").json()["vms"] == {"running": 2, "total": 2}
+
+    # a root item path: the local host's when it has one, else the only one, else 409
+    assert k.get("/vms/db1").json()["host"] == "h3"
+    assert k.get("/vms/test").json()["host"] == "local"
+    r = k.get("/vms/web1")
+    assert r.status_code == 409 and r.json()["errcode"] == "KCHHOST0007E"
+    assert "/hosts/h2/vms/web1" in r.json()["reason"] and "/hosts/h3/vms/web1" in r.json()["reason"]
+    # the canonical address names one
+    assert k.get("/hosts/h3/vms/web1").json()["state"] == "shutoff"
+    r = k.post("/hosts/h3/vms/web1/start")
+    assert r.status_code == 200 and r.json()["state"] == "running" and r.json()["host"] == "h3"
+    assert cluster3["h3"].keep.lookupByName("web1").isActive()
+    assert not cluster3["h1"].keep.listAllDomains() or \
+        "web1" not in [d.name() for d in cluster3["h1"].keep.listAllDomains()]
+    assert k.post("/vms/db1/start").json()["host"] == "h3"  # a root path acts on its host
+    assert k.get("/hosts/h9/vms").status_code == 404
+
+    # refusals: a name or a URI taken, an unreachable host (nothing kept), the local host
+    r = k.post("/hosts", json={"name": "h2", "uri": "test+unix:///default?socket=/nowhere"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0002E"
+    r = k.post("/hosts", json={"name": "again", "uri": cluster3["h2"].uri})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0003E"
+    r = k.post("/hosts", json={"name": "gone", "uri": "test+unix:///default?socket=/nowhere"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0004E"
+    assert "/nowhere" in r.json()["reason"]
+    assert not (k.dir / "objects" / "hosts" / "gone.json").exists()
+    assert [h["name"] for h in k.get("/hosts").json()] == ["local", "h2", "h3"]
+    r = k.post("/hosts", json={"name": "bad", "uri": "not a uri"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHAPI0006E"
+    r = k.delete("/hosts/local")
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0005E"
+
+    # a user who is not an admin may look, not add or remove
+    user = (pam_users.user.name, pam_users.user.password)
+    assert requests.get(f"{k.url}/hosts", auth=user, timeout=10).status_code == 200
+    r = requests.post(f"{k.url}/hosts", json={"name": "h4", "uri": "test:///default"},
+                      auth=user, timeout=10)
+    assert r.status_code == 403
+    assert requests.delete(f"{k.url}/hosts/h2", auth=user, timeout=10).status_code == 403
+
+    # removed: forgotten (file and all), its VMs keep running
+    assert k.delete("/hosts/h2").status_code == 204
+    assert not (k.dir / "objects" / "hosts" / "h2.json").exists()
+    assert k.get("/hosts/h2").status_code == 404
+    assert "h2" not in {v["host"] for v in k.get("/vms").json()}
+    assert cluster3["h2"].keep.lookupByName("web1").isActive()
+    assert k.get("/vms/web1").json()["host"] == "h3"  # the only one left
+
+
+def test_a_host_dropped_in_as_a_file_is_picked_up_and_one_host_down_degrades_it_alone(
+        multi: Kimchi, cluster3: Cluster):  # noqa: F811
+    k = multi
+    hosts_dir = k.dir / "objects" / "hosts"
+    hosts_dir.mkdir(parents=True, exist_ok=True)
+    (hosts_dir / "h2.json").write_text(json.dumps({"name": "h2", "uri": cluster3["h2"].uri}))
+    (hosts_dir / "h3.json").write_text(json.dumps({"name": "h3", "uri": cluster3["h3"].uri}))
+    cluster3["h3"].define_vm("app1", running=True)
+
+    def connected():
+        hs = k.get("/hosts").json()
+        return len(hs) == 3 and all(h["state"] == "connected" for h in hs) and hs
+    wait_for(connected, timeout=30, what="the dropped-in hosts to connect")
+    wait_for(lambda: ("h3", "app1") in _names(k.get("/vms").json()), what="h3's VMs")
+
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=host.state", timeout=30,
+                                     header=k.ws_headers)
+    try:
+        cluster3["h3"].kill()
+        ev = json.loads(ws.recv())
+        assert ev["data"]["host"] == "h3" and ev["data"]["state"] in ("unreachable",
+                                                                      "connecting")
+        h3 = wait_for(lambda: (lambda h: h["state"] == "unreachable" and h)(
+            k.get("/hosts/h3").json()), timeout=30, what="h3 unreachable")
+        assert h3["reason"]  # libvirt's reason
+        # the others keep working: h3 is left out of the merged list, the rest answer
+        vms = k.get("/vms")
+        assert vms.status_code == 200 and {v["host"] for v in vms.json()} == {"local", "h2"}
+        assert k.get("/hosts/h2").json()["state"] == "connected"
+        r = k.get("/hosts/h3/vms")
+        assert r.status_code == 503 and r.json()["errcode"] == "KCHSVC0002E"
+        assert k.get("/health").json()["libvirt"] == "up"  # the local host's libvirt
+
+        cluster3["h3"].start()  # it comes back by itself (a fresh test driver)
+        wait_for(lambda: k.get("/hosts/h3").json()["state"] == "connected", timeout=30,
+                 what="h3 to come back")
+        states = []
+        while not states or states[-1]["data"]["state"] != "connected":
+            states.append(json.loads(ws.recv()))
+        assert all(e["data"]["host"] == "h3" for e in states)
+        wait_for(lambda: "h3" in {v["host"] for v in k.get("/vms").json()}, what="h3 listed")
+    finally:
+        ws.close()
+
+    (hosts_dir / "h2.json").unlink()
+    wait_for(lambda: k.get("/hosts/h2").status_code == 404, what="h2 forgotten")
