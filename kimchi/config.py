@@ -65,6 +65,10 @@ class WorkersConfig:
     progress_interval: float = 0.2  # at most this often a task.progress per task
     job_timeout: float = 3600.0  # wall-clock limit of one attempt
     copy_limit_mib: float = 0.0  # MiB/s a disk copy (clone) may read and write; 0: no limit
+    # the hosts (GET /hosts names) whose jobs this machine's workers run: their files and
+    # processes are here; "local" is the host of [libvirt] uri
+    hosts: tuple[str, ...] = ("local",)
+    host_wait_seconds: float = 300.0  # a host's job with no worker for it fails after this
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ _POSITIVE = {
     ("workers", "lease_seconds"),
     ("workers", "max_attempts"),
     ("workers", "job_timeout"),
+    ("workers", "host_wait_seconds"),
     ("events", "max_len"),
     ("events", "page_size"),
     ("events", "client_buffer"),
@@ -311,6 +316,11 @@ def load(path: str | os.PathLike[str] | None = None,
     if cfg.workers.copy_limit_mib < 0:
         problems.append(("workers.copy_limit_mib",
                          f"must be 0 (no limit) or more, got {cfg.workers.copy_limit_mib!r}"))
+    bad_hosts = [h for h in cfg.workers.hosts
+                 if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", h)]
+    if bad_hosts:
+        problems.append(("workers.hosts", f"host names (as in GET /hosts) are letters, digits "
+                                          f"and _.+- (at most 64), got {bad_hosts!r}"))
     if cfg.workers.embedded < 0:
         problems.append(("workers.embedded", "must be 0 or more"))
     if cfg.server.tls and bool(cfg.server.cert) != bool(cfg.server.key):

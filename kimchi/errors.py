@@ -35,6 +35,10 @@ CATALOGUE: dict[str, str] = {
     "KCHTASK0004E": "Job kind {kind} is unknown to this worker",
     "KCHTASK0005E": "Job failed: {error}",
     "KCHTASK0006E": "Task {id} timed out after {seconds} seconds",
+    "KCHTASK0008E": "Waiting for a worker on host {host}: none serves it now (a worker serves "
+                    "the hosts of its [workers] hosts)",
+    "KCHTASK0009E": "No worker serves host {host}: none took the job in {seconds} s (start one "
+                    "there with [workers] hosts = [\"{host}\"])",
     # Virtual machines
     "KCHVM0001E": "Virtual machine {name} already exists",
     "KCHVM0002E": "Virtual machine {name} does not exist",
@@ -145,6 +149,7 @@ CATALOGUE: dict[str, str] = {
     "KCHHOST0005E": "The local host cannot be removed: it is the one of [libvirt] uri",
     "KCHHOST0006E": "Host {name} is not reachable: {error}",
     "KCHHOST0007E": "Several hosts have a {kind} named {name}: use one of {addresses}",
+    "KCHHOST0008E": "Host {name} is not one kimchi manages (see GET /hosts)",
     # Service
     "KCHSVC0001E": "Redis is not reachable: {error}",
     "KCHSVC0002E": "libvirt is not reachable: {error}",
@@ -192,7 +197,7 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHSNAP0001E", "KCHSNAP0006E",
     "KCHDR0003E", "KCHDR0004E", "KCHDR0005E",
     "KCHAUTH0012E",
-    "KCHHOST0002E", "KCHHOST0003E", "KCHHOST0004E", "KCHHOST0005E",
+    "KCHHOST0002E", "KCHHOST0003E", "KCHHOST0004E", "KCHHOST0005E", "KCHHOST0008E",
 })
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -180,6 +180,9 @@ class Kimchid(MultiService):
     def startService(self) -> None:
         super().startService()
         self.hosts.load()
+        self._expiring = task.LoopingCall(self._expire_unserved)
+        self._expiring.clock = self.reactor
+        self._expiring.start(2.0, now=False)
         self.workers.startService()
         self.vm_stats.start()
         self.host.start()
@@ -197,11 +200,21 @@ class Kimchid(MultiService):
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        if self._expiring.running:
+            self._expiring.stop()
         self.vm_stats.stop()
         self.host.stop()
         self.hosts.stop()
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)
+
+    def _expire_unserved(self) -> defer.Deferred[Any]:
+        """Fail the host jobs that waited too long for a worker serving their host."""
+        d = defer.Deferred.fromCoroutine(self.tasks.expire_unserved(
+            [h.name for h in self.hosts], self.cfg.workers.host_wait_seconds))
+        d.addCallbacks(lambda _n: None, lambda f: log.debug(
+            "expiring unserved jobs: {e}", e=f.getErrorMessage()))
+        return d
 
     def _file_changed(self, kind: str, name: str, change: str, obj: Any) -> None:
         self.templates.file_changed(kind, name, change, obj)

@@ -283,6 +283,54 @@ class Libvirtd:
 
     def __init__(self) -> None:
         self.started: list[int] = []
+        self.before: dict[str, dict[str, tuple[bool, bool]]] = {}
+
+    @staticmethod
+    def objects() -> dict[str, dict[str, tuple[bool, bool]]]:
+        """The machine's guests, networks and pools: name -> (active, persistent)."""
+        import libvirt
+
+        conn = libvirt.open("qemu:///system")
+        try:
+            return {
+                "domain": {d.name(): (bool(d.isActive()), bool(d.isPersistent()))
+                           for d in conn.listAllDomains()},
+                "network": {n.name(): (bool(n.isActive()), bool(n.isPersistent()))
+                            for n in conn.listAllNetworks()},
+                "pool": {p.name(): (bool(p.isActive()), bool(p.isPersistent()))
+                         for p in conn.listAllStoragePools()},
+            }
+        finally:
+            conn.close()
+
+    def restore_defaults(self) -> None:
+        """Undo what kimchid's start-up does on a libvirtd where they were missing: the
+        default network and pool it made (tests point daemons at the machine's libvirtd)."""
+        import libvirt
+
+        conn = libvirt.open("qemu:///system")
+        try:
+            for kind, lookup in (("network", conn.networkLookupByName),
+                                 ("pool", conn.storagePoolLookupByName)):
+                if "default" in self.before.get(kind, {}):
+                    continue
+                try:
+                    obj = lookup("default")
+                except libvirt.libvirtError:
+                    continue
+                if obj.isActive():
+                    obj.destroy()
+                obj.undefine()
+        finally:
+            conn.close()
+
+    def check_left_as_found(self) -> None:
+        """The machine's libvirtd holds what it held before the tests, no more, no less."""
+        self.restore_defaults()
+        after = self.objects()
+        changed = {kind: {"before": self.before[kind], "after": after[kind]}
+                   for kind in after if after[kind] != self.before.get(kind)}
+        assert not changed, f"the tests changed the machine's libvirtd objects: {changed}"
 
     @staticmethod
     def _running(name: str) -> list[int]:
@@ -298,6 +346,8 @@ class Libvirtd:
 
         wait_for(lambda: libvirt.open("qemu:///system").getLibVersion(), timeout=30,
                  what="libvirtd to answer")
+        if not self.before:
+            self.before = self.objects()
 
     def stop_started(self) -> None:
         for pid in self.started:
@@ -314,7 +364,10 @@ def libvirtd() -> Iterator[Libvirtd]:
     d = Libvirtd()
     d.ensure()
     yield d
-    d.stop_started()
+    try:
+        d.check_left_as_found()  # an error at the end of the run when a test left something
+    finally:
+        d.stop_started()
 
 
 # The login tests' real Linux accounts (a user and an admin), for every daemon test.

@@ -4,7 +4,10 @@ Everything that changes a task happens in one Lua script, so the task record,
 the job stream and the event stream never disagree:
 
 * ``{p}jobs`` — a stream read by the consumer group ``workers`` (at-least-once:
-  an entry stays pending until the job has ended).
+  an entry stays pending until the job has ended): the jobs any worker may run;
+  ``{p}jobs:host:<host>`` — the jobs that must run on that host, read by the workers
+  serving it; ``{p}jobs:daemon`` — the daemon's own (kimchi/bus/kinds.py says which
+  kind goes where).
 * ``{p}task:<id>`` — the task record (a hash); ``{p}tasks`` — a sorted set of
   task ids by creation time; ``{p}task:<id>:found`` — what a job has already
   reported, so a re-run never reports it twice.
@@ -17,7 +20,8 @@ the job stream and the event stream never disagree:
   ``{p}tasks:keep`` — how long an ended task is kept (the daemon's configuration),
   for the scripts that end a task without a worker (a cancel before the start).
 * ``{p}events`` — the event stream, capped; its entry ids are the event ids.
-* ``{p}workers`` — live workers by last heartbeat.
+* ``{p}workers`` — live workers by last heartbeat; ``{p}workers:host:<host>`` — those
+  serving that host.
 
 Every write a worker makes carries its ``attempt`` number; a script refuses the
 write when the task has moved on to another attempt (fencing), so a worker that
@@ -36,6 +40,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+
+from kimchi.bus import kinds
+from kimchi.bus.kinds import LOCAL_HOST
 
 GROUP = "workers"
 
@@ -66,6 +73,20 @@ class Library:
 ISOS = Library("isos", "iso.removed")  # the ISO library: path -> what the scan read
 
 
+def library_field(host: str, path: str) -> str:
+    """A library's field for ``path`` on ``host``: the path itself on the local host (as
+    before there were several), ``<host>:<path>`` on the others."""
+    return path if host == LOCAL_HOST else f"{host}:{path}"
+
+
+def split_field(field: str) -> tuple[str, str]:
+    """(host, path) of a library field (see :func:`library_field`)."""
+    if field.startswith("/"):
+        return LOCAL_HOST, field
+    host, _, path = field.partition(":")
+    return host, path
+
+
 @dataclass(frozen=True)
 class Keys:
     """Redis key names under one prefix (several installs may share one Redis)."""
@@ -80,6 +101,21 @@ class Keys:
     def daemon_jobs(self) -> str:
         """Jobs the daemon runs itself: they need its libvirt connection."""
         return self.prefix + "jobs:daemon"
+
+    def host_jobs(self, host: str) -> str:
+        """The jobs that must run on ``host`` (read by the workers serving it)."""
+        return f"{self.prefix}jobs:host:{host}"
+
+    def host_workers(self, host: str) -> str:
+        """The live workers serving ``host``, by last heartbeat."""
+        return f"{self.prefix}workers:host:{host}"
+
+    def queue(self, kind: str, host: str = LOCAL_HOST) -> str:
+        """Where a job of ``kind`` about ``host`` is queued (see kimchi/bus/kinds.py)."""
+        where = kinds.kind(kind).where
+        if where == kinds.HOST:
+            return self.host_jobs(host)
+        return self.daemon_jobs if where == kinds.DAEMON else self.jobs
 
     @property
     def events(self) -> str:
@@ -158,7 +194,7 @@ class Script:
 # and ARGV as named locals), run after the shared helpers of scripts/prelude.lua: the task
 # record, its indexes, the job queue and the event stream change together or not at all.
 SCRIPT_NAMES = ("submit", "start", "progress", "found", "finish", "handback", "heartbeat",
-                "cancel", "emit", "trim_tasks", "task_page", "index_tasks")
+                "cancel", "expire", "emit", "trim_tasks", "task_page", "index_tasks")
 
 
 def _load_scripts() -> dict[str, Script]:
@@ -192,6 +228,7 @@ def task_from_hash(h: dict[str, str]) -> dict[str, Any]:
         "attempt": int(h.get("attempt") or 0),
         "worker": h.get("worker") or None,
         "owner": h.get("owner") or None,
+        "host": h.get("host") or LOCAL_HOST,
     }
 
 

@@ -53,8 +53,10 @@ class JobContext:
         progress_interval: float,
         clock: Callable[[], float] = time.monotonic,
         fault_delay: float = 0.0,
+        stream: str = "",
     ) -> None:
         self.task_id = task_id
+        self.stream = stream  # the queue the job came from
         self.entry_id = entry_id
         self.attempt = attempt
         self.kind = kind

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kimchi.bus import kinds
 from kimchi.bus.context import JobContext
 
 Job = Callable[[JobContext], dict[str, Any] | None]
@@ -18,6 +19,8 @@ JOBS: dict[str, Job] = {}
 
 def job(kind: str) -> Callable[[Job], Job]:
     """Register a job function under ``kind``."""
+
+    kinds.kind(kind)  # declared there, with where it runs, or refused
 
     def register(fn: Job) -> Job:
         if kind in JOBS:

@@ -78,7 +78,8 @@ class MemoryBus:
     # -- the scripts -------------------------------------------------------------------
 
     def submit(self, kind: str, params: dict[str, Any] | None = None, target_uri: str = "",
-               task_id: str | None = None, pipe: Any = None) -> str:
+               task_id: str | None = None, pipe: Any = None,
+               host: str = bus.LOCAL_HOST) -> str:
         task_id = task_id or uuid.uuid4().hex
         with self._lock:
             if task_id in self._tasks:
@@ -89,8 +90,9 @@ class MemoryBus:
                 "target_uri": target_uri, "created": now, "updated": now,
                 "status": "running", "message": "Waiting for a worker", "progress": "",
                 "result": "", "details": "", "attempt": "0", "worker": "", "cancel": "0",
-                "owner": ""}
-            self._jobs.setdefault(self.keys.jobs, []).append((self._entry(), task_id))
+                "owner": "", "host": host}
+            self._jobs.setdefault(self.keys.queue(kind, host), []).append(
+                (self._entry(), task_id))
             self._emit("task.created", self._json(task_id), task_id)
         if pipe is not None:
             pipe.append(task_id)
@@ -191,13 +193,19 @@ class MemoryBus:
             self._emit(f"task.{status}", self._json(task_id), task_id)
             return self._answer(1, pipe)
 
+    def _not_running(self, task_id: str) -> list[str] | None:
+        """Why a task cannot be cancelled or expired (the scripts' first answers), or None."""
+        h = self._tasks.get(task_id)
+        if h is None:
+            return ["missing"]
+        return None if h["status"] == "running" else ["ended", h["status"]]
+
     def cancel(self, task_id: str) -> list[str]:
         with self._lock:
-            h = self._tasks.get(task_id)
-            if h is None:
-                return ["missing"]
-            if h["status"] != "running":
-                return ["ended", h["status"]]
+            why = self._not_running(task_id)
+            if why:
+                return why
+            h = self._tasks[task_id]
             now = bus.now_iso(time.time())
             if h["attempt"] == "0":
                 h.update(status="cancelled", updated=now,
@@ -226,6 +234,18 @@ class MemoryBus:
         with self._lock:
             return [json.loads(bus.event_json(eid, fields)) for eid, fields in self._events
                     if bus.parse_event_id(eid) > after][:count]
+
+    def expire(self, task_id: str, reason: str) -> list[str]:
+        with self._lock:
+            why = self._not_running(task_id)
+            if why:
+                return why
+            h = self._tasks[task_id]
+            if h["attempt"] != "0":
+                return ["started"]
+            h.update(status="failed", message=reason, updated=bus.now_iso(time.time()))
+            self._emit("task.failed", self._json(task_id), task_id)
+            return ["failed"]
 
     def queued(self, stream: str | None = None) -> list[tuple[str, str]]:
         with self._lock:

@@ -103,18 +103,20 @@ class SyncBus:
         target_uri: str = "",
         task_id: str | None = None,
         pipe: Any = None,
+        host: str = bus.LOCAL_HOST,
     ) -> str:
-        """Queue a job; returns the task id (or, with ``pipe``, queues the call on it)."""
+        """Queue a job (on ``host``'s queue when its kind runs on a host); returns the task
+        id (or, with ``pipe``, queues the call on it)."""
         task_id = task_id or uuid.uuid4().hex
         now = time.time()
         k = self.keys
         args: list[Any] = [
             task_id, kind, json.dumps(params or {}), target_uri, bus.now_iso(now),
-            int(now * 1000), self.maxlen, "Waiting for a worker", "",
+            int(now * 1000), self.maxlen, "Waiting for a worker", "", host,
         ]
         self.scripts["submit"](
-            keys=[k.task(task_id), k.tasks, k.jobs, k.events], args=args, client=pipe
-        )
+            keys=[k.task(task_id), k.tasks, k.queue(kind, host), k.events], args=args,
+            client=pipe)
         return task_id
 
     def cancel(self, task_id: str) -> list[str]:
@@ -124,6 +126,14 @@ class SyncBus:
             args=[bus.now_iso(time.time()), self.maxlen, message("KCHTASK0002E", id=task_id,
                                                                   status="cancelled")],
         )
+
+    def expire(self, task_id: str, reason: str) -> list[str]:
+        """Fail a task that no worker has started (its host has none): ``['failed']``, or
+        why not: ``['started']``, ``['ended', status]``, ``['missing']``."""
+        k = self.keys
+        return self.scripts["expire"](
+            keys=[k.task(task_id), k.events],
+            args=[bus.now_iso(time.time()), self.maxlen, reason])
 
     # -- what a worker does to a task: one script each (see scripts/<name>.lua).  With
     # ``pipe``, the call is queued on that pipeline (its result comes from execute()).

@@ -42,15 +42,19 @@ class Worker:
                  name: str | None = None, *, stream: str | None = None,
                  advertise: bool = True) -> None:
         """``jobs``: the kinds this loop runs (the workers' whole registry, or the daemon's
-        own runner's); ``stream``: another queue (the daemon's); ``advertise``: count in
-        ``/health``'s workers."""
+        own runner's); ``stream``: one other queue instead of the shared one and those of
+        the hosts in ``[workers] hosts`` (the daemon's); ``advertise``: count in
+        ``/health``'s workers and in the served hosts' (``GET /hosts``)."""
         self.cfg = cfg
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.redis_url = redis_url
         self.client: Any = connect(redis_url, cfg.redis.timeout)
         self.bus = SyncBus(self.client, bus.Keys(cfg.redis.key_prefix), cfg.events.max_len)
         self.keys = self.bus.keys
-        self.stream = stream or self.keys.jobs
+        self.hosts: tuple[str, ...] = () if stream else tuple(cfg.workers.hosts)
+        # the shared queue, then each served host's (kimchi/bus/kinds.py)
+        self.streams = [stream] if stream else [
+            self.keys.jobs, *(self.keys.host_jobs(h) for h in self.hosts)]
         self.advertise = advertise
         self.concurrency = cfg.workers.concurrency
         self.lease_ms = int(cfg.workers.lease_seconds * 1000)
@@ -73,7 +77,8 @@ class Worker:
     # -- the main loop -------------------------------------------------------
 
     def run(self) -> None:
-        log.info("worker %s starting (concurrency %d)", self.name, self.concurrency)
+        log.info("worker %s starting (concurrency %d, hosts %s)", self.name, self.concurrency,
+                 ", ".join(self.hosts) or "-")
         hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         hb.start()
         threading.Thread(target=self._ending_loop, name="endings", daemon=True).start()
@@ -86,15 +91,15 @@ class Worker:
             self.slots.release()
             free = self._free_slots()
             try:
-                entries: list[tuple[str, dict[str, str]]] = []
+                entries: list[tuple[str, str, dict[str, str]]] = []
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + max(0.5, self.lease_ms / 2000)
                     entries = self._reclaim(free)
                 if not entries:
                     reply = self.client.xreadgroup(
-                        bus.GROUP, self.name, {self.stream: ">"}, count=free, block=1000
-                    )
-                    entries = [e for _s, es in reply or () for e in es]
+                        bus.GROUP, self.name, dict.fromkeys(self.streams, ">"), count=free,
+                        block=1000)
+                    entries = [(_str(s), eid, f) for s, es in reply or () for eid, f in es]
                 if entries:
                     self._start(entries)
                 backoff = 0.1
@@ -113,7 +118,8 @@ class Worker:
         backoff = 0.1
         while not self._must_stop():
             try:
-                self.bus.ensure_group(self.stream)
+                for stream in self.streams:
+                    self.bus.ensure_group(stream)
                 return
             except _REDIS_DOWN as e:
                 log.warning("redis unreachable (%s); retrying in %.1fs", e, backoff)
@@ -124,35 +130,38 @@ class Worker:
         with self.lock:
             return max(1, self.concurrency - self.busy)
 
-    def _reclaim(self, count: int) -> list[tuple[str, dict[str, str]]]:
+    def _reclaim(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
         """Take over jobs whose worker stopped heartbeating for longer than the lease."""
-        reply = self.client.xautoclaim(
-            self.stream, bus.GROUP, self.name, self.lease_ms, "0-0", count=count
-        )
-        claimed = [(eid, f) for eid, f in reply[1] if f]
+        claimed = []
+        for stream in self.streams:
+            reply = self.client.xautoclaim(
+                stream, bus.GROUP, self.name, self.lease_ms, "0-0", count=count)
+            claimed += [(stream, eid, f) for eid, f in reply[1] if f]
         if time.monotonic() >= self._next_tidy:
             self._next_tidy = time.monotonic() + 60
             self._forget_dead_consumers()
         if claimed:
             log.warning("reclaimed %d job(s) of lost workers: %s", len(claimed),
-                        [f.get("task") for _e, f in claimed])
+                        [f.get("task") for _s, _e, f in claimed])
         return claimed
 
     def _forget_dead_consumers(self) -> None:
         """Drop consumers (workers long gone) that hold no job, so the group stays small."""
-        for c in self.client.xinfo_consumers(self.stream, bus.GROUP):
-            if c["name"] != self.name and c["pending"] == 0 and c["idle"] > 3_600_000:
-                self.client.xgroup_delconsumer(self.stream, bus.GROUP, c["name"])
-        self.client.zremrangebyscore(self.keys.workers, "-inf", time.time() - 3600)
+        for stream in self.streams:
+            for c in self.client.xinfo_consumers(stream, bus.GROUP):
+                if c["name"] != self.name and c["pending"] == 0 and c["idle"] > 3_600_000:
+                    self.client.xgroup_delconsumer(stream, bus.GROUP, c["name"])
+        for key in (self.keys.workers, *(self.keys.host_workers(h) for h in self.hosts)):
+            self.client.zremrangebyscore(key, "-inf", time.time() - 3600)
 
-    def _start(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+    def _start(self, entries: list[tuple[str, str, dict[str, str]]]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for eid, fields in entries:
+        for stream, eid, fields in entries:
             tid = fields["task"]
             self.bus.start(eid, tid, self.name, self.cfg.workers.max_attempts,
                            message("KCHTASK0003E", attempts=self.cfg.workers.max_attempts),
-                           "Cancelled before it started", stream=self.stream, pipe=pipe)
-        for (eid, fields), res in zip(entries, self.bus.execute(pipe), strict=True):
+                           "Cancelled before it started", stream=stream, pipe=pipe)
+        for (stream, eid, fields), res in zip(entries, self.bus.execute(pipe), strict=True):
             if res[0] != "run":
                 continue
             _run, attempt, kind, params = res
@@ -161,7 +170,7 @@ class Worker:
                 params=json.loads(params or "{}"), send_progress=self._send_progress,
                 send_found=self._send_found, prune=self._prune,
                 progress_interval=self.cfg.workers.progress_interval,
-                fault_delay=self.fault_delay,
+                fault_delay=self.fault_delay, stream=stream,
             )
             self.slots.acquire()
             with self.lock:
@@ -263,12 +272,12 @@ class Worker:
         if status == "finished":
             final = 100.0
         self.bus.finish(ctx.task_id, ctx.attempt, status, msg, result, ctx.entry_id,
-                        self.cfg.tasks.keep_seconds, final, stream=self.stream, pipe=pipe)
+                        self.cfg.tasks.keep_seconds, final, stream=ctx.stream, pipe=pipe)
 
     def _handback(self, ctx: JobContext, pipe: Any) -> None:
         self.bus.handback(ctx.task_id, ctx.attempt, ctx.entry_id,
                           f"Handed back by worker {self.name}, which is stopping",
-                          stream=self.stream, pipe=pipe)
+                          stream=ctx.stream, pipe=pipe)
 
     def _send_progress(self, ctx: JobContext, p: Progress) -> int:
         return self.bus.progress(ctx.task_id, ctx.attempt, p.percent, p.message, p.details)
@@ -310,8 +319,10 @@ class Worker:
                 # so a retry after a lost connection neither repeats nor misses one.
                 pipe = self.client.pipeline(transaction=True)
                 pipe.hdel(k.library(library), *gone)
-                for path in gone:
-                    self.bus.emit(library.removed, {"path": path, "task": ctx.task_id},
+                for field in gone:
+                    host, path = bus.split_field(field)
+                    self.bus.emit(library.removed, {"path": path, "host": host,
+                                                    "task": ctx.task_id},
                                   ctx.task_id, pipe=pipe)
                 self.bus.execute(pipe)
             return gone
@@ -355,12 +366,14 @@ class Worker:
     def _heartbeat(self, jobs: list[JobContext]) -> None:
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
-        if self.advertise:
-            pipe.zadd(k.workers, {self.name: time.time()})
+        seen = [k.workers, *(k.host_workers(h) for h in self.hosts)] if self.advertise else []
+        now = time.time()
+        for key in seen:
+            pipe.zadd(key, {self.name: now})
         for ctx in jobs:
             self.bus.heartbeat(ctx.task_id, ctx.attempt, ctx.entry_id, self.name,
-                               stream=self.stream, pipe=pipe)
-        codes = self.bus.execute(pipe)[1 if self.advertise else 0:]
+                               stream=ctx.stream, pipe=pipe)
+        codes = self.bus.execute(pipe)[len(seen):]
         now = time.monotonic()
         for ctx, code in zip(jobs, codes, strict=True):
             if code == 0:
@@ -415,17 +428,22 @@ class Worker:
         # Tidying up is best effort, and quick: Redis may be going down with us.
         tidy = connect(self.redis_url, timeout=1.0)
         try:
-            tidy.zrem(self.keys.workers, self.name)
-            pending = tidy.xpending_range(
-                self.stream, bus.GROUP, "-", "+", 1, consumername=self.name
-            )
-            if not pending:
-                tidy.xgroup_delconsumer(self.stream, bus.GROUP, self.name)
+            for key in (self.keys.workers, *(self.keys.host_workers(h) for h in self.hosts)):
+                tidy.zrem(key, self.name)
+            for stream in self.streams:
+                pending = tidy.xpending_range(stream, bus.GROUP, "-", "+", 1,
+                                              consumername=self.name)
+                if not pending:
+                    tidy.xgroup_delconsumer(stream, bus.GROUP, self.name)
         except (*_REDIS_DOWN, redis.ResponseError):
             pass
         finally:
             tidy.close()
         log.info("worker %s stopped", self.name)
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def install_signal_handlers(worker: Worker) -> None:

@@ -35,7 +35,7 @@ def make_table(svc: Any) -> RouteTable:
     system.register(table, svc.cfg, svc.health.report, svc.capabilities)
     auth.register(table, svc.gate)
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
-    isos.register(table, svc.isos)
+    isos.register(table, svc.isos, svc.hosts)
     vms.register(table, svc.hosts, svc.screenshots, svc.vm_creator, svc.vm_cloner,
                  svc.access)
     hosts.register(table, svc.hosts, svc.tasks, svc.access)

@@ -36,8 +36,7 @@ HOST_SCHEMA = {
 
 def register(table: RouteTable, hosts: Hosts, tasks: TaskService, access: Access) -> None:
     async def workers(host: Any) -> int:
-        # today every worker serves the local host (its disk, its libvirt)
-        return await tasks.live_workers() if host.local else 0
+        return await tasks.live_workers(host.name)
 
     async def list_hosts(call: Call) -> list[dict[str, Any]]:
         return matching([h.view(await workers(h)) for h in hosts], call.query)

@@ -19,6 +19,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from kimchi.bus import LOCAL_HOST
 from kimchi.errors import Conflict, InvalidOperation, NotFound
 from kimchid.adapters.libvirt import ConnectionFailed, LibvirtConnection
 from kimchid.adapters.objectstore import Exists, ObjectStore, StoredObject
@@ -27,7 +28,7 @@ from kimchid.model.vms import VmActions, VmInventory
 
 log = Logger()
 
-LOCAL = "local"
+LOCAL = LOCAL_HOST
 KIND = "hosts"
 CONNECT_TIMEOUT = 20.0  # seconds POST /hosts waits for the first connection
 
@@ -146,6 +147,13 @@ class Hosts:
             body = b"[" + b",".join(p[1:-1] for p in parts if len(p) > 2) + b"]"
             self._listing = (key, parts, body)  # the parts held: their ids stay theirs
         return self._listing[2]
+
+    def known(self, name: str) -> Host:
+        """The host ``name`` for a request that names it in its body: 400 if none."""
+        host = self._hosts.get(name)
+        if host is None:
+            raise InvalidOperation("KCHHOST0008E", name=name)
+        return host
 
     def vm_host(self, name: str) -> Host:
         """The host of the VM ``name`` as a root path (``/vms/<name>``) means it: the local

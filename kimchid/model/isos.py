@@ -9,15 +9,13 @@ from typing import Any
 from twisted.logger import Logger
 
 from kimchi import bus
+from kimchi.bus import LOCAL_HOST, split_field
 from kimchi.bus.twisted import RedisClient
-from kimchi.errors import InvalidOperation, InvalidRequest
+from kimchi.scanpaths import check_scan_path
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.tasks import TaskService
 
 log = Logger()
-
-FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
-
 
 class IsoLibrary:
     def __init__(self, redis: RedisClient, keys: bus.Keys, tasks: TaskService,
@@ -28,38 +26,33 @@ class IsoLibrary:
         self.libvirt = libvirt
 
     async def list(self) -> list[dict[str, Any]]:
-        """Every known ISO, by path; pool ISOs win over scan results for the same file."""
+        """Every known ISO of every host, each with its ``host``; the local host's pool ISOs
+        win over scan results for the same file."""
         flat = await self.redis.call("HGETALL", self.keys.library(bus.ISOS))
-        by_path: dict[str, dict[str, Any]] = {}
-        for path, raw in zip(flat[::2], flat[1::2], strict=True):
+        by_path: dict[tuple[str, str], dict[str, Any]] = {}
+        for field, raw in zip(flat[::2], flat[1::2], strict=True):
+            host, path = split_field(field)
             try:
-                by_path[path] = json.loads(raw)
+                by_path[host, path] = {**json.loads(raw), "host": host}
             except ValueError:
-                log.warn("ISO library entry {path} is not JSON; ignored", path=path)
+                log.warn("ISO library entry {path} is not JSON; ignored", path=field)
         if self.libvirt is not None:
             try:
                 for iso in await self.libvirt.pool_isos():
-                    by_path[iso["path"]] = iso
+                    by_path[LOCAL_HOST, iso["path"]] = {**iso, "host": LOCAL_HOST}
             except Exception as e:  # libvirt away: the scan results still answer
                 log.warn("shallow ISO scan failed: {error}", error=str(e))
-        return sorted(by_path.values(), key=lambda i: (i["name"], i["path"]))
+        return sorted(by_path.values(), key=lambda i: (i["name"], i["path"], i["host"]))
 
-    async def scan(self, path: str) -> dict[str, Any]:
-        """Validate ``path`` and queue a deep scan of it; returns the task."""
-        check_scan_path(path)
-        return await self.tasks.submit("iso.scan", {"path": os.path.normpath(path)}, "/isos")
-
-
-def check_scan_path(path: str) -> None:
-    """An absolute, existing, readable directory outside the pseudo file systems."""
-    if not os.path.isabs(path) or "\x00" in path:
-        raise InvalidRequest("KCHISO0001E", path=path)
-    norm = os.path.normpath(path)
-    real = os.path.realpath(norm)
-    for root in FORBIDDEN_ROOTS:
-        if real == root or real.startswith(root + "/"):
-            raise InvalidOperation("KCHISO0004E", path=path, reason=f"{root} is not a disk")
-    if not os.path.isdir(norm):
-        raise InvalidOperation("KCHISO0002E", path=path)
-    if not os.access(norm, os.R_OK | os.X_OK):
-        raise InvalidOperation("KCHISO0003E", path=path)
+    async def scan(self, path: str, host: str = LOCAL_HOST) -> dict[str, Any]:
+        """Queue a deep scan of ``path`` on ``host``; returns the task.  The daemon checks a
+        folder of its own host at once (a 400); another host's is checked by the job, there
+        (its task fails with the same error)."""
+        if host == LOCAL_HOST:
+            check_scan_path(path)
+        elif not os.path.isabs(path) or "\x00" in path:
+            check_scan_path(path)  # refused the same way on every host
+        params = {"path": os.path.normpath(path)}
+        if host != LOCAL_HOST:
+            params["host"] = host
+        return await self.tasks.submit("iso.scan", params, "/isos", host=host)

@@ -114,7 +114,7 @@ class Snapshots(LibvirtObjects):
         return await self.tasks.submit(
             KIND, {"vm": vm["name"], "uuid": vm["uuid"], "name": name,
                    "description": body.get("description", "")},
-            f"/vms/{vm['name']}/snapshots/{name}", owner, daemon=True)
+            f"/vms/{vm['name']}/snapshots/{name}", owner)
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
         """The job, on the daemon's runner thread."""

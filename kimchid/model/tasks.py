@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from kimchi import bus
+from kimchi.bus import kinds
 from kimchi.bus.twisted import RedisClient
 from kimchi.errors import InvalidOperation, InvalidRequest, NotFound, message
 
@@ -30,7 +31,8 @@ class TaskService:
         self._index_lock = defer.DeferredLock()
 
     async def ensure_group(self) -> None:
-        for stream in (self.keys.jobs, self.keys.daemon_jobs):
+        for stream in (self.keys.jobs, self.keys.daemon_jobs,
+                       self.keys.host_jobs(bus.LOCAL_HOST)):
             try:
                 await self.redis.call("XGROUP", "CREATE", stream, bus.GROUP, "0", "MKSTREAM")
             except Exception as e:
@@ -39,20 +41,46 @@ class TaskService:
         await self.ensure_index()
 
     async def submit(self, kind: str, params: dict[str, Any], target_uri: str,
-                     owner: str = "", *, daemon: bool = False) -> dict[str, Any]:
+                     owner: str = "", *, host: str = bus.LOCAL_HOST) -> dict[str, Any]:
         """Record a task and queue its job in one step; returns the task.
 
-        ``daemon``: the daemon's own runner takes it (a job that needs libvirt).
+        The job goes where its kind runs (kimchi/bus/kinds.py): the shared queue, the
+        daemon's, or ``host``'s, whose workers alone take it; while none serves that host,
+        the task says so (and :meth:`expire_unserved` fails it after a while).
         """
         task_id = uuid.uuid4().hex
         now = self.clock.seconds()
         k = self.keys
+        waiting = "Waiting for a worker"
+        if kinds.kind(kind).where == kinds.HOST and not await self.live_workers(host):
+            waiting = message("KCHTASK0008E", host=host)
         await self.redis.script(
-            "submit", [k.task(task_id), k.tasks, k.daemon_jobs if daemon else k.jobs, k.events],
+            "submit", [k.task(task_id), k.tasks, k.queue(kind, host), k.events],
             [task_id, kind, json.dumps(params), target_uri, bus.now_iso(now), int(now * 1000),
-             self.max_len, "Waiting for a worker", owner],
+             self.max_len, waiting, owner, host],
         )
         return await self.get(task_id)
+
+    async def expire_unserved(self, hosts: list[str], wait: float) -> int:
+        """Fail the jobs that waited more than ``wait`` s on the queue of a host that no
+        worker serves, with that reason; how many were failed."""
+        failed = 0
+        now = self.clock.seconds()
+        for host in hosts:
+            if await self.live_workers(host):
+                continue
+            stream = self.keys.host_jobs(host)
+            for entry_id, flat in await self.redis.call("XRANGE", stream, "-", "+", "COUNT",
+                                                        "100"):
+                fields = bus.fields_of(flat)
+                if int(entry_id.split("-")[0]) / 1000.0 > now - wait:
+                    break  # the rest are younger
+                res = await self.redis.script(
+                    "expire", [self.keys.task(fields["task"]), self.keys.events, stream],
+                    [bus.now_iso(now), self.max_len,
+                     message("KCHTASK0009E", host=host, seconds=f"{wait:g}"), entry_id])
+                failed += res[0] == "failed"
+        return failed
 
     async def get(self, task_id: str) -> dict[str, Any]:
         if not re.fullmatch(r"[0-9a-f]{32}", task_id):
@@ -137,9 +165,11 @@ class TaskService:
             raise NotFound("KCHTASK0001E", id=task_id)
         return await self.get(task_id)
 
-    async def live_workers(self, window: float = 3.0) -> int:
+    async def live_workers(self, host: str | None = None, window: float = 3.0) -> int:
+        """The workers that sent a heartbeat in the last ``window`` s (serving ``host``)."""
         now = self.clock.seconds()
-        return int(await self.redis.call("ZCOUNT", self.keys.workers, str(now - window), "+inf"))
+        key = self.keys.workers if host is None else self.keys.host_workers(host)
+        return int(await self.redis.call("ZCOUNT", key, str(now - window), "+inf"))
 
 
 __all__ = ["TaskService", "message"]

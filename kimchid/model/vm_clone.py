@@ -159,7 +159,7 @@ class VmCloner:
             copies = await self.libvirt.run(lambda c: _plan(c, vm["uuid"], name))
             task = await self.tasks.submit(
                 KIND, {"source": source, "source_uuid": vm["uuid"], "name": name,
-                       "copies": copies}, f"/vms/{name}", owner, daemon=True)
+                       "copies": copies}, f"/vms/{name}", owner)
         self.creator.hold(name, task["id"])
         self._sources[vm["uuid"]] = task["id"]
         return task

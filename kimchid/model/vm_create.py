@@ -199,7 +199,7 @@ class VmCreator:
             task = await self.tasks.submit(
                 KIND, {"name": name, "template": template_name, "template_data": data,
                        "kvm": bool(caps.get("kvm"))},
-                f"/vms/{name}", owner, daemon=True)
+                f"/vms/{name}", owner)
         self.hold(name, task["id"])
         return task
 

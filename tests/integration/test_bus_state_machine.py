@@ -30,6 +30,7 @@ op = st.one_of(
               st.sampled_from(["finished", "failed", "cancelled"])),
     st.tuples(st.just("handback"), st.sampled_from("AB")),
     st.tuples(st.just("cancel")),
+    st.tuples(st.just("expire")),
 )
 
 
@@ -54,6 +55,7 @@ class Race:
                 return
             self.entry = entry
             res = b.start(entry, t, who, self.max_attempts, "lost", "cancelled")
+            assert res[0] == "run" or b.task(t)["status"] != "running"
             self.attempt[who] = res[1] if res[0] == "run" else None
             if res[0] == "run":  # the other worker's attempt is now superseded
                 other = "B" if who == "A" else "A"
@@ -61,6 +63,13 @@ class Race:
                     self.attempt[other] = None
         elif name == "cancel":
             b.cancel(t)
+        elif name == "expire":  # no worker for its host: fails only before any start
+            before = b.task(t)
+            res = b.expire(t, "no worker")
+            unstarted = before["status"] == "running" and before["attempt"] == 0
+            assert (res == ["failed"]) == unstarted, (res, before)
+            if unstarted:
+                assert b.task(t)["message"] == "no worker"
         else:
             attempt = self.attempt[who] or "0"
             now = b.task(t)
@@ -157,8 +166,9 @@ def test_finds_are_reported_once_per_task_by_both(redis_db):
         if isinstance(b, SyncBus):
             client.flushall()
         b.ensure_group()
-        t = b.submit("iso.scan")
-        entry = b.queued()[-1][0]
+        t = b.submit("iso.scan", host="h2")  # a host's job: on that host's queue
+        assert b.queued() == [] and b.task(t)["host"] == "h2"
+        entry = b.queued(b.keys.host_jobs("h2"))[-1][0]
         attempt = b.start(entry, t, "A", 3, "lost", "cancelled")[1]
         codes = [b.found(t, attempt, "/a.iso", "iso.found", '{"path": "/a.iso"}', bus.ISOS,
                          "/a.iso", {"size": 1}),

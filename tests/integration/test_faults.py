@@ -216,12 +216,12 @@ def test_worker_stopping_while_redis_is_away_exits_though_its_job_was_cancelled(
         ctx.check()
 
     cfg = Config(workers=WorkersConfig(lease_seconds=2.0))
-    worker = Worker(cfg, redis_db.url, {"test.find": find_then_check})
+    worker = Worker(cfg, redis_db.url, {"diag.noop": find_then_check})
     worker.fault_delay = 2.0  # the pause inside ctx.found, after its check
     runs = threading.Thread(target=worker.run, daemon=True)
     runs.start()
     bus = SyncBus(connect(redis_db.url))
-    task_id = bus.submit("test.find")
+    task_id = bus.submit("diag.noop")
     ctx = wait_for(lambda: worker.running.get(task_id), what="the job to start")
     bus.cancel(task_id)
     wait_for(lambda: ctx.stopping == "cancelled", what="the heartbeat to tell the job")
@@ -232,7 +232,7 @@ def test_worker_stopping_while_redis_is_away_exits_though_its_job_was_cancelled(
     redis_db.start()  # lets a stuck worker end, so the test process can exit
     assert not stuck, "the worker still waits for Redis to record a find"
     # Redis back, the next worker takes the job over once its lease has expired
-    successor = Worker(cfg, redis_db.url, {"test.find": find_then_check})
+    successor = Worker(cfg, redis_db.url, {"diag.noop": find_then_check})
     threading.Thread(target=successor.run, daemon=True).start()
     try:
         done = bus.wait(task_id, timeout=20)

@@ -7,6 +7,9 @@ killing it is safe); h2 and h3 are added with ``POST /hosts`` or dropped in as f
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -28,8 +31,8 @@ def _names(vms: list[dict]) -> list[tuple[str, str]]:
     return [(v["host"], v["name"]) for v in vms]
 
 
-def test_hosts_are_added_listed_merged_filtered_and_removed(multi: Kimchi, cluster3: Cluster,
-                                                            pam_users):  # noqa: F811
+def test_hosts_are_added_listed_merged_filtered_and_removed(
+        multi: Kimchi, cluster3: Cluster, pam_users):  # noqa: F811
     k = multi
     hosts = k.get("/hosts").json()
     assert [(h["name"], h["local"], h["state"]) for h in hosts] == [("local", True, "connected")]
@@ -162,3 +165,65 @@ def test_a_host_dropped_in_as_a_file_is_picked_up_and_one_host_down_degrades_it_
 
     (hosts_dir / "h2.json").unlink()
     wait_for(lambda: k.get("/hosts/h2").status_code == 404, what="h2 forgotten")
+
+
+def _worker(tmp_path, redis_url: str, hosts: list[str], name: str):
+    """A worker process on its own, serving ``hosts`` (as kimchi-worker@.service on them)."""
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f'[redis]\nurl = "{redis_url}"\n[workers]\nhosts = {json.dumps(hosts)}\n'
+                   'lease_seconds = 2.0\n')
+    env = {key: v for key, v in os.environ.items() if not key.startswith("KIMCHI_")}
+    return subprocess.Popen([sys.executable, "-m", "workers.main", "--config", str(cfg),
+                             "--name", name], env=env)
+
+
+def test_a_scan_runs_on_a_worker_of_its_host_and_waits_then_fails_when_none_serves_it(
+        kimchi_factory, redis_db, cluster3: Cluster, iso_tree, tmp_path):  # noqa: F811
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=1,
+                               extra={"libvirt": {"uri": cluster3["h1"].uri},
+                                      "workers": {"host_wait_seconds": 4.0}})
+    for name in ("h2", "h3"):
+        assert k.post("/hosts", json={"name": name, "uri": cluster3[name].uri}).status_code == 201
+    wait_for(lambda: k.get("/hosts/local").json()["workers"] == 1, what="the local worker")
+    assert k.get("/hosts/h2").json()["workers"] == 0
+
+    # h2's worker: the scan for h2 runs there, and only there
+    worker = _worker(tmp_path, redis_db.url, ["h2"], "worker-of-h2")
+    try:
+        wait_for(lambda: k.get("/hosts/h2").json()["workers"] == 1, what="h2's worker")
+        task = k.post("/isos/scan", {"path": str(iso_tree), "host": "h2"}).json()
+        assert task["host"] == "h2"
+        done = k.wait_task(task["id"])
+        assert done["status"] == "finished" and done["worker"] == "worker-of-h2"
+        assert done["result"]["isos"] == 4
+        found = [i for i in k.get("/isos?host=h2").json()]
+        assert len(found) == 4 and all(i["host"] == "h2" for i in found)
+        # the local host's library is its own: a local scan of the same folder adds its own
+        local = k.wait_task(k.post("/isos/scan", {"path": str(iso_tree)}).json()["id"])
+        assert local["status"] == "finished" and local["worker"] != "worker-of-h2"
+        assert local["host"] == "local"
+        assert len(k.get("/isos?host=local&found_by=scan").json()) == 4
+        assert len(k.get("/isos?host=h2").json()) == 4
+
+        # a folder that is not there is refused by the job, on the host, as the daemon would
+        gone = k.post("/isos/scan", {"path": "/nowhere/at/all", "host": "h2"})
+        assert gone.status_code == 202
+        failed = k.wait_task(gone.json()["id"])
+        assert failed["status"] == "failed" and failed["message"].startswith("KCHISO0002E")
+        r = k.post("/isos/scan", {"path": "/nowhere/at/all"})  # the local host: at once
+        assert r.status_code == 400 and r.json()["errcode"] == "KCHISO0002E"
+    finally:
+        worker.terminate()
+        assert worker.wait(15) == 0
+    wait_for(lambda: k.get("/hosts/h2").json()["workers"] == 0, what="h2's worker gone")
+
+    # no worker serves h3: the task says so, then fails with that reason
+    task = k.post("/isos/scan", {"path": str(iso_tree), "host": "h3"}).json()
+    assert task["status"] == "running" and task["message"].startswith("KCHTASK0008E")
+    assert "h3" in task["message"]
+    done = k.wait_task(task["id"], timeout=15)
+    assert done["status"] == "failed" and done["message"].startswith("KCHTASK0009E")
+    assert "h3" in done["message"] and done["attempt"] == 0
+    # a host kimchi does not manage is refused
+    r = k.post("/isos/scan", {"path": str(iso_tree), "host": "h9"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0008E"

@@ -163,11 +163,11 @@ def test_the_indexes_follow_every_change_of_a_task(redis_db: RedisServer) -> Non
         return set(c.zrange(k.task_index(status, kind), 0, -1))
 
     done, broken, queued, asked, flaky, reclaimed = (
-        b.submit(kind) for kind in ("a.job", "a.job", "b.job", "b.job", "a.job", "b.job"))
+        b.submit(kind) for kind in ("diag.fail", "diag.fail", "diag.progress", "diag.progress", "diag.fail", "diag.progress"))
     assert_indexes_match(c, k)
     assert status_ids("running") == {done, broken, queued, asked, flaky, reclaimed}
-    assert status_ids("running", "a.job") == {done, broken, flaky}
-    assert set(c.zrange(k.task_index(kind="b.job"), 0, -1)) == {queued, asked, reclaimed}
+    assert status_ids("running", "diag.fail") == {done, broken, flaky}
+    assert set(c.zrange(k.task_index(kind="diag.progress"), 0, -1)) == {queued, asked, reclaimed}
 
     # start, then finish and fail
     for task_id, status in ((done, "finished"), (broken, "failed")):
@@ -175,11 +175,11 @@ def test_the_indexes_follow_every_change_of_a_task(redis_db: RedisServer) -> Non
         res = _start(b, task_id, entry)
         assert _finish(b, task_id, entry, res[1], status) == 1
         assert_indexes_match(c, k)
-    assert status_ids("finished") == {done} and status_ids("failed", "a.job") == {broken}
+    assert status_ids("finished") == {done} and status_ids("failed", "diag.fail") == {broken}
 
     # cancelled before it started
     assert b.cancel(queued) == ["cancelled"]
-    assert status_ids("cancelled", "b.job") == {queued}
+    assert status_ids("cancelled", "diag.progress") == {queued}
     assert_indexes_match(c, k)
 
     # a cancel asked of a running job, then its worker lost: the reclaim ends it
@@ -195,12 +195,12 @@ def test_the_indexes_follow_every_change_of_a_task(redis_db: RedisServer) -> Non
     entry = _entry_of(b, reclaimed)
     _start(b, reclaimed, entry)
     assert _start(b, reclaimed, entry, worker="w2")[0] == "run"
-    assert reclaimed in status_ids("running", "b.job")
+    assert reclaimed in status_ids("running", "diag.progress")
     entry = _entry_of(b, flaky)
     for worker in ("w1", "w2"):
         assert _start(b, flaky, entry, worker=worker, max_attempts=2)[0] == "run"
     assert _start(b, flaky, entry, worker="w3", max_attempts=2) == ["skip", "failed"]
-    assert status_ids("failed", "a.job") == {broken, flaky}
+    assert status_ids("failed", "diag.fail") == {broken, flaky}
     assert_indexes_match(c, k)
     # ended without a worker's end, these records expire all the same
     for task_id in (done, broken, queued, asked, flaky):
@@ -216,11 +216,11 @@ def test_the_indexes_follow_every_change_of_a_task(redis_db: RedisServer) -> Non
     cutoff = int(time.time() * 1000) + 1000
     b.scripts["trim_tasks"](keys=[k.tasks], args=[cutoff])
     assert set(c.zrange(k.tasks, 0, -1)) == {reclaimed}
-    assert set(c.zrange(k.task_index(kind="b.job"), 0, -1)) == {reclaimed}
-    assert status_ids("running") == {reclaimed} == status_ids("running", "b.job")
+    assert set(c.zrange(k.task_index(kind="diag.progress"), 0, -1)) == {reclaimed}
+    assert status_ids("running") == {reclaimed} == status_ids("running", "diag.progress")
     for status in ("finished", "failed", "cancelled"):
         assert status_ids(status) == set()
-        for kind in ("a.job", "b.job"):
+        for kind in ("diag.fail", "diag.progress"):
             assert status_ids(status, kind) == set()
     assert_indexes_match(c, k)
 
@@ -235,8 +235,8 @@ def test_the_indexes_follow_every_change_of_a_task(redis_db: RedisServer) -> Non
 def test_tasks_kept_from_before_the_indexes_are_indexed_once_at_start(
         kimchi_factory: Any, redis_db: RedisServer) -> None:
     b = SyncBus(connect(redis_db.url))
-    ended = set(make_ended_tasks(b, 30, kind="a.job", status="failed"))
-    running = {b.submit("b.job") for _ in range(3)}
+    ended = set(make_ended_tasks(b, 30, kind="diag.fail", status="failed"))
+    running = {b.submit("diag.progress") for _ in range(3)}
     client = redis_db.client()
     # as an older kimchi left them: the records and {p}tasks, no index
     stale = [key for key in client.scan_iter(b.keys.tasks + ":*")]
@@ -245,7 +245,7 @@ def test_tasks_kept_from_before_the_indexes_are_indexed_once_at_start(
 
     k = kimchi_factory(redis_url=redis_db.url, workers=0)
     assert {t["id"] for t in k.get("/tasks?status=running").json()} == running
-    assert {t["id"] for t in k.get("/tasks?status=failed&kind=a.job").json()} == ended
+    assert {t["id"] for t in k.get("/tasks?status=failed&kind=diag.fail").json()} == ended
     assert client.get(b.keys.task_index_version) == bus.TASK_INDEX_VERSION
     assert "task indexes built for 33 kept task(s)" in k.log_text()
     assert_indexes_match(b.client, b.keys)

@@ -20,7 +20,8 @@ _RAISED = re.compile(r"\b(InvalidRequest|InvalidOperation)\(\s*\"(KCH\w+)\"")
 def _raised() -> dict[str, set[str]]:
     """errcode -> the classes the sources raise it with."""
     out: dict[str, set[str]] = {}
-    for path in [*ROOT.glob("kimchid/**/*.py"), *ROOT.glob("workers/**/*.py")]:
+    for path in [*ROOT.glob("kimchi/**/*.py"), *ROOT.glob("kimchid/**/*.py"),
+                 *ROOT.glob("workers/**/*.py")]:
         for cls, code in _RAISED.findall(path.read_text()):
             out.setdefault(code, set()).add(cls)
     return out

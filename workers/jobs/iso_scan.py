@@ -23,9 +23,10 @@ import time
 from typing import Any
 
 from kimchi import isoinfo
-from kimchi.bus import ISOS
+from kimchi.bus import ISOS, LOCAL_HOST, library_field
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.jobs import job
+from kimchi.scanpaths import check_scan_path
 
 PSEUDO_FS = ("/proc", "/sys", "/dev")
 
@@ -79,6 +80,7 @@ class _Scan:
         self.bytes = 0
         self.found: set[str] = set()  # real paths, so one image behind two links counts once
         self.paths: set[str] = set()  # library entries made by this run
+        self.host: str = ctx.params.get("host", LOCAL_HOST)  # the host whose disk this is
         self.seen_dirs: set[tuple[int, int]] = set()
         self.next_report = 0.0
 
@@ -282,7 +284,7 @@ class _Scan:
         if real in self.found:
             return  # the same image through another link
         self.found.add(real)
-        self.paths.add(path)
+        self.paths.add(library_field(self.host, path))
         self.isos += 1
         record = {
             "name": os.path.basename(path),
@@ -294,13 +296,16 @@ class _Scan:
             "volume_id": info.volume_id,
             "found_by": "scan",
         }
+        if self.host != LOCAL_HOST:
+            record["host"] = self.host
         self.ctx.found(real, "iso.found", {**record, "task": self.ctx.task_id},
-                       library=(ISOS, path, record))
+                       library=(ISOS, library_field(self.host, path), record))
         self.report()
 
 
 @job("iso.scan")
 def deep_scan(ctx: JobContext) -> dict[str, Any]:
+    check_scan_path(ctx.params["path"])  # here, on the host whose folder it is
     root = os.path.normpath(ctx.params["path"])
     scan = _Scan(ctx, root)
     scan.report(force=True)
@@ -320,7 +325,7 @@ def deep_scan(ctx: JobContext) -> dict[str, Any]:
     if ctx.params.get("prune", True):
         ctx.progress(scan.percent(), scan.summary() + "; removing the ISO images no longer "
                      "there from the library", **scan.details())
-        removed = ctx.prune(ISOS, root, scan.paths)
+        removed = ctx.prune(ISOS, library_field(scan.host, root), scan.paths)
     details = scan.details()
     ctx.progress(100.0, f"Scanned {scan.files} files, {scan.isos} ISO images found", **details)
     return {

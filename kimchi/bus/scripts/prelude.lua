@@ -30,7 +30,8 @@ local function task_json(key)
     ',"details":' .. raw_or_null(t.details) ..
     ',"attempt":' .. (t.attempt or '0') ..
     ',"worker":' .. str_or_null(t.worker) ..
-    ',"owner":' .. str_or_null(t.owner) .. '}'
+    ',"owner":' .. str_or_null(t.owner) ..
+    ',"host":' .. cjson.encode(t.host or 'local') .. '}'
 end
 local function emit(events, maxlen, etype, time, data, task)
   return redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*',

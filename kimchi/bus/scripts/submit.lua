@@ -12,11 +12,12 @@ local now_ms = ARGV[6]
 local maxlen = ARGV[7]
 local message = ARGV[8]
 local owner = ARGV[9]
+local host = ARGV[10]
 if redis.call('EXISTS', task) == 1 then return redis.error_reply('EXISTS') end
 redis.call('HSET', task, 'id', id, 'kind', kind, 'params', params_json,
   'target_uri', target_uri, 'created', now_iso, 'updated', now_iso, 'status', 'running',
   'message', message, 'progress', '', 'result', '', 'details', '', 'attempt', '0',
-  'worker', '', 'cancel', '0', 'owner', owner)
+  'worker', '', 'cancel', '0', 'owner', owner, 'host', host)
 redis.call('ZADD', tasks, now_ms, id)
 redis.call('ZADD', tasks .. ':kind:' .. kind, now_ms, id)
 redis.call('SADD', tasks .. ':kinds', kind)

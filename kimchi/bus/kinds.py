@@ -1,0 +1,60 @@
+"""Every kind of job, declared once: what it does, what it takes, and where it runs.
+
+* ``HOST``: on a worker that serves the task's host (``[workers] hosts``), because it
+  works on that host's files or processes: its job goes to that host's queue,
+  ``{p}jobs:host:<host>``.  While no worker serves the host the task says so, and it fails
+  after ``[workers] host_wait_seconds`` with that reason.
+* ``ANYWHERE``: on any worker: the shared queue, ``{p}jobs``, which every worker reads.
+* ``DAEMON``: on the daemon's own runner (``kimchid/adapters/jobrunner.py``), queue
+  ``{p}jobs:daemon``: the VM jobs, which end in libvirt calls through the daemon's
+  connection.  They stay there until workers hold libvirt connections of their own to
+  every host they serve (and the tests run every daemon on a libvirtd-hosted test
+  driver): ``test:///default`` keeps its state inside one process.
+
+The daemon submits through :meth:`kimchi.bus.Keys.queue`, the workers register the
+functions of these kinds (:func:`kimchi.bus.jobs.job` refuses a kind not declared here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOST = "host"
+ANYWHERE = "anywhere"
+DAEMON = "daemon"
+
+#: The name of the host of ``[libvirt] uri`` (kimchid's own), and the host a worker serves
+#: unless ``[workers] hosts`` says otherwise.
+LOCAL_HOST = "local"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    where: str  # HOST | ANYWHERE | DAEMON
+    summary: str
+    params: tuple[str, ...] = ()
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("iso.scan", HOST, "find the ISO images under a folder of the host", ("path",)),
+    Kind("debugreport.collect", HOST, "collect the host's logs and configuration (sosreport)",
+         ("name", "dir", "plugins")),
+    Kind("vm.clone.disks", HOST, "copy a VM's disk files with qemu-img convert",
+         ("copies", "parent", "rate_limit")),
+    Kind("vm.create", DAEMON, "create a VM's disk volumes and define it from a template"),
+    Kind("vm.clone", DAEMON, "clone a shut-off VM: its disks (vm.clone.disks), then the "
+         "domain with a new name, UUID and MAC addresses"),
+    Kind("vm.snapshot", DAEMON, "take a VM's snapshot"),
+    Kind("diag.noop", ANYWHERE, "do nothing (queue benchmarks and checks)"),
+    Kind("diag.sleep", ANYWHERE, "sleep, reporting progress (tests)", ("seconds", "steps")),
+    Kind("diag.progress", ANYWHERE, "report progress steps (tests)", ("count", "every")),
+    Kind("diag.fail", ANYWHERE, "fail with a message (tests)", ("error",)),
+)}
+
+
+def kind(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"job kind {name} is not declared in kimchi/bus/kinds.py") from None
