@@ -370,6 +370,8 @@ TASK_SCHEMA = {
         "attempt": {"type": "integer", "description": "runs of the job so far (0: queued)"},
         "worker": {"type": ["string", "null"]},
         "owner": {"type": ["string", "null"]},
+        "host": {"type": "string", "description": "the host it is about: a host job runs on "
+                                                  "a worker serving it"},
     },
 }
 
