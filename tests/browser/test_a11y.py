@@ -151,6 +151,7 @@ PAGES: dict[str, str] = {
     "vms": '#vm-list > li[data-name="test"]',
     "networks": "#net-rows tr",
     "host": "#host-info dt",
+    "hosts": '#host-rows tr[data-name="local"]',
     "reports": "#report-count:has-text('report')",
     "tokens": "#token-rows tr",
 }

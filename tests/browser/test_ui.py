@@ -223,9 +223,9 @@ def test_library_lists_sorts_and_filters(page: Any, kimchi: Kimchi, tmp_path: Pa
 
     # every section has its page now: no "coming soon" placeholder is left
     assert page.locator(".nav-soon").count() == 0
-    assert page.locator(".nav-list a.nav-item").all_inner_texts()[:8] == [
+    assert page.locator(".nav-list a.nav-item").all_inner_texts()[:9] == [
         "ISO library", "Templates", "Virtual machines\n1", "Storage", "Networks", "Host",
-        "Debug reports", "API tokens"]
+        "Hosts", "Debug reports", "API tokens"]
 
     # a narrow window: one column, nothing wider than the window but the table's own scroller
     page.set_viewport_size({"width": 400, "height": 800})

@@ -1,6 +1,7 @@
 /* kimchi's web UI: the ISO library, templates, virtual machines, storage, networks, the
- * host, debug reports, API tokens and live tasks. No framework and no build step: native
- * ES modules, one per page (webui/js/pages/) over a few shared ones (webui/js/core/).
+ * host, the hosts kimchi manages, debug reports, API tokens and live tasks. No framework
+ * and no build step: native ES modules, one per page (webui/js/pages/) over a few shared
+ * ones (webui/js/core/).
  *
  * Each module declares what it handles (see core/registry.js); this file only puts them
  * together. The order matters where modules hear the same event: the task store hears a
@@ -24,11 +25,12 @@ import devices from './pages/devices.js';
 import storage from './pages/storage.js';
 import networks from './pages/networks.js';
 import host from './pages/host.js';
+import hosts from './pages/hosts.js';
 import reports from './pages/reports.js';
 import tokens from './pages/tokens.js';
 
 register(dialogs, session, tasks, health, isos, templates, vms, vmThumbs, vmDialogs, consolePage,
-  snapshots, devices, storage, networks, host, reports, tokens);
+  snapshots, devices, storage, networks, host, hosts, reports, tokens);
 
 function init() {
   each('init');

@@ -5,7 +5,7 @@
 import { noteAnswer, vmPath, capabilities, onServerKnown } from '../core/api.js';
 import { signedIn, userPresent, onPresence } from '../core/session.js';
 import { isShown } from '../core/router.js';
-import { vms, isBusy, itemOf, onVmItem, updateThumb } from './vms.js';
+import { vms, isBusy, isRemoteVm, itemOf, onVmItem, updateThumb } from './vms.js';
 
 const THUMB_EVERY = 5000; // ms between two screenshots of one VM (the server keeps one 3 s)
 const THUMB_PARALLEL = 4;
@@ -35,7 +35,9 @@ function tick() {
   let next = THUMB_EVERY;
   for (const name of visible) {
     const vm = vms.get(name);
-    if (!vm || vm.state !== 'running' || isBusy(name) || inflight.has(name)) continue;
+    // another host's screen is not served yet (GET /vms/<name>/screenshot is the local's)
+    if (!vm || vm.state !== 'running' || isBusy(name) || isRemoteVm(name)
+        || inflight.has(name)) continue;
     const due = (last.get(name) || 0) + THUMB_EVERY - now;
     if (due > 0) { next = Math.min(next, due); continue; }
     if (inflight.size >= THUMB_PARALLEL) { next = Math.min(next, 200); continue; }

@@ -5,7 +5,12 @@
  *
  * Sorting and filtering stay cheap at 10,000: the names are kept in collation order
  * (a VM made or deleted is inserted or cut in place), other orders sort numbers, and a
- * VM's search text is worked out once per record. Only the rows on screen are touched. */
+ * VM's search text is worked out once per record. Only the rows on screen are touched.
+ *
+ * With several hosts (see hosts.js) each row says its VM's host and a filter picks one
+ * host's; the power actions of another host's VM go to its canonical address
+ * (/hosts/<host>/vms/<name>/<action>), the rest of the row's controls are the local host's
+ * only for now (the server does not offer them elsewhere yet). */
 
 import { $, el, announce, numberFmt, collator, memText, humanSize, actionButton, matchesWords } from '../core/dom.js';
 import { api, offers, vmPath, capabilities, onServerKnown } from '../core/api.js';
@@ -15,6 +20,7 @@ import { tasks, TERMINAL, upsertTask, vmNameOf, watchTasks } from '../core/tasks
 import { onLibvirt, libvirtIsDown } from '../core/health.js';
 import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
+import { hostList, hostPath, isRemoteHost, onHosts } from './hosts.js';
 
 export const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
   crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
@@ -29,6 +35,7 @@ const VM_ACTIONS = [
   ['suspend', 'Pause', ['running'], 'Pausing…'],
   ['resume', 'Resume', ['paused'], 'Resuming…'],
 ];
+const POWER = new Set(VM_ACTIONS.map((a) => a[0])); // what a VM of another host offers
 const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…' };
 const MAKES_VM = new Set(['vm.create', 'vm.clone']);
 // other orders than the name's: a number per VM (ties go by name)
@@ -51,6 +58,8 @@ const items = new Map(); // name -> the row shown for it (only rows in the docum
 const hay = new WeakMap(); // VM record -> its search text
 const myCreates = new Set(); // ids of the vm.create and vm.clone tasks this page started
 let filter = '';
+let hostFilter = ''; // '' for every host's VMs, else one host's name
+let hostsTimer = null; // lists the VMs again a while after a host changed
 let listError = null; // why GET /vms failed (libvirt away)
 let queued = false;
 let context = 0; // bumped when something every row shows changed (capabilities, routes…)
@@ -72,8 +81,26 @@ export function onVmItem(fn) {
   itemListeners.push(fn);
 }
 
+/* VMs are keyed by name, as they were before there were several hosts: when two hosts have
+ * a VM of the same name, only one row shows, the first listed (the local host's, then by
+ * host), and what is said of the other (its events) is left out until the first goes. An
+ * accepted limitation for now: the other one is still at /hosts/<host>/vms/<name>. */
+const sameHost = (a, b) => !a.host || !b.host || a.host === b.host;
+const isRemote = (vm) => !!vm && isRemoteHost(vm.host);
+const manyHosts = () => hostList().length > 1;
+
+/** The address of VM ``name``: the canonical one of its host for another host's VM (the
+ * root path names the local host's). */
+function addressOf(name) {
+  const vm = vms.get(name);
+  return isRemote(vm) ? `${hostPath(vm.host)}/vms/${encodeURIComponent(name)}` : vmPath(name);
+}
+
 export const vmByName = (name) => vms.get(name);
 export const isBusy = (name) => busy.has(name);
+/** Whether the VM is another host's (its screen, figures and most controls are the local
+ * host's only, for now). */
+export const isRemoteVm = (name) => isRemote(vms.get(name));
 export const itemOf = (name) => items.get(name) || null;
 /** Open a dialog about VM ``name`` opened from its row's control ``key``: on close, the
  * keyboard goes back to that control (while the VM and its row are there). */
@@ -124,7 +151,7 @@ function matches(vm, q) {
   if (!q) return true;
   let text = hay.get(vm);
   if (text === undefined) {
-    text = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid,
+    text = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid, vm.host || '',
       ...(isAdmin() ? [...namesOf(vm.users), ...namesOf(vm.groups)] : [])].join(' ').toLowerCase();
     hay.set(vm, text);
   }
@@ -164,6 +191,7 @@ function buildItem(name) {
     shot: li.querySelector('.vm-shot'),
     off: li.querySelector('.vm-shot-off'),
     chip: li.querySelector('.state'),
+    host: li.querySelector('.vm-host'),
     error: li.querySelector('.vm-error'),
     stats: li.querySelector('.vm-stats'),
     accessText: li.querySelector('.vm-access-text'),
@@ -211,7 +239,9 @@ const kibRate = (kib) => (typeof kib === 'number' && isFinite(kib) ? `${humanSiz
 const pct = (v) => (typeof v === 'number' && isFinite(v) ? `${Math.round(v)} %` : '—');
 
 function updateStats(item, vm) {
-  const s = vm && vm.state === 'running' && vm.stats && typeof vm.stats === 'object' ? vm.stats : null;
+  // figures are sampled on the local host only, for now: none for another host's VM
+  const s = vm && vm.state === 'running' && !isRemote(vm) && vm.stats && typeof vm.stats === 'object'
+    ? vm.stats : null;
   item.stats.hidden = !s;
   if (!s) return;
   const set = (cls, text, value) => {
@@ -250,10 +280,17 @@ function updateItem(item, vm) {
     ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
   li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
   li.querySelector('.vm-uuid').textContent = vm.uuid || '';
-  const down = libvirtIsDown();
+  item.host.textContent = vm.host ? `on ${vm.host}` : '';
+  item.host.hidden = !vm.host || !manyHosts();
+  li.dataset.host = vm.host || '';
+  const remote = isRemote(vm);
+  if (remote) item.noScreen = true; // screenshots are the local host's only, for now
+  // libvirtIsDown() is the local host's libvirt: another host's VMs are listed only while
+  // their host is connected
+  const down = libvirtIsDown() && !remote;
   for (const c of controls) {
     const b = item.buttons.get(c.key);
-    b.hidden = !c.shown(vm);
+    b.hidden = !c.shown(vm) || (remote && !POWER.has(c.key));
     // the server refuses to start (or clone again) a VM while its disks are being copied
     const held = !!copied && (c.key === 'start' || c.key === 'clone');
     b.disabled = down || (!c.free && (!!doing || held));
@@ -335,7 +372,8 @@ export function renderVms() {
   queued = false;
   const q = filter.trim().toLowerCase();
   const all = inOrder();
-  const shown = q ? all.filter((v) => matches(v, q)) : all;
+  const on = manyHosts() ? hostFilter : '';
+  const shown = q || on ? all.filter((v) => (!on || v.host === on) && matches(v, q)) : all;
   const making = beingMade();
   const entries = [...making].sort((a, b) => collator.compare(a[0], b[0]))
     .map(([name, rec]) => ({ name, making: rec }));
@@ -353,7 +391,8 @@ export function renderVms() {
       : 'No virtual machine is assigned to you.';
     empty.hidden = false;
   } else if (!shown.length && !making.size) {
-    $('vm-empty-text').textContent = `No virtual machine matches “${filter.trim()}”.`;
+    $('vm-empty-text').textContent = q ? `No virtual machine${on ? ` on ${on}` : ''} matches “${filter.trim()}”.`
+      : `No virtual machine on ${on}.`;
     empty.hidden = false;
   } else {
     empty.hidden = true;
@@ -370,6 +409,34 @@ export function renderVms() {
   $('vm-new').hidden = !offers('/vms', 'post') || !isAdmin();
 }
 
+/** The host filter: shown with several hosts, one option per host. */
+function fillHostFilter() {
+  const many = manyHosts();
+  $('vm-host-field').hidden = !many;
+  const sel = $('vm-host');
+  const names = hostList().map((h) => h.name);
+  if (hostFilter && !names.includes(hostFilter)) hostFilter = ''; // removed
+  const had = [...sel.options].map((o) => o.value).join('\n');
+  if (had !== ['', ...names].join('\n')) {
+    const all = el('option', null, 'All hosts');
+    all.value = '';
+    sel.replaceChildren(all, ...names.map((n) => {
+      const o = el('option', null, n);
+      o.value = n;
+      return o;
+    }));
+  }
+  sel.value = hostFilter;
+}
+
+/** A host came, went, or changed state: its VMs come or go with it (no vm.* event says
+ * so), listed once it is read; a host just connected is read a moment later: ask again. */
+function hostsChanged() {
+  listing.soon(300);
+  clearTimeout(hostsTimer);
+  hostsTimer = setTimeout(() => { hostsTimer = null; listing.load(); }, 2500);
+}
+
 export function queueVmRender() {
   if (queued) return;
   queued = true;
@@ -384,7 +451,8 @@ export function refreshAll() {
 
 function setAll(list) {
   vms.clear();
-  for (const vm of list) if (vm && typeof vm.name === 'string') vms.set(vm.name, vm);
+  // a name on two hosts: the first listed (the local host's first) is the one shown
+  for (const vm of list) if (vm && typeof vm.name === 'string' && !vms.has(vm.name)) vms.set(vm.name, vm);
   names = [...vms.keys()].sort(collator.compare);
   ordered = null;
 }
@@ -392,13 +460,14 @@ function setAll(list) {
 /** Take a VM (whole, or a part of one: a vm.state event) into the list. */
 export function vmUpsert(vm, { flash = true } = {}) {
   if (!vm || typeof vm.name !== 'string') return;
+  const old = vms.get(vm.name);
+  if (old && !sameHost(old, vm)) return; // another host's VM of that name: see sameHost
   // a VM renamed elsewhere comes back under its new name with the same UUID
   if (vm.uuid) {
     for (const [name, other] of vms) {
-      if (name !== vm.name && other.uuid === vm.uuid) forgetVm(name);
+      if (name !== vm.name && other.uuid === vm.uuid && sameHost(other, vm)) forgetVm(name);
     }
   }
-  const old = vms.get(vm.name);
   const rec = { ...(old || {}), ...vm };
   delete rec.previous;
   if (rec.state !== 'running') delete rec.stats;
@@ -422,13 +491,16 @@ export function forgetVm(name) {
 function vmState(d) {
   if (typeof d.name !== 'string') return;
   if (vms.has(d.name)) {
+    if (!sameHost(vms.get(d.name), d)) return;
     const was = vms.get(d.name).state;
     vmUpsert(d);
     // said for the rows on screen: a burst of changes elsewhere is not read out
     if (was !== d.state && items.has(d.name)) announce(`${d.name}: ${STATE_TEXT[d.state] || d.state}`);
     return;
   }
-  api('GET', vmPath(d.name)).then((r) => vmUpsert(r.data), () => {
+  const path = isRemoteHost(d.host) ? `${hostPath(d.host)}/vms/${encodeURIComponent(d.name)}`
+    : vmPath(d.name);
+  api('GET', path).then((r) => vmUpsert(r.data), () => {
     // gone again: the vm.deleted event follows
   });
 }
@@ -437,7 +509,7 @@ function vmStats(d) {
   const all = d.vms && typeof d.vms === 'object' ? d.vms : {};
   for (const [name, s] of Object.entries(all)) {
     const vm = vms.get(name);
-    if (!vm || vm.state !== 'running') continue;
+    if (!vm || vm.state !== 'running' || isRemote(vm)) continue; // the local host's figures
     vm.stats = s;
     const item = items.get(name);
     if (item) updateStats(item, vm);
@@ -447,6 +519,8 @@ function vmStats(d) {
 
 export function vmGone(d) {
   if (typeof d.name !== 'string') return;
+  const vm = vms.get(d.name);
+  if (vm && !sameHost(vm, d)) return; // another host's VM of that name went
   errors.delete(d.name);
   if (forgetVm(d.name)) {
     announce(`${d.name} deleted`);
@@ -508,7 +582,7 @@ async function vmAction(name, action, button) {
   setBusy(name, action);
   renderVms();
   try {
-    const r = await api('POST', `${vmPath(name)}/${action}`);
+    const r = await api('POST', `${addressOf(name)}/${action}`);
     vmUpsert(r.data);
   } catch (e) {
     errors.set(name, e.message);
@@ -587,6 +661,7 @@ export default {
     'vm.state': vmState,
     'vm.stats': vmStats,
     'vm.deleted': vmGone,
+    'host.created host.deleted host.state': hostsChanged,
   },
   init() {
     list = new WindowedList({ container: $('vm-list'), estimate: 150, render: nodeOf,
@@ -604,6 +679,14 @@ export default {
     });
     onLibvirt(onLibvirtChange);
     onServerKnown(refreshAll);
+    onHosts(() => {
+      fillHostFilter();
+      refreshAll(); // the rows' "on <host>" labels
+    });
+    $('vm-host').addEventListener('change', (e) => {
+      hostFilter = e.target.value;
+      renderVms();
+    });
     $('vm-filter').addEventListener('input', (e) => {
       filter = e.target.value;
       queueVmRender();
@@ -626,6 +709,11 @@ export default {
     ordered = null;
     for (const m of [busy, errors, arriving, pending, items, myCreates]) m.clear();
     filter = '';
+    hostFilter = '';
+    clearTimeout(hostsTimer);
+    hostsTimer = null;
+    $('vm-host-field').hidden = true;
+    $('vm-host').replaceChildren(el('option', null, 'All hosts'));
     listError = null;
     showNotice('');
   },

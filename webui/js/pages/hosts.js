@@ -1,0 +1,291 @@
+/* Hosts: the KVM hosts kimchi manages (the local one, named "local", and those an admin
+ * adds by their libvirt URI), each with its connection state and, while it is not
+ * connected, libvirt's reason. Kept live by the host.* events on every page, not only
+ * this one: the VMs page shows each VM's host and a host filter when there are several,
+ * and both pages say which hosts are unreachable (their VMs are not listed meanwhile). */
+
+import { $, el, announce, numberFmt, humanSize, actionButton, clearOnInput,
+  replaceRowsKeepingFocus } from '../core/dom.js';
+import { api, remove } from '../core/api.js';
+import { askConfirm } from '../core/dialogs.js';
+import { Listing, showListingState } from '../core/listing.js';
+import { isShown } from '../core/router.js';
+import { isAdmin, signedIn } from '../core/session.js';
+
+export const LOCAL_HOST = 'local';
+const STATE_TEXT = { connected: 'Connected', connecting: 'Connecting', unreachable: 'Unreachable' };
+const STATE_CLASS = { connected: 'running', connecting: 'paused', unreachable: 'crashed' };
+
+const listeners = new Set();
+let downKey = ''; // what the unreachable-hosts notices say now (rebuilt only on a change)
+let laterTimer = null;
+
+// listed on every page while signed in: the VMs page needs the hosts too
+const hosts = new Listing({
+  path: '/hosts',
+  render: () => changed(),
+  active: () => signedIn(),
+});
+
+export const hostPath = (name) => `/hosts/${encodeURIComponent(name)}`;
+
+/** The hosts known (the local one first), or [] while unknown. */
+export const hostList = () => hosts.items || [];
+
+/** The name of the local host ("local"). */
+export function localHost() {
+  const h = hostList().find((x) => x && x.local);
+  return h ? h.name : LOCAL_HOST;
+}
+
+/** Whether a VM's ``host`` is another host than the local one. */
+export const isRemoteHost = (name) => typeof name === 'string' && !!name && name !== localHost();
+
+/** ``fn()`` whenever the hosts (or their states) change. */
+export function onHosts(fn) {
+  listeners.add(fn);
+}
+
+function changed() {
+  renderHosts();
+  renderDown();
+  for (const fn of listeners) fn();
+}
+
+// -- the list ------------------------------------------------------------------------------
+
+function count(n) {
+  return typeof n === 'number' && isFinite(n) ? numberFmt.format(n) : '—';
+}
+
+function hostRow(h) {
+  const tr = el('tr');
+  tr.dataset.name = h.name;
+  tr.dataset.state = h.state || '';
+  const name = el('td', 'cell-name');
+  name.append(el('span', 'host-name', h.name));
+  if (h.local) name.append(el('span', 'tag host-local', 'this host'));
+  const uri = el('bdi', 'host-uri mono', h.uri || '—');
+  uri.dir = 'ltr';
+  name.append(uri);
+  const st = el('td', 'host-state');
+  const state = h.state || 'connecting';
+  st.append(el('span', `state state-${STATE_CLASS[state] || 'shutoff'}`, STATE_TEXT[state] || state));
+  if (state !== 'connected' && h.reason) st.append(el('p', 'host-reason', h.reason));
+  const up = state === 'connected';
+  const vms = h.vms && typeof h.vms === 'object' ? h.vms : {};
+  const act = el('td', 'cell-actions');
+  if (isAdmin() && !h.local) {
+    act.append(actionButton('Remove', 'btn-danger-outline host-remove', `Remove host ${h.name}`,
+      () => askRemove(h)));
+  }
+  tr.append(name, st,
+    el('td', 'num', up || h.cpus ? count(h.cpus) : '—'),
+    el('td', 'num', h.memory ? humanSize(h.memory) : '—'),
+    el('td', 'num', up ? `${count(vms.running)} of ${count(vms.total)}` : '—'),
+    el('td', 'num', count(h.workers)),
+    act);
+  return tr;
+}
+
+function renderHosts() {
+  const list = hostList();
+  replaceRowsKeepingFocus($('host-rows'), list.map(hostRow));
+  const down = list.filter((h) => h.state === 'unreachable').length;
+  showListingState(hosts, { prefix: 'host', noun: ['host', 'hosts'], what: 'hosts',
+    emptyText: 'No hosts.', extra: down ? ` · ${numberFmt.format(down)} unreachable` : '' });
+}
+
+/** "Host h3 is unreachable: <libvirt's reason>. <tail>" for each unreachable host. */
+function downLines(down, tail) {
+  return down.map((h) => {
+    const p = el('p', 'hosts-down-line');
+    const words = el('span');
+    const reason = (h.reason || '').trim().replace(/\.+$/, '');
+    words.append(el('strong', null, `Host ${h.name} is unreachable`),
+      document.createTextNode(`${reason ? `: ${reason}` : ''}. ${tail}`));
+    p.append(words);
+    return p;
+  });
+}
+
+function renderDown() {
+  const down = hostList().filter((h) => h.state === 'unreachable');
+  const key = JSON.stringify(down.map((h) => [h.name, h.reason]));
+  const badge = $('nav-hosts-down');
+  badge.hidden = !down.length;
+  badge.replaceChildren(document.createTextNode(String(down.length)),
+    el('span', 'visually-hidden', ' unreachable'));
+  if (key === downKey) return; // the live regions speak only when their words change
+  downKey = key;
+  $('hosts-down').replaceChildren(...downLines(down,
+    'kimchi keeps trying: its VMs are not listed until it comes back.'));
+  $('vm-hosts-down').replaceChildren(...downLines(down,
+    'Its VMs are not listed until it comes back.'));
+}
+
+// -- live updates ------------------------------------------------------------------------
+
+/** List again now and in a while: a host just connected reads its VMs a moment later (no
+ * event says when: its VM counts are known once they are read). */
+function relistSoonAndLater() {
+  hosts.soon();
+  clearTimeout(laterTimer);
+  laterTimer = setTimeout(() => {
+    laterTimer = null;
+    if (signedIn()) hosts.load();
+  }, 2000);
+}
+
+/** A VM made, gone or changing state changes its host's counts: shown on this page only. */
+function vmsChanged() {
+  if (isShown('hosts')) hosts.soon(300);
+}
+
+function upsert(items, h) {
+  const i = items.findIndex((x) => x.name === h.name);
+  if (i < 0) return [...items, h];
+  const out = [...items];
+  out[i] = { ...items[i], ...h };
+  return out;
+}
+
+function hostCreated(d) {
+  if (!d || typeof d.name !== 'string') return;
+  const { by, ...h } = d;
+  const known = hostList().some((x) => x.name === h.name);
+  hosts.patch((items) => upsert(items, h));
+  if (!known && isShown('hosts')) announce(`Host ${h.name} added`);
+  relistSoonAndLater();
+}
+
+function hostDeleted(d) {
+  if (!d || typeof d.name !== 'string') return;
+  const known = hostList().some((x) => x.name === d.name);
+  hosts.patch((items) => items.filter((x) => x.name !== d.name));
+  if (known && isShown('hosts')) announce(`Host ${d.name} removed`);
+  hosts.soon();
+}
+
+function hostState(d) {
+  if (!d || typeof d.host !== 'string') return;
+  const old = hostList().find((x) => x.name === d.host);
+  hosts.patch((items) => (items.some((x) => x.name === d.host)
+    ? upsert(items, { name: d.host, state: d.state, reason: d.reason || '' }) : items));
+  if (old && old.state !== d.state && isShown('hosts')) {
+    announce(`Host ${d.host}: ${(STATE_TEXT[d.state] || d.state || '').toLowerCase()}`);
+  }
+  relistSoonAndLater(); // its CPUs, memory and VM counts
+}
+
+// -- adding and removing -----------------------------------------------------------------
+
+function showHostError(text, field) {
+  const e = $('host-error');
+  e.textContent = text;
+  e.hidden = !text;
+  for (const id of ['host-name', 'host-uri']) {
+    $(id).setAttribute('aria-invalid', text && id === field ? 'true' : 'false');
+  }
+}
+
+/** The field a refusal of POST /hosts is about. */
+function fieldOf(e) {
+  const code = e.body && e.body.errcode;
+  if (code === 'KCHHOST0003E' || code === 'KCHHOST0004E') return 'host-uri';
+  if (code === 'KCHAPI0006E' && /\buri\b/.test(e.message)) return 'host-uri';
+  return 'host-name';
+}
+
+async function addHost(ev) {
+  ev.preventDefault();
+  showHostError('');
+  const nameInput = $('host-name');
+  const uriInput = $('host-uri');
+  const name = nameInput.value.trim();
+  const uri = uriInput.value.trim();
+  if (!name) {
+    showHostError('Give the host a name, such as h2.', 'host-name');
+    nameInput.focus();
+    return;
+  }
+  if (!uri) {
+    showHostError('Give the libvirt URI of the host, such as qemu+ssh://root@h2/system.', 'host-uri');
+    uriInput.focus();
+    return;
+  }
+  const btn = $('host-add');
+  btn.disabled = true;
+  $('host-adding').textContent = `Connecting to ${uri}… (at most 20 seconds)`;
+  try {
+    const r = await api('POST', '/hosts', { name, uri });
+    const h = r.data && typeof r.data.name === 'string' ? r.data : { name, uri };
+    nameInput.value = '';
+    uriInput.value = '';
+    hosts.patch((items) => upsert(items, h));
+    announce(`Host ${h.name} added: ${(STATE_TEXT[h.state] || 'connecting').toLowerCase()}`);
+    relistSoonAndLater();
+  } catch (e) {
+    const field = fieldOf(e);
+    showHostError(e.message, field);
+    $(field).focus();
+  } finally {
+    btn.disabled = false;
+    $('host-adding').textContent = '';
+  }
+}
+
+function askRemove(h) {
+  const n = h.vms && typeof h.vms.total === 'number' ? h.vms.total : null;
+  askConfirm({
+    title: 'Remove host?',
+    text: `kimchi stops managing the host ${h.name} (${h.uri}). Its virtual machines keep `
+      + `running${n ? ` (${n === 1 ? 'one VM' : `${numberFmt.format(n)} VMs`})` : ''}: they are only `
+      + 'no longer listed here. The host can be added again later.',
+    ok: 'Remove',
+    run: async () => {
+      await remove(hostPath(h.name)); // gone already: removed elsewhere
+      hosts.patch((items) => items.filter((x) => x.name !== h.name));
+      announce(`Host ${h.name} removed`);
+    },
+    back: () => document.querySelector('#host-rows .host-remove') || $('host-name'),
+  });
+}
+
+export default {
+  name: 'hosts',
+  page: {
+    id: 'hosts',
+    title: 'Hosts',
+    show() {
+      if (signedIn()) hosts.load();
+    },
+  },
+  events: {
+    'host.created': hostCreated,
+    'host.deleted': hostDeleted,
+    'host.state': hostState,
+    'vm.created vm.deleted vm.state': vmsChanged,
+  },
+  init() {
+    $('host-form').addEventListener('submit', addHost);
+    clearOnInput('host-error', ['host-name', 'host-uri'], () => showHostError(''));
+  },
+  async resync() {
+    await hosts.load(); // every page needs them (the VMs page's host column and notice)
+  },
+  stop() {
+    hosts.forget();
+    clearTimeout(laterTimer);
+    laterTimer = null;
+    downKey = '';
+    showHostError('');
+    $('host-adding').textContent = '';
+    $('host-rows').replaceChildren();
+    $('host-count').textContent = 'Loading…';
+    $('host-empty').hidden = true;
+    $('hosts-down').replaceChildren();
+    $('vm-hosts-down').replaceChildren();
+    $('nav-hosts-down').hidden = true;
+  },
+};
