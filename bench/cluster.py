@@ -185,7 +185,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--hosts", type=int, default=20)
     ap.add_argument("--vms", type=int, default=500)
-    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--changes", type=int, default=200)
     a = ap.parse_args()
     if a.quick:
