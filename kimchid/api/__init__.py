@@ -38,7 +38,7 @@ def make_table(svc: Any) -> RouteTable:
     isos.register(table, svc.isos, svc.hosts)
     vms.register(table, svc.hosts, svc.screenshots, svc.vm_creator, svc.vm_cloner,
                  svc.access)
-    hosts.register(table, svc.hosts, svc.tasks, svc.access)
+    hosts.register(table, svc.hosts, svc.tasks)
     templates.register(table, svc.templates)
     console.register(table, svc.libvirt, svc.access)
     snapshots.register(table, svc.snapshots, svc.access)

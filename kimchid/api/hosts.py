@@ -1,16 +1,12 @@
-"""/hosts: the KVM hosts kimchi manages, and each host's own VMs at their canonical address."""
+"""/hosts: the KVM hosts kimchi manages (their VMs' canonical addresses are in vms.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.access import Access
 from kimchid.api.routes import Call, Reply, RouteTable, matching
-from kimchid.api.vms import VM_SCHEMA
-from kimchid.auth import policy
 from kimchid.model.hosts import Hosts
 from kimchid.model.tasks import TaskService
-from kimchid.model.vms import ACTIONS, STATES
 
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"}
 URI = {"type": "string", "minLength": 3, "maxLength": 1024,
@@ -34,7 +30,7 @@ HOST_SCHEMA = {
 }
 
 
-def register(table: RouteTable, hosts: Hosts, tasks: TaskService, access: Access) -> None:
+def register(table: RouteTable, hosts: Hosts, tasks: TaskService) -> None:
     async def workers(host: Any) -> int:
         return await tasks.live_workers(host.name)
 
@@ -69,33 +65,3 @@ def register(table: RouteTable, hosts: Hosts, tasks: TaskService, access: Access
     table.add("/hosts/<host>", "DELETE", remove_host, "Forget a host", "hosts", status=204,
               description="Its VMs keep running; kimchi only stops managing it. The local "
                           "host cannot be removed (400 KCHHOST0005E).")
-
-    # -- each host's VMs at their canonical address ----------------------------------
-
-    async def host_vms(call: Call) -> list[dict[str, Any]]:
-        h = hosts.get(call.args["host"])
-        found = h.vms.list()
-        if call.who is not None:
-            found = policy.visible_vms(call.who, found)
-        return matching(found, call.query)
-
-    async def host_vm(call: Call) -> dict[str, Any]:
-        h = hosts.get(call.args["host"])
-        return access.vm(call.who, call.args["name"], h)
-
-    table.add("/hosts/<host>/vms", "GET", host_vms, "List one host's virtual machines", "vms",
-              query={"state": {"enum": list(STATES)}, "name": {"type": "string"}},
-              response={"type": "array", "items": VM_SCHEMA})
-    table.add("/hosts/<host>/vms/<name>", "GET", host_vm, "Look at a virtual machine of one "
-              "host", "vms", response=VM_SCHEMA)
-
-    for action, (allowed, _method) in ACTIONS.items():
-        async def act(call: Call, action: str = action) -> dict[str, Any]:
-            h = hosts.get(call.args["host"])
-            vm = access.vm(call.who, call.args["name"], h)
-            return await h.actions.act(vm["name"], action)
-
-        table.add(f"/hosts/<host>/vms/<name>/{action}", "POST", act,
-                  f"{action.capitalize()} a VM of one host", "vms", response=VM_SCHEMA,
-                  description=f"Allowed when the VM is {', '.join(sorted(allowed))}; "
-                              "otherwise 400 (KCHVM0010E).")

@@ -8,7 +8,7 @@ from kimchi.errors import InvalidOperation
 from kimchid.api.access import Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
-from kimchid.model.hosts import Hosts
+from kimchid.model.hosts import Host, Hosts
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots
@@ -83,8 +83,6 @@ VM_SCHEMA = {
 
 def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator: VmCreator,
              cloner: VmCloner, access: Access) -> None:
-    actions = hosts.local.actions
-
     async def list_vms(call: Call) -> Any:
         q, who = call.query, call.who
         if not q and (who is None or who.is_admin):
@@ -93,27 +91,46 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
         found = every if who is None else policy.visible_vms(who, every)
         return matching(found, q)
 
+    async def host_vms(call: Call) -> list[dict[str, Any]]:
+        found = hosts.get(call.args["host"]).vms.list()
+        if call.who is not None:
+            found = policy.visible_vms(call.who, found)
+        return matching(found, call.query)
+
     def mine(call: Call) -> str:
         """The VM's name, once the caller may use it (404, 403 otherwise)."""
         return str(access.vm(call.who, call.args["name"])["name"])
 
+    def host_of(call: Call) -> Host:
+        """The host a VM address names: its own (/hosts/<host>/vms/<name>), else the one
+        a root path means (/vms/<name>: see Hosts.vm_host)."""
+        if "host" in call.args:
+            return hosts.get(call.args["host"])
+        return hosts.vm_host(call.args["name"])
+
     async def get_vm(call: Call) -> dict[str, Any]:
-        name = call.args["name"]
-        return access.vm(call.who, name, hosts.vm_host(name))
+        return access.vm(call.who, call.args["name"], host_of(call))
 
     async def create_vm(call: Call) -> Reply:
         task = await creator.create(call.body, call.who.username if call.who else "")
         return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
 
     async def update_vm(call: Call) -> Reply:
-        name = mine(call)
+        host = host_of(call)
+        name = access.vm(call.who, call.args["name"], host)["name"]
         new = call.body.get("name")
-        if new and new != name and creator.being_made(new):
+        if new and new != name and host.local and creator.being_made(new):
             raise InvalidOperation("KCHVM0009E", name=new)
-        vm = await actions.update(name, call.body)
+        vm = await host.actions.update(name, call.body)
         if vm["name"] != name:
-            return Reply(303, vm, {"Location": f"/vms/{vm['name']}"})
+            where = f"/hosts/{host.name}/vms" if "host" in call.args else "/vms"
+            return Reply(303, vm, {"Location": f"{where}/{vm['name']}"})
         return Reply(200, vm)
+
+    async def delete_vm(call: Call) -> Reply:
+        host = host_of(call)
+        await host.actions.delete(access.vm(call.who, call.args["name"], host)["name"])
+        return Reply(204, None)
 
     table.add("/vms", "GET", list_vms, "List virtual machines", "vms",
               query={"state": {"enum": list(STATES)}, "name": {"type": "string"},
@@ -123,22 +140,44 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                           "answered from memory, kept current by libvirt's events: changes "
                           "made with virsh show up too. A host that is not connected is "
                           "left out (`GET /hosts` says why); 503 when none is connected.")
-    table.add("/vms/<name>", "GET", get_vm, "Look at one virtual machine", "vms",
-              response=VM_SCHEMA,
-              description="The local host's VM of that name, else the one host's that has "
-                          "one; 409 (KCHHOST0007E, with the canonical addresses) when the "
-                          "local host has none and several others do.")
+    table.add("/hosts/<host>/vms", "GET", host_vms, "List one host's virtual machines", "vms",
+              query={"state": {"enum": list(STATES)}, "name": {"type": "string"}},
+              response={"type": "array", "items": VM_SCHEMA},
+              description="503 (KCHSVC0002E) while that host is not connected.")
     table.add("/vms", "POST", create_vm, "Create a virtual machine from a template", "vms",
               body=CREATE_BODY, status=202, response=TASK_SCHEMA,
               description="Answers 202 with a `vm.create` task once the template, the name, "
                           "the storage pools and (for a remote ISO) streaming are checked; the "
                           "task creates the disk volumes and defines the domain. A failed or "
                           "cancelled creation leaves nothing behind.")
-    table.add("/vms/<name>", "PUT", update_vm, "Change a virtual machine", "vms",
-              body=UPDATE_BODY, response=VM_SCHEMA,
-              description="Memory, vCPUs, graphics and the name only when shut off (400 "
-                          "KCHVM0013E/KCHVM0014E otherwise); users and groups any time. A "
-                          "rename answers 303 to the new URI.")
+
+    # Each VM has two addresses: its canonical one, /hosts/<host>/vms/<name>, and the root
+    # one, /vms/<name>, which names the local host's VM of that name, else the one host's
+    # that has one (409 KCHHOST0007E, with the canonical addresses, when several do).
+    for at, where in (("/vms/<name>", ""), ("/hosts/<host>/vms/<name>", " of one host")):
+        table.add(at, "GET", get_vm, f"Look at a virtual machine{where}", "vms",
+                  response=VM_SCHEMA)
+        table.add(at, "PUT", update_vm, f"Change a virtual machine{where}", "vms",
+                  body=UPDATE_BODY, response=VM_SCHEMA,
+                  description="Memory, vCPUs, graphics and the name only when shut off (400 "
+                              "KCHVM0013E/KCHVM0014E otherwise); users and groups any time. A "
+                              "rename answers 303 to the new URI.")
+        table.add(at, "DELETE", delete_vm, f"Delete a virtual machine{where} and its disks",
+                  "vms", status=204,
+                  description="Also when running (it is powered off first). The disks' "
+                              "volumes go too; CD-ROMs and iSCSI/SCSI LUNs never.")
+        for action, (allowed, _method) in ACTIONS.items():
+            async def act(call: Call, action: str = action) -> dict[str, Any]:
+                host = host_of(call)
+                vm = access.vm(call.who, call.args["name"], host)
+                if action == "start" and host.local and await cloner.cloning(vm["uuid"]):
+                    raise InvalidOperation("KCHVM0019E", name=vm["name"])
+                return await host.actions.act(vm["name"], action)
+
+            table.add(f"{at}/{action}", "POST", act, f"{action.capitalize()} the VM{where}",
+                      "vms", response=VM_SCHEMA,
+                      description=f"Allowed when the VM is {', '.join(sorted(allowed))}; "
+                                  "otherwise 400 (KCHVM0010E).")
 
     async def screenshot(call: Call) -> bytes:
         png = await screenshots.get(mine(call))
@@ -151,15 +190,6 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
               "vms", raw=True, produces=("image/png",),
               description="A PNG at most 320x240 keeping the screen's aspect ratio, taken at "
                           "most every 3 s; 404 (KCHVM0012E) when the VM is not running.")
-
-    async def delete_vm(call: Call) -> Reply:
-        await actions.delete(mine(call))
-        return Reply(204, None)
-
-    table.add("/vms/<name>", "DELETE", delete_vm, "Delete a virtual machine and its disks",
-              "vms", status=204,
-              description="Also when running (it is powered off first). The disks' volumes "
-                          "go too; CD-ROMs and iSCSI/SCSI LUNs never.")
 
     async def clone_vm(call: Call) -> Reply:
         task = await cloner.clone(mine(call), call.body.get("name"),
@@ -177,16 +207,3 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                           "a new UUID and new MAC addresses. The VM must be shut off "
                           "(KCHVM0016E) and stays so until the copy is made (KCHVM0019E). A "
                           "failed or cancelled clone removes its copies.")
-
-    for action, (allowed, _method) in ACTIONS.items():
-        async def act(call: Call, action: str = action) -> dict[str, Any]:
-            host = hosts.vm_host(call.args["name"])
-            vm = access.vm(call.who, call.args["name"], host)
-            if action == "start" and host.local and await cloner.cloning(vm["uuid"]):
-                raise InvalidOperation("KCHVM0019E", name=vm["name"])
-            return await host.actions.act(vm["name"], action)
-
-        table.add(f"/vms/<name>/{action}", "POST", act, f"{action.capitalize()} the VM", "vms",
-                  response=VM_SCHEMA,
-                  description=f"Allowed when the VM is {', '.join(sorted(allowed))}; "
-                              "otherwise 400 (KCHVM0010E).")

@@ -86,6 +86,7 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     # the hosts kimchi manages: looking is for all, adding and removing for admins
     AdminRule("/hosts", frozenset({"POST"}), subtree=False),
     AdminRule("/hosts/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
+    AdminRule("/hosts/*/vms/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
     # VMs: users operate the VMs assigned to them (start, poweroff, ...), but only admins
     # create, change (a PUT can assign users and groups), delete or clone them
     AdminRule("/vms", frozenset({"POST"}), subtree=False),

@@ -238,6 +238,8 @@ class VmInventory:
     def _domain_event(self, uuid: str, name: str, event: str) -> None:
         # Events of one domain are applied in order: chain each refresh after the last.
         prev = self._refreshing.get(uuid)
+        if prev is None:
+            prev = self._say_state(uuid, event)
         d = defer.Deferred.fromCoroutine(self._refresh(uuid, name, event, prev))
         self._refreshing[uuid] = d
 
@@ -248,6 +250,19 @@ class VmInventory:
 
         d.addBoth(done)
         d.addErrback(lambda f: log.warn("VM {name}: {e}", name=name, e=f.getErrorMessage()))
+
+    def _say_state(self, uuid: str, event: str) -> defer.Deferred[None] | None:
+        """A known VM's new state, said at once from the event itself (started, stopped,
+        ...) when nothing about it is in flight: the read that follows fills in the rest,
+        and says it again only if libvirt's answer differs."""
+        old = self._vms.get(uuid)
+        said = EVENT_STATES.get(event)
+        if old is None or not said or said == old["state"] or not self.loaded or self._reading:
+            return None
+        self._vms[uuid] = {**old, "state": said}
+        self.changed()
+        return defer.Deferred.fromCoroutine(
+            self.events.publish("vm.state", self._state_data(self._vms[uuid], old["state"])))
 
     async def _refresh(self, uuid: str, name: str, event: str,
                        prev: defer.Deferred[None] | None) -> None:

@@ -74,6 +74,7 @@ def test_hosts_are_added_listed_merged_filtered_and_removed(
     # a root item path: the local host's when it has one, else the only one, else 409
     assert k.get("/vms/db1").json()["host"] == "h3"
     assert k.get("/vms/test").json()["host"] == "local"
+    assert k.get("/hosts/local/vms/test").json()["host"] == "local"
     r = k.get("/vms/web1")
     assert r.status_code == 409 and r.json()["errcode"] == "KCHHOST0007E"
     assert "/hosts/h2/vms/web1" in r.json()["reason"] and "/hosts/h3/vms/web1" in r.json()["reason"]
@@ -85,6 +86,17 @@ def test_hosts_are_added_listed_merged_filtered_and_removed(
     assert not cluster3["h1"].keep.listAllDomains() or \
         "web1" not in [d.name() for d in cluster3["h1"].keep.listAllDomains()]
     assert k.post("/vms/db1/start").json()["host"] == "h3"  # a root path acts on its host
+    # changed and deleted at either address, on its host
+    r = k.http.put(f"{k.url}/hosts/h3/vms/db1", json={"groups": ["ops"]}, timeout=10)
+    assert r.status_code == 200 and r.json()["groups"] == ["ops"] and r.json()["host"] == "h3"
+    assert k.post("/vms/db1/poweroff").json()["state"] == "shutoff"
+    r = k.http.put(f"{k.url}/hosts/h3/vms/db1", json={"name": "db2"}, timeout=10,
+                   allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"] == "/hosts/h3/vms/db2"
+    assert "db2" in [d.name() for d in cluster3["h3"].keep.listAllDomains()]
+    assert k.delete("/vms/db2").status_code == 204
+    assert "db2" not in [d.name() for d in cluster3["h3"].keep.listAllDomains()]
+    assert k.get("/hosts/h3/vms/db2").status_code == 404
     assert k.get("/hosts/h9/vms").status_code == 404
 
     # refusals: a name or a URI taken, an unreachable host (nothing kept), the local host
