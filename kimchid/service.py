@@ -38,9 +38,7 @@ from kimchid.model.host import HostStats
 from kimchid.model.host_setup import check_defaults, ensure_defaults
 from kimchid.model.hosts import LOCAL, Host, Hosts
 from kimchid.model.isos import IsoLibrary
-from kimchid.model.networks import Networks
 from kimchid.model.snapshots import Snapshots
-from kimchid.model.storage import Storage
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
@@ -83,7 +81,9 @@ class Kimchid(MultiService):
                                  cfg.tasks.keep_seconds)
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.store = ObjectStore(cfg.paths.objects_dir)
-        local = Host(LOCAL, cfg.libvirt.uri, True, self.libvirt, self.events)
+        local = Host(LOCAL, cfg.libvirt.uri, True, self.libvirt, self.events,
+                     template_pools=lambda: pools_named(self.store),
+                     template_networks=lambda: networks_named(self.store))
         self.hosts = Hosts(local, self.store, self.events,
                            lambda uri: LibvirtConnection(uri, reactor))
         self.vms = local.vms
@@ -101,10 +101,8 @@ class Kimchid(MultiService):
                                          cfg.outbound.allow)
         self.templates.prime()
         self.access = Access(self.vms, lambda: [h.vms for h in self.hosts])
-        self.storage = Storage(self.libvirt, self.events, self.vms,
-                               lambda: pools_named(self.store))
-        self.networks = Networks(self.libvirt, self.events, self.vms,
-                                 lambda: networks_named(self.store))
+        self.storage = local.storage
+        self.networks = local.networks
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities,
                                     cfg.state_dir / "vm-create-leftovers.json")

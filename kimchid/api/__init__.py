@@ -45,8 +45,8 @@ def make_table(svc: Any) -> RouteTable:
     vmdevices.register(table, svc.vm_devices, svc.access)
     debugreports.register(table, svc.debugreports)
     host.register(table, svc.host)
-    storage.register(table, svc.storage)
-    networks.register(table, svc.networks)
+    storage.register(table, svc.hosts)
+    networks.register(table, svc.hosts)
     principals.register(table)
     distros.register(table, svc.templates)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,

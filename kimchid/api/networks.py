@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, Reply, RouteTable, matching
+from kimchid.model.hosts import Hosts
 from kimchid.model.networks import CONNECTIONS, SUBNET_PATTERN, Networks
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -15,6 +16,7 @@ NETWORK_SCHEMA = {
     "required": ["name", "state", "autostart", "connection", "subnet", "dhcp", "bridge",
                  "interfaces", "in_use", "used_by"],
     "properties": {
+        "host": {"type": "string", "description": "the host it is on"},
         "name": {"type": "string"}, "uuid": {"type": "string"},
         "state": {"enum": ["active", "inactive"]},
         "autostart": {"type": "boolean"}, "persistent": {"type": "boolean"},
@@ -66,59 +68,95 @@ INTERFACE_SCHEMA = {
 }
 
 
-def register(table: RouteTable, networks: Networks) -> None:
+def register(table: RouteTable, hosts: Hosts) -> None:
+    async def nets_at(call: Call) -> Networks:
+        """The networks of the host the path names: its own (/hosts/<host>/...), else the
+        local host's when it has that network, else the one host's that has it."""
+        if "host" in call.args:
+            return hosts.get(call.args["host"]).networks
+        name = call.args.get("name")
+        if name is None or len(hosts) == 1:
+            return hosts.local.networks
+        return (await hosts.holder("network", name, "networks",
+                                   lambda h: h.networks.get(name))).networks
+
     async def list_networks(call: Call) -> list[dict[str, Any]]:
-        return matching(await networks.list_networks(), call.query)
+        if "host" in call.args:
+            nets = hosts.get(call.args["host"]).networks
+            return matching(_tag(nets, await nets.list_networks()), call.query)
+        out: list[dict[str, Any]] = []
+        for h in hosts.reachable_objects():
+            out += _tag(h.networks, await h.networks.list_networks())
+        return matching(out, call.query)
 
     async def create(call: Call) -> Reply:
-        n = await networks.create(call.body)
+        n = _tag(hosts.local.networks, await hosts.local.networks.create(call.body))
         return Reply(201, n, {"Location": f"/networks/{n['name']}"})
 
     async def get(call: Call) -> dict[str, Any]:
-        return await networks.get(call.args["name"])
+        nets = await nets_at(call)
+        return _tag(nets, await nets.get(call.args["name"]))
 
     async def update(call: Call) -> dict[str, Any]:
-        return await networks.set_autostart(call.args["name"], call.body["autostart"])
+        nets = await nets_at(call)
+        return _tag(nets, await nets.set_autostart(call.args["name"], call.body["autostart"]))
 
     async def delete(call: Call) -> Reply:
-        await networks.delete(call.args["name"])
+        await (await nets_at(call)).delete(call.args["name"])
         return Reply(204, None)
 
     async def activate(call: Call) -> dict[str, Any]:
-        return await networks.activate(call.args["name"])
+        nets = await nets_at(call)
+        return _tag(nets, await nets.activate(call.args["name"]))
 
     async def deactivate(call: Call) -> dict[str, Any]:
-        return await networks.deactivate(call.args["name"])
+        nets = await nets_at(call)
+        return _tag(nets, await nets.deactivate(call.args["name"]))
 
     async def interfaces(call: Call) -> list[dict[str, Any]]:
-        return matching(await networks.interfaces(), call.query)
+        return matching(await hosts.local.networks.interfaces(), call.query)
 
     tag = "networks"
-    table.add("/networks", "GET", list_networks, "List virtual networks", tag,
-              query={"connection": {"type": "string"}, "state": {"type": "string"}},
-              response={"type": "array", "items": NETWORK_SCHEMA},
-              description="Read from libvirt at each call; `used_by` names the templates "
-                          "and VMs that join each.")
     table.add("/networks", "POST", create, "Make a virtual network", tag, body=CREATE,
               response=NETWORK_SCHEMA, status=201,
-              description="NAT or isolated: a subnet nothing else uses (KCHNET0009E), the "
-                          "gateway at its first address, DHCP over its upper half. Bridge: "
-                          "through a host bridge; macvtap: through a host interface. Defined, "
-                          "set to autostart and started; undefined again if it cannot start.")
-    table.add("/networks/<name>", "GET", get, "Look at a network", tag,
-              response=NETWORK_SCHEMA)
-    table.add("/networks/<name>", "PUT", update, "Change a network's autostart", tag,
-              body=UPDATE, response=NETWORK_SCHEMA)
-    table.add("/networks/<name>", "DELETE", delete, "Delete a network", tag, status=204,
-              description="Only when inactive (KCHNET0005E) and no template or VM uses it "
-                          "(KCHNET0003E).")
-    table.add("/networks/<name>/activate", "POST", activate, "Start a network", tag,
-              response=NETWORK_SCHEMA)
-    table.add("/networks/<name>/deactivate", "POST", deactivate, "Stop a network", tag,
-              response=NETWORK_SCHEMA,
-              description="Refused while a running VM is connected (KCHNET0007E).")
+              description="On the local host (its interfaces and subnets are the ones "
+                          "checked). NAT or isolated: a subnet nothing else uses "
+                          "(KCHNET0009E), the gateway at its first address, DHCP over its "
+                          "upper half. Bridge: through a host bridge; macvtap: through a host "
+                          "interface. Defined, set to autostart and started; undefined again "
+                          "if it cannot start.")
+    # Every other route twice: at the root (every host's networks in the list; an item
+    # path names the local host's network of that name, else the one host's that has one)
+    # and at the host's own address, /hosts/<host>/networks/...
+    for base, of in (("", ""), ("/hosts/<host>", " of one host")):
+        table.add(f"{base}/networks", "GET", list_networks, f"List virtual networks{of}", tag,
+                  query={"connection": {"type": "string"}, "state": {"type": "string"},
+                         **({} if base else {"host": {"type": "string"}})},
+                  response={"type": "array", "items": NETWORK_SCHEMA},
+                  description="Read from libvirt at each call; `used_by` names the templates "
+                              "and VMs that join each. At the root, every connected host's, "
+                              "each with its `host`.")
+        item = f"{base}/networks/<name>"
+        table.add(item, "GET", get, f"Look at a network{of}", tag, response=NETWORK_SCHEMA)
+        table.add(item, "PUT", update, f"Change a network's autostart{of}", tag,
+                  body=UPDATE, response=NETWORK_SCHEMA)
+        table.add(item, "DELETE", delete, f"Delete a network{of}", tag, status=204,
+                  description="Only when inactive (KCHNET0005E) and no template or VM uses "
+                              "it (KCHNET0003E).")
+        table.add(f"{item}/activate", "POST", activate, f"Start a network{of}", tag,
+                  response=NETWORK_SCHEMA)
+        table.add(f"{item}/deactivate", "POST", deactivate, f"Stop a network{of}", tag,
+                  response=NETWORK_SCHEMA,
+                  description="Refused while a running VM is connected (KCHNET0007E).")
     table.add("/interfaces", "GET", interfaces, "The host's network interfaces", tag,
               query={"type": {"type": "string"}, "status": {"type": "string"}},
               response={"type": "array", "items": INTERFACE_SCHEMA},
-              description="What a bridged (`type=bridge`) or macvtap (`type=nic`) network "
-                          "may use.")
+              description="The local host's: what a bridged (`type=bridge`) or macvtap "
+                          "(`type=nic`) network may use.")
+
+
+def _tag(nets: Networks, found: Any) -> Any:
+    """A network (or a list of them) with the host it is on."""
+    if isinstance(found, list):
+        return [{**x, "host": nets.host} for x in found]
+    return {**found, "host": nets.host}

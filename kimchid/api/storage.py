@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, Reply, RouteTable, matching
+from kimchid.model.hosts import Hosts
 from kimchid.model.storage import POOL_NEEDS, POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -28,6 +29,7 @@ POOL_SCHEMA = {
             "vms": {"type": "array", "items": {"type": "string"}}}},
         "error": {"type": "string", "description": "why libvirt cannot describe it "
                                                   "(state inaccessible)"},
+        "host": {"type": "string", "description": "the host it is on"},
     },
 }
 SOURCE = {
@@ -76,6 +78,7 @@ VOLUME_SCHEMA = {
         "name": {"type": "string"}, "path": {"type": "string"}, "type": {"type": "string"},
         "capacity": {**_INT, "description": "bytes"},
         "allocation": {**_INT, "description": "bytes on disk"},
+        "host": {"type": "string", "description": "the host it is on"},
         "format": {"type": "string"},
         "used_by": {"type": "array", "items": {"type": "string"},
                     "description": "VMs with it as a disk"},
@@ -95,89 +98,137 @@ RESIZE = {"type": "object", "additionalProperties": False, "required": ["size"],
                                   "description": "the new capacity in bytes (only larger)"}}}
 
 
-def register(table: RouteTable, storage: Storage) -> None:
+def register(table: RouteTable, hosts: Hosts) -> None:
+    async def pools_at(call: Call) -> Storage:
+        """The storage of the host the path names: its own (/hosts/<host>/...), else the
+        local host's when it has that pool, else the one host's that has it (409 when
+        several do)."""
+        if "host" in call.args:
+            return hosts.get(call.args["host"]).storage
+        name = call.args.get("name")
+        if name is None or len(hosts) == 1:
+            return hosts.local.storage
+        return (await hosts.holder("storage pool", name, "storagepools",
+                                   lambda h: h.storage.get_pool(name))).storage
+
     async def list_pools(call: Call) -> list[dict[str, Any]]:
-        return matching(await storage.list_pools(), call.query)
+        if "host" in call.args:
+            st = hosts.get(call.args["host"]).storage
+            return matching(_tag(st, await st.list_pools()), call.query)
+        out: list[dict[str, Any]] = []
+        for h in hosts.reachable_objects():
+            out += _tag(h.storage, await h.storage.list_pools())
+        return matching(out, call.query)
 
     async def create_pool(call: Call) -> Reply:
-        p = await storage.create_pool(call.body)
-        return Reply(201, p, {"Location": f"/storagepools/{p['name']}"})
+        st = await pools_at(call)
+        p = _tag(st, await st.create_pool(call.body))
+        return Reply(201, p, {"Location": f"{_base(call)}/storagepools/{p['name']}"})
 
     async def get_pool(call: Call) -> dict[str, Any]:
-        return await storage.get_pool(call.args["name"])
+        st = await pools_at(call)
+        return _tag(st, await st.get_pool(call.args["name"]))
 
     async def update_pool(call: Call) -> dict[str, Any]:
-        return await storage.set_autostart(call.args["name"], call.body["autostart"])
+        st = await pools_at(call)
+        return _tag(st, await st.set_autostart(call.args["name"], call.body["autostart"]))
 
     async def delete_pool(call: Call) -> Reply:
-        await storage.delete_pool(call.args["name"])
+        await (await pools_at(call)).delete_pool(call.args["name"])
         return Reply(204, None)
 
     async def activate(call: Call) -> dict[str, Any]:
-        return await storage.activate(call.args["name"])
+        st = await pools_at(call)
+        return _tag(st, await st.activate(call.args["name"]))
 
     async def deactivate(call: Call) -> dict[str, Any]:
-        return await storage.deactivate(call.args["name"])
+        st = await pools_at(call)
+        return _tag(st, await st.deactivate(call.args["name"]))
 
     async def refresh(call: Call) -> dict[str, Any]:
-        return await storage.refresh(call.args["name"])
+        st = await pools_at(call)
+        return _tag(st, await st.refresh(call.args["name"]))
 
     async def list_volumes(call: Call) -> list[dict[str, Any]]:
-        return matching(await storage.list_volumes(call.args["name"]), call.query)
+        st = await pools_at(call)
+        return matching(_tag(st, await st.list_volumes(call.args["name"])), call.query)
 
     async def create_volume(call: Call) -> Reply:
+        st = await pools_at(call)
         pool = call.args["name"]
-        v = await storage.create_volume(pool, call.body)
-        return Reply(201, v, {"Location": f"/storagepools/{pool}/storagevolumes/{v['name']}"})
+        v = _tag(st, await st.create_volume(pool, call.body))
+        return Reply(201, v, {"Location": f"{_base(call)}/storagepools/{pool}/storagevolumes/"
+                                          f"{v['name']}"})
 
     async def get_volume(call: Call) -> dict[str, Any]:
-        return await storage.get_volume(call.args["name"], call.args["vol"])
+        st = await pools_at(call)
+        return _tag(st, await st.get_volume(call.args["name"], call.args["vol"]))
 
     async def delete_volume(call: Call) -> Reply:
-        await storage.delete_volume(call.args["name"], call.args["vol"])
+        await (await pools_at(call)).delete_volume(call.args["name"], call.args["vol"])
         return Reply(204, None)
 
     async def resize(call: Call) -> dict[str, Any]:
-        return await storage.resize_volume(call.args["name"], call.args["vol"],
-                                           call.body["size"])
+        st = await pools_at(call)
+        return _tag(st, await st.resize_volume(call.args["name"], call.args["vol"],
+                                               call.body["size"]))
 
     tag = "storage"
-    table.add("/storagepools", "GET", list_pools, "List storage pools", tag,
-              query={"type": {"type": "string"}, "state": {"type": "string"}},
-              response={"type": "array", "items": POOL_SCHEMA},
-              description="Read from libvirt at each call (pools made with virsh show too); "
-                          "`used_by` names the templates and VMs with disks there.")
-    table.add("/storagepools", "POST", create_pool, "Make a storage pool", tag,
-              body=CREATE_POOL, response=POOL_SCHEMA, status=201,
-              description="Defined, built (a dir pool's folder is made), set to autostart and "
-                          "started; if a step fails, the earlier ones are undone.")
-    table.add("/storagepools/<name>", "GET", get_pool, "Look at a storage pool", tag,
-              response=POOL_SCHEMA)
-    table.add("/storagepools/<name>", "PUT", update_pool, "Change a pool's autostart", tag,
-              body=UPDATE_POOL, response=POOL_SCHEMA)
-    table.add("/storagepools/<name>", "DELETE", delete_pool, "Forget a storage pool", tag,
-              status=204, description="Only when inactive (KCHPOOL0005E) and no template "
-                                      "names it (KCHPOOL0006E). Its files stay on disk.")
-    table.add("/storagepools/<name>/activate", "POST", activate, "Start a storage pool", tag,
-              response=POOL_SCHEMA)
-    table.add("/storagepools/<name>/deactivate", "POST", deactivate, "Stop a storage pool",
-              tag, response=POOL_SCHEMA,
-              description="Refused while a running VM has a disk there (KCHPOOL0007E).")
-    table.add("/storagepools/<name>/refresh", "POST", refresh,
-              "Look for volumes again (files copied in by hand)", tag, response=POOL_SCHEMA)
-    table.add("/storagepools/<name>/storagevolumes", "GET", list_volumes,
-              "List a pool's volumes", tag,
-              query={"format": {"type": "string"}, "type": {"type": "string"}},
-              response={"type": "array", "items": VOLUME_SCHEMA})
-    table.add("/storagepools/<name>/storagevolumes", "POST", create_volume,
-              "Make a volume", tag, body=CREATE_VOLUME, response=VOLUME_SCHEMA, status=201,
-              description="qcow2 (default) or raw, sparse. A raw volume larger than the "
-                          "pool's free space is refused (KCHVOL0003E).")
-    table.add("/storagepools/<name>/storagevolumes/<vol>", "GET", get_volume,
-              "Look at a volume", tag, response=VOLUME_SCHEMA)
-    table.add("/storagepools/<name>/storagevolumes/<vol>", "DELETE", delete_volume,
-              "Delete a volume and its data", tag, status=204,
-              description="Refused while a VM has it as a disk (KCHVOL0005E).")
-    table.add("/storagepools/<name>/storagevolumes/<vol>/resize", "POST", resize,
-              "Grow a volume", tag, body=RESIZE, response=VOLUME_SCHEMA,
-              description="Only larger (KCHVOL0007E), and not while a running VM uses it.")
+    # Every route twice: at the root (every host's pools in the list; an item path names
+    # the local host's pool of that name, else the one host's that has one) and at the
+    # host's own address, /hosts/<host>/storagepools/...
+    for base, of in (("", ""), ("/hosts/<host>", " of one host")):
+        table.add(f"{base}/storagepools", "GET", list_pools, f"List storage pools{of}", tag,
+                  query={"type": {"type": "string"}, "state": {"type": "string"},
+                         **({} if base else {"host": {"type": "string"}})},
+                  response={"type": "array", "items": POOL_SCHEMA},
+                  description="Read from libvirt at each call (pools made with virsh show "
+                              "too); `used_by` names the templates and VMs with disks there. "
+                              "At the root, every connected host's, each with its `host`.")
+        table.add(f"{base}/storagepools", "POST", create_pool, f"Make a storage pool{of}", tag,
+                  body=CREATE_POOL, response=POOL_SCHEMA, status=201,
+                  description="Defined, built (a dir pool's folder is made), set to autostart "
+                              "and started; if a step fails, the earlier ones are undone. At "
+                              "the root: on the local host.")
+        item = f"{base}/storagepools/<name>"
+        table.add(item, "GET", get_pool, f"Look at a storage pool{of}", tag,
+                  response=POOL_SCHEMA)
+        table.add(item, "PUT", update_pool, f"Change a pool's autostart{of}", tag,
+                  body=UPDATE_POOL, response=POOL_SCHEMA)
+        table.add(item, "DELETE", delete_pool, f"Forget a storage pool{of}", tag,
+                  status=204, description="Only when inactive (KCHPOOL0005E) and no template "
+                                          "names it (KCHPOOL0006E). Its files stay on disk.")
+        table.add(f"{item}/activate", "POST", activate, f"Start a storage pool{of}", tag,
+                  response=POOL_SCHEMA)
+        table.add(f"{item}/deactivate", "POST", deactivate, f"Stop a storage pool{of}", tag,
+                  response=POOL_SCHEMA,
+                  description="Refused while a running VM has a disk there (KCHPOOL0007E).")
+        table.add(f"{item}/refresh", "POST", refresh,
+                  f"Look for volumes again (files copied in by hand){of}", tag,
+                  response=POOL_SCHEMA)
+        table.add(f"{item}/storagevolumes", "GET", list_volumes, f"List a pool's volumes{of}",
+                  tag, query={"format": {"type": "string"}, "type": {"type": "string"}},
+                  response={"type": "array", "items": VOLUME_SCHEMA})
+        table.add(f"{item}/storagevolumes", "POST", create_volume, f"Make a volume{of}", tag,
+                  body=CREATE_VOLUME, response=VOLUME_SCHEMA, status=201,
+                  description="qcow2 (default) or raw, sparse. A raw volume larger than the "
+                              "pool's free space is refused (KCHVOL0003E).")
+        vol = f"{item}/storagevolumes/<vol>"
+        table.add(vol, "GET", get_volume, f"Look at a volume{of}", tag,
+                  response=VOLUME_SCHEMA)
+        table.add(vol, "DELETE", delete_volume, f"Delete a volume and its data{of}", tag,
+                  status=204, description="Refused while a VM has it as a disk (KCHVOL0005E).")
+        table.add(f"{vol}/resize", "POST", resize, f"Grow a volume{of}", tag, body=RESIZE,
+                  response=VOLUME_SCHEMA,
+                  description="Only larger (KCHVOL0007E), and not while a running VM uses it.")
+
+
+def _tag(st: Storage, found: Any) -> Any:
+    """A pool or volume (or a list of them) with the host it is on."""
+    if isinstance(found, list):
+        return [{**x, "host": st.host} for x in found]
+    return {**found, "host": st.host}
+
+
+def _base(call: Call) -> str:
+    return f"/hosts/{call.args['host']}" if "host" in call.args else ""

@@ -87,6 +87,8 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/hosts", frozenset({"POST"}), subtree=False),
     AdminRule("/hosts/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
     AdminRule("/hosts/*/vms/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
+    AdminRule("/hosts/*/storagepools", UNSAFE_METHODS),
+    AdminRule("/hosts/*/networks", UNSAFE_METHODS),
     # VMs: users operate the VMs assigned to them (start, poweroff, ...), but only admins
     # create, change (a PUT can assign users and groups), delete or clone them
     AdminRule("/vms", frozenset({"POST"}), subtree=False),

@@ -13,17 +13,19 @@ with its state (``connected``, ``connecting``, ``unreachable`` with libvirt's re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from kimchi.bus import LOCAL_HOST
-from kimchi.errors import Conflict, InvalidOperation, NotFound
+from kimchi.errors import Conflict, InvalidOperation, NotFound, ServiceUnavailable
 from kimchid.adapters.libvirt import ConnectionFailed, LibvirtConnection
 from kimchid.adapters.objectstore import Exists, ObjectStore, StoredObject
 from kimchid.model.events import EventHub
+from kimchid.model.networks import Networks
+from kimchid.model.storage import Storage
 from kimchid.model.vms import VmActions, VmInventory
 
 log = Logger()
@@ -37,7 +39,12 @@ class Host:
     """One host: its connection, its VMs, and what it is."""
 
     def __init__(self, name: str, uri: str, local: bool, conn: LibvirtConnection,
-                 events: EventHub, vms: VmInventory | None = None) -> None:
+                 events: EventHub, vms: VmInventory | None = None,
+                 template_pools: Callable[[], dict[str, list[str]]] = dict,
+                 template_networks: Callable[[], dict[str, list[str]]] = dict) -> None:
+        """``template_pools``, ``template_networks``: which templates name each pool and
+        network (blocking): the local host's templates; another host's are none (kimchi
+        makes VMs from templates on the local host only, for now)."""
         self.name = name
         self.uri = uri
         self.local = local
@@ -45,6 +52,8 @@ class Host:
         self.events = events
         self.vms = vms if vms is not None else VmInventory(conn, events, host=name)
         self.actions = VmActions(self.vms)
+        self.storage = Storage(conn, events, self.vms, template_pools, host=name)
+        self.networks = Networks(conn, events, self.vms, template_networks, host=name)
         self.cpus = 0
         self.memory = 0  # bytes
         self._told: str | None = None  # the state last published
@@ -130,6 +139,37 @@ class Hosts:
         if not up:
             self.local.vms.list()  # raises its ServiceUnavailable
         return up
+
+    def reachable_objects(self) -> list[Host]:
+        """The hosts whose pools and networks a root listing reads: the connected ones (the
+        local host alone, whatever its state, when it is the only one: its 503 then)."""
+        if len(self._hosts) == 1:
+            return [self.local]
+        return [h for h in self if h.conn.up] or [self.local]
+
+    async def holder(self, kind: str, name: str, collection: str,
+                     probe: Callable[[Host], Awaitable[Any]]) -> Host:
+        """The host a root item path (/<collection>/<name>) means: the local host when it
+        has one (``probe`` answers), else the one connected host that has one; 409 when
+        several do; the local host (and its 404) when none does."""
+        have = []
+        for h in self:
+            if not h.local and not h.conn.up:
+                continue
+            try:
+                await probe(h)
+            except (NotFound, ServiceUnavailable):
+                continue
+            if h.local:
+                return h
+            have.append(h)
+        if len(have) == 1:
+            return have[0]
+        if not have:
+            return self.local
+        raise Conflict("KCHHOST0007E", kind=kind, name=name,
+                       addresses=", ".join(f"/hosts/{h.name}/{collection}/{name}"
+                                           for h in have))
 
     def vm_list(self) -> list[dict[str, Any]]:
         """Every reachable host's VMs: the local host's first, each host's by name."""

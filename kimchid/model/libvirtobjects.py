@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kimchi.bus import LOCAL_HOST
 from kimchi.errors import ServiceUnavailable
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.events import EventHub
@@ -29,9 +30,15 @@ class LibvirtObjects:
     """Reads and changes go to libvirt's threads; a 503 while libvirtd is away; changes
     are announced with :meth:`EventHub.publish`."""
 
-    def __init__(self, libvirt: LibvirtConnection, events: EventHub) -> None:
+    def __init__(self, libvirt: LibvirtConnection, events: EventHub,
+                 host: str = LOCAL_HOST) -> None:
         self.libvirt = libvirt
         self.events = events
+        self.host = host  # the name of the host whose objects these are
+
+    async def _publish(self, etype: str, data: dict[str, Any]) -> None:
+        """Announce a change, naming the host (``data.host``)."""
+        await self.events.publish(etype, {**data, "host": self.host})
 
     async def _run(self, fn: Callable[[Any], T]) -> T:
         if not self.libvirt.up:

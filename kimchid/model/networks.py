@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 from twisted.internet import threads
 
+from kimchi.bus import LOCAL_HOST
 from kimchi.errors import (
     InvalidOperation,
     InvalidRequest,
@@ -165,8 +166,9 @@ def network_info(net: Any) -> dict[str, Any]:
 
 class Networks(LibvirtObjects):
     def __init__(self, libvirt: LibvirtConnection, events: EventHub, vms: VmInventory,
-                 template_networks: Callable[[], dict[str, list[str]]]) -> None:
-        super().__init__(libvirt, events)
+                 template_networks: Callable[[], dict[str, list[str]]],
+                 host: str = LOCAL_HOST) -> None:
+        super().__init__(libvirt, events, host)
         self.vms = vms
         self.template_networks = template_networks  # network -> templates (blocking)
 
@@ -243,7 +245,7 @@ class Networks(LibvirtObjects):
             return network_info(net)
 
         out = (await self._with_usage([await self._run(make)]))[0]
-        await self.events.publish("network.created", out)
+        await self._publish("network.created", out)
         return out
 
     async def set_autostart(self, name: str, autostart: bool) -> dict[str, Any]:
@@ -253,7 +255,7 @@ class Networks(LibvirtObjects):
             return network_info(n)
 
         out = (await self._with_usage([await self._run(change)]))[0]
-        await self.events.publish("network.updated", out)
+        await self._publish("network.updated", out)
         return out
 
     async def activate(self, name: str) -> dict[str, Any]:
@@ -268,7 +270,7 @@ class Networks(LibvirtObjects):
             return network_info(n)
 
         out = (await self._with_usage([await self._run(start)]))[0]
-        await self.events.publish("network.updated", out)
+        await self._publish("network.updated", out)
         return out
 
     async def deactivate(self, name: str) -> dict[str, Any]:
@@ -285,7 +287,7 @@ class Networks(LibvirtObjects):
             return network_info(n)
 
         out = (await self._with_usage([await self._run(stop)]))[0]
-        await self.events.publish("network.updated", out)
+        await self._publish("network.updated", out)
         return out
 
     async def delete(self, name: str) -> None:
@@ -296,7 +298,7 @@ class Networks(LibvirtObjects):
         if users:
             raise InvalidOperation("KCHNET0003E", name=name, users=", ".join(users))
         await self._run(lambda c: self._net(c, name).undefine())
-        await self.events.publish("network.deleted", {"name": name})
+        await self._publish("network.deleted", {"name": name})
 
 
 def _check_subnet(conn: Any, text: str) -> ipaddress.IPv4Network:

@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.internet import threads
 
+from kimchi.bus import LOCAL_HOST
 from kimchi.errors import (
     InvalidOperation,
     InvalidRequest,
@@ -149,8 +150,9 @@ def check_pool_request(body: dict[str, Any]) -> None:
 
 class Storage(LibvirtObjects):
     def __init__(self, libvirt: LibvirtConnection, events: EventHub, vms: VmInventory,
-                 template_pools: Callable[[], dict[str, list[str]]]) -> None:
-        super().__init__(libvirt, events)
+                 template_pools: Callable[[], dict[str, list[str]]],
+                 host: str = LOCAL_HOST) -> None:
+        super().__init__(libvirt, events, host)
         self.vms = vms
         self.template_pools = template_pools  # pool name -> templates naming it (blocking)
 
@@ -264,7 +266,7 @@ class Storage(LibvirtObjects):
             return pool_info(pool)
 
         out = await self._one_with_usage(await self._run(make))
-        await self.events.publish("storagepool.created", out)
+        await self._publish("storagepool.created", out)
         return out
 
     async def set_autostart(self, name: str, autostart: bool) -> dict[str, Any]:
@@ -274,7 +276,7 @@ class Storage(LibvirtObjects):
             return pool_info(p)
 
         out = await self._one_with_usage(await self._run(change))
-        await self.events.publish("storagepool.updated", out)
+        await self._publish("storagepool.updated", out)
         return out
 
     async def activate(self, name: str) -> dict[str, Any]:
@@ -289,7 +291,7 @@ class Storage(LibvirtObjects):
             return pool_info(p)
 
         out = await self._one_with_usage(await self._run(start))
-        await self.events.publish("storagepool.updated", out)
+        await self._publish("storagepool.updated", out)
         return out
 
     async def deactivate(self, name: str) -> dict[str, Any]:
@@ -310,7 +312,7 @@ class Storage(LibvirtObjects):
             return pool_info(p)
 
         out = await self._one_with_usage(await self._run(stop))
-        await self.events.publish("storagepool.updated", out)
+        await self._publish("storagepool.updated", out)
         return out
 
     async def refresh(self, name: str) -> dict[str, Any]:
@@ -339,7 +341,7 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHPOOL0009E", name=name, error=why(e)) from None
 
         await self._run(drop)
-        await self.events.publish("storagepool.deleted", {"name": name})
+        await self._publish("storagepool.deleted", {"name": name})
 
     # -- volumes ------------------------------------------------------------------------
 
@@ -368,7 +370,7 @@ class Storage(LibvirtObjects):
 
         out = await self._run(make)
         out["used_by"] = []
-        await self.events.publish("storagevolume.created", {**out, "pool": pool})
+        await self._publish("storagevolume.created", {**out, "pool": pool})
         return out
 
     async def delete_volume(self, pool: str, name: str) -> None:
@@ -383,7 +385,7 @@ class Storage(LibvirtObjects):
                 raise OperationFailed("KCHVOL0006E", name=name, error=why(e)) from None
 
         await self._run(drop)
-        await self.events.publish("storagevolume.deleted", {"name": name, "pool": pool})
+        await self._publish("storagevolume.deleted", {"name": name, "pool": pool})
 
     async def resize_volume(self, pool: str, name: str, size: int) -> dict[str, Any]:
         vol = await self.get_volume(pool, name)
@@ -407,7 +409,7 @@ class Storage(LibvirtObjects):
 
         out = await self._run(grow)
         out["used_by"] = vol["used_by"]
-        await self.events.publish("storagevolume.updated", {**out, "pool": pool})
+        await self._publish("storagevolume.updated", {**out, "pool": pool})
         return out
 
 

@@ -99,6 +99,41 @@ def test_hosts_are_added_listed_merged_filtered_and_removed(
     assert k.get("/hosts/h3/vms/db2").status_code == 404
     assert k.get("/hosts/h9/vms").status_code == 404
 
+    # pools and networks: every host's in the root lists, each host's at its own address
+    pools = k.get("/storagepools").json()
+    # (kimchid makes the pool "default" on its own host only)
+    assert sorted((p["host"], p["name"]) for p in pools) == [
+        ("h2", "default-pool"), ("h3", "default-pool"), ("local", "default"),
+        ("local", "default-pool")]
+    assert k.get("/storagepools/default").json()["host"] == "local"
+    assert [p["host"] for p in k.get("/storagepools?host=h2").json()] == ["h2"]
+    assert k.get("/storagepools/default-pool").json()["host"] == "local"  # several: local's
+    r = k.post("/hosts/h2/storagepools/default-pool/storagevolumes",
+               {"name": "data.qcow2", "capacity": 1048576})
+    assert r.status_code == 201 and r.json()["host"] == "h2", r.text
+    assert r.headers["Location"] == \
+        "/hosts/h2/storagepools/default-pool/storagevolumes/data.qcow2"
+    h2_pool = cluster3["h2"].keep.storagePoolLookupByName("default-pool")
+    assert "data.qcow2" in h2_pool.listVolumes()
+    assert "data.qcow2" not in cluster3["h1"].keep.storagePoolLookupByName(
+        "default-pool").listVolumes()
+    vols = k.get("/hosts/h2/storagepools/default-pool/storagevolumes").json()
+    assert "data.qcow2" in [v["name"] for v in vols] and {v["host"] for v in vols} == {"h2"}
+    made = k.get("/events?since=0&types=storagevolume.created").json()
+    assert [e["data"]["host"] for e in made if e["data"]["name"] == "data.qcow2"] == ["h2"]
+    nets = k.get("/networks").json()
+    assert sorted((n["host"], n["name"]) for n in nets) == [
+        ("h2", "default"), ("h3", "default"), ("local", "default")]
+    r = k.post("/hosts/h3/networks/default/deactivate")  # h3's own VMs are what counts
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHNET0007E"
+    assert r.json()["reason"].endswith("running VMs test")
+    assert k.post("/hosts/h3/vms/test/poweroff").status_code == 200
+    r = k.post("/hosts/h3/networks/default/deactivate")
+    assert r.status_code == 200 and r.json()["state"] == "inactive" and r.json()["host"] == "h3"
+    assert not cluster3["h3"].keep.networkLookupByName("default").isActive()
+    assert cluster3["h1"].keep.networkLookupByName("default").isActive()
+    assert k.get("/hosts/h9/storagepools").status_code == 404
+
     # refusals: a name or a URI taken, an unreachable host (nothing kept), the local host
     r = k.post("/hosts", json={"name": "h2", "uri": "test+unix:///default?socket=/nowhere"})
     assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0002E"
