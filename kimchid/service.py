@@ -105,7 +105,7 @@ class Kimchid(MultiService):
         self.networks = local.networks
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities,
-                                    cfg.state_dir / "vm-create-leftovers.json")
+                                    cfg.state_dir / "vm-create-leftovers.json", self.hosts)
         self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
                                   redis_url, cfg.redis.timeout, cfg.workers.copy_limit_mib)
         self.snapshots = Snapshots(self.tasks, self.vms, self.libvirt, self.events)

@@ -26,6 +26,9 @@ CREATE_BODY = {
         "storagepool": {"type": "string", "minLength": 1, "maxLength": 160,
                         "description": "put every disk in this pool instead of the template's "
                                        "(a name or /storagepools/<name>)"},
+        "host": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
+                 "description": "the host to make it on (default: local); its pools and "
+                                "networks named by the template must be there"},
     },
 }
 UPDATE_BODY = {

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from twisted.internet import threads
@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from kimchi import bus, isoinfo
+from kimchi.bus import LOCAL_HOST
 from kimchi.bus.context import JobContext, Stop
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchi.outbound import DestinationRefused
@@ -45,6 +46,9 @@ from kimchid.model.domainxml import (
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
 from kimchid.model.vms import VmInventory
+
+if TYPE_CHECKING:
+    from kimchid.model.hosts import Hosts
 
 log = Logger()
 
@@ -117,6 +121,7 @@ class Leftovers:
     volumes: list[PlannedVolume]
     paths: dict[str, str]  # volume name -> its path, where known
     domain_unknown: bool = False  # libvirt could not be asked whether it was defined
+    host: str = LOCAL_HOST  # where
 
     def describe(self) -> str:
         what = [f"volume {self.paths.get(v.name) or v.name} (storage pool {v.pool})"
@@ -143,10 +148,12 @@ def _remove(conn: Any, left: Leftovers) -> list[PlannedVolume]:
 class VmCreator:
     def __init__(self, tasks: TaskService, inventory: VmInventory, templates: TemplateService,
                  libvirt: LibvirtConnection, capabilities: Capabilities,
-                 leftovers_file: Path | None = None) -> None:
+                 leftovers_file: Path | None = None, hosts: Hosts | None = None) -> None:
         """*leftovers_file*: where what failed creations left is kept across restarts
-        (None: in memory only)."""
+        (None: in memory only); *hosts*: where a request may ask for its VM (its ``host``;
+        without: the local host only)."""
         self.tasks = tasks
+        self.hosts = hosts
         self.inventory = inventory
         self.templates = templates
         self.libvirt = libvirt
@@ -185,21 +192,27 @@ class VmCreator:
                 raise InvalidOperation("KCHVM0005E", path=path,
                                      reason=f"libvirt here does not stream {scheme}")
         await self.forget_ended()
-        name = body.get("name") or self.free_name(f"{template_name}-vm")
-        self.check_free(name)
+        host = LOCAL_HOST if self.hosts is None else \
+            self.hosts.known(body.get("host", LOCAL_HOST)).name
+        conn, inventory = self._of(host)
+        name = body.get("name") or self.free_name(f"{template_name}-vm", inventory)
+        self.check_free(name, inventory)
         data = {k: v for k, v in template.items() if k not in ("name", "invalid")}
         if body.get("storagepool"):  # Kimchi's override: every disk in that pool
             pool = _last(body["storagepool"], "storagepools")
             data["disks"] = [{**d, "pool": {"name": pool}} for d in data.get("disks", [])]
         plan = plan_volumes(name, data)
+        params = {"name": name, "template": template_name, "template_data": data,
+                  # another host: KVM where its libvirt offers it (the probes are local)
+                  "kvm": bool(caps.get("kvm")) if host == LOCAL_HOST else True}
+        if host != LOCAL_HOST:
+            params["host"] = host
         with self.holding(name):  # while the pools are looked at
-            problem = await self.libvirt.run(lambda c: _pool_problems(c, plan))
+            problem = await conn.run(lambda c: _pool_problems(c, plan))
             if problem is not None:
                 raise problem
-            task = await self.tasks.submit(
-                KIND, {"name": name, "template": template_name, "template_data": data,
-                       "kvm": bool(caps.get("kvm"))},
-                f"/vms/{name}", owner)
+            where = "/vms" if host == LOCAL_HOST else f"/hosts/{host}/vms"
+            task = await self.tasks.submit(KIND, params, f"{where}/{name}", owner, host=host)
         self.hold(name, task["id"])
         return task
 
@@ -224,9 +237,19 @@ class VmCreator:
         """Whether a creation or a clone under way will make a VM called ``name``."""
         return name in self._pending
 
-    def check_free(self, name: str) -> None:
+    def _of(self, host: str) -> tuple[LibvirtConnection, VmInventory]:
+        """The libvirt connection and the VMs of ``host``."""
+        if host == LOCAL_HOST or self.hosts is None:
+            return self.libvirt, self.inventory
+        try:
+            h = self.hosts.get(host)
+        except NotFound:  # forgotten since the task was made
+            raise KimchiError("KCHHOST0001E", name=host) from None
+        return h.conn, h.vms
+
+    def check_free(self, name: str, inventory: VmInventory | None = None) -> None:
         """400 if a VM has this name (KCHVM0001E) or one is being made with it (0009E)."""
-        if any(vm["name"] == name for vm in self.inventory.list()):
+        if any(vm["name"] == name for vm in (inventory or self.inventory).list()):
             raise InvalidOperation("KCHVM0001E", name=name)
         if name in self._pending:
             raise InvalidOperation("KCHVM0009E", name=name)
@@ -245,9 +268,9 @@ class VmCreator:
         """``name`` is taken until the task making it ends."""
         self._pending[name] = task_id
 
-    def free_name(self, prefix: str) -> str:
+    def free_name(self, prefix: str, inventory: VmInventory | None = None) -> str:
         """``<prefix>-N`` with the first N no VM has or is being made with."""
-        taken = {vm["name"] for vm in self.inventory.list()} | set(self._pending)
+        taken = {vm["name"] for vm in (inventory or self.inventory).list()} | set(self._pending)
         n = 1
         while f"{prefix}-{n}" in taken:
             n += 1
@@ -256,9 +279,10 @@ class VmCreator:
     async def forget_ended(self) -> None:
         """Release the names of creations that have ended (however they ended), but not
         of those whose leftovers are still there: a new VM could take their volumes."""
-        if self._leftovers:
+        for host in {left.host for left in self.leftovers()}:
             try:
-                await self.libvirt.run(self.remove_leftovers)
+                conn, _vms = self._of(host)
+                await conn.run(partial(self.remove_leftovers, host=host))
             except Exception as e:  # libvirt still away: the names stay taken
                 log.debug("leftovers not removed yet: {e}", e=str(e))
         for name, task_id in list(self._pending.items()):
@@ -301,16 +325,16 @@ class VmCreator:
     def _libvirt_back(self) -> None:
         """libvirt (re)connected: remove what failed creations could not."""
         if self._leftovers:
-            d = Deferred.fromCoroutine(self.libvirt.run(self.remove_leftovers))
+            d = Deferred.fromCoroutine(self.libvirt.run(self.remove_leftovers))  # local
             d.addErrback(lambda f: log.failure("removing what failed creations left", f))
 
-    def remove_leftovers(self, conn: Any) -> None:
-        """Remove the leftovers of failed creations; keep those that still cannot be
-        (blocking: a libvirt thread)."""
+    def remove_leftovers(self, conn: Any, host: str = LOCAL_HOST) -> None:
+        """Remove the leftovers of failed creations on ``host`` (``conn``'s); keep those
+        that still cannot be (blocking: a libvirt thread)."""
         import libvirt
 
         with self._leftovers_lock:
-            todo = list(self._leftovers.values())
+            todo = [left for left in self._leftovers.values() if left.host == host]
         for left in todo:
             try:
                 still = _remove(conn, left)
@@ -340,10 +364,12 @@ class VmCreator:
 
         p = ctx.params
         name, template_name, data = p["name"], p["template"], p["template_data"]
+        host = p.get("host", LOCAL_HOST)
+        conn, inventory = self._of(host)
         plan = plan_volumes(name, data)
         made: list[PlannedVolume] = []
         paths: list[tuple[PlannedVolume, str]] = []
-        call = self.libvirt.call
+        call = conn.call
 
         def step(percent: float, text: str) -> None:
             ctx.progress(percent, text)
@@ -374,20 +400,20 @@ class VmCreator:
             ctx.check()
             uuid = call(lambda c: c.defineXML(xml).UUIDString())
             # finish once the VM is listed: whoever follows the task can GET it at once
-            self.inventory.wait_listed(uuid)
+            inventory.wait_listed(uuid)
             return {"name": name, "uuid": uuid, "message": f"Created {name}",
                     "disks": [path for _v, path in paths]}
         except Stop:
-            self._undo(name, made, ctx.task_id, paths)
+            self._undo(name, made, ctx.task_id, paths, host)
             raise
         except libvirt.libvirtError as e:
-            left = self._undo(name, made, ctx.task_id, paths)
+            left = self._undo(name, made, ctx.task_id, paths, host)
             if left is None:
                 raise KimchiError("KCHVM0008E", name=name, error=e.get_error_message()) from None
             raise KimchiError("KCHVM0023E", name=name, error=e.get_error_message(),
                               left=left.describe()) from None
         except Exception as e:
-            left = self._undo(name, made, ctx.task_id, paths)
+            left = self._undo(name, made, ctx.task_id, paths, host)
             if left is None:
                 raise
             error = e.reason if isinstance(e, KimchiError) else f"{type(e).__name__}: {e}"
@@ -400,12 +426,14 @@ class VmCreator:
         return str(pool.createXML(volume_xml(vol), 0).path())
 
     def _undo(self, name: str, made: list[PlannedVolume], task_id: str,
-              paths: list[tuple[PlannedVolume, str]]) -> Leftovers | None:
+              paths: list[tuple[PlannedVolume, str]],
+              host: str = LOCAL_HOST) -> Leftovers | None:
         """Remove what this attempt made; None when it is all gone, else what is left,
         kept to be removed once libvirt answers again."""
-        left = Leftovers(name, task_id, list(made), {v.name: path for v, path in paths})
+        left = Leftovers(name, task_id, list(made), {v.name: path for v, path in paths},
+                         host=host)
         try:
-            left.volumes = self.libvirt.call(partial(_remove, left=left))
+            left.volumes = self._of(host)[0].call(partial(_remove, left=left))
             if not left.volumes:
                 return None
         except Exception as e:  # libvirt away: the domain too may be there, or not

@@ -274,3 +274,37 @@ def test_a_scan_runs_on_a_worker_of_its_host_and_waits_then_fails_when_none_serv
     # a host kimchi does not manage is refused
     r = k.post("/isos/scan", {"path": str(iso_tree), "host": "h9"})
     assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0008E"
+
+
+def test_a_vm_is_made_on_the_host_the_request_names(multi: Kimchi, cluster3: Cluster,
+                                                     tmp_path):  # noqa: F811
+    from tests.isofactory import make_iso
+
+    k = multi
+    iso = make_iso(tmp_path / "iso" / "fedora.iso", "Fedora-WS-Live-39-1-5")
+    assert k.post("/hosts", json={"name": "h2", "uri": cluster3["h2"].uri}).status_code == 201
+    assert k.post("/templates", {"name": "f39", "source_media": {"type": "disk",
+                                                                  "path": str(iso)}}
+                  ).status_code == 201
+    wait_for(lambda: k.get("/templates/f39").json()["invalid"] == {}, what="the template")
+    # h2 has no pool "default" (the template's): refused before any task, naming it
+    r = k.post("/vms", {"template": "f39", "host": "h2"})
+    assert r.status_code == 400 and r.json()["errcode"].startswith("KCHVM"), r.text
+    assert "default" in r.json()["reason"]
+    r = k.post("/vms", {"template": "f39", "host": "h2", "storagepool": "default-pool"})
+    assert r.status_code == 202, r.text
+    task = r.json()
+    assert task["host"] == "h2" and task["target_uri"] == "/hosts/h2/vms/f39-vm-1"
+    done = k.wait_task(task["id"])
+    assert done["status"] == "finished", done
+    vm = k.get("/hosts/h2/vms/f39-vm-1").json()
+    assert vm["host"] == "h2" and vm["template"] == "f39"
+    assert "f39-vm-1" in [d.name() for d in cluster3["h2"].keep.listAllDomains()]
+    assert "f39-vm-1" not in [d.name() for d in cluster3["h1"].keep.listAllDomains()]
+    vols = cluster3["h2"].keep.storagePoolLookupByName("default-pool").listVolumes()
+    assert "f39-vm-1-0.qcow2" in vols
+    # the local host's next one is its own f39-vm-1 (names are per host)
+    local = k.wait_task(k.post("/vms", {"template": "f39"}).json()["id"])
+    assert local["status"] == "finished" and local["target_uri"] == "/vms/f39-vm-1"
+    r = k.post("/vms", {"template": "f39", "host": "h9"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0008E"
