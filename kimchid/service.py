@@ -85,7 +85,8 @@ class Kimchid(MultiService):
                      template_pools=lambda: pools_named(self.store),
                      template_networks=lambda: networks_named(self.store))
         self.hosts = Hosts(local, self.store, self.events,
-                           lambda uri: LibvirtConnection(uri, reactor))
+                           lambda uri: LibvirtConnection(uri, reactor), reactor,
+                           cfg.libvirt.stats_interval)
         self.vms = local.vms
         self.vm_actions = local.actions
         self.screenshots = Screenshots(self.vms, reactor)

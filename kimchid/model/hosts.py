@@ -27,6 +27,7 @@ from kimchid.model.events import EventHub
 from kimchid.model.networks import Networks
 from kimchid.model.storage import Storage
 from kimchid.model.vms import VmActions, VmInventory
+from kimchid.model.vmstats import VmStats
 
 log = Logger()
 
@@ -52,6 +53,7 @@ class Host:
         self.events = events
         self.vms = vms if vms is not None else VmInventory(conn, events, host=name)
         self.actions = VmActions(self.vms)
+        self.stats: VmStats | None = None  # the VM figures (the local host's: kimchid's)
         self.storage = Storage(conn, events, self.vms, template_pools, host=name)
         self.networks = Networks(conn, events, self.vms, template_networks, host=name)
         self.cpus = 0
@@ -108,7 +110,12 @@ class Hosts:
     """Every host by name, the local one first."""
 
     def __init__(self, local: Host, store: ObjectStore, events: EventHub,
-                 make_connection: Callable[[str], LibvirtConnection]) -> None:
+                 make_connection: Callable[[str], LibvirtConnection],
+                 clock: Any = None, stats_interval: float = 5.0) -> None:
+        """``clock`` and ``stats_interval``: the VM figures of the hosts added (sampled
+        every ``[libvirt] stats_interval`` s, as the local host's); without a clock, none."""
+        self.clock = clock
+        self.stats_interval = stats_interval
         self.local = local
         self.store = store
         self.events = events
@@ -295,11 +302,16 @@ class Hosts:
         conn = self.make_connection(uri)
         host = Host(name, uri, False, conn, self.events)
         conn.startService()
+        if self.clock is not None:
+            host.stats = VmStats(host.vms, self.events, self.clock, self.stats_interval)
+            host.stats.start()
         return host
 
     def _drop(self, name: str) -> None:
         host = self._hosts.pop(name, None)
         if host is not None:
+            if host.stats is not None:
+                host.stats.stop()
             host.conn.stopService()
             log.info("host {name} forgotten", name=name)
 
@@ -324,4 +336,6 @@ class Hosts:
     def stop(self) -> None:
         for host in list(self._hosts.values()):
             if not host.local:
+                if host.stats is not None:
+                    host.stats.stop()
                 host.conn.stopService()

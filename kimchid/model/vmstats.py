@@ -122,4 +122,4 @@ class VmStats:
             if cur:
                 live[vm["name"]] = figures
         if live:
-            self.events.ephemeral("vm.stats", {"vms": live})
+            self.events.ephemeral("vm.stats", {"vms": live, "host": inv.host})

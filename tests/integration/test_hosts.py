@@ -308,3 +308,26 @@ def test_a_vm_is_made_on_the_host_the_request_names(multi: Kimchi, cluster3: Clu
     assert local["status"] == "finished" and local["target_uri"] == "/vms/f39-vm-1"
     r = k.post("/vms", {"template": "f39", "host": "h9"})
     assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0008E"
+
+
+def test_another_hosts_vms_have_live_figures_in_notices_naming_the_host(
+        kimchi_factory, redis_db, cluster3: Cluster):  # noqa: F811
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
+                               extra={"libvirt": {"uri": cluster3["h1"].uri,
+                                                  "stats_interval": 0.5}})
+    cluster3["h2"].define_vm("busy", running=True)
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=vm.stats", timeout=20,
+                                     header=k.ws_headers)
+    try:
+        assert k.post("/hosts", json={"name": "h2", "uri": cluster3["h2"].uri}).status_code == 201
+        hosts_seen: dict[str, dict] = {}
+        while "h2" not in hosts_seen or "local" not in hosts_seen:
+            d = json.loads(ws.recv())["data"]
+            hosts_seen[d["host"]] = d["vms"]
+        assert "busy" in hosts_seen["h2"] and "busy" not in hosts_seen["local"]
+        assert set(hosts_seen["h2"]["busy"]) >= {"cpu_utilization", "io_throughput"}
+    finally:
+        ws.close()
+    stats = wait_for(lambda: k.get("/hosts/h2/vms/busy").json().get("stats"), what="stats")
+    assert "cpu_utilization" in stats
+    assert k.delete("/hosts/h2").status_code == 204  # its sampling stops with it

@@ -239,9 +239,7 @@ const kibRate = (kib) => (typeof kib === 'number' && isFinite(kib) ? `${humanSiz
 const pct = (v) => (typeof v === 'number' && isFinite(v) ? `${Math.round(v)} %` : '—');
 
 function updateStats(item, vm) {
-  // figures are sampled on the local host only, for now: none for another host's VM
-  const s = vm && vm.state === 'running' && !isRemote(vm) && vm.stats && typeof vm.stats === 'object'
-    ? vm.stats : null;
+  const s = vm && vm.state === 'running' && vm.stats && typeof vm.stats === 'object' ? vm.stats : null;
   item.stats.hidden = !s;
   if (!s) return;
   const set = (cls, text, value) => {
@@ -509,7 +507,8 @@ function vmStats(d) {
   const all = d.vms && typeof d.vms === 'object' ? d.vms : {};
   for (const [name, s] of Object.entries(all)) {
     const vm = vms.get(name);
-    if (!vm || vm.state !== 'running' || isRemote(vm)) continue; // the local host's figures
+    // the figures of one host's VMs (a name may be another host's VM's too)
+    if (!vm || vm.state !== 'running' || (d.host && vm.host && d.host !== vm.host)) continue;
     vm.stats = s;
     const item = items.get(name);
     if (item) updateStats(item, vm);
