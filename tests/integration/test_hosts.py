@@ -276,8 +276,8 @@ def test_a_scan_runs_on_a_worker_of_its_host_and_waits_then_fails_when_none_serv
     assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0008E"
 
 
-def test_a_vm_is_made_on_the_host_the_request_names(multi: Kimchi, cluster3: Cluster,
-                                                     tmp_path):  # noqa: F811
+def test_a_vm_is_made_on_the_host_the_request_names(
+        multi: Kimchi, cluster3: Cluster, tmp_path):  # noqa: F811
     from tests.isofactory import make_iso
 
     k = multi
