@@ -65,6 +65,8 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0022E": "The console of {name} is a WebSocket: connect with Upgrade: websocket",
     "KCHVM0023E": "Creating virtual machine {name} failed: {error}; it left behind {left}, "
                   "which kimchi removes once libvirt answers again",
+    "KCHVM0030E": "Cannot move virtual machine {name} to host {host}: {reason}",
+    "KCHVM0031E": "Moving virtual machine {name} failed: {error}",
     # A VM's devices
     "KCHVMSTOR0001E": "Virtual machine {name} has no device {dev}",
     "KCHVMSTOR0002E": "Invalid storage request: {reason}",
@@ -184,7 +186,7 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHTASK0002E",
     "KCHVM0001E", "KCHVM0003E", "KCHVM0004E", "KCHVM0005E", "KCHVM0006E", "KCHVM0007E",
     "KCHVM0009E", "KCHVM0010E", "KCHVM0013E", "KCHVM0014E", "KCHVM0015E", "KCHVM0016E",
-    "KCHVM0017E", "KCHVM0019E", "KCHVM0020E", "KCHVM0021E", "KCHVM0022E",
+    "KCHVM0017E", "KCHVM0019E", "KCHVM0020E", "KCHVM0021E", "KCHVM0022E", "KCHVM0030E",
     "KCHVMSTOR0003E", "KCHVMSTOR0004E", "KCHVMSTOR0005E", "KCHVMSTOR0006E",
     "KCHTMPL0001E", "KCHTMPL0003E", "KCHTMPL0005E", "KCHTMPL0006E", "KCHTMPL0007E",
     "KCHTMPL0008E", "KCHTMPL0011E", "KCHTMPL0012E",

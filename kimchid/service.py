@@ -29,7 +29,7 @@ from kimchid.auth.sessions import SessionStore
 from kimchid.auth.throttle import LoginThrottle
 from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
 from kimchid.auth.tokens import TokenStore
-from kimchid.model import snapshots, vm_clone, vm_create
+from kimchid.model import snapshots, vm_clone, vm_create, vm_migrate
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
@@ -43,6 +43,7 @@ from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
+from kimchid.model.vm_migrate import VmMigrator
 from kimchid.model.vmdevices import VmDevices
 from kimchid.model.vms import Screenshots
 from kimchid.model.vmstats import VmStats
@@ -110,12 +111,14 @@ class Kimchid(MultiService):
         self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
                                   redis_url, cfg.redis.timeout, cfg.workers.copy_limit_mib)
         self.snapshots = Snapshots(self.tasks, self.vms, self.libvirt, self.events)
+        self.vm_migrator = VmMigrator(self.tasks, self.hosts)
         self.vm_devices = VmDevices(self.libvirt, self.events)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
                                       {vm_create.KIND: self.vm_creator.run,
                                        vm_clone.KIND: self.vm_cloner.run,
-                                       snapshots.KIND: self.snapshots.run}, reactor)
+                                       snapshots.KIND: self.snapshots.run,
+                                       vm_migrate.KIND: self.vm_migrator.run}, reactor)
         self.daemon_jobs.setServiceParent(self)
         watcher = ObjectWatcher(self.store, reactor, on_change=self._file_changed)
         watcher.setServiceParent(self)

@@ -7,9 +7,10 @@
 * ``ANYWHERE``: on any worker: the shared queue, ``{p}jobs``, which every worker reads.
 * ``DAEMON``: on the daemon's own runner (``kimchid/adapters/jobrunner.py``), queue
   ``{p}jobs:daemon``: the VM jobs, which end in libvirt calls through the daemon's
-  connection.  They stay there until workers hold libvirt connections of their own to
-  every host they serve (and the tests run every daemon on a libvirtd-hosted test
-  driver): ``test:///default`` keeps its state inside one process.
+  connections (a migration holds two hosts' at once).  They stay there until workers hold
+  libvirt connections of their own to every host they serve (and the tests run every
+  daemon on a libvirtd-hosted test driver): ``test:///default`` keeps its state inside
+  one process.
 
 The daemon submits through :meth:`kimchi.bus.Keys.queue`, the workers register the
 functions of these kinds (:func:`kimchi.bus.jobs.job` refuses a kind not declared here).
@@ -46,6 +47,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("vm.clone", DAEMON, "clone a shut-off VM: its disks (vm.clone.disks), then the "
          "domain with a new name, UUID and MAC addresses"),
     Kind("vm.snapshot", DAEMON, "take a VM's snapshot"),
+    Kind("vm.migrate", DAEMON, "move a VM to another host (libvirt's peer-to-peer "
+         "migration between two connections the daemon holds)",
+         ("name", "uuid", "from", "to", "live", "copy", "bandwidth")),
     Kind("diag.noop", ANYWHERE, "do nothing (queue benchmarks and checks)"),
     Kind("diag.sleep", ANYWHERE, "sleep, reporting progress (tests)", ("seconds", "steps")),
     Kind("diag.progress", ANYWHERE, "report progress steps (tests)", ("count", "every")),

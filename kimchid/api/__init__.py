@@ -37,7 +37,7 @@ def make_table(svc: Any) -> RouteTable:
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos, svc.hosts)
     vms.register(table, svc.hosts, svc.screenshots, svc.vm_creator, svc.vm_cloner,
-                 svc.access)
+                 svc.access, svc.vm_migrator)
     hosts.register(table, svc.hosts, svc.tasks)
     templates.register(table, svc.templates)
     console.register(table, svc.libvirt, svc.access)

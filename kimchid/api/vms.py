@@ -11,6 +11,7 @@ from kimchid.auth import policy
 from kimchid.model.hosts import Host, Hosts
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
+from kimchid.model.vm_migrate import VmMigrator
 from kimchid.model.vms import ACTIONS, STATES, Screenshots
 
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"}
@@ -84,8 +85,27 @@ VM_SCHEMA = {
 }
 
 
+MIGRATE_BODY = {
+    "type": "object", "additionalProperties": False, "required": ["host"],
+    "properties": {
+        "host": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
+                 "description": "the host to move it to (GET /hosts)"},
+        "live": {"type": "boolean", "default": True,
+                 "description": "a running VM keeps running while it moves (false: paused "
+                                "meanwhile)"},
+        "copy_storage": {"enum": ["auto", "none", "all"], "default": "auto",
+                         "description": "none: the disks stay on storage both hosts see (a "
+                                        "storage pool of the target holds each); all: every "
+                                        "disk is copied; auto: none when the target sees "
+                                        "every disk, else all"},
+        "bandwidth": {"type": "integer", "minimum": 1, "maximum": 1_000_000,
+                      "description": "MiB/s at most (default: no limit)"},
+    },
+}
+
+
 def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator: VmCreator,
-             cloner: VmCloner, access: Access) -> None:
+             cloner: VmCloner, access: Access, migrator: VmMigrator) -> None:
     async def list_vms(call: Call) -> Any:
         q, who = call.query, call.who
         if not q and (who is None or who.is_admin):
@@ -130,6 +150,13 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
             return Reply(303, vm, {"Location": f"{where}/{vm['name']}"})
         return Reply(200, vm)
 
+    async def migrate_vm(call: Call) -> Reply:
+        host = host_of(call)
+        name = access.vm(call.who, call.args["name"], host)["name"]
+        task = await migrator.migrate(host, name, call.body,
+                                      call.who.username if call.who else "")
+        return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+
     async def delete_vm(call: Call) -> Reply:
         host = host_of(call)
         await host.actions.delete(access.vm(call.who, call.args["name"], host)["name"])
@@ -169,6 +196,15 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                   "vms", status=204,
                   description="Also when running (it is powered off first). The disks' "
                               "volumes go too; CD-ROMs and iSCSI/SCSI LUNs never.")
+        table.add(f"{at}/migrate", "POST", migrate_vm, f"Move a virtual machine{where} to "
+                  "another host", "vms", body=MIGRATE_BODY, status=202, response=TASK_SCHEMA,
+                  description="202 with a `vm.migrate` task (libvirt's peer-to-peer "
+                              "migration): progress in bytes and %, cancellable (the VM stays "
+                              "on its source, as it was). A running VM moves live, a shut-off "
+                              "one's definition moves; kimchi's metadata goes with it. Refused "
+                              "(KCHVM0030E) with the reason: the same host, a host not "
+                              "connected, a name taken there, disks the target cannot see "
+                              "with copy_storage none.")
         for action, (allowed, _method) in ACTIONS.items():
             async def act(call: Call, action: str = action) -> dict[str, Any]:
                 host = host_of(call)

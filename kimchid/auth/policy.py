@@ -94,6 +94,8 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/vms", frozenset({"POST"}), subtree=False),
     AdminRule("/vms/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
     AdminRule("/vms/*/clone", frozenset({"POST"})),
+    AdminRule("/vms/*/migrate", frozenset({"POST"})),
+    AdminRule("/hosts/*/vms/*/migrate", frozenset({"POST"})),
     # snapshots: users see their VMs' snapshots; taking, reverting, deleting are for admins
     AdminRule("/vms/*/snapshots", UNSAFE_METHODS),
     # a VM's devices: users see them, admins attach, change and detach them

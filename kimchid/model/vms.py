@@ -188,11 +188,13 @@ class VmInventory:
             return False
         return any(vm["name"] == name for vm in self._vms.values())
 
-    def wait_listed(self, uuid: str, timeout: float = 5.0) -> None:
+    def wait_listed(self, uuid: str, timeout: float = 5.0, state: str | None = None) -> None:
         """Block (a job's thread, never the reactor) until libvirt's event has put the VM
-        in the view, so whoever follows the task can GET it when the task ends."""
+        in the view (in ``state``, if given), so whoever follows the task can GET it as it
+        is when the task ends."""
         with self._changes:
-            self._changes.wait_for(lambda: uuid in self._vms, timeout)
+            self._changes.wait_for(lambda: uuid in self._vms and (
+                state is None or self._vms[uuid]["state"] == state), timeout)
 
     def _check(self) -> None:
         if not self.loaded or self._read_after < self._outages or not self.libvirt.up:

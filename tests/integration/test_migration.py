@@ -1,0 +1,112 @@
+"""Live migration of a real QEMU guest between two hosts, each a libvirtd of its own in its
+own network, mount and UTS namespaces (tests/qemu_hosts.py), the guest's disk on a folder
+both see (a storage pool over it on each)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from tests.conftest import Kimchi, wait_for
+from tests.qemu_hosts import QemuHosts, qemu_hosts  # noqa: F401  (a fixture)
+
+GUEST = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory>
+<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>
+<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+<graphics type='vnc' port='-1' listen='127.0.0.1'/><video><model type='vga'/></video>
+</devices></domain>"""
+
+
+@pytest.fixture
+def shared(qemu_hosts: QemuHosts) -> Iterator[Path]:  # noqa: F811
+    """A folder both hosts see (QEMU may read it), a storage pool "shared" over it on each."""
+    folder = Path(tempfile.mkdtemp(prefix="kimchi-migrate-", dir="/tmp"))
+    folder.chmod(0o755)
+    xml = (f"<pool type='dir'><name>shared</name><target><path>{folder}</path></target>"
+           "</pool>")
+    for h in qemu_hosts.hosts:
+        conn = libvirt.open(h.uri)
+        conn.storagePoolCreateXML(xml, 0)  # transient: gone with the host
+        conn.close()
+    yield folder
+    for h in qemu_hosts.hosts:
+        try:
+            conn = libvirt.open(h.uri)
+            conn.storagePoolLookupByName("shared").destroy()
+            conn.close()
+        except libvirt.libvirtError:
+            pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _guest(conn, folder: Path, name: str) -> None:
+    disk = folder / f"{name}.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+    os.chmod(disk, 0o666)
+    conn.storagePoolLookupByName("shared").refresh(0)
+    conn.defineXML(GUEST.format(name=name, disk=disk)).create()
+
+
+def _names(uri: str, active: bool | None = None) -> set[str]:
+    conn = libvirt.open(uri)
+    try:
+        return {d.name() for d in conn.listAllDomains()
+                if active is None or bool(d.isActive()) == active}
+    finally:
+        conn.close()
+
+
+def test_a_running_guest_moves_live_a_cancel_leaves_it_and_a_shut_off_one_moves_back(
+        kimchi_factory, redis_db, qemu_hosts: QemuHosts, shared: Path):  # noqa: F811
+    h0, h1 = qemu_hosts.hosts
+    conn0 = libvirt.open(h0.uri)
+    _guest(conn0, shared, "mover")
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
+                               extra={"libvirt": {"uri": h0.uri}})
+    assert k.post("/hosts", json={"name": "h1", "uri": h1.uri}).status_code == 201
+    wait_for(lambda: k.get("/vms/mover").json().get("state") == "running", what="the guest")
+
+    # refused with the reason: to its own host; a name taken there
+    r = k.post("/vms/mover/migrate", {"host": "local"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHVM0030E"
+    assert "on that host already" in r.json()["reason"]
+
+    # cancelled half-way (1 MiB/s): it stays on its source, running
+    task = k.post("/vms/mover/migrate", {"host": "h1", "bandwidth": 1}).json()
+    assert task["kind"] == "vm.migrate" and task["target_uri"] == "/hosts/h1/vms/mover"
+    wait_for(lambda: (k.get(f"/tasks/{task['id']}").json().get("details") or {})
+             .get("bytes"), timeout=60, what="the first bytes moved")
+    assert k.delete(f"/tasks/{task['id']}").status_code == 202
+    assert k.wait_task(task["id"], timeout=60)["status"] == "cancelled"
+    assert "mover" in _names(h0.uri, active=True) and "mover" not in _names(h1.uri)
+    assert k.get("/vms/mover").json()["host"] == "local"
+
+    # moved live: running on h1, gone from h0, listed on h1
+    task = k.post("/vms/mover/migrate", {"host": "h1"}).json()
+    done = k.wait_task(task["id"], timeout=120)
+    assert done["status"] == "finished", done
+    assert done["result"]["host"] == "h1" and done["progress"] == 100
+    assert "mover" in _names(h1.uri, active=True) and "mover" not in _names(h0.uri)
+    vm = k.get("/vms/mover").json()
+    assert vm["host"] == "h1" and vm["state"] == "running"
+    moves = k.get(f"/events?since=0&task={task['id']}&types=task.progress").json()
+    assert any((e["data"].get("details") or {}).get("bytes") for e in moves)
+
+    # shut off, it moves back (its definition; the disk stays where both see it)
+    assert k.post("/hosts/h1/vms/mover/poweroff").json()["state"] == "shutoff"
+    back = k.wait_task(k.post("/hosts/h1/vms/mover/migrate", {"host": "local"}).json()["id"],
+                       timeout=60)
+    assert back["status"] == "finished", back
+    assert "mover" in _names(h0.uri, active=False) and "mover" not in _names(h1.uri)
+    wait_for(lambda: k.get("/vms/mover").json().get("host") == "local", what="listed back")
+    assert k.post("/vms/mover/start").json()["state"] == "running"
+    k.post("/vms/mover/poweroff")
+    conn0.lookupByName("mover").undefine()
