@@ -64,6 +64,23 @@ class Cluster:
             h.kill()
 
 
+def add_host(k: Any, cluster: Cluster, name: str) -> None:
+    """Add the cluster's host ``name`` to kimchid ``k`` (POST /hosts)."""
+    r = k.post("/hosts", {"name": name, "uri": cluster[name].uri}, timeout=30)
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+def multi(kimchi_factory: Any, redis_db: Any, cluster3: Cluster) -> Any:
+    """kimchid (no workers) whose local host is the cluster's h1."""
+    from tests.conftest import wait_for
+
+    k = kimchi_factory(redis_url=redis_db.url, workers=0,
+                       extra={"libvirt": {"uri": cluster3["h1"].uri}})
+    wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
+    return k
+
+
 @pytest.fixture
 def cluster3(tmp_path: Path) -> Iterator[Cluster]:
     """Three simulated hosts, h1..h3, each with the test driver's default objects."""

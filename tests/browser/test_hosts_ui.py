@@ -13,25 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import Cluster, cluster3  # noqa: F401  (a fixture)
-from tests.conftest import Kimchi, RedisServer, wait_for
+from tests.cluster import Cluster, add_host, cluster3, multi  # noqa: F401  (fixtures)
+from tests.conftest import Kimchi
 
 pytestmark = pytest.mark.browser
 
 NOWHERE = "test+unix:///default?socket=/nowhere/libvirt-sock"
 
 
-@pytest.fixture
-def multi(kimchi_factory: Any, redis_db: RedisServer, cluster3: Cluster) -> Kimchi:  # noqa: F811
-    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
-                               extra={"libvirt": {"uri": cluster3["h1"].uri}})
-    wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
-    return k
 
 
-def add_host(k: Kimchi, cluster: Cluster, name: str) -> None:
-    r = k.post("/hosts", {"name": name, "uri": cluster[name].uri}, timeout=30)
-    assert r.status_code == 201, r.text
 
 
 def open_page(page: Any, k: Kimchi, where: str) -> None:

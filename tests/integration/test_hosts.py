@@ -11,20 +11,11 @@ import os
 import subprocess
 import sys
 
-import pytest
 import requests
 import websocket
 
-from tests.cluster import Cluster, cluster3  # noqa: F401  (a fixture)
+from tests.cluster import Cluster, add_host, cluster3, multi  # noqa: F401  (fixtures)
 from tests.conftest import Kimchi, wait_for
-
-
-@pytest.fixture
-def multi(kimchi_factory, redis_db, cluster3: Cluster) -> Kimchi:  # noqa: F811
-    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
-                               extra={"libvirt": {"uri": cluster3["h1"].uri}})
-    wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
-    return k
 
 
 def _names(vms: list[dict]) -> list[tuple[str, str]]:

@@ -46,6 +46,62 @@ export function onHosts(fn) {
   listeners.add(fn);
 }
 
+/** Whether kimchi manages several hosts: the pages then say whose each object is. */
+export const manyHosts = () => hostList().length > 1;
+
+/** The address of an object of a host (``kind``: storagepools, networks): the root one
+ * (``/<kind>/<name>``) for the local host's, which names the local host's object of that
+ * name; the canonical ``/hosts/<host>/<kind>/<name>`` for another host's. */
+export function hostObjectPath(host, kind, name) {
+  const tail = `/${kind}/${encodeURIComponent(name)}`;
+  return isRemoteHost(host) ? `${hostPath(host)}${tail}` : tail;
+}
+
+/** The collection ``kind`` of a host, where a new object of it is made: the root one for
+ * the local host. */
+export const hostCollectionPath = (host, kind) => (isRemoteHost(host) ? `${hostPath(host)}/${kind}`
+  : `/${kind}`);
+
+/** Fills a host <select> with one option per host (``first``: the text of a first option
+ * of value '', such as "All hosts"), rebuilt only when they changed; keeps ``value`` when
+ * it is still offered. Answers the value chosen. */
+export function fillHostSelect(sel, value, first = null) {
+  const opts = first === null ? [] : [['', first]];
+  for (const h of hostList()) {
+    opts.push([h.name, h.state === 'unreachable' ? `${h.name} (unreachable)` : h.name]);
+  }
+  const had = [...sel.options].map((o) => `${o.value}\t${o.textContent}`).join('\n');
+  if (had !== opts.map(([v, t]) => `${v}\t${t}`).join('\n')) {
+    sel.replaceChildren(...opts.map(([v, t]) => {
+      const o = el('option', null, t);
+      o.value = v;
+      return o;
+    }));
+  }
+  const values = opts.map(([v]) => v);
+  sel.value = values.includes(value) ? value : values[0] || '';
+  return sel.value;
+}
+
+/** replaceRowsKeepingFocus for rows of several hosts' objects, each keyed by its host and
+ * its name (``data-host``, set with several hosts only, and ``data-name``): the control
+ * focused stays focused in its row's new self. */
+export function replaceHostRowsKeepingFocus(tbody, rows) {
+  const active = document.activeElement;
+  const row = active && active.closest && active.closest(`#${tbody.id} tr`);
+  const again = row ? [row.dataset.host || '', row.dataset.name,
+    active.getAttribute('aria-label')] : null;
+  tbody.replaceChildren(...rows);
+  if (!again) return;
+  const all = [...tbody.children];
+  const tr = all.find((x) => (x.dataset.host || '') === again[0] && x.dataset.name === again[1])
+    || all.find((x) => x.dataset.name === again[1]); // its host just became known, or forgotten
+  const controls = tr ? [...tr.querySelectorAll('button, a')] : [];
+  const same = controls.find((b) => b.getAttribute('aria-label') === again[2]);
+  const c = same || controls[0];
+  if (c) c.focus();
+}
+
 function changed() {
   renderHosts();
   renderDown();

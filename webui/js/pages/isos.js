@@ -1,6 +1,12 @@
 /* The ISO library: every ISO found on the host (pools, scans), sortable and filterable,
  * updated live as a scan finds them; admins scan folders and follow the scan here. The
- * table is a windowed list: a scan of a large tree may find thousands. */
+ * table is a windowed list: a scan of a large tree may find thousands.
+ *
+ * With several hosts (see hosts.js) each host's library is its own: an ISO is keyed by its
+ * host and its path (one folder may be scanned on two hosts), each row says its host
+ * ("on h2"), and the scan form offers the host whose folder to scan (a worker serving that
+ * host scans it: while none does, the scan says it waits). Templates and VMs are made on
+ * the local host only, for now: isoList() and hasIso() are the local host's ISOs. */
 
 import { $, el, numberFmt, collator, humanSize, distroChip, matchesWords, showError } from '../core/dom.js';
 import { api } from '../core/api.js';
@@ -8,6 +14,7 @@ import { isAdmin } from '../core/session.js';
 import { TERMINAL, tasks, upsertTask, requestCancel, taskStatus, taskTarget, watchTasks } from '../core/tasks.js';
 import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
+import { fillHostSelect, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
 
 const SORT_KEYS = {
   name: (i) => i.name || '',
@@ -18,15 +25,21 @@ const SORT_KEYS = {
   found_by: (i) => `${i.found_by || ''} ${i.pool || ''}`,
 };
 
-let isos = new Map(); // path -> ISO record
-const rows = new Map(); // path -> { rec, tr }: a row is rebuilt only when its record changes
-const fresh = new Set(); // paths that arrived live, highlighted for a moment
+let isos = new Map(); // isoKey -> ISO record
+const rows = new Map(); // isoKey -> { rec, tr }: a row is rebuilt only when its record changes
+const fresh = new Set(); // isoKeys of the ISOs that arrived live, highlighted for a moment
 let sort = { key: 'name', dir: 1 };
 let filter = '';
 let queued = false;
 let scanTaskId = null; // the scan the Stop button stops
 let table = null; // the WindowedList of #iso-rows
+let scanHost = ''; // the host the scan form scans a folder of ('' until hosts are known)
 const listeners = new Set();
+
+/** The host of an ISO record: an event of the local host's scan names none. */
+const hostOf = (iso) => iso.host || localHost();
+/** An ISO's key: its host and its path (each host's library is its own). */
+const isoKey = (iso) => `${hostOf(iso)}\n${iso.path}`;
 
 export function distroText(iso) {
   const d = iso.os_distro || 'unknown';
@@ -35,9 +48,10 @@ export function distroText(iso) {
   return v === 'unknown' ? d : `${d} ${v}`;
 }
 
-/** The library's ISOs (records; do not change them). */
-export const isoList = () => [...isos.values()];
-export const hasIso = (path) => isos.has(path);
+/** The local host's ISOs of the library (records; do not change them): templates and
+ * VMs are made on the local host. */
+export const isoList = () => [...isos.values()].filter((i) => !isRemoteHost(hostOf(i)));
+export const hasIso = (path) => isos.has(isoKey({ path }));
 /** ``fn()`` after the library changed. */
 export function onIsosChanged(fn) {
   listeners.add(fn);
@@ -54,13 +68,14 @@ function compare(a, b) {
   const y = key(b);
   let c = typeof x === 'number' && typeof y === 'number' ? x - y : collator.compare(x, y);
   if (c === 0) c = collator.compare(a.path || '', b.path || '');
+  if (c === 0) c = collator.compare(hostOf(a), hostOf(b));
   return c * sort.dir;
 }
 
 function matches(iso, q) {
   if (!q) return true;
   const hay = [iso.name, distroText(iso), iso.path, iso.found_by, iso.pool,
-    iso.bootable ? 'bootable' : ''].join(' ').toLowerCase();
+    iso.bootable ? 'bootable' : '', manyHosts() ? hostOf(iso) : ''].join(' ').toLowerCase();
   return matchesWords(hay, q);
 }
 
@@ -70,6 +85,13 @@ function isoRow(iso) {
   const name = el('td', 'cell-name');
   name.append(el('span', 'iso-name', iso.name));
   name.title = iso.path;
+  const many = manyHosts();
+  const remote = isRemoteHost(hostOf(iso));
+  if (many) {
+    tr.dataset.host = hostOf(iso);
+    name.append(el('span', 'obj-host', `on ${hostOf(iso)}`));
+    name.title = `${iso.path} on ${hostOf(iso)}`;
+  }
   const distro = el('td', 'cell-distro');
   distro.append(distroChip(iso.os_distro, iso.os_version));
   const size = el('td', 'num', humanSize(iso.size));
@@ -86,7 +108,7 @@ function isoRow(iso) {
   by.append(el('span', `tag tag-${iso.found_by === 'pool' ? 'pool' : 'scan'}`,
     iso.found_by === 'pool' && iso.pool ? `pool ${iso.pool}` : iso.found_by || '—'));
   const act = el('td', 'cell-actions');
-  if (isAdmin()) {
+  if (isAdmin() && !remote) { // templates are the local host's: from its own ISOs
     const mk = el('button', 'btn btn-small btn-plain iso-make-template', '+ Template');
     mk.type = 'button';
     mk.setAttribute('aria-label', `Create a template from ${iso.name}`);
@@ -95,15 +117,18 @@ function isoRow(iso) {
     act.append(mk);
   }
   tr.append(name, distro, size, boot, path, by, act);
-  if (fresh.has(iso.path)) tr.classList.add('is-new');
+  if (fresh.has(isoKey(iso))) tr.classList.add('is-new');
   return tr;
 }
 
+let rowsMany = false; // whether the cached rows say their host
+
 function rowOf(iso) {
-  let cached = rows.get(iso.path);
+  const key = isoKey(iso);
+  let cached = rows.get(key);
   if (!cached || cached.rec !== iso) {
     cached = { rec: iso, tr: isoRow(iso) };
-    rows.set(iso.path, cached);
+    rows.set(key, cached);
   }
   return cached.tr;
 }
@@ -113,7 +138,11 @@ function render() {
   const q = filter.trim().toLowerCase();
   const all = [...isos.values()];
   const shown = all.filter((i) => matches(i, q)).sort(compare);
-  for (const path of rows.keys()) if (!isos.has(path)) rows.delete(path);
+  if (rowsMany !== manyHosts()) { // the rows say their host only with several
+    rowsMany = manyHosts();
+    rows.clear();
+  }
+  for (const key of rows.keys()) if (!isos.has(key)) rows.delete(key);
   table.setItems(shown, { now: true });
   const empty = $('iso-empty');
   if (!all.length) {
@@ -148,7 +177,7 @@ const listing = new Listing({
   path: '/isos',
   render: () => {
     if (listing.error) return;
-    isos = new Map(listing.items.map((i) => [i.path, i]));
+    isos = new Map(listing.items.map((i) => [isoKey(i), i]));
     render();
   },
 });
@@ -157,13 +186,15 @@ function isoFound(data) {
   if (typeof data.path !== 'string') return;
   const rec = { ...data };
   delete rec.task;
-  const known = isos.has(rec.path);
-  isos.set(rec.path, rec);
+  if (!rec.host) rec.host = localHost(); // as GET /isos says it
+  const key = isoKey(rec);
+  const known = isos.has(key);
+  isos.set(key, rec);
   if (!known) {
-    fresh.add(rec.path);
+    fresh.add(key);
     setTimeout(() => {
-      fresh.delete(rec.path);
-      const row = rows.get(rec.path);
+      fresh.delete(key);
+      const row = rows.get(key);
       if (row) row.tr.classList.remove('is-new');
     }, 2500);
   }
@@ -171,12 +202,29 @@ function isoFound(data) {
 }
 
 function isoRemoved(data) {
-  if (isos.delete(data.path)) queueRender();
+  if (typeof data.path === 'string' && isos.delete(isoKey(data))) queueRender();
 }
 
 // -- the scan form ----------------------------------------------------------------------
 
 const showScanError = (text) => showError('scan-error', text, ['scan-path']);
+
+/** The scan form's host chooser: shown with several hosts (the local host's by default). */
+function fillScanHost() {
+  const many = manyHosts();
+  $('scan-host-field').hidden = !many;
+  if (many) scanHost = fillHostSelect($('scan-host'), scanHost || localHost());
+}
+
+/** What a scan is of: its folder, and with several hosts its host. */
+function scanTarget(rec) {
+  const where = taskTarget(rec);
+  return manyHosts() && rec.host ? `${where} on ${rec.host}` : where;
+}
+
+/** Whether a scan still waits for a worker serving its host (none does now). */
+const waiting = (rec) => rec.status === 'running' && !rec.attempt
+  && typeof rec.message === 'string' && rec.message.startsWith('KCHTASK0008E');
 
 function currentScan() {
   let t = scanTaskId ? tasks.get(scanTaskId) : null;
@@ -202,15 +250,16 @@ function updateScanControls() {
   if (running) {
     stop.disabled = !!t.cancelling;
     stop.lastChild.textContent = t.cancelling ? 'Stopping…' : 'Stop';
-    stop.setAttribute('aria-label', `Stop the scan of ${taskTarget(t.rec)}`);
+    stop.setAttribute('aria-label', `Stop the scan of ${scanTarget(t.rec)}`);
     stop.dataset.taskId = t.rec.id;
   }
   if (t) {
     status.hidden = false;
     status.dataset.status = taskStatus(t);
-    const where = taskTarget(t.rec);
+    const where = scanTarget(t.rec);
     if (running) {
-      status.textContent = t.cancelling ? `Stopping the scan of ${where}…` : `Scanning ${where}…`;
+      status.textContent = t.cancelling ? `Stopping the scan of ${where}…`
+        : waiting(t.rec) ? `The scan of ${where} is waiting: ${t.rec.message}` : `Scanning ${where}…`;
     } else {
       const msg = t.rec.message || '';
       const said = msg && msg.toLowerCase().replace(/\.$/, '') !== t.rec.status;
@@ -231,10 +280,12 @@ async function startScan(ev) {
     input.focus();
     return;
   }
+  const body = { path };
+  if (manyHosts()) body.host = $('scan-host').value || localHost(); // whose folder it is
   const btn = $('scan-btn');
   btn.disabled = true;
   try {
-    const r = await api('POST', '/isos/scan', { path });
+    const r = await api('POST', '/isos/scan', body);
     scanTaskId = r.data.id;
     upsertTask(r.data);
   } catch (e) {
@@ -266,7 +317,7 @@ export default {
     'iso.removed': isoRemoved,
   },
   init() {
-    table = new WindowedList({ container: $('iso-rows'), key: (i) => i.path, render: rowOf,
+    table = new WindowedList({ container: $('iso-rows'), key: isoKey, render: rowOf,
       estimate: 45, columns: 7 });
     $('scan-form').addEventListener('submit', startScan);
     $('stop-btn').addEventListener('click', stopScan);
@@ -285,6 +336,13 @@ export default {
       });
     }
     watchTasks(null, updateScanControls);
+    onHosts(() => {
+      fillScanHost();
+      if (rowsMany !== manyHosts()) queueRender(); // the rows' "on <host>" labels
+    });
+    $('scan-host').addEventListener('change', (e) => {
+      scanHost = e.target.value;
+    });
   },
   start() {
     render();
@@ -300,6 +358,9 @@ export default {
     fresh.clear();
     filter = '';
     scanTaskId = null;
+    scanHost = '';
+    $('scan-host-field').hidden = true;
+    $('scan-host').replaceChildren();
     table.clear();
     updateScanControls();
   },

@@ -1,22 +1,36 @@
 /* Networks: the host's virtual networks (made, started, stopped, deleted). A NAT or an
  * isolated network takes a subnet (a free one if left empty); a bridged or a macvtap one,
  * a host interface of GET /interfaces. A network changed elsewhere, or a VM made or
- * deleted (what uses a network), lists them again while the page is shown. */
+ * deleted (what uses a network), lists them again while the page is shown.
+ *
+ * With several hosts (see hosts.js) every host's networks are listed, each row saying its
+ * host ("on h2") and keyed by host and name (each host has its "default"), with a filter
+ * to show one host's; another host's network is started, stopped and deleted at its
+ * canonical address (/hosts/<host>/networks/<name>/...). New networks are the local
+ * host's only (its interfaces and subnets are the ones checked): the form says so. */
 
-import { $, el, announce, usedByText, actionButton, replaceRowsKeepingFocus } from '../core/dom.js';
+import { $, el, announce, numberFmt, usedByText, actionButton } from '../core/dom.js';
 import { api, remove } from '../core/api.js';
 import { askConfirm } from '../core/dialogs.js';
 import { Listing, showListingState } from '../core/listing.js';
 import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
+import { fillHostSelect, hostObjectPath, manyHosts, onHosts,
+  replaceHostRowsKeepingFocus } from './hosts.js';
 
 export const NET_KINDS = { nat: 'NAT', isolated: 'Isolated', bridge: 'Bridged', macvtap: 'macvtap',
   route: 'Routed', open: 'Open' };
 
-const netErrors = new Map(); // network name -> why its last action failed
+const netErrors = new Map(); // netKey -> why its last action failed
 let ifaces = null; // GET /interfaces: what a bridged or macvtap network may use
+let hostFilter = ''; // '' for every host's networks, else one host's name
 
-const netPath = (name) => `/networks/${encodeURIComponent(name)}`;
+/** A network's key: its host and its name (one name may be on several hosts). */
+const netKey = (n) => `${n.host || ''}\n${n.name}`;
+/** The address of a network: the canonical one for another host's. */
+const netPath = (n) => hostObjectPath(n.host, 'networks', n.name);
+/** " on h2" with several hosts, to tell the networks of one name apart; else nothing. */
+const onHost = (n) => (manyHosts() && n.host ? ` on ${n.host}` : '');
 
 const nets = new Listing({
   path: '/networks',
@@ -115,6 +129,11 @@ function networkRow(n) {
   const tr = el('tr');
   tr.dataset.name = n.name;
   const name = el('td', 'cell-name', n.name);
+  const on = onHost(n);
+  if (on) {
+    tr.dataset.host = n.host;
+    name.append(el('span', 'obj-host', `on ${n.host}`));
+  }
   const st = el('td');
   st.append(el('span', `state state-${n.state === 'active' ? 'running' : 'shutoff'}`,
     n.state === 'active' ? 'Active' : 'Inactive'));
@@ -129,16 +148,16 @@ function networkRow(n) {
   const act = el('td', 'cell-actions');
   if (isAdmin()) {
     if (n.state === 'active') {
-      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${n.name}`,
-        (b) => networkAction(n.name, 'deactivate', b)));
+      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${n.name}${on}`,
+        (b) => networkAction(n, 'deactivate', b)));
     } else {
-      act.append(actionButton('Activate', 'btn-plain', `Activate ${n.name}`,
-        (b) => networkAction(n.name, 'activate', b)));
-      act.append(actionButton('Delete', 'btn-danger-outline net-delete', `Delete ${n.name}`,
+      act.append(actionButton('Activate', 'btn-plain', `Activate ${n.name}${on}`,
+        (b) => networkAction(n, 'activate', b)));
+      act.append(actionButton('Delete', 'btn-danger-outline net-delete', `Delete ${n.name}${on}`,
         () => askDeleteNetwork(n)));
     }
   }
-  const err = netErrors.get(n.name);
+  const err = netErrors.get(netKey(n));
   if (err) name.append(el('p', 'row-error', err));
   tr.append(name, st, el('td', null, NET_KINDS[n.connection] || n.connection), addr,
     el('td', null, usedByText(n.used_by)), act);
@@ -146,32 +165,52 @@ function networkRow(n) {
 }
 
 function renderNetworks() {
-  const list = nets.items || [];
-  replaceRowsKeepingFocus($('net-rows'), list.map(networkRow));
+  const all = nets.items || [];
+  const list = manyHosts() && hostFilter ? all.filter((n) => n.host === hostFilter) : all;
+  replaceHostRowsKeepingFocus($('net-rows'), list.map(networkRow));
   const activeN = list.filter((n) => n.state === 'active').length;
   showListingState(nets, { prefix: 'net', noun: ['network', 'networks'], what: 'networks',
     emptyText: 'No networks.', extra: ` · ${activeN} active` });
+  if (list.length !== all.length) { // filtered: "1 of 3 networks · 1 active", or none of them
+    $('net-count').textContent = `${numberFmt.format(list.length)} of ${numberFmt.format(all.length)}`
+      + ` ${all.length === 1 ? 'network' : 'networks'} · ${activeN} active`;
+    if (!list.length && !nets.error) {
+      $('net-empty-text').textContent = `No networks on ${hostFilter}.`;
+      $('net-empty').hidden = false;
+    }
+  }
 }
 
-async function networkAction(name, action, button) {
+async function networkAction(n, action, button) {
   button.disabled = true;
-  netErrors.delete(name);
+  netErrors.delete(netKey(n));
   try {
-    await api('POST', `${netPath(name)}/${action}`);
-    announce(`${name} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+    await api('POST', `${netPath(n)}/${action}`);
+    announce(`${n.name}${onHost(n)} ${action === 'activate' ? 'activated' : 'deactivated'}`);
   } catch (e) {
-    netErrors.set(name, e.message);
+    netErrors.set(netKey(n), e.message);
   }
   await nets.load();
+}
+
+/** With several hosts: the host filter, and the form's word that it makes local ones. */
+function fillHosts() {
+  const many = manyHosts();
+  $('net-filter-host-field').hidden = !many;
+  $('net-local-hint').hidden = !many;
+  const form = $('net-form');
+  if (many) form.setAttribute('aria-describedby', 'net-local-hint');
+  else form.removeAttribute('aria-describedby');
+  if (many) hostFilter = fillHostSelect($('net-filter-host'), hostFilter, 'All hosts');
 }
 
 function askDeleteNetwork(n) {
   askConfirm({
     title: 'Delete network?',
-    text: `The network “${n.name}” is deleted${n.subnet ? `, with its subnet ${n.subnet}` : ''}.`,
+    text: `The network “${n.name}”${onHost(n)} is deleted${n.subnet ? `, with its subnet ${n.subnet}` : ''}.`,
     run: async () => {
-      await remove(netPath(n.name));
-      announce(`Network ${n.name} deleted`);
+      await remove(netPath(n));
+      announce(`Network ${n.name}${onHost(n)} deleted`);
       await nets.load();
     },
     back: () => document.querySelector('#net-rows button') || $('net-name'),
@@ -195,10 +234,20 @@ export default {
     // a network changed elsewhere; a VM made or deleted changes what uses a network
     'network.created network.updated network.deleted': netsSoon,
     'vm.created vm.deleted': netsSoon,
+    // a host came, went or changed state: its networks come or go with it
+    'host.created host.deleted host.state': () => nets.soon(300),
   },
   init() {
     $('net-form').addEventListener('submit', makeNetwork);
     $('net-connection').addEventListener('change', netKindChanged);
+    onHosts(() => {
+      fillHosts();
+      if (nets.items) renderNetworks(); // the rows' "on <host>" labels
+    });
+    $('net-filter-host').addEventListener('change', (e) => {
+      hostFilter = e.target.value;
+      renderNetworks();
+    });
   },
   async resync() {
     await nets.relist();
@@ -207,6 +256,11 @@ export default {
     nets.forget();
     netErrors.clear();
     ifaces = null;
+    hostFilter = '';
+    $('net-filter-host-field').hidden = true;
+    $('net-filter-host').replaceChildren();
+    $('net-local-hint').hidden = true;
+    $('net-form').removeAttribute('aria-describedby');
     $('net-rows').replaceChildren();
     $('net-iface').replaceChildren();
     $('net-count').textContent = 'Loading…';

@@ -1,18 +1,34 @@
 /* Storage: the host's storage pools (made, started, stopped, forgotten) and the volumes
  * of the pool chosen (made, deleted). A pool or a volume changed elsewhere, or a VM made
- * or deleted (what uses a pool), lists the pools again while the page is shown. */
+ * or deleted (what uses a pool), lists the pools again while the page is shown.
+ *
+ * With several hosts (see hosts.js) every host's pools are listed, each row saying its
+ * host ("on h2") and keyed by host and name (the same name, "default-pool", is on each
+ * host), with a filter to show one host's; whatever is done to another host's pool or its
+ * volumes goes to its canonical address (/hosts/<host>/storagepools/<name>/...), and the
+ * new-pool form offers the host to make it on. */
 
-import { $, el, announce, humanSize, usedByText, actionButton, pathText, replaceRowsKeepingFocus } from '../core/dom.js';
+import { $, el, announce, humanSize, numberFmt, usedByText, actionButton, pathText } from '../core/dom.js';
 import { api, remove } from '../core/api.js';
 import { askConfirm } from '../core/dialogs.js';
 import { Listing, showListingState } from '../core/listing.js';
 import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
+import { fillHostSelect, hostCollectionPath, hostObjectPath, localHost, manyHosts,
+  onHosts, replaceHostRowsKeepingFocus } from './hosts.js';
 
-const poolErrors = new Map(); // pool name -> why its last action failed
-let chosen = null; // the pool whose volumes are shown
+const poolErrors = new Map(); // poolKey -> why its last action failed
+let chosen = null; // { host, name }: the pool whose volumes are shown
+let hostFilter = ''; // '' for every host's pools, else one host's name
+let newHost = ''; // the host the new-pool form makes its pool on ('' until hosts are known)
 
-const poolPath = (name) => `/storagepools/${encodeURIComponent(name)}`;
+/** A pool's key: its host and its name (one name may be on several hosts). */
+const poolKey = (p) => `${p.host || ''}\n${p.name}`;
+const samePool = (a, b) => !!a && !!b && a.name === b.name && (a.host || '') === (b.host || '');
+/** The address of a pool: the canonical one for another host's. */
+const poolPath = (p) => hostObjectPath(p.host, 'storagepools', p.name);
+/** " on h2" with several hosts, to tell the pools of one name apart; else nothing. */
+const onHost = (p) => (manyHosts() && p.host ? ` on ${p.host}` : '');
 
 const pools = new Listing({
   path: '/storagepools',
@@ -31,10 +47,15 @@ const volumes = new Listing({
 // -- the pools -------------------------------------------------------------------------------
 
 function poolRow(p) {
-  const tr = el('tr', `pool-row${chosen === p.name ? ' is-chosen' : ''}`);
+  const tr = el('tr', `pool-row${samePool(chosen, p) ? ' is-chosen' : ''}`);
   tr.dataset.name = p.name;
   const name = el('td', 'cell-name');
   name.append(el('span', 'pool-name', p.name));
+  const on = onHost(p);
+  if (on) {
+    tr.dataset.host = p.host;
+    name.append(el('span', 'obj-host', `on ${p.host}`));
+  }
   name.append(pathText('pool-path mono', p.path || (p.source && p.source.host) || ''));
   const st = el('td');
   st.append(el('span', `state state-${p.state === 'active' ? 'running' : 'shutoff'}`,
@@ -46,7 +67,7 @@ function poolRow(p) {
     const bar = el('progress', 'bar');
     bar.max = p.capacity;
     bar.value = p.allocated;
-    bar.setAttribute('aria-label', `${p.name}: ${humanSize(p.allocated)} used of ${humanSize(p.capacity)}`);
+    bar.setAttribute('aria-label', `${p.name}${on}: ${humanSize(p.allocated)} used of ${humanSize(p.capacity)}`);
     box.append(bar, el('span', 'space-text', `${humanSize(p.available)} free of ${humanSize(p.capacity)}`));
     space.append(box);
   } else {
@@ -56,47 +77,74 @@ function poolRow(p) {
   const used = el('td', null, usedByText(p.used_by));
   const act = el('td', 'cell-actions');
   if (p.state === 'active') {
-    act.append(actionButton('Volumes', 'btn-plain pool-volumes', `Volumes of ${p.name}`,
-      () => choosePool(p.name)));
+    act.append(actionButton('Volumes', 'btn-plain pool-volumes', `Volumes of ${p.name}${on}`,
+      () => choosePool(p)));
   }
   if (isAdmin()) {
     if (p.state === 'active') {
-      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${p.name}`,
-        (b) => poolAction(p.name, 'deactivate', b)));
+      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${p.name}${on}`,
+        (b) => poolAction(p, 'deactivate', b)));
     } else {
-      act.append(actionButton('Activate', 'btn-plain', `Activate ${p.name}`,
-        (b) => poolAction(p.name, 'activate', b)));
-      act.append(actionButton('Delete', 'btn-danger-outline pool-delete', `Delete ${p.name}`,
+      act.append(actionButton('Activate', 'btn-plain', `Activate ${p.name}${on}`,
+        (b) => poolAction(p, 'activate', b)));
+      act.append(actionButton('Delete', 'btn-danger-outline pool-delete', `Delete ${p.name}${on}`,
         () => askDeletePool(p)));
     }
   }
-  const err = poolErrors.get(p.name) || p.error; // its last action's, or libvirt's
+  const err = poolErrors.get(poolKey(p)) || p.error; // its last action's, or libvirt's
   if (err) name.append(el('p', 'row-error', err));
   tr.append(name, st, space, vols, used, act);
   return tr;
 }
 
-function renderPools() {
+/** The pools shown: with several hosts, those of the host the filter names (if any). */
+function shownPools() {
   const list = pools.items || [];
-  replaceRowsKeepingFocus($('pool-rows'), list.map(poolRow));
+  return manyHosts() && hostFilter ? list.filter((p) => p.host === hostFilter) : list;
+}
+
+function renderPools() {
+  const all = pools.items || [];
+  const list = shownPools();
+  replaceHostRowsKeepingFocus($('pool-rows'), list.map(poolRow));
   const activeN = list.filter((p) => p.state === 'active').length;
   showListingState(pools, { prefix: 'pool', noun: ['pool', 'pools'], what: 'pools',
     emptyText: 'No storage pools.', extra: ` · ${activeN} active` });
-  if (chosen && !list.some((p) => p.name === chosen && p.state === 'active')) {
-    unchoose(); // gone or stopped: no volumes to show
+  if (list.length !== all.length) { // filtered: "1 of 4 pools · 1 active", or none of them
+    $('pool-count').textContent = `${numberFmt.format(list.length)} of ${numberFmt.format(all.length)}`
+      + ` ${all.length === 1 ? 'pool' : 'pools'} · ${activeN} active`;
+    if (!list.length && !pools.error) {
+      $('pool-empty-text').textContent = `No storage pools on ${hostFilter}.`;
+      $('pool-empty').hidden = false;
+    }
+  }
+  if (chosen && !list.some((p) => samePool(p, chosen) && p.state === 'active')) {
+    unchoose(); // gone, stopped or filtered out: no volumes to show
+  } else if (chosen) {
+    $('volumes-title').textContent = `Volumes of ${chosen.name}${onHost(chosen)}`; // hosts came or went
   }
 }
 
-async function poolAction(name, action, button) {
+async function poolAction(p, action, button) {
   button.disabled = true;
-  poolErrors.delete(name);
+  poolErrors.delete(poolKey(p));
   try {
-    await api('POST', `${poolPath(name)}/${action}`);
-    announce(`${name} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+    await api('POST', `${poolPath(p)}/${action}`);
+    announce(`${p.name}${onHost(p)} ${action === 'activate' ? 'activated' : 'deactivated'}`);
   } catch (e) {
-    poolErrors.set(name, e.message);
+    poolErrors.set(poolKey(p), e.message);
   }
   await pools.load();
+}
+
+/** The host filter and the new-pool form's host chooser: shown with several hosts. */
+function fillHosts() {
+  const many = manyHosts();
+  $('pool-filter-host-field').hidden = !many;
+  $('pool-new-host-field').hidden = !many;
+  if (!many) return;
+  hostFilter = fillHostSelect($('pool-filter-host'), hostFilter, 'All hosts');
+  newHost = fillHostSelect($('pool-new-host'), newHost || localHost());
 }
 
 function showPoolError(text, field) {
@@ -119,13 +167,15 @@ async function makePool(ev) {
     $('pool-path').focus();
     return;
   }
+  // with several hosts, on the host chosen (the root collection is the local host's)
+  const host = manyHosts() ? $('pool-new-host').value : '';
   const btn = $('pool-create');
   btn.disabled = true;
   try {
-    await api('POST', '/storagepools', { name, type: 'dir', path });
+    await api('POST', hostCollectionPath(host, 'storagepools'), { name, type: 'dir', path });
     $('pool-name').value = '';
     $('pool-path').value = '';
-    announce(`Storage pool ${name} made`);
+    announce(`Storage pool ${name} made${host ? ` on ${host}` : ''}`);
     await pools.load();
   } catch (e) {
     const code = e.body && e.body.errcode;
@@ -138,11 +188,11 @@ async function makePool(ev) {
 function askDeletePool(p) {
   askConfirm({
     title: 'Forget storage pool?',
-    text: `kimchi and libvirt forget the pool “${p.name}”. Its files stay in ${p.path || 'place'}.`,
+    text: `kimchi and libvirt forget the pool “${p.name}”${onHost(p)}. Its files stay in ${p.path || 'place'}.`,
     ok: 'Forget',
     run: async () => {
-      await remove(poolPath(p.name));
-      announce(`Storage pool ${p.name} forgotten`);
+      await remove(poolPath(p));
+      announce(`Storage pool ${p.name}${onHost(p)} forgotten`);
       await pools.load();
     },
     back: () => document.querySelector('#pool-rows button') || $('pool-name'),
@@ -151,11 +201,11 @@ function askDeletePool(p) {
 
 // -- the volumes of the chosen pool ------------------------------------------------------------
 
-function choosePool(name) {
-  chosen = name;
+function choosePool(p) {
+  chosen = { host: p.host, name: p.name };
   volumes.forget(); // an answer for the pool shown before is not this one's
   $('volumes').hidden = false;
-  $('volumes-title').textContent = `Volumes of ${name}`;
+  $('volumes-title').textContent = `Volumes of ${p.name}${onHost(p)}`;
   showVolumeError('');
   renderPools();
   renderVolumes();
@@ -223,7 +273,7 @@ async function makeVolume(ev) {
     await api('POST', `${poolPath(pool)}/storagevolumes`,
       { name, capacity: gib * 1024 ** 3, format: $('volume-format').value });
     $('volume-name').value = '';
-    announce(`Volume ${name} made in ${pool}`);
+    announce(`Volume ${name} made in ${pool.name}${onHost(pool)}`);
     await pools.load();
   } catch (e) {
     showVolumeError(e.message);
@@ -237,7 +287,7 @@ function askDeleteVolume(v) {
   const pool = chosen;
   askConfirm({
     title: 'Delete volume?',
-    text: `The volume “${v.name}” (${humanSize(v.capacity)}) in ${pool} is deleted with its data. `
+    text: `The volume “${v.name}” (${humanSize(v.capacity)}) in ${pool.name}${onHost(pool)} is deleted with its data. `
       + 'This cannot be undone.',
     run: async () => {
       await remove(`${poolPath(pool)}/storagevolumes/${encodeURIComponent(v.name)}`);
@@ -249,6 +299,10 @@ function askDeleteVolume(v) {
 }
 
 const poolsSoon = () => pools.soon();
+
+/** A host came, went or changed state: its pools come or go with it (no storagepool.*
+ * event says so). */
+const hostsChanged = () => pools.soon(300);
 
 export default {
   name: 'storage',
@@ -264,10 +318,22 @@ export default {
     'storagepool.created storagepool.updated storagepool.deleted': poolsSoon,
     'storagevolume.created storagevolume.updated storagevolume.deleted': poolsSoon,
     'vm.created vm.deleted': poolsSoon,
+    'host.created host.deleted host.state': hostsChanged,
   },
   init() {
     $('pool-form').addEventListener('submit', makePool);
     $('volume-form').addEventListener('submit', makeVolume);
+    onHosts(() => {
+      fillHosts();
+      if (pools.items) renderPools(); // the rows' "on <host>" labels
+    });
+    $('pool-filter-host').addEventListener('change', (e) => {
+      hostFilter = e.target.value;
+      renderPools();
+    });
+    $('pool-new-host').addEventListener('change', (e) => {
+      newHost = e.target.value;
+    });
   },
   async resync() {
     await pools.relist();
@@ -276,6 +342,12 @@ export default {
     pools.forget();
     poolErrors.clear();
     unchoose();
+    hostFilter = '';
+    newHost = '';
+    $('pool-filter-host-field').hidden = true;
+    $('pool-new-host-field').hidden = true;
+    $('pool-filter-host').replaceChildren();
+    $('pool-new-host').replaceChildren();
     $('pool-rows').replaceChildren();
     $('volume-rows').replaceChildren();
     $('pool-count').textContent = 'Loading…';
