@@ -94,6 +94,11 @@ class VmMigrator:
                 reason=f"its disks are not on storage {target.name} sees ({missing}: no "
                        f"storage pool there holds them): copy them (copy_storage all) or "
                        f"put them on shared storage")
+        if copy == "all" and shared:
+            raise InvalidOperation(
+                "KCHVM0030E", name=name, host=target.name,
+                reason=f"its disks are on storage {target.name} sees: a copy would write "
+                       f"over them (copy_storage none or auto)")
         if vm["state"] == "shutoff" and not shared:
             raise InvalidOperation(
                 "KCHVM0030E", name=name, host=target.name,

@@ -78,6 +78,8 @@ def test_a_running_guest_moves_live_a_cancel_leaves_it_and_a_shut_off_one_moves_
     r = k.post("/vms/mover/migrate", {"host": "local"})
     assert r.status_code == 400 and r.json()["errcode"] == "KCHVM0030E"
     assert "on that host already" in r.json()["reason"]
+    r = k.post("/vms/mover/migrate", {"host": "h1", "copy_storage": "all"})
+    assert r.status_code == 400 and "write over them" in r.json()["reason"]
 
     # cancelled half-way (1 MiB/s): it stays on its source, running
     task = k.post("/vms/mover/migrate", {"host": "h1", "bandwidth": 1}).json()
