@@ -70,6 +70,8 @@ wanted_packages() {
         qemu-block-extra libvirt-dev pkg-config gcc genisoimage dnsmasq-base sosreport \
         novnc curl ca-certificates procps
     if [ "${1:-}" = test ]; then
+        # The migration tests' simulated hosts: network namespaces, veth pairs, a bridge.
+        echo iproute2
         # The browser tests drive Debian's chromium.  Ubuntu ships it only as a snap.
         if [ "$(os_id)" = debian ]; then
             echo chromium
