@@ -1,21 +1,25 @@
-/* The VM dialogs of the VMs page: a new VM from a template, editing a shut-off VM,
- * cloning one, and who may use a VM (admins; any state). */
+/* The VM dialogs of the VMs page: a new VM from a template (on the host chosen, with
+ * several), editing a shut-off VM, cloning one, moving one to another host (Migrate), and
+ * who may use a VM (admins; any state). */
 
 import { $, el, announce, collator, showError, showNameError, clearOnInput } from '../core/dom.js';
 import { api, offers, vmPath } from '../core/api.js';
 import { openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
-import { vmNameOf } from '../core/tasks.js';
+import { vmNameOf, upsertTask, watchTasks, requestCancel, TERMINAL } from '../core/tasks.js';
+import { fillHostSelect, hostList, hostPath, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
 import { templates, invalidText, templateSpec, loadTemplates, onTemplatesChanged } from './templates.js';
 import {
   vms, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, openVmDialog,
-  accessText, namesOf,
+  accessText, namesOf, addressOf, setBusy,
 } from './vms.js';
 
 let editing = null; // the VM the edit dialog is about
 let cloning = null; // the VM the clone dialog is about
 let accessing = null; // the VM the access dialog is about
 let principals = null; // {users, groups} of the host, for the access dialog
+let migrating = null; // {name, from, task}: the VM the migrate dialog is about
+const moves = new Map(); // id of a vm.migrate task started here -> {name, from, to}
 
 // -- a new VM from a template --------------------------------------------------------------
 
@@ -73,9 +77,19 @@ function refreshPicks() {
   if (had && again) again.focus();
 }
 
+/** The Host select of the New VM dialog: shown with several hosts (the local one first,
+ * chosen by default). */
+function fillNewHost() {
+  const many = manyHosts();
+  $('vm-new-host-field').hidden = !many;
+  if (many) fillHostSelect($('vm-new-host'), $('vm-new-host').value || localHost());
+}
+
 async function openVmNew() {
   showNewError('');
   $('vm-new-name').value = '';
+  $('vm-new-host').value = '';
+  fillNewHost();
   fillTemplatePicks(chosenTemplate());
   openDialog($('vm-new-dialog'), {
     focus: $('vm-new-templates').querySelector('input:checked') || $('vm-new-cancel'),
@@ -96,6 +110,8 @@ async function createVm(ev) {
   const body = { template };
   const name = $('vm-new-name').value.trim();
   if (name) body.name = name;
+  const host = manyHosts() ? $('vm-new-host').value : '';
+  if (host && isRemoteHost(host)) body.host = host; // the local host's by default
   const btn = $('vm-new-create');
   btn.disabled = true;
   try {
@@ -238,6 +254,177 @@ function cloneClosed() {
   return row ? [...row.querySelectorAll('button')].find(usable) || null : null;
 }
 
+// -- moving a VM to another host (admins; several hosts) -------------------------------------
+
+const MIGRATABLE = new Set(['running', 'paused', 'shutoff']);
+const showMigrateError = (text) => showError('vm-migrate-error', text);
+const mib = (n) => (typeof n === 'number' && isFinite(n) ? Math.round(n / 1048576) : null);
+
+/** While a move runs, the dialog shows its progress and Cancel cancels it; else its form. */
+function migrateRunning(running) {
+  for (const id of ['vm-migrate-host', 'vm-migrate-live', 'vm-migrate-storage']) $(id).disabled = running;
+  $('vm-migrate-submit').hidden = running;
+  $('vm-migrate-progress').hidden = !running;
+  const cancel = $('vm-migrate-cancel');
+  cancel.textContent = running ? 'Cancel migration' : 'Cancel';
+  cancel.disabled = false;
+  if (!running) {
+    $('vm-migrate-bar').removeAttribute('value');
+    $('vm-migrate-bar').removeAttribute('aria-valuetext');
+  }
+}
+
+function openMigrate(name) {
+  const vm = vms.get(name);
+  if (!vm) return;
+  const from = vm.host || localHost();
+  migrating = { name, from, task: null };
+  $('vm-migrate-title').textContent = `Migrate ${name}`;
+  $('vm-migrate-text').textContent = `${name} is on ${from}: it moves to the host chosen, `
+    + 'its definition with it.';
+  const targets = hostList().filter((h) => h.name !== from && h.state === 'connected');
+  const sel = $('vm-migrate-host');
+  sel.replaceChildren(...targets.map((h) => {
+    const o = el('option', null, h.name);
+    o.value = h.name;
+    return o;
+  }));
+  $('vm-migrate-live').checked = true;
+  $('vm-migrate-storage').value = 'auto';
+  $('vm-migrate-status').textContent = '';
+  migrateRunning(false);
+  showMigrateError(targets.length ? '' : 'No other host is connected.');
+  $('vm-migrate-submit').disabled = !targets.length;
+  openDialog($('vm-migrate-dialog'), { focus: targets.length ? sel : $('vm-migrate-cancel'),
+    back: migrateClosed });
+}
+
+/** The keyboard goes back to Migrate, or to the row's first usable control (while the VM
+ * moves, Migrate is held). */
+function migrateClosed() {
+  const name = migrating && migrating.name;
+  migrating = null;
+  if (!name || !vms.has(name)) return null;
+  renderVms();
+  const usable = (b) => b && !b.hidden && !b.disabled;
+  const b = controlOf(name, 'migrate');
+  if (usable(b)) return b;
+  const row = b && b.closest('li');
+  return row ? [...row.querySelectorAll('button')].find(usable) || null : null;
+}
+
+async function submitMigrate(ev) {
+  ev.preventDefault();
+  const m = migrating;
+  if (!m || m.task) return;
+  if (!vms.has(m.name)) { $('vm-migrate-dialog').close(); return; }
+  showMigrateError('');
+  const to = $('vm-migrate-host').value;
+  if (!to) { showMigrateError('Choose the host to move it to.'); return; }
+  const body = { host: to, live: $('vm-migrate-live').checked,
+    copy_storage: $('vm-migrate-storage').value };
+  const btn = $('vm-migrate-submit');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', `${addressOf(m.name)}/migrate`, body);
+    const rec = r.data || {};
+    if (typeof rec.id !== 'string') throw new Error('The server did not start the migration.');
+    moves.set(rec.id, { name: m.name, from: m.from, to });
+    if (migrating === m) {
+      m.task = rec.id;
+      migrateRunning(true);
+      $('vm-migrate-status').textContent = `Moving ${m.name} to ${to}…`;
+      $('vm-migrate-cancel').focus();
+    }
+    setBusy(m.name, 'migrate');
+    upsertTask(rec); // in the task panel; its events follow
+    migrateProgress(rec);
+  } catch (e) {
+    showMigrateError(e.message);
+    if (e.status === 404) vmGone({ name: m.name });
+    $('vm-migrate-host').focus();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/** A vm.migrate task changed: the dialog's progress; once ended, what it did. */
+function migrateProgress(rec) {
+  const move = moves.get(rec.id);
+  if (!move) return;
+  const shown = migrating && migrating.task === rec.id && $('vm-migrate-dialog').open;
+  if (!TERMINAL.has(rec.status)) {
+    if (!shown) return;
+    const pct = typeof rec.progress === 'number' ? Math.max(0, Math.min(100, rec.progress)) : null;
+    const d = rec.details || {};
+    const bar = $('vm-migrate-bar');
+    if (pct === null) bar.removeAttribute('value'); else bar.value = pct;
+    const moved = mib(d.bytes);
+    const total = mib(d.total);
+    const parts = [];
+    if (pct !== null) parts.push(`${Math.round(pct)}%`);
+    if (moved !== null) parts.push(total !== null ? `${moved} of ${total} MiB moved` : `${moved} MiB moved`);
+    const text = parts.length ? parts.join(' · ') : `Moving ${move.name} to ${move.to}…`;
+    bar.setAttribute('aria-valuetext', text);
+    $('vm-migrate-status').textContent = text;
+    return;
+  }
+  moves.delete(rec.id);
+  setBusy(move.name, null);
+  if (rec.status === 'finished') {
+    // its row is the target's before the dialog closes: the keyboard goes back to it
+    movedVm(move).then(() => {
+      if (shown && migrating && migrating.task === rec.id) $('vm-migrate-dialog').close('done');
+      announce(`Moved ${move.name} to ${move.to}`);
+    });
+    return;
+  }
+  const why = rec.status === 'cancelled' ? `Cancelled: ${move.name} stays on ${move.from}.`
+    : `${move.name} was not moved: ${rec.message || 'the migration failed'}`;
+  if (shown) {
+    migrating.task = null;
+    migrateRunning(false);
+    $('vm-migrate-status').textContent = '';
+    showMigrateError(why);
+    $('vm-migrate-submit').focus();
+  } else {
+    announce(why);
+  }
+  renderVms();
+}
+
+/** The VM is now its target's: its record from there (no event of one host replaces the
+ * other's record of that name). */
+async function movedVm(move) {
+  const path = isRemoteHost(move.to) ? `${hostPath(move.to)}/vms/${encodeURIComponent(move.name)}`
+    : vmPath(move.name);
+  try {
+    const r = await api('GET', path);
+    if (!r.data || typeof r.data.name !== 'string') return;
+    const had = vms.get(move.name);
+    if (had && had.host !== r.data.host) forgetVm(move.name);
+    vmUpsert(r.data, { flash: false });
+  } catch (e) {
+    // gone already: its events say so
+  }
+  renderVms();
+}
+
+async function cancelMigrate() {
+  const m = migrating;
+  if (!m || !m.task) { $('vm-migrate-dialog').close(); return; }
+  const btn = $('vm-migrate-cancel');
+  btn.disabled = true;
+  showMigrateError('');
+  $('vm-migrate-status').textContent = 'Cancelling…';
+  try {
+    await requestCancel(m.task);
+  } catch (e) {
+    showMigrateError(e.message);
+    btn.disabled = false;
+  }
+}
+
 // -- who may use a VM (admins; any state) ---------------------------------------------------
 
 /** "alice, bob carol" -> ["alice", "bob", "carol"]: the server judges each name. */
@@ -325,6 +512,11 @@ export default {
     addVmControl({ key: 'clone', text: 'Clone', cls: 'btn-plain', place: 'actions', order: 30,
       shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}/clone', 'post'),
       run: openClone });
+    addVmControl({ key: 'migrate', text: 'Migrate', cls: 'btn-plain', place: 'actions', order: 40,
+      remote: true,
+      shown: (vm) => isAdmin() && manyHosts() && MIGRATABLE.has(vm.state)
+        && offers('/vms/{name}/migrate', 'post'),
+      run: openMigrate });
     // who may use the VM: beside its assignment, apart from the power actions
     addVmControl({ key: 'access', text: 'Access', cls: 'btn-plain btn-access', place: 'access', order: 100,
       free: true, label: (name) => `Access to ${name}`,
@@ -340,6 +532,11 @@ export default {
     $('vm-clone-form').addEventListener('submit', submitClone);
     $('vm-clone-cancel').addEventListener('click', () => $('vm-clone-dialog').close());
     clearOnInput('vm-clone-error', ['vm-clone-name'], () => showCloneError(''));
+    $('vm-migrate-form').addEventListener('submit', submitMigrate);
+    $('vm-migrate-cancel').addEventListener('click', cancelMigrate);
+    $('vm-migrate-host').addEventListener('change', () => showMigrateError(''));
+    watchTasks(['vm.migrate'], (rec) => migrateProgress(rec));
+    onHosts(() => { if ($('vm-new-dialog').open) fillNewHost(); });
     $('vm-access-form').addEventListener('submit', saveAccess);
     $('vm-access-cancel').addEventListener('click', () => $('vm-access-dialog').close());
     $('vm-access-dialog').addEventListener('close', () => { accessing = null; });
@@ -353,6 +550,8 @@ export default {
   stop() {
     editing = null;
     cloning = null;
+    migrating = null;
+    moves.clear();
     accessing = null;
     principals = null;
     $('vm-new-templates').replaceChildren();

@@ -36,7 +36,8 @@ const VM_ACTIONS = [
   ['resume', 'Resume', ['paused'], 'Resuming…'],
 ];
 const POWER = new Set(VM_ACTIONS.map((a) => a[0])); // what a VM of another host offers
-const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…' };
+const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…',
+  migrate: 'Migrating…' };
 const MAKES_VM = new Set(['vm.create', 'vm.clone']);
 // other orders than the name's: a number per VM (ties go by name)
 const SORTS = {
@@ -69,7 +70,8 @@ const itemListeners = [];
 
 /**
  * A control of every VM row: ``{key, text, cls, place: 'actions'|'access', order,
- * shown(vm), run(name, button), free}`` (``free``: usable while the VM is busy).
+ * shown(vm), run(name, button), free, remote}`` (``free``: usable while the VM is busy;
+ * ``remote``: offered for another host's VM too, as the power actions are).
  */
 export function addVmControl(c) {
   controls.push(c);
@@ -91,7 +93,7 @@ const manyHosts = () => hostList().length > 1;
 
 /** The address of VM ``name``: the canonical one of its host for another host's VM (the
  * root path names the local host's). */
-function addressOf(name) {
+export function addressOf(name) {
   const vm = vms.get(name);
   return isRemote(vm) ? `${hostPath(vm.host)}/vms/${encodeURIComponent(name)}` : vmPath(name);
 }
@@ -288,7 +290,7 @@ function updateItem(item, vm) {
   const down = libvirtIsDown() && !remote;
   for (const c of controls) {
     const b = item.buttons.get(c.key);
-    b.hidden = !c.shown(vm) || (remote && !POWER.has(c.key));
+    b.hidden = !c.shown(vm) || (remote && !POWER.has(c.key) && !c.remote);
     // the server refuses to start (or clone again) a VM while its disks are being copied
     const held = !!copied && (c.key === 'start' || c.key === 'clone');
     b.disabled = down || (!c.free && (!!doing || held));
