@@ -222,9 +222,10 @@ def test_the_vms_page_shows_each_vms_host_filters_by_host_and_acts_on_its_host(
     vm_item(page, "app3").wait_for()
     assert sorted(shown_vms(page)) == ["app2", "app3", "test"]
 
-    # another host's VM offers its power actions only (the rest is the local host's for now)
+    # another host's VM offers its power actions and Migrate only (the rest is the local
+    # host's for now)
     app3 = vm_item(page, "app3")
-    assert app3.locator(".vm-actions button:visible").all_inner_texts() == ["Start"]
+    assert app3.locator(".vm-actions button:visible").all_inner_texts() == ["Start", "Migrate"]
     page.screenshot(path=str(artifacts / "ui-vms-hosts.png"))
     # started from its row: on its own host
     app3.get_by_role("button", name="Start app3").click()
