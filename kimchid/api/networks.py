@@ -83,23 +83,23 @@ def register(table: RouteTable, hosts: Hosts) -> None:
     async def list_networks(call: Call) -> list[dict[str, Any]]:
         if "host" in call.args:
             nets = hosts.get(call.args["host"]).networks
-            return matching(_tag(nets, await nets.list_networks()), call.query)
+            return matching(nets.tagged(await nets.list_networks()), call.query)
         out: list[dict[str, Any]] = []
         for h in hosts.reachable_objects():
-            out += _tag(h.networks, await h.networks.list_networks())
+            out += h.networks.tagged(await h.networks.list_networks())
         return matching(out, call.query)
 
     async def create(call: Call) -> Reply:
-        n = _tag(hosts.local.networks, await hosts.local.networks.create(call.body))
+        n = hosts.local.networks.tagged(await hosts.local.networks.create(call.body))
         return Reply(201, n, {"Location": f"/networks/{n['name']}"})
 
     async def get(call: Call) -> dict[str, Any]:
         nets = await nets_at(call)
-        return _tag(nets, await nets.get(call.args["name"]))
+        return nets.tagged(await nets.get(call.args["name"]))
 
     async def update(call: Call) -> dict[str, Any]:
         nets = await nets_at(call)
-        return _tag(nets, await nets.set_autostart(call.args["name"], call.body["autostart"]))
+        return nets.tagged(await nets.set_autostart(call.args["name"], call.body["autostart"]))
 
     async def delete(call: Call) -> Reply:
         await (await nets_at(call)).delete(call.args["name"])
@@ -107,11 +107,11 @@ def register(table: RouteTable, hosts: Hosts) -> None:
 
     async def activate(call: Call) -> dict[str, Any]:
         nets = await nets_at(call)
-        return _tag(nets, await nets.activate(call.args["name"]))
+        return nets.tagged(await nets.activate(call.args["name"]))
 
     async def deactivate(call: Call) -> dict[str, Any]:
         nets = await nets_at(call)
-        return _tag(nets, await nets.deactivate(call.args["name"]))
+        return nets.tagged(await nets.deactivate(call.args["name"]))
 
     async def interfaces(call: Call) -> list[dict[str, Any]]:
         return matching(await hosts.local.networks.interfaces(), call.query)
@@ -154,9 +154,3 @@ def register(table: RouteTable, hosts: Hosts) -> None:
               description="The local host's: what a bridged (`type=bridge`) or macvtap "
                           "(`type=nic`) network may use.")
 
-
-def _tag(nets: Networks, found: Any) -> Any:
-    """A network (or a list of them) with the host it is on."""
-    if isinstance(found, list):
-        return [{**x, "host": nets.host} for x in found]
-    return {**found, "host": nets.host}

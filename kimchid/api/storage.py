@@ -114,24 +114,24 @@ def register(table: RouteTable, hosts: Hosts) -> None:
     async def list_pools(call: Call) -> list[dict[str, Any]]:
         if "host" in call.args:
             st = hosts.get(call.args["host"]).storage
-            return matching(_tag(st, await st.list_pools()), call.query)
+            return matching(st.tagged(await st.list_pools()), call.query)
         out: list[dict[str, Any]] = []
         for h in hosts.reachable_objects():
-            out += _tag(h.storage, await h.storage.list_pools())
+            out += h.storage.tagged(await h.storage.list_pools())
         return matching(out, call.query)
 
     async def create_pool(call: Call) -> Reply:
         st = await pools_at(call)
-        p = _tag(st, await st.create_pool(call.body))
+        p = st.tagged(await st.create_pool(call.body))
         return Reply(201, p, {"Location": f"{_base(call)}/storagepools/{p['name']}"})
 
     async def get_pool(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.get_pool(call.args["name"]))
+        return st.tagged(await st.get_pool(call.args["name"]))
 
     async def update_pool(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.set_autostart(call.args["name"], call.body["autostart"]))
+        return st.tagged(await st.set_autostart(call.args["name"], call.body["autostart"]))
 
     async def delete_pool(call: Call) -> Reply:
         await (await pools_at(call)).delete_pool(call.args["name"])
@@ -139,30 +139,30 @@ def register(table: RouteTable, hosts: Hosts) -> None:
 
     async def activate(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.activate(call.args["name"]))
+        return st.tagged(await st.activate(call.args["name"]))
 
     async def deactivate(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.deactivate(call.args["name"]))
+        return st.tagged(await st.deactivate(call.args["name"]))
 
     async def refresh(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.refresh(call.args["name"]))
+        return st.tagged(await st.refresh(call.args["name"]))
 
     async def list_volumes(call: Call) -> list[dict[str, Any]]:
         st = await pools_at(call)
-        return matching(_tag(st, await st.list_volumes(call.args["name"])), call.query)
+        return matching(st.tagged(await st.list_volumes(call.args["name"])), call.query)
 
     async def create_volume(call: Call) -> Reply:
         st = await pools_at(call)
         pool = call.args["name"]
-        v = _tag(st, await st.create_volume(pool, call.body))
+        v = st.tagged(await st.create_volume(pool, call.body))
         return Reply(201, v, {"Location": f"{_base(call)}/storagepools/{pool}/storagevolumes/"
                                           f"{v['name']}"})
 
     async def get_volume(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.get_volume(call.args["name"], call.args["vol"]))
+        return st.tagged(await st.get_volume(call.args["name"], call.args["vol"]))
 
     async def delete_volume(call: Call) -> Reply:
         await (await pools_at(call)).delete_volume(call.args["name"], call.args["vol"])
@@ -170,7 +170,7 @@ def register(table: RouteTable, hosts: Hosts) -> None:
 
     async def resize(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
-        return _tag(st, await st.resize_volume(call.args["name"], call.args["vol"],
+        return st.tagged(await st.resize_volume(call.args["name"], call.args["vol"],
                                                call.body["size"]))
 
     tag = "storage"
@@ -222,12 +222,6 @@ def register(table: RouteTable, hosts: Hosts) -> None:
                   response=VOLUME_SCHEMA,
                   description="Only larger (KCHVOL0007E), and not while a running VM uses it.")
 
-
-def _tag(st: Storage, found: Any) -> Any:
-    """A pool or volume (or a list of them) with the host it is on."""
-    if isinstance(found, list):
-        return [{**x, "host": st.host} for x in found]
-    return {**found, "host": st.host}
 
 
 def _base(call: Call) -> str:

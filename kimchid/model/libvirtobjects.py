@@ -36,6 +36,12 @@ class LibvirtObjects:
         self.events = events
         self.host = host  # the name of the host whose objects these are
 
+    def tagged(self, found: Any) -> Any:
+        """An object read here (or a list of them) with the host it is on."""
+        if isinstance(found, list):
+            return [{**x, "host": self.host} for x in found]
+        return {**found, "host": self.host}
+
     async def _publish(self, etype: str, data: dict[str, Any]) -> None:
         """Announce a change, naming the host (``data.host``)."""
         await self.events.publish(etype, {**data, "host": self.host})
