@@ -67,6 +67,9 @@ CATALOGUE: dict[str, str] = {
                   "which kimchi removes once libvirt answers again",
     "KCHVM0030E": "Cannot move virtual machine {name} to host {host}: {reason}",
     "KCHVM0031E": "Moving virtual machine {name} failed: {error}",
+    "KCHVM0032E": "The screen of virtual machine {name} listens on {listen}, which only host "
+                  "{host} itself reaches: make its graphics listen on an address of that "
+                  "host to see it here",
     # A VM's devices
     "KCHVMSTOR0001E": "Virtual machine {name} has no device {dev}",
     "KCHVMSTOR0002E": "Invalid storage request: {reason}",
@@ -187,6 +190,7 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHVM0001E", "KCHVM0003E", "KCHVM0004E", "KCHVM0005E", "KCHVM0006E", "KCHVM0007E",
     "KCHVM0009E", "KCHVM0010E", "KCHVM0013E", "KCHVM0014E", "KCHVM0015E", "KCHVM0016E",
     "KCHVM0017E", "KCHVM0019E", "KCHVM0020E", "KCHVM0021E", "KCHVM0022E", "KCHVM0030E",
+    "KCHVM0032E",
     "KCHVMSTOR0003E", "KCHVMSTOR0004E", "KCHVMSTOR0005E", "KCHVMSTOR0006E",
     "KCHTMPL0001E", "KCHTMPL0003E", "KCHTMPL0005E", "KCHTMPL0006E", "KCHTMPL0007E",
     "KCHTMPL0008E", "KCHTMPL0011E", "KCHTMPL0012E",

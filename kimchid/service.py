@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from kimchi import bus
+from kimchi.bus.context import JobContext
 from kimchi.bus.twisted import RedisClient
 from kimchi.config import Config
 from kimchid import api
@@ -38,13 +39,11 @@ from kimchid.model.host import HostStats
 from kimchid.model.host_setup import check_defaults, ensure_defaults
 from kimchid.model.hosts import LOCAL, Host, Hosts
 from kimchid.model.isos import IsoLibrary
-from kimchid.model.snapshots import Snapshots
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vm_migrate import VmMigrator
-from kimchid.model.vmdevices import VmDevices
 from kimchid.model.vms import Screenshots
 from kimchid.model.vmstats import VmStats
 
@@ -90,7 +89,7 @@ class Kimchid(MultiService):
                            cfg.libvirt.stats_interval)
         self.vms = local.vms
         self.vm_actions = local.actions
-        self.screenshots = Screenshots(self.vms, reactor)
+        self.screenshots = Screenshots(reactor)
         self.vm_stats = VmStats(self.vms, self.events, reactor, cfg.libvirt.stats_interval)
         self.host = HostStats(self.libvirt, self.events, reactor, cfg.host.stats_interval,
                               cfg.host.history)
@@ -102,22 +101,20 @@ class Kimchid(MultiService):
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor,
                                          cfg.outbound.allow)
         self.templates.prime()
-        self.access = Access(self.vms, lambda: [h.vms for h in self.hosts])
+        self.access = Access(self.hosts)
         self.storage = local.storage
         self.networks = local.networks
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities,
                                     cfg.state_dir / "vm-create-leftovers.json", self.hosts)
-        self.vm_cloner = VmCloner(self.tasks, self.vms, self.vm_creator, self.libvirt,
-                                  redis_url, cfg.redis.timeout, cfg.workers.copy_limit_mib)
-        self.snapshots = Snapshots(self.tasks, self.vms, self.libvirt, self.events)
+        self.vm_cloner = VmCloner(self.tasks, self.hosts, self.vm_creator, redis_url,
+                                  cfg.redis.timeout, cfg.workers.copy_limit_mib)
         self.vm_migrator = VmMigrator(self.tasks, self.hosts)
-        self.vm_devices = VmDevices(self.libvirt, self.events)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
                                       {vm_create.KIND: self.vm_creator.run,
                                        vm_clone.KIND: self.vm_cloner.run,
-                                       snapshots.KIND: self.snapshots.run,
+                                       snapshots.KIND: self._snapshot,
                                        vm_migrate.KIND: self.vm_migrator.run}, reactor)
         self.daemon_jobs.setServiceParent(self)
         watcher = ObjectWatcher(self.store, reactor, on_change=self._file_changed)
@@ -217,6 +214,10 @@ class Kimchid(MultiService):
         d.addCallbacks(lambda _n: None, lambda f: log.debug(
             "expiring unserved jobs: {e}", e=f.getErrorMessage()))
         return d
+
+    def _snapshot(self, ctx: JobContext) -> dict[str, Any]:
+        """A ``vm.snapshot`` job: taken by its VM's host's :class:`Snapshots`."""
+        return self.hosts.get(ctx.params.get("host", LOCAL)).snapshots.run(ctx)
 
     def _file_changed(self, kind: str, name: str, change: str, obj: Any) -> None:
         self.templates.file_changed(kind, name, change, obj)

@@ -8,6 +8,10 @@ connection open for as long as it lives: VMs made on it stay until it is killed.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +72,17 @@ def add_host(k: Any, cluster: Cluster, name: str) -> None:
     """Add the cluster's host ``name`` to kimchid ``k`` (POST /hosts)."""
     r = k.post("/hosts", {"name": name, "uri": cluster[name].uri}, timeout=30)
     assert r.status_code == 201, r.text
+
+
+def host_worker(tmp_path: Path, redis_url: str, hosts: list[str],
+                name: str) -> subprocess.Popen:
+    """A worker process on its own, serving ``hosts`` (as kimchi-worker@.service on them)."""
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f'[redis]\nurl = "{redis_url}"\n[workers]\nhosts = {json.dumps(hosts)}\n'
+                   'lease_seconds = 2.0\n')
+    env = {key: v for key, v in os.environ.items() if not key.startswith("KIMCHI_")}
+    return subprocess.Popen([sys.executable, "-m", "workers.main", "--config", str(cfg),
+                             "--name", name], env=env)
 
 
 @pytest.fixture

@@ -52,6 +52,20 @@ TASK_INDEX_VERSION = "1"
 TERMINAL = frozenset({"finished", "failed", "cancelled"})
 
 
+#: A worker is live while its last heartbeat is at most this old (seconds).
+LIVE_WINDOW = 3.0
+
+
+def waiting_message(kind: str, host: str, live_workers: int) -> str:
+    """What a new task says until a worker takes it: for a job that runs on ``host`` while
+    no worker serves that host (``live_workers``), why it waits (KCHTASK0008E)."""
+    if kinds.kind(kind).where == kinds.HOST and not live_workers:
+        from kimchi.errors import message
+
+        return message("KCHTASK0008E", host=host)
+    return "Waiting for a worker"
+
+
 def now_iso(seconds: float) -> str:
     """ISO-8601 UTC with milliseconds, as used in every record and event."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace(

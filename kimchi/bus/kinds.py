@@ -43,6 +43,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          ("name", "dir", "plugins")),
     Kind("vm.clone.disks", HOST, "copy a VM's disk files with qemu-img convert",
          ("copies", "parent", "rate_limit")),
+    Kind("disks.remove", HOST, "remove the copies a failed or cancelled clone left "
+         "(each path and its .part)", ("paths", "parent")),
     Kind("vm.create", DAEMON, "create a VM's disk volumes and define it from a template"),
     Kind("vm.clone", DAEMON, "clone a shut-off VM: its disks (vm.clone.disks), then the "
          "domain with a new name, UUID and MAC addresses"),

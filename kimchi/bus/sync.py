@@ -110,9 +110,12 @@ class SyncBus:
         task_id = task_id or uuid.uuid4().hex
         now = time.time()
         k = self.keys
+        live = 1
+        if bus.kinds.kind(kind).where == bus.kinds.HOST:
+            live = int(self.client.zcount(k.host_workers(host), now - bus.LIVE_WINDOW, "+inf"))
         args: list[Any] = [
             task_id, kind, json.dumps(params or {}), target_uri, bus.now_iso(now),
-            int(now * 1000), self.maxlen, "Waiting for a worker", "", host,
+            int(now * 1000), self.maxlen, bus.waiting_message(kind, host, live), "", host,
         ]
         self.scripts["submit"](
             keys=[k.task(task_id), k.tasks, k.queue(kind, host), k.events], args=args,

@@ -9,32 +9,46 @@ them, in lists as in the event stream.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from kimchid.auth import policy
 from kimchid.auth.policy import Identity
 from kimchid.model.events import Event
-from kimchid.model.vms import VmInventory
+from kimchid.model.hosts import Host, Hosts
+
+#: The two addresses of a VM and of everything under it (its snapshots, disks,
+#: interfaces...): the canonical one, and the root one (see :meth:`Hosts.vm_host`).
+VM_ADDRESSES = (("/vms/<name>", ""), ("/hosts/<host>/vms/<name>", " (one host's)"))
 
 
 class Access:
-    def __init__(self, inventory: VmInventory,
-                 inventories: Callable[[], Iterable[VmInventory]] | None = None) -> None:
-        self.inventory = inventory  # the local host's VMs
-        self.inventories = inventories or (lambda: (inventory,))  # every host's
+    def __init__(self, hosts: Hosts) -> None:
+        self.hosts = hosts
 
-    def vm(self, who: Identity | None, name: str, host: Any = None) -> dict[str, Any]:
+    def vm(self, who: Identity | None, name: str, host: Host | None = None) -> dict[str, Any]:
         """The VM ``name`` (of the local host, or of ``host``) if ``who`` may see it: 404
         if there is none, 403 if not theirs."""
-        vm = (self.inventory if host is None else host.vms).get(name)
+        vm = (host or self.hosts.local).vms.get(name)
         if who is not None:
             policy.check_vm(who, vm)
         return vm
 
+    def host_of(self, args: Mapping[str, Any]) -> Host:
+        """The host a VM address names: its own (``/hosts/<host>/vms/<name>``), else the
+        one a root address means (``/vms/<name>``: see :meth:`Hosts.vm_host`)."""
+        if "host" in args:
+            return self.hosts.get(args["host"])
+        return self.hosts.vm_host(args["name"])
+
+    def vm_at(self, who: Identity | None, args: Mapping[str, Any]) -> tuple[Host, dict[str, Any]]:
+        """The host and the VM a VM address names, if ``who`` may see it."""
+        host = self.host_of(args)
+        return host, self.vm(who, args["name"], host)
+
     def can_see_vm_named(self, who: Identity, name: str) -> bool:
-        for inventory in self.inventories():
-            for vm in inventory.vms.values():
+        for host in self.hosts:
+            for vm in host.vms.vms.values():
                 if vm["name"] == name and policy.can_see_vm(who, vm):
                     return True
         return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -21,12 +22,15 @@ from twisted.internet import protocol, reactor
 from twisted.logger import Logger
 
 from kimchi.errors import InvalidOperation
-from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.api.access import Access
+from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import Call, RouteTable
+from kimchid.model.hosts import Host
 from kimchid.model.libvirtobjects import lv
 
 log = Logger()
+
+
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 def vnc_address(xml: str) -> tuple[str, int] | None:
@@ -37,9 +41,22 @@ def vnc_address(xml: str) -> tuple[str, int] | None:
     port = int(g.get("port") or -1)
     if port <= 0:
         return None
-    listen = g.get("listen") or "127.0.0.1"
-    if listen in ("0.0.0.0", "::", ""):
-        listen = "127.0.0.1"
+    return g.get("listen") or "127.0.0.1", port
+
+
+def reachable_vnc(target: tuple[str, int], host: Host, name: str) -> tuple[str, int]:
+    """Where kimchid connects to reach a VNC server listening at ``target`` on ``host``.
+
+    A host reached through a local socket (``qemu:///system``, ``test+unix://``) is this
+    machine.  On a host elsewhere, a server listening on every address is reached at the
+    host's address; one listening on its loopback only cannot be reached (KCHVM0032E)."""
+    listen, port = target
+    at = urlsplit(host.uri).hostname
+    elsewhere = not host.local and at not in (None, "", "localhost", "127.0.0.1", "::1")
+    if listen in WILDCARDS:
+        return (at if elsewhere and at else "127.0.0.1"), port
+    if elsewhere and (listen.startswith("127.") or listen == "::1"):
+        raise InvalidOperation("KCHVM0032E", name=name, listen=listen, host=host.name)
     return listen, port
 
 
@@ -125,7 +142,7 @@ class ConsoleSocket(WebSocketServerProtocol):
             self.vnc.transport.loseConnection()
 
 
-def register(table: RouteTable, libvirt: LibvirtConnection, access: Access) -> None:
+def register(table: RouteTable, access: Access) -> None:
     factory = WebSocketServerFactory()
     factory.protocol = ConsoleSocket
     factory.setProtocolOptions(autoPingInterval=30, autoPingTimeout=15,
@@ -133,16 +150,18 @@ def register(table: RouteTable, libvirt: LibvirtConnection, access: Access) -> N
     socket = WebSocketResource(factory)
 
     async def console(call: Call) -> Any:
-        vm = access.vm(call.who, call.args["name"])  # 403 for a user's non-assigned VM
+        host, vm = access.vm_at(call.who, call.args)  # 403 for a user's non-assigned VM
         name = vm["name"]
         if vm["state"] != "running":
             raise InvalidOperation("KCHVM0020E", name=name, state=vm["state"])
         try:
-            target = await libvirt.run(lambda c: vnc_address(c.lookupByName(name).XMLDesc(0)))
+            found = await host.conn.run(
+                lambda c: vnc_address(c.lookupByName(name).XMLDesc(0)))
         except lv().libvirtError:  # gone meanwhile; libvirtd away was a 503 above
-            target = None
-        if target is None:
+            found = None
+        if found is None:
             raise InvalidOperation("KCHVM0021E", name=name)
+        target = reachable_vnc(found, host, name)
         if (call.header("upgrade") or "").lower() != "websocket":
             raise InvalidOperation("KCHVM0022E", name=name)
         req: Any = call.request
@@ -150,10 +169,13 @@ def register(table: RouteTable, libvirt: LibvirtConnection, access: Access) -> N
             req.channel.transport.kimchi_console = target
         return socket
 
-    table.add("/vms/<name>/console", "GET", console, "The VM's screen (VNC over WebSocket)",
-              "vms", raw=True,
-              description="A WebSocket (`Upgrade: websocket`, subprotocol `binary` or none) "
-                          "carrying the RFB protocol to the VM's VNC server, as noVNC speaks "
-                          "it. The same login, origin check and access rules as the rest. "
-                          "400: not running (KCHVM0020E), no VNC screen (KCHVM0021E), not a "
-                          "WebSocket request (KCHVM0022E).")
+    for at, where in VM_ADDRESSES:
+        table.add(f"{at}/console", "GET", console,
+                  f"The VM's screen (VNC over WebSocket){where}", "vms", raw=True,
+                  description="A WebSocket (`Upgrade: websocket`, subprotocol `binary` or "
+                              "none) carrying the RFB protocol to the VM's VNC server, as "
+                              "noVNC speaks it. The same login, origin check and access "
+                              "rules as the rest. 400: not running (KCHVM0020E), no VNC "
+                              "screen (KCHVM0021E), not a WebSocket request (KCHVM0022E), a "
+                              "screen that listens on the loopback of a host elsewhere "
+                              "(KCHVM0032E).")

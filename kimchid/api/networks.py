@@ -89,9 +89,16 @@ def register(table: RouteTable, hosts: Hosts) -> None:
             out += h.networks.tagged(await h.networks.list_networks())
         return matching(out, call.query)
 
+    def host_nets(call: Call) -> Networks:
+        """The networks of the host a path names (/hosts/<host>/...), else the local one's."""
+        return hosts.get(call.args["host"]).networks if "host" in call.args \
+            else hosts.local.networks
+
     async def create(call: Call) -> Reply:
-        n = hosts.local.networks.tagged(await hosts.local.networks.create(call.body))
-        return Reply(201, n, {"Location": f"/networks/{n['name']}"})
+        nets = host_nets(call)
+        n = nets.tagged(await nets.create(call.body))
+        where = f"/hosts/{call.args['host']}" if "host" in call.args else ""
+        return Reply(201, n, {"Location": f"{where}/networks/{n['name']}"})
 
     async def get(call: Call) -> dict[str, Any]:
         nets = await nets_at(call)
@@ -114,21 +121,29 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         return nets.tagged(await nets.deactivate(call.args["name"]))
 
     async def interfaces(call: Call) -> list[dict[str, Any]]:
-        return matching(await hosts.local.networks.interfaces(), call.query)
+        return matching(await host_nets(call).interfaces(), call.query)
 
     tag = "networks"
-    table.add("/networks", "POST", create, "Make a virtual network", tag, body=CREATE,
-              response=NETWORK_SCHEMA, status=201,
-              description="On the local host (its interfaces and subnets are the ones "
-                          "checked). NAT or isolated: a subnet nothing else uses "
-                          "(KCHNET0009E), the gateway at its first address, DHCP over its "
-                          "upper half. Bridge: through a host bridge; macvtap: through a host "
-                          "interface. Defined, set to autostart and started; undefined again "
-                          "if it cannot start.")
-    # Every other route twice: at the root (every host's networks in the list; an item
-    # path names the local host's network of that name, else the one host's that has one)
-    # and at the host's own address, /hosts/<host>/networks/...
+    # Every route twice: at the root (every host's networks in the list; an item path
+    # names the local host's network of that name, else the one host's that has one; a
+    # new one is the local host's) and at the host's own address, /hosts/<host>/networks/...
     for base, of in (("", ""), ("/hosts/<host>", " of one host")):
+        table.add(f"{base}/networks", "POST", create, f"Make a virtual network{of}", tag,
+                  body=CREATE, response=NETWORK_SCHEMA, status=201,
+                  description="At the root: on the local host. The host's interfaces and "
+                              "subnets are the ones checked (another host's as its libvirtd "
+                              "knows them). NAT or isolated: a subnet nothing else uses "
+                              "(KCHNET0009E), the gateway at its first address, DHCP over "
+                              "its upper half. Bridge: through a host bridge; macvtap: "
+                              "through a host interface. Defined, set to autostart and "
+                              "started; undefined again if it cannot start.")
+        table.add(f"{base}/interfaces", "GET", interfaces,
+                  f"The host's network interfaces{of}", tag,
+                  query={"type": {"type": "string"}, "status": {"type": "string"}},
+                  response={"type": "array", "items": INTERFACE_SCHEMA},
+                  description="What a bridged (`type=bridge`) or macvtap (`type=nic`) "
+                              "network may use. At the root: the local host's; another "
+                              "host's as its libvirtd's interface driver knows them.")
         table.add(f"{base}/networks", "GET", list_networks, f"List virtual networks{of}", tag,
                   query={"connection": {"type": "string"}, "state": {"type": "string"},
                          **({} if base else {"host": {"type": "string"}})},
@@ -148,9 +163,4 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         table.add(f"{item}/deactivate", "POST", deactivate, f"Stop a network{of}", tag,
                   response=NETWORK_SCHEMA,
                   description="Refused while a running VM is connected (KCHNET0007E).")
-    table.add("/interfaces", "GET", interfaces, "The host's network interfaces", tag,
-              query={"type": {"type": "string"}, "status": {"type": "string"}},
-              response={"type": "array", "items": INTERFACE_SCHEMA},
-              description="The local host's: what a bridged (`type=bridge`) or macvtap "
-                          "(`type=nic`) network may use.")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.access import Access
+from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import Call, Reply, RouteTable
 from kimchid.model.vmdevices import MODELS, VmDevices
 
@@ -66,59 +66,74 @@ ADD_IFACE = {"type": "object", "additionalProperties": False, "required": ["netw
                             "model": {"enum": list(MODELS), "default": "virtio"}}}
 
 
-def register(table: RouteTable, devices: VmDevices, access: Access) -> None:
-    def vm_of(call: Call) -> str:
-        return str(access.vm(call.who, call.args["name"])["name"])
+def register(table: RouteTable, access: Access) -> None:
+    def vm_of(call: Call) -> tuple[VmDevices, str]:
+        host, vm = access.vm_at(call.who, call.args)  # 404, or 403 for another's VM
+        return host.devices, vm["name"]
+
+    def base(call: Call, vm: str) -> str:
+        return f"/hosts/{call.args['host']}/vms/{vm}" if "host" in call.args else f"/vms/{vm}"
 
     async def list_storages(call: Call) -> list[dict[str, Any]]:
-        return await devices.storages(vm_of(call))
+        devices, vm = vm_of(call)
+        return await devices.storages(vm)
 
     async def attach(call: Call) -> Reply:
-        vm = vm_of(call)
+        devices, vm = vm_of(call)
         s = await devices.attach_storage(vm, call.body)
-        return Reply(201, s, {"Location": f"/vms/{vm}/storages/{s['dev']}"})
+        return Reply(201, s, {"Location": f"{base(call, vm)}/storages/{s['dev']}"})
 
     async def get_storage(call: Call) -> dict[str, Any]:
-        return await devices.storage(vm_of(call), call.args["dev"])
+        devices, vm = vm_of(call)
+        return await devices.storage(vm, call.args["dev"])
 
     async def media(call: Call) -> dict[str, Any]:
-        return await devices.change_media(vm_of(call), call.args["dev"], call.body["path"])
+        devices, vm = vm_of(call)
+        return await devices.change_media(vm, call.args["dev"], call.body["path"])
 
     async def detach(call: Call) -> Reply:
-        await devices.detach_storage(vm_of(call), call.args["dev"])
+        devices, vm = vm_of(call)
+        await devices.detach_storage(vm, call.args["dev"])
         return Reply(204, None)
 
     async def list_ifaces(call: Call) -> list[dict[str, Any]]:
-        return await devices.ifaces(vm_of(call))
+        devices, vm = vm_of(call)
+        return await devices.ifaces(vm)
 
     async def add_iface(call: Call) -> Reply:
-        vm = vm_of(call)
+        devices, vm = vm_of(call)
         i = await devices.attach_iface(vm, call.body)
-        return Reply(201, i, {"Location": f"/vms/{vm}/ifaces/{i['mac']}"})
+        return Reply(201, i, {"Location": f"{base(call, vm)}/ifaces/{i['mac']}"})
 
     async def drop_iface(call: Call) -> Reply:
-        await devices.detach_iface(vm_of(call), call.args["mac"])
+        devices, vm = vm_of(call)
+        await devices.detach_iface(vm, call.args["mac"])
         return Reply(204, None)
 
     tag = "vms"
-    table.add("/vms/<name>/storages", "GET", list_storages, "A VM's disks and CD-ROMs", tag,
-              response={"type": "array", "items": STORAGE_SCHEMA})
-    table.add("/vms/<name>/storages", "POST", attach, "Attach a disk or a CD-ROM", tag,
-              body=ATTACH, response=STORAGE_SCHEMA, status=201,
-              description="A disk is an image file (`path`) or a volume (`pool`, `vol`); "
-                          "while the VM runs it is hot-plugged (virtio). A CD-ROM drive is "
-                          "added only while the VM is shut off (KCHVMSTOR0003E).")
-    table.add("/vms/<name>/storages/<dev>", "GET", get_storage, "One disk or CD-ROM", tag,
-              response=STORAGE_SCHEMA)
-    table.add("/vms/<name>/storages/<dev>", "PUT", media, "Change a CD-ROM's medium", tag,
-              body=MEDIA, response=STORAGE_SCHEMA,
-              description="Also while the VM runs; an empty path ejects.")
-    table.add("/vms/<name>/storages/<dev>", "DELETE", detach, "Detach a disk or CD-ROM", tag,
-              status=204, description="The disk's volume or file stays.")
-    table.add("/vms/<name>/ifaces", "GET", list_ifaces, "A VM's network interfaces", tag,
-              response={"type": "array", "items": IFACE_SCHEMA})
-    table.add("/vms/<name>/ifaces", "POST", add_iface, "Add a network interface", tag,
-              body=ADD_IFACE, response=IFACE_SCHEMA, status=201,
-              description="On a libvirt network; hot-plugged while the VM runs.")
-    table.add("/vms/<name>/ifaces/<mac>", "DELETE", drop_iface, "Remove a network interface",
-              tag, status=204)
+    for at, where in VM_ADDRESSES:
+        table.add(f"{at}/storages", "GET", list_storages, f"A VM's disks and CD-ROMs{where}",
+                  tag, response={"type": "array", "items": STORAGE_SCHEMA})
+        table.add(f"{at}/storages", "POST", attach, f"Attach a disk or a CD-ROM{where}", tag,
+                  body=ATTACH, response=STORAGE_SCHEMA, status=201,
+                  description="A disk is an image file (`path`) or a volume (`pool`, `vol`); "
+                              "while the VM runs it is hot-plugged (virtio). A CD-ROM drive "
+                              "is added only while the VM is shut off (KCHVMSTOR0003E). On a "
+                              "host other than the local one, a `path` must be a volume of "
+                              "one of its storage pools (KCHVMSTOR0006E).")
+        table.add(f"{at}/storages/<dev>", "GET", get_storage, f"One disk or CD-ROM{where}",
+                  tag, response=STORAGE_SCHEMA)
+        table.add(f"{at}/storages/<dev>", "PUT", media, f"Change a CD-ROM's medium{where}",
+                  tag, body=MEDIA, response=STORAGE_SCHEMA,
+                  description="Also while the VM runs; an empty path ejects.")
+        table.add(f"{at}/storages/<dev>", "DELETE", detach,
+                  f"Detach a disk or CD-ROM{where}", tag, status=204,
+                  description="The disk's volume or file stays.")
+        table.add(f"{at}/ifaces", "GET", list_ifaces, f"A VM's network interfaces{where}",
+                  tag, response={"type": "array", "items": IFACE_SCHEMA})
+        table.add(f"{at}/ifaces", "POST", add_iface, f"Add a network interface{where}", tag,
+                  body=ADD_IFACE, response=IFACE_SCHEMA, status=201,
+                  description="On a libvirt network of the VM's host; hot-plugged while "
+                              "the VM runs.")
+        table.add(f"{at}/ifaces/<mac>", "DELETE", drop_iface,
+                  f"Remove a network interface{where}", tag, status=204)

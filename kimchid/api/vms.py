@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchi.errors import InvalidOperation
-from kimchid.api.access import Access
+from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
 from kimchid.model.hosts import Host, Hosts
@@ -120,16 +120,8 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
             found = policy.visible_vms(call.who, found)
         return matching(found, call.query)
 
-    def mine(call: Call) -> str:
-        """The VM's name, once the caller may use it (404, 403 otherwise)."""
-        return str(access.vm(call.who, call.args["name"])["name"])
-
     def host_of(call: Call) -> Host:
-        """The host a VM address names: its own (/hosts/<host>/vms/<name>), else the one
-        a root path means (/vms/<name>: see Hosts.vm_host)."""
-        if "host" in call.args:
-            return hosts.get(call.args["host"])
-        return hosts.vm_host(call.args["name"])
+        return access.host_of(call.args)
 
     async def get_vm(call: Call) -> dict[str, Any]:
         return access.vm(call.who, call.args["name"], host_of(call))
@@ -184,7 +176,7 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
     # Each VM has two addresses: its canonical one, /hosts/<host>/vms/<name>, and the root
     # one, /vms/<name>, which names the local host's VM of that name, else the one host's
     # that has one (409 KCHHOST0007E, with the canonical addresses, when several do).
-    for at, where in (("/vms/<name>", ""), ("/hosts/<host>/vms/<name>", " of one host")):
+    for at, where in VM_ADDRESSES:
         table.add(at, "GET", get_vm, f"Look at a virtual machine{where}", "vms",
                   response=VM_SCHEMA)
         table.add(at, "PUT", update_vm, f"Change a virtual machine{where}", "vms",
@@ -209,7 +201,7 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
             async def act(call: Call, action: str = action) -> dict[str, Any]:
                 host = host_of(call)
                 vm = access.vm(call.who, call.args["name"], host)
-                if action == "start" and host.local and await cloner.cloning(vm["uuid"]):
+                if action == "start" and await cloner.cloning(vm["uuid"]):
                     raise InvalidOperation("KCHVM0019E", name=vm["name"])
                 return await host.actions.act(vm["name"], action)
 
@@ -219,30 +211,37 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                                   "otherwise 400 (KCHVM0010E).")
 
     async def screenshot(call: Call) -> bytes:
-        png = await screenshots.get(mine(call))
+        host, vm = access.vm_at(call.who, call.args)
+        png = await screenshots.get(host.vms, vm["name"])
         req = call.request
         req.setHeader(b"Content-Type", b"image/png")
         req.setHeader(b"Cache-Control", b"max-age=3")
         return png
 
-    table.add("/vms/<name>/screenshot", "GET", screenshot, "The VM's screen, as a thumbnail",
-              "vms", raw=True, produces=("image/png",),
-              description="A PNG at most 320x240 keeping the screen's aspect ratio, taken at "
-                          "most every 3 s; 404 (KCHVM0012E) when the VM is not running.")
+    for at, where in VM_ADDRESSES:
+        table.add(f"{at}/screenshot", "GET", screenshot,
+                  f"The VM's screen, as a thumbnail{where}", "vms", raw=True,
+                  produces=("image/png",),
+                  description="A PNG at most 320x240 keeping the screen's aspect ratio, "
+                              "taken at most every 3 s; 404 (KCHVM0012E) when the VM is not "
+                              "running.")
 
     async def clone_vm(call: Call) -> Reply:
-        task = await cloner.clone(mine(call), call.body.get("name"),
+        host, vm = access.vm_at(call.who, call.args)
+        task = await cloner.clone(host, vm["name"], call.body.get("name"),
                                   call.who.username if call.who else "")
         return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
 
-    table.add("/vms/<name>/clone", "POST", clone_vm, "Clone a shut-off virtual machine",
-              "vms", status=202, response=TASK_SCHEMA,
-              body={"type": "object", "additionalProperties": False,
-                    "properties": {"name": {**NAME,
-                                            "description": "default: <name>-clone-N"}}},
-              description="202 with a `vm.clone` task: a worker copies each disk with "
-                          "`qemu-img convert` (its `vm.clone.disks` job reports the progress, "
-                          "passed on to the clone task), then the new domain is defined with "
-                          "a new UUID and new MAC addresses. The VM must be shut off "
-                          "(KCHVM0016E) and stays so until the copy is made (KCHVM0019E). A "
-                          "failed or cancelled clone removes its copies.")
+    for at, where in VM_ADDRESSES:
+        table.add(f"{at}/clone", "POST", clone_vm, f"Clone a shut-off virtual machine{where}",
+                  "vms", status=202, response=TASK_SCHEMA,
+                  body={"type": "object", "additionalProperties": False,
+                        "properties": {"name": {**NAME,
+                                                "description": "default: <name>-clone-N"}}},
+                  description="202 with a `vm.clone` task: a worker of the VM's host copies "
+                              "each disk with `qemu-img convert` (its `vm.clone.disks` job "
+                              "reports the progress, passed on to the clone task), then the "
+                              "new domain is defined on the same host with a new UUID and "
+                              "new MAC addresses. The VM must be shut off (KCHVM0016E) and "
+                              "stays so until the copy is made (KCHVM0019E). A failed or "
+                              "cancelled clone removes its copies.")

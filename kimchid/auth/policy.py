@@ -86,21 +86,24 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     # the hosts kimchi manages: looking is for all, adding and removing for admins
     AdminRule("/hosts", frozenset({"POST"}), subtree=False),
     AdminRule("/hosts/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
-    AdminRule("/hosts/*/vms/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
     AdminRule("/hosts/*/storagepools", UNSAFE_METHODS),
     AdminRule("/hosts/*/networks", UNSAFE_METHODS),
     # VMs: users operate the VMs assigned to them (start, poweroff, ...), but only admins
-    # create, change (a PUT can assign users and groups), delete or clone them
+    # create, change (a PUT can assign users and groups), delete, clone or move them
     AdminRule("/vms", frozenset({"POST"}), subtree=False),
-    AdminRule("/vms/*", frozenset({"PUT", "PATCH", "DELETE"}), subtree=False),
-    AdminRule("/vms/*/clone", frozenset({"POST"})),
-    AdminRule("/vms/*/migrate", frozenset({"POST"})),
-    AdminRule("/hosts/*/vms/*/migrate", frozenset({"POST"})),
-    # snapshots: users see their VMs' snapshots; taking, reverting, deleting are for admins
-    AdminRule("/vms/*/snapshots", UNSAFE_METHODS),
-    # a VM's devices: users see them, admins attach, change and detach them
-    AdminRule("/vms/*/storages", UNSAFE_METHODS),
-    AdminRule("/vms/*/ifaces", UNSAFE_METHODS),
+    # at both of a VM's addresses, /vms/<name>/... and /hosts/<host>/vms/<name>/...
+    *(AdminRule(f"{at}{path}", methods, subtree=path != "")
+      for at in ("/vms/*", "/hosts/*/vms/*")
+      for path, methods in (
+          ("", frozenset({"PUT", "PATCH", "DELETE"})),
+          ("/clone", frozenset({"POST"})),
+          ("/migrate", frozenset({"POST"})),
+          # snapshots: users see their VMs' snapshots; taking, reverting, deleting are
+          # for admins
+          ("/snapshots", UNSAFE_METHODS),
+          # a VM's devices: users see them, admins attach, change and detach them
+          ("/storages", UNSAFE_METHODS),
+          ("/ifaces", UNSAFE_METHODS))),
     # reading the host's file systems and probing the hypervisor
     AdminRule("/isos/scan", UNSAFE_METHODS),
     AdminRule("/config/capabilities/refresh", UNSAFE_METHODS),

@@ -25,7 +25,9 @@ from kimchid.adapters.libvirt import ConnectionFailed, LibvirtConnection
 from kimchid.adapters.objectstore import Exists, ObjectStore, StoredObject
 from kimchid.model.events import EventHub
 from kimchid.model.networks import Networks
+from kimchid.model.snapshots import Snapshots
 from kimchid.model.storage import Storage
+from kimchid.model.vmdevices import VmDevices
 from kimchid.model.vms import VmActions, VmInventory
 from kimchid.model.vmstats import VmStats
 
@@ -55,7 +57,10 @@ class Host:
         self.actions = VmActions(self.vms)
         self.stats: VmStats | None = None  # the VM figures (the local host's: kimchid's)
         self.storage = Storage(conn, events, self.vms, template_pools, host=name)
-        self.networks = Networks(conn, events, self.vms, template_networks, host=name)
+        self.networks = Networks(conn, events, self.vms, template_networks, host=name,
+                                 local=local)
+        self.snapshots = Snapshots(conn, events, host=name)
+        self.devices = VmDevices(conn, events, host=name, local=local)
         self.cpus = 0
         self.memory = 0  # bytes
         self._told: str | None = None  # the state last published

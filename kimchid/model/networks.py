@@ -73,13 +73,48 @@ def host_interfaces(root: str = "/sys/class/net") -> list[dict[str, Any]]:
     return out
 
 
-def used_subnets(conn: Any) -> list[ipaddress.IPv4Network]:
-    """The IPv4 subnets of the host's interfaces and of every libvirt network (blocking)."""
+_LIBVIRT_KINDS = {"ethernet": "nic", "bridge": "bridge", "bond": "bonding", "vlan": "vlan"}
+
+
+def libvirt_interfaces(conn: Any) -> list[dict[str, Any]]:
+    """Every interface of a host elsewhere, as its libvirtd's interface driver knows it,
+    in :func:`host_interfaces`' shape (blocking: libvirt thread)."""
+    out = []
+    for iface in conn.listAllInterfaces(0):
+        root = ET.fromstring(iface.XMLDesc(0))
+        name = root.get("name") or iface.name()
+        if name == "lo":
+            continue
+        ip = root.find("./protocol[@family='ipv4']/ip")
+        ipaddr, netmask = "", ""
+        if ip is not None and ip.get("address"):
+            ipaddr = ip.get("address", "")
+            netmask = str(ipaddress.IPv4Network(
+                f"0.0.0.0/{ip.get('prefix') or 32}").netmask)
+        mtu = root.find("mtu")
+        out.append({"name": name, "type": _LIBVIRT_KINDS.get(root.get("type", ""), "virtual"),
+                    "status": "up" if iface.isActive() else "down", "ipaddr": ipaddr,
+                    "netmask": netmask, "mtu": int(mtu.get("size", 0)) if mtu is not None
+                    else 0})
+    return sorted(out, key=lambda i: i["name"])
+
+
+def used_subnets(conn: Any, here: bool = True) -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets of the host's interfaces and of every libvirt network (blocking);
+    ``here``: the host is this machine (its interfaces are read here, else from its
+    libvirtd)."""
     used: list[ipaddress.IPv4Network] = []
-    for a_list in psutil.net_if_addrs().values():
-        for a in a_list:
-            if a.family == socket.AF_INET and a.netmask:
-                used.append(ipaddress.IPv4Network(f"{a.address}/{a.netmask}", strict=False))
+    if here:
+        for a_list in psutil.net_if_addrs().values():
+            for a in a_list:
+                if a.family == socket.AF_INET and a.netmask:
+                    used.append(ipaddress.IPv4Network(f"{a.address}/{a.netmask}",
+                                                      strict=False))
+    else:
+        for i in libvirt_interfaces(conn):
+            if i["ipaddr"]:
+                used.append(ipaddress.IPv4Network(f"{i['ipaddr']}/{i['netmask']}",
+                                                  strict=False))
     for net in conn.listAllNetworks(0):
         sub = network_subnet(ET.fromstring(net.XMLDesc(0)))
         if sub is not None:
@@ -87,9 +122,9 @@ def used_subnets(conn: Any) -> list[ipaddress.IPv4Network]:
     return used
 
 
-def free_subnet(conn: Any, first: int = 122) -> ipaddress.IPv4Network:
+def free_subnet(conn: Any, here: bool = True, first: int = 122) -> ipaddress.IPv4Network:
     """The first 192.168.x.0/24 (x from ``first``) that nothing uses yet."""
-    used = used_subnets(conn)
+    used = used_subnets(conn, here)
     for third in range(first, 255):
         candidate = ipaddress.IPv4Network(f"192.168.{third}.0/24")
         if not any(candidate.overlaps(u) for u in used):
@@ -167,8 +202,11 @@ def network_info(net: Any) -> dict[str, Any]:
 class Networks(LibvirtObjects):
     def __init__(self, libvirt: LibvirtConnection, events: EventHub, vms: VmInventory,
                  template_networks: Callable[[], dict[str, list[str]]],
-                 host: str = LOCAL_HOST) -> None:
+                 host: str = LOCAL_HOST, local: bool = True) -> None:
+        """``local``: the host is this machine (its interfaces are read here; another
+        host's from its libvirtd)."""
         super().__init__(libvirt, events, host)
+        self.local = local
         self.vms = vms
         self.template_networks = template_networks  # network -> templates (blocking)
 
@@ -197,7 +235,9 @@ class Networks(LibvirtObjects):
             lambda c: network_info(self._net(c, name)))]))[0]
 
     async def interfaces(self) -> list[dict[str, Any]]:
-        return await threads.deferToThread(host_interfaces)
+        if self.local:
+            return await threads.deferToThread(host_interfaces)
+        return await self._run(libvirt_interfaces)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         name, connection = body["name"], body["connection"]
@@ -228,7 +268,8 @@ class Networks(LibvirtObjects):
                 pass
             subnet = None
             if connection in ("nat", "isolated"):
-                subnet = _check_subnet(c, wanted) if wanted else free_subnet(c)
+                subnet = (_check_subnet(c, wanted, self.local) if wanted
+                          else free_subnet(c, self.local))
             try:
                 net = c.networkDefineXML(network_xml(name, connection, subnet, interface))
             except libvirt.libvirtError as e:
@@ -301,13 +342,13 @@ class Networks(LibvirtObjects):
         await self._publish("network.deleted", {"name": name})
 
 
-def _check_subnet(conn: Any, text: str) -> ipaddress.IPv4Network:
+def _check_subnet(conn: Any, text: str, here: bool) -> ipaddress.IPv4Network:
     if not re.fullmatch(SUBNET_PATTERN, text):
         raise InvalidRequest("KCHNET0009E", subnet=text,
                              reason="use a private IPv4 network (10.x, 172.16-31.x, "
                                     "192.168.x), /16 to /28")
     subnet = ipaddress.IPv4Network(text, strict=False)
-    clash = [str(u) for u in used_subnets(conn) if subnet.overlaps(u)]
+    clash = [str(u) for u in used_subnets(conn, here) if subnet.overlaps(u)]
     if clash:
         raise InvalidOperation("KCHNET0011E", subnet=text,
                                reason=f"it overlaps {', '.join(sorted(set(clash)))}")

@@ -1,10 +1,11 @@
 """VM snapshots: libvirt's internal snapshots (disks, and the memory of a running VM).
 
-Taking one may take a while (a running VM's memory is written out), so it is a
-``vm.snapshot`` task run by the daemon's own job runner, like ``vm.create``: a
-libvirt call that must see the same libvirt as the daemon.  A second attempt
-after a crash finds the snapshot already taken and finishes with it.  Listing,
-reverting and deleting are quick and answered directly.
+Each host has its own :class:`Snapshots` (``Host.snapshots``).  Taking one may take a
+while (a running VM's memory is written out), so it is a ``vm.snapshot`` task run by
+the daemon's own job runner, like ``vm.create``: a libvirt call on the connection the
+daemon holds to the VM's host.  A second attempt after a crash finds the snapshot
+already taken and finishes with it.  Listing, reverting and deleting are quick and
+answered directly.
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from twisted.internet.defer import Deferred
 
 from kimchi.bus.context import JobContext
 from kimchi.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
-from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.model.events import EventHub
 from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
-from kimchid.model.tasks import TaskService
-from kimchid.model.vms import VmInventory
 
 KIND = "vm.snapshot"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -51,11 +48,7 @@ def snapshot_xml(name: str, description: str) -> str:
 
 
 class Snapshots(LibvirtObjects):
-    def __init__(self, tasks: TaskService, inventory: VmInventory,
-                 libvirt: LibvirtConnection, events: EventHub) -> None:
-        super().__init__(libvirt, events)
-        self.tasks = tasks
-        self.inventory = inventory
+    """One host's VM snapshots."""
 
     def _dom(self, conn: Any, vm: str) -> Any:
         try:
@@ -96,8 +89,9 @@ class Snapshots(LibvirtObjects):
 
         return await self._run(read)
 
-    async def create(self, vm: dict[str, Any], body: dict[str, Any],
-                     owner: str) -> dict[str, Any]:
+    async def new(self, vm: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The parameters of the ``vm.snapshot`` job that takes the snapshot ``body`` asks
+        for, once its name is known to be free."""
         name = body.get("name") or datetime.datetime.now(datetime.UTC).strftime(
             "snap-%Y%m%d-%H%M%S")
         if not NAME.fullmatch(name) or name == "current":
@@ -111,13 +105,11 @@ class Snapshots(LibvirtObjects):
             raise InvalidOperation("KCHSNAP0001E", name=name, vm=vm["name"])
 
         await self._run(free)
-        return await self.tasks.submit(
-            KIND, {"vm": vm["name"], "uuid": vm["uuid"], "name": name,
-                   "description": body.get("description", "")},
-            f"/vms/{vm['name']}/snapshots/{name}", owner)
+        return {"vm": vm["name"], "uuid": vm["uuid"], "name": name, "host": self.host,
+                "description": body.get("description", "")}
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        """The job, on the daemon's runner thread."""
+        """The job, on the daemon's runner thread (``ctx.params`` from :meth:`new`)."""
         p = ctx.params
         libvirt = lv()
 
@@ -143,8 +135,8 @@ class Snapshots(LibvirtObjects):
 
         out = self.libvirt.call(take)
         self.libvirt.reactor.callFromThread(lambda: Deferred.fromCoroutine(
-            self.events.publish("snapshot.created", {**out, "vm": p["vm"]})))
-        return {**out, "vm": p["vm"],
+            self._publish("snapshot.created", {**out, "vm": p["vm"]})))
+        return {**out, "vm": p["vm"], "host": self.host,
                 "message": f"Snapshot {p['name']} of {p['vm']} taken"}
 
     async def revert(self, vm: str, name: str) -> dict[str, Any]:
@@ -158,7 +150,7 @@ class Snapshots(LibvirtObjects):
             return snapshot_info(snap)
 
         out = await self._run(back)
-        await self.events.publish("snapshot.reverted", {**out, "vm": vm})
+        await self._publish("snapshot.reverted", {**out, "vm": vm})
         return out
 
     async def delete(self, vm: str, name: str) -> None:
@@ -170,4 +162,4 @@ class Snapshots(LibvirtObjects):
                 raise InvalidOperation("KCHSNAP0006E", name=name, vm=vm, error=why(e)) from None
 
         await self._run(drop)
-        await self.events.publish("snapshot.deleted", {"name": name, "vm": vm})
+        await self._publish("snapshot.deleted", {"name": name, "vm": vm})

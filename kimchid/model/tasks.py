@@ -51,9 +51,8 @@ class TaskService:
         task_id = uuid.uuid4().hex
         now = self.clock.seconds()
         k = self.keys
-        waiting = "Waiting for a worker"
-        if kinds.kind(kind).where == kinds.HOST and not await self.live_workers(host):
-            waiting = message("KCHTASK0008E", host=host)
+        live = await self.live_workers(host) if kinds.kind(kind).where == kinds.HOST else 1
+        waiting = bus.waiting_message(kind, host, live)
         await self.redis.script(
             "submit", [k.task(task_id), k.tasks, k.queue(kind, host), k.events],
             [task_id, kind, json.dumps(params), target_uri, bus.now_iso(now), int(now * 1000),
@@ -165,7 +164,8 @@ class TaskService:
             raise NotFound("KCHTASK0001E", id=task_id)
         return await self.get(task_id)
 
-    async def live_workers(self, host: str | None = None, window: float = 3.0) -> int:
+    async def live_workers(self, host: str | None = None,
+                           window: float = bus.LIVE_WINDOW) -> int:
         """The workers that sent a heartbeat in the last ``window`` s (serving ``host``)."""
         now = self.clock.seconds()
         key = self.keys.workers if host is None else self.keys.host_workers(host)

@@ -1,15 +1,17 @@
 """Cloning a VM: its disks copied by a worker (``qemu-img``), then a new domain defined.
 
-``POST /vms/<name>/clone`` checks the VM (shut off, file-backed disks that
-exist) and the targets while the client waits, then answers 202 with a
-``vm.clone`` task.  That task runs in the daemon (it ends in libvirt calls): it
-queues a ``vm.clone.disks`` job for the workers — the file work, with
-``qemu-img convert`` progress — follows it, passing its progress on, and once
-the copies are made defines the new domain (new name, new UUID, new MAC
-addresses).  A failure or a cancel at any point removes the copies; the source VM
-cannot be started while it is being copied.  If the daemon dies, the next one
-takes the task over, stops the copy the lost attempt had started, removes its
-files and starts again.
+``POST /vms/<name>/clone`` (or ``/hosts/<host>/vms/<name>/clone``) checks the VM
+(shut off, file-backed disks) while the client waits, and for the local host, whose
+files the daemon sees, that the disks exist and the targets do not; then it answers
+202 with a ``vm.clone`` task.  That task runs in the daemon (it ends in libvirt calls
+on the connection the daemon holds to the VM's host): it queues a ``vm.clone.disks``
+job for the workers of the VM's host — the file work, checked there, with
+``qemu-img convert`` progress — follows it, passing its progress on, and once the
+copies are made defines the new domain (new name, new UUID, new MAC addresses).  A
+failure or a cancel at any point removes the copies (a ``disks.remove`` job on the same
+host's workers); the source VM cannot be started while it is being copied.  If the
+daemon dies, the next one takes the task over, stops the copy the lost attempt had
+started, removes its files and starts again.
 """
 
 from __future__ import annotations
@@ -25,17 +27,17 @@ from twisted.logger import Logger
 from kimchi import bus
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.sync import SyncBus, connect
-from kimchi.errors import InvalidOperation, KimchiError
-from kimchid.adapters.libvirt import LibvirtConnection
+from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.domainxml import METADATA_NS
+from kimchid.model.hosts import Host, Hosts
 from kimchid.model.tasks import TaskService
 from kimchid.model.vm_create import VmCreator, _created_by
-from kimchid.model.vms import VmInventory
 
 log = Logger()
 
 KIND = "vm.clone"
 DISKS_KIND = "vm.clone.disks"
+REMOVE_KIND = "disks.remove"
 _NS = f"{{{METADATA_NS}}}"
 
 
@@ -49,8 +51,9 @@ def _source_xml(conn: Any, uuid: str) -> ET.Element:
                                      | libvirt.VIR_DOMAIN_XML_SECURE))
 
 
-def _plan(conn: Any, uuid: str, new: str) -> list[dict[str, str]]:
-    """The copies to make, checked (blocking: libvirt thread)."""
+def _plan(conn: Any, uuid: str, new: str, files_here: bool) -> list[dict[str, str]]:
+    """The copies to make (blocking: libvirt thread); with ``files_here`` (the VM's host
+    is this machine), checked against its files: else the copy job checks them there."""
     root = _source_xml(conn, uuid)
     copies: list[dict[str, str]] = []
     for i, disk in enumerate(d for d in root.findall("./devices/disk")
@@ -61,7 +64,7 @@ def _plan(conn: Any, uuid: str, new: str) -> list[dict[str, str]]:
             target = disk.find("target")
             raise InvalidOperation("KCHVM0017E", path=target.get("dev") if target is not None
                                  else "?", reason="only disks that are files can be cloned")
-        if not os.path.isfile(path):
+        if files_here and not os.path.isfile(path):
             raise InvalidOperation("KCHVM0017E", path=path, reason="the file does not exist")
         driver = disk.find("driver")
         fmt = driver.get("type", "raw") if driver is not None else "raw"
@@ -69,7 +72,7 @@ def _plan(conn: Any, uuid: str, new: str) -> list[dict[str, str]]:
             raise InvalidOperation("KCHVM0017E", path=path, reason=f"{fmt} images are not copied")
         dst = os.path.join(os.path.dirname(path),
                            f"{new}-{i}.{'qcow2' if fmt == 'qcow2' else 'img'}")
-        if os.path.lexists(dst) or os.path.lexists(dst + ".part"):
+        if files_here and (os.path.lexists(dst) or os.path.lexists(dst + ".part")):
             raise InvalidOperation("KCHVM0007E", volume=os.path.basename(dst),
                                  pool=os.path.dirname(dst))
         copies.append({"src": path, "dst": dst, "format": fmt})
@@ -130,13 +133,11 @@ def child_id(task_id: str, attempt: int) -> str:
 
 
 class VmCloner:
-    def __init__(self, tasks: TaskService, inventory: VmInventory, creator: VmCreator,
-                 libvirt: LibvirtConnection, redis_url: str, timeout: float,
-                 copy_limit_mib: float = 0.0) -> None:
+    def __init__(self, tasks: TaskService, hosts: Hosts, creator: VmCreator,
+                 redis_url: str, timeout: float, copy_limit_mib: float = 0.0) -> None:
         self.tasks = tasks
-        self.inventory = inventory
+        self.hosts = hosts
         self.creator = creator
-        self.libvirt = libvirt
         self.redis_url = redis_url
         self.timeout = timeout
         self.rate_limit = int(copy_limit_mib * 1024 * 1024)
@@ -145,21 +146,24 @@ class VmCloner:
 
     # -- while the client waits ------------------------------------------------------
 
-    async def clone(self, source: str, new: str | None, owner: str = "") -> dict[str, Any]:
-        vm = self.inventory.get(source)
+    async def clone(self, host: Host, source: str, new: str | None,
+                    owner: str = "") -> dict[str, Any]:
+        vm = host.vms.get(source)
         if vm["state"] != "shutoff":
             raise InvalidOperation("KCHVM0016E", name=source, state=vm["state"])
         await self.creator.forget_ended()
         await self._forget_ended()
         if vm["uuid"] in self._sources:
             raise InvalidOperation("KCHVM0019E", name=source)
-        name = new or self.creator.free_name(f"{source}-clone")
-        self.creator.check_free(name)
+        name = new or self.creator.free_name(f"{source}-clone", host.vms)
+        self.creator.check_free(name, host.vms)
         with self.creator.holding(name):
-            copies = await self.libvirt.run(lambda c: _plan(c, vm["uuid"], name))
+            copies = await host.conn.run(lambda c: _plan(c, vm["uuid"], name, host.local))
+            where = "" if host.local else f"/hosts/{host.name}"
             task = await self.tasks.submit(
                 KIND, {"source": source, "source_uuid": vm["uuid"], "name": name,
-                       "copies": copies}, f"/vms/{name}", owner)
+                       "copies": copies, "host": host.name}, f"{where}/vms/{name}", owner,
+                host=host.name)
         self.creator.hold(name, task["id"])
         self._sources[vm["uuid"]] = task["id"]
         return task
@@ -187,21 +191,26 @@ class VmCloner:
     def run(self, ctx: JobContext) -> dict[str, Any]:
         p = ctx.params
         name, copies = p["name"], p["copies"]
+        try:
+            host = self.hosts.get(p.get("host", bus.LOCAL_HOST))
+        except NotFound:  # forgotten since the task was made
+            raise KimchiError("KCHHOST0001E", name=p.get("host")) from None
         sync = self._sync_bus()
         attempt = int(ctx.attempt)
         try:
             if attempt > 1:
-                uuid = self.libvirt.call(lambda c: _created_by(c, name, ctx.task_id))
+                uuid = host.conn.call(lambda c: _created_by(c, name, ctx.task_id))
                 if uuid:
                     return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']}"}
-                for earlier in range(1, attempt):  # the lost attempt's copy: stop it first
-                    self._stop_child(sync, child_id(ctx.task_id, earlier))
-                _remove(copies)
+                earlier = [child_id(ctx.task_id, n) for n in range(1, attempt)]
+                for child in earlier:  # the lost attempt's copy: stop it first
+                    self._stop_child(sync, child)
+                _remove(sync, host.name, copies, earlier, ctx.task_id)
             child = child_id(ctx.task_id, attempt)
             since = _last_event(sync)
             sync.submit(DISKS_KIND, {"copies": copies, "parent": ctx.task_id,
                                      "rate_limit": self.rate_limit},
-                        f"/vms/{name}", task_id=child)
+                        f"/vms/{name}", task_id=child, host=host.name)
             done = self._follow(ctx, sync, child, since)
             if done["status"] != "finished":
                 raise KimchiError("KCHVM0018E", name=p["source"], error=done["message"])
@@ -211,15 +220,16 @@ class VmCloner:
                 root = _clone_xml(conn, p["source_uuid"], name, copies)
                 return _define(conn, _with_task(root, ctx.task_id, p["source"]), copies)
 
-            uuid = self.libvirt.call(define)
-            self.inventory.wait_listed(uuid)
-            return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']} as {name}",
+            uuid = host.conn.call(define)
+            host.vms.wait_listed(uuid)
+            return {"name": name, "uuid": uuid, "host": host.name,
+                    "message": f"Cloned {p['source']} as {name}",
                     "disks": [c["dst"] for c in copies]}
         except BaseException as e:
             if isinstance(e, Stop) and e.why in ("lost", "handback"):
                 raise  # another attempt takes over and tidies up
             self._stop_child(sync, child_id(ctx.task_id, attempt))
-            self._undo(name, ctx.task_id, copies)
+            self._undo(host, sync, name, ctx.task_id, copies, child_id(ctx.task_id, attempt))
             if isinstance(e, (Stop, KimchiError)):
                 raise
             raise KimchiError("KCHVM0018E", name=p["source"], error=str(e)) from e
@@ -260,17 +270,19 @@ class VmCloner:
         except Exception as e:  # Redis away: its lease ends, the worker's cleanup runs
             log.warn("copy job {id} not stopped: {e}", id=child, e=str(e))
 
-    def _undo(self, name: str, task_id: str, copies: list[dict[str, str]]) -> None:
+    @staticmethod
+    def _undo(host: Host, sync: SyncBus, name: str, task_id: str,
+              copies: list[dict[str, str]], child: str) -> None:
         def undefine(conn: Any) -> None:
             uuid = _created_by(conn, name, task_id)
             if uuid:
                 conn.lookupByUUIDString(uuid).undefine()
 
         try:
-            self.libvirt.call(undefine)
+            host.conn.call(undefine)
         except Exception as e:
             log.error("cloning {name}: domain not removed: {e}", name=name, e=str(e))
-        _remove(copies)
+        _remove(sync, host.name, copies, [child], task_id)
 
 
 def _last_event(sync: SyncBus) -> str:
@@ -309,13 +321,30 @@ def _define(conn: Any, xml: str, copies: list[dict[str, str]]) -> str:
     return str(conn.defineXML(xml).UUIDString())
 
 
-def _remove(copies: list[dict[str, str]]) -> None:
-    """Remove the copies (and half-written parts) of a clone that will not be."""
-    for c in copies:
-        for path in (c["dst"], c["dst"] + ".part"):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                log.error("cannot remove {path}: {e}", path=path, e=str(e))
+def _remove(sync: SyncBus, host: str, copies: list[dict[str, str]], children: list[str],
+            task_id: str) -> None:
+    """Remove what the copy jobs ``children`` made for a clone that will not be: a
+    ``disks.remove`` job on ``host``'s workers, whose disk it is on, waited for.
+
+    A copy job that did not finish removed what it wrote itself; one that finished left
+    its copies, which go now, with any ``.part`` a killed worker left.  A file that was at
+    a copy's path before the clone (the job refused to write over it) is never touched."""
+    paths: list[str] = []
+    for child in children:
+        t = sync.task(child)
+        if t is None or not int(t.get("attempt") or 0):
+            continue  # never taken by a worker: it wrote nothing
+        paths += [c["dst"] + ".part" for c in copies if c["dst"] + ".part" not in paths]
+        if t["status"] == "finished":
+            paths += (t.get("result") or {}).get("copied", [])
+    if not paths:
+        return
+    try:
+        job = sync.submit(REMOVE_KIND, {"paths": paths, "parent": task_id}, "", host=host)
+        done = sync.wait(job, timeout=60)
+    except Exception as e:  # Redis away, or no worker for the host
+        done = {"status": "failed", "message": str(e)}
+    if done.get("status") != "finished":
+        log.error("the copies of a failed clone stay on host {host}: {paths}: {why}",
+                  host=host, paths=", ".join(paths),
+                  why=done.get("message") or "no worker removed them")

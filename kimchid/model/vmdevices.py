@@ -19,7 +19,10 @@ from typing import Any
 
 from twisted.internet import threads
 
+from kimchi.bus import LOCAL_HOST
 from kimchi.errors import InvalidOperation, InvalidRequest, NotFound
+from kimchid.adapters.libvirt import LibvirtConnection
+from kimchid.model.events import EventHub
 from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 
 _PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd"}
@@ -101,7 +104,39 @@ def _ifaces(root: ET.Element) -> list[dict[str, Any]]:
 
 
 class VmDevices(LibvirtObjects):
-    """``/vms/<name>/storages`` and ``/vms/<name>/ifaces``."""
+    """One host's ``/vms/<name>/storages`` and ``/vms/<name>/ifaces``."""
+
+    def __init__(self, libvirt: LibvirtConnection, events: EventHub,
+                 host: str = LOCAL_HOST, local: bool = True) -> None:
+        """``local``: whether the host's files are this machine's (the local host): a
+        path given for another host must be one of its storage volumes, which its
+        libvirtd knows, since kimchid cannot look at that host's disk."""
+        super().__init__(libvirt, events, host)
+        self.local = local
+
+    async def _checked(self, path: str, kind: str) -> tuple[str, str]:
+        """``path`` (an image for a disk or a CD-ROM) once checked, and its format."""
+        what = "ISO" if kind == "cdrom" else "disk image"
+        if self.local:
+            path = await threads.deferToThread(check_file, path, what)
+            return path, (await threads.deferToThread(image_format, path)
+                          if kind == "disk" else "raw")
+        if not os.path.isabs(path) or "\x00" in path:
+            raise InvalidRequest("KCHVMSTOR0002E", reason=f"{what} {path} is not an absolute path")
+
+        def find(c: Any) -> tuple[str, str]:
+            try:
+                vol = c.storageVolLookupByPath(path)
+            except lv().libvirtError:
+                raise InvalidOperation(
+                    "KCHVMSTOR0006E", reason=f"{what} {path} is no volume of a storage pool "
+                                             f"of host {self.host}") from None
+            fmt = ET.fromstring(vol.XMLDesc(0)).find("target/format")
+            found = fmt.get("type", "raw") if fmt is not None else "raw"
+            return str(vol.path()), (found if kind == "disk" and re.fullmatch(
+                r"[a-z0-9]+", found) else "raw")
+
+        return await self._run(find)
 
     def _dom(self, conn: Any, vm: str) -> Any:
         try:
@@ -194,10 +229,7 @@ class VmDevices(LibvirtObjects):
             raise InvalidRequest("KCHVMSTOR0002E", reason="a disk needs a path or a volume")
         fmt = "raw"
         if path:
-            path = await threads.deferToThread(check_file, path,
-                                               "ISO" if kind == "cdrom" else "disk image")
-            if kind == "disk":
-                fmt = await threads.deferToThread(image_format, path)
+            path, fmt = await self._checked(path, kind)
         bus = body.get("bus") or ("virtio" if kind == "disk" else "")
 
         def attach(c: Any) -> dict[str, Any]:
@@ -216,13 +248,13 @@ class VmDevices(LibvirtObjects):
             return next(s for s in _storages(self._config(dom)) if s["dev"] == dev)
 
         out = await self._run(attach)
-        await self.events.publish("vm.storage.attached", {**out, "vm": vm})
+        await self._publish("vm.storage.attached", {**out, "vm": vm})
         return out
 
     async def change_media(self, vm: str, dev: str, path: str) -> dict[str, Any]:
         """A CD-ROM's medium: another ISO, or none ("" ejects); also while the VM runs."""
         if path:
-            path = await threads.deferToThread(check_file, path, "ISO")
+            path, _ = await self._checked(path, "cdrom")
 
         def update(c: Any) -> dict[str, Any]:
             dom = self._dom(c, vm)
@@ -237,7 +269,7 @@ class VmDevices(LibvirtObjects):
             return {**now, "path": path}
 
         out = await self._run(update)
-        await self.events.publish("vm.storage.changed", {**out, "vm": vm})
+        await self._publish("vm.storage.changed", {**out, "vm": vm})
         return out
 
     async def detach_storage(self, vm: str, dev: str) -> None:
@@ -253,7 +285,7 @@ class VmDevices(LibvirtObjects):
             self._change(c, dom, xml, "detach")  # the volume stays
 
         await self._run(detach)
-        await self.events.publish("vm.storage.detached", {"dev": dev, "vm": vm})
+        await self._publish("vm.storage.detached", {"dev": dev, "vm": vm})
 
     # -- interfaces ---------------------------------------------------------------------
 
@@ -277,7 +309,7 @@ class VmDevices(LibvirtObjects):
             return next(i for i in _ifaces(self._config(dom)) if i["mac"] not in before)
 
         out = await self._run(attach)
-        await self.events.publish("vm.iface.attached", {**out, "vm": vm})
+        await self._publish("vm.iface.attached", {**out, "vm": vm})
         return out
 
     async def detach_iface(self, vm: str, mac: str) -> None:
@@ -296,4 +328,4 @@ class VmDevices(LibvirtObjects):
             self._change(c, dom, ET.tostring(iface, encoding="unicode"), "detach")
 
         await self._run(detach)
-        await self.events.publish("vm.iface.detached", {"mac": mac, "vm": vm})
+        await self._publish("vm.iface.detached", {"mac": mac, "vm": vm})

@@ -617,17 +617,17 @@ def _screenshot(conn: Any, uuid: str) -> bytes:
 class Screenshots:
     """Thumbnails of running VMs, each taken at most every few seconds whoever asks."""
 
-    def __init__(self, inventory: VmInventory, clock: Any, max_age: float = 3.0) -> None:
-        self.inventory = inventory
+    def __init__(self, clock: Any, max_age: float = 3.0) -> None:
         self.clock = clock
         self.max_age = max_age
         self._cache: dict[str, tuple[float, bytes]] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
 
-    async def get(self, name: str) -> bytes:
+    async def get(self, inventory: VmInventory, name: str) -> bytes:
+        """A thumbnail of the VM ``name`` of ``inventory`` (a host's VMs)."""
         import libvirt
 
-        vm = self.inventory.get(name)
+        vm = inventory.get(name)
         if vm["state"] != "running":
             raise NotFound("KCHVM0012E", name=name)
         uuid = vm["uuid"]
@@ -638,7 +638,7 @@ class Screenshots:
             if hit and self.clock.seconds() - hit[0] < self.max_age:
                 return hit[1]
             try:
-                png = await self.inventory.libvirt.run(lambda c: _screenshot(c, uuid))
+                png = await inventory.libvirt.run(lambda c: _screenshot(c, uuid))
             except libvirt.libvirtError as e:
                 raise OperationFailed("KCHVM0011E", action="take a screenshot of", name=name,
                                       error=e.get_error_message()) from None

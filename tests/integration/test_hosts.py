@@ -7,14 +7,11 @@ killing it is safe); h2 and h3 are added with ``POST /hosts`` or dropped in as f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import requests
 import websocket
 
-from tests.cluster import Cluster, add_host, cluster3, multi  # noqa: F401  (fixtures)
+from tests.cluster import Cluster, add_host, cluster3, host_worker, multi  # noqa: F401  (fixtures)
 from tests.conftest import Kimchi, wait_for
 
 
@@ -205,16 +202,6 @@ def test_a_host_dropped_in_as_a_file_is_picked_up_and_one_host_down_degrades_it_
     wait_for(lambda: k.get("/hosts/h2").status_code == 404, what="h2 forgotten")
 
 
-def _worker(tmp_path, redis_url: str, hosts: list[str], name: str):
-    """A worker process on its own, serving ``hosts`` (as kimchi-worker@.service on them)."""
-    cfg = tmp_path / f"{name}.toml"
-    cfg.write_text(f'[redis]\nurl = "{redis_url}"\n[workers]\nhosts = {json.dumps(hosts)}\n'
-                   'lease_seconds = 2.0\n')
-    env = {key: v for key, v in os.environ.items() if not key.startswith("KIMCHI_")}
-    return subprocess.Popen([sys.executable, "-m", "workers.main", "--config", str(cfg),
-                             "--name", name], env=env)
-
-
 def test_a_scan_runs_on_a_worker_of_its_host_and_waits_then_fails_when_none_serves_it(
         kimchi_factory, redis_db, cluster3: Cluster, iso_tree, tmp_path):  # noqa: F811
     k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=1,
@@ -226,7 +213,7 @@ def test_a_scan_runs_on_a_worker_of_its_host_and_waits_then_fails_when_none_serv
     assert k.get("/hosts/h2").json()["workers"] == 0
 
     # h2's worker: the scan for h2 runs there, and only there
-    worker = _worker(tmp_path, redis_db.url, ["h2"], "worker-of-h2")
+    worker = host_worker(tmp_path, redis_db.url, ["h2"], "worker-of-h2")
     try:
         wait_for(lambda: k.get("/hosts/h2").json()["workers"] == 1, what="h2's worker")
         task = k.post("/isos/scan", {"path": str(iso_tree), "host": "h2"}).json()

@@ -126,3 +126,21 @@ def copy_disks(ctx: JobContext) -> dict[str, Any]:
             except OSError:
                 pass
         raise
+
+
+@job("disks.remove")
+def remove_copies(ctx: JobContext) -> dict[str, Any]:
+    """Remove the files of ``paths`` (copies of a clone that will not be, and their
+    ``.part``): those that are there; a folder or a relative path is refused."""
+    paths: list[str] = ctx.params["paths"]
+    removed = []
+    for path in paths:
+        if not os.path.isabs(path) or os.path.isdir(path):
+            raise KimchiError("KCHVM0017E", path=path, reason="not a disk image's path")
+    for path in paths:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return {"removed": removed, "message": f"Removed {len(removed)} file(s)"}
