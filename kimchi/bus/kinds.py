@@ -6,11 +6,11 @@
   after ``[workers] host_wait_seconds`` with that reason.
 * ``ANYWHERE``: on any worker: the shared queue, ``{p}jobs``, which every worker reads.
 * ``DAEMON``: on the daemon's own runner (``kimchid/adapters/jobrunner.py``), queue
-  ``{p}jobs:daemon``: the VM jobs, which end in libvirt calls through the daemon's
-  connections (a migration holds two hosts' at once).  They stay there until workers hold
-  libvirt connections of their own to every host they serve (and the tests run every
-  daemon on a libvirtd-hosted test driver): ``test:///default`` keeps its state inside
-  one process.
+  ``{p}jobs:daemon``: the VM jobs, which are libvirt calls through the connections the
+  daemon holds to every host (libvirt carries each to the host's libvirtd, which does the
+  work there; a migration holds two hosts' at once).  Their file work beyond libvirt is
+  queued to the host's workers as jobs of their own (``vm.clone.disks``,
+  ``disks.remove``).  README.md, "Where jobs run", says why they stay there.
 
 The daemon submits through :meth:`kimchi.bus.Keys.queue`, the workers register the
 functions of these kinds (:func:`kimchi.bus.jobs.job` refuses a kind not declared here).

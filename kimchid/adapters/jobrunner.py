@@ -1,12 +1,11 @@
-"""The daemon's own job runner: the jobs that need its libvirt connection.
+"""The daemon's own job runner: the VM jobs, which are libvirt calls through the
+connections the daemon holds to every host.
 
-``test:///default`` keeps its state inside one process, and a VM is best defined
-through the connection that watches its events; so jobs that are libvirt calls
-(``vm.create``) run in the daemon, on threads of their own, through the same
-queue, leases, fencing and cancellation as the worker processes — a second
-stream (``{p}jobs:daemon``) read by one :class:`kimchi.bus.worker.Worker` living on
-a thread of the daemon.  If the daemon dies mid-job, the next daemon reclaims the
-job once its lease has expired.
+They run in the daemon, on threads of their own, through the same queue, leases,
+fencing and cancellation as the worker processes — a stream of their own
+(``{p}jobs:daemon``) read by one :class:`kimchi.bus.worker.Worker` living on a thread
+of each daemon.  If a daemon dies mid-job, another (or the next) reclaims the job once
+its lease has expired.  Why these jobs run here: README.md, "Where jobs run".
 """
 
 from __future__ import annotations
