@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, Reply, RouteTable, matching
-from kimchid.model.hosts import Hosts
+from kimchid.model.hosts import Host, Hosts
 from kimchid.model.networks import CONNECTIONS, SUBNET_PATTERN, Networks
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -70,32 +70,18 @@ INTERFACE_SCHEMA = {
 
 def register(table: RouteTable, hosts: Hosts) -> None:
     async def nets_at(call: Call) -> Networks:
-        """The networks of the host the path names: its own (/hosts/<host>/...), else the
-        local host's when it has that network, else the one host's that has it."""
-        if "host" in call.args:
-            return hosts.get(call.args["host"]).networks
-        name = call.args.get("name")
-        if name is None or len(hosts) == 1:
-            return hosts.local.networks
-        return (await hosts.holder("network", name, "networks",
-                                   lambda h: h.networks.get(name))).networks
+        """The networks of the host the path names (see Hosts.addressed)."""
+        return (await hosts.addressed(call.args, "network", "networks",
+                                      lambda h, name: h.networks.get(name))).networks
 
     async def list_networks(call: Call) -> list[dict[str, Any]]:
-        if "host" in call.args:
-            nets = hosts.get(call.args["host"]).networks
-            return matching(nets.tagged(await nets.list_networks()), call.query)
-        out: list[dict[str, Any]] = []
-        for h in hosts.reachable_objects():
-            out += h.networks.tagged(await h.networks.list_networks())
-        return matching(out, call.query)
+        async def read(h: Host) -> list[dict[str, Any]]:
+            return h.networks.tagged(await h.networks.list_networks())
 
-    def host_nets(call: Call) -> Networks:
-        """The networks of the host a path names (/hosts/<host>/...), else the local one's."""
-        return hosts.get(call.args["host"]).networks if "host" in call.args \
-            else hosts.local.networks
+        return matching(await hosts.gather(call.args, read), call.query)
 
     async def create(call: Call) -> Reply:
-        nets = host_nets(call)
+        nets = await nets_at(call)
         n = nets.tagged(await nets.create(call.body))
         where = f"/hosts/{call.args['host']}" if "host" in call.args else ""
         return Reply(201, n, {"Location": f"{where}/networks/{n['name']}"})
@@ -121,7 +107,7 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         return nets.tagged(await nets.deactivate(call.args["name"]))
 
     async def interfaces(call: Call) -> list[dict[str, Any]]:
-        return matching(await host_nets(call).interfaces(), call.query)
+        return matching(await (await nets_at(call)).interfaces(), call.query)
 
     tag = "networks"
     # Every route twice: at the root (every host's networks in the list; an item path

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api.routes import Call, Reply, RouteTable, matching
-from kimchid.model.hosts import Hosts
+from kimchid.model.hosts import Host, Hosts
 from kimchid.model.storage import POOL_NEEDS, POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -100,25 +100,15 @@ RESIZE = {"type": "object", "additionalProperties": False, "required": ["size"],
 
 def register(table: RouteTable, hosts: Hosts) -> None:
     async def pools_at(call: Call) -> Storage:
-        """The storage of the host the path names: its own (/hosts/<host>/...), else the
-        local host's when it has that pool, else the one host's that has it (409 when
-        several do)."""
-        if "host" in call.args:
-            return hosts.get(call.args["host"]).storage
-        name = call.args.get("name")
-        if name is None or len(hosts) == 1:
-            return hosts.local.storage
-        return (await hosts.holder("storage pool", name, "storagepools",
-                                   lambda h: h.storage.get_pool(name))).storage
+        """The storage of the host the path names (see Hosts.addressed)."""
+        return (await hosts.addressed(call.args, "storage pool", "storagepools",
+                                      lambda h, name: h.storage.get_pool(name))).storage
 
     async def list_pools(call: Call) -> list[dict[str, Any]]:
-        if "host" in call.args:
-            st = hosts.get(call.args["host"]).storage
-            return matching(st.tagged(await st.list_pools()), call.query)
-        out: list[dict[str, Any]] = []
-        for h in hosts.reachable_objects():
-            out += h.storage.tagged(await h.storage.list_pools())
-        return matching(out, call.query)
+        async def read(h: Host) -> list[dict[str, Any]]:
+            return h.storage.tagged(await h.storage.list_pools())
+
+        return matching(await hosts.gather(call.args, read), call.query)
 
     async def create_pool(call: Call) -> Reply:
         st = await pools_at(call)

@@ -13,7 +13,7 @@ with its state (``connected``, ``connecting``, ``unreachable`` with libvirt's re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from twisted.internet import defer
@@ -158,6 +158,31 @@ class Hosts:
         if len(self._hosts) == 1:
             return [self.local]
         return [h for h in self if h.conn.up] or [self.local]
+
+    async def addressed(self, args: Mapping[str, Any], kind: str, collection: str,
+                        probe: Callable[[Host, str], Awaitable[Any]]) -> Host:
+        """The host of a pool's or a network's address (``args``, the path's arguments):
+        its own (``/hosts/<host>/...``); at the root, the local host for a collection
+        (``/storagepools``) and for an item the host :meth:`holder` finds (``probe(host,
+        name)`` answers when that host has the item)."""
+        if "host" in args:
+            return self.get(args["host"])
+        name = args.get("name")
+        if name is None or len(self._hosts) == 1:
+            return self.local
+        return await self.holder(kind, name, collection, lambda h: probe(h, name))
+
+    async def gather(self, args: Mapping[str, Any],
+                     read: Callable[[Host], Awaitable[list[dict[str, Any]]]]
+                     ) -> list[dict[str, Any]]:
+        """A listing: the host's of ``/hosts/<host>/...``, at the root every reachable
+        host's, one after another."""
+        if "host" in args:
+            return await read(self.get(args["host"]))
+        out: list[dict[str, Any]] = []
+        for h in self.reachable_objects():
+            out += await read(h)
+        return out
 
     async def holder(self, kind: str, name: str, collection: str,
                      probe: Callable[[Host], Awaitable[Any]]) -> Host:
