@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 KIND = "debugreport.collect"  # the job that collects one
+FETCH = "debugreport.fetch"  # the daemon's job that has another host's collected and kept
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 #: archive suffixes sos may write, the final file keeps the same one
 SUFFIXES = (".tar.xz", ".tar.gz", ".tar.bz2", ".tar")

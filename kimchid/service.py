@@ -13,7 +13,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from kimchi import bus
+from kimchi import bus, reports
 from kimchi.bus.context import JobContext
 from kimchi.bus.twisted import RedisClient
 from kimchi.config import Config
@@ -97,7 +97,8 @@ class Kimchid(MultiService):
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.debugreports = DebugReports(cfg.state_dir / "debugreports",
                                          cfg.debugreports.plugins, self.tasks, self.events,
-                                         self.capabilities, reactor)
+                                         self.capabilities, reactor, redis_url,
+                                         cfg.redis.timeout)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor,
                                          cfg.outbound.allow)
         self.templates.prime()
@@ -115,7 +116,8 @@ class Kimchid(MultiService):
                                       {vm_create.KIND: self.vm_creator.run,
                                        vm_clone.KIND: self.vm_cloner.run,
                                        snapshots.KIND: self._snapshot,
-                                       vm_migrate.KIND: self.vm_migrator.run}, reactor)
+                                       vm_migrate.KIND: self.vm_migrator.run,
+                                       reports.FETCH: self.debugreports.fetch}, reactor)
         self.daemon_jobs.setServiceParent(self)
         watcher = ObjectWatcher(self.store, reactor, on_change=self._file_changed)
         watcher.setServiceParent(self)

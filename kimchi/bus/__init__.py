@@ -52,6 +52,11 @@ TASK_INDEX_VERSION = "1"
 TERMINAL = frozenset({"finished", "failed", "cancelled"})
 
 
+#: A file sent over the bus (:meth:`kimchi.bus.sync.SyncBus.put_file`) is kept this long
+#: (seconds) for its reader, and sent in chunks of this many bytes.
+UPLOAD_TTL = 24 * 3600
+UPLOAD_CHUNK = 1 << 20
+
 #: A worker is live while its last heartbeat is at most this old (seconds).
 LIVE_WINDOW = 3.0
 
@@ -175,6 +180,10 @@ class Keys:
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
+
+    def upload(self, task_id: str, attempt: str) -> str:
+        """A file one attempt of a job sent over the bus (a list of chunks, expiring)."""
+        return f"{self.prefix}upload:{task_id}:{attempt}"
 
     def found(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:found"

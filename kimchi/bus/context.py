@@ -54,6 +54,7 @@ class JobContext:
         clock: Callable[[], float] = time.monotonic,
         fault_delay: float = 0.0,
         stream: str = "",
+        upload: Callable[[JobContext, str], dict[str, Any]] | None = None,
     ) -> None:
         self.task_id = task_id
         self.stream = stream  # the queue the job came from
@@ -75,8 +76,17 @@ class JobContext:
         self._stop: str | None = None
         self.started = clock()
         self.fault_delay = fault_delay
+        self._upload = upload
 
     # -- called by the job -------------------------------------------------
+
+    def upload(self, path: str) -> dict[str, Any]:
+        """Send the file ``path`` over the bus for the task's reader (a job on one host
+        handing a file to the daemon on another); returns what the reader needs, to be put
+        in the job's result: ``{"key", "size", "sha256"}``."""
+        if self._upload is None:
+            raise RuntimeError("this job runs where files cannot be sent")
+        return self._upload(self, path)
 
     def check(self) -> None:
         """Raise :class:`Stop` if the job must end now."""

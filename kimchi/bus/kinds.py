@@ -40,7 +40,10 @@ class Kind:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("iso.scan", HOST, "find the ISO images under a folder of the host", ("path",)),
     Kind("debugreport.collect", HOST, "collect the host's logs and configuration (sosreport)",
-         ("name", "dir", "plugins")),
+         ("name", "dir", "plugins", "upload")),
+    Kind("debugreport.fetch", DAEMON, "a debug report of another host than the daemon's: "
+         "its debugreport.collect job (upload), followed, and the archive it sent over the "
+         "bus kept with the daemon's reports", ("name", "host", "plugins")),
     Kind("vm.clone.disks", HOST, "copy a VM's disk files with qemu-img convert",
          ("copies", "parent", "rate_limit")),
     Kind("disks.remove", HOST, "remove the copies a failed or cancelled clone left "

@@ -6,7 +6,9 @@ name.  The daemon has its own (Twisted) client for the same scripts.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 import uuid
 from typing import Any
@@ -121,6 +123,58 @@ class SyncBus:
             keys=[k.task(task_id), k.tasks, k.queue(kind, host), k.events], args=args,
             client=pipe)
         return task_id
+
+    def put_file(self, key: str, path: str) -> dict[str, Any]:
+        """Send the file ``path`` over the bus as ``key`` (chunks in a list that expires
+        after :data:`kimchi.bus.UPLOAD_TTL`); returns ``{"key", "size", "sha256"}``."""
+        digest = hashlib.sha256()
+        size = 0
+        self.client.delete(key)
+        with open(path, "rb") as f:
+            while True:
+                pipe = self.client.pipeline(transaction=False)
+                n = 0
+                for chunk in iter(lambda: f.read(bus.UPLOAD_CHUNK), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    pipe.rpush(key, chunk)
+                    n += 1
+                    if n == 16:
+                        break
+                pipe.expire(key, bus.UPLOAD_TTL)
+                pipe.execute()
+                if n < 16:
+                    break
+        return {"key": key, "size": size, "sha256": digest.hexdigest()}
+
+    def take_file(self, sent: dict[str, Any], path: str) -> None:
+        """Write what :meth:`put_file` sent to ``path`` (checked: its size and sha256, else
+        ValueError, and ``path`` is removed); the chunks are deleted once it is written."""
+        digest = hashlib.sha256()
+        size, i = 0, 0
+        pool = self.client.connection_pool  # the same server, bytes as they are
+        raw = redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class,
+            **{**pool.connection_kwargs, "decode_responses": False}))
+        try:
+            with open(path, "wb") as f:
+                while True:
+                    chunks: list[bytes] = raw.lrange(sent["key"], i, i + 15)  # type: ignore[assignment]
+                    for chunk in chunks:
+                        digest.update(chunk)
+                        size += len(chunk)
+                        f.write(chunk)
+                    i += len(chunks)
+                    if len(chunks) < 16:
+                        break
+            if (size, digest.hexdigest()) != (sent["size"], sent["sha256"]):
+                raise ValueError(f"{size} bytes came, not the {sent['size']} sent, or damaged")
+        except BaseException:
+            os.unlink(path)
+            raise
+        finally:
+            raw.close()
+        self.client.delete(sent["key"])
 
     def cancel(self, task_id: str) -> list[str]:
         k = self.keys

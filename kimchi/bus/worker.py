@@ -170,7 +170,7 @@ class Worker:
                 params=json.loads(params or "{}"), send_progress=self._send_progress,
                 send_found=self._send_found, prune=self._prune,
                 progress_interval=self.cfg.workers.progress_interval,
-                fault_delay=self.fault_delay, stream=stream,
+                fault_delay=self.fault_delay, stream=stream, upload=self._upload,
             )
             self.slots.acquire()
             with self.lock:
@@ -281,6 +281,9 @@ class Worker:
 
     def _send_progress(self, ctx: JobContext, p: Progress) -> int:
         return self.bus.progress(ctx.task_id, ctx.attempt, p.percent, p.message, p.details)
+
+    def _upload(self, ctx: JobContext, path: str) -> dict[str, Any]:
+        return self.bus.put_file(self.keys.upload(ctx.task_id, ctx.attempt), path)
 
     def _send_found(self, ctx: JobContext, finds: list[tuple[str, str, str, Any]]) -> bool:
         """Record a batch of finds; False when the attempt was superseded."""

@@ -43,7 +43,7 @@ def make_table(svc: Any) -> RouteTable:
     console.register(table, svc.access)
     snapshots.register(table, svc.tasks, svc.access)
     vmdevices.register(table, svc.access)
-    debugreports.register(table, svc.debugreports)
+    debugreports.register(table, svc.debugreports, svc.hosts)
     host.register(table, svc.host)
     storage.register(table, svc.hosts)
     networks.register(table, svc.hosts)

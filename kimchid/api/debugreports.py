@@ -6,8 +6,10 @@ from typing import Any
 
 from twisted.web.static import File
 
+from kimchi.bus import LOCAL_HOST
 from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable, matching
 from kimchid.model.debugreports import DebugReports
+from kimchid.model.hosts import Hosts
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
         "description": "letters, digits, - and _; it names the file"}
@@ -23,20 +25,25 @@ REPORT_SCHEMA = {
     },
 }
 CREATE_BODY = {"type": "object", "additionalProperties": False,
-               "properties": {"name": {**NAME, "description": "default: report-<UTC time>"}}}
+               "properties": {
+                   "name": {**NAME, "description": "default: report-<UTC time> (another "
+                                                   "host's: report-<host>-<UTC time>)"},
+                   "host": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
+                            "description": "the host to report on (default: local)"}}}
 UPDATE_BODY = {"type": "object", "additionalProperties": False, "required": ["name"],
                "properties": {"name": NAME}}
 _TYPES = {".tar.xz": "application/x-xz", ".tar.gz": "application/gzip",
           ".tar.bz2": "application/x-bzip2", ".tar": "application/x-tar"}
 
 
-def register(table: RouteTable, reports: DebugReports) -> None:
+def register(table: RouteTable, reports: DebugReports, hosts: Hosts) -> None:
     async def list_reports(call: Call) -> list[dict[str, Any]]:
         return matching(await reports.list(), call.query)
 
     async def create(call: Call) -> Reply:
+        host = hosts.known(call.body.get("host", LOCAL_HOST)).name
         task = await reports.create(call.body.get("name"),
-                                    call.who.username if call.who else "")
+                                    call.who.username if call.who else "", host)
         return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
 
     async def get(call: Call) -> dict[str, Any]:
@@ -74,7 +81,12 @@ def register(table: RouteTable, reports: DebugReports) -> None:
               description="A `debugreport.collect` task: a worker runs `sos report` (its "
                           "plugins' progress passed on), checks the archive and keeps it as "
                           "`<name>.tar.xz`. 400 KCHDR0005E when the host has no report "
-                          "tool; a cancel stops the tool and leaves no file.")
+                          "tool; a cancel stops the tool and leaves no file. Another host's "
+                          "(`host`): a `debugreport.fetch` task, whose `debugreport.collect` "
+                          "job runs on a worker serving that host and sends the archive "
+                          "over the bus to be kept here with the others (no report tool "
+                          "there: the task fails with KCHDR0005E); 400 KCHHOST0008E for a "
+                          "host kimchi does not manage.")
     named = {"name": NAME}  # a name outside the rule names no report: 404
     table.add("/debugreports/<name>", "GET", get, "Look at a debug report", "debugreports",
               response=REPORT_SCHEMA, params=named)

@@ -5,6 +5,11 @@ A report is a file, ``<state_dir>/debugreports/<name>.tar.xz`` (mode 0600 in a
 else: listing reads the folder, so a report copied in or removed by hand is
 seen at once.  Making one is a ``debugreport.collect`` task run by a worker
 (:mod:`workers.jobs.debugreport`); the name stays taken while that task runs.
+
+A report of another host than the daemon's is a ``debugreport.fetch`` task, on the
+daemon's runner: it queues that host's ``debugreport.collect`` job (for a worker serving
+the host, which makes the archive there and sends it over the bus), follows it, and keeps
+the archive it sent (checked: its size and sha256) in the same folder.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from typing import Any
 
 from twisted.internet import threads
 
-from kimchi.errors import InvalidOperation, InvalidRequest, NotFound
-from kimchi.reports import KIND, NAME, SUFFIXES, report_file
+from kimchi import bus
+from kimchi.bus.context import JobContext, Stop
+from kimchi.bus.follow import ChildGone, child_id, follow, last_event, stop_child
+from kimchi.bus.sync import SyncBus, connect
+from kimchi.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
+from kimchi.reports import FETCH, KIND, NAME, SUFFIXES, report_file
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.events import EventHub
 from kimchid.model.tasks import TaskService
@@ -59,14 +68,19 @@ def scan(folder: Path) -> list[dict[str, Any]]:
 
 class DebugReports:
     def __init__(self, folder: Path, plugins: tuple[str, ...], tasks: TaskService,
-                 events: EventHub, capabilities: Capabilities, clock: Any) -> None:
+                 events: EventHub, capabilities: Capabilities, clock: Any,
+                 redis_url: str = "", timeout: float = 5.0) -> None:
+        """``redis_url``, ``timeout``: the bus, for the reports of other hosts."""
         self.folder = folder
         self.plugins = plugins
         self.tasks = tasks
         self.events = events
         self.capabilities = capabilities
         self.clock = clock
+        self.redis_url = redis_url
+        self.timeout = timeout
         self._checking: set[str] = set()  # names between their check and their task
+        self._bus: SyncBus | None = None
 
     def ensure_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -90,18 +104,24 @@ class DebugReports:
 
         Read from the index of running tasks of this kind: its cost is that of the reports
         being made, however many tasks are kept."""
-        running = await self.tasks.list(status="running", kind=KIND, limit=100_000)
-        return {t["params"]["name"]: t["id"] for t in running
-                if isinstance(t.get("params"), dict) and "name" in t["params"]}
+        out: dict[str, str] = {}
+        for kind in (KIND, FETCH):
+            running = await self.tasks.list(status="running", kind=kind, limit=100_000)
+            out.update({t["params"]["name"]: t["id"] for t in running
+                        if isinstance(t.get("params"), dict) and "name" in t["params"]
+                        and (kind == FETCH or not t["params"].get("upload"))})
+        return out
 
-    async def create(self, name: str | None, owner: str) -> dict[str, Any]:
-        """Queue the making of a report; returns its task."""
+    async def create(self, name: str | None, owner: str,
+                     host: str = bus.LOCAL_HOST) -> dict[str, Any]:
+        """Queue the making of a report of ``host``; returns its task."""
+        here = host == bus.LOCAL_HOST
         if name is None:
             stamp = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
-            name = "report-" + stamp.strftime("%Y%m%d-%H%M%S")
+            name = ("report-" if here else f"report-{host}-") + stamp.strftime("%Y%m%d-%H%M%S")
         check_name(name)
-        if not (await self.capabilities.get()).get("system_report_tool", False):
-            raise InvalidOperation("KCHDR0005E")
+        if here and not (await self.capabilities.get()).get("system_report_tool", False):
+            raise InvalidOperation("KCHDR0005E")  # another host's: its job says
         if name in self._checking:  # taken by a request being checked right now
             raise InvalidOperation("KCHDR0004E", name=name)
         self._checking.add(name)
@@ -111,11 +131,65 @@ class DebugReports:
             if name in await self.being_made():
                 raise InvalidOperation("KCHDR0004E", name=name)
             await threads.deferToThread(self.ensure_folder)
+            if not here:
+                return await self.tasks.submit(
+                    FETCH, {"name": name, "host": host, "plugins": list(self.plugins)},
+                    f"/debugreports/{name}", owner, host=host)
             return await self.tasks.submit(
                 KIND, {"name": name, "dir": str(self.folder), "plugins": list(self.plugins)},
                 f"/debugreports/{name}", owner)
         finally:
             self._checking.discard(name)
+
+    # -- another host's report (a job on the daemon's runner) ----------------------------
+
+    def fetch(self, ctx: JobContext) -> dict[str, Any]:
+        """Have ``host``'s worker collect the report, follow it, and keep what it sent."""
+        p = ctx.params
+        name, host = p["name"], p["host"]
+        if self._bus is None:
+            self._bus = SyncBus(connect(self.redis_url, self.timeout), self.tasks.keys,
+                                self.tasks.max_len)
+        sync = self._bus
+        attempt = int(ctx.attempt)
+        kept = report_file(self.folder, name)
+        if kept is not None:  # a lost attempt got as far as keeping it
+            return {**describe(kept, name), "host": host,
+                    "message": f"Debug report {name} of host {host} is ready"}
+        for n in range(1, attempt):  # a lost attempt's job: stopped first
+            stop_child(sync, child_id(ctx.task_id, n))
+        child = child_id(ctx.task_id, attempt)
+        try:
+            since = last_event(sync)
+            sync.submit(KIND, {"name": name, "plugins": p.get("plugins") or [],
+                               "upload": True}, f"/debugreports/{name}", task_id=child,
+                        host=host)
+            done = follow(ctx, sync, child, since, 0.98, self.timeout, collect_task=child)
+        except ChildGone:
+            raise KimchiError("KCHDR0006E", name=name, error="its job disappeared") from None
+        except Stop as e:
+            if e.why not in ("lost", "handback"):
+                stop_child(sync, child)
+            raise
+        if done["status"] != "finished":
+            raise KimchiError("KCHDR0006E", name=name, error=done["message"])
+        result = done["result"] or {}
+        suffix = next((s for s in SUFFIXES if str(result.get("file", "")).endswith(s)), None)
+        if suffix is None or not isinstance(result.get("upload"), dict):
+            raise KimchiError("KCHDR0006E", name=name, error="the host sent no archive")
+        ctx.progress(99, f"Receiving debug report {name} from host {host}")
+        self.ensure_folder()
+        part = self.folder / ".work" / f"{name}.fetch.{attempt}"
+        part.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            sync.take_file(result["upload"], str(part))
+        except (ValueError, KeyError) as e:
+            raise KimchiError("KCHDR0006E", name=name, error=str(e)) from None
+        final = self.folder / f"{name}{suffix}"
+        os.chmod(part, 0o600)
+        os.rename(part, final)
+        return {**describe(final, name), "host": host,
+                "message": f"Debug report {name} of host {host} is ready"}
 
     async def rename(self, name: str, new: str) -> dict[str, Any]:
         path = await self.path(name)

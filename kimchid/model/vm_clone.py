@@ -16,9 +16,7 @@ started, removes its files and starts again.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -26,6 +24,7 @@ from twisted.logger import Logger
 
 from kimchi import bus
 from kimchi.bus.context import JobContext, Stop
+from kimchi.bus.follow import ChildGone, child_id, follow, last_event, stop_child
 from kimchi.bus.sync import SyncBus, connect
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.domainxml import METADATA_NS
@@ -127,11 +126,6 @@ def _with_task(root: ET.Element, task_id: str, source: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def child_id(task_id: str, attempt: int) -> str:
-    """The id of the copy job of one attempt: known again after a crash."""
-    return hashlib.md5(f"{task_id}:{attempt}".encode()).hexdigest()
-
-
 class VmCloner:
     def __init__(self, tasks: TaskService, hosts: Hosts, creator: VmCreator,
                  redis_url: str, timeout: float, copy_limit_mib: float = 0.0) -> None:
@@ -204,14 +198,18 @@ class VmCloner:
                     return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']}"}
                 earlier = [child_id(ctx.task_id, n) for n in range(1, attempt)]
                 for child in earlier:  # the lost attempt's copy: stop it first
-                    self._stop_child(sync, child)
+                    stop_child(sync, child)
                 _remove(sync, host.name, copies, earlier, ctx.task_id)
             child = child_id(ctx.task_id, attempt)
-            since = _last_event(sync)
+            since = last_event(sync)
             sync.submit(DISKS_KIND, {"copies": copies, "parent": ctx.task_id,
                                      "rate_limit": self.rate_limit},
                         f"/vms/{name}", task_id=child, host=host.name)
-            done = self._follow(ctx, sync, child, since)
+            try:
+                done = follow(ctx, sync, child, since, 0.95, self.timeout, copy_task=child)
+            except ChildGone:
+                raise KimchiError("KCHVM0018E", name=p["source"],
+                                  error="the copy job disappeared") from None
             if done["status"] != "finished":
                 raise KimchiError("KCHVM0018E", name=p["source"], error=done["message"])
             ctx.progress(96, f"Defining virtual machine {name}")
@@ -228,47 +226,11 @@ class VmCloner:
         except BaseException as e:
             if isinstance(e, Stop) and e.why in ("lost", "handback"):
                 raise  # another attempt takes over and tidies up
-            self._stop_child(sync, child_id(ctx.task_id, attempt))
+            stop_child(sync, child_id(ctx.task_id, attempt))
             self._undo(host, sync, name, ctx.task_id, copies, child_id(ctx.task_id, attempt))
             if isinstance(e, (Stop, KimchiError)):
                 raise
             raise KimchiError("KCHVM0018E", name=p["source"], error=str(e)) from e
-
-    def _follow(self, ctx: JobContext, sync: SyncBus, child: str,
-                since: str = "0-0") -> dict[str, Any]:
-        """Wait for the copy job, passing its progress on; cancel it if we are cancelled.
-
-        Woken by the child's own events (a blocking read of the event stream after
-        ``since``, taken before the child was queued), so the clone goes on as soon as the
-        copy ends rather than at the next poll; at least every 0.1 s it checks for a
-        cancel and reads the task again (an event trimmed away is never waited for)."""
-        last = None
-        while True:
-            t = sync.task(child)
-            if t is None:
-                raise KimchiError("KCHVM0018E", name=ctx.params["source"],
-                                  error="the copy job disappeared")
-            if t["status"] in bus.TERMINAL:
-                return t
-            if (t["progress"], t["message"]) != last:
-                last = (t["progress"], t["message"])
-                ctx.progress(None if t["progress"] is None else 0.95 * t["progress"],
-                             t["message"], copy_task=child)
-            ctx.check()  # raises Stop when cancelled: the caller stops the child
-            # blocking well within the command timeout of the connection
-            since = _child_event(sync, child, since,
-                                block_ms=max(1, min(100, int(self.timeout * 500))))
-
-    @staticmethod
-    def _stop_child(sync: SyncBus, child: str) -> None:
-        try:
-            t = sync.task(child)
-            if t is None or t["status"] in bus.TERMINAL:
-                return
-            sync.cancel(child)
-            sync.wait(child, timeout=30)
-        except Exception as e:  # Redis away: its lease ends, the worker's cleanup runs
-            log.warn("copy job {id} not stopped: {e}", id=child, e=str(e))
 
     @staticmethod
     def _undo(host: Host, sync: SyncBus, name: str, task_id: str,
@@ -283,29 +245,6 @@ class VmCloner:
         except Exception as e:
             log.error("cloning {name}: domain not removed: {e}", name=name, e=str(e))
         _remove(sync, host.name, copies, [child], task_id)
-
-
-def _last_event(sync: SyncBus) -> str:
-    """The id of the event stream's newest entry ("0-0" when empty)."""
-    newest = sync.client.xrevrange(sync.keys.events, count=1)
-    return str(newest[0][0]) if newest else "0-0"
-
-
-def _child_event(sync: SyncBus, child: str, since: str, block_ms: int) -> str:
-    """Block until an event of ``child`` comes after ``since`` (at most ``block_ms``);
-    returns the id to read from next.  Other tasks' events are skipped without a wake-up
-    of the caller."""
-    deadline = time.monotonic() + block_ms / 1000
-    while True:
-        left = int((deadline - time.monotonic()) * 1000)
-        if left <= 0:
-            return since
-        reply = sync.client.xread({sync.keys.events: since}, count=500, block=left)
-        for _stream, entries in reply or ():
-            for eid, fields in entries:
-                since = eid
-                if fields.get("task") == child:
-                    return since
 
 
 def _define(conn: Any, xml: str, copies: list[dict[str, str]]) -> str:

@@ -14,20 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import Cluster, add_host, cluster3, multi  # noqa: F401  (fixtures)
+from tests.cluster import Cluster, add_host, cluster3, host_worker, multi  # noqa: F401  (fixtures)
 from tests.conftest import Kimchi, wait_for
+from tests.pages import open_page
 
 pytestmark = pytest.mark.browser
 
 
 
 
-
-
-def open_page(page: Any, k: Kimchi, where: str) -> None:
-    page.goto(f"{k.url}/#/{where}")
-    page.wait_for_selector('#conn[data-state="live"]')
-    page.wait_for_selector(f"#{where}:not([hidden])")
 
 
 def pool_row(page: Any, host: str, name: str) -> Any:
@@ -141,10 +136,9 @@ def test_the_networks_page_stops_another_hosts_network_on_that_host_only(
     net_row(page, "local", "default").wait_for()
     assert sorted(shown(page, "net-rows")) == [("h2", "default"), ("local", "default")]
     assert net_row(page, "h2", "default").locator(".obj-host").inner_text() == "on h2"
-    # new networks are the local host's: the form says so, and offers no host
-    hint = page.locator("#net-local-hint")
-    assert hint.is_visible() and hint.inner_text() == "Networks are made on the local host."
-    assert page.locator("#net-form").get_attribute("aria-describedby") == "net-local-hint"
+    # the form offers the host to make a new network on (tests/browser/test_remote_vms_ui.py)
+    chooser = page.locator("#net-new-host")
+    assert chooser.is_visible() and chooser.input_value() == "local"
 
     # h2's "test" VM runs on it: h2's own VMs are what counts, the refusal is h2's row's
     theirs = net_row(page, "h2", "default")
@@ -212,6 +206,33 @@ def test_the_scan_form_scans_a_folder_of_the_host_chosen(
     page.wait_for_function(
         "() => document.querySelector('#scan-status').textContent.includes('cancelled')")
     assert k.get(f"/tasks/{task['id']}").json()["status"] == "cancelled"
+
+
+def test_a_report_of_another_host_is_made_there_and_listed_here(
+        page: Any, kimchi_factory: Any, redis_db: Any, cluster3: Cluster,  # noqa: F811
+        tmp_path: Path) -> None:
+    k = kimchi_factory(redis_url=redis_db.url, workers=0,
+                       extra={"debugreports": {"plugins": ["host"]},
+                              "libvirt": {"uri": cluster3["h1"].uri}})
+    open_page(page, k, "reports")
+    assert page.locator("#report-host-field").is_hidden()  # one host: no chooser
+    add_host(k, cluster3, "h2")
+    worker = host_worker(tmp_path, redis_db.url, ["h2"], "worker-of-h2")
+    try:
+        page.locator("#report-host-field:not([hidden])").wait_for()
+        page.locator("#report-host").select_option("h2")
+        page.get_by_label("Report name").fill("of-h2")
+        page.get_by_role("button", name="Make report").click()
+        # one row while it is made (the worker's job is part of it, not a second report),
+        # then the finished report, kept here
+        page.locator('#report-rows > tr[data-name="of-h2"]').wait_for(timeout=60_000)
+        assert page.locator("#report-making > tr").count() == 0
+        [task] = k.get("/tasks?kind=debugreport.fetch").json()
+        assert task["host"] == "h2" and task["status"] == "finished"
+        assert k.get("/debugreports/of-h2").json()["size"] > 1000
+    finally:
+        worker.terminate()
+        worker.wait(15)
 
 
 # axe over the document: the violations it rates serious or critical

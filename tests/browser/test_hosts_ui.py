@@ -44,13 +44,15 @@ def wait_state(page: Any, name: str, state: str, timeout: float = 30_000) -> Non
                            timeout=timeout)
 
 
-def vm_item(page: Any, name: str) -> Any:
-    return page.locator(f'#vm-list > li[data-name="{name}"]')
+def vm_item(page: Any, name: str, host: str = "") -> Any:
+    """The row of VM ``name`` (of ``host``: rows say their host with several hosts)."""
+    on = f'[data-host="{host}"]' if host else ""
+    return page.locator(f'#vm-list > li[data-name="{name}"]{on}')
 
 
-def shown_vms(page: Any) -> list[str]:
-    return page.eval_on_selector_all("#vm-list > li.vm[data-name]",
-                                     "els => els.map(e => e.dataset.name)")
+def shown_vms(page: Any) -> list[tuple[str, str]]:
+    return [tuple(x) for x in page.eval_on_selector_all(
+        "#vm-list > li.vm[data-name]", "els => els.map(e => [e.dataset.host || '', e.dataset.name])")]
 
 
 def test_an_admin_adds_a_host_is_told_why_one_is_refused_and_removes_it(
@@ -169,7 +171,7 @@ def test_an_unreachable_host_is_said_on_the_hosts_and_vms_pages_until_it_is_back
     text = banner.inner_text()
     assert text.startswith("Host h3 is unreachable: ")
     assert text.endswith("Its VMs are not listed until it comes back.")
-    vm_item(page, "test").wait_for()
+    vm_item(page, "test", "local").wait_for()
     vm_item(page, "app3").wait_for(state="detached")
     page.screenshot(path=str(artifacts / "ui-vms-host-unreachable.png"))
 
@@ -204,28 +206,30 @@ def test_the_vms_page_shows_each_vms_host_filters_by_host_and_acts_on_its_host(
     vm_item(page, "app2").wait_for(timeout=20_000)
     assert vm_item(page, "app3").locator(".vm-host").inner_text() == "on h3"
     assert vm_item(page, "app2").locator(".vm-host").inner_text() == "on h2"
-    # "test" is on every host: the local host's is the one shown (rows are keyed by name)
-    assert vm_item(page, "test").locator(".vm-host").inner_text() == "on local"
+    # "test" is on every host: a row for each, keyed by host and name, the local one first
+    for host in ("local", "h2", "h3"):
+        assert vm_item(page, "test", host).locator(".vm-host").inner_text() == f"on {host}"
     assert page.locator("#vm-host-field").is_visible()
     assert page.locator("#vm-host option").all_inner_texts() == ["All hosts", "local", "h2", "h3"]
-    assert sorted(shown_vms(page)) == ["app2", "app3", "test"]
+    assert shown_vms(page) == [("h2", "app2"), ("h3", "app3"), ("local", "test"),
+                               ("h2", "test"), ("h3", "test")]
 
     # the filter narrows the list to one host's VMs
     page.locator("#vm-host").select_option("h3")
     vm_item(page, "app2").wait_for(state="detached")
-    assert shown_vms(page) == ["app3"]
-    assert page.locator("#vm-count").inner_text().startswith("1 of 3 guests")
+    assert shown_vms(page) == [("h3", "app3"), ("h3", "test")]
+    assert page.locator("#vm-count").inner_text().startswith("2 of 5 guests")
     page.locator("#vm-host").select_option("local")
     vm_item(page, "app3").wait_for(state="detached")
-    assert shown_vms(page) == ["test"]
+    assert shown_vms(page) == [("local", "test")]
     page.locator("#vm-host").select_option("")
     vm_item(page, "app3").wait_for()
-    assert sorted(shown_vms(page)) == ["app2", "app3", "test"]
+    assert len(shown_vms(page)) == 5
 
-    # another host's VM offers its power actions and Migrate only (the rest is the local
-    # host's for now)
+    # another host's VM offers what a local one does
     app3 = vm_item(page, "app3")
-    assert app3.locator(".vm-actions button:visible").all_inner_texts() == ["Start", "Migrate"]
+    assert app3.locator(".vm-actions button:visible").all_inner_texts() == [
+        "Start", "Edit", "Clone", "Migrate", "Delete"]
     page.screenshot(path=str(artifacts / "ui-vms-hosts.png"))
     # started from its row: on its own host
     app3.get_by_role("button", name="Start app3").click()

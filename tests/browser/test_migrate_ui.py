@@ -33,12 +33,14 @@ def open_vms(page: Any, k: Kimchi) -> None:
     page.wait_for_selector("#vms:not([hidden])")
 
 
-def row(page: Any, name: str) -> Any:
-    return page.locator(f'#vm-list > li[data-name="{name}"]')
+def row(page: Any, name: str, host: str = "") -> Any:
+    """The row of VM ``name`` (of ``host``: rows say their host with several hosts)."""
+    on = f'[data-host="{host}"]' if host else ""
+    return page.locator(f'#vm-list > li[data-name="{name}"]{on}')
 
 
-def open_migrate(page: Any, name: str) -> Any:
-    button = row(page, name).get_by_role("button", name=f"Migrate {name}")
+def open_migrate(page: Any, name: str, host: str) -> Any:
+    button = row(page, name, host).get_by_role("button", name=f"Migrate {name} on {host}")
     button.wait_for()
     wait_for(button.is_enabled, what="the Migrate button")
     button.click()
@@ -73,14 +75,15 @@ def test_a_running_guest_is_moved_to_another_host_from_the_migrate_dialog(
 
         open_vms(page, k)
         page.evaluate(SAID)
-        item = row(page, NAME)
+        item = row(page, NAME, "local")
         item.locator(".vm-host").filter(has_text="on local").wait_for()
 
         # the name is taken on h1 (a shut-off domain of its own): refused, with the reason
         taken = shared / "taken.xml"
         taken.write_text(GUEST.format(name=NAME, disk=shared / "other.qcow2"))
         virsh(h1.uri, "define", str(taken))
-        dialog = open_migrate(page, NAME)
+        row(page, NAME, "h1").wait_for()  # a row of its own
+        dialog = open_migrate(page, NAME, "local")
         assert page.locator("#vm-migrate-dialog h2").inner_text() == f"Migrate {NAME}"
         # every other connected host, not its own
         assert dialog.locator("#vm-migrate-host option").all_inner_texts() == ["h1"]
@@ -95,12 +98,15 @@ def test_a_running_guest_is_moved_to_another_host_from_the_migrate_dialog(
         assert f"Cannot move virtual machine {NAME} to host h1" in text, text
         assert dialog.is_visible()
         virsh(h1.uri, "undefine", NAME)
+        row(page, NAME, "h1").wait_for(state="detached")
 
         # moved live: the dialog closes, the row says its new host, it runs there
         dialog.get_by_role("button", name="Start").click()
         dialog.wait_for(state="hidden", timeout=150_000)
         page.wait_for_function(f"() => window.__said.includes('Moved {NAME} to h1')")
-        item.locator(".vm-host").filter(has_text="on h1").wait_for(timeout=30_000)
+        moved = row(page, NAME, "h1")
+        moved.locator(".vm-host").filter(has_text="on h1").wait_for(timeout=30_000)
+        item.wait_for(state="detached")
         assert NAME in _names(h1.uri, active=True)
         assert NAME not in _names(h0.uri)
         # the keyboard is back in the row
@@ -110,7 +116,7 @@ def test_a_running_guest_is_moved_to_another_host_from_the_migrate_dialog(
 
         # from h1, its Migrate offers the local host (the move back is tested through the
         # API: tests/integration/test_migration.py)
-        dialog = open_migrate(page, NAME)
+        dialog = open_migrate(page, NAME, "h1")
         assert dialog.locator("#vm-migrate-host option").all_inner_texts() == ["local"]
         dialog.get_by_role("button", name="Cancel").click()
     finally:

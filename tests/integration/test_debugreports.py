@@ -12,6 +12,7 @@ import os
 import signal
 import stat
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import psutil
 import pytest
 import requests
 
+from tests.cluster import Cluster, add_host, cluster3, host_worker  # noqa: F401  (fixtures)
 from tests.conftest import Kimchi, RedisServer, wait_for
 
 QUICK = {"debugreports": {"plugins": ["host", "kernel"]}}
@@ -222,3 +224,46 @@ def test_reports_are_for_admins_only(quick: Kimchi, pam_users: Any) -> None:
                              json={} if method == "POST" else None)
         assert r.status_code == 403, (method, path, r.text)
         assert r.json()["errcode"] == "KCHAUTH0005E"
+
+
+def test_another_hosts_report_is_made_by_its_worker_and_kept_here(
+        kimchi_factory: Any, redis_db: RedisServer, tmp_path: Path,
+        cluster3: Cluster) -> None:  # noqa: F811
+    k = kimchi_factory(redis_url=redis_db.url, workers=0,
+                       extra={**QUICK, "libvirt": {"uri": cluster3["h1"].uri}})
+    add_host(k, cluster3, "h2")
+    r = k.post("/debugreports", {"name": "x", "host": "h9"})
+    assert r.status_code == 400 and r.json()["errcode"] == "KCHHOST0008E"
+    worker = host_worker(tmp_path, redis_db.url, ["h2"], "worker-of-h2")
+    try:
+        wait_for(lambda: k.get("/hosts/h2").json()["workers"] == 1, what="h2's worker")
+        r = k.post("/debugreports", {"host": "h2"})
+        assert r.status_code == 202, r.text
+        task = r.json()
+        assert task["kind"] == "debugreport.fetch" and task["host"] == "h2"
+        name = task["target_uri"].rsplit("/", 1)[1]
+        assert name.startswith("report-h2-")
+        done = k.wait_task(task["id"], timeout=120)
+        assert done["status"] == "finished", done
+        assert done["result"]["host"] == "h2"
+        # made by h2's worker (its plugins' progress passed on), kept here
+        [child] = k.get("/tasks?kind=debugreport.collect").json()
+        assert child["worker"] == "worker-of-h2" and child["host"] == "h2"
+        assert child["status"] == "finished" and child["params"]["upload"] is True
+        said = [e["data"].get("message", "") for e in
+                k.get(f"/events?since=0&task={task['id']}").json()]
+        assert any(m.startswith("Collecting ") for m in said), said
+        report = k.get(f"/debugreports/{name}").json()
+        path = reports_dir(k) / report["file"]
+        assert report["size"] == path.stat().st_size > 10_000
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        got = k.get(report["uri"], headers={"Accept": "*/*"}).content
+        with tarfile.open(fileobj=io.BytesIO(got), mode="r:xz") as tar:
+            assert any(n.endswith("/hostname") for n in tar.getnames())
+        # nothing left behind: not on the bus, not in the worker's folder, not here
+        assert not list(redis_db.client().scan_iter("*upload:*"))
+        assert leftovers(reports_dir(k)) == []
+        assert not list(Path(tempfile.gettempdir()).glob(f"kimchi-debugreports-*/{name}*"))
+    finally:
+        worker.terminate()
+        assert worker.wait(15) == 0

@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 from kimchi.bus.context import JobContext, Progress, Stop
+from kimchi.bus.follow import child_event, last_event
 from kimchi.bus.sync import SyncBus, connect
 from kimchi.errors import KimchiError
-from kimchid.model.vm_clone import _child_event, _last_event
 from kimchid.model.vms import VmInventory
 from workers.jobs.disks import convert_argv, copy_disks
 
@@ -102,10 +102,10 @@ def test_stopping_a_copy_kills_qemu_img_and_removes_the_part(tmp_path):
 def test_the_clone_is_woken_by_its_copy_jobs_events_only(redis_db):
     sync = SyncBus(connect(redis_db.url))
     child = sync.submit("vm.clone.disks", {"copies": []})
-    since = _last_event(sync)
+    since = last_event(sync)
     woke: list[tuple[str, float]] = []
     waiter = threading.Thread(target=lambda: woke.append(
-        (_child_event(sync, child, since, block_ms=8000), time.monotonic())))
+        (child_event(sync, child, since, block_ms=8000), time.monotonic())))
     waiter.start()
     time.sleep(0.2)
     sync.submit("diag.noop")  # another task's event: not a reason to wake
@@ -117,14 +117,14 @@ def test_the_clone_is_woken_by_its_copy_jobs_events_only(redis_db):
     assert woke, "still waiting after the copy job's event"
     (eid, at), = woke
     assert at - cancelled < 2  # the event, not the 8 s limit
-    assert eid == _last_event(sync)
+    assert eid == last_event(sync)
 
 
 def test_the_clone_stops_waiting_after_block_ms_without_an_event(redis_db):
     sync = SyncBus(connect(redis_db.url))
-    since = _last_event(sync)
+    since = last_event(sync)
     t0 = time.monotonic()
-    assert _child_event(sync, "nobody", since, block_ms=150) == since
+    assert child_event(sync, "nobody", since, block_ms=150) == since
     assert 0.1 < time.monotonic() - t0 < 2
 
 

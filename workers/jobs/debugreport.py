@@ -9,6 +9,10 @@ A failed or cancelled attempt removes its working folder; the next attempt of
 the same task starts by removing what a lost attempt left (in a folder of its
 own: a lost attempt's tool may take seconds to obey its SIGTERM).  No argument comes
 from the user: the report's name only ever names kimchi's own files.
+
+A report of a host other than the daemon's (``upload``: the job of a
+``debugreport.fetch`` on the daemon) is made in a folder of the worker's own, sent over
+the bus (:meth:`JobContext.upload`) and removed here; the daemon keeps it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,9 @@ def tool() -> list[str]:
 def _plan(params: dict[str, Any]) -> tuple[str, Path, list[str]]:
     name, reports = params.get("name", ""), params.get("dir", "")
     plugins = params.get("plugins") or []
+    if params.get("upload"):  # made here, for the daemon on another host
+        reports = os.path.join(tempfile.gettempdir(), f"kimchi-debugreports-{os.getuid()}")
+        os.makedirs(reports, mode=0o700, exist_ok=True)
     if not NAME.fullmatch(name) or not os.path.isabs(reports):
         raise KimchiError("KCHDR0006E", name=name, error="bad request")
     if not all(isinstance(p, str) and PLUGIN.fullmatch(p) for p in plugins):
@@ -136,8 +144,21 @@ def _archive(work: Path) -> Path:
 
 @job(KIND)
 def collect(ctx: JobContext) -> dict[str, Any]:
-    """Collect a report into ``<dir>/<name>.<tar suffix>``."""
+    """Collect a report into ``<dir>/<name>.<tar suffix>`` (or, to ``upload`` it, into a
+    folder of the worker's own, sent over the bus, then removed)."""
     name, reports, plugins = _plan(ctx.params)
+    if not ctx.params.get("upload"):
+        return _collect(ctx, name, reports, plugins)
+    made = _collect(ctx, name, reports, plugins)
+    path = reports / made["file"]
+    try:
+        ctx.progress(99, f"Sending debug report {name}")
+        return {**made, "upload": ctx.upload(str(path))}
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _collect(ctx: JobContext, name: str, reports: Path, plugins: list[str]) -> dict[str, Any]:
     done = report_file(reports, name)
     if done is not None:  # a lost attempt got as far as the rename
         _sweep(reports, name)

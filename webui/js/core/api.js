@@ -73,8 +73,6 @@ export async function remove(path) {
   }
 }
 
-export const vmPath = (name) => `/vms/${encodeURIComponent(name)}`;
-
 // -- what the server offers and what the host can do ----------------------------------
 
 let routes = null; // the paths of GET /openapi.json, once known

@@ -10,8 +10,8 @@ import { $, el, announce } from './dom.js';
 import { api, offers, capabilities, onServerKnown } from './api.js';
 import { onConnChange, connState } from './stream.js';
 import { isAdmin, signedIn } from './session.js';
-import { upsertTask, watchTasks, runningOf, TERMINAL } from './tasks.js';
-import { REPORT_KIND, reportNameOf } from '../pages/reports.js';
+import { upsertTask, watchTasks, TERMINAL } from './tasks.js';
+import { REPORT_KINDS, reportNameOf, reportsBeingMade } from '../pages/reports.js';
 
 const RECHECK = 15000; // ms between two looks while something is wrong
 
@@ -139,7 +139,7 @@ function renderReport() {
   box.hidden = !reportOffered();
   if (box.hidden) return;
   if (!reportTask) {
-    const running = runningOf(REPORT_KIND)[0];
+    const running = reportsBeingMade()[0];
     if (running) reportTask = running.id; // one being made already (elsewhere): follow it
   }
 }
@@ -201,7 +201,8 @@ export default {
       if (c.open) checkHealth();
     });
     onServerKnown(renderReport);
-    watchTasks([REPORT_KIND], (rec) => {
+    watchTasks(REPORT_KINDS, (rec) => {
+      if (rec.params && rec.params.upload) return; // part of another host's report
       if (!reportTask) renderReport();
       if (rec.id === reportTask) showReport(rec);
     });

@@ -7,7 +7,9 @@ import { api } from './api.js';
 
 export const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
 export const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM', 'vm.clone': 'Clone VM',
-  'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report', 'vm.snapshot': 'Snapshot' };
+  'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report',
+  'debugreport.fetch': 'Debug report', 'disks.remove': 'Disk removal', 'vm.snapshot': 'Snapshot',
+  'vm.migrate': 'Migration' };
 const COUNTERS = [['files', 'Files'], ['dirs', 'Folders'], ['isos', 'ISOs'], ['skipped', 'Skipped']];
 const STATUS_TEXT = {
   queued: 'Queued', running: 'Running', cancelling: 'Cancelling…', finished: 'Finished',

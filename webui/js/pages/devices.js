@@ -1,43 +1,71 @@
 /* A VM's devices (admins): its disks and CD-ROMs (attach an image or a volume, change or
  * eject a disc, detach) and its network interfaces (add, remove); hot-plugged while it
- * runs. */
+ * runs. The VM is one row's, {host, name}: another host's VM's devices are at its
+ * canonical address (/hosts/<host>/vms/<name>/...), it joins that host's networks, and a
+ * disk it is given is a volume of that host's pools. */
 
 import { $, el, announce, actionButton, showError } from '../core/dom.js';
-import { api, offers, vmPath } from '../core/api.js';
+import { api, offers } from '../core/api.js';
 import { isAdmin } from '../core/session.js';
+import { hostCollectionPath, isRemoteHost } from './hosts.js';
 import { isoList } from './isos.js';
-import { addVmControl, openVmDialog } from './vms.js';
+import { addVmControl, addressOf, hostOf, openVmDialog, vmTitle } from './vms.js';
 
-let devVm = null; // the VM whose devices the dialog shows
+let devVm = null; // the VM whose devices the dialog shows, {host, name}
 
 const showDevError = (text) => showError('dev-error', text);
 
-function openDevices(name) {
-  devVm = name;
-  $('dev-title').textContent = `Devices of ${name}`;
+function openDevices(ref) {
+  devVm = ref;
+  const host = hostOf(ref);
+  const remote = isRemoteHost(host);
+  $('dev-title').textContent = `Devices of ${vmTitle(ref)}`;
   showDevError('');
   $('dev-path').value = '';
   $('dev-storages').replaceChildren();
   $('dev-ifaces').replaceChildren();
-  // the ISOs of the library, to pick from
-  $('dev-isos').replaceChildren(...isoList().map((i) => {
+  $('dev-network').replaceChildren();
+  // the ISOs of the library, to pick from: the VM's host's (another host's in its pools)
+  offerIsos(remote ? [] : isoList());
+  if (remote) loadIsos(ref);
+  const hint = $('dev-path-hint');
+  hint.textContent = remote ? `A volume of a storage pool of ${host}.` : '';
+  hint.hidden = !remote;
+  openVmDialog($('dev-dialog'), ref, 'devices', $('dev-kind'));
+  load();
+}
+
+function offerIsos(isos) {
+  $('dev-isos').replaceChildren(...isos.map((i) => {
     const o = el('option');
     o.value = i.path;
     o.label = i.name;
     return o;
   }));
-  openVmDialog($('dev-dialog'), name, 'devices', $('dev-kind'));
-  load();
+}
+
+/** Another host's ISOs that a VM of its may be given: those in its storage pools. */
+async function loadIsos(ref) {
+  try {
+    const q = new URLSearchParams({ host: hostOf(ref), found_by: 'pool' });
+    const r = await api('GET', `/isos?${q}`);
+    if (devVm === ref && Array.isArray(r.data)) offerIsos(r.data);
+  } catch (e) {
+    // none to offer: a path can still be typed
+  }
 }
 
 async function load() {
   const vm = devVm;
   if (!vm) return;
+  const host = hostOf(vm);
   try {
-    const [st, ifs, nets] = await Promise.all([api('GET', `${vmPath(vm)}/storages`),
-      api('GET', `${vmPath(vm)}/ifaces`), api('GET', '/networks')]);
+    const [st, ifs, nets] = await Promise.all([api('GET', `${addressOf(vm)}/storages`),
+      api('GET', `${addressOf(vm)}/ifaces`), api('GET', hostCollectionPath(host, 'networks'))]);
     if (devVm !== vm) return;
-    render(st.data || [], ifs.data || [], nets.data || []);
+    // the root list is every host's: the VM joins its own host's networks only
+    const own = (nets.data || []).filter((n) => !n.host || n.host === host);
+    render(st.data || [], ifs.data || [], own);
   } catch (e) {
     if (devVm === vm) showDevError(e.message);
   }
@@ -52,7 +80,7 @@ function render(storages, ifaces, nets) {
     what.append(el('span', 'snap-name', `${s.dev} · ${s.type === 'cdrom' ? 'CD-ROM' : 'disk'}`),
       el('span', 'snap-meta mono', s.path || 'no disc'));
     li.append(what);
-    const at = `${vmPath(vm)}/storages/${encodeURIComponent(s.dev)}`;
+    const at = `${addressOf(vm)}/storages/${encodeURIComponent(s.dev)}`;
     if (s.type === 'cdrom' && s.path) {
       li.append(actionButton('Eject', 'btn-plain dev-eject', `Eject the disc of ${s.dev}`,
         (b) => call(b, 'PUT', at, { path: '' })));
@@ -68,7 +96,7 @@ function render(storages, ifaces, nets) {
     what.append(el('span', 'snap-name', i.network || i.type),
       el('span', 'snap-meta mono', `${i.mac} · ${i.model || 'default model'}`));
     li.append(what, actionButton('Remove', 'btn-danger-outline dev-remove', `Remove interface ${i.mac}`,
-      (b) => call(b, 'DELETE', `${vmPath(vm)}/ifaces/${encodeURIComponent(i.mac)}`)));
+      (b) => call(b, 'DELETE', `${addressOf(vm)}/ifaces/${encodeURIComponent(i.mac)}`)));
     return li;
   }));
   const sel = $('dev-network');
@@ -107,7 +135,7 @@ async function attachStorage(ev) {
   }
   const body = { type };
   if (path) body.path = path;
-  if (await call($('dev-attach'), 'POST', `${vmPath(devVm)}/storages`, body)) $('dev-path').value = '';
+  if (await call($('dev-attach'), 'POST', `${addressOf(devVm)}/storages`, body)) $('dev-path').value = '';
   $('dev-attach').disabled = false;
 }
 
@@ -115,7 +143,8 @@ async function addIface(ev) {
   ev.preventDefault();
   const network = $('dev-network').value;
   if (!network) { showDevError('There is no network to join.'); return; }
-  await call($('dev-add-iface'), 'POST', `${vmPath(devVm)}/ifaces`, { network, model: $('dev-model').value });
+  await call($('dev-add-iface'), 'POST', `${addressOf(devVm)}/ifaces`,
+    { network, model: $('dev-model').value });
   $('dev-add-iface').disabled = false;
 }
 
@@ -123,7 +152,7 @@ export default {
   name: 'devices',
   init() {
     addVmControl({ key: 'devices', text: 'Devices', cls: 'btn-plain btn-devices', place: 'access',
-      order: 120, free: true, label: (name) => `Devices of ${name}`,
+      order: 120, free: true, label: (ref) => `Devices of ${vmTitle(ref)}`,
       shown: () => isAdmin() && offers('/vms/{name}/storages', 'post'), run: openDevices });
     $('dev-storage-form').addEventListener('submit', attachStorage);
     $('dev-iface-form').addEventListener('submit', addIface);

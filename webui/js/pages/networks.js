@@ -6,8 +6,9 @@
  * With several hosts (see hosts.js) every host's networks are listed, each row saying its
  * host ("on h2") and keyed by host and name (each host has its "default"), with a filter
  * to show one host's; another host's network is started, stopped and deleted at its
- * canonical address (/hosts/<host>/networks/<name>/...). New networks are the local
- * host's only (its interfaces and subnets are the ones checked): the form says so. */
+ * canonical address (/hosts/<host>/networks/<name>/...). The new-network form offers the
+ * host to make it on: another host's is made at /hosts/<host>/networks, from that host's
+ * interfaces (/hosts/<host>/interfaces). */
 
 import { $, el, announce, numberFmt, usedByText, actionButton } from '../core/dom.js';
 import { api, remove } from '../core/api.js';
@@ -15,15 +16,17 @@ import { askConfirm } from '../core/dialogs.js';
 import { Listing, showListingState } from '../core/listing.js';
 import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
-import { fillHostSelect, hostObjectPath, manyHosts, onHosts,
+import { fillHostSelect, hostCollectionPath, hostObjectPath, localHost, manyHosts, onHosts,
   replaceHostRowsKeepingFocus } from './hosts.js';
 
 export const NET_KINDS = { nat: 'NAT', isolated: 'Isolated', bridge: 'Bridged', macvtap: 'macvtap',
   route: 'Routed', open: 'Open' };
 
 const netErrors = new Map(); // netKey -> why its last action failed
-let ifaces = null; // GET /interfaces: what a bridged or macvtap network may use
+let ifaces = null; // the new network's host's interfaces: what a bridged or macvtap one may use
+let ifacesOf = null; // the host whose interfaces ``ifaces`` are (or are being read)
 let hostFilter = ''; // '' for every host's networks, else one host's name
+let newHost = ''; // the host the new-network form makes its network on ('' until hosts are known)
 
 /** A network's key: its host and its name (one name may be on several hosts). */
 const netKey = (n) => `${n.host || ''}\n${n.name}`;
@@ -40,13 +43,24 @@ const nets = new Listing({
 
 // -- the new-network form ------------------------------------------------------------------------
 
+/** The host the form makes its network on: with several hosts, the one chosen. */
+const formHost = () => (manyHosts() && newHost ? newHost : localHost());
+
+/** Read the interfaces of the form's host (once per host chosen). */
 async function loadInterfaces() {
+  const host = formHost();
+  ifacesOf = host;
+  ifaces = null;
+  fillInterfaces();
+  let found;
   try {
-    const r = await api('GET', '/interfaces');
-    ifaces = Array.isArray(r.data) ? r.data : [];
+    const r = await api('GET', hostCollectionPath(host, 'interfaces'));
+    found = Array.isArray(r.data) ? r.data : [];
   } catch (e) {
-    ifaces = [];
+    found = [];
   }
+  if (ifacesOf !== host) return; // another host chosen meanwhile
+  ifaces = found;
   fillInterfaces();
 }
 
@@ -61,7 +75,9 @@ function fillInterfaces() {
     return o;
   });
   if (!opts.length) {
-    const o = el('option', null, kind === 'bridge' ? 'No bridge on this host' : 'No interface');
+    const on = manyHosts() ? ` on ${formHost()}` : ' on this host';
+    const o = el('option', null, ifaces === null ? 'Loading…'
+      : kind === 'bridge' ? `No bridge${on}` : `No interface${on}`);
     o.value = '';
     opts.push(o);
   }
@@ -99,19 +115,22 @@ async function makeNetwork(ev) {
   } else {
     const iface = $('net-iface').value;
     if (!iface) {
-      showNetError(connection === 'bridge' ? 'This host has no bridge to use.'
+      const which = manyHosts() ? formHost() : 'This host';
+      showNetError(connection === 'bridge' ? `${which} has no bridge to use.`
         : 'Choose the host interface to share.', 'net-iface');
       return;
     }
     body.interface = iface;
   }
+  // with several hosts, on the host chosen (the root collection is the local host's)
+  const host = manyHosts() ? formHost() : '';
   const btn = $('net-create');
   btn.disabled = true;
   try {
-    await api('POST', '/networks', body);
+    await api('POST', hostCollectionPath(host, 'networks'), body);
     $('net-name').value = '';
     $('net-subnet').value = '';
-    announce(`Network ${name} made`);
+    announce(`Network ${name} made${host ? ` on ${host}` : ''}`);
     await nets.load();
   } catch (e) {
     const code = e.body && e.body.errcode;
@@ -193,15 +212,24 @@ async function networkAction(n, action, button) {
   await nets.load();
 }
 
-/** With several hosts: the host filter, and the form's word that it makes local ones. */
+/** The host filter and the new-network form's host chooser: shown with several hosts. */
 function fillHosts() {
   const many = manyHosts();
   $('net-filter-host-field').hidden = !many;
-  $('net-local-hint').hidden = !many;
-  const form = $('net-form');
-  if (many) form.setAttribute('aria-describedby', 'net-local-hint');
-  else form.removeAttribute('aria-describedby');
-  if (many) hostFilter = fillHostSelect($('net-filter-host'), hostFilter, 'All hosts');
+  $('net-new-host-field').hidden = !many;
+  const was = formHost();
+  if (many) {
+    hostFilter = fillHostSelect($('net-filter-host'), hostFilter, 'All hosts');
+    newHost = fillHostSelect($('net-new-host'), newHost || localHost());
+  }
+  // the host chosen went (or the hosts became known): its interfaces are another's
+  if (formHost() !== was && ifacesOf !== null) loadInterfaces();
+}
+
+function newHostChanged(e) {
+  newHost = e.target.value;
+  showNetError('');
+  if (isAdmin()) loadInterfaces();
 }
 
 function askDeleteNetwork(n) {
@@ -248,6 +276,7 @@ export default {
       hostFilter = e.target.value;
       renderNetworks();
     });
+    $('net-new-host').addEventListener('change', newHostChanged);
   },
   async resync() {
     await nets.relist();
@@ -256,11 +285,13 @@ export default {
     nets.forget();
     netErrors.clear();
     ifaces = null;
+    ifacesOf = null;
     hostFilter = '';
+    newHost = '';
     $('net-filter-host-field').hidden = true;
     $('net-filter-host').replaceChildren();
-    $('net-local-hint').hidden = true;
-    $('net-form').removeAttribute('aria-describedby');
+    $('net-new-host-field').hidden = true;
+    $('net-new-host').replaceChildren();
     $('net-rows').replaceChildren();
     $('net-iface').replaceChildren();
     $('net-count').textContent = 'Loading…';

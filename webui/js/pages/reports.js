@@ -1,7 +1,9 @@
 /* Debug reports (admins): made by a worker with the host's report tool (a task: the
  * report's row shows its progress until it is listed, and can be stopped), listed newest
  * first, downloaded, renamed and deleted. Without the tool (the capabilities say so),
- * the page says how to install it. */
+ * the page says how to install it. With several hosts the form offers the host to report
+ * on: another host's report is a debugreport.fetch task (its worker's debugreport.collect
+ * job, marked `upload`, is part of it and not shown as a report of its own). */
 
 import { $, el, announce, collator, humanSize, whenText, actionButton, showNameError, clearOnInput,
   replaceRowsKeepingFocus } from '../core/dom.js';
@@ -12,7 +14,19 @@ import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
 import { TERMINAL, upsertTask, watchTasks, runningOf, requestCancel, isCancelling } from '../core/tasks.js';
 
-export const REPORT_KIND = 'debugreport.collect';
+import { fillHostSelect, localHost, manyHosts, onHosts } from './hosts.js';
+
+/** The tasks that make a report: the local host's, and another host's. */
+export const REPORT_KINDS = ['debugreport.collect', 'debugreport.fetch'];
+
+/** The reports being made, newest first (without the jobs that are part of another's). */
+export function reportsBeingMade() {
+  return REPORT_KINDS.flatMap((k) => runningOf(k))
+    .filter((rec) => !(rec.params && rec.params.upload))
+    .sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
+}
+
+let reportHost = ''; // the host the form reports on ('' until the hosts are known)
 
 /** The name of the report a task makes. */
 export function reportNameOf(rec) {
@@ -40,7 +54,7 @@ function loadReports() {
 
 /** One row per report being made, kept (not rebuilt) while its progress moves. */
 function renderMaking() {
-  const recs = runningOf(REPORT_KIND);
+  const recs = reportsBeingMade();
   const ids = new Set(recs.map((r) => r.id));
   for (const [id, row] of making) {
     if (!ids.has(id)) { row.tr.remove(); making.delete(id); }
@@ -162,6 +176,12 @@ function showReportError(text) {
   $('report-name').setAttribute('aria-invalid', text ? 'true' : 'false');
 }
 
+/** The form's host chooser: shown with several hosts, the local one first. */
+function renderHostChoice() {
+  $('report-host-field').hidden = !manyHosts();
+  if (manyHosts()) reportHost = fillHostSelect($('report-host'), reportHost || localHost());
+}
+
 async function makeReport(ev) {
   ev.preventDefault();
   showReportError('');
@@ -175,7 +195,9 @@ async function makeReport(ev) {
   const btn = $('report-create');
   btn.disabled = true;
   try {
-    const r = await api('POST', '/debugreports', name ? { name } : {});
+    const body = name ? { name } : {};
+    if (manyHosts() && reportHost && reportHost !== localHost()) body.host = reportHost;
+    const r = await api('POST', '/debugreports', body);
     upsertTask(r.data);
     input.value = '';
     announce(`Making debug report ${reportNameOf(r.data || {}) || name}`);
@@ -260,10 +282,13 @@ export default {
     'debugreport.updated debugreport.deleted': reportChanged,
   },
   init() {
-    watchTasks([REPORT_KIND], (rec, why) => {
+    watchTasks(REPORT_KINDS, (rec, why) => {
+      if (rec.params && rec.params.upload) return; // part of a debugreport.fetch
       if (TERMINAL.has(rec.status)) reportTaskEnded(rec, why);
       else renderMaking();
     });
+    onHosts(renderHostChoice);
+    $('report-host').addEventListener('change', () => { reportHost = $('report-host').value; });
     onServerKnown(renderCount);
     $('report-form').addEventListener('submit', makeReport);
     clearOnInput('report-error', ['report-name'], () => showReportError(''));

@@ -1,26 +1,34 @@
 /* A VM's snapshots (admins): the dialog listing them oldest first, taking one (a
- * vm.snapshot task, shown while it is taken), reverting to one and deleting one. */
+ * vm.snapshot task, shown while it is taken), reverting to one and deleting one. The VM
+ * is one row's, {host, name}: another host's VM's snapshots are at its canonical address
+ * (/hosts/<host>/vms/<name>/snapshots), and its tasks and events say its host. */
 
 import { $, el, announce, whenText, showNameError, clearOnInput } from '../core/dom.js';
-import { api, offers, vmPath, remove } from '../core/api.js';
+import { api, offers, remove } from '../core/api.js';
 import { askConfirm } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, watchTasks } from '../core/tasks.js';
-import { addVmControl, openVmDialog, STATE_TEXT } from './vms.js';
+import { addVmControl, addressOf, hostOf, openVmDialog, STATE_TEXT, vmKey, vmTitle } from './vms.js';
 
 export const SNAP_KIND = 'vm.snapshot';
 
-let snapVm = null; // the VM whose snapshots the dialog shows
+let snapVm = null; // the VM whose snapshots the dialog shows, {host, name}
 let snaps = null;
 
-function openSnapshots(name) {
-  snapVm = name;
+/** Whether ``ref`` names the VM the open dialog is about. */
+const isShownVm = (ref) => !!snapVm && $('snap-dialog').open && vmKey(ref) === vmKey(snapVm);
+
+/** The VM a snapshot task is about: its params' (vm, host), else the task's host. */
+const vmOfTask = (rec) => ({ host: hostOf(rec.params.host ? rec.params : rec), name: rec.params.vm });
+
+function openSnapshots(ref) {
+  snapVm = ref;
   snaps = null;
-  $('snap-title').textContent = `Snapshots of ${name}`;
+  $('snap-title').textContent = `Snapshots of ${vmTitle(ref)}`;
   $('snap-name').value = '';
   showNameError('snap', '');
   render();
-  openVmDialog($('snap-dialog'), name, 'snapshots', $('snap-name'));
+  openVmDialog($('snap-dialog'), ref, 'snapshots', $('snap-name'));
   load();
 }
 
@@ -28,7 +36,7 @@ async function load() {
   const vm = snapVm;
   if (!vm) return;
   try {
-    const r = await api('GET', `${vmPath(vm)}/snapshots`);
+    const r = await api('GET', `${addressOf(vm)}/snapshots`);
     if (snapVm !== vm) return;
     snaps = Array.isArray(r.data) ? r.data : [];
   } catch (e) {
@@ -41,8 +49,10 @@ async function load() {
 
 /** Snapshots of the open dialog's VM being taken: their tasks. */
 function beingTaken() {
+  if (!snapVm) return [];
+  const shown = vmKey(snapVm);
   return [...tasks.values()].filter((t) => !t.stub && t.rec.kind === SNAP_KIND
-    && !TERMINAL.has(t.rec.status) && t.rec.params && t.rec.params.vm === snapVm)
+    && !TERMINAL.has(t.rec.status) && t.rec.params && vmKey(vmOfTask(t.rec)) === shown)
     .map((t) => t.rec);
 }
 
@@ -58,7 +68,7 @@ function render() {
     if (sn.description) what.append(el('span', 'snap-meta', sn.description));
     const revert = el('button', 'btn btn-small btn-plain snap-revert', 'Revert');
     revert.type = 'button';
-    revert.setAttribute('aria-label', `Revert ${snapVm} to ${sn.name}`);
+    revert.setAttribute('aria-label', `Revert ${snapVm.name} to ${sn.name}`);
     revert.addEventListener('click', () => askRevert(sn));
     const del = el('button', 'btn btn-small btn-danger-outline snap-delete', 'Delete');
     del.type = 'button';
@@ -96,10 +106,10 @@ async function take(ev) {
   const btn = $('snap-take');
   btn.disabled = true;
   try {
-    const r = await api('POST', `${vmPath(vm)}/snapshots`, name ? { name } : {});
+    const r = await api('POST', `${addressOf(vm)}/snapshots`, name ? { name } : {});
     upsertTask(r.data);
     $('snap-name').value = '';
-    announce(`Taking snapshot ${(r.data.params || {}).name || name} of ${vm}`);
+    announce(`Taking snapshot ${(r.data.params || {}).name || name} of ${vmTitle(vm)}`);
   } catch (e) {
     showNameError('snap', e.message);
     $('snap-name').focus();
@@ -112,12 +122,12 @@ function askRevert(sn) {
   const vm = snapVm;
   askConfirm({
     title: 'Revert to this snapshot?',
-    text: `${vm} goes back to “${sn.name}” (${whenText(sn.created)}). What changed on its `
+    text: `${vmTitle(vm)} goes back to “${sn.name}” (${whenText(sn.created)}). What changed on its `
       + 'disks since then is lost.',
     ok: 'Revert',
     run: async () => {
-      await api('POST', `${vmPath(vm)}/snapshots/${encodeURIComponent(sn.name)}/revert`);
-      announce(`${vm} reverted to ${sn.name}`);
+      await api('POST', `${addressOf(vm)}/snapshots/${encodeURIComponent(sn.name)}/revert`);
+      announce(`${vmTitle(vm)} reverted to ${sn.name}`);
       await load();
     },
     back: () => document.querySelector('#snap-list .snap-revert') || $('snap-name'),
@@ -128,9 +138,10 @@ function askDelete(sn) {
   const vm = snapVm;
   askConfirm({
     title: 'Delete snapshot?',
-    text: `The snapshot “${sn.name}” of ${vm} is deleted. The VM and the other snapshots stay.`,
+    text: `The snapshot “${sn.name}” of ${vmTitle(vm)} is deleted. The VM and the other `
+      + 'snapshots stay.',
     run: async () => {
-      await remove(`${vmPath(vm)}/snapshots/${encodeURIComponent(sn.name)}`);
+      await remove(`${addressOf(vm)}/snapshots/${encodeURIComponent(sn.name)}`);
       announce(`Snapshot ${sn.name} deleted`);
       await load();
     },
@@ -138,9 +149,9 @@ function askDelete(sn) {
   });
 }
 
-/** A snapshot task or event about the open dialog's VM: show it. */
-function news(vm) {
-  if (!$('snap-dialog').open || vm !== snapVm) return;
+/** A snapshot task or event about the open dialog's VM (``ref``): show it. */
+function news(ref) {
+  if (!isShownVm(ref)) return;
   render();
   load();
 }
@@ -149,21 +160,22 @@ export default {
   name: 'snapshots',
   events: {
     'snapshot.created snapshot.reverted snapshot.deleted': (d) => {
-      if (typeof d.vm === 'string') news(d.vm);
+      if (typeof d.vm === 'string') news({ host: d.host, name: d.vm });
     },
   },
   init() {
     addVmControl({ key: 'snapshots', text: 'Snapshots', cls: 'btn-plain btn-snapshots', place: 'access',
-      order: 110, free: true, label: (name) => `Snapshots of ${name}`,
+      order: 110, free: true, label: (ref) => `Snapshots of ${vmTitle(ref)}`,
       shown: () => isAdmin() && offers('/vms/{name}/snapshots', 'post'), run: openSnapshots });
     watchTasks([SNAP_KIND], (rec, why) => {
-      if (!rec.params) return;
+      if (!rec.params || typeof rec.params.vm !== 'string') return;
+      const ref = vmOfTask(rec);
       if (why === 'task.progress') {
-        if ($('snap-dialog').open && rec.params.vm === snapVm) render();
+        if (isShownVm(ref)) render();
         return;
       }
-      news(rec.params.vm);
-      if (rec.status === 'failed' && $('snap-dialog').open && rec.params.vm === snapVm) {
+      news(ref);
+      if (rec.status === 'failed' && isShownVm(ref)) {
         showNameError('snap', rec.message || 'The snapshot could not be taken.');
       }
     });

@@ -1,25 +1,26 @@
 /* The VM dialogs of the VMs page: a new VM from a template (on the host chosen, with
  * several), editing a shut-off VM, cloning one, moving one to another host (Migrate), and
- * who may use a VM (admins; any state). */
+ * who may use a VM (admins; any state). Each is about the VM of one row, ``{host, name}``
+ * (see vms.js), and goes to its address: the canonical one for another host's VM. */
 
 import { $, el, announce, collator, showError, showNameError, clearOnInput } from '../core/dom.js';
-import { api, offers, vmPath } from '../core/api.js';
+import { api, offers } from '../core/api.js';
 import { openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { vmNameOf, upsertTask, watchTasks, requestCancel, TERMINAL } from '../core/tasks.js';
-import { fillHostSelect, hostList, hostPath, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
+import { fillHostSelect, hostList, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
 import { templates, invalidText, templateSpec, loadTemplates, onTemplatesChanged } from './templates.js';
 import {
-  vms, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, openVmDialog,
-  accessText, namesOf, addressOf, setBusy,
+  vmOf, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, openVmDialog,
+  accessText, namesOf, addressOf, setBusy, hostOf, vmTitle,
 } from './vms.js';
 
-let editing = null; // the VM the edit dialog is about
+let editing = null; // the VM the edit dialog is about, {host, name}
 let cloning = null; // the VM the clone dialog is about
 let accessing = null; // the VM the access dialog is about
 let principals = null; // {users, groups} of the host, for the access dialog
-let migrating = null; // {name, from, task}: the VM the migrate dialog is about
-const moves = new Map(); // id of a vm.migrate task started here -> {name, from, to}
+let migrating = null; // {ref, from, task}: the VM the migrate dialog is about
+const moves = new Map(); // id of a vm.migrate task started here -> {ref, from, to}
 
 // -- a new VM from a template --------------------------------------------------------------
 
@@ -135,12 +136,12 @@ async function createVm(ev) {
 
 const showEditError = (text) => showError('vm-edit-error', text);
 
-function openEdit(name) {
-  const vm = vms.get(name);
+function openEdit(ref) {
+  const vm = vmOf(ref);
   if (!vm) return;
-  editing = name;
-  $('vm-edit-title').textContent = `Edit ${name}`;
-  $('vm-edit-name').value = name;
+  editing = ref;
+  $('vm-edit-title').textContent = `Edit ${vmTitle(ref)}`;
+  $('vm-edit-name').value = ref.name;
   $('vm-edit-memory').value = vm.memory && typeof vm.memory.current === 'number' ? vm.memory.current : '';
   $('vm-edit-cpus').value = typeof vm.cpus === 'number' ? vm.cpus : '';
   showEditError('');
@@ -157,14 +158,14 @@ function openEdit(name) {
 
 async function saveEdit(ev) {
   ev.preventDefault();
-  const name = editing;
-  const vm = name && vms.get(name);
+  const ref = editing;
+  const vm = ref && vmOf(ref);
   if (!vm) { $('vm-edit-dialog').close(); return; }
   showEditError('');
   const body = {};
   const to = $('vm-edit-name').value.trim();
   if (!to) { showEditError('A virtual machine needs a name.'); return; }
-  if (to !== name) body.name = to;
+  if (to !== ref.name) body.name = to;
   const mem = Number($('vm-edit-memory').value);
   if (!Number.isInteger(mem) || mem < 64) { showEditError('Memory is a whole number of MiB, at least 64.'); return; }
   if (!vm.memory || mem !== vm.memory.current) body.memory = { current: mem };
@@ -176,13 +177,13 @@ async function saveEdit(ev) {
   btn.disabled = true;
   try {
     // a rename answers 303 to the new URI, which fetch follows: the answer is the VM
-    const r = await api('PUT', vmPath(name), body);
-    if (body.name) forgetVm(name);
+    const r = await api('PUT', addressOf(ref), body);
+    if (body.name) forgetVm(ref);
     if (r.data && typeof r.data.name === 'string') vmUpsert(r.data, { flash: false });
     renderVms();
-    editing = r.data && typeof r.data.name === 'string' ? r.data.name : null;
+    editing = r.data && typeof r.data.name === 'string' ? { host: hostOf(ref), name: r.data.name } : null;
     $('vm-edit-dialog').close('done');
-    announce(`${name} saved`);
+    announce(`${vmTitle(ref)} saved`);
   } catch (e) {
     showEditError(e.message);
     btn.disabled = false;
@@ -193,13 +194,15 @@ async function saveEdit(ev) {
 
 const showCloneError = (text) => showNameError('vm-clone', text);
 
-function openClone(name) {
-  const vm = vms.get(name);
+function openClone(ref) {
+  const vm = vmOf(ref);
   if (!vm) return;
-  cloning = name;
-  $('vm-clone-title').textContent = `Clone ${name}`;
+  cloning = ref;
+  const { name } = ref;
+  $('vm-clone-title').textContent = `Clone ${vmTitle(ref)}`;
   $('vm-clone-text').textContent = 'The copy is a virtual machine of its own, shut off, with '
-    + `a new UUID and new MAC addresses. ${name} cannot be started until its disks are copied.`;
+    + `a new UUID and new MAC addresses${manyHosts() ? `, on ${hostOf(ref)} too` : ''}. `
+    + `${name} cannot be started until its disks are copied.`;
   const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
   const box = $('vm-clone-disks');
   box.replaceChildren();
@@ -221,19 +224,19 @@ function openClone(name) {
 async function submitClone(ev) {
   ev.preventDefault();
   const source = cloning;
-  if (!source || !vms.has(source)) { $('vm-clone-dialog').close(); return; }
+  if (!source || !vmOf(source)) { $('vm-clone-dialog').close(); return; }
   showCloneError('');
   const name = $('vm-clone-name').value.trim();
   const btn = $('vm-clone-submit');
   btn.disabled = true;
   try {
-    const r = await api('POST', `${vmPath(source)}/clone`, name ? { name } : {});
+    const r = await api('POST', `${addressOf(source)}/clone`, name ? { name } : {});
     followVmTask(r.data);
     $('vm-clone-dialog').close('done');
-    announce(`Cloning ${source} as ${vmNameOf(r.data || {}) || name || 'a new VM'}`);
+    announce(`Cloning ${vmTitle(source)} as ${vmNameOf(r.data || {}) || name || 'a new VM'}`);
   } catch (e) {
     showCloneError(e.message);
-    if (e.status === 404) vmGone({ name: source });
+    if (e.status === 404) vmGone(source);
     $('vm-clone-name').focus();
   } finally {
     btn.disabled = false;
@@ -243,12 +246,12 @@ async function submitClone(ev) {
 /** Where the keyboard goes once the clone dialog closed: back to Clone; while the copy
  * holds it (or once the VM has started), to the row's first usable control. */
 function cloneClosed() {
-  const name = cloning;
+  const ref = cloning;
   cloning = null;
-  if (!vms.has(name)) return null; // gone, or signed out
+  if (!ref || !vmOf(ref)) return null; // gone, or signed out
   renderVms(); // a clone just started holds the buttons: know which are left
   const usable = (b) => b && !b.hidden && !b.disabled;
-  const clone = controlOf(name, 'clone');
+  const clone = controlOf(ref, 'clone');
   if (usable(clone)) return clone;
   const row = clone && clone.closest('li');
   return row ? [...row.querySelectorAll('button')].find(usable) || null : null;
@@ -274,11 +277,12 @@ function migrateRunning(running) {
   }
 }
 
-function openMigrate(name) {
-  const vm = vms.get(name);
+function openMigrate(ref) {
+  const vm = vmOf(ref);
   if (!vm) return;
-  const from = vm.host || localHost();
-  migrating = { name, from, task: null };
+  const from = hostOf(vm);
+  const { name } = ref;
+  migrating = { ref, from, task: null };
   $('vm-migrate-title').textContent = `Migrate ${name}`;
   $('vm-migrate-text').textContent = `${name} is on ${from}: it moves to the host chosen, `
     + 'its definition with it.';
@@ -302,12 +306,12 @@ function openMigrate(name) {
 /** The keyboard goes back to Migrate, or to the row's first usable control (while the VM
  * moves, Migrate is held). */
 function migrateClosed() {
-  const name = migrating && migrating.name;
+  const ref = migrating && migrating.ref;
   migrating = null;
-  if (!name || !vms.has(name)) return null;
+  if (!ref || !vmOf(ref)) return null;
   renderVms();
   const usable = (b) => b && !b.hidden && !b.disabled;
-  const b = controlOf(name, 'migrate');
+  const b = controlOf(ref, 'migrate');
   if (usable(b)) return b;
   const row = b && b.closest('li');
   return row ? [...row.querySelectorAll('button')].find(usable) || null : null;
@@ -317,7 +321,7 @@ async function submitMigrate(ev) {
   ev.preventDefault();
   const m = migrating;
   if (!m || m.task) return;
-  if (!vms.has(m.name)) { $('vm-migrate-dialog').close(); return; }
+  if (!vmOf(m.ref)) { $('vm-migrate-dialog').close(); return; }
   showMigrateError('');
   const to = $('vm-migrate-host').value;
   if (!to) { showMigrateError('Choose the host to move it to.'); return; }
@@ -326,22 +330,22 @@ async function submitMigrate(ev) {
   const btn = $('vm-migrate-submit');
   btn.disabled = true;
   try {
-    const r = await api('POST', `${addressOf(m.name)}/migrate`, body);
+    const r = await api('POST', `${addressOf(m.ref)}/migrate`, body);
     const rec = r.data || {};
     if (typeof rec.id !== 'string') throw new Error('The server did not start the migration.');
-    moves.set(rec.id, { name: m.name, from: m.from, to });
+    moves.set(rec.id, { ref: m.ref, from: m.from, to });
     if (migrating === m) {
       m.task = rec.id;
       migrateRunning(true);
-      $('vm-migrate-status').textContent = `Moving ${m.name} to ${to}…`;
+      $('vm-migrate-status').textContent = `Moving ${m.ref.name} to ${to}…`;
       $('vm-migrate-cancel').focus();
     }
-    setBusy(m.name, 'migrate');
+    setBusy(m.ref, 'migrate');
     upsertTask(rec); // in the task panel; its events follow
     migrateProgress(rec);
   } catch (e) {
     showMigrateError(e.message);
-    if (e.status === 404) vmGone({ name: m.name });
+    if (e.status === 404) vmGone(m.ref);
     $('vm-migrate-host').focus();
   } finally {
     btn.disabled = false;
@@ -364,23 +368,23 @@ function migrateProgress(rec) {
     const parts = [];
     if (pct !== null) parts.push(`${Math.round(pct)}%`);
     if (moved !== null) parts.push(total !== null ? `${moved} of ${total} MiB moved` : `${moved} MiB moved`);
-    const text = parts.length ? parts.join(' · ') : `Moving ${move.name} to ${move.to}…`;
+    const text = parts.length ? parts.join(' · ') : `Moving ${move.ref.name} to ${move.to}…`;
     bar.setAttribute('aria-valuetext', text);
     $('vm-migrate-status').textContent = text;
     return;
   }
   moves.delete(rec.id);
-  setBusy(move.name, null);
+  setBusy(move.ref, null);
   if (rec.status === 'finished') {
     // its row is the target's before the dialog closes: the keyboard goes back to it
     movedVm(move).then(() => {
       if (shown && migrating && migrating.task === rec.id) $('vm-migrate-dialog').close('done');
-      announce(`Moved ${move.name} to ${move.to}`);
+      announce(`Moved ${move.ref.name} to ${move.to}`);
     });
     return;
   }
-  const why = rec.status === 'cancelled' ? `Cancelled: ${move.name} stays on ${move.from}.`
-    : `${move.name} was not moved: ${rec.message || 'the migration failed'}`;
+  const why = rec.status === 'cancelled' ? `Cancelled: ${move.ref.name} stays on ${move.from}.`
+    : `${move.ref.name} was not moved: ${rec.message || 'the migration failed'}`;
   if (shown) {
     migrating.task = null;
     migrateRunning(false);
@@ -393,17 +397,16 @@ function migrateProgress(rec) {
   renderVms();
 }
 
-/** The VM is now its target's: its record from there (no event of one host replaces the
- * other's record of that name). */
+/** The VM is now its target's: its row there at once, the source's gone (the source's
+ * vm.deleted may come later); the open dialog is then about the target's row. */
 async function movedVm(move) {
-  const path = isRemoteHost(move.to) ? `${hostPath(move.to)}/vms/${encodeURIComponent(move.name)}`
-    : vmPath(move.name);
+  const there = { host: move.to, name: move.ref.name };
   try {
-    const r = await api('GET', path);
+    const r = await api('GET', addressOf(there));
     if (!r.data || typeof r.data.name !== 'string') return;
-    const had = vms.get(move.name);
-    if (had && had.host !== r.data.host) forgetVm(move.name);
+    forgetVm(move.ref);
     vmUpsert(r.data, { flash: false });
+    if (migrating && migrating.ref === move.ref) migrating.ref = there;
   } catch (e) {
     // gone already: its events say so
   }
@@ -436,16 +439,16 @@ function splitNames(text) {
 
 const showAccessError = (text) => showError('vm-access-error', text, ['vm-access-users', 'vm-access-groups']);
 
-function openAccess(name) {
-  const vm = vms.get(name);
+function openAccess(ref) {
+  const vm = vmOf(ref);
   if (!vm) return;
-  accessing = name;
-  $('vm-access-title').textContent = `Who may use ${name}`;
+  accessing = ref;
+  $('vm-access-title').textContent = `Who may use ${vmTitle(ref)}`;
   $('vm-access-users').value = namesOf(vm.users).join(', ');
   $('vm-access-groups').value = namesOf(vm.groups).join(', ');
   showAccessError('');
   $('vm-access-save').disabled = false;
-  openVmDialog($('vm-access-dialog'), name, 'access', $('vm-access-users'));
+  openVmDialog($('vm-access-dialog'), ref, 'access', $('vm-access-users'));
   loadPrincipals();
 }
 
@@ -483,22 +486,22 @@ function renderPicks() {
 
 async function saveAccess(ev) {
   ev.preventDefault();
-  const name = accessing;
-  if (!name || !vms.has(name)) { $('vm-access-dialog').close(); return; }
+  const ref = accessing;
+  if (!ref || !vmOf(ref)) { $('vm-access-dialog').close(); return; }
   showAccessError('');
   const body = { users: splitNames($('vm-access-users').value),
     groups: splitNames($('vm-access-groups').value) };
   const btn = $('vm-access-save');
   btn.disabled = true;
   try {
-    const r = await api('PUT', vmPath(name), body);
+    const r = await api('PUT', addressOf(ref), body);
     if (r.data && typeof r.data.name === 'string') vmUpsert(r.data, { flash: false });
     renderVms();
     $('vm-access-dialog').close('done');
-    announce(`${name}: ${accessText(r.data || body)}`);
+    announce(`${vmTitle(ref)}: ${accessText(r.data || body)}`);
   } catch (e) {
     showAccessError(e.message);
-    if (e.status === 404) vmGone({ name });
+    if (e.status === 404) vmGone(ref);
     btn.disabled = false;
     $('vm-access-users').focus();
   }
@@ -513,13 +516,12 @@ export default {
       shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}/clone', 'post'),
       run: openClone });
     addVmControl({ key: 'migrate', text: 'Migrate', cls: 'btn-plain', place: 'actions', order: 40,
-      remote: true,
       shown: (vm) => isAdmin() && manyHosts() && MIGRATABLE.has(vm.state)
         && offers('/vms/{name}/migrate', 'post'),
       run: openMigrate });
     // who may use the VM: beside its assignment, apart from the power actions
     addVmControl({ key: 'access', text: 'Access', cls: 'btn-plain btn-access', place: 'access', order: 100,
-      free: true, label: (name) => `Access to ${name}`,
+      free: true, label: (ref) => `Access to ${vmTitle(ref)}`,
       shown: () => isAdmin() && offers('/vms/{name}', 'put'), run: openAccess });
     onTemplatesChanged(refreshPicks);
     $('vm-new').addEventListener('click', openVmNew);

@@ -1,19 +1,22 @@
 /* Screens: a thumbnail of each running VM whose row is on screen, refreshed every 5 s
  * while the VMs page is shown and someone uses the page (the only requests the page
- * repeats by itself: without that pause they would keep an unattended session alive). */
+ * repeats by itself: without that pause they would keep an unattended session alive).
+ * Another host's VM's screen comes from its canonical address
+ * (/hosts/<host>/vms/<name>/screenshot); everything here is keyed as the rows are (vmKey). */
 
-import { noteAnswer, vmPath, capabilities, onServerKnown } from '../core/api.js';
+import { noteAnswer, capabilities, onServerKnown } from '../core/api.js';
 import { signedIn, userPresent, onPresence } from '../core/session.js';
 import { isShown } from '../core/router.js';
-import { vms, isBusy, isRemoteVm, itemOf, onVmItem, updateThumb } from './vms.js';
+import { vms, vmKey, addressOf, isBusy, itemOf, onVmItem, updateThumb } from './vms.js';
 
 const THUMB_EVERY = 5000; // ms between two screenshots of one VM (the server keeps one 3 s)
 const THUMB_PARALLEL = 4;
 
-const visible = new Set(); // names whose row is on screen
-const inflight = new Map(); // name -> AbortController
-const last = new Map(); // name -> when its screen was last asked for (ms)
-const shots = new Map(); // name -> its last screen (a data: URL), for a row made again
+const visible = new Set(); // vmKeys of the rows on screen
+const inflight = new Map(); // vmKey -> AbortController
+const last = new Map(); // vmKey -> when its screen was last asked for (ms)
+const shots = new Map(); // vmKey -> its last screen (a data: URL), for a row made again
+const keyOf = new WeakMap(); // a row (li) -> its vmKey, for the observer
 let timer = null;
 let observer = null;
 
@@ -33,23 +36,21 @@ function tick() {
   if (!wanted()) return;
   const now = Date.now();
   let next = THUMB_EVERY;
-  for (const name of visible) {
-    const vm = vms.get(name);
-    // another host's screen is not served yet (GET /vms/<name>/screenshot is the local's)
-    if (!vm || vm.state !== 'running' || isBusy(name) || isRemoteVm(name)
-        || inflight.has(name)) continue;
-    const due = (last.get(name) || 0) + THUMB_EVERY - now;
+  for (const key of visible) {
+    const vm = vms.get(key);
+    if (!vm || vm.state !== 'running' || isBusy(vm) || inflight.has(key)) continue;
+    const due = (last.get(key) || 0) + THUMB_EVERY - now;
     if (due > 0) { next = Math.min(next, due); continue; }
     if (inflight.size >= THUMB_PARALLEL) { next = Math.min(next, 200); continue; }
-    fetchThumb(name);
+    fetchThumb(vm);
   }
   timer = setTimeout(tick, Math.max(next, 100));
 }
 
-function abort(name) {
-  const ac = inflight.get(name);
+function abort(key) {
+  const ac = inflight.get(key);
   if (ac) ac.abort();
-  inflight.delete(name);
+  inflight.delete(key);
 }
 
 function asDataUrl(blob) {
@@ -62,12 +63,13 @@ function asDataUrl(blob) {
   });
 }
 
-async function fetchThumb(name) {
+async function fetchThumb(vm) {
+  const key = vmKey(vm);
   const ac = new AbortController();
-  inflight.set(name, ac);
-  last.set(name, Date.now());
+  inflight.set(key, ac);
+  last.set(key, Date.now());
   try {
-    const resp = await fetch(`${vmPath(name)}/screenshot`, {
+    const resp = await fetch(`${addressOf(vm)}/screenshot`, {
       cache: 'no-store',
       credentials: 'same-origin',
       headers: { 'X-Requested-With': 'XMLHttpRequest' },
@@ -78,59 +80,67 @@ async function fetchThumb(name) {
     if (!resp.ok) {
       // stopped meanwhile (404: its vm.state event follows), or no screen to take: ask
       // again later rather than every round
-      const item = itemOf(name);
+      const item = itemOf(vm);
       if (resp.status !== 404 && item) {
         item.noScreen = true;
-        updateThumb(item, vms.get(name));
-        last.set(name, Date.now() + 6 * THUMB_EVERY);
+        updateThumb(item, vms.get(key));
+        last.set(key, Date.now() + 6 * THUMB_EVERY);
       }
       return;
     }
     const url = await asDataUrl(await resp.blob());
-    const vm = vms.get(name);
-    if (ac.signal.aborted || !vm || vm.state !== 'running') return;
-    shots.set(name, url);
-    const item = itemOf(name);
+    const now = vms.get(key);
+    if (ac.signal.aborted || !now || now.state !== 'running') return;
+    shots.set(key, url);
+    const item = itemOf(vm);
     if (!item) return;
     item.noScreen = false;
     item.shot.src = url;
   } catch (e) {
     // aborted, or the server went away: the next round tries again
   } finally {
-    if (inflight.get(name) === ac) inflight.delete(name);
+    if (inflight.get(key) === ac) inflight.delete(key);
   }
 }
 
 function onItem(item, what) {
-  const name = item.name;
+  const { key } = item;
   if (what === 'built') {
+    keyOf.set(item.li, key);
     observer.observe(item.li);
-    const shot = shots.get(name);
-    const vm = vms.get(name);
+    const shot = shots.get(key);
+    const vm = vms.get(key);
     if (shot && vm && (vm.state === 'running' || vm.state === 'paused')) item.shot.src = shot;
   } else if (what === 'removed') {
     observer.unobserve(item.li);
-    visible.delete(name);
-    abort(name);
+    visible.delete(key);
+    abort(key);
   } else if (what === 'updated') {
-    if (isBusy(name)) abort(name); // its screen may be gone when the answer comes
-    const vm = vms.get(name);
-    if (!vm || (vm.state !== 'running' && vm.state !== 'paused')) shots.delete(name);
+    if (isBusy(item.ref)) abort(key); // its screen may be gone when the answer comes
+    const vm = vms.get(key);
+    if (!vm || (vm.state !== 'running' && vm.state !== 'paused')) shots.delete(key);
     thumbSoon();
   }
+}
+
+function forget(d) {
+  if (typeof d.name !== 'string') return;
+  shots.delete(vmKey(d));
+  last.delete(vmKey(d));
 }
 
 export default {
   name: 'vm-thumbs',
   events: {
-    'vm.deleted': (d) => { shots.delete(d.name); last.delete(d.name); },
+    'vm.deleted': forget,
   },
   init() {
     observer = new IntersectionObserver((entries) => {
       for (const e of entries) {
-        const name = e.target.dataset.name;
-        if (e.isIntersecting) visible.add(name);
-        else visible.delete(name);
+        const key = keyOf.get(e.target);
+        if (key === undefined) continue;
+        if (e.isIntersecting) visible.add(key);
+        else visible.delete(key);
       }
       thumbSoon();
     });
@@ -143,7 +153,7 @@ export default {
   stop() {
     clearTimeout(timer);
     timer = null;
-    for (const name of [...inflight.keys()]) abort(name);
+    for (const key of [...inflight.keys()]) abort(key);
     visible.clear();
     last.clear();
     shots.clear();

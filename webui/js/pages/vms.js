@@ -3,24 +3,25 @@
  * rows of their own until their VM appears. Other modules add their controls to each
  * row (addVmControl: the console, the dialogs) and follow the rows (onVmItem).
  *
- * Sorting and filtering stay cheap at 10,000: the names are kept in collation order
- * (a VM made or deleted is inserted or cut in place), other orders sort numbers, and a
+ * Sorting and filtering stay cheap at 10,000: the VMs are kept in their names' collation
+ * order (a VM made or deleted is inserted or cut in place), other orders sort numbers, and a
  * VM's search text is worked out once per record. Only the rows on screen are touched.
  *
  * With several hosts (see hosts.js) each row says its VM's host and a filter picks one
- * host's; the power actions of another host's VM go to its canonical address
- * (/hosts/<host>/vms/<name>/<action>), the rest of the row's controls are the local host's
- * only for now (the server does not offer them elsewhere yet). */
+ * host's. Rows are keyed by host and name (two hosts may each have a VM of a name: two
+ * rows), and so is everything said of a VM (its events, its thumbnail, its dialogs):
+ * whatever is done to another host's VM goes to its canonical address
+ * (/hosts/<host>/vms/<name>/...), the root one (/vms/<name>) naming the local host's. */
 
 import { $, el, announce, numberFmt, collator, memText, humanSize, actionButton, matchesWords } from '../core/dom.js';
-import { api, offers, vmPath, capabilities, onServerKnown } from '../core/api.js';
+import { api, offers, capabilities, onServerKnown } from '../core/api.js';
 import { askConfirm, openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, vmNameOf, watchTasks } from '../core/tasks.js';
 import { onLibvirt, libvirtIsDown } from '../core/health.js';
 import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
-import { hostList, hostPath, isRemoteHost, onHosts } from './hosts.js';
+import { hostList, hostObjectPath, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
 
 export const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
   crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
@@ -35,7 +36,6 @@ const VM_ACTIONS = [
   ['suspend', 'Pause', ['running'], 'Pausing…'],
   ['resume', 'Resume', ['paused'], 'Resuming…'],
 ];
-const POWER = new Set(VM_ACTIONS.map((a) => a[0])); // what a VM of another host offers
 const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…',
   migrate: 'Migrating…' };
 const MAKES_VM = new Set(['vm.create', 'vm.clone']);
@@ -47,15 +47,15 @@ const SORTS = {
   cpu: (vm) => -((vm.stats && vm.stats.cpu_utilization) || 0),
 };
 
-export const vms = new Map(); // name -> VM record
-let names = []; // every name, in collation order
+export const vms = new Map(); // vmKey -> VM record
+let keys = []; // every VM's key, in the order of their names (then hosts)
 let sortKey = 'name';
 let ordered = null; // the VMs in sortKey's order, or null: work it out again
-const busy = new Map(); // name -> the action in flight
-const errors = new Map(); // name -> why the last action was refused
-const arriving = new Map(); // name -> its finished task, until vm.created comes
-const pending = new Map(); // name -> the "Creating" row of a VM being made
-const items = new Map(); // name -> the row shown for it (only rows in the document)
+const busy = new Map(); // vmKey -> the action in flight
+const errors = new Map(); // vmKey -> why the last action was refused
+const arriving = new Map(); // vmKey -> its finished task, until vm.created comes
+const pending = new Map(); // vmKey -> the "Creating" row of a VM being made
+const items = new Map(); // vmKey -> the row shown for it (only rows in the document)
 const hay = new WeakMap(); // VM record -> its search text
 const myCreates = new Set(); // ids of the vm.create and vm.clone tasks this page started
 let filter = '';
@@ -70,8 +70,9 @@ const itemListeners = [];
 
 /**
  * A control of every VM row: ``{key, text, cls, place: 'actions'|'access', order,
- * shown(vm), run(name, button), free, remote}`` (``free``: usable while the VM is busy;
- * ``remote``: offered for another host's VM too, as the power actions are).
+ * shown(vm), run(ref, button), label(ref), free}`` (``ref``: the row's VM, ``{host,
+ * name}``; ``label``: its accessible name, "<text> <VM>" unless said; ``free``: usable
+ * while the VM is busy).
  */
 export function addVmControl(c) {
   controls.push(c);
@@ -83,59 +84,70 @@ export function onVmItem(fn) {
   itemListeners.push(fn);
 }
 
-/* VMs are keyed by name, as they were before there were several hosts: when two hosts have
- * a VM of the same name, only one row shows, the first listed (the local host's, then by
- * host), and what is said of the other (its events) is left out until the first goes. An
- * accepted limitation for now: the other one is still at /hosts/<host>/vms/<name>. */
-const sameHost = (a, b) => !a.host || !b.host || a.host === b.host;
-const isRemote = (vm) => !!vm && isRemoteHost(vm.host);
-const manyHosts = () => hostList().length > 1;
+/** The host of a VM, or of what names one (an event, a ref): the local one when unsaid. */
+export const hostOf = (x) => (x && typeof x.host === 'string' && x.host) || localHost();
 
-/** The address of VM ``name``: the canonical one of its host for another host's VM (the
- * root path names the local host's). */
-export function addressOf(name) {
-  const vm = vms.get(name);
-  return isRemote(vm) ? `${hostPath(vm.host)}/vms/${encodeURIComponent(name)}` : vmPath(name);
-}
+/** A VM's key: its host and its name (two hosts may each have a VM of a name). */
+export const vmKey = (x) => `${hostOf(x)}\n${x.name}`;
 
-export const vmByName = (name) => vms.get(name);
-export const isBusy = (name) => busy.has(name);
-/** Whether the VM is another host's (its screen, figures and most controls are the local
- * host's only, for now). */
-export const isRemoteVm = (name) => isRemote(vms.get(name));
-export const itemOf = (name) => items.get(name) || null;
-/** Open a dialog about VM ``name`` opened from its row's control ``key``: on close, the
+/** What names one VM, ``{host, name}``: what the rows' controls are given. */
+export const vmRef = (x) => ({ host: hostOf(x), name: x.name });
+
+/** The VM ``ref`` names as the user reads it: "web1", or "web1 on h2" with several hosts. */
+export const vmTitle = (ref) => (manyHosts() ? `${ref.name} on ${hostOf(ref)}` : ref.name);
+
+/** The address of a VM: the root one (/vms/<name>) for the local host's, which names the
+ * local host's VM of that name; the canonical /hosts/<host>/vms/<name> for another's. */
+export const addressOf = (ref) => hostObjectPath(hostOf(ref), 'vms', ref.name);
+
+/** The VM's record, or undefined once it is gone. */
+export const vmOf = (ref) => vms.get(vmKey(ref));
+export const isBusy = (ref) => busy.has(vmKey(ref));
+export const itemOf = (ref) => items.get(vmKey(ref)) || null;
+/** Open a dialog about VM ``ref`` opened from its row's control ``key``: on close, the
  * keyboard goes back to that control (while the VM and its row are there). */
-export function openVmDialog(dialog, name, key, focus) {
-  openDialog(dialog, { focus, back: () => controlOf(name, key) });
+export function openVmDialog(dialog, ref, key, focus) {
+  openDialog(dialog, { focus, back: () => controlOf(ref, key) });
 }
 
 /** The control ``key`` of a VM's row, if the VM is still there and its row in the document. */
-export const controlOf = (name, key) => {
-  const item = vms.has(name) && items.get(name);
+export const controlOf = (ref, key) => {
+  if (!ref) return null;
+  const k = vmKey(ref);
+  const item = vms.has(k) && items.get(k);
   return item ? item.buttons.get(key) || null : null;
 };
 
 // -- the list's order and filter ---------------------------------------------------------
 
-function insertName(name) {
-  let lo = 0;
-  let hi = names.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (collator.compare(names[mid], name) < 0) lo = mid + 1; else hi = mid;
-  }
-  if (names[lo] !== name) names.splice(lo, 0, name);
+/** The list's own order: by name, the local host's first among VMs of one name. */
+function compareVms(a, b) {
+  const ha = hostOf(a);
+  const hb = hostOf(b);
+  const local = localHost();
+  return collator.compare(a.name, b.name) || (hb === local) - (ha === local)
+    || collator.compare(ha, hb) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
-function removeName(name) {
-  const i = names.indexOf(name);
-  if (i >= 0) names.splice(i, 1);
+function insertKey(vm) {
+  const key = vmKey(vm);
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareVms(vms.get(keys[mid]), vm) < 0) lo = mid + 1; else hi = mid;
+  }
+  if (keys[lo] !== key) keys.splice(lo, 0, key);
+}
+
+function removeKey(key) {
+  const i = keys.indexOf(key);
+  if (i >= 0) keys.splice(i, 1);
 }
 
 function inOrder() {
   if (ordered) return ordered;
-  const all = names.map((n) => vms.get(n)).filter(Boolean);
+  const all = keys.map((k) => vms.get(k)).filter(Boolean);
   if (sortKey !== 'name' && SORTS[sortKey]) {
     const key = SORTS[sortKey];
     const keyed = all.map((vm, i) => [key(vm), i, vm]);
@@ -153,23 +165,30 @@ function matches(vm, q) {
   if (!q) return true;
   let text = hay.get(vm);
   if (text === undefined) {
-    text = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid, vm.host || '',
+    text = [vm.name, vm.state, STATE_TEXT[vm.state] || '', vm.uuid, hostOf(vm),
       ...(isAdmin() ? [...namesOf(vm.users), ...namesOf(vm.groups)] : [])].join(' ').toLowerCase();
     hay.set(vm, text);
   }
   return matchesWords(text, q);
 }
 
-/** The VMs a vm.create or vm.clone task is making, until they show up: name -> task. */
+/** The VM a vm.create or vm.clone task makes, ``{host, name}`` (null: unnamed yet): on
+ * the task's host. */
+function madeBy(rec) {
+  const name = vmNameOf(rec);
+  return name ? { host: hostOf(rec.params && rec.params.host ? rec.params : rec), name } : null;
+}
+
+/** The VMs vm.create and vm.clone tasks are making, until they show up: vmKey -> task. */
 function beingMade() {
   const out = new Map();
   for (const t of tasks.values()) {
     const r = t.rec;
     if (t.stub || !MAKES_VM.has(r.kind) || TERMINAL.has(r.status)) continue;
-    const name = vmNameOf(r);
-    if (name && !vms.has(name)) out.set(name, r);
+    const made = madeBy(r);
+    if (made && !vms.has(vmKey(made))) out.set(vmKey(made), r);
   }
-  for (const [name, r] of arriving) if (!vms.has(name)) out.set(name, r);
+  for (const [key, r] of arriving) if (!vms.has(key)) out.set(key, r);
   return out;
 }
 
@@ -178,17 +197,22 @@ function cloneOf(vm) {
   for (const t of tasks.values()) {
     const r = t.rec;
     if (t.stub || r.kind !== 'vm.clone' || TERMINAL.has(r.status) || !r.params) continue;
-    if (vm.uuid ? r.params.source_uuid === vm.uuid : r.params.source === vm.name) return r;
+    if (vm.uuid ? r.params.source_uuid === vm.uuid
+      : r.params.source === vm.name && hostOf(r.params.host ? r.params : r) === hostOf(vm)) return r;
   }
   return null;
 }
 
 // -- a row ----------------------------------------------------------------------------------
 
-function buildItem(name) {
+function buildItem(vm) {
+  const ref = vmRef(vm);
+  const { name } = ref;
   const li = $('vm-template').content.firstElementChild.cloneNode(true);
   const item = {
     li,
+    key: vmKey(ref),
+    ref,
     name,
     shot: li.querySelector('.vm-shot'),
     off: li.querySelector('.vm-shot-off'),
@@ -205,18 +229,16 @@ function buildItem(name) {
   };
   li.dataset.name = name;
   li.querySelector('.vm-name').textContent = name;
-  item.shot.alt = `Screen of ${name}`;
   const places = { actions: li.querySelector('.vm-actions'), access: li.querySelector('.vm-access') };
   for (const c of controls) {
-    const b = actionButton(c.text, c.cls, c.label ? c.label(name) : `${c.text} ${name}`,
-      (btn) => c.run(name, btn));
+    const b = actionButton(c.text, c.cls, '', (btn) => c.run(ref, btn));
     b.dataset.action = c.key;
     item.buttons.set(c.key, b);
     places[c.place].append(b);
   }
   item.shot.addEventListener('load', () => {
     item.hasShot = true;
-    updateThumb(item, vms.get(name));
+    updateThumb(item, vms.get(item.key));
   });
   for (const fn of itemListeners) fn(item, 'built');
   return item;
@@ -269,7 +291,7 @@ export function accessText(vm) {
 function updateItem(item, vm) {
   const li = item.li;
   const st = vm.state || 'nostate';
-  const doing = busy.get(vm.name);
+  const doing = busy.get(item.key);
   const copied = cloneOf(vm);
   li.dataset.state = st;
   li.setAttribute('aria-busy', doing ? 'true' : 'false');
@@ -280,24 +302,29 @@ function updateItem(item, vm) {
     ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
   li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
   li.querySelector('.vm-uuid').textContent = vm.uuid || '';
-  item.host.textContent = vm.host ? `on ${vm.host}` : '';
-  item.host.hidden = !vm.host || !manyHosts();
-  li.dataset.host = vm.host || '';
-  const remote = isRemote(vm);
-  if (remote) item.noScreen = true; // screenshots are the local host's only, for now
+  const many = manyHosts();
+  item.host.textContent = `on ${hostOf(vm)}`;
+  item.host.hidden = !many;
+  // keyed by host and name, as the other pages' rows: the host said with several only
+  if (many) li.dataset.host = hostOf(vm);
+  else delete li.dataset.host;
+  const title = vmTitle(item.ref);
+  item.shot.alt = `Screen of ${title}`;
   // libvirtIsDown() is the local host's libvirt: another host's VMs are listed only while
   // their host is connected
-  const down = libvirtIsDown() && !remote;
+  const down = libvirtIsDown() && !isRemoteHost(hostOf(vm));
   for (const c of controls) {
     const b = item.buttons.get(c.key);
-    b.hidden = !c.shown(vm) || (remote && !POWER.has(c.key) && !c.remote);
+    const label = c.label ? c.label(item.ref) : `${c.text} ${title}`;
+    if (b.getAttribute('aria-label') !== label) b.setAttribute('aria-label', label);
+    b.hidden = !c.shown(vm);
     // the server refuses to start (or clone again) a VM while its disks are being copied
     const held = !!copied && (c.key === 'start' || c.key === 'clone');
     b.disabled = down || (!c.free && (!!doing || held));
     b.title = held ? `Its disks are being copied for ${vmNameOf(copied)}` : '';
   }
   item.accessText.textContent = accessText(vm);
-  const err = errors.get(vm.name);
+  const err = errors.get(item.key);
   item.error.textContent = err || '';
   item.error.hidden = !err;
   const caps = capabilities();
@@ -309,11 +336,12 @@ function updateItem(item, vm) {
   for (const fn of itemListeners) fn(item, 'updated');
 }
 
-function pendingItem(name, rec) {
-  let item = pending.get(name);
+function pendingItem({ key, host, name, making: rec }) {
+  let item = pending.get(key);
   if (!item) {
     const li = el('li', 'vm vm-pending');
     li.dataset.name = name;
+    if (manyHosts()) li.dataset.host = host;
     li.dataset.state = 'creating';
     li.setAttribute('aria-busy', 'true');
     const thumb = el('div', 'vm-thumb');
@@ -327,7 +355,7 @@ function pendingItem(name, rec) {
     main.append(head, bar, el('p', 'vm-spec vm-pending-msg'));
     li.append(thumb, main);
     item = { li, bar, msg: main.querySelector('.vm-pending-msg') };
-    pending.set(name, item);
+    pending.set(key, item);
   }
   if (typeof rec.progress === 'number') item.bar.value = rec.progress;
   else item.bar.removeAttribute('value');
@@ -339,12 +367,13 @@ function pendingItem(name, rec) {
 
 /** The node of one entry of the list (a VM, or a VM being made), made or brought up to date. */
 function nodeOf(entry) {
-  if (entry.making) return pendingItem(entry.name, entry.making);
+  if (entry.making) return pendingItem(entry);
   const vm = entry;
-  let item = items.get(vm.name);
+  const key = vmKey(vm);
+  let item = items.get(key);
   if (!item) {
-    item = buildItem(vm.name);
-    items.set(vm.name, item);
+    item = buildItem(vm);
+    items.set(key, item);
   }
   if (item.rec !== vm || item.context !== context) updateItem(item, vm);
   if (vm.flash) {
@@ -358,10 +387,9 @@ function nodeOf(entry) {
 
 function removedNode(key, node) {
   if (node.classList.contains('vm-pending')) return;
-  const name = node.dataset.name;
-  const item = items.get(name);
+  const item = items.get(key);
   if (item && item.li === node) {
-    items.delete(name);
+    items.delete(key);
     for (const fn of itemListeners) fn(item, 'removed');
   }
 }
@@ -373,11 +401,11 @@ export function renderVms() {
   const q = filter.trim().toLowerCase();
   const all = inOrder();
   const on = manyHosts() ? hostFilter : '';
-  const shown = q || on ? all.filter((v) => (!on || v.host === on) && matches(v, q)) : all;
+  const shown = q || on ? all.filter((v) => (!on || hostOf(v) === on) && matches(v, q)) : all;
   const making = beingMade();
-  const entries = [...making].sort((a, b) => collator.compare(a[0], b[0]))
-    .map(([name, rec]) => ({ name, making: rec }));
-  for (const name of pending.keys()) if (!making.has(name)) pending.delete(name);
+  const entries = [...making].map(([key, rec]) => ({ ...madeBy(rec), key, making: rec }))
+    .sort(compareVms);
+  for (const key of pending.keys()) if (!making.has(key)) pending.delete(key);
   list.setItems(entries.length ? entries.concat(shown) : shown, { now: true });
 
   const empty = $('vm-empty');
@@ -451,56 +479,55 @@ export function refreshAll() {
 
 function setAll(list) {
   vms.clear();
-  // a name on two hosts: the first listed (the local host's first) is the one shown
-  for (const vm of list) if (vm && typeof vm.name === 'string' && !vms.has(vm.name)) vms.set(vm.name, vm);
-  names = [...vms.keys()].sort(collator.compare);
+  for (const vm of list) if (vm && typeof vm.name === 'string') vms.set(vmKey(vm), vm);
+  keys = [...vms.keys()].sort((a, b) => compareVms(vms.get(a), vms.get(b)));
   ordered = null;
 }
 
 /** Take a VM (whole, or a part of one: a vm.state event) into the list. */
 export function vmUpsert(vm, { flash = true } = {}) {
   if (!vm || typeof vm.name !== 'string') return;
-  const old = vms.get(vm.name);
-  if (old && !sameHost(old, vm)) return; // another host's VM of that name: see sameHost
-  // a VM renamed elsewhere comes back under its new name with the same UUID
+  const key = vmKey(vm);
+  const old = vms.get(key);
+  // a VM renamed elsewhere comes back under its new name with the same UUID, on its host
+  // (the same UUID on another host is a VM moving there: the old host says when it went)
   if (vm.uuid) {
-    for (const [name, other] of vms) {
-      if (name !== vm.name && other.uuid === vm.uuid && sameHost(other, vm)) forgetVm(name);
+    for (const [k, other] of vms) {
+      if (k !== key && other.uuid === vm.uuid && hostOf(other) === hostOf(vm)) forgetVm(other);
     }
   }
-  const rec = { ...(old || {}), ...vm };
+  const rec = { ...(old || {}), ...vm, host: hostOf(vm) };
   delete rec.previous;
   if (rec.state !== 'running') delete rec.stats;
   rec.flash = flash && !!old && old.state !== rec.state;
-  vms.set(rec.name, rec);
-  if (!old) insertName(rec.name);
+  vms.set(key, rec);
+  if (!old) insertKey(rec);
   if (!old || sortKey !== 'name') ordered = null;
   else if (ordered) ordered[ordered.indexOf(old)] = rec;
-  arriving.delete(rec.name);
+  arriving.delete(key);
   queueVmRender();
 }
 
 /** Forget a VM without a word (renamed: it comes back under its new name). */
-export function forgetVm(name) {
-  if (!vms.delete(name)) return false;
-  removeName(name);
+export function forgetVm(ref) {
+  const key = vmKey(ref);
+  if (!vms.delete(key)) return false;
+  removeKey(key);
   ordered = null;
   return true;
 }
 
 function vmState(d) {
   if (typeof d.name !== 'string') return;
-  if (vms.has(d.name)) {
-    if (!sameHost(vms.get(d.name), d)) return;
-    const was = vms.get(d.name).state;
+  const key = vmKey(d);
+  if (vms.has(key)) {
+    const was = vms.get(key).state;
     vmUpsert(d);
     // said for the rows on screen: a burst of changes elsewhere is not read out
-    if (was !== d.state && items.has(d.name)) announce(`${d.name}: ${STATE_TEXT[d.state] || d.state}`);
+    if (was !== d.state && items.has(key)) announce(`${vmTitle(d)}: ${STATE_TEXT[d.state] || d.state}`);
     return;
   }
-  const path = isRemoteHost(d.host) ? `${hostPath(d.host)}/vms/${encodeURIComponent(d.name)}`
-    : vmPath(d.name);
-  api('GET', path).then((r) => vmUpsert(r.data), () => {
+  api('GET', addressOf(d)).then((r) => vmUpsert(r.data), () => {
     // gone again: the vm.deleted event follows
   });
 }
@@ -508,35 +535,37 @@ function vmState(d) {
 function vmStats(d) {
   const all = d.vms && typeof d.vms === 'object' ? d.vms : {};
   for (const [name, s] of Object.entries(all)) {
-    const vm = vms.get(name);
     // the figures of one host's VMs (a name may be another host's VM's too)
-    if (!vm || vm.state !== 'running' || (d.host && vm.host && d.host !== vm.host)) continue;
+    const key = vmKey({ host: d.host, name });
+    const vm = vms.get(key);
+    if (!vm || vm.state !== 'running') continue;
     vm.stats = s;
-    const item = items.get(name);
+    const item = items.get(key);
     if (item) updateStats(item, vm);
   }
   if (sortKey === 'cpu') { ordered = null; queueVmRender(); }
 }
 
+/** A VM went (``d``: its name and host). */
 export function vmGone(d) {
   if (typeof d.name !== 'string') return;
-  const vm = vms.get(d.name);
-  if (vm && !sameHost(vm, d)) return; // another host's VM of that name went
-  errors.delete(d.name);
-  if (forgetVm(d.name)) {
-    announce(`${d.name} deleted`);
+  const key = vmKey(d);
+  errors.delete(key);
+  if (forgetVm(d)) {
+    announce(`${vmTitle(d)} deleted`);
     queueVmRender();
   }
 }
 
 /** A VM's task finished: its row stays until vm.created (a moment later) says so. */
 function vmArriving(rec) {
-  const name = vmNameOf(rec);
-  if (!name || vms.has(name)) return;
-  arriving.set(name, rec);
+  const made = madeBy(rec);
+  if (!made || vms.has(vmKey(made))) return;
+  const key = vmKey(made);
+  arriving.set(key, rec);
   setTimeout(() => {
-    if (arriving.get(name) === rec) {
-      arriving.delete(name);
+    if (arriving.get(key) === rec) {
+      arriving.delete(key);
       queueVmRender();
     }
   }, 10000);
@@ -571,33 +600,34 @@ function focusAfter(item, button) {
 }
 
 /** Mark a VM busy (or not) with an action, and show it at once. */
-export function setBusy(name, action) {
-  if (action) busy.set(name, action);
-  else busy.delete(name);
+export function setBusy(ref, action) {
+  if (action) busy.set(vmKey(ref), action);
+  else busy.delete(vmKey(ref));
   refreshAll();
 }
 
-async function vmAction(name, action, button) {
-  if (busy.has(name)) return;
-  errors.delete(name);
-  setBusy(name, action);
+async function vmAction(ref, action, button) {
+  const key = vmKey(ref);
+  if (busy.has(key)) return;
+  errors.delete(key);
+  setBusy(ref, action);
   renderVms();
   try {
-    const r = await api('POST', `${addressOf(name)}/${action}`);
+    const r = await api('POST', `${addressOf(ref)}/${action}`);
     vmUpsert(r.data);
   } catch (e) {
-    errors.set(name, e.message);
-    if (e.status === 404) vmGone({ name });
+    errors.set(key, e.message);
+    if (e.status === 404) vmGone(ref);
   } finally {
-    setBusy(name, null);
+    setBusy(ref, null);
     renderVms();
-    const item = items.get(name);
+    const item = items.get(key);
     if (item) focusAfter(item, button);
   }
 }
 
-function askDeleteVm(name) {
-  const vm = vms.get(name);
+function askDeleteVm(ref) {
+  const vm = vmOf(ref);
   if (!vm) return;
   const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
   const cdroms = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'cdrom');
@@ -619,22 +649,24 @@ function askDeleteVm(name) {
     extra.append(el('p', 'kept', 'CD-ROM images are never deleted.'));
   }
   const running = vm.state !== 'shutoff' && vm.state !== 'crashed';
+  const on = manyHosts() ? ` on ${hostOf(ref)}` : '';
   askConfirm({
     title: 'Delete virtual machine?',
-    text: `The virtual machine “${name}” will be deleted${running ? ' (it is powered off first)' : ''}.`,
+    text: `The virtual machine “${ref.name}”${on} will be deleted`
+      + `${running ? ' (it is powered off first)' : ''}.`,
     extra,
     run: async () => {
-      setBusy(name, 'delete');
+      setBusy(ref, 'delete');
       try {
-        await api('DELETE', vmPath(name));
+        await api('DELETE', addressOf(ref));
       } catch (e) {
-        setBusy(name, null);
+        setBusy(ref, null);
         if (e.status !== 404) throw e;
       }
-      setBusy(name, null);
-      vmGone({ name });
+      setBusy(ref, null);
+      vmGone(ref);
     },
-    back: () => controlOf(name, 'delete') || $('vm-new'),
+    back: () => controlOf(ref, 'delete') || $('vm-new'),
   });
 }
 
@@ -666,10 +698,10 @@ export default {
   },
   init() {
     list = new WindowedList({ container: $('vm-list'), estimate: 150, render: nodeOf,
-      key: (x) => (x.making ? `\u0000${x.name}` : x.name), removed: removedNode });
+      key: (x) => (x.making ? `\u0000${x.key}` : vmKey(x)), removed: removedNode });
     for (const [key, text, states] of VM_ACTIONS) {
       addVmControl({ key, text, cls: 'btn-plain', place: 'actions', order: 10,
-        shown: (vm) => states.includes(vm.state || 'nostate'), run: (name, b) => vmAction(name, key, b) });
+        shown: (vm) => states.includes(vm.state || 'nostate'), run: (ref, b) => vmAction(ref, key, b) });
     }
     addVmControl({ key: 'delete', text: 'Delete', cls: 'btn-danger-outline', place: 'actions', order: 90,
       shown: () => isAdmin(), run: askDeleteVm });
@@ -706,7 +738,7 @@ export default {
     listing.forget();
     list.clear();
     vms.clear();
-    names = [];
+    keys = [];
     ordered = null;
     for (const m of [busy, errors, arriving, pending, items, myCreates]) m.clear();
     filter = '';
