@@ -86,13 +86,15 @@ class Kimchid(MultiService):
                      template_networks=lambda: networks_named(self.store))
         self.hosts = Hosts(local, self.store, self.events,
                            lambda uri: LibvirtConnection(uri, reactor), reactor,
-                           cfg.libvirt.stats_interval)
+                           cfg.libvirt.stats_interval,
+                           (cfg.host.stats_interval, cfg.host.history))
         self.vms = local.vms
         self.vm_actions = local.actions
         self.screenshots = Screenshots(reactor)
         self.vm_stats = VmStats(self.vms, self.events, reactor, cfg.libvirt.stats_interval)
         self.host = HostStats(self.libvirt, self.events, reactor, cfg.host.stats_interval,
                               cfg.host.history)
+        local.figures = self.host
         self.capabilities = Capabilities(
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.debugreports = DebugReports(cfg.state_dir / "debugreports",

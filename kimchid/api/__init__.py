@@ -44,7 +44,7 @@ def make_table(svc: Any) -> RouteTable:
     snapshots.register(table, svc.tasks, svc.access)
     vmdevices.register(table, svc.access)
     debugreports.register(table, svc.debugreports, svc.hosts)
-    host.register(table, svc.host)
+    host.register(table, svc.host, svc.hosts)
     storage.register(table, svc.hosts)
     networks.register(table, svc.hosts)
     principals.register(table)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchi.errors import ServiceUnavailable
 from kimchid.api.routes import Call, RouteTable
 from kimchid.model.host import HostStats
+from kimchid.model.hosts import Hosts
 
 _INT = {"type": "integer"}
 _MEMORY = {"type": "object", "description": "bytes",
@@ -26,23 +28,28 @@ HOST_SCHEMA = {
         "libvirt_version": {"type": "string", "description": "empty while libvirtd is away"},
     },
 }
-_RATE = {"type": "integer", "description": "bytes per second"}
+_RATE = {"type": ["integer", "null"],
+         "description": "bytes per second (null: another host's, which libvirt does not tell)"}
 STATS_SCHEMA = {
     "type": "object",
-    "required": ["cpu_utilization", "memory", "disk_read_rate", "disk_write_rate",
+    "required": ["host", "cpu_utilization", "memory", "disk_read_rate", "disk_write_rate",
                  "net_recv_rate", "net_sent_rate"],
     "properties": {
-        "cpu_utilization": {"type": "number", "description": "0-100, all CPUs"},
+        "host": {"type": "string", "description": "whose figures (GET /hosts)"},
+        "cpu_utilization": {"type": ["number", "null"],
+                            "description": "0-100, all CPUs (null: another host's driver "
+                                           "does not tell, or one sample only)"},
         "memory": _MEMORY,
         "disk_read_rate": _RATE, "disk_write_rate": _RATE,
         "net_recv_rate": _RATE, "net_sent_rate": _RATE,
         "time": {"type": "number", "description": "when it was sampled (Unix time)"},
     },
 }
-_SERIES = {"type": "array", "items": {"type": "number"}}
+_SERIES = {"type": "array", "items": {"type": ["number", "null"]}}
 HISTORY_SCHEMA = {
     "type": "object",
     "properties": {
+        "host": {"type": "string"},
         **{k: _SERIES for k in ("cpu_utilization", "disk_read_rate", "disk_write_rate",
                                 "net_recv_rate", "net_sent_rate", "time")},
         "memory": {"type": "object", "properties": {
@@ -52,26 +59,39 @@ HISTORY_SCHEMA = {
 }
 
 
-def register(table: RouteTable, host: HostStats) -> None:
+def register(table: RouteTable, host: HostStats, hosts: Hosts) -> None:
+    def figures_of(call: Call) -> HostStats:
+        """The figures of the host the path names (/hosts/<host>/stats), else this one's."""
+        if "host" not in call.args:
+            return host
+        found = hosts.get(call.args["host"]).figures
+        if found is None:
+            raise ServiceUnavailable("KCHSVC0002E", error="its figures are not sampled")
+        return found
+
     async def get(call: Call) -> dict[str, Any]:
         return await host.describe()
 
     async def stats(call: Call) -> dict[str, Any]:
-        return await host.current()
+        return await figures_of(call).current()
 
     async def history(call: Call) -> dict[str, Any]:
-        return host.series()
+        return figures_of(call).series()
 
     table.add("/host", "GET", get, "The host: OS, CPUs, memory", "host",
               response=HOST_SCHEMA,
               description="Answers while libvirtd is away (then without `libvirt_version` "
                           "and `cpus.sockets`).")
-    table.add("/host/stats", "GET", stats, "The host's figures now", "host",
-              response=STATS_SCHEMA,
-              description="The latest sample (every `[host] stats_interval` s): CPU %, memory "
-                          "in bytes, disk and network rates in bytes/s. Live watchers get "
-                          "each sample as a `host.stats` notice.")
-    table.add("/host/stats/history", "GET", history, "The host's recent figures", "host",
-              response=HISTORY_SCHEMA,
-              description="The last `[host] history` samples, oldest first, one list per "
-                          "figure.")
+    for base, of in (("/host", ""), ("/hosts/<host>", " (one of the hosts kimchi manages)")):
+        table.add(f"{base}/stats", "GET", stats, f"The host's figures now{of}", "host",
+                  response=STATS_SCHEMA,
+                  description="The latest sample (every `[host] stats_interval` s): CPU %, "
+                              "memory in bytes, disk and network rates in bytes/s. Live "
+                              "watchers get each sample as a `host.stats` notice naming its "
+                              "host. Another host's come from its libvirtd: CPU and memory, "
+                              "no disk or network rates (null); 503 (KCHSVC0002E) while it "
+                              "is not connected and nothing was sampled yet.")
+        table.add(f"{base}/stats/history", "GET", history, f"The host's recent figures{of}",
+                  "host", response=HISTORY_SCHEMA,
+                  description="The last `[host] history` samples, oldest first, one list "
+                              "per figure.")

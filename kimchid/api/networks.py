@@ -58,9 +58,10 @@ UPDATE = {"type": "object", "additionalProperties": False, "required": ["autosta
           "properties": {"autostart": {"type": "boolean"}}}
 INTERFACE_SCHEMA = {
     "type": "object",
-    "required": ["name", "type", "status"],
+    "required": ["name", "host", "type", "status"],
     "properties": {
         "name": {"type": "string"},
+        "host": {"type": "string", "description": "the host it is on"},
         "type": {"enum": ["nic", "bridge", "bonding", "vlan", "virtual"]},
         "status": {"enum": ["up", "down"]},
         "ipaddr": {"type": "string"}, "netmask": {"type": "string"}, "mtu": {"type": "integer"},
@@ -107,7 +108,8 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         return nets.tagged(await nets.deactivate(call.args["name"]))
 
     async def interfaces(call: Call) -> list[dict[str, Any]]:
-        return matching(await (await nets_at(call)).interfaces(), call.query)
+        nets = await nets_at(call)
+        return matching(nets.tagged(await nets.interfaces()), call.query)
 
     tag = "networks"
     # Every route twice: at the root (every host's networks in the list; an item path

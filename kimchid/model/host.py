@@ -7,6 +7,10 @@ stream, like ``vm.stats``).  Rates are per second between two samples; disk
 I/O counts whole disks (psutil leaves partitions out), the network counts the
 host's physical interfaces (those with a device behind them), so the traffic
 of bridges and VM taps is not counted twice.
+
+Another host's figures (``GET /hosts/<host>/stats``) come from its libvirtd, which
+tells its CPU times and memory (``virNodeGetCPUStats``, ``virNodeGetMemoryStats``) but
+not its disk or network traffic: those rates are null.  Every sample names its host.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import psutil
 from twisted.internet import task, threads
 from twisted.logger import Logger
 
+from kimchi.bus import LOCAL_HOST
+from kimchi.errors import ServiceUnavailable
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.events import EventHub
 
@@ -121,6 +127,48 @@ class Counters:
                        "cached": getattr(vm, "cached", 0), "buffers": getattr(vm, "buffers", 0)}
 
 
+class LibvirtCounters:
+    """The counters of one sample of a host elsewhere, from its libvirtd (blocking: a
+    libvirt thread): CPU times in ns and memory in bytes, where the driver tells them."""
+
+    def __init__(self, conn: Any) -> None:
+        import libvirt
+
+        self.at = time.monotonic()
+        try:
+            self.cpu_times: dict[str, int] | None = {
+                k: int(v) for k, v in conn.getCPUStats(-1, 0).items()}
+        except libvirt.libvirtError:
+            self.cpu_times = None
+        kib: dict[str, int] = {}
+        try:
+            kib = {k: int(v) for k, v in conn.getMemoryStats(-1, 0).items()}
+        except libvirt.libvirtError:  # the total at least, from the node's info
+            kib = {"total": int(conn.getInfo()[1]) * 1024}
+            try:
+                kib["free"] = int(conn.getFreeMemory()) // 1024
+            except libvirt.libvirtError:
+                pass
+        free = kib.get("free", 0)
+        self.memory = {"total": kib.get("total", 0) * 1024, "free": free * 1024,
+                       "avail": (free + kib.get("buffers", 0) + kib.get("cached", 0)) * 1024,
+                       "cached": kib.get("cached", 0) * 1024,
+                       "buffers": kib.get("buffers", 0) * 1024}
+
+
+def libvirt_figures(prev: LibvirtCounters | None, cur: LibvirtCounters) -> dict[str, Any]:
+    """Another host's figures: CPU % (null until two samples of CPU times differ, or when
+    its driver does not tell), memory, and null for the rates libvirt does not tell."""
+    cpu = None
+    if prev is not None and prev.cpu_times and cur.cpu_times:
+        delta = {k: cur.cpu_times.get(k, 0) - prev.cpu_times.get(k, 0) for k in cur.cpu_times}
+        total = sum(v for v in delta.values() if v > 0)
+        if total > 0:
+            cpu = round(100.0 * max(0, total - max(0, delta.get("idle", 0))) / total, 1)
+    return {"cpu_utilization": cpu, "memory": cur.memory, "disk_read_rate": None,
+            "disk_write_rate": None, "net_recv_rate": None, "net_sent_rate": None}
+
+
 def figures(prev: Counters | None, cur: Counters) -> dict[str, Any]:
     """``GET /host/stats``: CPU %, memory bytes, I/O rates in bytes per second."""
     out: dict[str, Any] = {"cpu_utilization": round(cur.cpu, 1), "memory": cur.memory,
@@ -137,9 +185,14 @@ def figures(prev: Counters | None, cur: Counters) -> dict[str, Any]:
 
 class HostStats:
     def __init__(self, libvirt: LibvirtConnection, events: EventHub, clock: Any,
-                 interval: float, history: int) -> None:
+                 interval: float, history: int, host: str = LOCAL_HOST,
+                 local: bool = True) -> None:
+        """``host``, ``local``: whose figures these are; this machine's are read here,
+        another host's from its libvirtd (``libvirt``, the connection to it)."""
         self.libvirt = libvirt
         self.events = events
+        self.host = host
+        self.local = local
         self.interval = interval
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self._prev: Counters | None = None
@@ -155,29 +208,41 @@ class HostStats:
         if self._loop.running:
             self._loop.stop()
 
+    async def _read(self) -> Any:
+        if not self.local:
+            return await self.libvirt.run(LibvirtCounters)
+        if self._nics is None:
+            self._nics = await threads.deferToThread(physical_nics)
+        return await threads.deferToThread(Counters, self._nics)
+
+    def _figures(self, prev: Any, cur: Any) -> dict[str, Any]:
+        out = figures(prev, cur) if self.local else libvirt_figures(prev, cur)
+        return {**out, "host": self.host, "time": round(self.clock.seconds(), 3)}
+
     async def sample(self) -> None:
+        if not self.local and not self.libvirt.up:
+            self._prev = None  # the rates start again with the connection
+            return
         try:
-            if self._nics is None:
-                self._nics = await threads.deferToThread(physical_nics)
-            cur = await threads.deferToThread(Counters, self._nics)
+            cur = await self._read()
         except Exception as e:  # never stops the loop
-            log.warn("host statistics unavailable: {e}", e=str(e))
+            log.warn("host {host}: statistics unavailable: {e}", host=self.host, e=str(e))
             return
         first = self._prev is None
-        out = figures(self._prev, cur)
+        out = self._figures(self._prev, cur)
         self._prev = cur
         if first:
             return  # the first CPU figure and the rates need a sample before them
-        out["time"] = round(self.clock.seconds(), 3)
         self.history.append(out)
         self.events.ephemeral("host.stats", out)
 
     async def current(self) -> dict[str, Any]:
         if self.history:
             return self.history[-1]
-        # before the first sample (the first interval after start): read /proc on a thread
-        now = await threads.deferToThread(Counters, self._nics)
-        return figures(None, now) | {"time": round(self.clock.seconds(), 3)}
+        # before the first sample (the first interval after start): one read now
+        if not self.local and not self.libvirt.up:
+            raise ServiceUnavailable("KCHSVC0002E", error=self.libvirt.error)
+        return self._figures(None, await self._read())
 
     def series(self) -> dict[str, Any]:
         """The history as lists, oldest first (Kimchi's ``/host/stats/history`` shape)."""
@@ -187,6 +252,7 @@ class HostStats:
                          for k in ("total", "free", "avail", "cached", "buffers")}
         out["time"] = [r["time"] for r in rows]
         out["interval"] = self.interval
+        out["host"] = self.host
         return out
 
     async def describe(self) -> dict[str, Any]:

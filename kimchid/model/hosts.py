@@ -24,6 +24,7 @@ from kimchi.errors import Conflict, InvalidOperation, NotFound, ServiceUnavailab
 from kimchid.adapters.libvirt import ConnectionFailed, LibvirtConnection
 from kimchid.adapters.objectstore import Exists, ObjectStore, StoredObject
 from kimchid.model.events import EventHub
+from kimchid.model.host import HostStats
 from kimchid.model.networks import Networks
 from kimchid.model.snapshots import Snapshots
 from kimchid.model.storage import Storage
@@ -56,6 +57,7 @@ class Host:
         self.vms = vms if vms is not None else VmInventory(conn, events, host=name)
         self.actions = VmActions(self.vms)
         self.stats: VmStats | None = None  # the VM figures (the local host's: kimchid's)
+        self.figures: HostStats | None = None  # the host's own (the local host's: kimchid's)
         self.storage = Storage(conn, events, self.vms, template_pools, host=name)
         self.networks = Networks(conn, events, self.vms, template_networks, host=name,
                                  local=local)
@@ -116,9 +118,13 @@ class Hosts:
 
     def __init__(self, local: Host, store: ObjectStore, events: EventHub,
                  make_connection: Callable[[str], LibvirtConnection],
-                 clock: Any = None, stats_interval: float = 5.0) -> None:
+                 clock: Any = None, stats_interval: float = 5.0,
+                 host_stats: tuple[float, int] = (5.0, 120)) -> None:
         """``clock`` and ``stats_interval``: the VM figures of the hosts added (sampled
-        every ``[libvirt] stats_interval`` s, as the local host's); without a clock, none."""
+        every ``[libvirt] stats_interval`` s, as the local host's); ``host_stats``: the
+        interval and the history of their own figures (``[host]``, as the local host's);
+        without a clock, none."""
+        self.host_stats = host_stats
         self.clock = clock
         self.stats_interval = stats_interval
         self.local = local
@@ -335,13 +341,17 @@ class Hosts:
         if self.clock is not None:
             host.stats = VmStats(host.vms, self.events, self.clock, self.stats_interval)
             host.stats.start()
+            host.figures = HostStats(conn, self.events, self.clock, *self.host_stats,
+                                     host=name, local=False)
+            host.figures.start()
         return host
 
     def _drop(self, name: str) -> None:
         host = self._hosts.pop(name, None)
         if host is not None:
-            if host.stats is not None:
-                host.stats.stop()
+            for sampler in (host.stats, host.figures):
+                if sampler is not None:
+                    sampler.stop()
             host.conn.stopService()
             log.info("host {name} forgotten", name=name)
 
@@ -366,6 +376,7 @@ class Hosts:
     def stop(self) -> None:
         for host in list(self._hosts.values()):
             if not host.local:
-                if host.stats is not None:
-                    host.stats.stop()
+                for sampler in (host.stats, host.figures):
+                    if sampler is not None:
+                        sampler.stop()
                 host.conn.stopService()

@@ -5,12 +5,14 @@ libvirtd that the change was made there and nowhere else."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
+import websocket
 
 from tests.cluster import Cluster, add_host, cluster3, host_worker, multi  # noqa: F401  (fixtures)
 from tests.conftest import Kimchi, wait_for
@@ -112,8 +114,9 @@ def test_a_network_is_made_on_the_host_named_with_that_hosts_interfaces(
     add_host(k, cluster3, "h2")
     # h2's interfaces, as its libvirtd knows them (the test driver's eth1)
     ifaces = k.get("/hosts/h2/interfaces").json()
-    assert [(i["name"], i["type"], i["ipaddr"], i["netmask"]) for i in ifaces] == \
-        [("eth1", "nic", "192.168.0.5", "255.255.255.0")]
+    assert [(i["name"], i["host"], i["type"], i["ipaddr"], i["netmask"]) for i in ifaces] == \
+        [("eth1", "h2", "nic", "192.168.0.5", "255.255.255.0")]
+    assert {i["host"] for i in k.get("/interfaces").json()} == {"local"}
     r = k.post("/hosts/h2/networks", {"name": "lab", "connection": "isolated"})
     assert r.status_code == 201, r.text
     assert r.headers["Location"] == "/hosts/h2/networks/lab"
@@ -206,3 +209,41 @@ def test_a_vm_of_another_host_is_cloned_there_by_that_hosts_worker(
         worker.terminate()
         assert worker.wait(15) == 0
     assert sorted(os.listdir(disks)) == ["web-0.qcow2", "web2-0.qcow2", "web3-0.qcow2"]
+
+
+def test_each_hosts_own_figures_are_sampled_and_name_their_host(
+        kimchi_factory, redis_db, cluster3: Cluster) -> None:  # noqa: F811
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
+                               extra={"libvirt": {"uri": cluster3["h1"].uri},
+                                      "host": {"stats_interval": 0.5, "history": 10}})
+    add_host(k, cluster3, "h2")
+    ws = websocket.create_connection(f"{k.ws_url}/events?types=host.stats", timeout=10,
+                                     header=k.ws_headers)
+    try:
+        seen: set[str] = set()
+        while seen != {"local", "h2"}:
+            seen.add(json.loads(ws.recv())["data"]["host"])
+    finally:
+        ws.close()
+    # h2's, from its libvirtd: its memory (the test driver's node: 3 GiB), no disk or
+    # network rates, which libvirt does not tell
+    now = k.get("/hosts/h2/stats").json()
+    assert now["host"] == "h2"
+    info = cluster3["h2"].keep.getInfo()
+    assert now["memory"]["total"] == info[1] * 1024 * 1024
+    assert now["disk_read_rate"] is None and now["net_sent_rate"] is None
+    wait_for(lambda: len(k.get("/hosts/h2/stats/history").json()["time"]) >= 2,
+             what="two samples of h2")
+    hist = k.get("/hosts/h2/stats/history").json()
+    assert hist["host"] == "h2" and hist["interval"] == 0.5
+    assert set(hist["memory"]["total"]) == {info[1] * 1024 * 1024}
+    # the local host's are this machine's, as always, and say so
+    mine = k.get("/host/stats").json()
+    assert mine["host"] == "local" and isinstance(mine["disk_read_rate"], int)
+    assert k.get("/hosts/local/stats").json()["host"] == "local"
+    r = k.get("/hosts/h9/stats")
+    assert r.status_code == 404 and r.json()["errcode"] == "KCHHOST0001E"
+    # a host that goes away: its figures stop, and it answers 503 only if none was kept
+    cluster3["h2"].kill()
+    wait_for(lambda: k.get("/hosts/h2").json()["state"] != "connected", what="h2 down")
+    assert k.get("/hosts/h2/stats").json()["host"] == "h2"  # the last sample, kept
