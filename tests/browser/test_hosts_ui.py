@@ -19,10 +19,29 @@ from tests.conftest import Kimchi
 pytestmark = pytest.mark.browser
 
 NOWHERE = "test+unix:///default?socket=/nowhere/libvirt-sock"
+UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
 
+@pytest.fixture
+def sampled(kimchi_factory: Any, redis_db: Any, cluster3: Cluster) -> Kimchi:  # noqa: F811
+    """As ``multi`` (the local host is h1), each host's figures sampled every 0.5 s."""
+    from tests.conftest import wait_for
+
+    k = kimchi_factory(redis_url=redis_db.url, workers=0,
+                       extra={"libvirt": {"uri": cluster3["h1"].uri},
+                              "host": {"stats_interval": 0.5, "history": 20}})
+    wait_for(lambda: k.get("/vms").status_code == 200, what="the VM list")
+    return k
 
 
+def in_use_text(memory: dict[str, int]) -> str:
+    """Memory in use as a host's row says it: "3.1 of 15.6 GiB", in the total's unit."""
+    total, used = memory["total"], memory["total"] - memory["avail"]
+    i = 0
+    while total >= 1024 ** (i + 1) and i < len(UNITS) - 1:
+        i += 1
+    digits = 1 if i else 0
+    return f"{used / 1024 ** i:.{digits}f} of {total / 1024 ** i:.{digits}f} {UNITS[i]}"
 
 
 def open_page(page: Any, k: Kimchi, where: str) -> None:
@@ -37,6 +56,12 @@ def row(page: Any, name: str) -> Any:
 
 def cells(page: Any, name: str) -> list[str]:
     return row(page, name).locator("td").all_inner_texts()
+
+
+def in_use(page: Any, name: str) -> tuple[str, str]:
+    """What a host's row says of its CPU use and its memory in use now."""
+    r = row(page, name)
+    return r.locator(".host-cpu-use").inner_text(), r.locator(".host-mem-use").inner_text()
 
 
 def wait_state(page: Any, name: str, state: str, timeout: float = 30_000) -> None:
@@ -75,10 +100,12 @@ def test_an_admin_adds_a_host_is_told_why_one_is_refused_and_removes_it(
     expected_cpus = cluster3["h2"].keep.getInfo()[2]
     page.wait_for_function(
         "n => { const r = document.querySelector('#host-rows > tr[data-name=\"h2\"]');"
-        " return !!r && r.cells[2].textContent === String(n); }", arg=expected_cpus)
+        " return !!r && r.querySelector('.host-cpus').textContent === String(n); }",
+        arg=expected_cpus)
     name, state, cpus, memory, vms, workers, _ = cells(page, "h2")
     assert name.split() == ["h2", cluster3["h2"].uri] and state.strip() == "Connected"
-    assert cpus == str(expected_cpus) and memory.endswith("iB")
+    assert cpus.splitlines()[0] == str(expected_cpus)
+    assert memory.splitlines()[0].endswith("iB")
     assert workers == "0"  # every worker serves the local host, for now
     # the test driver's own "test" VM, running (counted once h2's VMs are read)
     page.wait_for_function(
@@ -250,3 +277,46 @@ def test_the_vms_page_shows_each_vms_host_filters_by_host_and_acts_on_its_host(
     vm_item(page, "app3").wait_for(state="detached")
     page.wait_for_selector("#vm-host-field", state="hidden")
     assert vm_item(page, "test").locator(".vm-host").is_hidden()
+
+
+def test_each_connected_hosts_row_shows_its_cpu_and_memory_in_use_live(
+        page: Any, sampled: Kimchi, cluster3: Cluster, artifacts: Path) -> None:  # noqa: F811
+    from tests.conftest import wait_for
+
+    k = sampled
+    add_host(k, cluster3, "h2")
+    # h2's figures come from its libvirtd: its memory (the test driver's), no CPU use (the
+    # test driver's CPU times never move)
+    h2 = wait_for(lambda: k.get("/hosts/h2/stats").json(), what="a sample of h2")
+    assert h2["host"] == "h2" and h2["cpu_utilization"] is None
+    open_page(page, k, "hosts")
+    wait_state(page, "h2", "connected")
+    headers = page.locator("#host-table thead th").all_inner_texts()
+    assert headers[2:4] == ["CPUs\nuse now", "Memory\nin use"]
+
+    # the local host's own: a CPU % and memory in use, once its first notice came
+    page.wait_for_selector('#host-rows > tr[data-name="local"] .host-cpu-use:has-text("%")')
+    cpu, memory = in_use(page, "local")
+    assert cpu.endswith(" %") and float(cpu[:-2]) >= 0
+    assert " of " in memory and memory.endswith("iB")
+    page.wait_for_selector('#host-rows > tr[data-name="h2"] .host-mem-use:has-text(" of ")')
+    assert in_use(page, "h2") == ("—", in_use_text(h2["memory"]))  # CPU null: not 0 %
+    page.screenshot(path=str(artifacts / "ui-hosts-figures.png"))
+
+    # the notices change the cells, never the rows (nor what has the keyboard)
+    page.evaluate("() => { window.rowsBefore = [...document.querySelectorAll('#host-rows > tr')]; }")
+    row(page, "h2").get_by_role("button", name="Remove host h2").focus()
+    t0 = k.get("/host/stats").json()["time"]
+    wait_for(lambda: k.get("/host/stats").json()["time"] >= t0 + 2, what="four samples more")
+    assert page.evaluate(
+        "() => { const now = [...document.querySelectorAll('#host-rows > tr')];"
+        " return now.length === window.rowsBefore.length"
+        " && now.every((r, i) => r === window.rowsBefore[i]); }")
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") \
+        == "Remove host h2"
+
+    # a host that goes away: no figures until it is back
+    cluster3["h2"].kill()
+    wait_state(page, "h2", "unreachable")
+    assert in_use(page, "h2") == ("—", "—")
+    assert in_use(page, "local")[0].endswith(" %")

@@ -2,7 +2,9 @@
  * adds by their libvirt URI), each with its connection state and, while it is not
  * connected, libvirt's reason. Kept live by the host.* events on every page, not only
  * this one: the VMs page shows each VM's host and a host filter when there are several,
- * and both pages say which hosts are unreachable (their VMs are not listed meanwhile). */
+ * and both pages say which hosts are unreachable (their VMs are not listed meanwhile).
+ * Each connected host's row shows its CPU use and memory in use, from the host.stats
+ * notices naming it: those two figures change in place, the rows stay as they are. */
 
 import { $, el, announce, numberFmt, humanSize, actionButton, clearOnInput,
   replaceRowsKeepingFocus } from '../core/dom.js';
@@ -15,8 +17,10 @@ import { isAdmin, signedIn } from '../core/session.js';
 export const LOCAL_HOST = 'local';
 const STATE_TEXT = { connected: 'Connected', connecting: 'Connecting', unreachable: 'Unreachable' };
 const STATE_CLASS = { connected: 'running', connecting: 'paused', unreachable: 'crashed' };
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
 const listeners = new Set();
+const figures = new Map(); // host name -> its latest host.stats sample
 let downKey = ''; // what the unreachable-hosts notices say now (rebuilt only on a change)
 let laterTimer = null;
 
@@ -45,6 +49,9 @@ export const isRemoteHost = (name) => typeof name === 'string' && !!name && name
 export function onHosts(fn) {
   listeners.add(fn);
 }
+
+/** "Connected", "Unreachable"...: a host's state in words. */
+export const hostStateText = (state) => STATE_TEXT[state] || state || 'Connecting';
 
 /** Whether kimchi manages several hosts: the pages then say whose each object is. */
 export const manyHosts = () => hostList().length > 1;
@@ -110,8 +117,28 @@ function changed() {
 
 // -- the list ------------------------------------------------------------------------------
 
+const isNumber = (n) => typeof n === 'number' && isFinite(n);
+
 function count(n) {
-  return typeof n === 'number' && isFinite(n) ? numberFmt.format(n) : '—';
+  return isNumber(n) ? numberFmt.format(n) : '—';
+}
+
+/** "3.1 of 15.6 GiB": memory in use, in the unit of the total. */
+function inUseText(used, total) {
+  let i = 0;
+  while (total >= 1024 ** (i + 1) && i < UNITS.length - 1) i += 1;
+  const n = (v) => (v / 1024 ** i).toFixed(i ? 1 : 0);
+  return `${n(used)} of ${n(total)} ${UNITS[i]}`;
+}
+
+/** The CPU use and memory in use of a host as its row says them: "—" while it is not
+ * connected, before its first sample, or for a figure its libvirtd does not tell (null). */
+function figuresText(h) {
+  const f = h.state === 'connected' ? figures.get(h.name) : null;
+  if (!f) return ['—', '—'];
+  const m = f.memory && typeof f.memory === 'object' ? f.memory : {};
+  return [isNumber(f.cpu_utilization) ? `${f.cpu_utilization.toFixed(1)} %` : '—',
+    isNumber(m.total) && m.total > 0 && isNumber(m.avail) ? inUseText(m.total - m.avail, m.total) : '—'];
 }
 
 function hostRow(h) {
@@ -135,9 +162,15 @@ function hostRow(h) {
     act.append(actionButton('Remove', 'btn-danger-outline host-remove', `Remove host ${h.name}`,
       () => askRemove(h)));
   }
-  tr.append(name, st,
-    el('td', 'num', up || h.cpus ? count(h.cpus) : '—'),
-    el('td', 'num', h.memory ? humanSize(h.memory) : '—'),
+  const [cpuUse, memUse] = figuresText(h);
+  // each with its live figure below: "4" over "12.3 %", "15.6 GiB" over "3.1 of 15.6 GiB"
+  const cpus = el('td', 'num');
+  cpus.append(el('span', 'host-cpus', up || h.cpus ? count(h.cpus) : '—'),
+    el('span', 'host-use host-cpu-use', cpuUse));
+  const memory = el('td', 'num');
+  memory.append(el('span', 'host-memory', h.memory ? humanSize(h.memory) : '—'),
+    el('span', 'host-use host-mem-use', memUse));
+  tr.append(name, st, cpus, memory,
     el('td', 'num', up ? `${count(vms.running)} of ${count(vms.total)}` : '—'),
     el('td', 'num', count(h.workers)),
     act);
@@ -198,6 +231,23 @@ function vmsChanged() {
   if (isShown('hosts')) hosts.soon(300);
 }
 
+/** A host's new figures: the two figures of its row change, not the row (nor the focus). */
+function hostStats(d) {
+  if (!d || typeof d.time !== 'number') return;
+  const name = typeof d.host === 'string' ? d.host : localHost(); // an older kimchid's: local
+  figures.set(name, d);
+  const h = hostList().find((x) => x.name === name);
+  const tr = h && [...$('host-rows').children].find((x) => x.dataset.name === name);
+  if (!tr) return;
+  const [cpuUse, memUse] = figuresText(h);
+  const set = (cls, text) => {
+    const span = tr.querySelector(`.${cls}`);
+    if (span && span.textContent !== text) span.textContent = text;
+  };
+  set('host-cpu-use', cpuUse);
+  set('host-mem-use', memUse);
+}
+
 function upsert(items, h) {
   const i = items.findIndex((x) => x.name === h.name);
   if (i < 0) return [...items, h];
@@ -218,6 +268,7 @@ function hostCreated(d) {
 function hostDeleted(d) {
   if (!d || typeof d.name !== 'string') return;
   const known = hostList().some((x) => x.name === d.name);
+  figures.delete(d.name);
   hosts.patch((items) => items.filter((x) => x.name !== d.name));
   if (known && isShown('hosts')) announce(`Host ${d.name} removed`);
   hosts.soon();
@@ -226,6 +277,7 @@ function hostDeleted(d) {
 function hostState(d) {
   if (!d || typeof d.host !== 'string') return;
   const old = hostList().find((x) => x.name === d.host);
+  if (d.state !== 'connected') figures.delete(d.host); // none until its next sample
   hosts.patch((items) => (items.some((x) => x.name === d.host)
     ? upsert(items, { name: d.host, state: d.state, reason: d.reason || '' }) : items));
   if (old && old.state !== d.state && isShown('hosts')) {
@@ -321,6 +373,7 @@ export default {
     'host.created': hostCreated,
     'host.deleted': hostDeleted,
     'host.state': hostState,
+    'host.stats': hostStats,
     'vm.created vm.deleted vm.state': vmsChanged,
   },
   init() {
@@ -332,6 +385,7 @@ export default {
   },
   stop() {
     hosts.forget();
+    figures.clear();
     clearTimeout(laterTimer);
     laterTimer = null;
     downKey = '';
