@@ -9,6 +9,10 @@ Processes (all on this machine, sharing its 2 cores):
   (bench/_ws_broadcast_server.py) reading the same stream, over plain TCP (``bare``) and
   over TLS with kimchid's own TLS context (``bare-tls``); ``NAME@REV`` runs that commit's
   kimchid (``git archive``), ``NAME@/path`` the tree at that path: a before/after in one run;
+  and, on request, the alternative issue 11 named, a TLS-terminating front:
+  ``kimchid-haproxy`` is kimchid over plain HTTP behind haproxy (``apt-get install
+  haproxy``), which ends TLS and passes the bytes on (TCP mode); its server CPU is
+  kimchid's and haproxy's together;
 * the load generator: two processes (``--client-procs``) holding the WebSocket clients,
   half each (bench/_ws_clients.py, a minimal hand-rolled WebSocket client; TLS through the
   standard library's ``ssl.SSLObject``, trusting only the server's own certificate),
@@ -34,7 +38,8 @@ delivered and <= 12 us of server CPU per frame; plain HTTP no worse than before 
 lowered step by step to find the highest rate that holds p99 <= 50 ms.
 
     python bench/fanout.py [--quick] [--clients N] [--rate R] [--duration S] [--reps N]
-                           [--servers kimchid,kimchid-plain,bare,bare-tls,kimchid@HEAD,...]
+                           [--servers kimchid,kimchid-plain,bare,bare-tls,kimchid-haproxy,
+                                      kimchid@HEAD,...]
 """
 
 from __future__ import annotations
@@ -162,12 +167,12 @@ class Producer:
         return n, n / max(1e-9, time.monotonic() - t0)
 
 
-def run_phase(server_pid: int, clients: Clients, producer: Producer, phase: int, rate: float,
-              duration: float, drain: float = 30.0) -> dict[str, Any]:
+def run_phase(server_pids: list[int], clients: Clients, producer: Producer, phase: int,
+              rate: float, duration: float, drain: float = 30.0) -> dict[str, Any]:
     wait_quiet(clients)
     clients.phase(phase)
     busy = MachineCpu().start()
-    cpu_s = CpuMeter([server_pid]).start()
+    cpu_s = CpuMeter(server_pids).start()
     cpu_c = CpuMeter(clients.pids).start()
     t_send = time.time()
     sent, achieved = producer.run(phase, rate, duration)
@@ -229,12 +234,13 @@ class Server:
         self.rds = rds
         self.k: KimchidProc | None = None
         self.proc: subprocess.Popen[str] | None = None
+        self.front: subprocess.Popen[str] | None = None  # haproxy, for kimchid-haproxy
         self.ca = ""  # the certificate a TLS client trusts (the server's own)
 
     def start(self) -> tuple[str, int, list[str]]:
         """Start it; its WebSocket URL, pid and the headers a handshake needs."""
         base, _, rev = self.name.partition("@")
-        if base in ("kimchid", "kimchid-plain"):
+        if base in ("kimchid", "kimchid-plain", "kimchid-haproxy"):
             tree = common.ROOT
             if rev.startswith("/"):  # a source tree on disk (a variant being tried)
                 tree = Path(rev)
@@ -254,6 +260,8 @@ class Server:
                 raise
             if self.k.tls:
                 self.ca = str(self.k.dir / "state" / "tls" / "kimchi-cert.pem")
+            if base == "kimchid-haproxy":  # TLS ended by haproxy, plain TCP on to kimchid
+                return self._haproxy(), self.k.proc.pid, self.k.ws_headers
             return self.k.ws_url + "/events", self.k.proc.pid, self.k.ws_headers
         args = [sys.executable, str(common.BENCH / "_ws_broadcast_server.py"), self.rds.url,
                 STREAM] + (["--prepared"] if "prepared" in base else [])
@@ -267,7 +275,30 @@ class Server:
         scheme = "wss" if self.ca else "ws"
         return f"{scheme}://127.0.0.1:{line[1]}/", self.proc.pid, []
 
+    def _haproxy(self) -> str:
+        """haproxy ending TLS (kimchid's kind of certificate, made here) on a port of its
+        own and passing the bytes on to kimchid's plain port: a TLS-terminating front."""
+        assert self.k is not None
+        cert, key = bare_certificate(self.wd)
+        pem = self.wd / "front.pem"
+        pem.write_bytes(cert.read_bytes() + key.read_bytes())
+        port = common.free_port()
+        cfg = self.wd / "haproxy.cfg"
+        cfg.write_text(
+            "global\n  maxconn 4096\n"
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n"
+            "  timeout server 1h\n"
+            f"frontend fe\n  bind 127.0.0.1:{port} ssl crt {pem}\n  default_backend be\n"
+            f"backend be\n  server k 127.0.0.1:{self.k.port}\n")
+        self.front = common.track(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)],
+                                                   stdout=subprocess.DEVNULL, text=True))
+        time.sleep(1.0)  # haproxy binds at once; a second is plenty
+        self.ca = str(cert)
+        return f"wss://127.0.0.1:{port}/events"
+
     def stop(self) -> None:
+        common.stop_proc(self.front)
+        self.front = None
         if self.k:
             self.k.stop()
             common.print_gc_pauses(self.k, self.name)  # its collections while it served
@@ -289,6 +320,7 @@ def session(server: Server, producer: Producer, n_clients: int, rates: list[floa
     """Start the server and the clients; run the rates (and the ladder, if asked and the
     first rate fails); stop both."""
     url, pid, headers = server.start()
+    pids = [pid] + ([server.front.pid] if server.front else [])
     out: list[dict[str, Any]] = []
     clients = None
     try:
@@ -300,7 +332,7 @@ def session(server: Server, producer: Producer, n_clients: int, rates: list[floa
 
         def one(rate: float) -> dict[str, Any]:
             nonlocal phase
-            res = run_phase(pid, clients, producer, phase, rate, duration, drain)
+            res = run_phase(pids, clients, producer, phase, rate, duration, drain)
             res["server"] = server.name
             out.append(res)
             phase += 1
