@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kimchid.model.osinfo import osinfo_id
+
 METADATA_NS = "urn:kimchi:vm:1"
+LIBOSINFO_NS = "http://libosinfo.org/xmlns/libvirt/domain/1.0"
 
 _DEV_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "ide": "hd"}
 GIB = 1024 ** 3
@@ -117,6 +120,11 @@ def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest
         ET.SubElement(access, f"{{{METADATA_NS}}}user").text = user
     for group in t.get("groups", []):
         ET.SubElement(access, f"{{{METADATA_NS}}}group").text = group
+    os_id = osinfo_id(str(t.get("os_distro") or ""), str(t.get("os_version") or ""))
+    if os_id:  # how virt-manager and Cockpit tell the VM's OS
+        ET.register_namespace("libosinfo", LIBOSINFO_NS)
+        info = ET.SubElement(meta, f"{{{LIBOSINFO_NS}}}libosinfo")
+        ET.SubElement(info, f"{{{LIBOSINFO_NS}}}os", id=os_id)
 
     mem = t.get("memory", {})
     current = int(mem.get("current", 1024))

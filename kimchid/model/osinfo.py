@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import xml.etree.ElementTree as ET
 from typing import Any
 
 # Distributions whose releases from this version on have virtio drivers in the installer.
@@ -73,3 +76,67 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# -- libosinfo's name of the OS --------------------------------------------------------------
+
+#: Where osinfo-db keeps its operating systems (Debian's ``osinfo-db`` package).
+OSINFO_DB = "/usr/share/osinfo"
+
+#: libosinfo's id of a release, for the distributions whose ids follow one pattern: the
+#: fallback when osinfo-db is not installed ({major}: the version's first number, {mm}:
+#: its first two parts as written).
+_OSINFO_IDS: dict[str, str] = {
+    "fedora": "http://fedoraproject.org/fedora/{major}",
+    "ubuntu": "http://ubuntu.com/ubuntu/{mm}",
+    "debian": "http://debian.org/debian/{major}",
+    "centos": "http://centos.org/centos/{major}",
+    "rhel": "http://redhat.com/rhel/{mm}",
+    "rocky": "http://rockylinux.org/rocky/{major}",
+    "almalinux": "http://almalinux.org/almalinux/{major}",
+    "opensuse": "http://opensuse.org/opensuse/{mm}",
+    "sles": "http://suse.com/sles/{major}",
+    "alpine": "http://alpinelinux.org/alpinelinux/{mm}",
+    "freebsd": "http://freebsd.org/freebsd/{mm}",
+    "windows": "http://microsoft.com/win/{major}",
+}
+
+
+@functools.cache
+def _osinfo_db(root: str) -> dict[str, str]:
+    """short-id -> id of every OS osinfo-db describes (read once; empty without it)."""
+    out: dict[str, str] = {}
+    for folder, _dirs, files in os.walk(os.path.join(root, "os")):
+        for f in files:
+            if not f.endswith(".xml"):
+                continue
+            try:
+                tree = ET.parse(os.path.join(folder, f))
+            except (OSError, ET.ParseError):
+                continue
+            for el in tree.getroot().iter("os"):
+                if el.get("id"):
+                    for short in el.findall("short-id"):
+                        if short.text:
+                            out[short.text.strip()] = el.get("id", "")
+    return out
+
+
+def osinfo_id(distro: str, version: str, db: str = OSINFO_DB) -> str | None:
+    """libosinfo's id of this OS (what virt-manager and Cockpit show a VM's OS by): from
+    osinfo-db where it is installed and knows it, else from the project's own patterns;
+    None for an OS neither knows."""
+    v = _version(version)
+    if not distro or not v:
+        return None
+    known = _osinfo_db(db)
+    for short in (f"{distro}{version}", f"{distro}{'.'.join(map(str, v[:2]))}",
+                  f"{distro}{v[0]}", f"win{v[0]}" if distro == "windows" else ""):
+        if short and short in known:
+            return known[short]
+    pattern = _OSINFO_IDS.get(distro)
+    if pattern is None:
+        return None
+    parts = [p for p in version.split(".") if p]
+    mm = ".".join(parts[:2]) if len(parts) > 1 else f"{v[0]}.0"  # "22.04" stays "22.04"
+    return pattern.format(major=v[0], mm=mm)

@@ -278,6 +278,9 @@ def test_a_vm_is_made_on_the_host_the_request_names(
     vm = k.get("/hosts/h2/vms/f39-vm-1").json()
     assert vm["host"] == "h2" and vm["template"] == "f39"
     assert "f39-vm-1" in [d.name() for d in cluster3["h2"].keep.listAllDomains()]
+    # the VM says its OS as libosinfo names it (virt-manager and Cockpit show it)
+    assert "<libosinfo:os id='http://fedoraproject.org/fedora/39'/>" in \
+        cluster3["h2"].keep.lookupByName("f39-vm-1").XMLDesc(0).replace('"', "'")
     assert "f39-vm-1" not in [d.name() for d in cluster3["h1"].keep.listAllDomains()]
     vols = cluster3["h2"].keep.storagePoolLookupByName("default-pool").listVolumes()
     assert "f39-vm-1-0.qcow2" in vols

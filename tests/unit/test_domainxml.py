@@ -6,6 +6,7 @@ import libvirt
 import pytest
 
 from kimchid.model.domainxml import (
+    LIBOSINFO_NS,
     METADATA_NS,
     HostGuest,
     domain_xml,
@@ -13,7 +14,7 @@ from kimchid.model.domainxml import (
     plan_volumes,
     volume_xml,
 )
-from kimchid.model.osinfo import defaults
+from kimchid.model.osinfo import defaults, osinfo_id
 
 QEMU = HostGuest("qemu", "x86_64")
 
@@ -88,3 +89,41 @@ def test_the_domain_type_comes_from_what_the_connection_offers(want_kvm):
       <guest><os_type>hvm</os_type><arch name='i686'><domain type='qemu'/></arch></guest>
       </capabilities>"""
     assert pick_guest(qemu_caps, want_kvm) == HostGuest("kvm" if want_kvm else "qemu", "x86_64")
+
+
+def test_the_vm_says_its_os_as_libosinfo_names_it():
+    ns = f"{{{LIBOSINFO_NS}}}"
+    root = _dom({**defaults("fedora", "39"), "os_distro": "fedora", "os_version": "39"})
+    assert root.find(f"./metadata/{ns}libosinfo/{ns}os").get("id") == \
+        "http://fedoraproject.org/fedora/39"
+    # kimchi's own metadata is still there, beside it
+    assert root.find(f"./metadata/{{{METADATA_NS}}}vm") is not None
+    # an OS nobody knows: nothing said
+    root = _dom({**defaults("unknown", ""), "os_distro": "unknown", "os_version": ""})
+    assert root.find(f"./metadata/{ns}libosinfo") is None
+
+
+@pytest.mark.parametrize(("distro", "version", "expected"), [
+    ("fedora", "39", "http://fedoraproject.org/fedora/39"),
+    ("ubuntu", "22.04", "http://ubuntu.com/ubuntu/22.04"),
+    ("debian", "12.2", "http://debian.org/debian/12"),
+    ("rhel", "9", "http://redhat.com/rhel/9.0"),
+    ("alpine", "3.18.4", "http://alpinelinux.org/alpinelinux/3.18"),
+    ("windows", "11", "http://microsoft.com/win/11"),
+    ("gentoo", "2.3", None),
+    ("fedora", "", None),
+])
+def test_libosinfo_ids_without_osinfo_db(distro, version, expected, tmp_path):
+    assert osinfo_id(distro, version, db=str(tmp_path / "none")) == expected
+
+
+def test_osinfo_db_wins_where_it_knows_the_os(tmp_path):
+    folder = tmp_path / "os" / "example.org"
+    folder.mkdir(parents=True)
+    (folder / "fedora-39.xml").write_text(
+        "<libosinfo version='0.0.1'><os id='http://example.org/fedora/39-custom'>"
+        "<short-id>fedora39</short-id></os></libosinfo>")
+    (folder / "broken.xml").write_text("<libosinfo><os")
+    assert osinfo_id("fedora", "39", db=str(tmp_path)) == "http://example.org/fedora/39-custom"
+    # what it does not know falls back to the project's own patterns
+    assert osinfo_id("debian", "12", db=str(tmp_path)) == "http://debian.org/debian/12"
