@@ -99,8 +99,7 @@ class Kimchid(MultiService):
             cfg, self.libvirt, reactor, f"http://127.0.0.1:{cfg.server.http_port}/ui/logo.svg")
         self.debugreports = DebugReports(cfg.state_dir / "debugreports",
                                          cfg.debugreports.plugins, self.tasks, self.events,
-                                         self.capabilities, reactor, redis_url,
-                                         cfg.redis.timeout)
+                                         self.capabilities, reactor)
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor,
                                          cfg.outbound.allow)
         self.templates.prime()
@@ -110,8 +109,8 @@ class Kimchid(MultiService):
         self.vm_creator = VmCreator(self.tasks, self.vms, self.templates, self.libvirt,
                                     self.capabilities,
                                     cfg.state_dir / "vm-create-leftovers.json", self.hosts)
-        self.vm_cloner = VmCloner(self.tasks, self.hosts, self.vm_creator, redis_url,
-                                  cfg.redis.timeout, cfg.workers.copy_limit_mib)
+        self.vm_cloner = VmCloner(self.tasks, self.hosts, self.vm_creator,
+                                  cfg.workers.copy_limit_mib)
         self.vm_migrator = VmMigrator(self.tasks, self.hosts)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,

@@ -8,7 +8,7 @@ from kimchi.errors import InvalidOperation
 from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
 from kimchid.auth import policy
-from kimchid.model.hosts import Host, Hosts
+from kimchid.model.hosts import Hosts
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vm_migrate import VmMigrator
@@ -120,19 +120,16 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
             found = policy.visible_vms(call.who, found)
         return matching(found, call.query)
 
-    def host_of(call: Call) -> Host:
-        return access.host_of(call.args)
-
     async def get_vm(call: Call) -> dict[str, Any]:
-        return access.vm(call.who, call.args["name"], host_of(call))
+        return access.vm_at(call.who, call.args)[1]
 
     async def create_vm(call: Call) -> Reply:
         task = await creator.create(call.body, call.who.username if call.who else "")
         return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
 
     async def update_vm(call: Call) -> Reply:
-        host = host_of(call)
-        name = access.vm(call.who, call.args["name"], host)["name"]
+        host, vm = access.vm_at(call.who, call.args)
+        name = vm["name"]
         new = call.body.get("name")
         if new and new != name and host.local and creator.being_made(new):
             raise InvalidOperation("KCHVM0009E", name=new)
@@ -143,15 +140,14 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
         return Reply(200, vm)
 
     async def migrate_vm(call: Call) -> Reply:
-        host = host_of(call)
-        name = access.vm(call.who, call.args["name"], host)["name"]
-        task = await migrator.migrate(host, name, call.body,
+        host, vm = access.vm_at(call.who, call.args)
+        task = await migrator.migrate(host, vm["name"], call.body,
                                       call.who.username if call.who else "")
         return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
 
     async def delete_vm(call: Call) -> Reply:
-        host = host_of(call)
-        await host.actions.delete(access.vm(call.who, call.args["name"], host)["name"])
+        host, vm = access.vm_at(call.who, call.args)
+        await host.actions.delete(vm["name"])
         return Reply(204, None)
 
     table.add("/vms", "GET", list_vms, "List virtual machines", "vms",
@@ -199,8 +195,7 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                               "with copy_storage none.")
         for action, (allowed, _method) in ACTIONS.items():
             async def act(call: Call, action: str = action) -> dict[str, Any]:
-                host = host_of(call)
-                vm = access.vm(call.who, call.args["name"], host)
+                host, vm = access.vm_at(call.who, call.args)
                 if action == "start" and await cloner.cloning(vm["uuid"]):
                     raise InvalidOperation("KCHVM0019E", name=vm["name"])
                 return await host.actions.act(vm["name"], action)

@@ -24,7 +24,6 @@ from twisted.internet import threads
 from kimchi import bus
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, follow, last_event, stop_child
-from kimchi.bus.sync import SyncBus, connect
 from kimchi.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
 from kimchi.reports import FETCH, KIND, NAME, SUFFIXES, report_file
 from kimchid.model.capabilities import Capabilities
@@ -68,19 +67,15 @@ def scan(folder: Path) -> list[dict[str, Any]]:
 
 class DebugReports:
     def __init__(self, folder: Path, plugins: tuple[str, ...], tasks: TaskService,
-                 events: EventHub, capabilities: Capabilities, clock: Any,
-                 redis_url: str = "", timeout: float = 5.0) -> None:
-        """``redis_url``, ``timeout``: the bus, for the reports of other hosts."""
+                 events: EventHub, capabilities: Capabilities, clock: Any) -> None:
         self.folder = folder
         self.plugins = plugins
         self.tasks = tasks
         self.events = events
         self.capabilities = capabilities
         self.clock = clock
-        self.redis_url = redis_url
-        self.timeout = timeout
         self._checking: set[str] = set()  # names between their check and their task
-        self._bus: SyncBus | None = None
+
 
     def ensure_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -147,10 +142,7 @@ class DebugReports:
         """Have ``host``'s worker collect the report, follow it, and keep what it sent."""
         p = ctx.params
         name, host = p["name"], p["host"]
-        if self._bus is None:
-            self._bus = SyncBus(connect(self.redis_url, self.timeout), self.tasks.keys,
-                                self.tasks.max_len)
-        sync = self._bus
+        sync = self.tasks.blocking()
         attempt = int(ctx.attempt)
         kept = report_file(self.folder, name)
         if kept is not None:  # a lost attempt got as far as keeping it
@@ -164,7 +156,8 @@ class DebugReports:
             sync.submit(KIND, {"name": name, "plugins": p.get("plugins") or [],
                                "upload": True}, f"/debugreports/{name}", task_id=child,
                         host=host)
-            done = follow(ctx, sync, child, since, 0.98, self.timeout, collect_task=child)
+            done = follow(ctx, sync, child, since, 0.98, self.tasks.redis.timeout,
+                          collect_task=child)
         except ChildGone:
             raise KimchiError("KCHDR0006E", name=name, error="its job disappeared") from None
         except Stop as e:

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from kimchi import bus
 from kimchi.bus import kinds
+from kimchi.bus.sync import SyncBus, connect
 from kimchi.bus.twisted import RedisClient
 from kimchi.errors import InvalidOperation, InvalidRequest, NotFound, message
 
@@ -27,6 +28,7 @@ class TaskService:
         self.clock = clock
         self.max_len = max_len
         self.keep_seconds = keep_seconds
+        self._blocking: SyncBus | None = None
         self._indexed = False
         self._index_lock = defer.DeferredLock()
 
@@ -39,6 +41,14 @@ class TaskService:
                 if "BUSYGROUP" not in str(e):
                     raise
         await self.ensure_index()
+
+    def blocking(self) -> SyncBus:
+        """The same bus for the blocking code of the daemon's job runner threads (a job
+        that queues and follows a job of its own): one client, made when first asked."""
+        if self._blocking is None:
+            self._blocking = SyncBus(connect(self.redis.url, self.redis.timeout), self.keys,
+                                     self.max_len)
+        return self._blocking
 
     async def submit(self, kind: str, params: dict[str, Any], target_uri: str,
                      owner: str = "", *, host: str = bus.LOCAL_HOST) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from kimchi import bus
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, follow, last_event, stop_child
-from kimchi.bus.sync import SyncBus, connect
+from kimchi.bus.sync import SyncBus
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.hosts import Host, Hosts
@@ -128,15 +128,12 @@ def _with_task(root: ET.Element, task_id: str, source: str) -> str:
 
 class VmCloner:
     def __init__(self, tasks: TaskService, hosts: Hosts, creator: VmCreator,
-                 redis_url: str, timeout: float, copy_limit_mib: float = 0.0) -> None:
+                 copy_limit_mib: float = 0.0) -> None:
         self.tasks = tasks
         self.hosts = hosts
         self.creator = creator
-        self.redis_url = redis_url
-        self.timeout = timeout
         self.rate_limit = int(copy_limit_mib * 1024 * 1024)
         self._sources: dict[str, str] = {}  # UUID of a VM being copied -> the clone's name
-        self._bus: SyncBus | None = None
 
     # -- while the client waits ------------------------------------------------------
 
@@ -176,12 +173,6 @@ class VmCloner:
 
     # -- the job (on a runner thread of the daemon) ---------------------------------------
 
-    def _sync_bus(self) -> SyncBus:
-        if self._bus is None:
-            self._bus = SyncBus(connect(self.redis_url, self.timeout), self.tasks.keys,
-                                self.tasks.max_len)
-        return self._bus
-
     def run(self, ctx: JobContext) -> dict[str, Any]:
         p = ctx.params
         name, copies = p["name"], p["copies"]
@@ -189,7 +180,7 @@ class VmCloner:
             host = self.hosts.get(p.get("host", bus.LOCAL_HOST))
         except NotFound:  # forgotten since the task was made
             raise KimchiError("KCHHOST0001E", name=p.get("host")) from None
-        sync = self._sync_bus()
+        sync = self.tasks.blocking()
         attempt = int(ctx.attempt)
         try:
             if attempt > 1:
@@ -206,7 +197,8 @@ class VmCloner:
                                      "rate_limit": self.rate_limit},
                         f"/vms/{name}", task_id=child, host=host.name)
             try:
-                done = follow(ctx, sync, child, since, 0.95, self.timeout, copy_task=child)
+                done = follow(ctx, sync, child, since, 0.95, self.tasks.redis.timeout,
+                              copy_task=child)
             except ChildGone:
                 raise KimchiError("KCHVM0018E", name=p["source"],
                                   error="the copy job disappeared") from None
