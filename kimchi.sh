@@ -59,16 +59,22 @@ os_id() {
 
 # The packages kimchi needs (runtime), plus what the tests need with "test".
 wanted_packages() {
-    local qemu=qemu-system-x86
+    local qemu=qemu-system-x86 uefi=ovmf
     case "$(dpkg --print-architecture 2>/dev/null || echo amd64)" in
-        arm64) qemu="qemu-system-arm" ;;
+        arm64) qemu="qemu-system-arm" uefi=qemu-efi-aarch64 ;;
     esac
     # redis-server: the embedded Redis.  libvirt + qemu: the hypervisor and its tools.
     # libvirt-dev, pkg-config, gcc: libvirt-python is built from source by pip.
     # novnc: the VM console's browser side (kimchid serves its modules under /ui/novnc/).
+    # node-xterm: the serial console's terminal, xterm.js (kimchid makes its modules one
+    # script under /ui/xterm/: libjs-xterm's own browser build is a stub that needs require).
     echo redis-server libvirt-daemon-system libvirt-clients "$qemu" qemu-utils \
         qemu-block-extra libvirt-dev pkg-config gcc genisoimage dnsmasq-base sosreport \
-        novnc curl ca-certificates procps
+        novnc node-xterm curl ca-certificates procps
+    # Modern guests: osinfo-db says what each OS wants (chipset, firmware); ovmf is the
+    # UEFI firmware (with Secure Boot builds) libvirt auto-selects; swtpm, swtpm-tools:
+    # the emulated TPM 2.0 (Windows 11 needs UEFI, Secure Boot and a TPM).
+    echo osinfo-db "$uefi" swtpm swtpm-tools
     if [ "${1:-}" = test ]; then
         # The migration tests' simulated hosts: network namespaces, veth pairs, a bridge.
         echo iproute2

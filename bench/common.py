@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import functools
 import grp
 import json
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -746,3 +747,64 @@ def print_gc_pauses(k: KimchidProc | Path, label: str = "",
     dists = gc_pauses(folder, since)
     print_gc_lines(dists, label)
     return dists
+
+
+def post_task(k: KimchidProc, s: Any, path: str, body: dict[str, Any]
+              ) -> tuple[float, dict[str, Any]]:
+    """POST a request that answers 202 with a task and wait for the task's end as the web
+    UI does (its event on ``/events``, a WebSocket opened before the POST: no polling that
+    would take CPU from the work): (seconds from the POST to that event, the ended task)."""
+    import json as _json
+    import ssl
+
+    import websocket
+
+    k.keep_remembered(60.0)  # no PAM check of our Basic password inside the timing
+    ws = websocket.create_connection(
+        k.ws_url + "/events?types=task.finished,task.failed,task.cancelled", timeout=600,
+        header=k.ws_headers, sslopt={"cert_reqs": ssl.CERT_NONE} if k.tls else None)
+    try:
+        t = time.perf_counter()
+        r = s.post(k.url + path, json=body, timeout=60)
+        if r.status_code != 202:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
+        tid = r.json()["id"]
+        while True:
+            ev = _json.loads(ws.recv())
+            if (ev.get("data") or {}).get("id") == tid:
+                break
+        took = time.perf_counter() - t
+    finally:
+        ws.close()
+    return took, s.get(f"{k.url}/tasks/{tid}", timeout=30).json()
+
+
+@contextlib.contextmanager
+def libvirtd_pool(uri: str = "qemu:///system") -> Iterator[tuple[Any, Any, Path]]:
+    """A throw-away directory pool on the machine's libvirtd, in a folder QEMU may read:
+    (connection, pool, folder); the domains whose disks are in it, and the folder, go at
+    the end."""
+    import uuid
+
+    import libvirt
+
+    tag = uuid.uuid4().hex[:6]
+    folder = Path("/var/lib/libvirt/images") / f"kimchi-bench-{tag}"
+    folder.mkdir()
+    conn = libvirt.open(uri)
+    pool = conn.storagePoolCreateXML(
+        f"<pool type='dir'><name>kimchi-bench-{tag}</name><target><path>{folder}</path>"
+        "</target></pool>", 0)
+    try:
+        yield conn, pool, folder
+    finally:
+        for dom in conn.listAllDomains(0):
+            if str(folder) in dom.XMLDesc(0):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+        try:
+            pool.destroy()
+        except libvirt.libvirtError:
+            pass
+        shutil.rmtree(folder, ignore_errors=True)

@@ -28,6 +28,7 @@ CATALOGUE: dict[str, str] = {
     "KCHAPI0012E": "Request body is nested too deeply: at most {depth} levels of arrays and "
                    "objects",
     "KCHAPI0013E": "Request must not contain NUL characters: {where}",
+    "KCHAPI0014E": "Request body must be application/octet-stream, not {content_type}",
     # Tasks
     "KCHTASK0001E": "Task {id} does not exist",
     "KCHTASK0002E": "Task {id} has already ended ({status})",
@@ -59,17 +60,36 @@ CATALOGUE: dict[str, str] = {
     "KCHVM0016E": "Virtual machine {name} must be shut off to be cloned (it is {state})",
     "KCHVM0017E": "Cannot copy disk {path}: {reason}",
     "KCHVM0018E": "Cloning virtual machine {name} failed, nothing was left behind: {error}",
-    "KCHVM0019E": "Virtual machine {name} is being cloned: wait until its copy is made",
+    "KCHVM0019E": "Virtual machine {name} is being copied (cloned, or made a template): "
+                  "wait until its copy is made",
     "KCHVM0020E": "Virtual machine {name} is {state}: its console shows only while it runs",
     "KCHVM0021E": "Virtual machine {name} has no VNC screen to show",
     "KCHVM0022E": "The console of {name} is a WebSocket: connect with Upgrade: websocket",
     "KCHVM0023E": "Creating virtual machine {name} failed: {error}; it left behind {left}, "
                   "which kimchi removes once libvirt answers again",
     "KCHVM0030E": "Cannot move virtual machine {name} to host {host}: {reason}",
+    "KCHVM0041E": "The base image of template {template} is on host {host}: its virtual "
+                  "machines are made there",
+    "KCHVM0042E": "disk_mode is for templates made from a disk image; template {template} "
+                  "installs from an ISO",
+    "KCHVM0043E": "Virtual machine {name} cannot become a template: {reason}",
+    "KCHVM0044E": "Making template {template} from virtual machine {name} failed: {error}",
     "KCHVM0031E": "Moving virtual machine {name} failed: {error}",
     "KCHVM0032E": "The screen of virtual machine {name} listens on {listen}, which only host "
                   "{host} itself reaches: make its graphics listen on an address of that "
                   "host to see it here",
+    "KCHVM0033E": "Virtual machine {name} has no serial console (a pty serial port or "
+                  "console)",
+    # modern guests: firmware, TPM, VM settings
+    "KCHVM0050E": "{what} asks for UEFI firmware, which this host cannot give: {remedy}",
+    "KCHVM0051E": "{what} asks for Secure Boot, which this host cannot give: {remedy}",
+    "KCHVM0052E": "{what} asks for a TPM, which this host cannot give: {remedy}",
+    "KCHVM0053E": "CPU topology {sockets} sockets x {cores} cores x {threads} threads makes "
+                  "{product} vCPUs: it must make the maximum vCPUs, {maxcpus}",
+    "KCHVM0054E": "Secure Boot needs UEFI firmware on a q35 machine: virtual machine {name} "
+                  "would have {firmware} on {machine}",
+    "KCHVM0055E": "Virtual machine {name} is a {old} machine: as a {new} one its devices "
+                  "would be on other buses (make a new VM from a template instead)",
     # A VM's devices
     "KCHVMSTOR0001E": "Virtual machine {name} has no device {dev}",
     "KCHVMSTOR0002E": "Invalid storage request: {reason}",
@@ -81,9 +101,15 @@ CATALOGUE: dict[str, str] = {
     "KCHVMIFACE0001E": "Virtual machine {name} has no interface {mac}",
     # Templates
     "KCHTMPL0001E": "Template {name} already exists",
+    "KCHTMPL0020E": "{path} cannot be a template's base image: {reason}",
+    "KCHTMPL0021E": "Template {name} is made from a disk image: its source stays (make "
+                    "another template for another image)",
+    "KCHTMPL0023E": "Cannot make a template of {url}: {error}",
+    "KCHTMPL0022E": "Template {name} is the base of the virtual machines {vms}: delete them "
+                    "first",
     "KCHTMPL0002E": "Template {name} does not exist",
     "KCHTMPL0003E": "{path} is not a readable ISO-9660 image: {error}",
-    "KCHTMPL0004E": "Source {path} must be an absolute path to an ISO image",
+    "KCHTMPL0004E": "Source {path} must be an absolute path (an ISO may be a URL too)",
     "KCHTMPL0005E": "Remote ISO source {path} is not a usable URL: {reason}",
     "KCHTMPL0006E": "Memory {current} MiB is more than the maximum, {maxmemory} MiB",
     "KCHTMPL0007E": "{vcpus} vCPUs is more than the maximum, {maxvcpus}",
@@ -91,6 +117,11 @@ CATALOGUE: dict[str, str] = {
     "KCHTMPL0009E": "Invalid template name {name}: {reason}",
     "KCHTMPL0010E": "Give source_media or cdrom, not both",
     "KCHTMPL0011E": "Cannot read the remote ISO {path}: {error}",
+    "KCHTMPL0030E": "Secure Boot needs UEFI firmware on a q35 machine (the template has "
+                    "{firmware} on {machine})",
+    "KCHTMPL0031E": "The q35 machine has no IDE bus: set {field} to sata (or scsi)",
+    "KCHTMPL0032E": "CPU topology {sockets} sockets x {cores} cores x {threads} threads "
+                    "makes {product} vCPUs: it must make maxvcpus, {maxvcpus}",
     "KCHTMPL0013E": "A template needs its source: source_media (a disk with a path, or "
                     "netboot) or cdrom",
     "KCHTMPL0012E": "The remote ISO {path} leads to {target}, a {kind} address: kimchid "
@@ -120,6 +151,21 @@ CATALOGUE: dict[str, str] = {
     "KCHVOL0005E": "Storage volume {name} is a disk of the VMs {vms}",
     "KCHVOL0006E": "libvirt refused storage volume {name}: {error}",
     "KCHVOL0007E": "Storage volume {name} cannot shrink below {capacity} bytes",
+    "KCHVOL0008E": "Storage pool {pool} is a {type} pool: volumes are downloaded, uploaded, "
+                   "wiped and cloned only in a folder (a dir or netfs pool)",
+    "KCHVOL0009E": "Cannot download {url}: {reason}",
+    "KCHVOL0010E": "Download of {name} from {url} failed: {reason}",
+    "KCHVOL0011E": "Storage volume {name} needs {size} bytes; pool {pool} has {available} "
+                   "bytes free",
+    "KCHVOL0012E": "Download of {name} does not match its checksum: expected {expected}, got "
+                   "{actual}",
+    "KCHVOL0013E": "Storage volume {name} has received {offset} of {total} bytes: send the "
+                   "bytes from {offset} on",
+    "KCHVOL0014E": "Storage volume {name} of pool {pool} is not being uploaded",
+    "KCHVOL0015E": "Invalid Content-Range {value}: {reason}",
+    "KCHVOL0016E": "The upload of {name} is not a usable {format} image: {reason}",
+    "KCHVOL0017E": "Cannot {action} storage volume {name}: {reason}",
+    "KCHVOL0018E": "Storage volume {name} is being made in pool {pool}",
     # Networks
     "KCHNET0001E": "Network {name} already exists",
     "KCHNET0002E": "Network {name} does not exist",
@@ -190,7 +236,10 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHVM0001E", "KCHVM0003E", "KCHVM0004E", "KCHVM0005E", "KCHVM0006E", "KCHVM0007E",
     "KCHVM0009E", "KCHVM0010E", "KCHVM0013E", "KCHVM0014E", "KCHVM0015E", "KCHVM0016E",
     "KCHVM0017E", "KCHVM0019E", "KCHVM0020E", "KCHVM0021E", "KCHVM0022E", "KCHVM0030E",
-    "KCHVM0032E",
+    "KCHVM0032E", "KCHVM0033E", "KCHVM0041E", "KCHVM0042E", "KCHVM0043E",
+    "KCHVM0050E", "KCHVM0051E", "KCHVM0052E", "KCHVM0053E", "KCHVM0054E", "KCHVM0055E",
+    "KCHTMPL0030E", "KCHTMPL0031E", "KCHTMPL0032E",
+    "KCHTMPL0020E", "KCHTMPL0021E", "KCHTMPL0022E",
     "KCHVMSTOR0003E", "KCHVMSTOR0004E", "KCHVMSTOR0005E", "KCHVMSTOR0006E",
     "KCHTMPL0001E", "KCHTMPL0003E", "KCHTMPL0005E", "KCHTMPL0006E", "KCHTMPL0007E",
     "KCHTMPL0008E", "KCHTMPL0011E", "KCHTMPL0012E",
@@ -198,6 +247,7 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHPOOL0001E", "KCHPOOL0005E", "KCHPOOL0006E", "KCHPOOL0007E", "KCHPOOL0008E",
     "KCHPOOL0009E", "KCHPOOL0010E",
     "KCHVOL0001E", "KCHVOL0003E", "KCHVOL0004E", "KCHVOL0005E", "KCHVOL0006E", "KCHVOL0007E",
+    "KCHVOL0008E", "KCHVOL0009E", "KCHVOL0011E", "KCHVOL0016E", "KCHVOL0018E",
     "KCHNET0001E", "KCHNET0003E", "KCHNET0005E", "KCHNET0006E", "KCHNET0007E", "KCHNET0008E",
     "KCHNET0010E", "KCHNET0011E",
     "KCHSNAP0001E", "KCHSNAP0006E",

@@ -30,7 +30,14 @@ from kimchid.auth.sessions import SessionStore
 from kimchid.auth.throttle import LoginThrottle
 from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
 from kimchid.auth.tokens import TokenStore
-from kimchid.model import snapshots, vm_clone, vm_create, vm_migrate
+from kimchid.model import (
+    snapshots,
+    template_download,
+    vm_clone,
+    vm_create,
+    vm_migrate,
+    vm_template,
+)
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
@@ -39,11 +46,15 @@ from kimchid.model.host import HostStats
 from kimchid.model.host_setup import check_defaults, ensure_defaults
 from kimchid.model.hosts import LOCAL, Host, Hosts
 from kimchid.model.isos import IsoLibrary
+from kimchid.model.serial import SerialConsoles
+from kimchid.model.storage import VolumeTransfers
 from kimchid.model.tasks import TaskService
+from kimchid.model.template_download import TemplateDownloads
 from kimchid.model.templates import TemplateService, networks_named, pools_named
 from kimchid.model.vm_clone import VmCloner
 from kimchid.model.vm_create import VmCreator
 from kimchid.model.vm_migrate import VmMigrator
+from kimchid.model.vm_template import VmTemplater
 from kimchid.model.vms import Screenshots
 from kimchid.model.vmstats import VmStats
 
@@ -103,6 +114,8 @@ class Kimchid(MultiService):
         self.templates = TemplateService(self.store, self.libvirt, self.events, reactor,
                                          cfg.outbound.allow)
         self.templates.prime()
+        self.templates.hosts = self.hosts
+        self.templates.tasks_ended = self.tasks.ended
         self.access = Access(self.hosts)
         self.storage = local.storage
         self.networks = local.networks
@@ -112,10 +125,19 @@ class Kimchid(MultiService):
         self.vm_cloner = VmCloner(self.tasks, self.hosts, self.vm_creator,
                                   cfg.workers.copy_limit_mib)
         self.vm_migrator = VmMigrator(self.tasks, self.hosts)
+        self.vm_templater = VmTemplater(self.tasks, self.hosts, self.templates,
+                                        self.vm_cloner, reactor)
+        self.transfers = VolumeTransfers(self.hosts, self.tasks, self.templates.outbound,
+                                         cfg.workers.copy_limit_mib)
+        self.template_downloads = TemplateDownloads(self.tasks, self.hosts, self.templates,
+                                                    self.transfers, reactor)
         # jobs that are libvirt calls run here, on the daemon's threads (see jobrunner)
         self.daemon_jobs = DaemonJobs(cfg, redis_url, self.keys,
                                       {vm_create.KIND: self.vm_creator.run,
                                        vm_clone.KIND: self.vm_cloner.run,
+                                       vm_template.KIND: self.vm_templater.run,
+                                       template_download.KIND:
+                                           self.template_downloads.run,
                                        snapshots.KIND: self._snapshot,
                                        vm_migrate.KIND: self.vm_migrator.run,
                                        reports.FETCH: self.debugreports.fetch}, reactor)
@@ -147,6 +169,9 @@ class Kimchid(MultiService):
                                    auth.throttle_window),
             clock=reactor, extra_origins=auth.allowed_origins)
 
+        # the serial consoles' streams go back to libvirt before its connections close
+        self.serial_consoles = SerialConsoles(reactor)
+        self.serial_consoles.setServiceParent(self)
         self.table = api.make_table(self)
         self.site = Site(api.build(self.table, self.gate).resource(),
                          requestFactory=api.app.request_factory(self.table))
@@ -206,6 +231,7 @@ class Kimchid(MultiService):
             self._expiring.stop()
         self.vm_stats.stop()
         self.host.stop()
+        await self.serial_consoles.stopService()  # while every host's connection is open
         self.hosts.stop()
         await self.workers.stopService()
         await defer.maybeDeferred(super().stopService)

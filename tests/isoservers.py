@@ -20,6 +20,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,10 @@ class _Counter:
             self.bytes_sent += n
 
 
-def _send_file(sock_write: Any, path: Path, start: int, end: int, counter: _Counter) -> bool:
-    """Send bytes [start, end) of *path*; False when the client went away first."""
+def _send_file(sock_write: Any, path: Path, start: int, end: int, counter: _Counter,
+               pause: float = 0.0) -> bool:
+    """Send bytes [start, end) of *path*, *pause* seconds after each 64 KiB; False when
+    the client went away first."""
     with open(path, "rb") as f:
         offset = start
         while offset < end:
@@ -55,6 +58,8 @@ def _send_file(sock_write: Any, path: Path, start: int, end: int, counter: _Coun
                 return False
             counter.sent(len(chunk))
             offset += len(chunk)
+            if pause:
+                time.sleep(pause)
     return True
 
 
@@ -105,14 +110,16 @@ class _ServedFolder:
 class HttpIsoServer(_ServedFolder):
     """``with HttpIsoServer(folder) as s: probe_url(s.url("f39.iso"))``.
 
-    *tls*: a server-side context, to serve https.
+    *tls*: a server-side context, to serve https; *pause*: seconds after each 64 KiB sent
+    (a slow server).
     """
 
     def __init__(self, root: Path, *, ranges: bool = True,
                  tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
-                 redirect_to: str = "") -> None:
+                 redirect_to: str = "", pause: float = 0.0) -> None:
         super().__init__(root, host)
         self.ranges = ranges
+        self.pause = pause
         self.scheme = "https" if tls else "http"
         server = self
 
@@ -148,7 +155,7 @@ class HttpIsoServer(_ServedFolder):
                     self.send_response(200)
                     self.send_header("Content-Length", str(size))
                     self.end_headers()
-                    _send_file(self.wfile.write, path, 0, size, server.counter)
+                    _send_file(self.wfile.write, path, 0, size, server.counter, server.pause)
                     return
                 start = int(m.group(1))
                 end = min(int(m.group(2)) + 1 if m.group(2) else size, size)
@@ -162,7 +169,7 @@ class HttpIsoServer(_ServedFolder):
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
                 self.send_header("Content-Length", str(end - start))
                 self.end_headers()
-                _send_file(self.wfile.write, path, start, end, server.counter)
+                _send_file(self.wfile.write, path, start, end, server.counter, server.pause)
 
         class Server(ThreadingHTTPServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -90,3 +90,15 @@ def stop_child(sync: SyncBus, child: str) -> None:
         sync.wait(child, timeout=30)
     except Exception as e:  # Redis away: its lease ends, the worker's cleanup runs
         log.warning("job %s not stopped: %s", child, e)
+
+
+def run_child(ctx: JobContext, sync: SyncBus, kind: str, params: dict[str, Any], host: str,
+              share: float, timeout: float, target_uri: str = "",
+              **details: Any) -> dict[str, Any]:
+    """Queue this attempt's child job of ``kind`` on ``host`` and :func:`follow` it to its
+    end; returns its task (whatever its status).  :class:`ChildGone` if it vanishes."""
+    child = child_id(ctx.task_id, ctx.attempt)
+    since = last_event(sync)
+    sync.submit(kind, {**params, "parent": ctx.task_id}, target_uri, task_id=child,
+                host=host)
+    return follow(ctx, sync, child, since, share, timeout, **details)

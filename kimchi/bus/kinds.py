@@ -48,7 +48,22 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          ("copies", "parent", "rate_limit")),
     Kind("disks.remove", HOST, "remove the copies a failed or cancelled clone left "
          "(each path and its .part)", ("paths", "parent")),
-    Kind("vm.create", DAEMON, "create a VM's disk volumes and define it from a template"),
+    Kind("volume.download", HOST, "download an image from an http(s) URL into a folder "
+         "pool (<name>.part, resumed with Range by the next attempt, then renamed)",
+         ("name", "pool", "dir", "url", "checksum", "allow")),
+    Kind("volume.wipe", HOST, "overwrite a volume's file with zeros", ("name", "pool", "path",
+                                                                       "format", "capacity")),
+    Kind("volume.clone", HOST, "copy a volume with qemu-img convert (<name>.part, renamed "
+         "when complete)", ("name", "pool", "src", "dst", "format", "rate_limit")),
+    Kind("vm.template.disks", HOST, "copy a shut-off VM's disks to a template's read-only "
+         "bases with qemu-img convert, and make the qcow2 leaves over them",
+         ("disks", "parent")),
+    Kind("vm.create", DAEMON, "create VMs' disk volumes (blank, leaves over a template's "
+         "base, or copies of it: vm.clone.disks) and cloud-init seeds, and define them"),
+    Kind("template.image", DAEMON, "a template of a disk image at an http(s) URL: its "
+         "volume.download into a pool, followed, then the template made of that volume"),
+    Kind("vm.template", DAEMON, "make a template of a shut-off VM: its disks become the "
+         "template's bases (vm.template.disks), the VM switches to leaves over them"),
     Kind("vm.clone", DAEMON, "clone a shut-off VM: its disks (vm.clone.disks), then the "
          "domain with a new name, UUID and MAC addresses"),
     Kind("vm.snapshot", DAEMON, "take a VM's snapshot"),

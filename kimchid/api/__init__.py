@@ -15,6 +15,7 @@ from kimchid.api import (
     isos,
     networks,
     principals,
+    serial,
     snapshots,
     storage,
     system,
@@ -37,15 +38,16 @@ def make_table(svc: Any) -> RouteTable:
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos, svc.hosts)
     vms.register(table, svc.hosts, svc.screenshots, svc.vm_creator, svc.vm_cloner,
-                 svc.access, svc.vm_migrator)
+                 svc.access, svc.vm_migrator, svc.vm_templater)
     hosts.register(table, svc.hosts, svc.tasks)
-    templates.register(table, svc.templates)
+    templates.register(table, svc.templates, svc.template_downloads)
     console.register(table, svc.access)
+    serial.register(table, svc.access, svc.serial_consoles)
     snapshots.register(table, svc.tasks, svc.access)
     vmdevices.register(table, svc.access)
     debugreports.register(table, svc.debugreports, svc.hosts)
     host.register(table, svc.host, svc.hosts)
-    storage.register(table, svc.hosts)
+    storage.register(table, svc.hosts, svc.transfers)
     networks.register(table, svc.hosts)
     principals.register(table)
     distros.register(table, svc.templates)

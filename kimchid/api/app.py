@@ -144,13 +144,14 @@ class BodyLimits:
             return None
         return self._routes.get((endpoint, verb))
 
-    def limit(self, method: bytes, target: bytes) -> tuple[int, str, str]:
-        """Bytes of body taken, and the method and path to name in a 413."""
+    def limit(self, method: bytes, target: bytes) -> tuple[int, str, str, bool]:
+        """Bytes of body taken, the method and path to name in a 413, and whether the
+        body is bytes (``Route.octets``)."""
         route = self.route(method, target)
         if route is None:  # a 404 or 405 to come: it takes no body
             return NO_BODY_LIMIT, clip(method.decode("ascii", errors="replace")), clip(
-                target.decode("latin-1").partition("?")[0])
-        return route.max_body, route.method, route.path
+                target.decode("latin-1").partition("?")[0]), False
+        return route.max_body, route.method, route.path, route.octets
 
 
 class LimitedRequest(Request):
@@ -173,8 +174,9 @@ class LimitedRequest(Request):
     _linger: Any = None
 
     def gotLength(self, length: int | None) -> None:
+        octets = False
         if length != 0:
-            self._limit, self._verb, self._where = self.limits.limit(
+            self._limit, self._verb, self._where, octets = self.limits.limit(
                 getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b""))
             if length is not None and length > self._limit:
                 self.requestHeaders.removeHeader(b"Expect")  # no 100 Continue: not wanted
@@ -182,6 +184,12 @@ class LimitedRequest(Request):
                 self._refuse(length)
                 return
         super().gotLength(length)
+        if octets:  # a chunk of bytes (bounded by its route): kept in memory, not written
+            #         to a temporary file first and read back
+            made: Any = self.content
+            self.content = cast(Any, BytesIO())
+            if made is not None:
+                made.close()
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._refused:
@@ -356,7 +364,10 @@ def _body(route: Route, request: IRequest) -> bytes:
     content = getattr(request, "content", None)
     if content is None:
         return b""
-    raw: bytes = content.read(route.max_body + 1)
+    if route.octets and isinstance(content, BytesIO):
+        raw: bytes = content.getvalue()  # its buffer itself: no copy of a 64 MiB chunk
+    else:
+        raw = content.read(route.max_body + 1)
     route.check_size(len(raw), route.path)
     return raw
 
@@ -373,9 +384,12 @@ async def _handle(route: Route, request: IRequest, args: dict[str, str],
     media = route.check_accept(_header(request, b"accept"))
     query = route.validate_query(request.uri)
     body: dict[str, Any] = {}
-    if route.method in ("POST", "PUT", "PATCH"):
+    data = b""
+    if route.octets:
+        data = route.check_octets(raw, _header(request, b"content-type"))
+    elif route.method in ("POST", "PUT", "PATCH"):
         body = route.validate_body(raw, _header(request, b"content-type"))
-    call = Call(args, query, body, request, who)
+    call = Call(args, query, body, request, who, data)
     result = await route.handler(call)
     if route.raw and media != JSON or route.raw and not isinstance(result, (Reply, dict, list)):
         return result

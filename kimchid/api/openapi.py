@@ -8,7 +8,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from kimchi.errors import CATALOGUE, REFUSALS
-from kimchid.api.routes import ERROR_SCHEMA, JSON, RouteTable, no_nul
+from kimchid.api.routes import ERROR_SCHEMA, JSON, OCTETS, RouteTable, no_nul
 
 _PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
 
@@ -27,6 +27,9 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                   for n in _PARAM.findall(r.path)]
         params += [{"name": n, "in": "query", "required": False, "schema": s}
                    for n, s in r.query.items()]
+        params += [{"name": n, "in": "header", "required": r.octets,
+                    "schema": {"type": "string"}, "description": d}
+                   for n, d in r.headers.items()]
         ok: dict[str, Any] = {"description": "success"}
         if r.response is not None:
             ok["content"] = {m: {"schema": r.response} for m in r.produces if m == JSON}
@@ -46,6 +49,13 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         }
+        for status, (about, schema) in r.also.items():
+            if str(status) == str(r.status) and r.response is not None:
+                ok["content"][JSON]["schema"] = {"oneOf": [r.response, schema]}
+                ok["description"] = f"success; {about}"
+            else:
+                op["responses"][str(status)] = {"description": about,
+                                                "content": {JSON: {"schema": schema}}}
         if r.description:
             op["description"] = r.description
         if r.public:
@@ -60,6 +70,11 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                 "(KCHAPI0013E), an unknown or invalid query parameter (KCHAPI0008E); or a "
                 "valid request refused (one of x-refusals: the state of the host or an "
                 "object, a rule between fields)")
+        elif r.octets:
+            responses["400"] = _error(
+                "invalid request: the bytes do not fit their headers (the code of the route, "
+                "in its description), an unknown or invalid query parameter (KCHAPI0008E), a "
+                "NUL character (KCHAPI0013E); or a valid request refused (one of x-refusals)")
         elif r.method in ("POST", "PUT", "PATCH"):
             responses["400"] = _error(
                 "invalid request: a body other than {} (KCHAPI0005E, KCHAPI0006E, "
@@ -69,7 +84,11 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
             responses["400"] = _error(
                 "invalid request: an unknown or invalid query parameter (KCHAPI0008E), a NUL "
                 "character (KCHAPI0013E); or a valid request refused (one of x-refusals)")
-        if r.method in ("POST", "PUT", "PATCH"):
+        if r.octets:
+            responses["415"] = _error("the body is not application/octet-stream (KCHAPI0014E)")
+            op["requestBody"] = {"required": True, "content": {OCTETS: {"schema": {
+                "type": "string", "format": "binary", "maxLength": r.max_body}}}}
+        elif r.method in ("POST", "PUT", "PATCH"):
             responses["415"] = _error("the body is not application/json (KCHAPI0004E)")
         responses["413"] = _error(f"request body over {r.max_body} bytes (KCHAPI0011E)")
         if r.body is not None:

@@ -22,6 +22,7 @@ from kimchi.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, Unsupp
 from kimchid.auth.policy import Identity
 
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 
 # Limits on what a caller sends, checked before it is identified (see app.LimitedRequest).
 JSON_BODY_LIMIT = 1024 * 1024  # bytes of a route's JSON body: ample for every schema here
@@ -121,6 +122,7 @@ class Call:
     body: dict[str, Any]
     request: IRequest
     who: Identity | None = None  # None on public routes (and when login is off, in tests)
+    data: bytes = b""  # the raw body of a route that takes bytes (``Route.octets``)
 
     def header(self, name: str) -> str | None:
         v = self.request.getHeader(name)
@@ -149,6 +151,12 @@ class Route:
     #                    NO_BODY_LIMIT
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # the schemas of path
     #                    arguments (default: any string); a value outside them is a 404
+    octets: bool = False  # the body is bytes (application/octet-stream, at most max_body),
+    #                    not JSON: handed over unparsed as ``Call.data``
+    headers: dict[str, str] = field(default_factory=dict)  # request headers it reads, for
+    #                    the spec: name -> description
+    also: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # other
+    #                    answers it gives, for the spec: status -> (description, schema)
 
     def __post_init__(self) -> None:
         # no string the server takes holds a NUL (refused first, KCHAPI0013E): the schemas
@@ -172,6 +180,14 @@ class Route:
         if size > self.max_body:
             raise PayloadTooLarge("KCHAPI0011E", method=self.method, path=clip(path),
                                   limit=self.max_body)
+
+    def check_octets(self, raw: bytes, content_type: str | None) -> bytes:
+        """The bytes of a route that takes bytes: 415 unless sent as application/octet-stream."""
+        self.check_size(len(raw), self.path)
+        ctype = (content_type or "").split(";")[0].strip().lower()
+        if ctype != OCTETS:
+            raise UnsupportedMediaType("KCHAPI0014E", content_type=clip(ctype or "none"))
+        return raw
 
     def validate_body(self, raw: bytes, content_type: str | None) -> dict[str, Any]:
         self.check_size(len(raw), self.path)

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kimchid.api.routes import Call, Reply, RouteTable, matching
+from kimchid.api.routes import TASK_SCHEMA, Call, Reply, RouteTable, matching
 from kimchid.model.hosts import Host, Hosts
-from kimchid.model.storage import POOL_NEEDS, POOL_STATES, POOL_TYPES, VOLUME_FORMATS, Storage
+from kimchid.model.storage import (
+    CHUNK_LIMIT,
+    POOL_NEEDS,
+    POOL_STATES,
+    POOL_TYPES,
+    UPLOAD_FORMATS,
+    Storage,
+    VolumeTransfers,
+    upload_headers,
+)
 
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         "description": "letters, digits, '.', '-' and '_'"}
@@ -85,20 +94,68 @@ VOLUME_SCHEMA = {
     },
 }
 CREATE_VOLUME = {
-    "type": "object", "additionalProperties": False, "required": ["name", "capacity"],
+    "type": "object", "additionalProperties": False, "required": ["name"],
     "properties": {
         "name": NAME,
-        "capacity": {"type": "integer", "minimum": 1048576, "maximum": 2 ** 50,
-                     "description": "bytes (1 MiB to 1 PiB)"},
-        "format": {"enum": list(VOLUME_FORMATS), "default": "qcow2"},
+        "capacity": {"type": "integer", "minimum": 1, "maximum": 2 ** 50,
+                     "description": "bytes (1 MiB to 1 PiB); with upload, the bytes to come"},
+        "format": {"enum": list(UPLOAD_FORMATS),
+                   "description": "qcow2 (default) or raw; with upload also iso "
+                                  "(default raw)"},
+        "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$",
+                "maxLength": 4096,
+                "description": "download the volume from this http(s) URL (a task)"},
+        "checksum": {"type": "string", "pattern": "^sha256:[0-9a-fA-F]{64}$",
+                     "description": "with url: the download must have this sha256"},
+        "upload": {"const": True, "description": "make an upload target of capacity bytes: "
+                                                 "PUT them to .../content"},
+    },
+    "allOf": [
+        # a download takes its size from the server: url with no capacity, format or upload
+        {"if": {"required": ["url"]},
+         "then": {"not": {"anyOf": [{"required": ["capacity"]}, {"required": ["upload"]},
+                                    {"required": ["format"]}]}},
+         "else": {"required": ["capacity"]}},
+        {"if": {"required": ["checksum"]}, "then": {"required": ["url"]}},
+        # an empty volume: 1 MiB at least, qcow2 or raw
+        {"if": {"not": {"anyOf": [{"required": ["upload"]}, {"required": ["url"]}]}},
+         "then": {"properties": {"capacity": {"minimum": 1048576},
+                                 "format": {"enum": ["qcow2", "raw"]}}}},
+    ],
+}
+UPLOAD_SCHEMA = {
+    "type": "object", "required": ["name", "pool", "path", "format", "capacity", "received",
+                                   "complete"],
+    "properties": {
+        "name": {"type": "string"}, "pool": {"type": "string"}, "host": {"type": "string"},
+        "path": {"type": "string", "description": "where the volume will be"},
+        "format": {"enum": list(UPLOAD_FORMATS)},
+        "capacity": {**_INT, "description": "bytes to come in all"},
+        "received": {**_INT, "description": "bytes arrived: the next chunk starts there"},
+        "complete": {"type": "boolean"},
     },
 }
+CLONE_VOLUME = {"type": "object", "additionalProperties": False, "required": ["name"],
+                "properties": {"name": NAME}}
 RESIZE = {"type": "object", "additionalProperties": False, "required": ["size"],
           "properties": {"size": {"type": "integer", "minimum": 1048576, "maximum": 2 ** 50,
                                   "description": "the new capacity in bytes (only larger)"}}}
 
 
-def register(table: RouteTable, hosts: Hosts) -> None:
+def register(table: RouteTable, hosts: Hosts, transfers: VolumeTransfers | None = None
+             ) -> None:
+    """``transfers``: for downloads, uploads, wipes and clones of volumes (the other routes
+    work without)."""
+
+    def moving() -> VolumeTransfers:
+        if transfers is None:
+            raise RuntimeError("volume transfers need the task service")
+        return transfers
+
+    async def host_at(call: Call) -> Host:
+        return await hosts.addressed(call.args, "storage pool", "storagepools",
+                                     lambda h, name: h.storage.get_pool(name))
+
     async def pools_at(call: Call) -> Storage:
         """The storage of the host the path names (see Hosts.addressed)."""
         return (await hosts.addressed(call.args, "storage pool", "storagepools",
@@ -140,15 +197,54 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         return st.tagged(await st.refresh(call.args["name"]))
 
     async def list_volumes(call: Call) -> list[dict[str, Any]]:
+        if transfers is not None:
+            transfers.watch_quietly()
         st = await pools_at(call)
         return matching(st.tagged(await st.list_volumes(call.args["name"])), call.query)
 
     async def create_volume(call: Call) -> Reply:
-        st = await pools_at(call)
+        host = await host_at(call)
+        st = host.storage
         pool = call.args["name"]
-        v = st.tagged(await st.create_volume(pool, call.body))
-        return Reply(201, v, {"Location": f"{_base(call)}/storagepools/{pool}/storagevolumes/"
-                                          f"{v['name']}"})
+        where = f"{_base(call)}/storagepools/{pool}"
+        if "url" in call.body:
+            task = await moving().download(host, pool, call.body, _owner(call), where)
+            return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+        if call.body.get("upload"):
+            up = await moving().start_upload(host, pool, {"format": "raw", **call.body})
+            return Reply(201, up, {"Location": f"{where}/storagevolumes/{up['name']}/content",
+                                   **upload_headers(moving().upload(host, pool, up["name"]))})
+        v = st.tagged(await st.create_volume(pool, {"format": "qcow2", **call.body}))
+        return Reply(201, v, {"Location": f"{where}/storagevolumes/{v['name']}"})
+
+    async def wipe(call: Call) -> Reply:
+        host = await host_at(call)
+        task = await moving().wipe(host, call.args["name"], call.args["vol"], _owner(call),
+                                   f"{_base(call)}/storagepools/{call.args['name']}")
+        return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+
+    async def clone(call: Call) -> Reply:
+        host = await host_at(call)
+        task = await moving().clone(host, call.args["name"], call.args["vol"],
+                                    call.body["name"], _owner(call),
+                                    f"{_base(call)}/storagepools/{call.args['name']}")
+        return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+
+    async def upload_state(call: Call) -> Reply:
+        host = await host_at(call)
+        up = moving().upload(host, call.args["name"], call.args["vol"])
+        return Reply(200, host.storage.tagged(up.view()), upload_headers(up))
+
+    async def put_content(call: Call) -> Reply:
+        host = await host_at(call)
+        up = await moving().write_chunk(host, call.args["name"], call.args["vol"],
+                                        call.header("Content-Range"), call.data)
+        return Reply(204, None, upload_headers(up))
+
+    async def cancel_upload(call: Call) -> Reply:
+        host = await host_at(call)
+        await moving().cancel_upload(host, call.args["name"], call.args["vol"])
+        return Reply(204, None)
 
     async def get_volume(call: Call) -> dict[str, Any]:
         st = await pools_at(call)
@@ -199,10 +295,20 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         table.add(f"{item}/storagevolumes", "GET", list_volumes, f"List a pool's volumes{of}",
                   tag, query={"format": {"type": "string"}, "type": {"type": "string"}},
                   response={"type": "array", "items": VOLUME_SCHEMA})
-        table.add(f"{item}/storagevolumes", "POST", create_volume, f"Make a volume{of}", tag,
+        table.add(f"{item}/storagevolumes", "POST", create_volume,
+                  f"Make a volume: empty, downloaded or uploaded{of}", tag,
                   body=CREATE_VOLUME, response=VOLUME_SCHEMA, status=201,
-                  description="qcow2 (default) or raw, sparse. A raw volume larger than the "
-                              "pool's free space is refused (KCHVOL0003E).")
+                  also={202: ("with url: the volume.download task", TASK_SCHEMA),
+                        201: ("with upload: the upload target (PUT the bytes to its "
+                              "Location)", UPLOAD_SCHEMA)},
+                  description="`{name, capacity, format}`: an empty qcow2 (default) or raw "
+                              "volume, sparse; a raw volume larger than the pool's free space "
+                              "is refused (KCHVOL0003E). `{name, url, checksum?}`: 202, a "
+                              "volume.download task (a worker of the host streams the URL "
+                              "into <name>.part, resumes it with Range after a crash). "
+                              "`{name, capacity, format, upload: true}`: 201, an upload "
+                              "target; PUT the bytes to `.../content`. Downloads and uploads "
+                              "only in dir and netfs pools (KCHVOL0008E).")
         vol = f"{item}/storagevolumes/<vol>"
         table.add(vol, "GET", get_volume, f"Look at a volume{of}", tag,
                   response=VOLUME_SCHEMA)
@@ -211,7 +317,36 @@ def register(table: RouteTable, hosts: Hosts) -> None:
         table.add(f"{vol}/resize", "POST", resize, f"Grow a volume{of}", tag, body=RESIZE,
                   response=VOLUME_SCHEMA,
                   description="Only larger (KCHVOL0007E), and not while a running VM uses it.")
+        table.add(f"{vol}/wipe", "POST", wipe, f"Overwrite a volume with zeros{of}", tag,
+                  response=TASK_SCHEMA, status=202,
+                  description="A volume.wipe task on a worker of the host; not while a running "
+                              "VM uses it (KCHVOL0005E). A qcow2 volume is left an empty "
+                              "qcow2 of the same capacity.")
+        table.add(f"{vol}/clone", "POST", clone, f"Copy a volume into a new one{of}", tag,
+                  body=CLONE_VOLUME, response=TASK_SCHEMA, status=202,
+                  description="A volume.clone task: qemu-img convert into <name>.part, renamed "
+                              "when complete; a cancel removes it.")
+        content = f"{vol}/content"
+        table.add(content, "GET", upload_state, f"How much of an upload has come{of}", tag,
+                  response=UPLOAD_SCHEMA,
+                  description="Also HEAD. Headers: Upload-Offset (the next byte to send), "
+                              "Upload-Length, and Range: bytes=0-<last> once any has come. "
+                              "404 (KCHVOL0014E) when the volume is not being uploaded.")
+        table.add(content, "PUT", put_content, f"Send a chunk of an upload{of}", tag,
+                  octets=True, max_body=CHUNK_LIMIT, status=204,
+                  headers={"Content-Range": "bytes <first>-<last>/<total>"},
+                  description="The raw bytes (application/octet-stream, at most 64 MiB) with "
+                              "Content-Range: bytes a-b/total. A chunk must start where the "
+                              "bytes so far end: else 409 (KCHVOL0013E) with Upload-Offset. "
+                              "The last byte completes the volume (qcow2 and raw: read by "
+                              "qemu-img info first, KCHVOL0016E when it cannot).")
+        table.add(content, "DELETE", cancel_upload, f"Give up an upload{of}", tag,
+                  status=204, description="What has come so far is removed.")
 
+
+
+def _owner(call: Call) -> str:
+    return call.who.username if call.who else ""
 
 
 def _base(call: Call) -> str:

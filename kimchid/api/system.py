@@ -12,6 +12,7 @@ from twisted.web import static
 from kimchi import __version__
 from kimchi.config import Config
 from kimchi.errors import NotFound
+from kimchid.api import xterm
 from kimchid.api.openapi import openapi
 from kimchid.api.routes import JSON, Call, Reply, RouteTable, clip
 from kimchid.model.capabilities import Capabilities
@@ -64,6 +65,12 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
             raise missing
         if rel.startswith("novnc/"):  # Debian's noVNC, for the VM console
             base, rel = NOVNC.resolve(), rel[len("novnc/"):]
+        if rel.startswith("xterm/"):  # Debian's xterm.js, for the serial console
+            if rel == "xterm/xterm.js" and xterm.installed():
+                return _bytes(call, xterm.script(), "application/javascript")
+            if rel != "xterm/xterm.css":
+                raise missing
+            base, rel = xterm.XTERM.resolve(), "xterm.css"
         try:
             path = (base / rel).resolve()
             found = base in path.parents and path.is_file()
@@ -88,7 +95,13 @@ def register(table: RouteTable, cfg: Config, health: Callable[[], Awaitable[dict
 
     caps_schema = {"type": "object", "required": [
         "libvirt_stream_protocols", "qemu_stream", "screenshot", "system_report_tool",
-        "qemu_img", "kvm", "libvirtd_running"]}
+        "qemu_img", "kvm", "libvirtd_running", "uefi", "secure_boot", "tpm"],
+        "properties": {
+            "uefi": {"type": "boolean", "description": "VMs may boot UEFI (OVMF)"},
+            "secure_boot": {"type": "boolean", "description": "with Secure Boot"},
+            "tpm": {"type": "boolean", "description": "VMs may have a TPM 2.0 (swtpm)"},
+            "uefi_loaders": {"type": "array", "items": {"type": "string"},
+                             "description": "the OVMF builds libvirt offers"}}}
     table.add("/config/capabilities", "GET", get_capabilities, "What this host can do",
               "config", response=caps_schema,
               description="Found by trying, at start-up and on refresh; `[features]` in the "
@@ -127,10 +140,14 @@ def _ui_headers(req: Any) -> None:
 
 
 def _file(call: Call, path: Path) -> bytes:
-    req = call.request
     ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return _bytes(call, path.read_bytes(), ctype)
+
+
+def _bytes(call: Call, data: bytes, ctype: str) -> bytes:
+    req = call.request
     if ctype.startswith("text/") or ctype == "application/javascript":
         ctype += "; charset=utf-8"
     req.setHeader(b"Content-Type", ctype.encode())
     _ui_headers(req)
-    return path.read_bytes()
+    return data

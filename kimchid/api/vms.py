@@ -7,11 +7,14 @@ from typing import Any
 from kimchi.errors import InvalidOperation
 from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import TASK_SCHEMA, Call, RawJSON, Reply, RouteTable, matching
+from kimchid.api.templates import CLOUD_INIT
 from kimchid.auth import policy
+from kimchid.model.capabilities import check_guest_needs
 from kimchid.model.hosts import Hosts
 from kimchid.model.vm_clone import VmCloner
-from kimchid.model.vm_create import VmCreator
+from kimchid.model.vm_create import MAX_COUNT, VmCreator
 from kimchid.model.vm_migrate import VmMigrator
+from kimchid.model.vm_template import VmTemplater
 from kimchid.model.vms import ACTIONS, STATES, Screenshots
 
 NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"}
@@ -28,9 +31,53 @@ CREATE_BODY = {
                         "description": "put every disk in this pool instead of the template's "
                                        "(a name or /storagepools/<name>)"},
         "host": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$",
-                 "description": "the host to make it on (default: local); its pools and "
-                                "networks named by the template must be there"},
+                 "description": "the host to make it on (default: local; for an image "
+                                "template, the host of its base); its pools and networks "
+                                "named by the template must be there"},
+        "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT, "default": 1,
+                  "description": "make this many VMs in one task: <name>-1, <name>-2... "
+                                 "(without a name, the first free <template>-vm-N); all "
+                                 "made, or none"},
+        "disk_mode": {"enum": ["linked", "full"], "default": "linked",
+                      "description": "image templates: each disk a qcow2 leaf over the "
+                                     "template's read-only base (made at once, whatever its "
+                                     "size), or a full copy of it (a worker of the host "
+                                     "copies it, with progress)"},
+        "cloud_init": {**CLOUD_INIT, "description": "over the template's cloud_init, field "
+                                                    "by field"},
     },
+}
+NIC_MODEL = {"enum": ["virtio", "e1000e", "e1000", "rtl8139"]}
+MAC = {"type": "string", "pattern": r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"}
+#: VM settings a PUT changes besides the above (kimchid.model.vms._update says how)
+SETTINGS: dict[str, Any] = {
+    "autostart": {"type": "boolean", "description": "started with the host (any state)"},
+    "boot": {"type": "array", "minItems": 1, "maxItems": 3, "uniqueItems": True,
+             "items": {"enum": ["hd", "cdrom", "network"]},
+             "description": "boot order; only when shut off"},
+    "bootmenu": {"type": "boolean",
+                 "description": "the firmware offers its boot menu; only when shut off"},
+    "cpu_topology": {
+        "type": ["object", "null"], "additionalProperties": False,
+        "required": ["sockets", "cores", "threads"],
+        "properties": {k: {"type": "integer", "minimum": 1, "maximum": 512}
+                       for k in ("sockets", "cores", "threads")},
+        "description": "sockets x cores x threads must make the maximum vCPUs (maxcpus, "
+                       "after this request's cpus/maxcpus; KCHVM0053E); null: libvirt's; "
+                       "only when shut off"},
+    "nic_model": {"anyOf": [NIC_MODEL, {
+        "type": "object", "minProperties": 1, "maxProperties": 64,
+        "propertyNames": MAC, "additionalProperties": NIC_MODEL}],
+        "description": "the model of every network interface, or {mac: model} of some; "
+                       "only when shut off"},
+    "machine": {"type": "string", "pattern": r"^(q35|pc|pc-q35-[0-9.]+|pc-i440fx-[0-9.]+)$",
+                "description": "another version of the same chipset (q35 stays q35; "
+                               "KCHVM0055E otherwise); only when shut off"},
+    "firmware": {"enum": ["bios", "uefi"],
+                 "description": "only when shut off: the installed OS must boot that way"},
+    "secure_boot": {"type": "boolean",
+                    "description": "uefi on q35 only (KCHVM0054E); only when shut off"},
+    "tpm": {"type": "boolean", "description": "a TPM 2.0 (swtpm); only when shut off"},
 }
 UPDATE_BODY = {
     "type": "object", "additionalProperties": False, "minProperties": 1,
@@ -51,6 +98,7 @@ UPDATE_BODY = {
                                                "pattern": r"^[0-9A-Fa-f:.]+$"}}},
         "users": {**PRINCIPALS, "description": "who may use it besides admins"},
         "groups": PRINCIPALS,
+        **SETTINGS,
     },
 }
 
@@ -69,12 +117,29 @@ VM_SCHEMA = {
                                                      "maxmemory": {"type": "integer"}},
                    "description": "MiB"},
         "graphics": {"type": ["object", "null"]},
+        "serial_console": {"type": "boolean",
+                           "description": "it has a serial console (.../serial)"},
         "disks": {"type": "array"},
         "networks": {"type": "array", "items": {"type": "string"},
                      "description": "the libvirt networks of its interfaces"},
         "users": {"type": "array", "items": {"type": "string"}},
         "groups": {"type": "array", "items": {"type": "string"}},
         "screenshot": {"type": ["string", "null"]},
+        "autostart": {"type": "boolean"},
+        "boot": {"type": "array", "items": {"type": "string"}},
+        "bootmenu": {"type": "boolean"},
+        "maxcpus": {"type": "integer", "description": "the vCPUs it may have at most"},
+        "cpu_topology": {"type": ["object", "null"],
+                         "properties": {k: {"type": "integer"}
+                                        for k in ("sockets", "cores", "threads")}},
+        "machine": {"type": ["string", "null"], "description": "libvirt's machine type"},
+        "firmware": {"enum": ["bios", "uefi"]},
+        "secure_boot": {"type": "boolean"},
+        "tpm": {"type": "boolean"},
+        "interfaces": {"type": "array", "items": {"type": "object", "properties": {
+            "mac": {"type": ["string", "null"]}, "type": {"type": ["string", "null"]},
+            "network": {"type": ["string", "null"]}, "model": {"type": ["string", "null"]}}}},
+        "os": {"type": ["string", "null"], "description": "libosinfo's id of its OS"},
         "template": {"type": ["string", "null"], "description": "the template it was made from"},
         "stats": {"type": "object", "description": "rates over the last sample interval "
                   "([libvirt] stats_interval); zeros when not running",
@@ -105,7 +170,8 @@ MIGRATE_BODY = {
 
 
 def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator: VmCreator,
-             cloner: VmCloner, access: Access, migrator: VmMigrator) -> None:
+             cloner: VmCloner, access: Access, migrator: VmMigrator,
+             templater: VmTemplater) -> None:
     async def list_vms(call: Call) -> Any:
         q, who = call.query, call.who
         if not q and (who is None or who.is_admin):
@@ -133,6 +199,9 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
         new = call.body.get("name")
         if new and new != name and host.local and creator.being_made(new):
             raise InvalidOperation("KCHVM0009E", name=new)
+        if host.local and any(k in call.body for k in ("firmware", "secure_boot", "tpm")):
+            check_guest_needs(f"Virtual machine {name}", call.body,
+                              await creator.capabilities.get())
         vm = await host.actions.update(name, call.body)
         if vm["name"] != name:
             where = f"/hosts/{host.name}/vms" if "host" in call.args else "/vms"
@@ -177,9 +246,10 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                   response=VM_SCHEMA)
         table.add(at, "PUT", update_vm, f"Change a virtual machine{where}", "vms",
                   body=UPDATE_BODY, response=VM_SCHEMA,
-                  description="Memory, vCPUs, graphics and the name only when shut off (400 "
-                              "KCHVM0013E/KCHVM0014E otherwise); users and groups any time. A "
-                              "rename answers 303 to the new URI.")
+                  description="Memory, vCPUs, graphics, the name, boot order and menu, CPU "
+                              "topology, NIC models, machine, firmware and TPM only when shut "
+                              "off (400 KCHVM0013E/KCHVM0014E otherwise); users, groups and "
+                              "autostart any time. A rename answers 303 to the new URI.")
         table.add(at, "DELETE", delete_vm, f"Delete a virtual machine{where} and its disks",
                   "vms", status=204,
                   description="Also when running (it is powered off first). The disks' "
@@ -240,3 +310,24 @@ def register(table: RouteTable, hosts: Hosts, screenshots: Screenshots, creator:
                               "new MAC addresses. The VM must be shut off (KCHVM0016E) and "
                               "stays so until the copy is made (KCHVM0019E). A failed or "
                               "cancelled clone removes its copies.")
+
+    async def template_vm(call: Call) -> Reply:
+        host, vm = access.vm_at(call.who, call.args)
+        task = await templater.make(host, vm["name"], call.body["name"],
+                                    call.who.username if call.who else "")
+        return Reply(202, task, {"Location": f"/tasks/{task['id']}"})
+
+    for at, where in VM_ADDRESSES:
+        table.add(f"{at}/template", "POST", template_vm,
+                  f"Make a template of a shut-off virtual machine{where}", "vms", status=202,
+                  response=TASK_SCHEMA,
+                  body={"type": "object", "additionalProperties": False, "required": ["name"],
+                        "properties": {"name": {**NAME, "description": "the new template's"}}},
+                  description="202 with a `vm.template` task: a worker of the VM's host "
+                              "copies each disk to a new read-only base owned by the new "
+                              "template (its `vm.template.disks` job reports the progress) "
+                              "and makes a qcow2 leaf over it; the VM is then redefined on "
+                              "its leaves and its old files removed. New VMs of the template "
+                              "are leaves over the same bases (`disk_mode`). The VM must be "
+                              "shut off and stays so until the copy is made (KCHVM0019E); a "
+                              "failed or cancelled task leaves it exactly as it was.")

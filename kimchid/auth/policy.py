@@ -89,7 +89,8 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     AdminRule("/hosts/*/storagepools", UNSAFE_METHODS),
     AdminRule("/hosts/*/networks", UNSAFE_METHODS),
     # VMs: users operate the VMs assigned to them (start, poweroff, ...), but only admins
-    # create, change (a PUT can assign users and groups), delete, clone or move them
+    # create, change (a PUT can assign users and groups), delete, clone, template or move
+    # them
     AdminRule("/vms", frozenset({"POST"}), subtree=False),
     # at both of a VM's addresses, /vms/<name>/... and /hosts/<host>/vms/<name>/...
     *(AdminRule(f"{at}{path}", methods, subtree=path != "")
@@ -97,6 +98,7 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
       for path, methods in (
           ("", frozenset({"PUT", "PATCH", "DELETE"})),
           ("/clone", frozenset({"POST"})),
+          ("/template", frozenset({"POST"})),
           ("/migrate", frozenset({"POST"})),
           # snapshots: users see their VMs' snapshots; taking, reverting, deleting are
           # for admins

@@ -30,6 +30,11 @@ class PlannedVolume:
     capacity_gb: float
     format: str
     bus: str
+    #: a template's base image under this disk: ``linked``, a qcow2 leaf over it; ``full``,
+    #: a copy of it (made by a worker before the volume is looked up)
+    base: str = ""
+    base_format: str = ""
+    mode: str = ""  # "" (blank) | linked | full
 
 
 @dataclass(frozen=True)
@@ -41,15 +46,21 @@ class HostGuest:
     os_type: str = "hvm"
 
 
-def plan_volumes(vm: str, template: dict[str, Any]) -> list[PlannedVolume]:
+def plan_volumes(vm: str, template: dict[str, Any], disk_mode: str = "linked"
+                 ) -> list[PlannedVolume]:
+    """The volumes of VM ``vm``; a disk over a base image is a leaf (``linked``) or a
+    copy (``full``) of it, always qcow2."""
     out = []
     for i, disk in enumerate(sorted(template.get("disks", []),
                                     key=lambda d: d.get("index", 0))):
-        fmt = disk.get("format", "qcow2")
+        base = disk.get("base") or {}
+        fmt = "qcow2" if base else disk.get("format", "qcow2")
         out.append(PlannedVolume(
             pool=(disk.get("pool") or {}).get("name", "default"),
             name=f"{vm}-{disk.get('index', i)}.{'qcow2' if fmt == 'qcow2' else 'img'}",
-            capacity_gb=float(disk["size"]), format=fmt, bus=disk.get("bus", "virtio")))
+            capacity_gb=float(disk["size"]), format=fmt, bus=disk.get("bus", "virtio"),
+            base=base.get("path", ""), base_format=base.get("format", ""),
+            mode=disk_mode if base else ""))
     return out
 
 
@@ -60,6 +71,10 @@ def volume_xml(vol: PlannedVolume) -> str:
     ET.SubElement(root, "allocation", unit="bytes").text = "0"  # sparse: grows as used
     target = ET.SubElement(root, "target")
     ET.SubElement(target, "format", type=vol.format)
+    if vol.mode == "linked":  # libvirt makes it with qemu-img create -b: constant time
+        backing = ET.SubElement(root, "backingStore")
+        ET.SubElement(backing, "path").text = vol.base
+        ET.SubElement(backing, "format", type=vol.base_format)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -102,8 +117,10 @@ def _devs(bus: str, used: dict[str, int]) -> str:
 
 
 def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest: HostGuest,
-               volumes: list[tuple[PlannedVolume, str]], task_id: str, created: str) -> str:
-    """The domain of a new VM; ``volumes`` pairs each planned volume with its path."""
+               volumes: list[tuple[PlannedVolume, str]], task_id: str, created: str,
+               cidata: str = "") -> str:
+    """The domain of a new VM; ``volumes`` pairs each planned volume with its path;
+    ``cidata``: the path of its cloud-init seed, a CD-ROM."""
     t = template
     dom = ET.Element("domain", type=guest.domain_type)
     ET.SubElement(dom, "name").text = name
@@ -115,6 +132,8 @@ def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest
     ET.SubElement(kv, f"{{{METADATA_NS}}}template").text = template_name
     ET.SubElement(kv, f"{{{METADATA_NS}}}task").text = task_id
     ET.SubElement(kv, f"{{{METADATA_NS}}}created").text = created
+    if cidata:  # deleted with the VM
+        ET.SubElement(kv, f"{{{METADATA_NS}}}cidata").text = cidata
     access = ET.SubElement(kv, f"{{{METADATA_NS}}}access")
     for user in t.get("users", []):
         ET.SubElement(access, f"{{{METADATA_NS}}}user").text = user
@@ -136,17 +155,31 @@ def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest
                   current=str(vcpus)).text = str(int(cpu.get("maxvcpus", vcpus)))
 
     os_el = ET.SubElement(dom, "os")
-    ET.SubElement(os_el, "type", arch=guest.arch).text = guest.os_type
+    os_type = ET.SubElement(os_el, "type", arch=guest.arch)
+    os_type.text = guest.os_type
+    if t.get("machine"):  # "q35", "pc" or one of libvirt's full names (pc-q35-7.2)
+        os_type.set("machine", str(t["machine"]))
+    _firmware(os_el, t)
+    if t.get("bootmenu"):
+        ET.SubElement(os_el, "bootmenu", enable="yes")
     source = t.get("source_media") or {}
     netboot = source.get("type") == "netboot"
-    for dev in (("network", "hd") if netboot else ("cdrom", "hd")):
+    image = source.get("type") == "image"  # the disk is the system: no installer
+    for dev in (("network", "hd") if netboot else ("hd",) if image else ("cdrom", "hd")):
         ET.SubElement(os_el, "boot", dev=dev)
     if guest.domain_type in ("kvm", "qemu"):
         feats = ET.SubElement(dom, "features")
         ET.SubElement(feats, "acpi")
         ET.SubElement(feats, "apic")
+        if secure_boot(t):  # OVMF keeps its Secure Boot variables where only SMM writes
+            ET.SubElement(feats, "smm", state="on")
         # no <cpu> element: libvirt's default model starts everywhere (host-passthrough
         # does not on nested hosts, where KVM refuses some of the host's MSRs)
+    topology = t.get("cpu_topology")
+    if topology:  # only the topology: the model stays libvirt's default
+        ET.SubElement(ET.SubElement(dom, "cpu"), "topology", {
+            "sockets": str(int(topology["sockets"])), "dies": "1",
+            "cores": str(int(topology["cores"])), "threads": str(int(topology["threads"]))})
     ET.SubElement(dom, "on_poweroff").text = "destroy"
     ET.SubElement(dom, "on_reboot").text = "restart"
     ET.SubElement(dom, "on_crash").text = "restart"
@@ -159,9 +192,16 @@ def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest
         disk = ET.SubElement(devices, "disk", type="file", device="disk")
         ET.SubElement(disk, "driver", name="qemu", type=vol.format)
         ET.SubElement(disk, "source", file=path)
+        if vol.mode == "linked":  # declared, so that the VM's listing shows its base
+            backing = ET.SubElement(disk, "backingStore", type="file")
+            ET.SubElement(backing, "format", type=vol.base_format)
+            ET.SubElement(backing, "source", file=vol.base)
+            ET.SubElement(backing, "backingStore")
         ET.SubElement(disk, "target", dev=_devs(vol.bus, used), bus=vol.bus)
-    if not netboot and source.get("path"):
+    if not netboot and not image and source.get("path"):
         _cdrom(devices, source["path"], t.get("cdrom_bus", "ide"), used)
+    if cidata:
+        _cdrom(devices, cidata, t.get("cdrom_bus", "ide"), used)
     for net in t.get("networks", []):
         iface = ET.SubElement(devices, "interface", type="network")
         ET.SubElement(iface, "source", network=net)
@@ -178,7 +218,37 @@ def domain_xml(*, name: str, template_name: str, template: dict[str, Any], guest
         serial = ET.SubElement(devices, "serial", type="pty")
         ET.SubElement(serial, "target", port="0")
         ET.SubElement(devices, "memballoon", model="virtio")
+    _tpm(devices, t)
     return ET.tostring(dom, encoding="unicode")
+
+
+def secure_boot(template: dict[str, Any]) -> bool:
+    """Whether a VM of this template boots UEFI with Secure Boot."""
+    return template.get("firmware") == "uefi" and bool(template.get("secure_boot"))
+
+
+def _firmware(os_el: ET.Element, t: dict[str, Any]) -> None:
+    """UEFI through libvirt's firmware auto-selection: libvirt picks the OVMF build (and
+    makes the VM's NVRAM from its template) that has the features asked for, from the
+    descriptors the firmware packages install (/usr/share/qemu/firmware)."""
+    if t.get("firmware") != "uefi":
+        return  # BIOS: libvirt's default, SeaBIOS
+    os_el.set("firmware", "efi")
+    secure = "yes" if secure_boot(t) else "no"
+    fw = ET.SubElement(os_el, "firmware")
+    # enrolled keys: Microsoft's, which Windows and the shim of the distributions need
+    ET.SubElement(fw, "feature", enabled=secure, name="enrolled-keys")
+    ET.SubElement(fw, "feature", enabled=secure, name="secure-boot")
+    if secure == "yes":  # said twice, as libvirt wants (it refuses secure='no' here)
+        ET.SubElement(os_el, "loader", secure="yes")
+
+
+def _tpm(devices: ET.Element, t: dict[str, Any]) -> None:
+    """A TPM 2.0 that swtpm emulates for the VM (libvirt starts one swtpm per VM and keeps
+    its state under /var/lib/libvirt/swtpm/<uuid>, removed with the VM)."""
+    if t.get("tpm"):
+        tpm = ET.SubElement(devices, "tpm", model="tpm-crb")
+        ET.SubElement(tpm, "backend", type="emulator", version="2.0")
 
 
 def _cdrom(devices: ET.Element, path: str, bus: str, used: dict[str, int]) -> None:

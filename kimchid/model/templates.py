@@ -19,15 +19,17 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
 
 from kimchi import isoinfo
+from kimchi.bus import LOCAL_HOST
 from kimchi.errors import InvalidOperation, InvalidRequest, NotFound
 from kimchi.outbound import PUBLIC_ONLY, DestinationRefused, OutboundPolicy
 from kimchid.adapters.libvirt import LibvirtConnection
@@ -38,8 +40,11 @@ from kimchid.adapters.objectstore import (
     StoredObject,
     check_name,
 )
-from kimchid.model import osinfo
+from kimchid.model import cloudinit, images, osinfo
 from kimchid.model.events import EventHub
+
+if TYPE_CHECKING:
+    from kimchid.model.hosts import Hosts
 
 log = Logger()
 
@@ -51,12 +56,35 @@ DISTRO_FIELDS = ("name", "os_distro", "os_version", "os_arch", "path")
 _REMOTE_PROBES = 3
 
 
-def _public(obj: StoredObject, invalid: dict[str, Any]) -> dict[str, Any]:
+def _public(obj: StoredObject, invalid: dict[str, Any],
+            vms: list[str] | None = None) -> dict[str, Any]:
     out = {**obj.data, "name": obj.name}
+    # what its OS would get: shown beside what it has (the UI's "OS default")
+    out["os_defaults"] = osinfo.machine_defaults(str(obj.data.get("os_distro") or ""),
+                                                 str(obj.data.get("os_version") or ""))
     if obj.invalid:
         invalid = {**invalid, "file": obj.invalid}
     out["invalid"] = invalid
+    if obj.data.get("cloud_init"):
+        out["cloud_init"] = cloudinit.public(obj.data["cloud_init"])
+    if bases(obj.data):
+        out["vms"] = vms or []
     return out
+
+
+def bases(data: dict[str, Any]) -> list[str]:
+    """The base images of a template's disks (image templates; none for ISO ones)."""
+    out = []
+    for d in data.get("disks") or []:
+        base = d.get("base") if isinstance(d, dict) else None
+        if isinstance(base, dict) and isinstance(base.get("path"), str):
+            out.append(base["path"])
+    return out
+
+
+def base_host(data: dict[str, Any]) -> str:
+    """The host whose disk holds an image template's bases."""
+    return str((data.get("source_media") or {}).get("host") or LOCAL_HOST)
 
 
 class TemplateService:
@@ -73,6 +101,11 @@ class TemplateService:
         self._removed: set[str] = set()  # names we deleted or renamed away ourselves
         self._remote_probes = DeferredSemaphore(_REMOTE_PROBES)
         self._bad_distros: set[tuple[str, str]] = set()  # (name, version) already logged
+        #: the hosts, for image templates (their bases, and the VMs over them), and
+        #: whether a task has ended (templates being made by tasks); set by the service
+        self.hosts: Hosts | None = None
+        self.tasks_ended: Callable[[str], Awaitable[bool]] = _never_ended
+        self._making: dict[str, str] = {}  # name -> the task making that template
 
     def prime(self) -> None:
         """Remember the templates there at start, so the watcher's first look is quiet."""
@@ -89,13 +122,32 @@ class TemplateService:
     async def list(self) -> list[dict[str, Any]]:
         known = await self._libvirt_names()
         # listing and the integrity checks stat files: both on a thread
-        return await self._io(lambda: [_public(o, self._integrity(o.data, known))
+        return await self._io(lambda: [_public(o, self._integrity(o.data, known),
+                                               self.vms_over(o.data))
                                        for o in self.store.list(KIND)])
 
     async def get(self, name: str) -> dict[str, Any]:
         obj = await self._load(name)
         known = await self._libvirt_names()
-        return await self._io(lambda: _public(obj, self._integrity(obj.data, known)))
+        return await self._io(lambda: _public(obj, self._integrity(obj.data, known),
+                                              self.vms_over(obj.data)))
+
+    async def cloud_init(self, name: str) -> dict[str, Any] | None:
+        """A template's cloud-init settings as kept (with the password's hash, which its
+        public form leaves out)."""
+        return (await self._load(name)).data.get("cloud_init")
+
+    def vms_over(self, data: dict[str, Any]) -> builtins.list[str]:
+        """The VMs whose disks are leaves over this template's bases (by name)."""
+        paths = set(bases(data))
+        if not paths or self.hosts is None:
+            return []
+        try:
+            inventory = self.hosts.get(base_host(data)).vms
+        except NotFound:
+            return []
+        return sorted(vm["name"] for vm in inventory.list()
+                      if any(d.get("backing") in paths for d in vm.get("disks") or []))
 
     async def _load(self, name: str) -> StoredObject:
         try:
@@ -120,10 +172,11 @@ class TemplateService:
         invalid: dict[str, Any] = {}
         media = data.get("source_media") or {}
         src = media.get("path") or ""
-        # a URL is not looked at again: that would be network I/O at every listing
+        # a URL is not looked at again: that would be network I/O at every listing; nor
+        # another host's base, which is on that host's disk
         if src and not media.get("remote") and not isoinfo.is_remote(src) \
-                and not os.path.isfile(src):
-            invalid["cdrom"] = [src]
+                and base_host(data) == LOCAL_HOST and not os.path.isfile(src):
+            invalid["image" if media.get("type") == "image" else "cdrom"] = [src]
         if known is not None:
             networks, pools = known
             missing = [n for n in data.get("networks", []) if n not in networks]
@@ -137,9 +190,16 @@ class TemplateService:
 
     # -- writing --------------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], media_extra: dict[str, Any] | None = None,
+                     made_by: str = "") -> dict[str, Any]:
+        """``media_extra``: more of ``source_media`` (where a downloaded image came from);
+        ``made_by``: the task making it (a retry of that task finds it made)."""
         data = await self._build(body)
-        name = body.get("name") or await self._free_name(
+        if media_extra:
+            data["source_media"] = {**data["source_media"], **media_extra}
+        if made_by:
+            data["made_by"] = made_by
+        name = body.get("name") or await self.free_name(
             f"{data['os_distro']}{data['os_version']}".replace("unknown", "template") or "t")
         try:
             obj = await self._io(self.store.create, KIND, name, data)
@@ -158,7 +218,14 @@ class TemplateService:
         if obj.invalid:
             raise InvalidOperation("KCHTMPL0008E", name=name, reason=obj.invalid)
         changes = {k: v for k, v in body.items() if k != "name"}
+        if "cloud_init" in changes:
+            fresh_ci = cloudinit.normalise(changes["cloud_init"]) or {}
+            if "password" in changes["cloud_init"] or "user" in changes["cloud_init"]:
+                obj.data.get("cloud_init", {}).pop("password_hash", None)  # not another's
+            changes["cloud_init"] = fresh_ci
         data = obj.data
+        if bases(data) and ("source_media" in changes or "cdrom" in changes):
+            raise InvalidOperation("KCHTMPL0021E", name=name)
         if "source_media" in changes or "cdrom" in changes:
             fresh = await self._build({**changes, "os_distro": changes.get("os_distro"),
                                        "os_version": changes.get("os_version")})
@@ -169,7 +236,7 @@ class TemplateService:
                 data["bootable"] = fresh["bootable"]
             changes.pop("source_media", None)
             changes.pop("cdrom", None)
-        data = osinfo.merge(data, changes)
+        data = _keep_bases(data, osinfo.merge(data, changes))
         self._check(data)
         new = body.get("name") or name
         if new != name:
@@ -188,26 +255,49 @@ class TemplateService:
         return out
 
     async def delete(self, name: str) -> None:
-        await self._load(name)
+        obj = await self._load(name)
+        over = await self._io(self.vms_over, obj.data)
+        if over:
+            raise InvalidOperation("KCHTMPL0022E", name=name, vms=", ".join(over))
         self._removed.add(name)
         try:
             await self._io(self.store.delete, KIND, name)
         except KeyError:
             raise NotFound("KCHTMPL0002E", name=name) from None
+        if (obj.data.get("source_media") or {}).get("owned"):
+            await self._remove_bases(name, obj.data)
         await self.events.publish("template.deleted", {"name": name})
+
+    async def _remove_bases(self, name: str, data: dict[str, Any]) -> None:
+        """Delete the base images a template owned (made from a VM): through the libvirt
+        of their host, which sees them as volumes of a pool (else, here, the files)."""
+        host = base_host(data)
+        paths = bases(data)
+        try:
+            conn = self.hosts.get(host).conn if self.hosts is not None else self.libvirt
+            assert conn is not None
+            left = await conn.run(lambda c: _delete_files(c, paths, host == LOCAL_HOST))
+        except Exception as e:
+            left = [f"{p} ({e})" for p in paths]
+        if left:
+            log.error("template {name} deleted; its base images stay on host {host}: "
+                      "{left}", name=name, host=host, left=", ".join(left))
 
     async def clone(self, name: str) -> dict[str, Any]:
         obj = await self._load(name)
         if obj.invalid:
             raise InvalidOperation("KCHTMPL0008E", name=name, reason=obj.invalid)
-        new = await self._free_name(f"{name}-clone")
-        stored = await self._io(self.store.create, KIND, new, obj.data)
+        new = await self.free_name(f"{name}-clone")
+        data = obj.data
+        if (data.get("source_media") or {}).get("owned"):  # the bases stay the original's
+            data = {**data, "source_media": {**data["source_media"], "owned": False}}
+        stored = await self._io(self.store.create, KIND, new, data)
         self._ours.add((stored.name, stored.version))
         out = await self.get(new)
         await self.events.publish("template.created", out)
         return out
 
-    async def _free_name(self, base: str) -> str:
+    async def free_name(self, base: str) -> str:
         names = {o.name for o in await self._io(self.store.list, KIND)}
         base = re.sub(r"[^A-Za-z0-9_.+-]", "-", base).strip(".-") or "template"
         if base not in names and not base.endswith("-clone"):
@@ -226,14 +316,20 @@ class TemplateService:
         if source is None:
             raise InvalidRequest("KCHTMPL0013E")
         distro, version, bootable = "unknown", "unknown", None
+        image: images.Image | None = None
         if source["type"] == "disk":
             source, info = await self._disk_media(source.get("path", ""), body)
             if info is not None:
                 distro, version, bootable = info.os_distro, info.os_version, info.bootable
+        elif source["type"] == "image":
+            source, image = await self._image_media(source)
+            distro, version = images.guess_os(image.path) or (distro, version)
         distro = body.get("os_distro") or distro
         version = body.get("os_version") or version
         user = {k: v for k, v in body.items()
                 if k not in ("name", "source_media", "cdrom", "os_distro", "os_version")}
+        if "cloud_init" in user:
+            user["cloud_init"] = cloudinit.normalise(user["cloud_init"])
         base = osinfo.defaults(distro, version)
         # Asking for more than a default maximum raises that maximum (not when it is given)
         cpu, mem = user.get("cpu_info", {}), user.get("memory", {})
@@ -241,12 +337,86 @@ class TemplateService:
             base["cpu_info"]["maxvcpus"] = max(base["cpu_info"]["maxvcpus"], cpu["vcpus"])
         if "current" in mem and "maxmemory" not in mem:
             base["memory"]["maxmemory"] = max(base["memory"]["maxmemory"], mem["current"])
+        if image is not None:  # the first disk is the image, at least its size
+            gib = image.virtual_size / 1024 ** 3
+            disk = {**base["disks"][0], "size": round(gib, 3)}
+            wanted = (user.get("disks") or [{}])[0].get("size")
+            if isinstance(wanted, (int, float)) and wanted > gib:
+                disk["size"] = wanted
+            base["disks"] = [disk]
         data = osinfo.merge(base, user)
+        if image is not None:
+            data["disks"] = _with_base(data.get("disks") or [], image)
         data.update(source_media=source, os_distro=distro, os_version=version)
         if bootable is not None:
             data["bootable"] = bootable
         self._check(data)
         return data
+
+    async def _image_media(self, source: dict[str, Any]
+                           ) -> tuple[dict[str, Any], images.Image]:
+        """``source_media`` of an image template as stored, and the image looked at: a
+        file of this host, or a storage volume of the host named (its libvirt says)."""
+        path = source.get("path", "")
+        host = source.get("host") or LOCAL_HOST
+        if isoinfo.is_remote(path):
+            raise InvalidOperation("KCHTMPL0020E", path=path, reason=(
+                "download it into a storage pool first (POST /storagepools/<pool>/"
+                "storagevolumes with its url), then make the template from that volume"))
+        if host == LOCAL_HOST:
+            image = await self._io(images.inspect_file, path)
+        else:
+            if self.hosts is None:
+                raise NotFound("KCHHOST0001E", name=host)
+            image = await self.hosts.known(host).conn.run(
+                lambda c: images.inspect_volume(c, path))
+        media = {"type": "image", "path": image.path, "format": image.format,
+                 "virtual_size": image.virtual_size}
+        if host != LOCAL_HOST:
+            media["host"] = host
+        return media, image
+
+    async def adopt(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Store a template made by a task (from a VM), unless that task stored it already
+        (an earlier attempt); then publish it."""
+        try:
+            obj = await self._io(self.store.create, KIND, name, data)
+        except Exists:
+            obj = await self._load(name)
+            if obj.data.get("made_by") != data.get("made_by"):
+                raise InvalidOperation("KCHTMPL0001E", name=name) from None
+            return await self.get(name)
+        self._ours.add((obj.name, obj.version))
+        out = await self.get(obj.name)
+        await self.events.publish("template.created", out)
+        return out
+
+    @asynccontextmanager
+    async def making(self, name: str) -> AsyncIterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+        """Keep ``name`` for a template a task will make: 400 when a template has it or a
+        task is making one; inside, call the given function with the task once submitted
+        (the name stays taken until the task ends); released if the block fails."""
+        for pending, task_id in list(self._making.items()):
+            if task_id and await self.tasks_ended(task_id):
+                self._making.pop(pending, None)
+        if name in self._making:
+            raise InvalidOperation("KCHTMPL0001E", name=name)
+        try:
+            await self._io(self.store.get, KIND, name)
+            raise InvalidOperation("KCHTMPL0001E", name=name)
+        except (KeyError, InvalidName):
+            pass
+        self._making[name] = ""
+
+        def made(task: dict[str, Any]) -> dict[str, Any]:
+            self._making[name] = task["id"]
+            return task
+
+        try:
+            yield made
+        except BaseException:
+            self._making.pop(name, None)
+            raise
 
     async def _disk_media(self, path: str, body: dict[str, Any]
                           ) -> tuple[dict[str, Any], isoinfo.IsoInfo | None]:
@@ -338,6 +508,7 @@ class TemplateService:
         if cpu.get("vcpus", 0) > cpu.get("maxvcpus", cpu.get("vcpus", 0)):
             raise InvalidOperation("KCHTMPL0007E", vcpus=cpu.get("vcpus"),
                                  maxvcpus=cpu.get("maxvcpus"))
+        _check_machine(data)
 
     # -- hand edits ------------------------------------------------------------------
 
@@ -359,6 +530,86 @@ class TemplateService:
         Deferred.fromCoroutine(d).addErrback(
             lambda f: log.warn("cannot publish a template change: {e}", e=f.getErrorMessage()))
 
+
+
+async def _never_ended(task_id: str) -> bool:
+    return False
+
+
+def _with_base(disks: builtins.list[dict[str, Any]], image: images.Image
+               ) -> builtins.list[dict[str, Any]]:
+    """The disks with the image as the first one's base."""
+    out = sorted((dict(d) for d in disks), key=lambda d: d.get("index", 0))
+    if out:
+        out[0]["base"] = {"path": image.path, "format": image.format}
+        out[0]["format"] = "qcow2"  # a leaf over the base (or a qcow2 copy of it)
+    return out
+
+
+def _keep_bases(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A change of an image template's disks keeps each disk's base (by index)."""
+    was = {d.get("index", i): d["base"] for i, d in enumerate(old.get("disks") or [])
+           if isinstance(d, dict) and d.get("base")}
+    if not was:
+        return new
+    disks = []
+    for i, d in enumerate(new.get("disks") or []):
+        d = dict(d)
+        if d.get("index", i) in was:
+            d["base"] = was[d.get("index", i)]
+            d["format"] = "qcow2"
+        disks.append(d)
+    return {**new, "disks": disks}
+
+
+def _delete_files(conn: Any, paths: builtins.list[str], local: bool) -> builtins.list[str]:
+    """Delete these files through libvirt (volumes) or, on this host, directly; the ones
+    that stay (blocking: a libvirt thread)."""
+    import libvirt
+
+    left = []
+    for path in paths:
+        try:
+            conn.storageVolLookupByPath(path).delete(0)
+            continue
+        except libvirt.libvirtError:
+            pass
+        if local:
+            try:
+                os.unlink(path)
+                continue
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                left.append(f"{path} ({e.strerror})")
+                continue
+        left.append(path)
+    return left
+
+
+def _check_machine(data: dict[str, Any]) -> None:
+    """The chipset, firmware and CPU topology asked for fit together (see osinfo)."""
+    machine = str(data.get("machine") or "")
+    q35 = "q35" in machine
+    if data.get("firmware") == "uefi" and data.get("secure_boot") and not q35:
+        raise InvalidOperation("KCHTMPL0030E", firmware="uefi", machine=machine or "pc")
+    if data.get("secure_boot") and data.get("firmware") != "uefi":
+        raise InvalidOperation("KCHTMPL0030E", firmware=data.get("firmware") or "bios",
+                               machine=machine or "pc")
+    if q35:
+        if data.get("cdrom_bus", "ide") == "ide":
+            raise InvalidOperation("KCHTMPL0031E", field="cdrom_bus")
+        for i, disk in enumerate(data.get("disks") or []):
+            if isinstance(disk, dict) and disk.get("bus") == "ide":
+                raise InvalidOperation("KCHTMPL0031E", field=f"disks[{i}].bus")
+    top = data.get("cpu_topology")
+    if top:
+        cpu = data.get("cpu_info", {})
+        maxvcpus = cpu.get("maxvcpus", cpu.get("vcpus", 1))
+        product = top["sockets"] * top["cores"] * top["threads"]
+        if product != maxvcpus:
+            raise InvalidOperation("KCHTMPL0032E", product=product, maxvcpus=maxvcpus,
+                                   **{k: top[k] for k in ("sockets", "cores", "threads")})
 
 
 def pools_named(store: ObjectStore) -> dict[str, list[str]]:

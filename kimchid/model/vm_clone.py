@@ -109,8 +109,8 @@ def _new_identity(root: ET.Element, new: str) -> None:
             g.attrib.pop("port", None)
 
 
-def _with_task(root: ET.Element, task_id: str, source: str) -> str:
-    """The clone's XML, recording the task that makes it and the VM it was cloned from."""
+def kimchi_metadata(root: ET.Element) -> ET.Element:
+    """A domain's ``<metadata><kimchi:vm>`` element, made if it has none."""
     ET.register_namespace("kimchi", METADATA_NS)
     meta = root.find("metadata")
     if meta is None:
@@ -118,6 +118,12 @@ def _with_task(root: ET.Element, task_id: str, source: str) -> str:
     vm = meta.find(f"{_NS}vm")
     if vm is None:
         vm = ET.SubElement(meta, f"{_NS}vm")
+    return vm
+
+
+def _with_task(root: ET.Element, task_id: str, source: str) -> str:
+    """The clone's XML, recording the task that makes it and the VM it was cloned from."""
+    vm = kimchi_metadata(root)
     for tag, value in (("task", task_id), ("cloned_from", source)):
         el = vm.find(f"{_NS}{tag}")
         if el is None:
@@ -159,6 +165,10 @@ class VmCloner:
         self._sources[vm["uuid"]] = task["id"]
         return task
 
+    def hold_source(self, uuid: str, task_id: str) -> None:
+        """The VM is being copied by another task (made a template): it must not start."""
+        self._sources[uuid] = task_id
+
     async def cloning(self, uuid: str) -> bool:
         """Whether this VM's disks are being copied (it must not start meanwhile)."""
         if uuid not in self._sources:
@@ -190,7 +200,7 @@ class VmCloner:
                 earlier = [child_id(ctx.task_id, n) for n in range(1, attempt)]
                 for child in earlier:  # the lost attempt's copy: stop it first
                     stop_child(sync, child)
-                _remove(sync, host.name, copies, earlier, ctx.task_id)
+                remove_made(sync, host.name, copies, earlier, ctx.task_id)
             child = child_id(ctx.task_id, attempt)
             since = last_event(sync)
             sync.submit(DISKS_KIND, {"copies": copies, "parent": ctx.task_id,
@@ -236,7 +246,7 @@ class VmCloner:
             host.conn.call(undefine)
         except Exception as e:
             log.error("cloning {name}: domain not removed: {e}", name=name, e=str(e))
-        _remove(sync, host.name, copies, [child], task_id)
+        remove_made(sync, host.name, copies, [child], task_id)
 
 
 def _define(conn: Any, xml: str, copies: list[dict[str, str]]) -> str:
@@ -252,10 +262,10 @@ def _define(conn: Any, xml: str, copies: list[dict[str, str]]) -> str:
     return str(conn.defineXML(xml).UUIDString())
 
 
-def _remove(sync: SyncBus, host: str, copies: list[dict[str, str]], children: list[str],
+def remove_made(sync: SyncBus, host: str, copies: list[dict[str, str]], children: list[str],
             task_id: str) -> None:
-    """Remove what the copy jobs ``children`` made for a clone that will not be: a
-    ``disks.remove`` job on ``host``'s workers, whose disk it is on, waited for.
+    """Remove what the copy jobs ``children`` made for a clone (or a template) that will
+    not be: a ``disks.remove`` job on ``host``'s workers, whose disk it is on, waited for.
 
     A copy job that did not finish removed what it wrote itself; one that finished left
     its copies, which go now, with any ``.part`` a killed worker left.  A file that was at

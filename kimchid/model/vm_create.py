@@ -31,11 +31,14 @@ from twisted.logger import Logger
 from kimchi import bus, isoinfo
 from kimchi.bus import LOCAL_HOST
 from kimchi.bus.context import JobContext, Stop
+from kimchi.bus.follow import ChildGone, child_id, run_child, stop_child
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchi.outbound import DestinationRefused
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.model.capabilities import Capabilities
+from kimchid.model import cloudinit
+from kimchid.model.capabilities import Capabilities, check_guest_needs
 from kimchid.model.domainxml import (
+    GIB,
     METADATA_NS,
     PlannedVolume,
     domain_xml,
@@ -44,7 +47,7 @@ from kimchid.model.domainxml import (
     volume_xml,
 )
 from kimchid.model.tasks import TaskService
-from kimchid.model.templates import TemplateService
+from kimchid.model.templates import TemplateService, base_host, bases
 from kimchid.model.vms import VmInventory
 
 if TYPE_CHECKING:
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
 log = Logger()
 
 KIND = "vm.create"
+COPY_KIND = "vm.clone.disks"  # a full copy of a template's base: the clone's copy job
+MAX_COUNT = 500  # VMs one request may make
 # pool types whose volumes kimchi cannot create (LUNs are given, not made)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ftps": 990}
 _NO_NEW_VOLUMES = {"iscsi", "scsi", "mpath", "iscsi-direct"}
@@ -123,6 +128,10 @@ class Leftovers:
     domain_unknown: bool = False  # libvirt could not be asked whether it was defined
     host: str = LOCAL_HOST  # where
 
+    @property
+    def key(self) -> str:  # a task may make several VMs
+        return f"{self.task_id}/{self.name}"
+
     def describe(self) -> str:
         what = [f"volume {self.paths.get(v.name) or v.name} (storage pool {v.pool})"
                 for v in self.volumes]
@@ -192,28 +201,57 @@ class VmCreator:
                 raise InvalidOperation("KCHVM0005E", path=path,
                                      reason=f"libvirt here does not stream {scheme}")
         await self.forget_ended()
-        host = LOCAL_HOST if self.hosts is None else \
-            self.hosts.known(body.get("host", LOCAL_HOST)).name
+        image = bool(bases(template))
+        if image:  # the VMs go where the base is
+            host = base_host(template)
+            if body.get("host", host) != host:
+                raise InvalidOperation("KCHVM0041E", template=template_name, host=host)
+        else:
+            host = body.get("host", LOCAL_HOST)
+            if "disk_mode" in body:
+                raise InvalidOperation("KCHVM0042E", template=template_name)
+        if self.hosts is not None:
+            host = self.hosts.known(host).name
         conn, inventory = self._of(host)
-        name = body.get("name") or self.free_name(f"{template_name}-vm", inventory)
-        self.check_free(name, inventory)
-        data = {k: v for k, v in template.items() if k not in ("name", "invalid")}
+        if host == LOCAL_HOST:  # the probes are the local host's; another's libvirt says
+            check_guest_needs(f"Template {template_name}", template, caps)
+        count = int(body.get("count", 1))
+        names = _names(str(body["name"]), count) if body.get("name") else \
+            [self.free_name(f"{template_name}-vm", inventory, taken=n) for n in range(count)]
+        for name in names:
+            self.check_free(name, inventory)
+        data = {k: v for k, v in template.items() if k not in ("name", "invalid", "vms")}
         if body.get("storagepool"):  # Kimchi's override: every disk in that pool
             pool = _last(body["storagepool"], "storagepools")
             data["disks"] = [{**d, "pool": {"name": pool}} for d in data.get("disks", [])]
-        plan = plan_volumes(name, data)
-        params = {"name": name, "template": template_name, "template_data": data,
-                  # another host: KVM where its libvirt offers it (the probes are local)
-                  "kvm": bool(caps.get("kvm")) if host == LOCAL_HOST else True}
+        data.pop("cloud_init", None)  # as shown: without the password's hash
+        ci = cloudinit.combine(await self.templates.cloud_init(template_name),
+                               cloudinit.normalise(body.get("cloud_init")))
+        mode = body.get("disk_mode", "linked")
+        plans = [plan_volumes(name, data, mode) for name in names]
+        params: dict[str, Any] = {
+            "name": names[0], "template": template_name, "template_data": data,
+            # another host: KVM where its libvirt offers it (the probes are local)
+            "kvm": bool(caps.get("kvm")) if host == LOCAL_HOST else True}
+        if count > 1:
+            params["names"] = names
+        if image:
+            params["disk_mode"] = mode
+        if ci:
+            params["cloud_init"] = ci
         if host != LOCAL_HOST:
             params["host"] = host
-        with self.holding(name):  # while the pools are looked at
-            problem = await conn.run(lambda c: _pool_problems(c, plan))
+        with self.holding(*names):  # while the pools are looked at
+            extra = [_seed_volume(n, p) for n, p in zip(names, plans, strict=True) if ci]
+            every = [v for p in plans for v in p] + extra
+            problem = await conn.run(lambda c: _pool_problems(c, every))
             if problem is not None:
                 raise problem
             where = "/vms" if host == LOCAL_HOST else f"/hosts/{host}/vms"
-            task = await self.tasks.submit(KIND, params, f"{where}/{name}", owner, host=host)
-        self.hold(name, task["id"])
+            target = f"{where}/{names[0]}" if count == 1 else where
+            task = await self.tasks.submit(KIND, params, target, owner, host=host)
+        for name in names:
+            self.hold(name, task["id"])
         return task
 
     async def _check_destination(self, url: str) -> None:
@@ -255,26 +293,33 @@ class VmCreator:
             raise InvalidOperation("KCHVM0009E", name=name)
 
     @contextmanager
-    def holding(self, name: str) -> Iterator[None]:
-        """Keep ``name`` taken while a request is checked; released if it fails."""
-        self._pending[name] = ""
+    def holding(self, *names: str) -> Iterator[None]:
+        """Keep ``names`` taken while a request is checked; released if it fails."""
+        for name in names:
+            self._pending[name] = ""
         try:
             yield
         except BaseException:
-            self._pending.pop(name, None)
+            for name in names:
+                self._pending.pop(name, None)
             raise
 
     def hold(self, name: str, task_id: str) -> None:
         """``name`` is taken until the task making it ends."""
         self._pending[name] = task_id
 
-    def free_name(self, prefix: str, inventory: VmInventory | None = None) -> str:
-        """``<prefix>-N`` with the first N no VM has or is being made with."""
-        taken = {vm["name"] for vm in (inventory or self.inventory).list()} | set(self._pending)
+    def free_name(self, prefix: str, inventory: VmInventory | None = None,
+                  taken: int = 0) -> str:
+        """``<prefix>-N`` with the first N no VM has or is being made with (``taken``:
+        skip that many more free ones, for several names at once)."""
+        used = {vm["name"] for vm in (inventory or self.inventory).list()} | set(self._pending)
         n = 1
-        while f"{prefix}-{n}" in taken:
+        while True:
+            if f"{prefix}-{n}" not in used:
+                if not taken:
+                    return f"{prefix}-{n}"
+                taken -= 1
             n += 1
-        return f"{prefix}-{n}"
 
     async def forget_ended(self) -> None:
         """Release the names of creations that have ended (however they ended), but not
@@ -285,8 +330,10 @@ class VmCreator:
                 await conn.run(partial(self.remove_leftovers, host=host))
             except Exception as e:  # libvirt still away: the names stay taken
                 log.debug("leftovers not removed yet: {e}", e=str(e))
+        with self._leftovers_lock:
+            leaving = {left.task_id for left in self._leftovers.values()}
         for name, task_id in list(self._pending.items()):
-            if task_id and task_id not in self._leftovers and await self.tasks.ended(task_id):
+            if task_id and task_id not in leaving and await self.tasks.ended(task_id):
                 self._pending.pop(name, None)
 
     # -- what failed creations left behind ------------------------------------------------
@@ -299,7 +346,8 @@ class VmCreator:
             out = {}
             for item in kept:
                 item["volumes"] = [PlannedVolume(**v) for v in item["volumes"]]
-                out[item["task_id"]] = Leftovers(**item)
+                left = Leftovers(**item)
+                out[left.key] = left
         except (OSError, ValueError, TypeError, KeyError) as e:
             log.error("cannot read what failed creations left ({path}): {e}",
                       path=str(self._leftovers_file), e=str(e))
@@ -346,7 +394,7 @@ class VmCreator:
                 if still:
                     left.volumes = still
                 else:
-                    self._leftovers.pop(left.task_id, None)
+                    self._leftovers.pop(left.key, None)
                 self._save_leftovers()
             if not still:
                 log.info("creating {name}: what the failed attempt left is removed now",
@@ -360,16 +408,24 @@ class VmCreator:
     # -- the job (on a runner thread of the daemon) ---------------------------------------
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
+        """Make the task's VMs (one, or ``count``): their disks (blank volumes, leaves
+        over a template's base, or copies of it made by a worker of the host), their
+        cloud-init seeds, their domains.  Any failure or a cancel removes all of it."""
         import libvirt
 
         p = ctx.params
-        name, template_name, data = p["name"], p["template"], p["template_data"]
+        names: list[str] = p.get("names") or [p["name"]]
+        template_name, data = p["template"], p["template_data"]
         host = p.get("host", LOCAL_HOST)
         conn, inventory = self._of(host)
-        plan = plan_volumes(name, data)
-        made: list[PlannedVolume] = []
-        paths: list[tuple[PlannedVolume, str]] = []
+        mode = p.get("disk_mode", "linked")
+        ci = p.get("cloud_init")
+        plans = {name: plan_volumes(name, data, mode) for name in names}
+        made: dict[str, list[tuple[PlannedVolume, str]]] = {name: [] for name in names}
+        defined: dict[str, str] = {}  # name -> UUID
         call = conn.call
+        current = names[0]
+        sync = None
 
         def step(percent: float, text: str) -> None:
             ctx.progress(percent, text)
@@ -379,46 +435,115 @@ class VmCreator:
 
         try:
             if int(ctx.attempt) > 1:
-                uuid = call(lambda c: _created_by(c, name, ctx.task_id))
-                if uuid:  # the lost attempt got as far as the domain: nothing left to do
-                    return {"name": name, "uuid": uuid, "message": f"Created {name}"}
-                for vol in plan:  # its volumes (checked free when the task was made)
-                    call(partial(_delete_volume, vol=vol))
+                sync = self.tasks.blocking()
+                for n in range(1, int(ctx.attempt)):  # the lost attempt's copy, if any
+                    stop_child(sync, child_id(ctx.task_id, n))
+                for name in names:
+                    uuid = call(partial(_created_by, name=name, task_id=ctx.task_id))
+                    if uuid:  # the lost attempt got as far as this domain
+                        defined[name] = uuid
+                        continue
+                    for vol in plans[name] + ([_seed_volume(name, plans[name])] if ci else []):
+                        call(partial(_delete_volume, vol=vol))
             step(0, "Checking the host")
             guest = call(lambda c: pick_guest(c.getCapabilities(), bool(p.get("kvm"))))
-            for i, vol in enumerate(plan):
-                step(5 + 80 * i / max(1, len(plan)),
-                     f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
-                     f"in storage pool {vol.pool}")
-                path = call(partial(self._create_volume, vol=vol))
-                made.append(vol)
-                paths.append((vol, path))
-            step(90, f"Defining virtual machine {name}")
-            xml = domain_xml(name=name, template_name=template_name, template=data,
-                             guest=guest, volumes=paths, task_id=ctx.task_id,
-                             created=bus.now_iso(time.time()))
-            ctx.check()
-            uuid = call(lambda c: c.defineXML(xml).UUIDString())
-            # finish once the VM is listed: whoever follows the task can GET it at once
-            inventory.wait_listed(uuid)
-            return {"name": name, "uuid": uuid, "message": f"Created {name}",
-                    "disks": [path for _v, path in paths]}
-        except Stop:
-            self._undo(name, made, ctx.task_id, paths, host)
-            raise
-        except libvirt.libvirtError as e:
-            left = self._undo(name, made, ctx.task_id, paths, host)
-            if left is None:
-                raise KimchiError("KCHVM0008E", name=name, error=e.get_error_message()) from None
-            raise KimchiError("KCHVM0023E", name=name, error=e.get_error_message(),
-                              left=left.describe()) from None
-        except Exception as e:
-            left = self._undo(name, made, ctx.task_id, paths, host)
-            if left is None:
+            todo = [name for name in names if name not in defined]
+            copies = self._copies(call, {name: plans[name] for name in todo}, made)
+            share = 0.0
+            if copies:
+                share = 60.0
+                sync = sync or self.tasks.blocking()
+                try:
+                    done = run_child(ctx, sync, COPY_KIND, {"copies": copies, "rate_limit": 0},
+                                     host, share / 100, self.tasks.redis.timeout,
+                                     target_uri=f"/vms/{names[0]}")
+                except ChildGone:
+                    raise KimchiError("KCHVM0008E", name=names[0],
+                                      error="the copy job disappeared") from None
+                if done["status"] != "finished":
+                    raise KimchiError("KCHVM0008E", name=names[0], error=done["message"])
+                call(partial(_refresh_pools, pools={c["pool"] for c in copies}))
+            for k, name in enumerate(todo):
+                current = name
+                base = share + (90 - share) * k / len(todo)
+                per = (90 - share) / len(todo)
+                paths = made[name]
+                for i, vol in enumerate(plans[name]):
+                    if vol.mode == "full":
+                        call(partial(_grow, path=dict((v.name, pth) for v, pth in paths)[vol.name],
+                                     capacity=int(vol.capacity_gb * GIB)))
+                        continue
+                    if len(todo) == 1:
+                        step(base + per * i / max(1, len(plans[name])),
+                             f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
+                             f"in storage pool {vol.pool}")
+                    paths.append((vol, call(partial(self._create_volume, vol=vol))))
+                cidata = ""
+                if ci:
+                    seed = _seed_volume(name, plans[name])
+                    iso = cloudinit.build_iso(cloudinit.seed_files(
+                        ci, name, f"{name}-{ctx.task_id[:12]}"))
+                    cidata = call(partial(_upload_volume, vol=seed, data=iso))
+                    paths.append((seed, cidata))
+                step(base + per * 0.9, f"Defining virtual machine {name}" if len(todo) == 1
+                     else f"Defining virtual machine {name} ({k + 1} of {len(todo)})")
+                xml = domain_xml(name=name, template_name=template_name, template=data,
+                                 guest=guest, volumes=[(v, pth) for v, pth in paths
+                                                       if v.format != "iso"],
+                                 task_id=ctx.task_id, created=bus.now_iso(time.time()),
+                                 cidata=cidata)
+                ctx.check()
+                defined[name] = call(partial(_define, xml=xml))
+            # finish once the VMs are listed: whoever follows the task can GET them at once
+            for uuid in defined.values():
+                inventory.wait_listed(uuid)
+            if len(names) == 1:
+                name = names[0]
+                return {"name": name, "uuid": defined[name], "message": f"Created {name}",
+                        "disks": [pth for v, pth in made[name] if v.format != "iso"]}
+            return {"names": names, "uuids": [defined[n] for n in names],
+                    "message": f"Created {len(names)} virtual machines"}
+        except BaseException as e:
+            if isinstance(e, Stop) and e.why in ("lost", "handback"):
+                raise  # another attempt takes over and tidies up
+            if sync is not None:
+                stop_child(sync, child_id(ctx.task_id, ctx.attempt))
+            lefts = [left for name in names
+                     if (left := self._undo(name, [v for v, _p in made[name]], ctx.task_id,
+                                            made[name], host)) is not None]
+            if isinstance(e, Stop):
                 raise
-            error = e.reason if isinstance(e, KimchiError) else f"{type(e).__name__}: {e}"
-            raise KimchiError("KCHVM0023E", name=name, error=error,
-                              left=left.describe()) from e
+            if isinstance(e, libvirt.libvirtError):
+                error = e.get_error_message()
+            elif isinstance(e, KimchiError):
+                if not lefts:
+                    raise
+                error = e.reason
+            else:
+                error = f"{type(e).__name__}: {e}"
+            if not lefts:
+                raise KimchiError("KCHVM0008E", name=current, error=error) from None
+            raise KimchiError("KCHVM0023E", name=current, error=error,
+                              left="; ".join(left.describe() for left in lefts)) from None
+
+    @staticmethod
+    def _copies(call: Any, plans: dict[str, list[PlannedVolume]],
+                made: dict[str, list[tuple[PlannedVolume, str]]]) -> list[dict[str, str]]:
+        """The full copies of bases to make, into their pools' folders; each is counted
+        as made at once (its removal is harmless if it never was)."""
+        folders: dict[str, str] = {}
+        copies = []
+        for name, plan in plans.items():
+            for vol in plan:
+                if vol.mode != "full":
+                    continue
+                if vol.pool not in folders:
+                    folders[vol.pool] = call(partial(_pool_folder, pool=vol.pool))
+                dst = os.path.join(folders[vol.pool], vol.name)
+                made[name].append((vol, dst))
+                copies.append({"src": vol.base, "dst": dst, "format": "qcow2",
+                               "pool": vol.pool})
+        return copies
 
     @staticmethod
     def _create_volume(conn: Any, vol: PlannedVolume) -> str:
@@ -443,9 +568,67 @@ class VmCreator:
         log.error("creating {name}: could not remove {left}; removed once libvirt answers",
                   name=name, left=left.describe())
         with self._leftovers_lock:
-            self._leftovers[task_id] = left
+            self._leftovers[left.key] = left
             self._save_leftovers()
         return left
+
+
+def _define(conn: Any, xml: str) -> str:
+    return str(conn.defineXML(xml).UUIDString())
+
+
+def _names(name: str, count: int) -> list[str]:
+    """The names of ``count`` VMs asked for as ``name``: itself, or ``<name>-1``..."""
+    return [name] if count == 1 else [f"{name}-{n}" for n in range(1, count + 1)]
+
+
+def _seed_volume(vm: str, plan: list[PlannedVolume]) -> PlannedVolume:
+    """The volume of a VM's cloud-init seed: beside its first disk."""
+    return PlannedVolume(plan[0].pool if plan else "default",
+                         f"{vm}{cloudinit.VOLUME_SUFFIX}", 0, "iso", "")
+
+
+def _pool_folder(conn: Any, pool: str) -> str:
+    folder = ET.fromstring(conn.storagePoolLookupByName(pool).XMLDesc(0)).findtext(
+        "target/path")
+    if not folder:
+        raise InvalidOperation("KCHVM0006E", pool=pool, reason="it has no folder to copy into")
+    return folder
+
+
+def _refresh_pools(conn: Any, pools: set[str]) -> None:
+    for name in pools:
+        conn.storagePoolLookupByName(name).refresh(0)
+
+
+def _grow(conn: Any, path: str, capacity: int) -> None:
+    """A copy of a base grows to the template's disk size."""
+    vol = conn.storageVolLookupByPath(path)
+    if vol.info()[1] < capacity:
+        vol.resize(capacity, 0)
+
+
+def _upload_volume(conn: Any, vol: PlannedVolume, data: bytes) -> str:
+    """A new raw volume holding ``data``, sent through libvirt (any host's pool)."""
+    pool = conn.storagePoolLookupByName(vol.pool)
+    root = ET.Element("volume")
+    ET.SubElement(root, "name").text = vol.name
+    ET.SubElement(root, "capacity", unit="bytes").text = str(len(data))
+    ET.SubElement(ET.SubElement(root, "target"), "format", type="raw")
+    made = pool.createXML(ET.tostring(root, encoding="unicode"), 0)
+    stream = conn.newStream(0)
+    try:
+        made.upload(stream, 0, len(data), 0)
+        view = memoryview(data)
+        while view:
+            sent = stream.send(bytes(view[:1 << 20]))
+            view = view[sent:]
+        stream.finish()
+    except BaseException:
+        stream.abort()
+        made.delete(0)
+        raise
+    return str(made.path())
 
 
 def _last(value: str, collection: str) -> str:

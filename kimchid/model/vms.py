@@ -23,8 +23,9 @@ from kimchi.errors import (
     ServiceUnavailable,
 )
 from kimchid.adapters.libvirt import LibvirtConnection
-from kimchid.model.domainxml import METADATA_NS
+from kimchid.model.domainxml import LIBOSINFO_NS, METADATA_NS
 from kimchid.model.events import EventHub
+from kimchid.model.serial import has_serial_console
 
 log = Logger()
 
@@ -61,8 +62,10 @@ def read_domain(dom: Any) -> dict[str, Any]:
         if src is not None:
             path = src.get("file") or src.get("dev") or src.get("name")
         target = d.find("target")
+        backing = d.find("backingStore/source")  # declared in the XML (kimchi's leaves)
         disks.append({"device": d.get("device", "disk"), "type": d.get("type"),
                       "path": path, "bus": target.get("bus") if target is not None else None,
+                      "backing": backing.get("file") if backing is not None else None,
                       "dev": target.get("dev") if target is not None else None,
                       "pool": src.get("pool") if src is not None else None,
                       "volume": src.get("volume") if src is not None else None})
@@ -88,6 +91,7 @@ def read_domain(dom: Any) -> dict[str, Any]:
         "cpus": vcpus,
         "memory": {"current": mem_kib // 1024, "maxmemory": max_kib // 1024},
         "graphics": graphics,
+        "serial_console": has_serial_console(root),
         "disks": disks,
         "networks": networks,
         "users": users,
@@ -97,6 +101,53 @@ def read_domain(dom: Any) -> dict[str, Any]:
         "description": (root.findtext("description") or ""),
         "screenshot": f"/vms/{name}/screenshot" if state_name == "running" else None,
         "stats": dict(ZERO_STATS),
+        **read_settings(dom, root),
+    }
+
+
+def _family(machine: str | None) -> str:
+    """q35 or pc (i440FX): the chipset of one of libvirt's machine names."""
+    return "q35" if machine and "q35" in machine else "pc"
+
+
+def _attr(el: ET.Element, child: str, name: str) -> str | None:
+    found = el.find(child)
+    return found.get(name) if found is not None else None
+
+
+def read_settings(dom: Any, root: ET.Element) -> dict[str, Any]:
+    """What ``PUT /vms/<name>`` changes besides memory, vCPUs and graphics, from the
+    domain's XML (and its autostart flag, which libvirt keeps apart)."""
+    os_el = root.find("os")
+    os_type = root.find("os/type")
+    loader = root.find("os/loader")
+    uefi = os_el is not None and os_el.get("firmware") == "efi" or loader is not None and (
+        loader.get("type") == "pflash" or "OVMF" in (loader.text or "")
+        or "edk2" in (loader.text or ""))
+    secure = root.find("os/firmware/feature[@name='secure-boot']")
+    top = root.find("cpu/topology")
+    topology = None
+    if top is not None:
+        topology = {k: int(top.get(k, "1")) for k in ("sockets", "cores", "threads")}
+        topology["sockets"] *= int(top.get("dies", "1"))  # dies: kimchi writes 1
+    osinfo = root.find(f"metadata/{{{LIBOSINFO_NS}}}libosinfo/{{{LIBOSINFO_NS}}}os")
+    return {
+        "autostart": bool(dom.autostart()),
+        "boot": [b.get("dev", "") for b in root.findall("os/boot")],
+        "bootmenu": root.find("os/bootmenu[@enable='yes']") is not None,
+        "maxcpus": int(root.findtext("vcpu") or 1),
+        "cpu_topology": topology,
+        "machine": os_type.get("machine") if os_type is not None else None,
+        "firmware": "uefi" if uefi else "bios",
+        "secure_boot": bool(uefi) and (
+            (secure is not None and secure.get("enabled") == "yes")
+            or (loader is not None and loader.get("secure") == "yes")),
+        "tpm": root.find("devices/tpm") is not None,
+        "interfaces": [{"mac": _attr(i, "mac", "address"), "type": i.get("type"),
+                        "network": _attr(i, "source", "network"),
+                        "model": _attr(i, "model", "type")}
+                       for i in root.findall("devices/interface")],
+        "os": osinfo.get("id") if osinfo is not None else None,
     }
 
 
@@ -326,7 +377,12 @@ class VmInventory:
 
 # what a vm.updated event is about (state changes are vm.state)
 _DESCRIPTIVE = ("name", "cpus", "memory", "graphics", "users", "groups", "disks", "networks",
-                "title", "description")
+                "title", "description", "autostart", "boot", "bootmenu", "maxcpus",
+                "cpu_topology", "machine", "firmware", "secure_boot", "tpm", "interfaces")
+
+# what PUT /vms/<name> changes in the persistent definition, only when the VM is shut off
+_SHUT_OFF_ONLY = ("memory", "cpus", "graphics", "boot", "bootmenu", "cpu_topology",
+                  "nic_model", "machine", "firmware", "secure_boot", "tpm")
 
 # action -> (states it is allowed in, what it does to the domain)
 ACTIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -389,23 +445,24 @@ def _delete(conn: Any, uuid: str) -> list[str]:
 
     dom = conn.lookupByUUIDString(uuid)
     vm = read_domain(dom)
+    ns = f"{{{METADATA_NS}}}"
+    cidata = ET.fromstring(dom.XMLDesc(0)).findtext(f"./metadata/{ns}vm/{ns}cidata")
     if dom.isActive():
         dom.destroy()
     _undefine(dom)
     deleted = []
-    for disk in vm["disks"]:
-        if disk["device"] != "disk" or not disk["path"]:
-            continue
+    paths = [d["path"] for d in vm["disks"] if d["device"] == "disk" and d["path"]]
+    for path in paths + ([cidata] if cidata else []):  # its cloud-init seed goes too
         try:
-            vol = conn.storageVolLookupByPath(disk["path"])
+            vol = conn.storageVolLookupByPath(path)
             pool_type = ET.fromstring(vol.storagePoolLookupByVolume().XMLDesc(0)).get("type")
             if pool_type in ("iscsi", "scsi", "iscsi-direct"):
                 continue
             vol.delete(0)
-            deleted.append(disk["path"])
+            deleted.append(path)
         except libvirt.libvirtError as e:
             log.warn("VM {name}: disk {path} not deleted: {e}", name=vm["name"],
-                     path=disk["path"], e=str(e))
+                     path=path, e=str(e))
     return deleted
 
 
@@ -489,7 +546,7 @@ def _update(conn: Any, uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
     state = STATES[dom.info()[0]]
     name = dom.name()
     shut = state == "shutoff"
-    for field in ("memory", "cpus", "graphics"):
+    for field in _SHUT_OFF_ONLY:
         if field in changes and not shut:
             raise InvalidOperation("KCHVM0014E", field=field, name=name, state=state)
     new = changes.get("name")
@@ -501,14 +558,17 @@ def _update(conn: Any, uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
             raise InvalidOperation("KCHVM0001E", name=new)
         except libvirt.libvirtError:
             pass
-    if any(f in changes for f in ("memory", "cpus", "graphics")):
+    if any(f in changes for f in _SHUT_OFF_ONLY):
         root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         _edit_definition(root, changes)
+        _edit_settings(root, changes, name)
         conn.defineXML(ET.tostring(root, encoding="unicode"))
     if "users" in changes or "groups" in changes:
         _edit_access(dom, changes)
     if new and new != name:
         dom.rename(new, 0)
+    if "autostart" in changes:  # kept by libvirt beside the definition: any state
+        conn.lookupByUUIDString(uuid).setAutostart(int(bool(changes["autostart"])))
     return read_domain(conn.lookupByUUIDString(uuid))
 
 
@@ -552,6 +612,148 @@ def _edit_definition(root: ET.Element, changes: dict[str, Any]) -> None:
             for sub in el.findall("listen"):
                 el.remove(sub)
             ET.SubElement(el, "listen", type="address", address=g["listen"])
+
+
+def _edit_settings(root: ET.Element, changes: dict[str, Any], name: str) -> None:
+    """Boot order and menu, CPU topology, NIC models, machine, firmware and TPM, in the
+    domain's XML (after :func:`_edit_definition`: the topology is checked against the
+    maximum vCPUs this request leaves)."""
+    os_el = root.find("os")
+    devices = root.find("devices")
+    assert os_el is not None and devices is not None
+    _edit_topology(root, changes)
+    if "boot" in changes:
+        for el in os_el.findall("boot"):
+            os_el.remove(el)
+        for dev in devices:  # per-device <boot order>: libvirt refuses both kinds at once
+            for el in dev.findall("boot"):
+                dev.remove(el)
+        for dev_name in changes["boot"]:
+            ET.SubElement(os_el, "boot", dev=dev_name)
+    if "bootmenu" in changes:
+        for el in os_el.findall("bootmenu"):
+            os_el.remove(el)
+        ET.SubElement(os_el, "bootmenu", enable="yes" if changes["bootmenu"] else "no")
+    if "nic_model" in changes:
+        _edit_nic_models(devices, changes["nic_model"], name)
+    os_type = os_el.find("type")
+    machine = os_type.get("machine") if os_type is not None else None
+    if changes.get("machine") and os_type is not None:
+        if _family(machine) != _family(changes["machine"]) and machine:
+            raise InvalidOperation("KCHVM0055E", name=name, old=_family(machine),
+                                   new=_family(changes["machine"]))
+        os_type.set("machine", changes["machine"])
+        machine = changes["machine"]
+    if "firmware" in changes or "secure_boot" in changes:
+        _edit_firmware(root, os_el, changes, name, machine)
+    if "tpm" in changes:
+        for el in devices.findall("tpm"):
+            devices.remove(el)
+        if changes["tpm"]:
+            tpm = ET.SubElement(devices, "tpm", model="tpm-crb")
+            ET.SubElement(tpm, "backend", type="emulator", version="2.0")
+
+
+def _edit_topology(root: ET.Element, changes: dict[str, Any]) -> None:
+    """The topology asked for (null: libvirt's), which with the one kept must make the
+    maximum vCPUs."""
+    touched = "cpu_topology" in changes or "cpus" in changes or "maxcpus" in changes
+    if not touched:
+        return
+    cpu = root.find("cpu")
+    top = cpu.find("topology") if cpu is not None else None
+    if "cpu_topology" in changes:
+        if top is not None and cpu is not None:
+            cpu.remove(top)
+            top = None
+        if cpu is not None and not len(cpu) and not cpu.attrib:
+            root.remove(cpu)  # nothing else said: as if never there
+            cpu = None
+        want = changes["cpu_topology"]
+        if want:
+            if cpu is None:
+                cpu = ET.SubElement(root, "cpu")
+            top = ET.SubElement(cpu, "topology", sockets=str(want["sockets"]), dies="1",
+                                cores=str(want["cores"]), threads=str(want["threads"]))
+    if top is None:
+        return
+    maxcpus = int(root.findtext("vcpu") or 1)
+    parts = {k: int(top.get(k, "1")) for k in ("sockets", "dies", "cores", "threads")}
+    product = parts["sockets"] * parts["dies"] * parts["cores"] * parts["threads"]
+    if product != maxcpus:
+        raise InvalidOperation("KCHVM0053E", sockets=parts["sockets"] * parts["dies"],
+                               cores=parts["cores"], threads=parts["threads"],
+                               product=product, maxcpus=maxcpus)
+
+
+def _edit_nic_models(devices: ET.Element, want: str | dict[str, str], name: str) -> None:
+    ifaces = devices.findall("interface")
+    by_mac = {}
+    for iface in ifaces:
+        mac_el = iface.find("mac")
+        if mac_el is not None:
+            by_mac[mac_el.get("address", "").lower()] = iface
+    if isinstance(want, str):
+        chosen = [(iface, want) for iface in ifaces]
+    else:
+        chosen = []
+        for mac, model in want.items():
+            if mac.lower() not in by_mac:
+                raise NotFound("KCHVMIFACE0001E", mac=mac, name=name)
+            chosen.append((by_mac[mac.lower()], model))
+    for iface, model in chosen:
+        el = iface.find("model")
+        if el is None:
+            el = ET.SubElement(iface, "model")
+        if el.get("type") == model:
+            continue
+        el.set("type", model)
+        # another model may need another kind of slot (rtl8139 is PCI, not PCI Express):
+        # libvirt gives it one
+        for addr in iface.findall("address"):
+            iface.remove(addr)
+
+
+def _edit_firmware(root: ET.Element, os_el: ET.Element, changes: dict[str, Any], name: str,
+                   machine: str | None) -> None:
+    """BIOS, or UEFI through libvirt's firmware auto-selection (as a new VM gets it: see
+    domainxml._firmware); the loader and NVRAM libvirt picked before are dropped, so that
+    it picks again for what is asked."""
+    current = read_settings(_NoAutostart(), root)
+    firmware = changes.get("firmware", current["firmware"])
+    secure = bool(changes.get("secure_boot", current["secure_boot"])) and firmware == "uefi"
+    if changes.get("secure_boot") and (firmware != "uefi" or _family(machine) != "q35"):
+        raise InvalidOperation("KCHVM0054E", name=name, firmware=firmware,
+                               machine=machine or "pc")
+    for tag in ("firmware", "loader", "nvram"):
+        for el in os_el.findall(tag):
+            os_el.remove(el)
+    os_el.attrib.pop("firmware", None)
+    if firmware == "uefi":
+        os_el.set("firmware", "efi")
+        flag = "yes" if secure else "no"
+        fw = ET.Element("firmware")
+        ET.SubElement(fw, "feature", enabled=flag, name="enrolled-keys")
+        ET.SubElement(fw, "feature", enabled=flag, name="secure-boot")
+        os_el.insert(1, fw)
+        if secure:  # libvirt refuses <loader secure='no'> beside auto-selection
+            os_el.insert(2, ET.Element("loader", secure="yes"))
+    if secure:
+        feats = root.find("features")
+        if feats is None:
+            feats = ET.SubElement(root, "features")
+        smm = feats.find("smm")
+        if smm is None:
+            smm = ET.SubElement(feats, "smm")
+        smm.set("state", "on")
+
+
+class _NoAutostart:
+    """A stand-in domain for reading settings from XML alone."""
+
+    @staticmethod
+    def autostart() -> int:
+        return 0
 
 
 def _edit_access(dom: Any, changes: dict[str, Any]) -> None:

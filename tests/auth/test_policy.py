@@ -31,6 +31,13 @@ def test_identity_is_the_login_answer():
     ("DELETE", "/templates/f39"),
     ("POST", "/templates/<name>/clone"),
     ("POST", "/storagepools/default/activate"),
+    # images onto the host, at both of a volume's addresses: downloads and uploads, their
+    # chunks, giving one up, wipes and clones
+    *((method, f"{at}/storagepools/p/storagevolumes{path}")
+      for at in ("", "/hosts/h2")
+      for method, path in (("POST", ""), ("PUT", "/v.img/content"),
+                           ("DELETE", "/v.img/content"), ("POST", "/v.img/wipe"),
+                           ("POST", "/v.img/clone"))),
     ("DELETE", "/networks/default"),
     ("GET", "/debugreports"),
     ("GET", "/debugreports/r1/content"),
@@ -40,9 +47,11 @@ def test_identity_is_the_login_answer():
     ("PUT", "/vms/<name>"),
     ("DELETE", "/vms/vm1"),
     ("POST", "/vms/<name>/clone"),
+    ("POST", "/vms/<name>/template"),
     # a VM's canonical address is ruled as its root one
     ("PUT", "/hosts/<host>/vms/<name>"),
     ("POST", "/hosts/h2/vms/web/clone"),
+    ("POST", "/hosts/h2/vms/web/template"),
     ("POST", "/hosts/h2/vms/web/snapshots"),
     ("POST", "/hosts/h2/vms/web/snapshots/s1/revert"),
     ("DELETE", "/hosts/h2/vms/web/storages/vdb"),
@@ -68,6 +77,9 @@ def test_admin_only_methods(method: str, path: str):
     ("GET", "/templates"),
     ("GET", "/templates/<name>"),
     ("GET", "/storagepools/default"),
+    # how much of an upload has come: reading, like the volume itself
+    ("HEAD", "/storagepools/p/storagevolumes/v.img/content"),
+    ("GET", "/hosts/h2/storagepools/p/storagevolumes/v.img/content"),
     ("GET", "/networks"),
     ("GET", "/host"),
     ("GET", "/host/stats"),

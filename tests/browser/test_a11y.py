@@ -202,6 +202,7 @@ def new_vm(site: Site) -> Any:
     page = state_is(site, "running")
     page.get_by_role("button", name="+ New VM").click()
     page.wait_for_selector('#vm-new-templates input[value="gone"]:disabled')
+    page.locator("#vm-new-ci > summary").click()  # its cloud-init fields checked too
     return page
 
 
@@ -225,6 +226,7 @@ DIALOGS: dict[str, tuple[str, Callable[[Site], Any]]] = {
     "delete": ("#confirm-dialog", by_button("Delete test")),
     "edit": ("#vm-edit-dialog", by_button("Edit test", "shutoff")),
     "clone": ("#vm-clone-dialog", by_button("Clone test", "shutoff")),
+    "make-template": ("#vm-mktmpl-dialog", by_button("Make a template of test", "shutoff")),
 }
 
 
@@ -241,6 +243,25 @@ def test_vm_dialog(site: Site, name: str) -> None:
         if page.evaluate(f"() => document.querySelector('{dialog}').open"):
             page.keyboard.press("Escape")
         page.wait_for_selector(f"{dialog}:not([open])", state="attached")
+
+
+def test_template_form_for_a_disk_image_and_the_cloud_init_dialog(site: Site) -> None:
+    page = show(site, "templates", '#tmpl-rows tr[data-name="f39"]')
+    page.get_by_role("radio", name="Disk image").check()
+    page.locator("#tmpl-ci > summary").click()
+    try:
+        axe(site, page, "templates-image-form", within="#tmpl-form")
+    finally:
+        page.locator("#tmpl-ci > summary").click()
+        page.get_by_role("radio", name="ISO (install)").check()
+    page.locator('#tmpl-rows tr[data-name="f39"]').get_by_role(
+        "button", name="cloud-init of f39").click()
+    try:
+        page.wait_for_selector("#tmpl-ci-dialog[open]")
+        axe(site, page, "dialog-template-cloud-init", within="#tmpl-ci-dialog")
+    finally:
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#tmpl-ci-dialog:not([open])", state="attached")
 
 
 def test_the_page_logged_no_error(site: Site) -> None:

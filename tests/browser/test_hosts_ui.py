@@ -256,7 +256,7 @@ def test_the_vms_page_shows_each_vms_host_filters_by_host_and_acts_on_its_host(
     # another host's VM offers what a local one does
     app3 = vm_item(page, "app3")
     assert app3.locator(".vm-actions button:visible").all_inner_texts() == [
-        "Start", "Edit", "Clone", "Migrate", "Delete"]
+        "Start", "Edit", "Clone", "Make template", "Migrate", "Delete"]
     page.screenshot(path=str(artifacts / "ui-vms-hosts.png"))
     # started from its row: on its own host
     app3.get_by_role("button", name="Start app3").click()

@@ -68,7 +68,7 @@ def test_clone_is_offered_on_shut_off_vms_only(page: Any, idle_kimchi: Kimchi) -
     assert "Clone" not in actions(page, "test")  # running
 
     press(page, "test", "Power off", "Shut off")
-    assert actions(page, "test") == ["Start", "Edit", "Clone", "Delete"]
+    assert actions(page, "test") == ["Start", "Edit", "Clone", "Make template", "Delete"]
     assert item(page, "test").get_by_role("button", name="Clone test").is_enabled()
 
     press(page, "test", "Start", "Running")
@@ -197,7 +197,7 @@ def test_a_clone_made_through_the_dialog_appears_in_the_list(
     # the copy appears in the list, shut off, a VM of its own
     item(page, copy).wait_for()
     wait_chip(page, copy, "Shut off")
-    assert actions(page, copy) == ["Start", "Edit", "Clone", "Delete"]
+    assert actions(page, copy) == ["Start", "Edit", "Clone", "Make template", "Delete"]
     page.screenshot(path=str(artifacts / "ui-vms-cloned.png"))
     rows = page.evaluate("window.__rows")
     # while it was made: its own "Creating" row, and the source said it was being copied

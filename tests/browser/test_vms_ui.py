@@ -128,7 +128,7 @@ def test_actions_follow_the_state_and_the_chip_changes_live(
     assert actions(page, "test") == RUNNING_ACTIONS
 
     press(page, "test", "Power off", "Shut off")
-    off = ["Start", "Edit", "Clone", "Delete"] if offers(kimchi, "/vms/{name}", "put") else ["Start", "Delete"]
+    off = ["Start", "Edit", "Clone", "Make template", "Delete"] if offers(kimchi, "/vms/{name}", "put") else ["Start", "Delete"]
     assert actions(page, "test") == off
     assert kimchi.get("/vms/test").json()["state"] == "shutoff"
     assert page.locator("#vm-count").inner_text() == "1 guest · 0 running"
@@ -402,7 +402,7 @@ def test_new_vm_from_a_template_appears_live(page: Any, idle_kimchi: Kimchi, tmp
     page.wait_for_selector('#task-list > li.task[data-status="finished"]')
     item(page, "web1").wait_for()
     wait_chip(page, "web1", "Shut off")
-    off = ["Start", "Edit", "Clone", "Delete"]
+    off = ["Start", "Edit", "Clone", "Make template", "Delete"]
     assert actions(page, "web1") == off
     assert "1 vCPU · 2 GiB" in item(page, "web1").locator(".vm-spec").inner_text()
     assert kimchi.get("/vms/web1").json()["state"] == "shutoff"

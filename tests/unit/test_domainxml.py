@@ -34,7 +34,7 @@ def test_a_modern_linux_gets_virtio_disks_the_iso_and_its_network():
     assert root.get("type") == "qemu"
     disks = root.findall("./devices/disk")
     assert [(d.get("device"), d.find("target").get("dev")) for d in disks] == [
-        ("disk", "vda"), ("disk", "vdb"), ("cdrom", "hda")]
+        ("disk", "vda"), ("disk", "vdb"), ("cdrom", "sda")]  # q35: a SATA CD-ROM
     assert disks[0].find("source").get("file") == "/pool/vm1-0.qcow2"
     assert disks[1].find("driver").get("type") == "raw"
     assert disks[2].find("source").get("file") == "/isos/f.iso"

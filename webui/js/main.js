@@ -19,7 +19,9 @@ import templates from './pages/templates.js';
 import vms from './pages/vms.js';
 import vmThumbs from './pages/vm-thumbs.js';
 import vmDialogs from './pages/vm-dialogs.js';
+import vmTemplate from './pages/vm-template.js';
 import consolePage from './pages/console.js';
+import serialPage from './pages/serial.js';
 import snapshots from './pages/snapshots.js';
 import devices from './pages/devices.js';
 import storage from './pages/storage.js';
@@ -29,7 +31,7 @@ import hosts from './pages/hosts.js';
 import reports from './pages/reports.js';
 import tokens from './pages/tokens.js';
 
-register(dialogs, session, tasks, health, isos, templates, vms, vmThumbs, vmDialogs, consolePage,
+register(dialogs, session, tasks, health, isos, templates, vms, vmThumbs, vmDialogs, vmTemplate, consolePage, serialPage,
   snapshots, devices, storage, networks, host, hosts, reports, tokens);
 
 function init() {

@@ -8,6 +8,13 @@ from kimchi.bus.jobs import JOBS, Job
 
 def load_all() -> dict[str, Job]:
     """Import every job module so each registers itself."""
-    from workers.jobs import debugreport, diagnostics, disks, iso_scan  # noqa: F401
+    from workers.jobs import (  # noqa: F401
+        bases,
+        debugreport,
+        diagnostics,
+        disks,
+        iso_scan,
+        volumes,
+    )
 
     return JOBS

@@ -53,7 +53,7 @@ def convert_argv(src: str, dst: str, fmt: str, rate: int) -> list[str]:
     return [*argv, src, dst]
 
 
-def _convert(ctx: JobContext, src: str, dst: str, fmt: str,
+def run_convert(ctx: JobContext, src: str, dst: str, fmt: str,
              on_percent: Any) -> None:
     """One ``qemu-img convert``, stopped (and its output removed) when the job must stop."""
     argv = convert_argv(src, dst, fmt, int(ctx.params.get("rate_limit") or 0))
@@ -113,19 +113,24 @@ def copy_disks(ctx: JobContext) -> dict[str, Any]:
                     time.sleep(ctx.fault_delay)
 
             report(0.0)
-            _convert(ctx, c["src"], part, c["format"], report)
+            run_convert(ctx, c["src"], part, c["format"], report)
             os.rename(part, c["dst"])
             written[-1] = c["dst"]
             done_bytes += size
         return {"copied": [c["dst"] for c in copies], "bytes": total,
                 "message": f"Copied {len(copies)} disk(s)"}
     except BaseException:
-        for path in written:  # a cancel or a failure leaves none of its files
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        remove_all(written)  # a cancel or a failure leaves none of its files
         raise
+
+
+def remove_all(paths: list[str]) -> None:
+    """Remove these files, those that are there."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 @job("disks.remove")

@@ -9,7 +9,8 @@ export const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
 export const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM', 'vm.clone': 'Clone VM',
   'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report',
   'debugreport.fetch': 'Debug report', 'disks.remove': 'Disk removal', 'vm.snapshot': 'Snapshot',
-  'vm.migrate': 'Migration' };
+  'vm.migrate': 'Migration', 'vm.template': 'Make template', 'vm.template.disks': 'Disk copy',
+  'volume.download': 'Volume download', 'volume.wipe': 'Volume wipe', 'volume.clone': 'Volume clone' };
 const COUNTERS = [['files', 'Files'], ['dirs', 'Folders'], ['isos', 'ISOs'], ['skipped', 'Skipped']];
 const STATUS_TEXT = {
   queued: 'Queued', running: 'Running', cancelling: 'Cancelling…', finished: 'Finished',
@@ -60,12 +61,19 @@ export function taskTarget(rec) {
   if (rec.kind === 'vm.create') {
     const name = vmNameOf(rec);
     const from = rec.params && rec.params.template;
+    const names = rec.params && Array.isArray(rec.params.names) ? rec.params.names : [];
+    if (names.length > 1) {
+      return `${names.length} VMs (${names[0]} … ${names[names.length - 1]})${from ? ` from ${from}` : ''}`;
+    }
     return from ? `${name || 'a VM'} from ${from}` : name || rec.target_uri || '';
   }
   if (rec.kind === 'vm.clone') {
     const name = vmNameOf(rec);
     const from = rec.params && rec.params.source;
     return from ? `${name || 'a VM'}, a copy of ${from}` : name || rec.target_uri || '';
+  }
+  if (rec.kind === 'vm.template' && rec.params && rec.params.template) {
+    return `${rec.params.template}, from ${rec.params.source || 'a VM'}`;
   }
   if (rec.params && typeof rec.params.path === 'string') return rec.params.path;
   return rec.target_uri || '';

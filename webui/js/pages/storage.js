@@ -6,10 +6,16 @@
  * host ("on h2") and keyed by host and name (the same name, "default-pool", is on each
  * host), with a filter to show one host's; whatever is done to another host's pool or its
  * volumes goes to its canonical address (/hosts/<host>/storagepools/<name>/...), and the
- * new-pool form offers the host to make it on. */
+ * new-pool form offers the host to make it on.
+ *
+ * Images onto the host (admins, folder pools): "Download from URL" queues a volume.download
+ * task (its progress in the task panel); "Upload" sends the file picked in slices with PUT
+ * .../content and Content-Range, a bar showing bytes and %, and after a failed request asks
+ * HEAD .../content where to go on from; Wipe and Clone on each volume queue tasks. */
 
 import { $, el, announce, humanSize, numberFmt, usedByText, actionButton, pathText } from '../core/dom.js';
-import { api, remove } from '../core/api.js';
+import { api, remove, noteAnswer } from '../core/api.js';
+import { upsertTask } from '../core/tasks.js';
 import { askConfirm } from '../core/dialogs.js';
 import { Listing, showListingState } from '../core/listing.js';
 import { isShown } from '../core/router.js';
@@ -21,6 +27,10 @@ const poolErrors = new Map(); // poolKey -> why its last action failed
 let chosen = null; // { host, name }: the pool whose volumes are shown
 let hostFilter = ''; // '' for every host's pools, else one host's name
 let newHost = ''; // the host the new-pool form makes its pool on ('' until hosts are known)
+let uploading = null; // { name, pool, path, total, sent, abort, cancelled }: the upload under way
+let cloneSource = null; // the volume the clone form copies
+const SLICE = 16 * 1024 * 1024; // bytes of each PUT of an upload (the server takes up to 64 MiB)
+const RETRIES = 6; // failed requests in a row before an upload gives up
 
 /** A pool's key: its host and its name (one name may be on several hosts). */
 const poolKey = (p) => `${p.host || ''}\n${p.name}`;
@@ -226,13 +236,18 @@ function volumeRow(v) {
   name.title = v.path;
   const act = el('td', 'cell-actions');
   if (isAdmin()) {
+    const wipe = actionButton('Wipe', 'btn-plain volume-wipe', `Wipe ${v.name}`,
+      () => askWipeVolume(v));
+    const clone = actionButton('Clone', 'btn-plain volume-clone', `Clone ${v.name}`,
+      () => openClone(v));
     const del = actionButton('Delete', 'btn-danger-outline volume-delete', `Delete ${v.name}`,
       () => askDeleteVolume(v));
     if (v.used_by && v.used_by.length) {
       del.disabled = true;
       del.title = `A disk of ${v.used_by.join(', ')}`;
+      wipe.title = `A disk of ${v.used_by.join(', ')}: refused while it runs`;
     }
-    act.append(del);
+    act.append(wipe, clone, del);
   }
   tr.append(name, el('td', null, v.format || '—'), el('td', 'num', humanSize(v.capacity)),
     el('td', 'num', humanSize(v.allocation)),
@@ -298,6 +313,238 @@ function askDeleteVolume(v) {
   });
 }
 
+// -- images onto the host: download, upload, wipe, clone --------------------------------------
+
+function showFormError(id, text) {
+  const e = $(id);
+  e.textContent = text;
+  e.hidden = !text;
+}
+
+const volumesPath = (pool) => `${poolPath(pool)}/storagevolumes`;
+
+async function startDownload(ev) {
+  ev.preventDefault();
+  const pool = chosen;
+  if (!pool) return;
+  showFormError('download-error', '');
+  const url = $('download-url').value.trim();
+  const name = $('download-name').value.trim() || decodeURIComponent(url.split('?')[0].split('/').pop() || '');
+  const checksum = $('download-checksum').value.trim();
+  if (!/^https?:\/\/\S+$/i.test(url)) {
+    showFormError('download-error', 'The URL must begin with http:// or https://.');
+    $('download-url').focus();
+    return;
+  }
+  if (!name) { showFormError('download-error', 'Give the volume a name.'); $('download-name').focus(); return; }
+  if (checksum && !/^sha256:[0-9a-f]{64}$/i.test(checksum)) {
+    showFormError('download-error', 'The checksum is sha256: followed by 64 hexadecimal digits.');
+    $('download-checksum').focus();
+    return;
+  }
+  const btn = $('download-start');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', volumesPath(pool), { name, url, ...(checksum ? { checksum } : {}) });
+    upsertTask(r.data); // its progress shows in the task panel
+    $('download-name').value = '';
+    $('download-url').value = '';
+    $('download-checksum').value = '';
+    announce(`Downloading ${name} into ${pool.name}${onHost(pool)}`);
+  } catch (e) {
+    showFormError('download-error', e.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/** The upload's bar and text: bytes and %. */
+function showUpload(u) {
+  const pct = u.total ? Math.floor((100 * u.sent) / u.total) : 100;
+  $('upload-progress').hidden = false;
+  $('upload-bar').max = 100;
+  $('upload-bar').value = pct;
+  $('upload-bar').setAttribute('aria-valuetext', `${pct} %`);
+  $('upload-text').textContent = `${u.name}: ${humanSize(u.sent)} of ${humanSize(u.total)} (${pct} %)`;
+}
+
+function uploadHeaders(extra) {
+  return { 'X-Requested-With': 'XMLHttpRequest', Accept: 'application/json', ...extra };
+}
+
+/** Where the server's copy ends (HEAD .../content), to go on from there. */
+async function uploadOffset(u) {
+  const resp = await fetch(u.path, { method: 'HEAD', credentials: 'same-origin',
+    headers: uploadHeaders({}), signal: u.abort.signal });
+  noteAnswer(resp);
+  if (!resp.ok) throw Object.assign(new Error(`${resp.status} ${resp.statusText}`), { status: resp.status });
+  return Number(resp.headers.get('Upload-Offset'));
+}
+
+async function answerError(resp) {
+  let data = null;
+  try { data = await resp.json(); } catch (e) { data = null; }
+  const err = new Error(data && data.reason ? data.reason : `${resp.status} ${resp.statusText}`);
+  err.status = resp.status;
+  err.body = data;
+  return err;
+}
+
+/** Send ``file`` to ``u.path`` slice by slice, going on from where the server is after a
+ * failed request (HEAD), until the last byte is there. */
+async function sendSlices(u, file) {
+  let failures = 0;
+  while (u.sent < u.total) {
+    const end = Math.min(u.sent + SLICE, u.total);
+    try {
+      const resp = await fetch(u.path, {
+        method: 'PUT', credentials: 'same-origin', signal: u.abort.signal,
+        headers: uploadHeaders({ 'Content-Type': 'application/octet-stream',
+          'Content-Range': `bytes ${u.sent}-${end - 1}/${u.total}` }),
+        body: file.slice(u.sent, end),
+      });
+      noteAnswer(resp);
+      if (resp.status === 409) { // not where the server is: go on from its offset
+        u.sent = Number(resp.headers.get('Upload-Offset')) || 0;
+      } else if (!resp.ok) {
+        throw await answerError(resp);
+      } else {
+        u.sent = end;
+        failures = 0;
+      }
+      showUpload(u);
+    } catch (e) {
+      if (u.cancelled) return;
+      if (e.status && e.status < 500 && e.status !== 408) throw e; // refused: trying again won't help
+      failures += 1;
+      if (failures > RETRIES) throw new Error(`The upload failed ${RETRIES} times in a row: ${e.message}`);
+      $('upload-text').textContent = `${u.name}: connection lost, going on in ${failures} s…`;
+      await new Promise((ok) => { setTimeout(ok, 1000 * failures); });
+      if (u.cancelled) return;
+      try { u.sent = await uploadOffset(u); showUpload(u); } catch (e2) { /* next turn tries again */ }
+    }
+  }
+}
+
+async function startUpload(ev) {
+  ev.preventDefault();
+  const pool = chosen;
+  if (!pool || uploading) return;
+  showFormError('upload-error', '');
+  const file = $('upload-file').files[0];
+  if (!file) { showFormError('upload-error', 'Pick a file to upload.'); $('upload-file').focus(); return; }
+  const name = $('upload-name').value.trim() || file.name;
+  const format = $('upload-format').value;
+  const btn = $('upload-start');
+  btn.disabled = true;
+  const u = { name, pool, path: '', total: file.size, sent: 0, abort: new AbortController(), cancelled: false };
+  try {
+    try {
+      const r = await api('POST', volumesPath(pool), { name, capacity: file.size, format, upload: true });
+      u.path = r.headers.get('Location');
+      u.sent = r.data.received || 0; // a .part kept from before goes on
+    } catch (e) {
+      // the same upload begun before (a page reloaded): go on from where the server is
+      if (!e.body || e.body.errcode !== 'KCHVOL0018E') throw e;
+      const path = `${volumesPath(pool)}/${encodeURIComponent(name)}/content`;
+      const was = (await api('GET', path)).data;
+      if (!was || was.capacity !== file.size || was.format !== format) throw e;
+      u.path = path;
+      u.sent = was.received;
+    }
+    uploading = u;
+    showUpload(u);
+    await sendSlices(u, file);
+    if (u.cancelled) return;
+    showUpload(u);
+    announce(`Volume ${name} uploaded to ${pool.name}${onHost(pool)}`);
+    $('upload-file').value = '';
+    $('upload-name').value = '';
+    await pools.load();
+  } catch (e) {
+    if (!u.cancelled) showFormError('upload-error', e.message);
+  } finally {
+    if (uploading === u) uploading = null;
+    $('upload-cancel').disabled = false;
+    btn.disabled = false;
+  }
+}
+
+async function cancelUpload() {
+  const u = uploading;
+  if (!u) return;
+  u.cancelled = true;
+  u.abort.abort();
+  $('upload-cancel').disabled = true;
+  try {
+    await remove(u.path);
+    $('upload-text').textContent = `${u.name}: upload cancelled`;
+    announce(`Upload of ${u.name} cancelled`);
+  } catch (e) {
+    showFormError('upload-error', e.message);
+  }
+}
+
+function pickedFile() {
+  const file = $('upload-file').files[0];
+  if (!file) return;
+  if (!$('upload-name').value.trim()) $('upload-name').value = file.name;
+  const ext = file.name.toLowerCase().split('.').pop();
+  if (['qcow2', 'iso', 'raw'].includes(ext)) $('upload-format').value = ext;
+}
+
+function askWipeVolume(v) {
+  const pool = chosen;
+  askConfirm({
+    title: 'Wipe volume?',
+    text: `Every byte of “${v.name}” (${humanSize(v.capacity)}) in ${pool.name}${onHost(pool)} is overwritten `
+      + 'with zeros. This cannot be undone.',
+    ok: 'Wipe',
+    run: async () => {
+      const r = await api('POST', `${volumesPath(pool)}/${encodeURIComponent(v.name)}/wipe`);
+      upsertTask(r.data);
+      announce(`Wiping ${v.name}`);
+    },
+    back: () => document.querySelector('#volume-rows button:not([disabled])') || $('volume-name'),
+  });
+}
+
+function openClone(v) {
+  cloneSource = v;
+  $('clone-form').hidden = false;
+  $('clone-label').textContent = `Name of the clone of ${v.name}`;
+  const dot = v.name.lastIndexOf('.');
+  $('clone-name').value = dot > 0 ? `${v.name.slice(0, dot)}-clone${v.name.slice(dot)}` : `${v.name}-clone`;
+  showFormError('clone-error', '');
+  $('clone-name').focus();
+}
+
+function closeClone() {
+  cloneSource = null;
+  $('clone-form').hidden = true;
+}
+
+async function startClone(ev) {
+  ev.preventDefault();
+  const pool = chosen;
+  const v = cloneSource;
+  if (!pool || !v) return;
+  const name = $('clone-name').value.trim();
+  if (!name) { showFormError('clone-error', 'Give the clone a name.'); return; }
+  const btn = $('clone-start');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', `${volumesPath(pool)}/${encodeURIComponent(v.name)}/clone`, { name });
+    upsertTask(r.data);
+    announce(`Cloning ${v.name} to ${name}`);
+    closeClone();
+  } catch (e) {
+    showFormError('clone-error', e.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
 const poolsSoon = () => pools.soon();
 
 /** A host came, went or changed state: its pools come or go with it (no storagepool.*
@@ -314,7 +561,8 @@ export default {
     },
   },
   events: {
-    // a pool or a volume changed elsewhere; a VM made or deleted changes what uses a pool
+    // a pool or a volume changed elsewhere; a VM made or deleted changes what uses a pool;
+    // a download or a clone that ended refreshed its pool (storagevolume.created)
     'storagepool.created storagepool.updated storagepool.deleted': poolsSoon,
     'storagevolume.created storagevolume.updated storagevolume.deleted': poolsSoon,
     'vm.created vm.deleted': poolsSoon,
@@ -323,6 +571,12 @@ export default {
   init() {
     $('pool-form').addEventListener('submit', makePool);
     $('volume-form').addEventListener('submit', makeVolume);
+    $('download-form').addEventListener('submit', startDownload);
+    $('upload-form').addEventListener('submit', startUpload);
+    $('upload-file').addEventListener('change', pickedFile);
+    $('upload-cancel').addEventListener('click', cancelUpload);
+    $('clone-form').addEventListener('submit', startClone);
+    $('clone-close').addEventListener('click', closeClone);
     onHosts(() => {
       fillHosts();
       if (pools.items) renderPools(); // the rows' "on <host>" labels
@@ -355,5 +609,9 @@ export default {
     $('volume-empty').hidden = true;
     showPoolError('');
     showVolumeError('');
+    if (uploading) { uploading.cancelled = true; uploading.abort.abort(); uploading = null; }
+    closeClone();
+    $('upload-progress').hidden = true;
+    for (const id of ['download-error', 'upload-error', 'clone-error']) showFormError(id, '');
   },
 };

@@ -2,12 +2,16 @@
  * from an ISO of the library, a path, or a distribution's published media; cloned,
  * renamed in place, deleted. What a template misses (an ISO gone, a pool) is shown. */
 
-import { $, el, announce, collator, numberFmt, memText, distroChip, actionButton, showError } from '../core/dom.js';
-import { api, offers, onServerKnown, routesKnown } from '../core/api.js';
-import { askConfirm } from '../core/dialogs.js';
+import { $, el, announce, collator, numberFmt, memText, humanSize, distroChip, actionButton, showError,
+  replaceRowsKeepingFocus } from '../core/dom.js';
+import { api, offers, onServerKnown, routesKnown, capabilities } from '../core/api.js';
+import { askConfirm, openDialog } from '../core/dialogs.js';
 import { Listing } from '../core/listing.js';
 import { isAdmin } from '../core/session.js';
+import { upsertTask, taskTarget } from '../core/tasks.js';
 import { isoList, hasIso, onIsosChanged, setPrefill, distroText } from './isos.js';
+import { fillHostSelect, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
+import { CloudInitSection, cloudInitText } from './cloud-init.js';
 
 export let templates = new Map(); // name -> template
 const rowErrors = new Map(); // name -> error text shown in its row
@@ -82,6 +86,8 @@ function fillIsoSelect() {
 
 function prefillTemplate(path) {
   location.hash = '#/templates';
+  $('tmpl-src-iso').checked = true; // an ISO of the library: the ISO source
+  showSource();
   fillIsoSelect();
   $('tmpl-iso').value = hasIso(path) ? path : '';
   $('tmpl-path').value = path;
@@ -89,18 +95,71 @@ function prefillTemplate(path) {
   $('tmpl-name').focus();
 }
 
-const showTmplError = (text) => showError('tmpl-error', text, ['tmpl-path']);
+// -- the source: an ISO to install from, a network boot, or a disk image (qcow2, raw) ---------
 
-async function createTemplate(ev) {
-  ev.preventDefault();
-  showTmplError('');
+let tmplCi = null; // the New template form's cloud-init section
+
+/** The New template form's source: 'iso', 'netboot' or 'image'. */
+const sourceKind = () => (document.querySelector('input[name="tmpl-source"]:checked') || {}).value || 'iso';
+
+function showSource() {
+  const kind = sourceKind();
+  $('tmpl-iso-field').hidden = kind !== 'iso';
+  $('tmpl-path-field').hidden = kind !== 'iso';
+  $('tmpl-image-path-field').hidden = kind !== 'image';
+  $('tmpl-image-help').hidden = kind !== 'image';
+  $('tmpl-netboot-help').hidden = kind !== 'netboot';
+  $('tmpl-name').placeholder = { iso: 'from the ISO', image: 'from the file name', netboot: '' }[kind];
+  fillImageHost();
+}
+
+/** The image's host: asked with several hosts (a storage volume of another host). */
+function fillImageHost() {
+  const shown = sourceKind() === 'image' && manyHosts();
+  $('tmpl-image-host-field').hidden = !shown;
+  if (shown) fillHostSelect($('tmpl-image-host'), $('tmpl-image-host').value || localHost());
+}
+
+/** The form's error; ``field``: the input it is about (default: the source's path). */
+function showTmplError(text, field = null) {
+  showError('tmpl-error', text);
+  const at = field || $(sourceKind() === 'image' ? 'tmpl-image-path' : 'tmpl-path');
+  for (const f of [$('tmpl-path'), $('tmpl-image-path'), ...Object.values(tmplCi.inputs)]) {
+    f.setAttribute('aria-invalid', text && f === at ? 'true' : 'false');
+  }
+}
+
+/** The form's source_media, or null once the error is shown. */
+function sourceMedia() {
+  const kind = sourceKind();
+  if (kind === 'netboot') return { type: 'netboot' };
+  if (kind === 'image') {
+    const path = $('tmpl-image-path').value.trim();
+    if (!path) {
+      showTmplError('Enter the path of a qcow2 or raw disk image.');
+      $('tmpl-image-path').focus();
+      return null;
+    }
+    const media = { type: 'image', path };
+    const host = manyHosts() ? $('tmpl-image-host').value : '';
+    if (host && isRemoteHost(host)) media.host = host;
+    return media;
+  }
   const path = $('tmpl-path').value.trim() || $('tmpl-iso').value;
   if (!path) {
     showTmplError('Choose an ISO of the library or enter the path of one.');
     $('tmpl-iso').focus();
-    return;
+    return null;
   }
-  const body = { source_media: { type: 'disk', path } };
+  return { type: 'disk', path };
+}
+
+async function createTemplate(ev) {
+  ev.preventDefault();
+  showTmplError('');
+  const media = sourceMedia();
+  if (!media) return;
+  const body = { source_media: media };
   const name = $('tmpl-name').value.trim();
   if (name) body.name = name;
   const mem = $('tmpl-memory').value.trim();
@@ -115,19 +174,231 @@ async function createTemplate(ev) {
     if (!Number.isInteger(n) || n < 1) { showTmplError('vCPUs is a whole number, at least 1.'); return; }
     body.cpu_info = { vcpus: n, maxvcpus: n };
   }
+  Object.assign(body, hardwareChoice());
+  const ci = tmplCi.body();
+  if (ci.error) {
+    tmplCi.node.open = true;
+    showTmplError(ci.error, ci.input);
+    ci.input.focus();
+    return;
+  }
+  if (ci.value) body.cloud_init = ci.value;
   const btn = $('tmpl-create');
   btn.disabled = true;
   try {
     const r = await api('POST', '/templates', body);
-    templateChanged(r.data, false);
-    announce(`Template ${r.data.name} created`);
-    for (const id of ['tmpl-name', 'tmpl-memory', 'tmpl-vcpus', 'tmpl-path']) $(id).value = '';
+    if (r.status === 202) {
+      // made by a task (an image downloaded first): in the panel; the template follows
+      upsertTask(r.data);
+      announce(`Making the template: ${taskTarget(r.data)}`);
+    } else {
+      templateChanged(r.data, false);
+      announce(`Template ${r.data.name} created`);
+    }
+    for (const id of ['tmpl-name', 'tmpl-memory', 'tmpl-vcpus', 'tmpl-path', 'tmpl-machine',
+      'tmpl-firmware', 'tmpl-secure', 'tmpl-tpm', 'tmpl-image-path']) $(id).value = '';
     $('tmpl-iso').value = '';
+    tmplCi.clear();
   } catch (e) {
     showTmplError(e.message);
-    $('tmpl-path').focus();
+    $(sourceKind() === 'image' ? 'tmpl-image-path' : sourceKind() === 'iso' ? 'tmpl-path' : 'tmpl-name').focus();
   } finally {
     btn.disabled = false;
+  }
+}
+
+// -- the virtual hardware: chipset, firmware, TPM (each defaults to what the OS wants) ----------
+
+const MACHINES = { q35: 'q35', pc: 'pc (i440FX)' };
+const FIRMWARES = { bios: 'BIOS', uefi: 'UEFI' };
+let hwEditing = null; // the template the hardware dialog is about
+
+/** The New template form's hardware fields: only those chosen (else the OS's default). */
+function hardwareChoice() {
+  const out = {};
+  if ($('tmpl-machine').value) out.machine = $('tmpl-machine').value;
+  if (out.machine === 'q35') out.cdrom_bus = 'sata'; // q35 has no IDE
+  if ($('tmpl-firmware').value) out.firmware = $('tmpl-firmware').value;
+  if ($('tmpl-secure').value) out.secure_boot = $('tmpl-secure').value === 'on';
+  if ($('tmpl-tpm').value) out.tpm = $('tmpl-tpm').value === 'on';
+  return out;
+}
+
+/** What the host cannot give is not offered (GET /config/capabilities). */
+function applyCapabilities() {
+  const caps = capabilities();
+  if (!caps) return;
+  $('tmpl-firmware-field').hidden = !caps.uefi;
+  $('tmpl-secure-field').hidden = !caps.secure_boot;
+  $('tmpl-tpm-field').hidden = !caps.tpm;
+}
+
+/** "q35 · UEFI · Secure Boot · TPM" */
+export function hardwareText(t) {
+  const parts = [];
+  if (t.machine) parts.push(t.machine);
+  if (t.firmware) parts.push(FIRMWARES[t.firmware] || t.firmware);
+  if (t.secure_boot) parts.push('Secure Boot');
+  if (t.tpm) parts.push('TPM');
+  return parts.join(' · ');
+}
+
+const onOff = (b) => (b ? 'on' : 'off');
+
+function fillChoice(sel, labels, value, osDefault, offered) {
+  const keys = [...Object.keys(labels).filter((k) => offered(k) || k === value)];
+  if (value && !keys.includes(value)) keys.push(value); // a versioned name (pc-q35-7.2)
+  sel.replaceChildren(...keys.map((k) => {
+    const o = el('option', null, `${labels[k] || k}${k === osDefault ? ' (OS default)' : ''}`);
+    o.value = k;
+    return o;
+  }));
+  sel.value = value || osDefault || keys[0];
+}
+
+function secureUsable() {
+  return $('tmpl-hw-firmware').value === 'uefi' && $('tmpl-hw-machine').value.includes('q35');
+}
+
+function openHardware(t) {
+  const caps = capabilities() || {};
+  const d = t.os_defaults || {};
+  hwEditing = t.name;
+  $('tmpl-hw-title').textContent = `Hardware of ${t.name}`;
+  const from = d.source === 'osinfo-db' ? 'osinfo-db' : 'kimchi\'s own table';
+  $('tmpl-hw-text').textContent = `Its OS (${t.os_distro || 'unknown'} ${t.os_version || ''}`.trimEnd()
+    + `) wants, says ${from}: ${hardwareText(d) || 'nothing particular'}`
+    + `${d.secure_boot ? '' : ', no Secure Boot'}${d.tpm ? '' : ', no TPM'}.`;
+  fillChoice($('tmpl-hw-machine'), MACHINES, t.machine, d.machine, () => true);
+  fillChoice($('tmpl-hw-firmware'), FIRMWARES, t.firmware, d.firmware,
+    (k) => k === 'bios' || !!caps.uefi);
+  $('tmpl-hw-firmware-field').hidden = $('tmpl-hw-firmware').options.length < 2;
+  $('tmpl-hw-secure').checked = !!t.secure_boot;
+  $('tmpl-hw-secure').disabled = !secureUsable();
+  $('tmpl-hw-secure-help').textContent = `OS default: ${onOff(d.secure_boot)}. UEFI on q35 only.`;
+  $('tmpl-hw-secure-field').hidden = !caps.secure_boot && !t.secure_boot;
+  $('tmpl-hw-tpm').checked = !!t.tpm;
+  $('tmpl-hw-tpm-help').textContent = `OS default: ${onOff(d.tpm)}.`;
+  $('tmpl-hw-tpm-field').hidden = !caps.tpm && !t.tpm;
+  showError('tmpl-hw-error', '');
+  $('tmpl-hw-save').disabled = false;
+  openDialog($('tmpl-hw-dialog'), {
+    focus: $('tmpl-hw-machine'),
+    back: () => document.querySelector(`#tmpl-rows tr[data-name="${CSS.escape(t.name)}"] .tmpl-hw`),
+  });
+}
+
+async function saveHardware(ev) {
+  ev.preventDefault();
+  const t = hwEditing && templates.get(hwEditing);
+  if (!t) { $('tmpl-hw-dialog').close(); return; }
+  const body = {};
+  const machine = $('tmpl-hw-machine').value;
+  if (machine !== (t.machine || '')) body.machine = machine;
+  if (!$('tmpl-hw-firmware-field').hidden && $('tmpl-hw-firmware').value !== (t.firmware || 'bios')) {
+    body.firmware = $('tmpl-hw-firmware').value;
+  }
+  const secure = $('tmpl-hw-secure').checked && secureUsable();
+  if (secure !== !!t.secure_boot) body.secure_boot = secure;
+  if (!$('tmpl-hw-tpm-field').hidden && $('tmpl-hw-tpm').checked !== !!t.tpm) body.tpm = $('tmpl-hw-tpm').checked;
+  // q35 has no IDE: its CD-ROM goes to SATA with it
+  if (body.machine && body.machine.includes('q35') && (t.cdrom_bus || 'ide') === 'ide') body.cdrom_bus = 'sata';
+  if (!Object.keys(body).length) { $('tmpl-hw-dialog').close(); return; }
+  $('tmpl-hw-save').disabled = true;
+  try {
+    const r = await api('PUT', `/templates/${encodeURIComponent(t.name)}`, body);
+    templateChanged(r.data, false);
+    $('tmpl-hw-dialog').close('done');
+    announce(`Template ${t.name} saved`);
+  } catch (e) {
+    showError('tmpl-hw-error', e.message);
+    $('tmpl-hw-save').disabled = false;
+  }
+}
+
+// -- image templates: the image, and the VMs over it ------------------------------------------
+
+/** "3 VMs (a, b, c)": the VMs over an image template's base. */
+const usedByText = (vms) => `${vms.length} ${vms.length === 1 ? 'VM' : 'VMs'} (${vms.join(', ')})`;
+
+/** What an image template's row says of its image: "Disk image · qcow2 · 20 GiB", and the
+ * VMs whose disks are leaves over it ("Used by 3 VMs", their names on hover and expanded). */
+function imageInfo(t) {
+  const m = t.source_media || {};
+  const parts = ['Disk image'];
+  if (m.format) parts.push(m.format);
+  if (typeof m.virtual_size === 'number') parts.push(humanSize(m.virtual_size));
+  if (m.host) parts.push(`on ${m.host}`);
+  if (m.owned) parts.push('made from a VM');
+  const out = [el('span', 'tmpl-image-text', parts.join(' · '))];
+  const vms = Array.isArray(t.vms) ? t.vms : [];
+  if (!vms.length) {
+    out.push(el('span', 'tmpl-used tmpl-used-none', 'Used by no VM'));
+    return out;
+  }
+  const box = el('details', 'tmpl-used');
+  const sum = el('summary', null, `Used by ${vms.length} ${vms.length === 1 ? 'VM' : 'VMs'}`);
+  sum.title = vms.join('\n');
+  const ul = el('ul', 'tmpl-used-list');
+  for (const n of vms) ul.append(el('li', null, n));
+  box.append(sum, ul);
+  box.open = openUsed.has(t.name);
+  box.addEventListener('toggle', () => {
+    if (box.open) openUsed.add(t.name); else openUsed.delete(t.name);
+  });
+  out.push(box);
+  return out;
+}
+
+const openUsed = new Set(); // templates whose "Used by" list is expanded (kept on re-render)
+let vmsTimer = null;
+
+/** A VM came, went or changed: the image templates' "Used by" may have changed (the
+ * server knows which VMs stand on a base): list them again, once for a burst. */
+function vmsChanged() {
+  if (vmsTimer || ![...templates.values()].some((t) => Array.isArray(t.vms))) return;
+  vmsTimer = setTimeout(() => { vmsTimer = null; loadTemplates(); }, 400);
+}
+
+// -- a template's cloud-init, in its dialog ----------------------------------------------------
+
+let ciDialog = null; // the dialog's cloud-init section
+let ciEditing = null; // the template the dialog is about
+
+function openCloudInit(t) {
+  ciEditing = t.name;
+  $('tmpl-ci-title').textContent = `cloud-init of ${t.name}`;
+  ciDialog.fill(t.cloud_init);
+  ciDialog.node.open = true;
+  showError('tmpl-ci-error', '');
+  $('tmpl-ci-save').disabled = false;
+  openDialog($('tmpl-ci-dialog'), {
+    focus: ciDialog.inputs.hostname,
+    back: () => document.querySelector(`#tmpl-rows tr[data-name="${CSS.escape(t.name)}"] .tmpl-ci`),
+  });
+}
+
+async function saveCloudInit(ev) {
+  ev.preventDefault();
+  const t = ciEditing && templates.get(ciEditing);
+  if (!t) { $('tmpl-ci-dialog').close(); return; }
+  showError('tmpl-ci-error', '');
+  const ci = ciDialog.body();
+  if (ci.error) {
+    showError('tmpl-ci-error', ci.error);
+    ci.input.focus();
+    return;
+  }
+  if (!ci.value) { $('tmpl-ci-dialog').close(); return; }
+  $('tmpl-ci-save').disabled = true;
+  try {
+    const r = await api('PUT', `/templates/${encodeURIComponent(t.name)}`, { cloud_init: ci.value });
+    templateChanged(r.data, false);
+    $('tmpl-ci-dialog').close('done');
+    announce(`cloud-init of ${t.name} saved`);
+  } catch (e) {
+    showError('tmpl-ci-error', e.message);
+    $('tmpl-ci-save').disabled = false;
   }
 }
 
@@ -191,9 +462,15 @@ async function renameTemplate(name, input) {
 }
 
 function askDelete(name) {
+  const t = templates.get(name) || {};
+  const over = Array.isArray(t.vms) ? t.vms : [];
+  const owned = t.source_media && t.source_media.owned;
   askConfirm({
     title: 'Delete template?',
-    text: `The template “${name}” will be deleted. Virtual machines made from it are not affected.`,
+    text: over.length ? `The template “${name}” is the base of ${usedByText(over)}: `
+      + 'it cannot be deleted while they are there.'
+      : `The template “${name}” will be deleted${owned ? ', its base image with it' : ''}. `
+        + 'Virtual machines made from it are not affected.',
     run: async () => {
       await api('DELETE', `/templates/${encodeURIComponent(name)}`);
       templates.delete(name);
@@ -234,13 +511,29 @@ function templateRow(t) {
 
   const name = el('td', 'cell-name');
   name.append(renaming === t.name ? renameForm(t) : el('span', 'tmpl-name', t.name));
-  const srcText = t.source_media ? (t.source_media.type === 'netboot' ? 'network boot' : t.source_media.path || '—') : '—';
+  const media = t.source_media || {};
+  const srcText = t.source_media ? (media.type === 'netboot' ? 'network boot' : media.path || '—') : '—';
   const src = el('span', 'tmpl-src mono');
   const bdi = el('bdi', null, srcText);
   bdi.dir = 'ltr';
   src.append(bdi);
   src.title = `Source: ${srcText}`;
   name.append(src);
+  if (media.type === 'image') name.append(...imageInfo(t));
+  const hw = hardwareText(t);
+  if (hw) name.append(el('span', 'tmpl-hw-text', hw));
+  // its cloud-init, in words; admins change it from there (the actions column is full)
+  const ci = cloudInitText(t.cloud_init);
+  if (isAdmin()) {
+    const b = el('button', 'tmpl-ci', ci ? `cloud-init: ${ci}` : '+ cloud-init');
+    b.type = 'button';
+    b.setAttribute('aria-label', `cloud-init of ${t.name}`);
+    if (ci) b.title = `cloud-init: ${ci}`;
+    b.addEventListener('click', () => openCloudInit(t));
+    name.append(b);
+  } else if (ci) {
+    name.append(el('span', 'tmpl-ci-text', `cloud-init: ${ci}`));
+  }
   if (problems.length) {
     const chip = el('span', 'chip-invalid', problems.join(' · '));
     const missing = t.invalid && t.invalid.cdrom ? [].concat(t.invalid.cdrom).map((p) => `\nmissing ISO: ${p}`).join('') : '';
@@ -265,6 +558,7 @@ function templateRow(t) {
   if (isAdmin()) {
     act.append(
       actionButton('Clone', 'btn-plain', `Clone ${t.name}`, (b) => cloneTemplate(t.name, b)),
+      actionButton('Hardware', 'btn-plain tmpl-hw', `Hardware of ${t.name}`, () => openHardware(t)),
       actionButton('Rename', 'btn-plain', `Rename ${t.name}`, () => {
         renaming = t.name;
         rowError(t.name, '');
@@ -292,7 +586,7 @@ function render() {
       else rows.append(tr);
     }
   } else {
-    rows.replaceChildren(...all.map(templateRow));
+    replaceRowsKeepingFocus(rows, all.map(templateRow)); // a VM's event may re-render
   }
   $('tmpl-empty').hidden = all.length > 0;
   const n = all.length;
@@ -378,6 +672,7 @@ export default {
     'template.deleted': (d) => {
       if (templates.delete(d.name)) render();
     },
+    'vm.created vm.deleted vm.updated': vmsChanged,
   },
   init() {
     setPrefill(prefillTemplate);
@@ -387,6 +682,31 @@ export default {
       if (routesKnown() && !distrosAsked) { distrosAsked = true; loadDistros(); }
     });
     $('tmpl-form').addEventListener('submit', createTemplate);
+    tmplCi = new CloudInitSection('tmpl');
+    $('tmpl-ci-slot').append(tmplCi.node);
+    for (const r of document.querySelectorAll('input[name="tmpl-source"]')) {
+      r.addEventListener('change', () => { showSource(); showTmplError(''); });
+    }
+    $('tmpl-image-path').addEventListener('input', () => {
+      if (!$('tmpl-error').hidden) showTmplError('');
+    });
+    onHosts(fillImageHost);
+    showSource();
+    ciDialog = new CloudInitSection('tmpl-edit', { mode: 'edit', open: true });
+    $('tmpl-ci-dialog-slot').append(ciDialog.node);
+    $('tmpl-ci-form').addEventListener('submit', saveCloudInit);
+    $('tmpl-ci-cancel').addEventListener('click', () => $('tmpl-ci-dialog').close());
+    $('tmpl-ci-dialog').addEventListener('close', () => { ciEditing = null; });
+    onServerKnown(applyCapabilities);
+    $('tmpl-hw-form').addEventListener('submit', saveHardware);
+    $('tmpl-hw-cancel').addEventListener('click', () => $('tmpl-hw-dialog').close());
+    $('tmpl-hw-dialog').addEventListener('close', () => { hwEditing = null; });
+    for (const id of ['tmpl-hw-machine', 'tmpl-hw-firmware']) {
+      $(id).addEventListener('change', () => {
+        $('tmpl-hw-secure').disabled = !secureUsable();
+        if ($('tmpl-hw-secure').disabled) $('tmpl-hw-secure').checked = false;
+      });
+    }
     $('tmpl-iso').addEventListener('change', (e) => {
       if (e.target.value) $('tmpl-path').value = e.target.value;
       showTmplError('');
@@ -407,6 +727,11 @@ export default {
     renaming = null;
     distros = null;
     distrosAsked = false;
+    openUsed.clear();
+    clearTimeout(vmsTimer);
+    vmsTimer = null;
+    tmplCi.clear(); // nothing typed (a password) outlives the session
+    ciDialog.clear();
     $('tmpl-rows').replaceChildren();
     $('tmpl-iso').replaceChildren();
     $('distro-list').replaceChildren();

@@ -4,12 +4,13 @@
  * (see vms.js), and goes to its address: the canonical one for another host's VM. */
 
 import { $, el, announce, collator, showError, showNameError, clearOnInput } from '../core/dom.js';
-import { api, offers } from '../core/api.js';
+import { api, offers, capabilities } from '../core/api.js';
 import { openDialog } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { vmNameOf, upsertTask, watchTasks, requestCancel, TERMINAL } from '../core/tasks.js';
 import { fillHostSelect, hostList, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
 import { templates, invalidText, templateSpec, loadTemplates, onTemplatesChanged } from './templates.js';
+import { CloudInitSection } from './cloud-init.js';
 import {
   vmOf, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, openVmDialog,
   accessText, namesOf, addressOf, setBusy, hostOf, vmTitle,
@@ -67,6 +68,37 @@ function chosenTemplate() {
 function updateNamePlaceholder() {
   const t = chosenTemplate();
   $('vm-new-name').placeholder = t ? `${t}-vm-N` : '';
+  // an image template's VMs: linked disks or full copies; its cloud-init under the fields
+  const rec = t ? templates.get(t) : null;
+  const image = rec && rec.source_media && rec.source_media.type === 'image' ? rec.source_media : null;
+  $('vm-new-disks').hidden = !image;
+  // an image template's VMs are made on the host of its image
+  if (image && manyHosts()) fillHostSelect($('vm-new-host'), image.host || localHost());
+  if (newCi) newCi.showInherited(rec && rec.cloud_init);
+}
+
+let newCi = null; // the New VM dialog's cloud-init section (overrides of the template's)
+
+/** The New VM dialog's count, disk mode and cloud-init into ``body``: a problem, or ''. */
+function addNewOptions(body) {
+  const count = Number($('vm-new-count').value.trim() || '1');
+  if (!Number.isInteger(count) || count < 1 || count > 500) {
+    $('vm-new-count').focus();
+    return 'How many is a whole number from 1 to 500.';
+  }
+  if (count > 1) body.count = count;
+  if (!$('vm-new-disks').hidden) {
+    const mode = document.querySelector('input[name="vm-new-disk-mode"]:checked');
+    body.disk_mode = mode ? mode.value : 'linked';
+  }
+  const ci = newCi.body();
+  if (ci.error) {
+    newCi.node.open = true;
+    ci.input.focus();
+    return ci.error;
+  }
+  if (ci.value) body.cloud_init = ci.value;
+  return '';
 }
 
 /** Templates changed while the New VM dialog is open: show them, keeping the choice. */
@@ -90,6 +122,10 @@ async function openVmNew() {
   showNewError('');
   $('vm-new-name').value = '';
   $('vm-new-host').value = '';
+  $('vm-new-count').value = '1';
+  $('vm-new-linked').checked = true;
+  newCi.clear();
+  newCi.node.open = false;
   fillNewHost();
   fillTemplatePicks(chosenTemplate());
   openDialog($('vm-new-dialog'), {
@@ -113,6 +149,11 @@ async function createVm(ev) {
   if (name) body.name = name;
   const host = manyHosts() ? $('vm-new-host').value : '';
   if (host && isRemoteHost(host)) body.host = host; // the local host's by default
+  const problem = addNewOptions(body);
+  if (problem) {
+    showError('vm-new-error', problem);
+    return;
+  }
   const btn = $('vm-new-create');
   btn.disabled = true;
   try {
@@ -123,7 +164,8 @@ async function createVm(ev) {
       followVmTask(r.data);
     }
     $('vm-new-dialog').close('done');
-    announce(`Making ${vmNameOf(r.data || {}) || name || `a VM from ${template}`}`);
+    announce(body.count ? `Making ${body.count} VMs from ${template}`
+      : `Making ${vmNameOf(r.data || {}) || name || `a VM from ${template}`}`);
   } catch (e) {
     showNewError(e.message);
     $('vm-new-name').focus();
@@ -144,6 +186,7 @@ function openEdit(ref) {
   $('vm-edit-name').value = ref.name;
   $('vm-edit-memory').value = vm.memory && typeof vm.memory.current === 'number' ? vm.memory.current : '';
   $('vm-edit-cpus').value = typeof vm.cpus === 'number' ? vm.cpus : '';
+  fillSettings(vm);
   showEditError('');
   $('vm-edit-save').disabled = false;
   openDialog($('vm-edit-dialog'), {
@@ -172,6 +215,8 @@ async function saveEdit(ev) {
   const cpus = Number($('vm-edit-cpus').value);
   if (!Number.isInteger(cpus) || cpus < 1) { showEditError('vCPUs is a whole number, at least 1.'); return; }
   if (cpus !== vm.cpus) body.cpus = cpus;
+  const problem = addSettings(vm, body, cpus);
+  if (problem) { showEditError(problem); return; }
   if (!Object.keys(body).length) { $('vm-edit-dialog').close(); return; }
   const btn = $('vm-edit-save');
   btn.disabled = true;
@@ -188,6 +233,122 @@ async function saveEdit(ev) {
     showEditError(e.message);
     btn.disabled = false;
   }
+}
+
+// the settings of the Edit dialog beside name, memory and vCPUs: autostart, boot order and
+// menu, CPU topology, NIC model, firmware and TPM (what the host cannot give is hidden)
+
+const BOOT_DEVICES = { hd: 'Hard disk', cdrom: 'CD-ROM', network: 'Network (PXE)' };
+const NIC_MODELS = ['virtio', 'e1000e', 'rtl8139'];
+let bootOrder = []; // [{dev, on}], in the order shown
+
+function renderBoot() {
+  const items = bootOrder.map((b, i) => {
+    const li = el('li');
+    const box = el('input');
+    box.type = 'checkbox';
+    box.id = `vm-edit-boot-${b.dev}`;
+    box.checked = b.on;
+    box.addEventListener('change', () => { b.on = box.checked; });
+    const label = el('label', null, BOOT_DEVICES[b.dev] || b.dev);
+    label.htmlFor = box.id;
+    const move = (text, to, d) => {
+      const btn = el('button', 'btn btn-small btn-plain', text);
+      btn.type = 'button';
+      btn.setAttribute('aria-label', `Move ${BOOT_DEVICES[b.dev] || b.dev} ${d}`);
+      btn.disabled = to < 0 || to >= bootOrder.length;
+      btn.addEventListener('click', () => {
+        [bootOrder[i], bootOrder[to]] = [bootOrder[to], bootOrder[i]];
+        renderBoot();
+        const again = $('vm-edit-boot').querySelector(`[aria-label="Move ${BOOT_DEVICES[b.dev] || b.dev} ${d}"]`);
+        if (again && !again.disabled) again.focus();
+      });
+      return btn;
+    };
+    li.append(box, label, move('↑', i - 1, 'up'), move('↓', i + 1, 'down'));
+    return li;
+  });
+  $('vm-edit-boot').replaceChildren(...items);
+}
+
+const isQ35 = (machine) => typeof machine === 'string' && machine.includes('q35');
+
+function secureBootUsable(vm) {
+  return $('vm-edit-firmware').value === 'uefi' && isQ35(vm.machine);
+}
+
+function fillSettings(vm) {
+  const caps = capabilities() || {};
+  $('vm-edit-autostart').checked = !!vm.autostart;
+  $('vm-edit-bootmenu').checked = !!vm.bootmenu;
+  const boot = Array.isArray(vm.boot) ? vm.boot.filter((d) => d in BOOT_DEVICES) : [];
+  bootOrder = [...boot.map((dev) => ({ dev, on: true })),
+    ...Object.keys(BOOT_DEVICES).filter((d) => !boot.includes(d)).map((dev) => ({ dev, on: false }))];
+  renderBoot();
+  const top = vm.cpu_topology || {};
+  $('vm-edit-sockets').value = top.sockets || '';
+  $('vm-edit-cores').value = top.cores || '';
+  $('vm-edit-threads').value = top.threads || '';
+  $('vm-edit-topology-help').textContent = 'Sockets × cores × threads is the most vCPUs the VM '
+    + `may have${typeof vm.maxcpus === 'number' ? ` (now ${vm.maxcpus})` : ''}; empty: libvirt's `
+    + '(one socket per vCPU).';
+  const nics = Array.isArray(vm.interfaces) ? vm.interfaces : [];
+  const models = [...new Set(nics.map((n) => n.model || ''))];
+  const sel = $('vm-edit-nic');
+  const choices = [...NIC_MODELS, ...models.filter((m) => m && !NIC_MODELS.includes(m))];
+  const opts = choices.map((m) => { const o = el('option', null, m); o.value = m; return o; });
+  if (models.length > 1) {
+    const mixed = el('option', null, 'as they are (several models)');
+    mixed.value = '';
+    opts.unshift(mixed);
+  }
+  sel.replaceChildren(...opts);
+  sel.value = models.length === 1 ? models[0] : '';
+  $('vm-edit-nic-field').hidden = !nics.length;
+  // what the host cannot give is not offered (what the VM has already stays shown)
+  const uefi = !!caps.uefi || vm.firmware === 'uefi';
+  $('vm-edit-firmware-field').hidden = !uefi;
+  $('vm-edit-firmware').value = vm.firmware === 'uefi' ? 'uefi' : 'bios';
+  $('vm-edit-secure-field').hidden = !(caps.secure_boot || vm.secure_boot);
+  $('vm-edit-secure').checked = !!vm.secure_boot;
+  $('vm-edit-secure').disabled = !secureBootUsable(vm);
+  $('vm-edit-tpm-field').hidden = !(caps.tpm || vm.tpm);
+  $('vm-edit-tpm').checked = !!vm.tpm;
+}
+
+const sameTopology = (a, b) => (!a && !b) || (!!a && !!b && ['sockets', 'cores', 'threads'].every((k) => a[k] === b[k]));
+
+/** The changed settings into ``body``; a problem found here, in words, or ''. */
+function addSettings(vm, body, cpus) {
+  if ($('vm-edit-autostart').checked !== !!vm.autostart) body.autostart = $('vm-edit-autostart').checked;
+  if ($('vm-edit-bootmenu').checked !== !!vm.bootmenu) body.bootmenu = $('vm-edit-bootmenu').checked;
+  const boot = bootOrder.filter((b) => b.on).map((b) => b.dev);
+  if (!boot.length) return 'Choose at least one device to boot from.';
+  if (boot.join() !== (Array.isArray(vm.boot) ? vm.boot.join() : '')) body.boot = boot;
+  const parts = ['sockets', 'cores', 'threads'].map((k) => $(`vm-edit-${k}`).value.trim());
+  let top = null;
+  if (parts.some((v) => v)) {
+    const n = parts.map(Number);
+    if (n.some((x) => !Number.isInteger(x) || x < 1)) return 'Give sockets, cores and threads as whole numbers, at least 1 (or none of them).';
+    top = { sockets: n[0], cores: n[1], threads: n[2] };
+    const most = n[0] * n[1] * n[2];
+    if (cpus > most) return `${cpus} vCPUs is more than sockets × cores × threads, ${most}.`;
+    if (most !== vm.maxcpus) {
+      body.maxcpus = most; // the server takes a new maximum with the vCPUs
+      body.cpus = cpus;
+    }
+  }
+  if (!sameTopology(top, vm.cpu_topology)) body.cpu_topology = top;
+  const nic = $('vm-edit-nic').value;
+  const nics = Array.isArray(vm.interfaces) ? vm.interfaces : [];
+  if (nic && nics.some((n) => n.model !== nic)) body.nic_model = nic;
+  if (!$('vm-edit-firmware-field').hidden && $('vm-edit-firmware').value !== (vm.firmware || 'bios')) {
+    body.firmware = $('vm-edit-firmware').value;
+  }
+  const secure = $('vm-edit-secure').checked && secureBootUsable(vm);
+  if (!$('vm-edit-secure-field').hidden && secure !== !!vm.secure_boot) body.secure_boot = secure;
+  if (!$('vm-edit-tpm-field').hidden && $('vm-edit-tpm').checked !== !!vm.tpm) body.tpm = $('vm-edit-tpm').checked;
+  return '';
 }
 
 // -- cloning a VM that is shut off --------------------------------------------------------
@@ -525,12 +686,20 @@ export default {
       shown: () => isAdmin() && offers('/vms/{name}', 'put'), run: openAccess });
     onTemplatesChanged(refreshPicks);
     $('vm-new').addEventListener('click', openVmNew);
+    newCi = new CloudInitSection('vm-new', { mode: 'override' });
+    $('vm-new-ci-slot').append(newCi.node);
+    clearOnInput('vm-new-error', ['vm-new-count'], () => showNewError(''));
     $('vm-new-form').addEventListener('submit', createVm);
     $('vm-new-cancel').addEventListener('click', () => $('vm-new-dialog').close());
     $('vm-new-templates').addEventListener('change', () => { updateNamePlaceholder(); showNewError(''); });
     clearOnInput('vm-new-error', ['vm-new-name'], () => showNewError(''));
     $('vm-edit-form').addEventListener('submit', saveEdit);
     $('vm-edit-cancel').addEventListener('click', () => $('vm-edit-dialog').close());
+    $('vm-edit-firmware').addEventListener('change', () => {
+      const vm = editing && vmOf(editing);
+      $('vm-edit-secure').disabled = !vm || !secureBootUsable(vm);
+      if ($('vm-edit-secure').disabled) $('vm-edit-secure').checked = false;
+    });
     $('vm-clone-form').addEventListener('submit', submitClone);
     $('vm-clone-cancel').addEventListener('click', () => $('vm-clone-dialog').close());
     clearOnInput('vm-clone-error', ['vm-clone-name'], () => showCloneError(''));
@@ -557,5 +726,6 @@ export default {
     accessing = null;
     principals = null;
     $('vm-new-templates').replaceChildren();
+    newCi.clear();
   },
 };

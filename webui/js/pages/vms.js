@@ -39,6 +39,7 @@ const VM_ACTIONS = [
 const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…',
   migrate: 'Migrating…' };
 const MAKES_VM = new Set(['vm.create', 'vm.clone']);
+const COPIES_VM = new Set(['vm.clone', 'vm.template']); // tasks that copy a VM's disks
 // other orders than the name's: a number per VM (ties go by name)
 const SORTS = {
   state: (vm) => STATE_RANK[vm.state] ?? 9,
@@ -53,7 +54,7 @@ let sortKey = 'name';
 let ordered = null; // the VMs in sortKey's order, or null: work it out again
 const busy = new Map(); // vmKey -> the action in flight
 const errors = new Map(); // vmKey -> why the last action was refused
-const arriving = new Map(); // vmKey -> its finished task, until vm.created comes
+const arriving = new Map(); // vmKey -> {made, rec}: its finished task, until vm.created comes
 const pending = new Map(); // vmKey -> the "Creating" row of a VM being made
 const items = new Map(); // vmKey -> the row shown for it (only rows in the document)
 const hay = new WeakMap(); // VM record -> its search text
@@ -179,24 +180,36 @@ function madeBy(rec) {
   return name ? { host: hostOf(rec.params && rec.params.host ? rec.params : rec), name } : null;
 }
 
-/** The VMs vm.create and vm.clone tasks are making, until they show up: vmKey -> task. */
+/** Every VM a task makes: the one of madeBy, or the ``names`` of a vm.create of several. */
+function madeAll(rec) {
+  const names = rec.params && Array.isArray(rec.params.names) ? rec.params.names : [];
+  if (rec.kind !== 'vm.create' || names.length < 2) {
+    const one = madeBy(rec);
+    return one ? [one] : [];
+  }
+  const host = hostOf(rec.params.host ? rec.params : rec);
+  return names.filter((n) => typeof n === 'string' && n).map((name) => ({ host, name }));
+}
+
+/** The VMs vm.create and vm.clone tasks are making, until they show up: vmKey ->
+ * {made: {host, name}, rec: the task}. */
 function beingMade() {
   const out = new Map();
   for (const t of tasks.values()) {
     const r = t.rec;
     if (t.stub || !MAKES_VM.has(r.kind) || TERMINAL.has(r.status)) continue;
-    const made = madeBy(r);
-    if (made && !vms.has(vmKey(made))) out.set(vmKey(made), r);
+    for (const made of madeAll(r)) if (!vms.has(vmKey(made))) out.set(vmKey(made), { made, rec: r });
   }
-  for (const [key, r] of arriving) if (!vms.has(key)) out.set(key, r);
+  for (const [key, m] of arriving) if (!vms.has(key)) out.set(key, m);
   return out;
 }
 
-/** The running clone task copying this VM, if any: the VM cannot start meanwhile. */
+/** The running clone (or make-template) task copying this VM, if any: the VM cannot
+ * start meanwhile. */
 function cloneOf(vm) {
   for (const t of tasks.values()) {
     const r = t.rec;
-    if (t.stub || r.kind !== 'vm.clone' || TERMINAL.has(r.status) || !r.params) continue;
+    if (t.stub || !COPIES_VM.has(r.kind) || TERMINAL.has(r.status) || !r.params) continue;
     if (vm.uuid ? r.params.source_uuid === vm.uuid
       : r.params.source === vm.name && hostOf(r.params.host ? r.params : r) === hostOf(vm)) return r;
   }
@@ -297,7 +310,7 @@ function updateItem(item, vm) {
   li.setAttribute('aria-busy', doing ? 'true' : 'false');
   item.chip.className = `state state-${/^[a-z]+$/.test(st) ? st : 'unknown'}`;
   item.chip.textContent = doing ? BUSY_TEXT[doing] || doing
-    : copied ? 'Being cloned' : STATE_TEXT[st] || st;
+    : copied ? (copied.kind === 'vm.template' ? 'Making a template' : 'Being cloned') : STATE_TEXT[st] || st;
   li.querySelector('.vm-cpus').textContent = typeof vm.cpus === 'number'
     ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
   li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
@@ -319,9 +332,9 @@ function updateItem(item, vm) {
     if (b.getAttribute('aria-label') !== label) b.setAttribute('aria-label', label);
     b.hidden = !c.shown(vm);
     // the server refuses to start (or clone again) a VM while its disks are being copied
-    const held = !!copied && (c.key === 'start' || c.key === 'clone');
+    const held = !!copied && (c.key === 'start' || c.key === 'clone' || c.key === 'template');
     b.disabled = down || (!c.free && (!!doing || held));
-    b.title = held ? `Its disks are being copied for ${vmNameOf(copied)}` : '';
+    b.title = held ? `Its disks are being copied for ${vmNameOf(copied) || copied.params.template}` : '';
   }
   item.accessText.textContent = accessText(vm);
   const err = errors.get(item.key);
@@ -403,7 +416,7 @@ export function renderVms() {
   const on = manyHosts() ? hostFilter : '';
   const shown = q || on ? all.filter((v) => (!on || hostOf(v) === on) && matches(v, q)) : all;
   const making = beingMade();
-  const entries = [...making].map(([key, rec]) => ({ ...madeBy(rec), key, making: rec }))
+  const entries = [...making].map(([key, m]) => ({ ...m.made, key, making: m.rec }))
     .sort(compareVms);
   for (const key of pending.keys()) if (!making.has(key)) pending.delete(key);
   list.setItems(entries.length ? entries.concat(shown) : shown, { now: true });
@@ -559,16 +572,17 @@ export function vmGone(d) {
 
 /** A VM's task finished: its row stays until vm.created (a moment later) says so. */
 function vmArriving(rec) {
-  const made = madeBy(rec);
-  if (!made || vms.has(vmKey(made))) return;
-  const key = vmKey(made);
-  arriving.set(key, rec);
-  setTimeout(() => {
-    if (arriving.get(key) === rec) {
-      arriving.delete(key);
-      queueVmRender();
-    }
-  }, 10000);
+  for (const made of madeAll(rec)) {
+    const key = vmKey(made);
+    if (vms.has(key)) continue;
+    arriving.set(key, { made, rec });
+    setTimeout(() => {
+      if (arriving.get(key) && arriving.get(key).rec === rec) {
+        arriving.delete(key);
+        queueVmRender();
+      }
+    }, 10000);
+  }
 }
 
 function showNotice(text) {
