@@ -27,9 +27,9 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
                   for n in _PARAM.findall(r.path)]
         params += [{"name": n, "in": "query", "required": False, "schema": s}
                    for n, s in r.query.items()]
-        params += [{"name": n, "in": "header", "required": r.octets,
-                    "schema": {"type": "string"}, "description": d}
-                   for n, d in r.headers.items()]
+        params += [{"name": n, "in": "header", "required": r.octets, "schema": schema,
+                    "description": d}
+                   for n, (d, schema) in r.headers.items()]
         ok: dict[str, Any] = {"description": "success"}
         if r.response is not None:
             ok["content"] = {m: {"schema": r.response} for m in r.produces if m == JSON}

@@ -153,8 +153,8 @@ class Route:
     #                    arguments (default: any string); a value outside them is a 404
     octets: bool = False  # the body is bytes (application/octet-stream, at most max_body),
     #                    not JSON: handed over unparsed as ``Call.data``
-    headers: dict[str, str] = field(default_factory=dict)  # request headers it reads, for
-    #                    the spec: name -> description
+    headers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # request
+    #                    headers it reads, for the spec: name -> (description, schema)
     also: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # other
     #                    answers it gives, for the spec: status -> (description, schema)
 

@@ -334,7 +334,9 @@ def register(table: RouteTable, hosts: Hosts, transfers: VolumeTransfers | None 
                               "404 (KCHVOL0014E) when the volume is not being uploaded.")
         table.add(content, "PUT", put_content, f"Send a chunk of an upload{of}", tag,
                   octets=True, max_body=CHUNK_LIMIT, status=204,
-                  headers={"Content-Range": "bytes <first>-<last>/<total>"},
+                  headers={"Content-Range": ("bytes <first>-<last>/<total>", {
+                      "type": "string",
+                      "pattern": r"^bytes [0-9]{1,19}-[0-9]{1,19}/[0-9]{1,19}$"})},
                   description="The raw bytes (application/octet-stream, at most 64 MiB) with "
                               "Content-Range: bytes a-b/total. A chunk must start where the "
                               "bytes so far end: else 409 (KCHVOL0013E) with Upload-Offset. "

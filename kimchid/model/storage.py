@@ -511,8 +511,8 @@ def parse_content_range(value: str | None) -> tuple[int, int, int]:
         raise InvalidRequest("KCHVOL0015E", value=text[:80] or "(none)",
                              reason="expected bytes <first>-<last>/<total>")
     a, b, n = int(first), int(last), int(total)
-    if a > b or b >= n:
-        raise InvalidRequest("KCHVOL0015E", value=text[:80], reason="not a range of the total")
+    if a > b or b >= n:  # a rule between the numbers: a refusal, not a malformed header
+        raise InvalidOperation("KCHVOL0019E", value=text[:80], reason="not a range of the total")
     return a, b, n
 
 
@@ -789,11 +789,11 @@ class VolumeTransfers:
         first, last, total = parse_content_range(content_range)
         up = self.upload(host, pool, name)
         if total != up.total:
-            raise InvalidRequest("KCHVOL0015E", value=content_range or "",
-                                 reason=f"the upload is of {up.total} bytes")
+            raise InvalidOperation("KCHVOL0019E", value=content_range or "",
+                                   reason=f"the upload is of {up.total} bytes")
         if len(data) != last - first + 1:
-            raise InvalidRequest("KCHVOL0015E", value=content_range or "",
-                                 reason=f"the body has {len(data)} bytes")
+            raise InvalidOperation("KCHVOL0019E", value=content_range or "",
+                                   reason=f"the body has {len(data)} bytes")
         async with up.lock:
             if (host.name, pool, name) not in self.uploads:  # cancelled meanwhile
                 raise NotFound("KCHVOL0014E", name=name, pool=pool)

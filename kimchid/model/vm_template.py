@@ -215,7 +215,8 @@ class VmTemplater:
         data.update(
             memory={"current": mem["current"], "maxmemory": max(mem["maxmemory"],
                                                                 mem["current"])},
-            cpu_info={"vcpus": vm["cpus"], "maxvcpus": vm["cpus"]},
+            cpu_info={"vcpus": vm["cpus"], "maxvcpus": max(vm["cpus"],
+                                                           vm.get("maxcpus") or 0)},
             networks=list(vm.get("networks") or []),
             disks=[{"index": i, "size": round(d["capacity"] / 1024 ** 3, 3),
                     "format": "qcow2", "bus": d["bus"], "pool": {"name": d["pool"]},
@@ -225,6 +226,15 @@ class VmTemplater:
                           "virtual_size": disks[0]["capacity"], "owned": True,
                           **({} if host.local else {"host": host.name})},
             made_from=vm["name"])
+        # the virtual hardware the system on these disks was installed on and boots with
+        for key in ("machine", "firmware", "secure_boot", "tpm", "bootmenu", "cpu_topology"):
+            if vm.get(key) is not None:
+                data[key] = vm[key]
+        if "q35" in str(data.get("machine") or ""):
+            data["cdrom_bus"] = "sata"  # q35 has no IDE (a cloud-init seed is a CD-ROM)
+        models = {i["model"] for i in vm.get("interfaces") or () if i.get("model")}
+        if len(models) == 1:
+            data["nic_model"] = models.pop()
         return data
 
     def _adopt(self, name: str, data: dict[str, Any]) -> Deferred[dict[str, Any]]:

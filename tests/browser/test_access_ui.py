@@ -189,7 +189,7 @@ def test_a_user_sees_no_access_action_and_no_tokens_page(
     page.goto(kimchi.url + "/#/tokens")
     page.wait_for_selector("#login-form:visible")
     page.get_by_label("User name").fill(user.name)
-    page.get_by_label("Password").fill(user.password)
+    page.get_by_label("Password", exact=True).fill(user.password)
     page.get_by_role("button", name="Sign in").click()
     wait_live(page)
     assert page.locator("#account-role").inner_text() == "User"

@@ -118,7 +118,7 @@ def test_the_login_page_and_a_user_see_the_problem_but_no_report_button(
         assert page.locator("#login").is_visible()
         assert page.locator("#banner-report").is_hidden()
         page.get_by_label("User name").fill(pam_users.user.name)
-        page.get_by_label("Password").fill(pam_users.user.password)
+        page.get_by_label("Password", exact=True).fill(pam_users.user.password)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_selector('#conn[data-state="degraded"]', timeout=20_000)
         assert page.locator("#account-role").inner_text() == "User"

@@ -36,7 +36,7 @@ def test_admin_attaches_a_cd_and_an_interface(page: Any, idle_kimchi: Kimchi, tm
     assert "path of the disk image" in page.locator("#dev-error").inner_text()
 
     page.get_by_label("Attach", exact=True).select_option("cdrom")
-    page.get_by_label("File").fill(str(iso))
+    page.get_by_label("File", exact=True).fill(str(iso))
     dialog.get_by_role("button", name="Attach", exact=True).click()
     cd = page.locator('#dev-storages > li[data-dev="hda"]')
     cd.wait_for()

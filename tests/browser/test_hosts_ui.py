@@ -93,7 +93,7 @@ def test_an_admin_adds_a_host_is_told_why_one_is_refused_and_removes_it(
     assert "this host" in cells(page, "local")[0]
 
     # h2 through the form: listed connected, with its CPUs, memory and VMs
-    page.get_by_label("Host name").fill("h2")
+    page.get_by_label("Host name", exact=True).fill("h2")
     page.get_by_label("libvirt URI").fill(cluster3["h2"].uri)
     page.get_by_role("button", name="Add host").click()
     wait_state(page, "h2", "connected")
@@ -117,7 +117,7 @@ def test_an_admin_adds_a_host_is_told_why_one_is_refused_and_removes_it(
     assert page.locator("#host-count").inner_text() == "2 hosts"
 
     # a URI that is none: the server's words, next to the form; nothing added
-    page.get_by_label("Host name").fill("h9")
+    page.get_by_label("Host name", exact=True).fill("h9")
     page.get_by_label("libvirt URI").fill("not a uri")
     page.get_by_role("button", name="Add host").click()
     error = page.locator("#host-error")
@@ -133,7 +133,7 @@ def test_an_admin_adds_a_host_is_told_why_one_is_refused_and_removes_it(
     assert "Cannot reach host h9" in text and "/nowhere/" in text and "KCHHOST0004E" in text
     assert page.locator("#host-uri").input_value() == NOWHERE
     # a name taken
-    page.get_by_label("Host name").fill("h2")
+    page.get_by_label("Host name", exact=True).fill("h2")
     page.get_by_label("libvirt URI").fill(cluster3["h3"].uri)
     page.get_by_role("button", name="Add host").click()
     page.wait_for_function(

@@ -47,7 +47,7 @@ def image_template_from_the_form(page: Any, path: Path, name: str, user: str = "
         form = page.locator("#tmpl-form")
         form.locator("summary", has_text="cloud-init").click()
         form.get_by_label("User", exact=True).fill(user)
-        form.get_by_label("Password").fill("s3cret-pw")
+        form.get_by_label("User's password").fill("s3cret-pw")
         form.get_by_label("SSH public keys").fill(KEY + "\n")
     if shot:
         page.locator("#tmpl-form").screenshot(path=str(shot))
@@ -197,10 +197,10 @@ def test_cloud_init_of_a_template_and_of_new_vms(page: Any, idle_kimchi: Kimchi,
     assert page.evaluate("document.activeElement.id") == "tmpl-edit-ci-hostname"
     assert dialog.get_by_label("User", exact=True).input_value() == "alice"
     assert dialog.get_by_label("SSH public keys").input_value() == KEY
-    assert dialog.get_by_label("Password").input_value() == ""
-    assert dialog.get_by_label("Password").get_attribute("placeholder") == "password set"
+    assert dialog.get_by_label("User's password").input_value() == ""
+    assert dialog.get_by_label("User's password").get_attribute("placeholder") == "password set"
     assert "A password is set" in dialog.inner_text()
-    dialog.get_by_label("Host name").fill("web.example.org")
+    dialog.get_by_label("Guest host name").fill("web.example.org")
     dialog.get_by_role("button", name="Save").click()
     dialog.wait_for(state="hidden")
     ci = kimchi.get("/templates/tiny").json()["cloud_init"]
@@ -220,8 +220,8 @@ def test_cloud_init_of_a_template_and_of_new_vms(page: Any, idle_kimchi: Kimchi,
     new.locator('#vm-new-templates input[value="tiny"]').check()
     new.locator("summary", has_text="cloud-init").click()
     assert new.get_by_label("User", exact=True).get_attribute("placeholder") == "alice"
-    assert new.get_by_label("Host name").get_attribute("placeholder") == "web.example.org"
-    assert new.get_by_label("Password").get_attribute("placeholder") == "password set"
+    assert new.get_by_label("Guest host name").get_attribute("placeholder") == "web.example.org"
+    assert new.get_by_label("User's password").get_attribute("placeholder") == "password set"
     new.locator("#vm-new-ci").screenshot(path=str(artifacts / "ui-images-new-vm-cloud-init.png"))
     new.get_by_label("How many").fill("501")
     new.get_by_role("button", name="Create").click()
@@ -233,7 +233,7 @@ def test_cloud_init_of_a_template_and_of_new_vms(page: Any, idle_kimchi: Kimchi,
     new.get_by_label("How many").fill("2")
     new.locator('#vm-new-templates input[value="plain"]').check()
     assert new.get_by_label("User", exact=True).get_attribute("placeholder") == "none"
-    new.get_by_label("Password").fill("pw")
+    new.get_by_label("User's password").fill("pw")
     new.get_by_role("button", name="Create").click()
     page.wait_for_function(
         "() => document.getElementById('vm-new-error').textContent === "

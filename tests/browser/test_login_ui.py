@@ -46,7 +46,7 @@ def open_login(page: Any, problems: Any, url: str) -> Traffic:
 
 def sign_in(page: Any, name: str, password: str) -> None:
     page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
 
 
@@ -91,7 +91,7 @@ def test_login_page_alone_until_signed_in_then_the_app_with_name_and_role(
     assert "KCHAUTH0001E" in error.inner_text()
     assert "Invalid user name or password" in error.inner_text()
     assert error.get_attribute("role") == "alert"
-    assert page.get_by_label("Password").input_value() == ""
+    assert page.get_by_label("Password", exact=True).input_value() == ""
     assert page.get_by_label("User name").input_value() == admin.name
     assert_app_hidden(page)
     page.screenshot(path=str(artifacts / "ui-login-refused.png"))
@@ -126,7 +126,7 @@ def test_too_many_failures_count_down_before_the_next_try(
     sign_in(page, user.name, "not-" + user.password)
     page.wait_for_function(
         "() => document.getElementById('login-error').textContent.includes('KCHAUTH0001E')")
-    page.get_by_label("Password").fill("not-" + user.password)
+    page.get_by_label("Password", exact=True).fill("not-" + user.password)
     page.get_by_role("button", name="Sign in").click()
 
     error = page.locator("#login-error")
@@ -284,7 +284,7 @@ def test_warning_before_the_session_ends_then_the_login_page_when_it_has(
     page.screenshot(path=str(artifacts / "ui-session-ended.png"))
 
     # signing in again starts afresh
-    page.get_by_label("Password").fill(pam_users.admin.password)
+    page.get_by_label("Password", exact=True).fill(pam_users.admin.password)
     page.get_by_role("button", name="Sign in").click()
     wait_app(page)
     assert page.locator("#account-name").inner_text() == pam_users.admin.name

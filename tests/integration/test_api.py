@@ -57,7 +57,12 @@ def test_every_route_answers_bad_input_with_a_json_error(kimchi: Kimchi, routes)
         # a query parameter the route does not know
         _assert_error(kimchi.http.request(method, kimchi.url + path + "?nonsense=1"), 400,
                       "KCHAPI0008E")
-        if method in ("POST", "PUT"):
+        body = paths[spec_path][method.lower()].get("requestBody") or {}
+        if "application/octet-stream" in body.get("content", {}):  # bytes, not JSON
+            for ctype in ("application/x-www-form-urlencoded", "application/json"):
+                _assert_error(kimchi.http.request(method, kimchi.url + path, data="{}",
+                              headers={"Content-Type": ctype}), 415, "KCHAPI0014E")
+        elif method in ("POST", "PUT"):
             _assert_error(kimchi.http.request(method, kimchi.url + path, data="path=/x",
                           headers={"Content-Type": "application/x-www-form-urlencoded"}),
                           415, "KCHAPI0004E")

@@ -134,6 +134,8 @@ def test_a_vm_made_a_template_continues_on_a_leaf_over_a_read_only_base(
 
     t = k.get(f"/templates/from-{tag}").json()
     assert t["source_media"]["owned"] is True and t["vms"] == [vm]
+    shown = k.get(f"/vms/{vm}").json()  # the hardware its system boots on comes along
+    assert (t["machine"], t["firmware"]) == (shown["machine"], shown["firmware"])
     assert t["disks"][0]["base"] == {"path": base, "format": "qcow2"}
     # a new VM of it is one more leaf over the same base
     task = k.post("/vms", {"template": f"from-{tag}", "name": f"two-{tag}"}).json()

@@ -47,9 +47,9 @@ export class CloudInitSection {
         + 'images). The host name defaults to the VM\'s name.');
     help.id = `${prefix}-ci-help`;
     this.inputs = {
-      hostname: this.field(grid, 'hostname', 'Host name', 'input', { placeholder: 'the VM\'s name' }),
+      hostname: this.field(grid, 'hostname', 'Guest host name', 'input', { placeholder: 'the VM\'s name' }),
       user: this.field(grid, 'user', 'User', 'input', { placeholder: 'none', help: 'An account with sudo rights.' }),
-      password: this.field(grid, 'password', 'Password', 'password', { wide: true }),
+      password: this.field(grid, 'password', 'User\'s password', 'password', { wide: true }),
       ssh_authorized_keys: this.field(grid, 'keys', 'SSH public keys', 'textarea',
         { wide: true, help: 'One per line (ssh-ed25519 AAAA… user@host).' }),
       user_data: this.field(grid, 'userdata', 'User-data', 'textarea',
