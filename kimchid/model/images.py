@@ -87,7 +87,7 @@ def _checked(path: str, fmt: str, size: int, backing: str | None, head: bytes) -
         raise _refuse(path, f"it has a backing file of its own ({backing}): make a "
                             "standalone copy first (qemu-img convert)")
     if fmt == "raw":
-        if _is_iso(head, path):
+        if _is_iso(path):
             raise _refuse(path, "an ISO-9660 image is install media: make the template "
                                 "from it with source_media type disk")
         if not _looks_like_disk(head):
@@ -98,7 +98,7 @@ def _checked(path: str, fmt: str, size: int, backing: str | None, head: bytes) -
     return Image(path, fmt, size)
 
 
-def _is_iso(head: bytes, path: str) -> bool:
+def _is_iso(path: str) -> bool:
     try:
         isoinfo.probe_file(path)
         return True

@@ -28,6 +28,7 @@ from kimchid.model.hosts import Hosts
 from kimchid.model.storage import VolumeTransfers
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
+from kimchid.model.vm_create import refresh_pools
 
 KIND = "template.image"
 DOWNLOAD_KIND = "volume.download"
@@ -101,7 +102,7 @@ class TemplateDownloads:
                     raise KimchiError("KCHTMPL0023E", url=p["url"], error=done["message"])
             ctx.progress(97, f"Making template {name} of {download['name']}")
             ctx.flush()
-            host.conn.call(lambda c: c.storagePoolLookupByName(p["pool"]).refresh(0))
+            host.conn.call(lambda c: refresh_pools(c, {p["pool"]}))
             media = {"type": "image", "path": path}
             if not host.local:
                 media["host"] = host.name

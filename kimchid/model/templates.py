@@ -219,7 +219,8 @@ class TemplateService:
             raise InvalidOperation("KCHTMPL0008E", name=name, reason=obj.invalid)
         changes = {k: v for k, v in body.items() if k != "name"}
         if "cloud_init" in changes:
-            fresh_ci = cloudinit.normalise(changes["cloud_init"]) or {}
+            # hashing a password takes CPU: not on the reactor
+            fresh_ci = await self._io(cloudinit.normalise, changes["cloud_init"]) or {}
             if "password" in changes["cloud_init"] or "user" in changes["cloud_init"]:
                 obj.data.get("cloud_init", {}).pop("password_hash", None)  # not another's
             changes["cloud_init"] = fresh_ci
@@ -329,7 +330,7 @@ class TemplateService:
         user = {k: v for k, v in body.items()
                 if k not in ("name", "source_media", "cdrom", "os_distro", "os_version")}
         if "cloud_init" in user:
-            user["cloud_init"] = cloudinit.normalise(user["cloud_init"])
+            user["cloud_init"] = await self._io(cloudinit.normalise, user["cloud_init"])
         base = osinfo.defaults(distro, version)
         # Asking for more than a default maximum raises that maximum (not when it is given)
         cpu, mem = user.get("cpu_info", {}), user.get("memory", {})

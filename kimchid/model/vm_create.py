@@ -225,8 +225,9 @@ class VmCreator:
             pool = _last(body["storagepool"], "storagepools")
             data["disks"] = [{**d, "pool": {"name": pool}} for d in data.get("disks", [])]
         data.pop("cloud_init", None)  # as shown: without the password's hash
-        ci = cloudinit.combine(await self.templates.cloud_init(template_name),
-                               cloudinit.normalise(body.get("cloud_init")))
+        ci = cloudinit.combine(  # hashing a password takes CPU: not on the reactor
+            await self.templates.cloud_init(template_name),
+            await threads.deferToThread(cloudinit.normalise, body.get("cloud_init")))
         mode = body.get("disk_mode", "linked")
         plans = [plan_volumes(name, data, mode) for name in names]
         params: dict[str, Any] = {
@@ -462,7 +463,7 @@ class VmCreator:
                                       error="the copy job disappeared") from None
                 if done["status"] != "finished":
                     raise KimchiError("KCHVM0008E", name=names[0], error=done["message"])
-                call(partial(_refresh_pools, pools={c["pool"] for c in copies}))
+                call(partial(refresh_pools, pools={c["pool"] for c in copies}))
             for k, name in enumerate(todo):
                 current = name
                 base = share + (90 - share) * k / len(todo)
@@ -596,9 +597,16 @@ def _pool_folder(conn: Any, pool: str) -> str:
     return folder
 
 
-def _refresh_pools(conn: Any, pools: set[str]) -> None:
+def refresh_pools(conn: Any, pools: set[str]) -> None:
+    """Refresh these pools, so files made in their folders show as volumes (a pool gone
+    meanwhile is skipped: what needs its volumes fails on them, saying so)."""
+    import libvirt
+
     for name in pools:
-        conn.storagePoolLookupByName(name).refresh(0)
+        try:
+            conn.storagePoolLookupByName(name).refresh(0)
+        except libvirt.libvirtError:
+            pass
 
 
 def _grow(conn: Any, path: str, capacity: int) -> None:

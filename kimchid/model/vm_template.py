@@ -39,6 +39,7 @@ from kimchid.model.hosts import Host, Hosts
 from kimchid.model.tasks import TaskService
 from kimchid.model.templates import TemplateService
 from kimchid.model.vm_clone import VmCloner, kimchi_metadata, remove_made
+from kimchid.model.vm_create import refresh_pools
 
 log = Logger()
 
@@ -154,16 +155,6 @@ def _committed(conn: Any, uuid: str, disks: list[dict[str, Any]]) -> bool:
 
     dom = conn.lookupByUUIDString(uuid)
     return _on_leaves(ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)), disks)
-
-
-def _refresh(conn: Any, pools: set[str]) -> None:
-    import libvirt
-
-    for name in pools:
-        try:
-            conn.storagePoolLookupByName(name).refresh(0)
-        except libvirt.libvirtError:
-            pass
 
 
 class VmTemplater:
@@ -304,7 +295,7 @@ class VmTemplater:
             log.error("template {name}: the old disks of {vm} stay on host {host}: {paths}: "
                       "{why}", name=name, vm=source, host=host.name, paths=", ".join(old),
                       why=removed.get("message") or "no worker removed them")
-        host.conn.call(lambda c: _refresh(c, {d["pool"] for d in disks}))
+        host.conn.call(lambda c: refresh_pools(c, {d["pool"] for d in disks}))
         return {"template": name, "vm": source, "host": host.name,
                 "bases": [d["base"] for d in disks], "leaves": [d["leaf"] for d in disks],
                 "message": f"Made template {name} of {source}; {source} now runs on "
