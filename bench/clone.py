@@ -73,11 +73,15 @@ def convert_argv(src: Path, dst: Path) -> list[str]:
 
 
 def by_hand(src: Path, dst: Path) -> tuple[float, float]:
-    """(wall seconds, qemu-img's CPU seconds) of one copy run from here."""
+    """(wall seconds, qemu-img's CPU seconds) of one copy run from here, flushed to the
+    disk (``fsync``) as the worker's copy is."""
+    from workers.jobs.disks import flush
+
     argv = convert_argv(src, dst)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    flush(str(dst))  # on the disk, as the worker's copy is before it takes its name
     took = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     _remove(dst)

@@ -5,7 +5,8 @@ kimchi's path: ``POST /vms/src/template`` -> the daemon's ``vm.template`` task q
 ``vm.template.disks`` job -> a worker copies the disk with ``qemu-img convert`` into the
 template's base (``.part``, renamed, made read-only) and makes the VM's leaf over it -> the
 daemon redefines the VM on its leaf, stores the template and has the old disk removed.  The
-reference runs the worker's own ``qemu-img convert`` command line from here.  Both read the
+reference runs the worker's own ``qemu-img convert`` command line from here and then
+``fsync``s the copy, as the worker does before the copy takes its name.  Both read the
 same source (2 GiB of real data) on the machine's real libvirtd (``qemu:///system``),
 interleaved ABBA; before every run of either side the VM is put back on a fresh copy of its
 original disk and the machine's writes flushed (not timed).
@@ -40,11 +41,12 @@ def _ts(iso: str) -> float:
 
 
 def by_hand(src: Path, dst: Path) -> float:
-    from workers.jobs.disks import convert_argv
+    from workers.jobs.disks import convert_argv, flush
 
     t = time.perf_counter()
     subprocess.run(convert_argv(str(src), str(dst), "qcow2", 0), check=True,
                    stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    flush(str(dst))  # on the disk, as the worker's copy is before it takes its name
     took = time.perf_counter() - t
     dst.unlink()
     os.sync()
@@ -60,7 +62,15 @@ def through_kimchi(k: KimchidProc, s: Any, name: str) -> dict[str, float]:
     events = s.get(k.url + "/events", params={"since": "0", "task": child["id"]},
                    timeout=30).json()
     started = next(_ts(e["time"]) for e in events if e["type"] == "task.started")
-    return {"s": took, "copy": _ts(child["updated"]) - started}
+    ended = _ts(child["updated"])
+    # the parent's steps after the copy (its progress events, by their messages)
+    steps = s.get(k.url + "/events", params={"since": "0", "task": done["id"]},
+                  timeout=30).json()
+    after = {e["data"].get("message", "")[:12]: _ts(e["time"]) - ended for e in steps
+             if _ts(e["time"]) >= ended}
+    log(f"    {name}: queued {started - _ts(done['created']):.3f} s, copy {ended - started:.3f} s,"
+        f" then " + ", ".join(f"{m!r} +{t:.3f}" for m, t in after.items()))
+    return {"s": took, "copy": ended - started}
 
 
 def restore(conn: Any, xml: str, original: Path, src: Path, pool: Any) -> None:

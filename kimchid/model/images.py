@@ -13,9 +13,11 @@ partition table or a boot sector): every file is a valid "raw image" to qemu-img
 without that check a text file would make a template.  ISO images are install media:
 they make templates of ``type: disk``.
 
-Which OS an image holds is read from its file name, as the distributions name their
-cloud images (``debian-12-generic-amd64.qcow2``, ``Fedora-Cloud-Base-39-1.5...``,
-``jammy-server-cloudimg-amd64.img``); a user's ``os_distro``/``os_version`` win.
+Which OS an image holds is read from the image's own root file system where it can be
+(an image of this host: :mod:`kimchid.model.guestos`), else from its file name, as the
+distributions name their cloud images (``debian-12-generic-amd64.qcow2``,
+``Fedora-Cloud-Base-39-1.5...``, ``jammy-server-cloudimg-amd64.img``); a user's
+``os_distro``/``os_version`` win.
 """
 
 from __future__ import annotations

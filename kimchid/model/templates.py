@@ -22,7 +22,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, DeferredSemaphore
@@ -40,13 +40,14 @@ from kimchid.adapters.objectstore import (
     StoredObject,
     check_name,
 )
-from kimchid.model import cloudinit, images, osinfo
+from kimchid.model import cloudinit, guestos, images, osinfo
 from kimchid.model.events import EventHub
 
 if TYPE_CHECKING:
     from kimchid.model.hosts import Hosts
 
 log = Logger()
+_T = TypeVar("_T")
 
 KIND = "templates"
 DISTROS = "distros"  # the admin's additions to the catalogue: <objects_dir>/distros/
@@ -112,7 +113,7 @@ class TemplateService:
         for obj in self.store.list(KIND):
             self._ours.add((obj.name, obj.version))
 
-    async def _io(self, fn: Any, *args: Any) -> Any:
+    async def _io(self, fn: Callable[..., _T], *args: Any) -> _T:
         """The store does file I/O with fsync: never on the reactor thread."""
         return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
                                                fn, *args)
@@ -324,7 +325,9 @@ class TemplateService:
                 distro, version, bootable = info.os_distro, info.os_version, info.bootable
         elif source["type"] == "image":
             source, image = await self._image_media(source)
-            distro, version = images.guess_os(image.path) or (distro, version)
+            found = (None if "host" in source  # another host's file: not readable here
+                     else await self._io(guestos.identify, image.path, image.format))
+            distro, version = found or images.guess_os(image.path) or (distro, version)
         distro = body.get("os_distro") or distro
         version = body.get("os_version") or version
         user = {k: v for k, v in body.items()

@@ -33,6 +33,7 @@ from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, run_child, stop_child
 from kimchi.bus.sync import SyncBus
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
+from kimchi.faults import crash_point
 from kimchid.model import osinfo
 from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.hosts import Host, Hosts
@@ -266,8 +267,10 @@ class VmTemplater:
                 ctx.progress(92, f"Moving {source} onto its new disks")
                 ctx.flush()
                 ctx.check()  # the last moment a cancel leaves the VM as it was
+                crash_point("vm.template.commit")
                 host.conn.call(lambda c: _switch(c, uuid, disks, ctx.task_id))
                 committed = True
+                crash_point("vm.template.committed")
         except BaseException as e:
             if isinstance(e, Stop) and e.why in ("lost", "handback"):
                 raise  # another attempt takes over and tidies up

@@ -246,3 +246,59 @@ def test_each_hosts_own_figures_are_sampled_and_name_their_host(
     cluster3["h2"].kill()
     wait_for(lambda: k.get("/hosts/h2").json()["state"] != "connected", what="h2 down")
     assert k.get("/hosts/h2/stats").json()["host"] == "h2"  # the last sample, kept
+
+
+def test_a_vm_of_another_host_is_made_a_template_there_by_that_hosts_worker(
+        kimchi_factory, redis_db, cluster3: Cluster, tmp_path: Path) -> None:  # noqa: F811
+    k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=1,
+                               extra={"libvirt": {"uri": cluster3["h1"].uri}})
+    add_host(k, cluster3, "h2")
+    disks = tmp_path / "gold-disks"
+    disks.mkdir()
+    h2 = cluster3["h2"].keep
+    pool = h2.storagePoolDefineXML(
+        f"<pool type='dir'><name>golden</name><target><path>{disks}</path></target></pool>")
+    pool.create(0)
+    # the test driver keeps volumes in memory: the file behind this one is made here
+    pool.createXML("<volume><name>gold-0.qcow2</name><capacity unit='M'>64</capacity>"
+                   "<target><format type='qcow2'/></target></volume>", 0)
+    src = disks / "gold-0.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(src), "64M"], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 1M", str(src)], check=True,
+                   capture_output=True)
+    h2.defineXML(
+        "<domain type='test'><name>gold</name><memory>65536</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os><devices><disk type='file' device='disk'>"
+        f"<driver name='qemu' type='qcow2'/><source file='{src}'/>"
+        "<target dev='vda' bus='virtio'/></disk></devices></domain>")
+    wait_for(lambda: k.get("/hosts/h2/vms/gold").status_code == 200, what="gold listed")
+    worker = host_worker(tmp_path, redis_db.url, ["h2"], "worker-of-h2")
+    try:
+        wait_for(lambda: k.get("/hosts/h2").json()["workers"] == 1, what="h2's worker")
+        task = k.post("/hosts/h2/vms/gold/template", {"name": "gold-t"}).json()
+        assert task["host"] == "h2"
+        done = k.wait_task(task["id"], timeout=60)
+        assert done["status"] == "finished", done
+        base, leaf = disks / "gold-t-base-0.qcow2", disks / "gold-0-gold-t.qcow2"
+        assert done["result"]["bases"] == [str(base)] and done["result"]["host"] == "h2"
+        # the copy and the removal were jobs of h2's worker, not of the local one
+        for kind in ("vm.template.disks", "disks.remove"):
+            jobs = [t for t in k.get(f"/tasks?kind={kind}").json() if t["status"] == "finished"]
+            assert [t["worker"] for t in jobs] == ["worker-of-h2"], (kind, jobs)
+        # h2's VM now runs on a leaf over the read-only base, which holds its data
+        assert str(leaf) in h2.lookupByName("gold").XMLDesc(0)
+        assert json.loads(subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", str(leaf)], check=True,
+            capture_output=True, text=True).stdout)["backing-filename"] == str(base)
+        assert oct(base.stat().st_mode & 0o777) == "0o444"
+        out = subprocess.run(["qemu-io", "-r", "-c", "read -P 0x5a 0 1M", str(base)],
+                             capture_output=True, text=True, check=True).stdout
+        assert "read 1048576/1048576" in out
+        assert not src.exists()  # the old disk was removed by h2's worker
+        template = k.get("/templates/gold-t").json()
+        assert template["source_media"]["host"] == "h2"
+        assert template["disks"][0]["base"]["path"] == str(base)
+    finally:
+        worker.terminate()
+        assert worker.wait(15) == 0
+    assert sorted(os.listdir(disks)) == ["gold-0-gold-t.qcow2", "gold-t-base-0.qcow2"]

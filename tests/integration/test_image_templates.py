@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.bootdisk import make_boot_disk
 from tests.conftest import Kimchi
 from tests.isofactory import make_iso
+from tests.systemdisk import make_system_disk
 
 
 def _post_image(k: Kimchi, name: str, path: Path | str, **fields: object):
@@ -41,6 +42,20 @@ def test_what_is_not_a_disk_image_is_refused_with_the_reason(kimchi, tmp_path: P
     r = _post_image(kimchi, "t", "https://192.0.2.7/debian-12-generic-amd64.qcow2")
     assert r.status_code == 400 and r.json()["errcode"] in ("KCHVOL0008E", "KCHVOL0009E")
     assert kimchi.get("/templates").json() == []  # nothing was kept
+
+
+def test_an_image_templates_os_is_read_from_the_image_before_its_name(
+        kimchi, tmp_path: Path):
+    # the image's own os-release wins over a name that says otherwise
+    image = make_system_disk(tmp_path / "jammy-server-cloudimg-amd64.qcow2",
+                             'NAME="Debian GNU/Linux"\nID=debian\nVERSION_ID="12"\n',
+                             "gpt", "qcow2")
+    r = _post_image(kimchi, "read", image)
+    assert r.status_code == 201, r.text
+    assert (r.json()["os_distro"], r.json()["os_version"]) == ("debian", "12")
+    # a user's word wins over both
+    r = _post_image(kimchi, "told", image, os_distro="ubuntu", os_version="24.04")
+    assert (r.json()["os_distro"], r.json()["os_version"]) == ("ubuntu", "24.04"), r.text
 
 
 def test_an_image_template_reads_the_image_and_makes_many_vms_in_one_request(

@@ -190,6 +190,55 @@ def test_a_cancelled_or_crashed_template_from_a_vm_leaves_a_vm_that_boots(
     assert k.delete(f"/templates/k-{tag}").status_code == 204
 
 
+def test_a_daemon_killed_at_each_step_of_a_template_from_a_vm_leaves_it_whole(
+        kimchi_factory, redis_db, qemu_pool):
+    k = kimchi_factory(redis_url=redis_db.url, extra=PLAIN_QEMU,
+                       env={"KIMCHI_FAULT_SLOW_REPORTS": "1.0"})
+    pool, tag = qemu_pool, qemu_pool.tag
+    _image_template(k, pool, f"img-{tag}")
+    vm = f"d-{tag}"
+    task = k.post("/vms", {"template": f"img-{tag}", "name": vm, "disk_mode": "full"}).json()
+    assert k.wait_task(task["id"], timeout=60)["status"] == "finished"
+    others = [f for f in _files(pool.folder) if not f.startswith(vm)]
+
+    def made(template: str, task_id: str) -> None:
+        """The task ended well after the daemon came back: the VM on its one new leaf
+        over the template's base, no other file of the VM's, and it boots."""
+        done = k.wait_task(task_id, timeout=120)
+        assert done["status"] == "finished", done
+        base = str(pool.folder / f"{template}-base-0.qcow2")
+        leaf = str(pool.folder / f"{vm}-0-{template}.qcow2")
+        assert _disk(k, vm)["path"] == leaf and _chain(leaf) == [leaf, base]
+        assert k.get(f"/templates/{template}").json()["disks"][0]["base"]["path"] == base
+        mine = [f for f in _files(pool.folder) if f not in others]
+        assert mine == sorted([f"{template}-base-0.qcow2", f"{vm}-0-{template}.qcow2"]), mine
+        _boots(k, vm)
+        others.append(f"{template}-base-0.qcow2")  # the next template leaves this base be
+
+    # kill -9 of the daemon mid-copy (its workers go with it): the next one finishes
+    task = k.post(f"/vms/{vm}/template", {"name": f"m-{tag}"}).json()
+    wait_for(lambda: _copying(k, f"m-{tag}"), what="the copy job")
+    k.stop(signal.SIGKILL)
+    k.start()
+    made(f"m-{tag}", task["id"])
+
+    # killed with the copy done and the VM not yet moved; then right after it moved
+    for point, template in (("vm.template.commit", f"c-{tag}"),
+                            ("vm.template.committed", f"a-{tag}")):
+        k.stop()
+        k.env["KIMCHI_FAULT_CRASH_AT"] = point
+        k.start()
+        task = k.post(f"/vms/{vm}/template", {"name": template}).json()
+        assert k.proc is not None
+        assert k.proc.wait(90) == -signal.SIGKILL, point  # it died there
+        del k.env["KIMCHI_FAULT_CRASH_AT"]
+        k.start()
+        made(template, task["id"])
+    assert k.delete(f"/vms/{vm}").status_code == 204
+    for template in (f"a-{tag}", f"c-{tag}", f"m-{tag}"):
+        assert k.delete(f"/templates/{template}").status_code == 204
+
+
 def _copying(k: Kimchi, template: str) -> bool:
     """Whether the copy job of the template being made has reported progress."""
     return any(t["status"] == "running" and t["progress"]

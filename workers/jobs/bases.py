@@ -19,7 +19,7 @@ from typing import Any
 from kimchi.bus.context import JobContext
 from kimchi.bus.jobs import job
 from kimchi.errors import KimchiError
-from workers.jobs.disks import remove_all, run_convert
+from workers.jobs.disks import flush, remove_all, run_convert, settle
 
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
@@ -81,7 +81,7 @@ def make_bases(ctx: JobContext) -> dict[str, Any]:
             written.append(part)
             run_convert(ctx, d["src"], part, "qcow2", report)
             os.chmod(part, _READ_ONLY)
-            os.rename(part, d["base"])
+            settle(part, d["base"])
             written[-1] = d["base"]
             done_bytes += size
         ctx.progress(99, "Making the virtual machine's new disks over the bases")
@@ -89,7 +89,8 @@ def make_bases(ctx: JobContext) -> dict[str, Any]:
             part = d["leaf"] + ".part"
             written.append(part)
             make_leaf(d["base"], part)
-            os.rename(part, d["leaf"])
+            flush(part)
+            settle(part, d["leaf"])
             written[-1] = d["leaf"]
             ctx.check()
         return {"bases": [d["base"] for d in disks], "leaves": [d["leaf"] for d in disks],

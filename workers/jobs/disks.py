@@ -88,6 +88,27 @@ def run_convert(ctx: JobContext, src: str, dst: str, fmt: str,
     if code != 0:
         text = b"".join(errors).decode(errors="replace").strip().splitlines()
         raise KimchiError("KCHVM0017E", path=src, reason=(text[-1] if text else f"exit {code}"))
+    flush(dst)  # qemu-img convert leaves its output in the page cache
+
+
+def flush(path: str) -> None:
+    """The file's bytes on the disk (``fsync``): before a copy takes its final name, so
+    that no crash can leave the name on a half-written file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def settle(part: str, final: str) -> None:
+    """``part`` renamed to ``final``, the rename itself made durable (the folder fsynced)."""
+    os.rename(part, final)
+    fd = os.open(os.path.dirname(final) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @job("vm.clone.disks")
@@ -114,7 +135,7 @@ def copy_disks(ctx: JobContext) -> dict[str, Any]:
 
             report(0.0)
             run_convert(ctx, c["src"], part, c["format"], report)
-            os.rename(part, c["dst"])
+            settle(part, c["dst"])
             written[-1] = c["dst"]
             done_bytes += size
         return {"copied": [c["dst"] for c in copies], "bytes": total,

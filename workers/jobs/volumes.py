@@ -28,7 +28,7 @@ from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.jobs import job
 from kimchi.errors import KimchiError
 from kimchi.outbound import DestinationRefused, OutboundPolicy
-from workers.jobs.disks import run_convert
+from workers.jobs.disks import run_convert, settle
 
 CHUNK = 1024 * 1024  # bytes read from the server, and written, at a time
 TIMEOUT = 30.0  # seconds without a byte from the server before the download fails
@@ -124,7 +124,7 @@ def download(ctx: JobContext) -> dict[str, Any]:
                 raise KimchiError("KCHVOL0012E", name=name, expected=want,
                                   actual=f"sha256:{digest}")
         ctx.check()
-        os.rename(part, final)
+        settle(part, final)
     except Stop as e:
         if e.why not in _KEEP_FOR_NEXT:  # cancelled, timed out: nothing left behind
             _remove(part)
@@ -298,7 +298,7 @@ def clone(ctx: JobContext) -> dict[str, Any]:
     try:
         report(0.0)
         run_convert(ctx, src, part, p["format"], report)
-        os.rename(part, dst)
+        settle(part, dst)
     except BaseException:
         _remove(part)  # cancelled, failed, or lost: a copy starts again from nothing
         raise
