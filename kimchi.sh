@@ -4,7 +4,7 @@
 #   ./kimchi.sh up               install, write a default config if none, start kimchid, print its URL
 #   ./kimchi.sh stop             stop kimchid (it stops its embedded redis-server and workers)
 #   ./kimchi.sh status           pid, children and GET /health
-#   ./kimchi.sh logs [-f]        the daemon's log (-f: follow it)
+#   ./kimchi.sh logs [-f] [--json]  the daemon's log as text (-f: follow it; --json: as written)
 #   ./kimchi.sh test [ARGS...]   install, start libvirtd, run the whole test suite (pytest ARGS)
 #   ./kimchi.sh install-service  systemd hosts: run kimchid under systemd instead (see README)
 #
@@ -68,8 +68,9 @@ wanted_packages() {
     # novnc: the VM console's browser side (kimchid serves its modules under /ui/novnc/).
     # node-xterm: the serial console's terminal, xterm.js (kimchid makes its modules one
     # script under /ui/xterm/: libjs-xterm's own browser build is a stub that needs require).
+    # e2fsprogs: debugfs reads which OS a disk image holds from its os-release file.
     echo redis-server libvirt-daemon-system libvirt-clients "$qemu" qemu-utils \
-        qemu-block-extra libvirt-dev pkg-config gcc genisoimage dnsmasq-base sosreport \
+        qemu-block-extra libvirt-dev pkg-config gcc genisoimage dnsmasq-base sosreport e2fsprogs \
         novnc node-xterm curl ca-certificates procps
     # Modern guests: osinfo-db says what each OS wants (chipset, firmware); ovmf is the
     # UEFI firmware (with Secure Boot builds) libvirt auto-selects; swtpm, swtpm-tools:
@@ -78,6 +79,9 @@ wanted_packages() {
     if [ "${1:-}" = test ]; then
         # The migration tests' simulated hosts: network namespaces, veth pairs, a bridge.
         echo iproute2
+        # The packaging test: the Debian package is built over Debian's own python3 (venv)
+        # and installed into a fresh Debian root made by debootstrap.
+        echo python3-venv debootstrap
         # The browser tests drive Debian's chromium.  Ubuntu ships it only as a snap.
         if [ "$(os_id)" = debian ]; then
             echo chromium
@@ -171,9 +175,15 @@ ensure_node_tools() {
 
 # -- the virtualenv ----------------------------------------------------------------------
 
+# The virtualenv with kimchi and what it needs: `ensure_venv` for `up` installs only what runs
+# kimchi; `ensure_venv test` adds the test extra (pytest, Playwright, ruff, mypy; bench with
+# KIMCHI_BENCH_SMOKE=1).  Versions come from constraints.txt, the ones the tests ran with.
 ensure_venv() {
-    local extras=test py want
-    [ "$BENCH_SMOKE" = 1 ] && extras=test,bench
+    local extras="" py want have cons="$ROOT/constraints.txt" pins=() spec
+    if [ "${1:-}" = test ]; then
+        extras=test
+        [ "$BENCH_SMOKE" = 1 ] && extras=test,bench
+    fi
     if [ -x "$PY" ] && ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         say "the virtualenv in $VENV is broken or too old: making a new one"
         rm -rf "$VENV"
@@ -187,13 +197,24 @@ ensure_venv() {
             die "'$py -m venv' failed: install python3-venv"
         }
     fi
-    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) [$extras] $ROOT $("$PY" -V 2>&1)"
-    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/kimchid" ]; then
-        return 0
+    [ -f "$cons" ] && pins=(-c "$cons")
+    # The stamp: what was installed last (the line), and the extras it had (the next line);
+    # `up` after `test` has nothing to do, `test` after `up` adds its extras.
+    want="$(cat "$ROOT/pyproject.toml" "$cons" 2>/dev/null | sha256sum | cut -d' ' -f1) $ROOT $("$PY" -V 2>&1)"
+    if [ -f "$STAMP" ] && [ "$(head -n 1 "$STAMP")" = "$want" ] && [ -x "$VENV/bin/kimchid" ]; then
+        have=$(sed -n 2p "$STAMP")
+        if [ -z "$(comm -23 <(tr ',' '\n' <<<"$extras" | sed '/^$/d' | sort) \
+            <(tr ',' '\n' <<<"$have" | sed '/^$/d' | sort))" ]; then
+            return 0
+        fi
+        extras=$(printf '%s\n' "$extras" "$have" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd,)
     fi
-    say "installing kimchi and its Python dependencies into $VENV (.[$extras]; the first time takes a few minutes)"
-    "$PY" -m pip install --progress-bar off -q -e "${ROOT}[$extras]"
-    printf '%s\n' "$want" >"$STAMP"
+    spec=$ROOT
+    [ -n "$extras" ] && spec="$ROOT[$extras]"
+    say "installing kimchi and its Python dependencies into $VENV (${extras:-no extras}, versions of ${cons##*/}; the first time takes a few minutes)"
+    "$PY" -m pip install --progress-bar off -q "${pins[@]}" -e "$spec" ||
+        die "pip could not install kimchi with ${cons##*/}: if a requirement changed, refresh it (docs/install.md)"
+    printf '%s\n%s\n' "$want" "$extras" >"$STAMP"
 }
 
 # -- libvirt ---------------------------------------------------------------------------
@@ -310,6 +331,12 @@ EOF
 
 pid_file() { echo "$STATE/kimchid.pid"; }
 log_file() { echo "$STATE/kimchid.log"; }
+# kimchid writes log_file itself and rotates it by size (docs/logs.md); its stdout and
+# stderr get only what bypasses its logger (a configuration error, a crash of Python).
+out_file() { echo "$STATE/kimchid.out"; }
+
+# JSON log lines (stdin) as readable text.
+as_text() { (cd "$ROOT" && "$PY" -m kimchi.logs); }
 
 # The pid of the kimchid started by this script, if it still runs.
 running_pid() {
@@ -422,8 +449,10 @@ cmd_up() {
     # setsid: a session of its own, so closing the terminal does not stop it.
     # Started from this (non-interactive) script it is not a group leader, so
     # setsid does not fork and $! is kimchid's own pid.
-    (cd "$STATE" && exec setsid nohup "$VENV/bin/kimchid" --config "$CONF" \
-        </dev/null >>"$log" 2>&1) &
+    # The log: kimchid.log, rotated past 10 MB into kimchid.log.1 ... .5 by kimchid itself.
+    [ ! -s "$(out_file)" ] || mv -f "$(out_file)" "$(out_file).1"
+    (cd "$STATE" && exec setsid nohup "$VENV/bin/kimchid" --config "$CONF" --log-file "$log" \
+        </dev/null >"$(out_file)" 2>&1) &
     pid=$!
     echo "$pid" >"$(pid_file)"
     wait_ready "$pid" "$log"
@@ -436,7 +465,8 @@ wait_ready() {
     for i in $(seq 1 120); do
         if ! alive "$pid"; then
             say "kimchid exited during start-up; the end of $log:"
-            tail -n 30 "$log" >&2 || true
+            tail -n 30 "$log" 2>/dev/null | as_text >&2 || true
+            [ ! -s "$(out_file)" ] || tail -n 30 "$(out_file)" >&2 || true
             rm -f "$(pid_file)"
             exit 1
         fi
@@ -524,19 +554,31 @@ cmd_status() {
 
 cmd_logs() {
     load_settings
-    local log
+    local log follow=0 json=0 a
+    for a in "$@"; do
+        case "$a" in
+            -f) follow=1 ;;
+            --json) json=1 ;;
+            *) die "logs takes -f (follow) and --json (the lines as written), not $a" ;;
+        esac
+    done
     log=$(log_file)
     [ -e "$log" ] || die "no log yet at $log (start kimchi with: ./kimchi.sh up)"
-    if [ "${1:-}" = -f ]; then
-        exec tail -n 200 -F "$log"
+    [ -x "$PY" ] || json=1
+    if [ "$follow" = 1 ]; then
+        [ "$json" = 1 ] && exec tail -n 200 -F "$log"
+        tail -n 200 -F "$log" | as_text
+    elif [ "$json" = 1 ]; then
+        tail -n 200 "$log"
+    else
+        tail -n 200 "$log" | as_text
     fi
-    tail -n 200 "$log"
 }
 
 cmd_test() {
     ensure_system test
     ensure_node_tools
-    ensure_venv
+    ensure_venv test
     ensure_auth
     start_libvirt
     local artifacts=${KIMCHI_TEST_ARTIFACTS:-$ROOT/artifacts} rc=0 b failed=()

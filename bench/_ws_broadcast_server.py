@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,20 +62,21 @@ def main() -> None:
 
     def reader() -> None:
         r = redis.Redis.from_url(url, decode_responses=True)
-        newest = r.xrevrange(key, count=1)
+        newest: Any = r.xrevrange(key, count=1)
         last = newest[0][0] if newest else "0"
         while True:
-            reply = r.xread({key: last}, count=1000, block=1000)
+            reply: Any = r.xread({key: last}, count=1000, block=1000)
             for _k, entries in reply or ():
                 last = entries[-1][0]
-                reactor.callFromThread(broadcast, entries)
+                reactor.callFromThread(broadcast, entries)  # type: ignore[attr-defined]
 
     if "--tls" in sys.argv:
         from kimchid.auth.tls import context_factory
 
         i = sys.argv.index("--tls")
         options = context_factory(Path(sys.argv[i + 1]), Path(sys.argv[i + 2]))
-        port = reactor.listenSSL(0, factory, options, interface="127.0.0.1", backlog=1024)
+        port = reactor.listenSSL(  # type: ignore[attr-defined]
+            0, factory, options, interface="127.0.0.1", backlog=1024)
     else:
         port = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=1024)
     threading.Thread(target=reader, daemon=True).start()

@@ -225,6 +225,7 @@ class Conn:
             return
         st = STATS
         m = _DATA(buf, i + 7, end)  # the producer's own compact JSON: no json.loads
+        phase: int | None
         if m is not None:
             phase, seq, ts = int(m[1]), int(m[2]), float(m[3])
         else:
@@ -292,22 +293,22 @@ def connect_all(host: str, port: int, path: str, n: int, ep: select.epoll,
             pending[s.fileno()] = c
             ep.register(s.fileno(), select.EPOLLIN)
         for fd, _ev in ep.poll(1.0):
-            c = pending.get(fd)
-            if c is None:
+            waiting = pending.get(fd)
+            if waiting is None:
                 continue
             try:
-                data = c.sock.recv(65536)
+                data = waiting.sock.recv(65536)
                 if not data:
                     raise ConnectionError("closed during the handshake")
-                c.feed(c.plain(data), now())
+                waiting.feed(waiting.plain(data), now())
             except (OSError, ConnectionError) as e:
                 print(f"connect failed: {e}", file=sys.stderr)
                 failed += 1
                 ep.unregister(fd)
-                c.sock.close()
+                waiting.sock.close()
                 del pending[fd]
                 continue
-            if c.upgraded:
+            if waiting.upgraded:
                 conns[fd] = pending.pop(fd)
     failed += todo + len(pending)
     return failed

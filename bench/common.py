@@ -456,7 +456,7 @@ def start_worker(config: Path, redis_url: str, name: str, log: Path,
                  gc_dir: Path | None = None) -> subprocess.Popen[bytes]:
     """One standalone ``kimchi-worker`` process (``python -m workers.main``); with
     ``gc_dir``, it writes its GC pause figures there (see :func:`gc_pauses`)."""
-    extra = {"KIMCHI_BENCH_GC_STATS": str(gc_dir)} if gc_dir else {}
+    extra: dict[str, Any] = {"KIMCHI_BENCH_GC_STATS": str(gc_dir)} if gc_dir else {}
     with open(log, "ab") as out:
         return track(subprocess.Popen(
             [sys.executable, "-m", "workers.main", "--config", str(config), "--name", name],
@@ -694,7 +694,7 @@ def gc_runs(folder: Path, since: dict[str, dict[str, Any]] | None = None) -> GcR
     return roles
 
 
-def gc_describe(runs: GcRuns) -> dict[str, dict[str, float]]:
+def gc_describe(runs: GcRuns) -> dict[str, dict[str, float | None]]:
     """The pause distribution per role, ms: ``{"kimchid": {"n", "p50", "p99", "max",
     "over", "gen2_n", "gen2_max", "cpu_p99", "cpu_max", "cpu_over", "idle_full_n",
     "idle_full_max"}, ...}`` (``cpu_``: the collector's own CPU time, which leaves out the
@@ -718,12 +718,12 @@ def gc_describe(runs: GcRuns) -> dict[str, dict[str, float]]:
 
 
 def gc_pauses(folder: Path, since: dict[str, dict[str, Any]] | None = None
-              ) -> dict[str, dict[str, float]]:
+              ) -> dict[str, dict[str, float | None]]:
     """:func:`gc_describe` of :func:`gc_runs`: the pauses since ``since``, per role."""
     return gc_describe(gc_runs(folder, since))
 
 
-def print_gc_lines(dists: dict[str, dict[str, float]], label: str = "") -> None:
+def print_gc_lines(dists: dict[str, dict[str, float | None]], label: str = "") -> None:
     """``GC pauses <role> (<label>): n, p50, p99, max, over 10 ms: k (...)``, one per role."""
     for role, d in dists.items():
         print(f"GC pauses {role}{f' ({label})' if label else ''}: n {d['n']:,}, "
@@ -737,7 +737,7 @@ def print_gc_lines(dists: dict[str, dict[str, float]], label: str = "") -> None:
 
 def print_gc_pauses(k: KimchidProc | Path, label: str = "",
                     since: dict[str, dict[str, Any]] | None = None
-                    ) -> dict[str, dict[str, float]]:
+                    ) -> dict[str, dict[str, float | None]]:
     """Print the GC pauses of kimchid and its workers (or of the processes writing into a
     folder) since ``since`` (default: when ``KimchidProc.start`` returned), one line per
     role: ``GC pauses kimchid: n, p50, p99, max, over 10 ms: k``; return them for RESULT."""

@@ -74,7 +74,7 @@ def run_floor(rds: RedisProc, count: int, every: float, rep: int) -> list[float]
     last = b"0-0"
     deadline = time.monotonic() + count * every + 20
     while len(lat) < count and time.monotonic() < deadline:
-        reply = r.xread({key: last}, count=100, block=1000)
+        reply: Any = r.xread({key: last}, count=100, block=1000)
         now = time.time()
         for _k, entries in reply or ():
             for eid, fields in entries:
@@ -104,7 +104,7 @@ def run_kimchi(k: KimchidProc, rds: RedisProc, count: int, every: float) -> tupl
     sent = time.monotonic()
     # signed in (Basic); over TLS trusting kimchid's own certificate, nothing else
     cert = k.dir / "state" / "tls" / "kimchi-cert.pem"
-    tls = {"sslopt": {"ca_certs": str(cert)}} if k.tls else {}
+    tls: dict[str, Any] = {"sslopt": {"ca_certs": str(cert)}} if k.tls else {}
     ws = websocket.create_connection(k.ws_url + "/events?types=task.progress", timeout=30,
                                      header=k.ws_headers, **tls)
     k.note_request(sent, time.monotonic())

@@ -93,6 +93,7 @@ class Clients:
 
     @staticmethod
     def _read(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError("a client process died")
@@ -271,6 +272,7 @@ class Server:
             self.ca = str(cert)
         self.proc = common.track(subprocess.Popen(args, stdout=subprocess.PIPE, text=True,
                                                   env=common.base_env()))
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         scheme = "wss" if self.ca else "ws"
         return f"{scheme}://127.0.0.1:{line[1]}/", self.proc.pid, []

@@ -205,6 +205,7 @@ def main() -> int:
     quick = a.quick
     n = a.jobs or (2000 if quick else 10_000)
     reps = a.reps or (1 if quick else 3)
+    rds: RedisProc  # started below, before the runners that use it are called
     systems: list[tuple[str, Any, int, str]] = [
         # name, runner, jobs, enqueue method
         ("kimchi c=2", lambda wd, m: run_kimchi(rds, wd, m, 2), n,
@@ -264,7 +265,7 @@ def main() -> int:
     common.table(rows, ["system", "jobs", "jobs/s (median)", "spread", "kimchi c=2 / this",
                         "enqueue/s", "worker CPU us/job", "redis CPU us/job", "done",
                         "enqueue method"])
-    gc: dict[str, dict[str, dict[str, float]]] = {}
+    gc: dict[str, dict[str, dict[str, float | None]]] = {}
     for name, runs in results.items():
         pooled: common.GcRuns = {}
         for r in runs:

@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -81,7 +82,8 @@ def main() -> None:
     node = wd / "node.xml"
     node.write_text(node_xml(args.vms))
     uri = f"test://{node}"
-    sides = [("plain", False, {})] if args.plain else [("tls", True, {}), ("plain", False, {})]
+    sides: list[tuple[str, bool, dict[str, Any]]] = (
+        [("plain", False, {})] if args.plain else [("tls", True, {}), ("plain", False, {})])
     if args.gc_before:
         sides.append(("tls, GC as CPython sets it", True, {"KIMCHI_BENCH_GC_SETTLE": "0"}))
     procs: list[KimchidProc | RedisProc] = []

@@ -12,7 +12,8 @@ interleaved ABBA; before every run of either side the VM is put back on a fresh 
 original disk and the machine's writes flushed (not timed).
 
 Target (issue 13): the copy's throughput >= 0.95x the hand-run copy's, judged on each side's
-fastest (this VM's disk has slow episodes: see bench/clone.py), medians beside.
+fastest (this VM's disk has slow episodes: see bench/clone.py), medians and the whole
+task's time (POST to finished) beside.
 """
 
 from __future__ import annotations
@@ -174,11 +175,15 @@ def main() -> int:
              best_hand / min(x["s"] for x in ours)]]
     print()
     common.table(rows, ["operation", "s (median)", "spread", "MiB/s", "x hand (throughput)"])
-    ratio = best_hand / min(x["s"] for x in ours)
+    # the target is the copy's throughput: end to end adds the steps a copy by hand does
+    # not have (the VM redefined, the template stored, the old disk deleted: ext4 frees
+    # a deleted file's blocks at about 0.3 s per GiB here, discarding them)
+    ratio = best_hand / best
     ok = ratio >= TARGET
-    common.verdict(ok, f"template from a VM, {gib} GiB, fastest end to end: {ratio:.3f}x "
-                       f"qemu-img convert by hand (target >= {TARGET}x; the copy job alone "
-                       f"{best_hand / best:.3f}x; medians {mh / mk:.3f}x)")
+    common.verdict(ok, f"template from a VM, {gib} GiB, the copy's throughput (fastest): "
+                       f"{ratio:.3f}x qemu-img convert by hand (target >= {TARGET}x; end "
+                       f"to end {best_hand / min(x['s'] for x in ours):.3f}x; medians: copy "
+                       f"{mh / mc:.3f}x, end to end {mh / mk:.3f}x)")
     common.footer()
     return 0 if ok else 1
 

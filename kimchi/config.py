@@ -8,6 +8,7 @@ environment variables.  Shared by ``kimchid`` and ``kimchi-worker``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -35,7 +36,7 @@ class ServerConfig:
     tls: bool = True
     cert: str = ""
     key: str = ""
-    log_format: str = "text"  # text | json
+    log_format: str = "auto"  # auto (text on a terminal, else JSON) | text | json
     log_level: str = "info"
 
 
@@ -118,6 +119,18 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # Client addresses and networks (CIDR) that may read GET /metrics without a login
+    # (Prometheus); everyone else needs an admin's credentials (an API token)
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    max_len: int = 100_000  # entries the audit log keeps in Redis (approximate cap)
+
+
+@dataclass(frozen=True)
 class HostConfig:
     stats_interval: float = 2.0  # seconds between two samples of the host's figures
     history: int = 150  # samples kept for GET /host/stats/history (5 minutes at 2 s)
@@ -143,6 +156,8 @@ class Config:
     debugreports: DebugReportsConfig = field(default_factory=DebugReportsConfig)
     host: HostConfig = field(default_factory=HostConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -154,7 +169,7 @@ class Config:
 
 # Rules beyond the type of a key: (section, key) -> (check, what it must be).
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("server", "log_format"): ("text", "json"),
+    ("server", "log_format"): ("auto", "text", "json"),
     ("server", "log_level"): ("debug", "info", "warn", "error"),
     ("redis", "appendfsync"): ("always", "everysec"),
     ("features", "iso_streaming"): ("auto", "on", "off"),
@@ -170,6 +185,7 @@ _POSITIVE = {
     ("events", "max_len"),
     ("events", "page_size"),
     ("events", "client_buffer"),
+    ("audit", "max_len"),
     ("tasks", "keep_seconds"),
     ("libvirt", "stats_interval"),
     ("host", "stats_interval"),
@@ -341,6 +357,12 @@ def load(path: str | os.PathLike[str] | None = None,
         OutboundPolicy.parse(cfg.outbound.allow)
     except ValueError as e:
         problems.append(("outbound.allow", str(e)))
+    for item in cfg.metrics.allow:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            problems.append(("metrics.allow",
+                             f"must be addresses or networks (CIDR), got {item!r}"))
     if problems:
         raise ConfigError(problems)
     return cfg

@@ -129,6 +129,10 @@ CATALOGUE: dict[str, str] = {
     # Events
     "KCHEVT0001E": "Invalid event id {since}",
     "KCHEVT0002E": "Invalid event type filter {types}",
+    # WebSocket handshakes (GET /events, a VM's console and serial console)
+    "KCHWS0001E": "Not a complete WebSocket handshake: {problem}",
+    # Audit log
+    "KCHAUDIT0001E": "Invalid time {value} for {param}: no such date or time",
     # ISOs
     "KCHISO0001E": "Scan path {path} must be an absolute path",
     "KCHISO0002E": "Scan path {path} does not exist or is not a directory",
@@ -255,6 +259,8 @@ REFUSALS: frozenset[str] = frozenset({
     "KCHDR0003E", "KCHDR0004E", "KCHDR0005E",
     "KCHAUTH0012E",
     "KCHHOST0002E", "KCHHOST0003E", "KCHHOST0004E", "KCHHOST0005E", "KCHHOST0008E",
+    "KCHAUDIT0001E",
+    "KCHWS0001E",
 })
 
 

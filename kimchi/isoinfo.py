@@ -550,7 +550,7 @@ class _CheckedHTTPHandler(urllib.request.HTTPHandler):
         self._connection = _checked_connection(http.client.HTTPConnection, outbound)
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(self._connection, req)  # type: ignore[arg-type]
+        return self.do_open(self._connection, req)
 
 
 class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
@@ -560,7 +560,7 @@ class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
         self._tls = context
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(self._connection, req, context=self._tls)  # type: ignore[arg-type]
+        return self.do_open(self._connection, req, context=self._tls)
 
 
 def _content_range(value: str) -> tuple[int | None, int | None]:

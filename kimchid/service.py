@@ -6,11 +6,11 @@ import os
 import socket
 from typing import Any
 
-from twisted.application import strports
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer, task
+from twisted.internet import defer, endpoints, task
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from kimchi import bus, reports
@@ -23,6 +23,7 @@ from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.adapters.objectstore import ObjectStore, ObjectWatcher
 from kimchid.adapters.processes import Children, add_embedded_redis, add_workers
 from kimchid.api.access import Access
+from kimchid.api.audit import AuditTrail
 from kimchid.api.gate import Gate
 from kimchid.api.redirect import ToHttps
 from kimchid.auth.pam import PamLogin
@@ -30,6 +31,7 @@ from kimchid.auth.sessions import SessionStore
 from kimchid.auth.throttle import LoginThrottle
 from kimchid.auth.tls import context_factory, ensure_certificate, https_endpoint
 from kimchid.auth.tokens import TokenStore
+from kimchid.metrics import MeteredSite, Metrics
 from kimchid.model import (
     snapshots,
     template_download,
@@ -38,6 +40,7 @@ from kimchid.model import (
     vm_migrate,
     vm_template,
 )
+from kimchid.model.audit import AuditLog
 from kimchid.model.capabilities import Capabilities
 from kimchid.model.debugreports import DebugReports
 from kimchid.model.events import EventHub
@@ -154,6 +157,9 @@ class Kimchid(MultiService):
         self.workers.name = "workers"
         add_workers(self.workers, cfg, redis_url, config_file)
 
+        self.metrics = Metrics(self.redis, self.keys, self.hosts, self.events, reactor,
+                               cfg.tasks.keep_seconds)
+        self.events.listeners.append(self.metrics.events_read)  # task durations
         auth = cfg.auth
         self.pam = PamLogin(auth.pam_service, auth.admin_groups, reactor, auth.pam_threads,
                             auth.pam_queue)
@@ -167,17 +173,24 @@ class Kimchid(MultiService):
             throttle=LoginThrottle(self.redis, prefix, reactor, auth.throttle_free_attempts,
                                    auth.throttle_base_delay, auth.throttle_max_delay,
                                    auth.throttle_window),
-            clock=reactor, extra_origins=auth.allowed_origins)
+            clock=reactor, extra_origins=auth.allowed_origins,
+            on_failure=self.metrics.failed_login)
 
+        # who changed what: stopped before the event hub and Redis, it writes its last
+        self.audit = AuditLog(self.redis, self.keys, self.events, self.tasks, reactor,
+                              cfg.audit.max_len)
+        self.audit.setServiceParent(self)
         # the serial consoles' streams go back to libvirt before its connections close
         self.serial_consoles = SerialConsoles(reactor)
         self.serial_consoles.setServiceParent(self)
         self.table = api.make_table(self)
-        self.site = Site(api.build(self.table, self.gate).resource(),
-                         requestFactory=api.app.request_factory(self.table))
+        self.site = MeteredSite(api.build(self.table, self.gate,
+                                          AuditTrail(self.audit, self.gate.sessions)
+                                          ).resource(), self.metrics,
+                                reactor, requestFactory=api.app.request_factory(self.table))
         self.site.displayTracebacks = False
         self.site.noisy = False
-        self.listeners: list[Service] = []
+        self.listeners: list[Listener] = []
         if listen:
             self._listen(cfg)
 
@@ -185,24 +198,30 @@ class Kimchid(MultiService):
         """HTTPS with the app and HTTP redirecting to it; with ``tls = false``, HTTP only
         (behind a TLS-terminating proxy, or in tests)."""
         iface = _iface(cfg.server.host)
+        http = endpoints.TCP4ServerEndpoint(self.reactor, cfg.server.http_port,
+                                            interface=iface)
         if not cfg.server.tls:
-            self._serve(strports.service(f"tcp:{cfg.server.http_port}:interface={iface}",
-                                         self.site))
+            self._serve(Listener(http, self.site, f"http port {cfg.server.http_port}"))
             return
         cert, key = ensure_certificate(cfg.state_dir, cfg.server.cert, cfg.server.key,
                                        cfg.server.host)
         self.tls_files = (cert, key)
         endpoint = https_endpoint(self.reactor, cfg.server.https_port, cfg.server.host,
                                   context_factory(cert, key))
-        self._serve(StreamServerEndpointService(endpoint, self.site))
+        self._serve(Listener(endpoint, self.site, f"https port {cfg.server.https_port}"))
         redirect = Site(ToHttps(cfg.server.https_port, self.site.resource))
         redirect.noisy = False
-        self._serve(strports.service(f"tcp:{cfg.server.http_port}:interface={iface}",
-                                     redirect))
+        self._serve(Listener(http, redirect, f"http port {cfg.server.http_port}"))
 
-    def _serve(self, svc: Service) -> None:
+    def _serve(self, svc: Listener) -> None:
         svc.setServiceParent(self)
         self.listeners.append(svc)
+
+    def listening(self) -> defer.Deferred[list[IListeningPort]]:
+        """Fires when every port listens; fails (naming the port and why) when one cannot,
+        a port taken by another program say."""
+        return defer.gatherResults([svc.listening() for svc in self.listeners],
+                                   consumeErrors=True)
 
     def startService(self) -> None:
         super().startService()
@@ -257,6 +276,59 @@ class Kimchid(MultiService):
             d = defer.Deferred.fromCoroutine(self.tasks.ensure_group())
             d.addErrback(lambda f: log.warn("after reconnecting to redis: {e}",
                                             e=f.getErrorMessage()))
+
+
+class Listener(Service):
+    """One listening port of the daemon, opened when the service starts and closed when it
+    stops; :meth:`listening` says whether it could be opened (the daemon stops when not,
+    rather than run without the port its users were told of)."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory,
+                 what: str) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.what = what
+        self._port: defer.Deferred[IListeningPort] | None = None
+        self._outcome: IListeningPort | Failure | None = None
+        self._told: list[defer.Deferred[IListeningPort]] = []
+
+    def startService(self) -> None:
+        super().startService()
+        self._port = self.endpoint.listen(self.factory)
+        self._port.addBoth(self._settled)
+
+    def _settled(self, outcome: IListeningPort | Failure) -> None:
+        self._outcome = outcome
+        for d in self._told:
+            self._tell(d)
+        self._told.clear()
+
+    def _tell(self, d: defer.Deferred[IListeningPort]) -> None:
+        outcome = self._outcome
+        if isinstance(outcome, Failure):
+            d.errback(RuntimeError(f"cannot listen on {self.what}: "
+                                   f"{outcome.getErrorMessage()}"))
+        elif outcome is not None:
+            d.callback(outcome)
+
+    def listening(self) -> defer.Deferred[IListeningPort]:
+        """The port once it listens, or a failure saying which port and why not."""
+        d: defer.Deferred[IListeningPort] = defer.Deferred()
+        if self._port is None:
+            d.errback(RuntimeError(f"{self.what}: not started"))
+        elif self._outcome is None:
+            self._told.append(d)
+        else:
+            self._tell(d)
+        return d
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        outcome, self._port, self._outcome = self._outcome, None, None
+        if outcome is None or isinstance(outcome, Failure):
+            return None  # never listened (or not yet: endpoints listen at once here)
+        stopped = outcome.stopListening()
+        return stopped if isinstance(stopped, defer.Deferred) else None
 
 
 def _iface(host: str) -> str:

@@ -12,7 +12,7 @@ import websocket
 
 def recv_until(ws: websocket.WebSocket, stop: Any, limit: int = 100000) -> list[dict[str, Any]]:
     """Events from ``ws`` up to and including the first that ``stop`` is true for."""
-    out = []
+    out: list[dict[str, Any]] = []
     while len(out) < limit:
         ev = json.loads(ws.recv())
         out.append(ev)

@@ -42,7 +42,7 @@ from importlib import resources
 from typing import Any
 
 from kimchi.bus import kinds
-from kimchi.bus.kinds import LOCAL_HOST
+from kimchi.bus.kinds import LOCAL_HOST as LOCAL_HOST
 
 GROUP = "workers"
 
@@ -151,6 +151,11 @@ class Keys:
     @property
     def dead(self) -> str:
         return self.prefix + "dead"
+
+    @property
+    def leases_lost(self) -> str:
+        """How many jobs workers took over from a worker whose lease expired (a counter)."""
+        return self.prefix + "stats:leases_lost"
 
     def library(self, library: Library) -> str:
         return self.prefix + library.name

@@ -178,19 +178,21 @@ class SyncBus:
 
     def cancel(self, task_id: str) -> list[str]:
         k = self.keys
-        return self.scripts["cancel"](
+        answer: list[str] = self.scripts["cancel"](
             keys=[k.task(task_id), k.events],
             args=[bus.now_iso(time.time()), self.maxlen, message("KCHTASK0002E", id=task_id,
                                                                   status="cancelled")],
         )
+        return answer
 
     def expire(self, task_id: str, reason: str) -> list[str]:
         """Fail a task that no worker has started (its host has none): ``['failed']``, or
         why not: ``['started']``, ``['ended', status]``, ``['missing']``."""
         k = self.keys
-        return self.scripts["expire"](
+        answer: list[str] = self.scripts["expire"](
             keys=[k.task(task_id), k.events],
             args=[bus.now_iso(time.time()), self.maxlen, reason])
+        return answer
 
     # -- what a worker does to a task: one script each (see scripts/<name>.lua).  With
     # ``pipe``, the call is queued on that pipeline (its result comes from execute()).

@@ -141,6 +141,7 @@ class Worker:
             self._next_tidy = time.monotonic() + 60
             self._forget_dead_consumers()
         if claimed:
+            self.client.incrby(self.keys.leases_lost, len(claimed))  # kimchi_leases_lost_total
             log.warning("reclaimed %d job(s) of lost workers: %s", len(claimed),
                         [f.get("task") for _s, _e, f in claimed])
         return claimed
@@ -280,7 +281,9 @@ class Worker:
                           stream=ctx.stream, pipe=pipe)
 
     def _send_progress(self, ctx: JobContext, p: Progress) -> int:
-        return self.bus.progress(ctx.task_id, ctx.attempt, p.percent, p.message, p.details)
+        answer: int = self.bus.progress(ctx.task_id, ctx.attempt, p.percent, p.message,
+                                        p.details)
+        return answer
 
     def _upload(self, ctx: JobContext, path: str) -> dict[str, Any]:
         return self.bus.put_file(self.keys.upload(ctx.task_id, ctx.attempt), path)

@@ -36,7 +36,7 @@ class Children(ProcessMonitor):
         super().__init__(reactor=reactor)
         self.killTime = 10.0  # type: ignore[assignment]  # a worker hands its job back within its 2 s grace
         self.minRestartDelay = 0.2  # type: ignore[assignment]
-        self.maxRestartDelay = 5  # type: ignore[assignment]
+        self.maxRestartDelay = 5
         self.threshold = 1
 
     def stopService(self) -> defer.Deferred[None]:  # type: ignore[override]
@@ -75,8 +75,11 @@ def add_embedded_redis(children: Children, cfg: Config) -> str:
 def add_workers(children: Children, cfg: Config, redis_url: str,
                 config_file: str | None) -> None:
     env = dict(os.environ, KIMCHI_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
-    args = [sys.executable, "-m", "workers.main"]
+    # JSON lines whatever the daemon's own format: kimchid passes each on as the record
+    # it is (level, logger, fields), in its own format (kimchi.logs)
+    args = [sys.executable, "-m", "workers.main", "--log-format", "json"]
     if config_file:
         args += ["--config", config_file]
     for i in range(cfg.workers.embedded):
-        children.addProcess(f"worker-{i}", guarded(*args), env=env)
+        children.addProcess(f"worker-{i}", guarded(*args, "--log-name", f"worker-{i}"),
+                            env=env)

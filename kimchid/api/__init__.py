@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimchid.api import (
+    audit,
     auth,
     console,
     debugreports,
@@ -12,7 +13,9 @@ from kimchid.api import (
     events,
     host,
     hosts,
+    i18n,
     isos,
+    metrics,
     networks,
     principals,
     serial,
@@ -35,6 +38,7 @@ def make_table(svc: Any) -> RouteTable:
     table = RouteTable()
     system.register(table, svc.cfg, svc.health.report, svc.capabilities)
     auth.register(table, svc.gate)
+    audit.register(table, svc.audit)
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos, svc.hosts)
     vms.register(table, svc.hosts, svc.screenshots, svc.vm_creator, svc.vm_cloner,
@@ -51,6 +55,8 @@ def make_table(svc: Any) -> RouteTable:
     networks.register(table, svc.hosts)
     principals.register(table)
     distros.register(table, svc.templates)
+    metrics.register(table, svc.metrics, svc.cfg.metrics.allow)
+    i18n.register(table)
     events.register(table, svc.events, svc.reactor, svc.cfg.events.client_buffer,
                     svc.cfg.events.page_size, svc.access, svc.tasks)
     return table

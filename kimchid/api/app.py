@@ -24,13 +24,13 @@ from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.routing import Map, Rule
 
+from kimchi import i18n
 from kimchi.errors import (
     KimchiError,
     MethodNotAllowed,
     NotFound,
     OperationFailed,
     PayloadTooLarge,
-    message,
 )
 from kimchid.api.gate import Gate
 from kimchid.api.routes import (
@@ -117,11 +117,23 @@ def error_body(request: IRequest, err: KimchiError) -> bytes:
     for k, v in err.headers.items():
         request.setHeader(k.encode(), v.encode())
     body = err.to_json()
+    request.kimchi_errcode = err.errcode  # type: ignore[attr-defined]  # for the audit log
+    lang = _language(request)
+    if lang != i18n.DEFAULT:  # the reason in the request's language; the errcode stays
+        body["reason"] = i18n.reason(err.errcode, err.params, lang)
+        request.setHeader(b"Content-Language", lang.encode())
     if len(body["reason"]) > REASON_LIMIT:  # it quotes too much of something sent
-        body["reason"] = message(err.errcode, **{
+        body["reason"] = i18n.reason(err.errcode, {
             k: clip(v, 4 * ECHO_LIMIT) if isinstance(v, str) else v
-            for k, v in err.params.items()})
+            for k, v in err.params.items()}, lang)
     return _write_json(request, err.status.value, body)
+
+
+def _language(request: IRequest) -> str:
+    """The language of a request: the user's choice (cookie), else its Accept-Language."""
+    cookie = request.getCookie(i18n.COOKIE.encode())
+    return i18n.negotiate(_header(request, b"accept-language"),
+                          cookie.decode(errors="replace") if cookie else None)
 
 
 class BodyLimits:
@@ -259,9 +271,10 @@ def request_factory(table: RouteTable) -> type[LimitedRequest]:
     return type("LimitedRequest", (LimitedRequest,), {"limits": BodyLimits(table)})
 
 
-def build(table: RouteTable, gate: Gate | None = None) -> Klein:
+def build(table: RouteTable, gate: Gate | None = None, audit: Any = None) -> Klein:
     """A Klein app serving every route of ``table``; with a ``gate``, non-public routes
-    need a login."""
+    need a login; with an ``audit`` (kimchid.api.audit.AuditTrail), every change is
+    recorded."""
     app = Klein()
 
     siblings = _Siblings(table)
@@ -271,7 +284,7 @@ def build(table: RouteTable, gate: Gate | None = None) -> Klein:
             by_method["HEAD"] = by_method["GET"]
         endpoint = re.sub(r"\W", "_", path) or "root"
         app.route(path, methods=list(by_method), endpoint=endpoint, strict_slashes=False)(
-            _dispatcher(by_method, gate, siblings)
+            _dispatcher(by_method, gate, siblings, audit)
         )
 
     @app.handle_errors(WzNotFound)
@@ -320,9 +333,12 @@ class _Siblings:
 
 
 def _dispatcher(by_method: dict[str, Route], gate: Gate | None,
-                siblings: _Siblings | None = None) -> Any:
+                siblings: _Siblings | None = None, audit: Any = None) -> Any:
     async def dispatch(request: IRequest, **args: str) -> Any:
         route = by_method[request.method.decode()]
+        if audit is not None:  # a change is recorded once answered
+            audit.begin(route, request, args)
+        request.route_template = route.path  # type: ignore[attr-defined]  # for the metrics
         gone: list[Any] = []  # the connection was lost (noted before Klein cancels this)
         request.notifyFinish().addErrback(gone.append)  # type: ignore[attr-defined]
         try:
@@ -336,7 +352,8 @@ def _dispatcher(by_method: dict[str, Route], gate: Gate | None,
                         path=_path(request))
             raw = _body(route, request)  # 413 before the caller is identified
             who = None
-            if gate is not None and not route.public:
+            if gate is not None and not route.public and not (
+                    route.let_in is not None and route.let_in(request)):
                 who = await gate.check(request, route.method, route.path)
             return await _handle(route, request, args, who, raw)
         except KimchiError as e:

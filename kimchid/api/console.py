@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from kimchi.errors import InvalidOperation
 from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import Call, RouteTable
+from kimchid.api.streams import BINARY, Message, WebSocket, check_handshake
 from kimchid.model.hosts import Host
 from kimchid.model.libvirtobjects import lv
 
@@ -107,7 +108,7 @@ class ConsoleSocket(WebSocketServerProtocol):
             self.sendClose(1011, "no console target")
             return
         host, port = self.target
-        reactor.connectTCP(host, port, _VncFactory(self), timeout=5)  # type: ignore[attr-defined]
+        reactor.connectTCP(host, port, _VncFactory(self), timeout=5)
 
     def vnc_ready(self, vnc: _VncSide) -> None:
         if self.closing:
@@ -142,6 +143,16 @@ class ConsoleSocket(WebSocketServerProtocol):
             self.vnc.transport.loseConnection()
 
 
+CONSOLE_SOCKET = WebSocket(
+    "The VM's VNC screen: the RFB protocol, as noVNC speaks it, both ways",
+    from_server=(Message(BINARY, "bytes of the RFB protocol from the VM's VNC server"),),
+    from_client=(Message(BINARY, "bytes of the RFB protocol to the VM's VNC server"),),
+    close_codes={1000: "the VM's screen went away (the VM stopped)",
+                 1011: "the VM's screen cannot be reached"},
+    subprotocols=("binary",),
+)
+
+
 def register(table: RouteTable, access: Access) -> None:
     factory = WebSocketServerFactory()
     factory.protocol = ConsoleSocket
@@ -164,6 +175,7 @@ def register(table: RouteTable, access: Access) -> None:
         target = reachable_vnc(found, host, name)
         if (call.header("upgrade") or "").lower() != "websocket":
             raise InvalidOperation("KCHVM0022E", name=name)
+        check_handshake(call.header)
         req: Any = call.request
         if req.channel is not None and req.channel.transport is not None:
             req.channel.transport.kimchi_console = target
@@ -172,6 +184,7 @@ def register(table: RouteTable, access: Access) -> None:
     for at, where in VM_ADDRESSES:
         table.add(f"{at}/console", "GET", console,
                   f"The VM's screen (VNC over WebSocket){where}", "vms", raw=True,
+                  websocket=CONSOLE_SOCKET,
                   description="A WebSocket (`Upgrade: websocket`, subprotocol `binary` or "
                               "none) carrying the RFB protocol to the VM's VNC server, as "
                               "noVNC speaks it. The same login, origin check and access "

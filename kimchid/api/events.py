@@ -23,6 +23,7 @@ from kimchi import bus
 from kimchi.errors import InvalidRequest
 from kimchid.api.access import Access
 from kimchid.api.routes import EVENT_SCHEMA, JSON, Call, Reply, RouteTable
+from kimchid.api.streams import TEXT, EventStream, Message, WebSocket, check_handshake
 from kimchid.model.events import RESET, Batch, Event, EventFilter, EventHub, Watcher
 from kimchid.model.tasks import TaskService
 
@@ -187,6 +188,8 @@ def _records(conn: Any) -> bytes:
 
 
 class _SocketWatcher(Watcher):
+    transport = "websocket"
+
     def __init__(self, proto: EventSocket, wants: EventFilter, limit: int) -> None:
         super().__init__(wants, limit)
         self.proto = proto
@@ -296,6 +299,8 @@ def socket_factory(hub: EventHub, buffer_limit: int) -> EventSocketFactory:
 
 
 class _StreamWatcher(Watcher):
+    transport = "sse"
+
     def __init__(self, request: Request, wants: EventFilter, limit: int,
                  done: defer.Deferred[bytes]) -> None:
         super().__init__(wants, limit)
@@ -357,6 +362,35 @@ async def _serve_sse(hub: EventHub, clock: IReactorTime, request: Request,
 
 # -- the route -------------------------------------------------------------------------
 
+_EVENT = {"$ref": "#/components/schemas/Event"}
+_NOTICES = ('`{"type": "reset"}` (no id) when `since` is older than what is kept: list '
+            'again; notices that are not kept (no id): `service.degraded` while Redis is '
+            'away, `vm.stats` figures')
+
+EVENTS_SOCKET = WebSocket(
+    "The event stream: one text message per event, from `since` (the query) on",
+    from_server=(Message(TEXT, "one event; " + _NOTICES, JSON, _EVENT),),
+    from_client=(Message(TEXT, "ignored: the stream is one-way; resume by connecting "
+                               "again with ?since=<the last id>"),),
+    close_codes={4000: "dropped: the client read too slowly (the reason says so); connect "
+                       "again with ?since=<the last id>",
+                 1011: "the stream could not be read (Redis away): connect again"},
+    only=False,
+)
+
+EVENTS_SSE = EventStream(
+    "Server-sent events (with Accept: text/event-stream): each event an `id:` and a "
+    "`data:` line; resume with Last-Event-ID or ?since=",
+    data=_EVENT,
+    comments=(": keepalive (every 15 s)",
+              ": dropped: <reason> (the client read too slowly; the stream ends: "
+              "reconnect with Last-Event-ID)"),
+    retry_ms=1000,
+    example='retry: 1000\n\nid: 1718000000000-0\ndata: {"id":"1718000000000-0",'
+            '"type":"vm.state","time":"2024-06-10T06:13:20Z","data":{"name":"vm1",'
+            '"state":"running"}}\n\n',
+)
+
 
 def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit: int,
              page_size: int, access: Access, tasks: TaskService) -> None:
@@ -374,14 +408,16 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
             check = access.event_filter(call.who, own)
         wants = EventFilter(call.query.get("types"), call.query.get("task"), check)
         since = _since(call.query.get("since"))
+        last_seen = _since(call.header("last-event-id"))  # refused when invalid, read by SSE
         upgrade = (call.header("upgrade") or "").lower()
         if upgrade == "websocket":
+            check_handshake(call.header)
             if req.channel is not None and req.channel.transport is not None:
                 req.channel.transport.kimchi_access = check
             return socket  # Klein renders it: the connection becomes a WebSocket
         accept = (call.header("accept") or "").lower()
         if SSE in accept:
-            since = since or _since(call.header("last-event-id"))
+            since = since or last_seen
             return await _serve_sse(hub, clock, req, wants, since, buffer_limit)
         limit = int(call.query.get("limit", page_size))
         events, more = await hub.page(since or "0", wants, limit)
@@ -404,6 +440,11 @@ def register(table: RouteTable, hub: EventHub, clock: IReactorTime, buffer_limit
             "limit": {"type": "integer", "minimum": 1, "maximum": 10000},
         },
         response={"type": "array", "items": EVENT_SCHEMA},
+        headers={"Last-Event-ID": (
+            "with Accept: text/event-stream: resume after this event id (what an EventSource "
+            "sends when it reconnects; ?since= wins)",
+            {"type": "string", "pattern": f"^$|{bus.EVENT_ID_PATTERN}"})},
+        websocket=EVENTS_SOCKET, sse=EVENTS_SSE,
         description="With `Upgrade: websocket`: one JSON text frame per event. With "
                     "`Accept: text/event-stream`: SSE (`Last-Event-ID` resumes). Otherwise the "
                     "JSON page of events after `since` (with a `Link: <...>; rel=\"next\"` "

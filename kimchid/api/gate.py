@@ -12,6 +12,7 @@ Basic), then the admin-only table of :mod:`kimchid.auth.policy`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -19,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from kimchi.errors import Forbidden, KimchiError, Unauthorized
+from kimchi.errors import Forbidden, KimchiError, TooManyRequests, Unauthorized
 from kimchid.auth import policy
 from kimchid.auth.pam import PamLogin
 from kimchid.auth.policy import Identity
@@ -50,8 +51,12 @@ def is_tls(request: IRequest) -> bool:
 class Gate:
     def __init__(self, *, pam: PamLogin, sessions: SessionStore, tokens: TokenStore,
                  throttle: LoginThrottle, clock: IReactorTime,
-                 extra_origins: tuple[str, ...] = ()) -> None:
+                 extra_origins: tuple[str, ...] = (),
+                 on_failure: Callable[[str], None] | None = None) -> None:
+        """``on_failure(reason)``: a login refused, ``password``, ``token`` or
+        ``throttled`` (the metrics count them)."""
         self.pam = pam
+        self.on_failure = on_failure
         self.sessions = sessions
         self.tokens = tokens
         self.throttle = throttle
@@ -70,6 +75,7 @@ class Gate:
             token = await self.tokens.lookup(bearer)
             who = await self._identity(token.username) if token else None
             if who is None:
+                self._failed("token")
                 raise self._unauthorized(request, "KCHAUTH0004E")
             return who, False
         basic = policy.basic_credentials(authorization)
@@ -94,6 +100,7 @@ class Gate:
     async def check(self, request: IRequest, method: str, path: str) -> Identity:
         """Identify the caller of ``method`` on the route ``path``, or raise 401/403."""
         who, ambient = await self.identify(request)
+        request.kimchi_identity = who  # type: ignore[attr-defined]  # for the audit log
         self.check_origin(request, method, ambient)
         policy.check_route(who, method, path)
         return who
@@ -144,10 +151,15 @@ class Gate:
     async def _check_password(self, request: IRequest, username: str,
                               password: str) -> Identity:
         addr = address(request)
-        await self.throttle.attempt(username, addr)
+        try:
+            await self.throttle.attempt(username, addr)
+        except TooManyRequests:
+            self._failed("throttled")
+            raise
         try:
             who = await self.pam.authenticate(username, password, addr)
         except Unauthorized:
+            self._failed("password")
             raise  # a wrong password: it stays counted
         except Exception:
             # not checked at all (PAM busy, shutting down): not a failure of the client
@@ -183,6 +195,10 @@ class Gate:
         who = await self.pam.identity(username)
         self._identities[username] = (now, who)
         return who
+
+    def _failed(self, reason: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(reason)
 
     @staticmethod
     def _unauthorized(request: IRequest, errcode: str) -> Unauthorized:

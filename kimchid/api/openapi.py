@@ -8,7 +8,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from kimchi.errors import CATALOGUE, REFUSALS
-from kimchid.api.routes import ERROR_SCHEMA, JSON, OCTETS, RouteTable, no_nul
+from kimchid.api.routes import ERROR_SCHEMA, EVENT_SCHEMA, JSON, OCTETS, Route, RouteTable, no_nul
+from kimchid.api.streams import UPGRADE_PATTERN
+
+SSE = "text/event-stream"
 
 _PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
 
@@ -16,6 +19,48 @@ _PARAM = re.compile(r"<(?:(?:\w+):)?(\w+)>")
 def _error(description: str) -> dict[str, Any]:
     return {"description": description,
             "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _upgrade(r: Route) -> dict[str, Any]:
+    """The ``Upgrade`` header of a route that becomes a WebSocket."""
+    assert r.websocket is not None
+    if r.websocket.only:
+        return {"name": "Upgrade", "in": "header", "required": True,
+                "schema": {"type": "string", "pattern": UPGRADE_PATTERN},
+                "description": "websocket: this route is only a WebSocket (RFC 6455); the "
+                               "rest of the handshake is in x-websocket"}
+    return {"name": "Upgrade", "in": "header", "required": False, "schema": {"type": "string"},
+            "description": "websocket: the stream as a WebSocket instead (RFC 6455; the "
+                           "rest of the handshake is in x-websocket); any other value is "
+                           "ignored"}
+
+
+def _switching(r: Route) -> dict[str, Any]:
+    """The 101 answer of a route that becomes a WebSocket."""
+    assert r.websocket is not None
+    headers: dict[str, Any] = {
+        "Upgrade": {"schema": {"const": "websocket"}, "description": "websocket"},
+        "Sec-WebSocket-Accept": {"schema": {"type": "string"},
+                                 "description": "the key's answer (RFC 6455)"},
+    }
+    if r.websocket.subprotocols:
+        headers["Sec-WebSocket-Protocol"] = {
+            "schema": {"enum": list(r.websocket.subprotocols)},
+            "description": "the subprotocol the client offered, when it offered one"}
+    return {"description": "Switching Protocols: the connection is a WebSocket from here on; "
+                           "its messages are in x-websocket", "headers": headers}
+
+
+def _event_stream(r: Route) -> dict[str, Any]:
+    """The text/event-stream media type of a route that answers with one."""
+    assert r.sse is not None
+    out: dict[str, Any] = {
+        "schema": {"type": "string", "description": r.sse.description},
+        "x-sse": r.sse.spec(),
+    }
+    if r.sse.example:
+        out["example"] = r.sse.example
+    return out
 
 
 def openapi(table: RouteTable, version: str) -> dict[str, Any]:
@@ -30,9 +75,16 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
         params += [{"name": n, "in": "header", "required": r.octets, "schema": schema,
                     "description": d}
                    for n, (d, schema) in r.headers.items()]
+        if r.websocket is not None:
+            params.append(_upgrade(r))
         ok: dict[str, Any] = {"description": "success"}
         if r.response is not None:
             ok["content"] = {m: {"schema": r.response} for m in r.produces if m == JSON}
+        if SSE in r.produces and r.sse is not None:
+            ok.setdefault("content", {})[SSE] = _event_stream(r)
+        if r.media:
+            ok["content"] = {**ok.get("content", {}),
+                             **{m: {"schema": schema} for m, schema in r.media.items()}}
         slug = re.sub(r"\W+", "_", r.path).strip("_") or "root"
         op: dict[str, Any] = {
             "summary": r.summary,
@@ -56,6 +108,11 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
             else:
                 op["responses"][str(status)] = {"description": about,
                                                 "content": {JSON: {"schema": schema}}}
+        if r.websocket is not None:
+            op["responses"]["101"] = _switching(r)
+            if r.websocket.only:  # never a 200: a WebSocket or an error
+                del op["responses"][str(r.status)]
+            op["x-websocket"] = r.websocket.spec()
         if r.description:
             op["description"] = r.description
         if r.public:
@@ -105,7 +162,7 @@ def openapi(table: RouteTable, version: str) -> dict[str, Any]:
         # every operation needs one of these, but those with "security": [] (public)
         "security": [{"basic": []}, {"bearer": []}, {"session": []}],
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "Event": EVENT_SCHEMA},
             "securitySchemes": {
                 "basic": {"type": "http", "scheme": "basic",
                           "description": "a Linux account, checked by PAM"},

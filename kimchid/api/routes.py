@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
 from kimchi.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from kimchid.api.streams import EventStream, WebSocket
 from kimchid.auth.policy import Identity
 
 JSON = "application/json"
@@ -157,6 +158,12 @@ class Route:
     #                    headers it reads, for the spec: name -> (description, schema)
     also: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # other
     #                    answers it gives, for the spec: status -> (description, schema)
+    websocket: WebSocket | None = None  # it becomes a WebSocket (101): what it carries
+    sse: EventStream | None = None  # it answers text/event-stream (in produces): its events
+    let_in: Callable[[IRequest], bool] | None = None  # callers taken without a login
+    #                    (the addresses of ``[metrics] allow``); everyone else passes the gate
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)  # for the spec: the
+    #                    success's bodies other than JSON (media type with parameters -> schema)
 
     def __post_init__(self) -> None:
         # no string the server takes holds a NUL (refused first, KCHAPI0013E): the schemas

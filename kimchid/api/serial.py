@@ -28,6 +28,7 @@ from zope.interface import implementer
 from kimchi.errors import InvalidOperation, KimchiError
 from kimchid.api.access import VM_ADDRESSES, Access
 from kimchid.api.routes import Call, RouteTable
+from kimchid.api.streams import BINARY, TEXT, Message, WebSocket, check_handshake
 from kimchid.model.hosts import Host
 from kimchid.model.libvirtobjects import why
 from kimchid.model.serial import Ending, SerialConsoles, SerialSession, failed
@@ -109,6 +110,20 @@ class SerialSocket(WebSocketServerProtocol):
             self.session.close()
 
 
+SERIAL_SOCKET = WebSocket(
+    "The VM's serial console: the guest's output to the client, what the client types to "
+    "the guest",
+    from_server=(Message(BINARY, "the guest's serial output, as it wrote it (a UTF-8 "
+                                 "character may be split between two messages)"),),
+    from_client=(Message(TEXT, "keys for the guest, as they are"),
+                 Message(BINARY, "bytes for the guest, as they are")),
+    close_codes={1000: "the VM stopped", 4001: "another client took the console over",
+                 4002: "kimchid is shutting down",
+                 4003: "the console failed (the reason is libvirt's)"},
+    subprotocols=("binary",),
+)
+
+
 def register(table: RouteTable, access: Access, consoles: SerialConsoles) -> None:
     factory = WebSocketServerFactory()
     factory.protocol = SerialSocket
@@ -128,6 +143,7 @@ def register(table: RouteTable, access: Access, consoles: SerialConsoles) -> Non
             raise InvalidOperation("KCHVM0033E", name=name)
         if (call.header("upgrade") or "").lower() != "websocket":
             raise InvalidOperation("KCHVM0022E", name=name)
+        check_handshake(call.header)
         req: Any = call.request
         if req.channel is not None and req.channel.transport is not None:
             req.channel.transport.kimchi_serial = (consoles, host, name)
@@ -136,6 +152,7 @@ def register(table: RouteTable, access: Access, consoles: SerialConsoles) -> Non
     for at, where in VM_ADDRESSES:
         table.add(f"{at}/serial", "GET", serial,
                   f"The VM's serial console (text over WebSocket){where}", "vms", raw=True,
+                  websocket=SERIAL_SOCKET,
                   description="A WebSocket (`Upgrade: websocket`) carrying the VM's serial "
                               "console through libvirt: the guest's output as binary "
                               "messages, the client's messages (text or binary) to the "

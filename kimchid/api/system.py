@@ -12,12 +12,13 @@ from twisted.web import static
 from kimchi import __version__
 from kimchi.config import Config
 from kimchi.errors import NotFound
+from kimchid import installed
 from kimchid.api import xterm
 from kimchid.api.openapi import openapi
 from kimchid.api.routes import JSON, Call, Reply, RouteTable, clip
 from kimchid.model.capabilities import Capabilities
 
-WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"
+WEBUI = installed.webui()  # package data: a wheel serves the UI it carries
 NOVNC = Path("/usr/share/novnc")  # the novnc package: its core/ modules drive the console
 PROBLEM_SCHEMA = {
     "type": "object", "required": ["id", "component", "what", "reason", "fix"],

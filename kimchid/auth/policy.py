@@ -114,6 +114,11 @@ ADMIN_ONLY: tuple[AdminRule, ...] = (
     # the host's accounts, to pick whom a VM is given to
     AdminRule("/users", ALL_METHODS),
     AdminRule("/groups", ALL_METHODS),
+    # who changed what, from where: the audit log
+    AdminRule("/auditlog", ALL_METHODS),
+    # Prometheus' scrape: the figures of every host and user (or an address of [metrics]
+    # allow, let in before the gate)
+    AdminRule("/metrics", ALL_METHODS),
 )
 
 

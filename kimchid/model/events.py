@@ -121,6 +121,8 @@ class Batch:
 class Watcher:
     """A connected client: override :meth:`write` (and :meth:`write_reset`, :meth:`drop`)."""
 
+    transport = ""  # how the client follows: "websocket" or "sse" (counted in /metrics)
+
     def __init__(self, wants: EventFilter, buffer_limit: int) -> None:
         self.wants = wants
         self.buffer_limit = buffer_limit
@@ -233,6 +235,8 @@ class EventHub(Service):
         self.watchers: set[Watcher] = set()
         self.last_id: str | None = None
         self.prepare: Callable[[Event], Any] | None = None
+        # in-process readers of every batch, before the watchers (the metrics' task ends)
+        self.listeners: list[Callable[[list[Event]], None]] = []
         self._loop: defer.Deferred[None] | None = None
         self._running = False
         self.delivered = 0
@@ -288,6 +292,8 @@ class EventHub(Service):
             return
         self.last_id = events[-1].id
         self.delivered += len(events)
+        for listen in self.listeners:
+            listen(events)
         batch = Batch()
         for w in list(self.watchers):
             w.offer_many(events, batch)
@@ -336,7 +342,9 @@ class EventHub(Service):
 
     async def _range_after(self, since: str, count: int) -> list[Any]:
         start = "-" if since == "0" else "(" + since
-        return await self.redis.call("XRANGE", self.keys.events, start, "+", "COUNT", str(count))
+        rows: list[Any] = await self.redis.call("XRANGE", self.keys.events, start, "+", "COUNT",
+                                                str(count))
+        return rows
 
     async def too_old(self, since: str) -> bool:
         """True when events after ``since`` may have been trimmed away.
@@ -395,10 +403,11 @@ class EventHub(Service):
 
     async def emit(self, etype: str, data: dict[str, Any], task_id: str = "") -> str:
         """Append an event to the stream; returns its id."""
-        return await self.redis.script(
+        event_id: str = await self.redis.script(
             "emit", [self.keys.events],
             [etype, bus.now_iso(self.clock.seconds()), json.dumps(data), self.max_len, task_id],
         )
+        return event_id
 
     async def publish(self, etype: str, data: dict[str, Any]) -> None:
         """Emit the news of a change already made; while Redis is away it is logged and

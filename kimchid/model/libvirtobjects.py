@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from kimchi.bus import LOCAL_HOST
 from kimchi.errors import ServiceUnavailable
@@ -36,7 +36,14 @@ class LibvirtObjects:
         self.events = events
         self.host = host  # the name of the host whose objects these are
 
-    def tagged(self, found: Any) -> Any:
+    @overload
+    def tagged(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    @overload
+    def tagged(self, found: dict[str, Any]) -> dict[str, Any]: ...
+
+    def tagged(self, found: dict[str, Any] | list[dict[str, Any]]
+               ) -> dict[str, Any] | list[dict[str, Any]]:
         """An object read here (or a list of them) with the host it is on."""
         if isinstance(found, list):
             return [{**x, "host": self.host} for x in found]

@@ -110,7 +110,7 @@ def _delete_volume(conn: Any, vol: PlannedVolume) -> bool:
         try:
             found = pool.storageVolLookupByName(vol.name)
         except libvirt.libvirtError as e:
-            return e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL
+            return bool(e.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL)
         found.delete(0)
         return True
     except libvirt.libvirtError:

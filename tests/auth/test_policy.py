@@ -61,6 +61,9 @@ def test_identity_is_the_login_answer():
     ("POST", "/config/capabilities/refresh"),
     ("GET", "/tokens"),
     ("DELETE", "/tokens/<id>"),
+    ("GET", "/metrics"),  # the figures of every host and user (Prometheus: [metrics] allow)
+    ("GET", "/auditlog"),  # who changed what, from where
+    ("HEAD", "/auditlog"),
     ("POST", "/templates/"),  # a trailing slash routes the same
     ("POST", "//templates"),
     ("POST", "/%74emplates"),  # nor does an encoded letter slip past

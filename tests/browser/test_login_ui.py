@@ -96,9 +96,9 @@ def test_login_page_alone_until_signed_in_then_the_app_with_name_and_role(
     assert_app_hidden(page)
     page.screenshot(path=str(artifacts / "ui-login-refused.png"))
 
-    # nothing but who is signed in, the logins, and the public /health (what is wrong, for
-    # the banner) was asked; no socket was opened
-    assert traffic.api_paths() <= {"/session", "/login", "/health"}, traffic.paths
+    # nothing but who is signed in, the logins, the public /health (what is wrong, for
+    # the banner) and /i18n (the UI's words in its language) was asked; no socket was opened
+    assert traffic.api_paths() <= {"/session", "/login", "/health", "/i18n"}, traffic.paths
     assert traffic.sockets == []
 
     # the right one: the app, its socket, the name and the role in the header

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -192,3 +193,27 @@ def test_bad_configuration_stops_the_start_naming_the_key(tmp_path: Path):
                        capture_output=True, text=True, timeout=30,
                        env={"PATH": "/usr/bin:/bin", "KIMCHI_SERVER_HTTP_PORT": "99999"})
     assert r.returncode == 2
+
+
+def test_a_port_taken_by_another_program_stops_the_start_naming_it(tmp_path: Path,
+                                                                   redis_db) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import Kimchi
+
+    k = Kimchi(tmp_path / "k", redis_db.url, workers=0, tls=True)
+    for taken in (k.port, int(k.config.read_text().split("http_port = ")[1].split()[0])):
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", taken))
+            other.listen()
+            r = subprocess.run([sys.executable, "-m", "kimchid.main", "--config",
+                                str(k.config), "--log-format", "json"], capture_output=True,
+                               text=True, timeout=60, env=k.env, cwd=k.dir)
+        assert r.returncode == 1, r.stdout[-2000:]  # it stopped, rather than run without it
+        said = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+        (fatal,) = [e for e in said if e["level"] == "critical"]
+        assert f"cannot listen on {'https' if taken == k.port else 'http'} port {taken}" in \
+            fatal["message"], fatal
+        assert not [e for e in said if "kimchid ready" in e["message"]]

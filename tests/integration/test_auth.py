@@ -78,7 +78,7 @@ def test_login_sets_a_strict_cookie_that_logout_ends(k: Kimchi, pam_users):
     admin = requests.post(k.url + "/login", json={"username": pam_users.admin.name,
                                                   "password": pam_users.admin.password})
     assert admin.json()["role"] == "admin" and "kimchi-admin" in admin.json()["groups"]
-    old = s.cookies["kimchi_session"]
+    old = str(s.cookies["kimchi_session"])
     assert s.post(k.url + "/logout").status_code == 204
     r = requests.get(k.url + "/session", cookies={"kimchi_session": old})
     assert r.status_code == 401 and r.json()["errcode"] == "KCHAUTH0003E"

@@ -47,7 +47,8 @@ class Race:
         return entries[-1][0] if entries else None
 
     def run(self, step: tuple[Any, ...]) -> None:
-        name, who = step[0], (step[1] if len(step) > 1 else None)
+        name = step[0]
+        who: Any = step[1] if len(step) > 1 else None
         b, t = self.b, self.task
         if name == "start":
             entry = self.current_entry()

@@ -314,8 +314,8 @@ def test_chaos_every_task_event_iso_and_vm_is_accounted_for(
                 fault()
         time.sleep(PAUSE)
         load.stop.set()  # the load ends; what it started settles
-        for t in load.threads:
-            t.join(30)
+        for thread in load.threads:
+            thread.join(30)
         rec = load.rec
         loaded = time.monotonic() - started
 

@@ -30,7 +30,8 @@ def _sse(k: Kimchi, headers: dict[str, str] | None = None, query: str = "") -> r
 def _sse_events(resp: requests.Response, stop: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     sse_id = None
-    for line in resp.iter_lines(decode_unicode=True):
+    for raw in resp.iter_lines(decode_unicode=True):
+        line = raw if isinstance(raw, str) else raw.decode()
         if line.startswith("id: "):
             sse_id = line[4:]
         elif line.startswith("data: "):

@@ -29,6 +29,7 @@ def test_full_collections_wait_for_an_idle_reactor(kimchi_factory: Any, redis_db
     folder.mkdir()
     k: Kimchi = kimchi_factory(redis_url=redis_db.url, workers=0,
                                env={"KIMCHI_BENCH_GC_STATS": str(folder)})
+    assert k.proc is not None
     pid = k.proc.pid
     first = stats(folder, pid)
     assert first["settled"] and first["thresholds"][2] == NEVER

@@ -96,7 +96,7 @@ def test_watchers_get_each_sample_live(fast: Kimchi) -> None:
     ws = websocket.create_connection(f"{fast.ws_url}/events?types=host.stats", timeout=10,
                                      header=fast.ws_headers)
     try:
-        got = []
+        got: list[dict[str, Any]] = []
         t0 = time.monotonic()
         while len(got) < 3:
             ev = json.loads(ws.recv())

@@ -7,6 +7,7 @@ killing it is safe); h2 and h3 are added with ``POST /hosts`` or dropped in as f
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import requests
 import websocket
@@ -38,7 +39,7 @@ def test_hosts_are_added_listed_merged_filtered_and_removed(
             assert r.headers["Location"] == f"/hosts/{name}"
             assert body["state"] == "connected" and body["local"] is False
             assert body["cpus"] > 0 and body["memory"] > 0
-        seen = []
+        seen: list[dict[str, Any]] = []
         while not any(e["type"] == "host.created" and e["data"]["name"] == "h3" for e in seen):
             seen.append(json.loads(ws.recv()))
     finally:
@@ -190,7 +191,7 @@ def test_a_host_dropped_in_as_a_file_is_picked_up_and_one_host_down_degrades_it_
         cluster3["h3"].start()  # it comes back by itself (a fresh test driver)
         wait_for(lambda: k.get("/hosts/h3").json()["state"] == "connected", timeout=30,
                  what="h3 to come back")
-        states = []
+        states: list[dict[str, Any]] = []
         while not states or states[-1]["data"]["state"] != "connected":
             states.append(json.loads(ws.recv()))
         assert all(e["data"]["host"] == "h3" for e in states)

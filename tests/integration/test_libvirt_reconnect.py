@@ -7,6 +7,7 @@ test driver's state, as a real restart loses VMs that were made while it ran.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -123,9 +124,10 @@ def test_a_libvirtd_killed_and_restarted_under_load_is_read_again_everywhere(
     wait_for(recovered, timeout=8, what="service.recovered for libvirt after its outage")
     assert k.get("/health").json()["status"] == "ok"
     # one connection before, one after, and the VMs read once on each
-    lines = k.log_text().splitlines()
-    connects = [ln for ln in lines if "adapters.libvirt#info" in ln and ln.endswith("connected")]
-    reads = [ln for ln in lines if "virtual machines known" in ln]
+    records = [json.loads(ln) for ln in k.log_text().splitlines() if ln.startswith("{")]
+    connects = [r["message"] for r in records if r["logger"] == "kimchid.adapters.libvirt"
+                and r["level"] == "info" and r["message"].endswith("connected")]
+    reads = [r["message"] for r in records if "virtual machines known" in r["message"]]
     assert len(connects) == len(reads) == 2, "\n".join(connects + reads)
 
 

@@ -100,7 +100,7 @@ def test_a_uefi_vm_with_a_tpm_boots_ovmf_and_swtpm(kimchi_factory: Any, redis_db
     assert nvram is not None and Path(nvram.text or "").is_file(), dom.XMLDesc(0)
     # QEMU really runs that firmware
     log = Path(f"/var/log/libvirt/qemu/{name}.log").read_text(errors="replace")
-    assert loader.text in log, log[-2000:]
+    assert (loader.text or "") in log, log[-2000:]
     # the TPM: a CRB device backed by a swtpm that libvirt started for this VM
     tpm = root.find("devices/tpm")
     assert tpm is not None and tpm.get("model") == "tpm-crb"
@@ -155,6 +155,7 @@ def test_vm_settings_through_put(kimchi: Kimchi) -> None:
     events = k.get("/events?since=0&types=vm.updated").json()
     assert any(e["data"].get("autostart") is True for e in events), events
     # the rest only when shut off
+    body: dict[str, Any]
     for body in ({"boot": ["cdrom", "hd"]}, {"bootmenu": True}, {"tpm": False},
                  {"cpu_topology": {"sockets": 1, "cores": 2, "threads": 1}},
                  {"nic_model": "e1000e"}):
@@ -183,7 +184,7 @@ def test_vm_settings_through_put(kimchi: Kimchi) -> None:
     assert _put(k, "/vms/test", {"machine": "pc-i440fx-7.2"}).json()["machine"] == \
         "pc-i440fx-7.2"
     # refusals, each with its code
-    for body, status, code in [
+    refusals: list[tuple[dict[str, Any], int, str]] = [
         ({"cpu_topology": {"sockets": 1, "cores": 2, "threads": 1}}, 400, "KCHVM0053E"),
         ({"maxcpus": 8, "cpus": 8}, 400, "KCHVM0053E"),  # the kept topology makes 4
         ({"boot": ["floppy"]}, 400, "KCHAPI0006E"),
@@ -197,7 +198,8 @@ def test_vm_settings_through_put(kimchi: Kimchi) -> None:
         ({"firmware": "uefi"}, 400, "KCHVM0050E"),
         ({"secure_boot": True}, 400, "KCHVM0051E"),
         ({"tpm": True}, 400, "KCHVM0052E"),
-    ]:
+    ]
+    for body, status, code in refusals:
         r = _put(k, "/vms/test", body)
         assert (r.status_code, r.json().get("errcode")) == (status, code), (body, r.text)
     assert k.get("/vms/test").json()["maxcpus"] == 4  # nothing refused was kept
@@ -228,22 +230,24 @@ def test_templates_take_the_fields_and_vms_need_what_the_host_gives(kimchi: Kimc
     assert t["os_defaults"]["machine"] == "q35" and t["os_defaults"]["source"] in (
         "osinfo-db", "kimchi")
     # refusals of templates that cannot work
-    for body, code in [
+    template_refusals: list[tuple[dict[str, Any], str]] = [
         ({"secure_boot": True}, "KCHTMPL0030E"),  # on BIOS
         ({"machine": "pc", "firmware": "uefi", "secure_boot": True}, "KCHTMPL0030E"),
         ({"cdrom_bus": "ide"}, "KCHTMPL0031E"),
         ({"cpu_topology": {"sockets": 3, "cores": 1, "threads": 1}}, "KCHTMPL0032E"),
         ({"firmware": "efi"}, "KCHAPI0006E"),
         ({"machine": "virt"}, "KCHAPI0006E"),
-    ]:
+    ]
+    for body, code in template_refusals:
         r = _put(k, "/templates/f39", body)
         assert (r.status_code, r.json().get("errcode")) == (400, code), (body, r.text)
 
     # the test driver gives neither UEFI nor a TPM: said at once, at the VM's creation
     caps = k.get("/config/capabilities").json()
     assert (caps["uefi"], caps["secure_boot"], caps["tpm"]) == (False, False, False)
-    for body, code in [({"firmware": "uefi"}, "KCHVM0050E"),
-                       ({"firmware": "bios", "tpm": True}, "KCHVM0052E")]:
+    missing: list[tuple[dict[str, Any], str]] = [
+        ({"firmware": "uefi"}, "KCHVM0050E"), ({"firmware": "bios", "tpm": True}, "KCHVM0052E")]
+    for body, code in missing:
         assert _put(k, "/templates/f39", body).status_code == 200
         r = k.post("/vms", {"template": "f39", "name": "nope"})
         assert (r.status_code, r.json().get("errcode")) == (400, code), r.text

@@ -27,9 +27,10 @@ def test_a_kill_9_of_the_daemon_running_a_job_loses_no_task(
     wait_for(lambda: b.get("/templates/f39").status_code == 200, what="B to see the template")
 
     # a session made on one daemon is good on the other
+    assert a.auth is not None and a.proc is not None and b.proc is not None
     login = requests.post(a.url + "/login", json={"username": a.auth[0],
                                                   "password": a.auth[1]}, timeout=20)
-    cookie = {"kimchi_session": login.cookies["kimchi_session"]}
+    cookie = {"kimchi_session": str(login.cookies["kimchi_session"])}
     assert requests.get(b.url + "/session", cookies=cookie, timeout=10).status_code == 200
 
     task = a.post("/vms", {"template": "f39", "name": "survivor"}).json()
@@ -37,6 +38,7 @@ def test_a_kill_9_of_the_daemon_running_a_job_loses_no_task(
                                 and t)(a.get(f"/tasks/{task['id']}").json()),
                        what="the creation to start")
     owner, other = (a, b) if running["worker"].endswith(f"-{a.proc.pid}") else (b, a)
+    assert owner.proc is not None and other.proc is not None
     assert running["worker"].endswith(f"-{owner.proc.pid}")
     psutil.Process(owner.proc.pid).kill()  # kill -9, in the middle of the job
     owner.proc.wait(10)

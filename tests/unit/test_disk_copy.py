@@ -30,9 +30,13 @@ def _image(path: Path, mib: int) -> Path:
 
 def _job(copies: list[dict[str, str]], sent: list[Progress],
          rate_limit: int = 0) -> JobContext:
+    def send_progress(_ctx: JobContext, p: Progress) -> int:
+        sent.append(p)
+        return 1
+
     return JobContext(task_id="t1", entry_id="0-1", attempt="1", kind="vm.clone.disks",
                       params={"copies": copies, "rate_limit": rate_limit},
-                      send_progress=lambda _ctx, p: sent.append(p) or 1,
+                      send_progress=send_progress,
                       send_found=lambda *_a: True, progress_interval=0.0)
 
 

@@ -69,7 +69,7 @@ def test_only_the_collections_after_a_mark_are_counted() -> None:
 
 
 def test_processes_add_up() -> None:
-    runs = []
+    runs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     for ms in (1.0, 12.0):
         clock, cpu = Clock(), Clock()
         rec = PauseRecorder("worker", clock=clock, cpu_clock=cpu)

@@ -16,8 +16,12 @@ class Clock:
 
 
 def make(clock: Clock, sent: list[Progress], code: int = 1) -> JobContext:
+    def send_progress(ctx: JobContext, p: Progress) -> int:
+        sent.append(p)
+        return code
+
     return JobContext(task_id="t", entry_id="1-0", attempt="1", kind="k", params={},
-                      send_progress=lambda ctx, p: (sent.append(p), code)[1],
+                      send_progress=send_progress,
                       send_found=lambda ctx, finds: True, progress_interval=0.2, clock=clock)
 
 

@@ -171,7 +171,8 @@ def test_why_a_console_ended() -> None:
             self.conn = conn
 
     def why(conn: Any, eof: bool) -> Any:
-        d = _run(consoles.why_ended(Host(conn), "vm1", eof, "stream had I/O failure"))
+        host: Any = Host(conn)  # the one attribute why_ended reads of a Host
+        d = _run(consoles.why_ended(host, "vm1", eof, "stream had I/O failure"))
         reactor.advance(1)
         return d.result
 

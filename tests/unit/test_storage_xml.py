@@ -12,15 +12,21 @@ from kimchi.errors import InvalidOperation, InvalidRequest
 from kimchid.model.storage import check_pool_request, pool_xml, volume_xml
 
 
+def _at(root: ET.Element, path: str) -> ET.Element:
+    found = root.find(path)
+    assert found is not None, path
+    return found
+
+
 def test_netfs_pool() -> None:
     body = {"name": "nfs1", "type": "netfs", "path": "/mnt/nfs1",
             "source": {"host": "nas.example", "path": "/export/vms"}}
     check_pool_request(body)
     root = ET.fromstring(pool_xml(body))
     assert root.get("type") == "netfs"
-    assert root.find("source/host").get("name") == "nas.example"
-    assert root.find("source/dir").get("path") == "/export/vms"
-    assert root.find("source/format").get("type") == "nfs"
+    assert _at(root, "source/host").get("name") == "nas.example"
+    assert _at(root, "source/dir").get("path") == "/export/vms"
+    assert _at(root, "source/format").get("type") == "nfs"
     assert root.findtext("target/path") == "/mnt/nfs1"
 
 
@@ -31,8 +37,8 @@ def test_logical_and_iscsi_pools() -> None:
     assert lvm.findtext("source/name") == "vg0" and lvm.findtext("target/path") == "/dev/vg0"
     iscsi = ET.fromstring(pool_xml({"name": "san", "type": "iscsi", "source": {
         "host": "10.0.0.5", "target": "iqn.2024-01.com.example:vms"}}))
-    assert iscsi.find("source/host").get("port") == "3260"
-    assert iscsi.find("source/device").get("path") == "iqn.2024-01.com.example:vms"
+    assert _at(iscsi, "source/host").get("port") == "3260"
+    assert _at(iscsi, "source/device").get("path") == "iqn.2024-01.com.example:vms"
 
 
 def test_markup_in_names_stays_text() -> None:
@@ -40,7 +46,7 @@ def test_markup_in_names_stays_text() -> None:
     assert ET.fromstring(xml).findtext("target/path") == "/srv/<x>&'\""
     vol = ET.fromstring(volume_xml("d.qcow2", 1 << 30, "qcow2"))
     assert vol.findtext("capacity") == str(1 << 30)
-    assert vol.find("target/format").get("type") == "qcow2"
+    assert _at(vol, "target/format").get("type") == "qcow2"
 
 
 @pytest.mark.parametrize("body", [

@@ -1,6 +1,7 @@
 """VM figures are rates between two samples, not totals."""
 
-from kimchid.model.vmstats import ZERO, rates
+from kimchid.model.vms import ZERO_STATS as ZERO
+from kimchid.model.vmstats import rates
 
 
 def test_rates_are_differences_over_time():

@@ -40,7 +40,8 @@ def test_the_uis_javascript_unit_tests_pass() -> None:
         run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
                              env={**os.environ, "NO_COLOR": "1"})
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"node --test did not end within {TIMEOUT} s:\n{e.stdout or ''}{e.stderr or ''}")
+        said = b"".join(s if isinstance(s, bytes) else s.encode() for s in (e.stdout, e.stderr) if s)
+        pytest.fail(f"node --test did not end within {TIMEOUT} s:\n{said.decode(errors='replace')}")
     output = run.stdout + run.stderr
     assert run.returncode == 0, f"node --test exited {run.returncode}:\n{output}"
     passed = re.search(r"^# pass (\d+)$", run.stdout, re.MULTILINE)

@@ -30,9 +30,10 @@ import host from './pages/host.js';
 import hosts from './pages/hosts.js';
 import reports from './pages/reports.js';
 import tokens from './pages/tokens.js';
+import audit from './pages/audit.js';
 
 register(dialogs, session, tasks, health, isos, templates, vms, vmThumbs, vmDialogs, vmTemplate, consolePage, serialPage,
-  snapshots, devices, storage, networks, host, hosts, reports, tokens);
+  snapshots, devices, storage, networks, host, hosts, reports, tokens, audit);
 
 function init() {
   each('init');

@@ -2,6 +2,7 @@
  * where it was (or where the opener says) once closed; and the one confirmation dialog. */
 
 import { $ } from './dom.js';
+import { _ } from './i18n.js';
 
 const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), '
   + 'textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
@@ -61,7 +62,7 @@ let confirming = null; // {run}
  * Ask before something that cannot be undone: ``run`` does the work (its error is shown
  * in the dialog, which stays open); ``back`` gives the element to focus once closed.
  */
-export function askConfirm({ title, text, extra = null, ok = 'Delete', run, back }) {
+export function askConfirm({ title, text, extra = null, ok = _('Delete'), run, back }) {
   confirming = { run };
   $('confirm-title').textContent = title;
   $('confirm-text').textContent = text;

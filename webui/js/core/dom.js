@@ -1,6 +1,8 @@
 /* DOM helpers and the formats every page shares. Server data reaches the page only
  * through textContent (el's text, never innerHTML). */
 
+import { _, _n } from './i18n.js';
+
 export const $ = (id) => document.getElementById(id);
 
 export const numberFmt = new Intl.NumberFormat();
@@ -40,7 +42,7 @@ export function distroChip(distro, version) {
   const d = distro || 'unknown';
   const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`);
   if (d === 'unknown') {
-    chip.textContent = 'unknown';
+    chip.textContent = _('unknown');
     return chip;
   }
   chip.append(el('span', 'distro-name', d));
@@ -105,16 +107,16 @@ export function durationText(seconds) {
   const d = Math.floor(s / 86400);
   const h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
-  if (d) return `${d} ${d === 1 ? 'day' : 'days'}, ${h} h`;
-  if (h) return `${h} h ${m} min`;
-  return `${m} min`;
+  if (d) return _n('{n} day, {h} h', '{n} days, {h} h', d, { h });
+  if (h) return _('{h} h {m} min', { h, m });
+  return _('{m} min', { m });
 }
 
 /** "templates: a, b · VMs: c": what uses a pool or a network. */
 export function usedByText(u) {
   const parts = [];
-  if (u && u.templates && u.templates.length) parts.push(`templates: ${u.templates.join(', ')}`);
-  if (u && u.vms && u.vms.length) parts.push(`VMs: ${u.vms.join(', ')}`);
+  if (u && u.templates && u.templates.length) parts.push(_('templates: {names}', { names: u.templates.join(', ') }));
+  if (u && u.vms && u.vms.length) parts.push(_('VMs: {names}', { names: u.vms.join(', ') }));
   return parts.join(' · ') || '—';
 }
 

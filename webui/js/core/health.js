@@ -12,6 +12,7 @@ import { onConnChange, connState } from './stream.js';
 import { isAdmin, signedIn } from './session.js';
 import { upsertTask, watchTasks, TERMINAL } from './tasks.js';
 import { REPORT_KINDS, reportNameOf, reportsBeingMade } from '../pages/reports.js';
+import { _ } from './i18n.js';
 
 const RECHECK = 15000; // ms between two looks while something is wrong
 
@@ -41,21 +42,21 @@ function updateConn() {
   let text;
   if (!c.open) {
     st = c.everOpen ? 'reconnecting' : 'connecting';
-    text = c.everOpen ? 'Reconnecting…' : 'Connecting…';
+    text = c.everOpen ? _('Reconnecting…') : _('Connecting…');
   } else if (problems.length) {
     st = 'degraded';
-    text = 'Degraded';
+    text = _('Degraded');
   } else {
     st = 'live';
-    text = 'Live';
+    text = _('Live');
   }
   const chip = $('conn');
   if (chip.dataset.state !== st) {
     chip.dataset.state = st;
     $('conn-text').textContent = text;
-    chip.title = st === 'live' ? 'Receiving live updates'
-      : st === 'degraded' ? 'Connected, but a service is degraded'
-        : 'Live updates are interrupted; retrying';
+    chip.title = st === 'live' ? _('Receiving live updates')
+      : st === 'degraded' ? _('Connected, but a service is degraded')
+        : _('Live updates are interrupted; retrying');
   }
 }
 
@@ -64,7 +65,7 @@ const keyOf = (p) => p.id || p.what || p.component || '';
 function problemItem(p) {
   const li = el('li', 'banner-problem');
   li.dataset.problem = keyOf(p);
-  li.append(el('strong', 'banner-what', p.what || p.component || 'A component'));
+  li.append(el('strong', 'banner-what', p.what || p.component || _('A component')));
   if (p.reason) li.append(el('span', 'banner-reason', p.reason));
   if (p.fix) li.append(el('span', 'banner-fix', p.fix));
   return li;
@@ -73,12 +74,12 @@ function problemItem(p) {
 function render() {
   const had = new Set([...$('banner-problems').children].map((li) => li.dataset.problem));
   $('banner-title').textContent = problems.length > 1
-    ? `kimchi is degraded: ${problems.length} problems` : 'kimchi is degraded';
+    ? _('kimchi is degraded: {n} problems', { n: problems.length }) : _('kimchi is degraded');
   $('banner-problems').replaceChildren(...problems.map(problemItem));
   $('banner').hidden = !problems.length;
   const fresh = problems.filter((p) => !had.has(keyOf(p)));
   if (fresh.length) {
-    announce(`kimchi is degraded: ${fresh.map((p) => `${p.what}: ${p.reason}`).join('; ')}`);
+    announce(_('kimchi is degraded: {problems}', { problems: fresh.map((p) => `${p.what}: ${p.reason}`).join('; ') }));
   }
   renderReport();
   updateConn();
@@ -102,7 +103,7 @@ export async function checkHealth() {
   problems = Array.isArray(h.problems) ? h.problems.filter((p) => p && typeof p === 'object') : [];
   if (h.status === 'degraded' && !problems.length) {
     const down = ['redis', 'libvirt'].filter((k) => h[k] === 'down');
-    problems = down.map((k) => ({ id: k, component: k, what: k, reason: 'not answering', fix: '' }));
+    problems = down.map((k) => ({ id: k, component: k, what: k, reason: _('not answering'), fix: '' }));
   }
   render();
 }
@@ -154,7 +155,7 @@ function showReport(rec) {
     bar.hidden = false;
     if (typeof rec.progress === 'number') bar.value = rec.progress;
     else bar.removeAttribute('value');
-    status.textContent = `Collecting ${name}: ${rec.message || 'waiting for a worker'}`;
+    status.textContent = _('Collecting {name}: {message}', { name, message: rec.message || _('waiting for a worker') });
     make.disabled = true;
     link.hidden = true;
     return;
@@ -162,13 +163,13 @@ function showReport(rec) {
   bar.hidden = true;
   make.disabled = false;
   if (rec.status === 'finished') {
-    status.textContent = `The debug report ${name} is ready: download it and attach it to your support request.`;
+    status.textContent = _('The debug report {name} is ready: download it and attach it to your support request.', { name });
     link.href = `/debugreports/${encodeURIComponent(name)}/content`;
     link.setAttribute('download', `${name}.tar.xz`);
     link.hidden = false;
     link.focus();
   } else {
-    status.textContent = `The debug report was not made: ${rec.message || rec.status}`;
+    status.textContent = _('The debug report was not made: {status}', { status: rec.message || rec.status });
     link.hidden = true;
   }
 }
@@ -177,7 +178,7 @@ async function makeReport() {
   const make = $('banner-report-make');
   make.disabled = true;
   $('banner-report-download').hidden = true;
-  $('banner-report-status').textContent = 'Starting the debug report…';
+  $('banner-report-status').textContent = _('Starting the debug report…');
   try {
     const r = await api('POST', '/debugreports', {});
     reportTask = r.data.id;
@@ -185,7 +186,7 @@ async function makeReport() {
     showReport(r.data);
   } catch (e) {
     make.disabled = false;
-    $('banner-report-status').textContent = `The debug report could not be started: ${e.message}`;
+    $('banner-report-status').textContent = _('The debug report could not be started: {message}', { message: e.message });
   }
 }
 

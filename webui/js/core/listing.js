@@ -4,6 +4,7 @@
 
 import { $, numberFmt } from './dom.js';
 import { api } from './api.js';
+import { _ } from './i18n.js';
 
 export class Listing {
   /**
@@ -71,19 +72,21 @@ export class Listing {
 /**
  * The count, the empty note and the error of a listing, the same on every page:
  * ``prefix`` names the elements (<prefix>-count, <prefix>-empty, <prefix>-empty-text);
- * ``noun`` is [one, many]; ``what`` the plural in "The pools cannot be listed".
+ * ``noun`` is [one, many], or a function of the count ("3 pools", translated with _n);
+ * ``what`` the plural in "The pools cannot be listed".
  */
 export function showListingState(listing, { prefix, noun, what, emptyText, extra = '', busy = 0 }) {
   const list = listing.items || [];
   const empty = $(`${prefix}-empty`);
   const text = $(`${prefix}-empty-text`);
   if (listing.error && !list.length) {
-    text.textContent = `The ${what} cannot be listed: ${listing.error}`;
+    text.textContent = _('The {what} cannot be listed: {error}', { what, error: listing.error });
     empty.hidden = false;
   } else {
     text.textContent = emptyText;
     empty.hidden = !!list.length || !!busy || listing.items === null;
   }
-  const n = `${numberFmt.format(list.length)} ${list.length === 1 ? noun[0] : noun[1]}`;
-  $(`${prefix}-count`).textContent = listing.items === null ? 'Loading…' : `${n}${extra}`;
+  const n = typeof noun === 'function' ? noun(list.length)
+    : `${numberFmt.format(list.length)} ${list.length === 1 ? noun[0] : noun[1]}`;
+  $(`${prefix}-count`).textContent = listing.items === null ? _('Loading…') : `${n}${extra}`;
 }

@@ -4,6 +4,7 @@
 
 import { $ } from './dom.js';
 import { registered } from './registry.js';
+import { _ } from './i18n.js';
 
 let current = null; // the page shown: {page, arg}
 let allowed = () => true; // (page) => may the signed-in user see it
@@ -48,8 +49,8 @@ export function route(focus) {
     else link.removeAttribute('aria-current');
   }
   current = next;
-  document.title = `${typeof next.page.title === 'function' ? next.page.title(next.arg)
-    : next.page.title} · kimchi`;
+  document.title = _('{page} · kimchi', { page: typeof next.page.title === 'function' ? next.page.title(next.arg)
+    : next.page.title });
   if (focus) {
     $('main').focus({ preventScroll: true });
     window.scrollTo({ top: 0 });

@@ -15,6 +15,7 @@ import { each } from './registry.js';
 import { route, leave, setAccess } from './router.js';
 import { startStream, stopStream, configureStream, nextDelay } from './stream.js';
 import { listTasks } from './tasks.js';
+import { _ } from './i18n.js';
 
 // The warning shows when a fifth of the idle time is left, 2 minutes at most, but at least
 // 15 s before the end (or half the idle time, if even that is shorter): time to react.
@@ -79,7 +80,8 @@ function warnBefore() {
 
 function leftText(ms) {
   const sec = Math.max(0, Math.ceil(ms / 1000));
-  return sec >= 60 ? `${Math.floor(sec / 60)} min ${String(sec % 60).padStart(2, '0')} s` : `${sec} s`;
+  return sec >= 60 ? _('{m} min {s} s', { m: Math.floor(sec / 60), s: String(sec % 60).padStart(2, '0') })
+    : _('{s} s', { s: sec });
 }
 
 /** Show, update or hide the warning for the session's end; at the end, ask the server. */
@@ -110,14 +112,14 @@ function armExpiry() {
 function showExpiryWarning(left) {
   const box = $('session-warning');
   const text = s.atLimit
-    ? `It reaches its time limit in ${leftText(left)}: sign in again then.`
-    : `It ends in ${leftText(left)} unless you stay signed in.`;
+    ? _('It reaches its time limit in {left}: sign in again then.', { left: leftText(left) })
+    : _('It ends in {left} unless you stay signed in.', { left: leftText(left) });
   $('session-warning-text').textContent = s.renewError
-    ? `${text} It could not be renewed: ${s.renewError}` : text;
+    ? _('{text} It could not be renewed: {renewError}', { text, renewError: s.renewError }) : text;
   $('session-stay').hidden = s.atLimit;
   if (box.hidden) {
     box.hidden = false;
-    announce(`Your session is about to end. ${text}`);
+    announce(_('Your session is about to end. {text}', { text }));
   }
 }
 
@@ -171,18 +173,18 @@ async function staySignedIn() {
 /** A request was refused for want of a session (it ended, or was revoked). */
 function sessionEnded() {
   if (!s.signedIn || s.signingOut) return;
-  leaveApp('Your session has ended. Sign in again to go on.', 'ended', s.who ? s.who.username : '');
+  leaveApp(_('Your session has ended. Sign in again to go on.'), 'ended', s.who ? s.who.username : '');
 }
 
 async function signOut() {
   const btn = $('sign-out');
   btn.disabled = true;
   s.signingOut = true; // requests refused meanwhile are no news
-  let note = 'You have signed out.';
+  let note = _('You have signed out.');
   try {
     await api('POST', '/logout', undefined, { auth: false });
   } catch (e) {
-    note = `You left the app, but the server could not end the session (${e.message}); it ends by itself when left unused.`;
+    note = _('You left the app, but the server could not end the session ({message}); it ends by itself when left unused.', { message: e.message });
   }
   btn.disabled = false;
   leaveApp(note, 'info', '');
@@ -222,7 +224,7 @@ function showLogin(note = '', kind = 'info', username = '') {
   showError('login-error', '');
   $('login-user').value = username; // kept when the session ended, not after a sign-out
   $('login-password').value = '';
-  document.title = 'Sign in · kimchi';
+  document.title = _('Sign in · kimchi');
   ($('login-user').value ? $('login-password') : $('login-user')).focus();
 }
 
@@ -247,7 +249,7 @@ export async function checkSession() {
       showLogin();
       return;
     }
-    showWaiting(`${e.status === 0 ? 'The server cannot be reached.' : e.message} Trying again…`);
+    showWaiting(_('{reason} Trying again…', { reason: e.status === 0 ? _('The server cannot be reached.') : e.message }));
     setTimeout(checkSession, nextDelay());
     return;
   }
@@ -268,10 +270,10 @@ function startApp(who, { focus }) {
   document.body.dataset.role = admin ? 'admin' : 'user';
   $('account-name').textContent = who.username;
   const role = $('account-role');
-  role.textContent = admin ? 'Administrator' : 'User';
+  role.textContent = admin ? _('Administrator') : _('User');
   role.dataset.role = admin ? 'admin' : 'user';
   const groups = Array.isArray(who.groups) ? who.groups.join(', ') : '';
-  $('account').title = groups ? `${who.username}, groups: ${groups}` : who.username;
+  $('account').title = groups ? _('{username}, groups: {groups}', { username: who.username, groups }) : who.username;
   $('login').hidden = true;
   for (const id of ['app', 'conn', 'account', 'skip-link']) $(id).hidden = false;
   each('start');
@@ -288,12 +290,12 @@ function loginWait(seconds) {
     if (left <= 0) {
       s.loginWaitTimer = null;
       btn.disabled = false;
-      btn.textContent = 'Sign in';
+      btn.textContent = _('Sign in');
       showError('login-error', '');
       return;
     }
     btn.disabled = true;
-    btn.textContent = `Try again in ${left} s`;
+    btn.textContent = _('Try again in {left} s', { left });
     s.loginWaitTimer = setTimeout(tick, (until - Date.now()) % 1000 || 1000);
   };
   clearTimeout(s.loginWaitTimer);
@@ -310,14 +312,14 @@ async function submitLogin(ev) {
   for (const input of [user, pw]) input.setAttribute('aria-invalid', 'false');
   if (!username || !pw.value) {
     const missing = username ? pw : user;
-    showError('login-error', username ? 'Enter your password.' : 'Enter your user name.');
+    showError('login-error', username ? _('Enter your password.') : _('Enter your user name.'));
     missing.setAttribute('aria-invalid', 'true');
     missing.focus();
     return;
   }
   const btn = $('login-submit');
   btn.disabled = true;
-  btn.textContent = 'Signing in…';
+  btn.textContent = _('Signing in…');
   s.signingIn = true;
   let who;
   try {
@@ -326,7 +328,7 @@ async function submitLogin(ev) {
     s.signingIn = false;
     pw.value = '';
     btn.disabled = false;
-    btn.textContent = 'Sign in';
+    btn.textContent = _('Sign in');
     showError('login-error', e.message);
     if (e.status === 401) for (const input of [user, pw]) input.setAttribute('aria-invalid', 'true');
     if (e.retryAfter) loginWait(e.retryAfter);
@@ -340,7 +342,7 @@ async function submitLogin(ev) {
   }
   s.signingIn = false;
   btn.disabled = false;
-  btn.textContent = 'Sign in';
+  btn.textContent = _('Sign in');
   startApp(who, { focus: true });
 }
 

@@ -4,17 +4,18 @@
 
 import { $, el, announce, numberFmt, timeFmt } from './dom.js';
 import { api } from './api.js';
+import { _ } from './i18n.js';
 
 export const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
-export const KIND_LABELS = { 'iso.scan': 'ISO scan', 'vm.create': 'New VM', 'vm.clone': 'Clone VM',
-  'vm.clone.disks': 'Disk copy', 'debugreport.collect': 'Debug report',
-  'debugreport.fetch': 'Debug report', 'disks.remove': 'Disk removal', 'vm.snapshot': 'Snapshot',
-  'vm.migrate': 'Migration', 'vm.template': 'Make template', 'vm.template.disks': 'Disk copy',
-  'volume.download': 'Volume download', 'volume.wipe': 'Volume wipe', 'volume.clone': 'Volume clone' };
-const COUNTERS = [['files', 'Files'], ['dirs', 'Folders'], ['isos', 'ISOs'], ['skipped', 'Skipped']];
+export const KIND_LABELS = { 'iso.scan': _('ISO scan'), 'vm.create': _('New VM'), 'vm.clone': _('Clone VM'),
+  'vm.clone.disks': _('Disk copy'), 'debugreport.collect': _('Debug report'),
+  'debugreport.fetch': _('Debug report'), 'disks.remove': _('Disk removal'), 'vm.snapshot': _('Snapshot'),
+  'vm.migrate': _('Migration'), 'vm.template': _('Make template'), 'vm.template.disks': _('Disk copy'),
+  'volume.download': _('Volume download'), 'volume.wipe': _('Volume wipe'), 'volume.clone': _('Volume clone') };
+const COUNTERS = [['files', _('Files')], ['dirs', _('Folders')], ['isos', 'ISOs'], ['skipped', _('Skipped')]];
 const STATUS_TEXT = {
-  queued: 'Queued', running: 'Running', cancelling: 'Cancelling…', finished: 'Finished',
-  failed: 'Failed', cancelled: 'Cancelled',
+  queued: _('Queued'), running: _('Running'), cancelling: _('Cancelling…'), finished: _('Finished'),
+  failed: _('Failed'), cancelled: _('Cancelled'),
 };
 const MAX_TASKS = 100;
 
@@ -63,17 +64,18 @@ export function taskTarget(rec) {
     const from = rec.params && rec.params.template;
     const names = rec.params && Array.isArray(rec.params.names) ? rec.params.names : [];
     if (names.length > 1) {
-      return `${names.length} VMs (${names[0]} … ${names[names.length - 1]})${from ? ` from ${from}` : ''}`;
+      const range = { n: names.length, first: names[0], last: names[names.length - 1], from };
+      return from ? _('{n} VMs ({first} … {last}) from {from}', range) : _('{n} VMs ({first} … {last})', range);
     }
-    return from ? `${name || 'a VM'} from ${from}` : name || rec.target_uri || '';
+    return from ? _('{name} from {from}', { name: name || _('a VM'), from }) : name || rec.target_uri || '';
   }
   if (rec.kind === 'vm.clone') {
     const name = vmNameOf(rec);
     const from = rec.params && rec.params.source;
-    return from ? `${name || 'a VM'}, a copy of ${from}` : name || rec.target_uri || '';
+    return from ? _('{name}, a copy of {from}', { name: name || _('a VM'), from }) : name || rec.target_uri || '';
   }
   if (rec.kind === 'vm.template' && rec.params && rec.params.template) {
-    return `${rec.params.template}, from ${rec.params.source || 'a VM'}`;
+    return _('{template}, from {source}', { template: rec.params.template, source: rec.params.source || _('a VM') });
   }
   if (rec.params && typeof rec.params.path === 'string') return rec.params.path;
   return rec.target_uri || '';
@@ -86,7 +88,7 @@ function duration(rec) {
   const s = (b - a) / 1000;
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
   const m = Math.floor(s / 60);
-  return `${m} min ${Math.round(s - m * 60)} s`;
+  return _('{m} min {m2} s', { m, m2: Math.round(s - m * 60) });
 }
 
 function buildTaskEl(t) {
@@ -117,7 +119,7 @@ function renderTask(t) {
   if (TERMINAL.has(rec.status) && pct === null) pct = rec.status === 'finished' ? 100 : 0;
   if (pct === null) {
     bar.removeAttribute('value'); // indeterminate
-    bar.setAttribute('aria-valuetext', 'In progress');
+    bar.setAttribute('aria-valuetext', _('In progress'));
     bar.dataset.value = '';
   } else {
     bar.value = Math.max(0, Math.min(100, pct));
@@ -152,13 +154,13 @@ function renderTask(t) {
   let when = isFinite(created) ? timeFmt.format(new Date(created)) : '';
   if (TERMINAL.has(rec.status)) {
     const d = duration(rec);
-    if (d) when += ` · took ${d}`;
+    if (d) when += _(' · took {d}', { d });
   }
   time.textContent = when;
 
   const cancel = node.querySelector('.task-cancel');
   cancel.hidden = status !== 'running' && status !== 'queued';
-  cancel.setAttribute('aria-label', `Cancel ${kind} ${taskTarget(rec)}`);
+  cancel.setAttribute('aria-label', _('Cancel {kind} {taskTarget}', { kind, taskTarget: taskTarget(rec) }));
 }
 
 /** A task run for another one that is shown (a clone's disk copy): the parent says it all. */
@@ -193,8 +195,8 @@ function updateSummary() {
   for (const t of tasks.values()) if (t.el) t.el.hidden = shownInParent(t.rec);
   const all = [...tasks.values()].filter((t) => !t.stub && !shownInParent(t.rec));
   const running = all.filter((t) => !TERMINAL.has(t.rec.status)).length;
-  $('task-summary').textContent = running ? `${running} running · ${all.length} shown`
-    : all.length ? `None running · ${all.length} shown` : 'None';
+  $('task-summary').textContent = running ? _('{running} running · {n} shown', { running, n: all.length })
+    : all.length ? _('None running · {n} shown', { n: all.length }) : _('None');
   $('task-empty').hidden = all.length > 0;
   const badge = $('nav-running');
   badge.hidden = running === 0;

@@ -6,6 +6,7 @@
  * has one. */
 
 import { el } from '../core/dom.js';
+import { _, _n } from '../core/i18n.js';
 
 /** "alice · 2 SSH keys · password set": a template's cloud-init in words ('' for none). */
 export function cloudInitText(ci) {
@@ -13,7 +14,7 @@ export function cloudInitText(ci) {
   const parts = [];
   if (ci.hostname) parts.push(`host ${ci.hostname}`);
   if (ci.user) parts.push(`user ${ci.user}`);
-  if (ci.password_set) parts.push('password set');
+  if (ci.password_set) parts.push(_('password set'));
   const keys = Array.isArray(ci.ssh_authorized_keys) ? ci.ssh_authorized_keys.length : 0;
   if (keys) parts.push(`${keys} SSH ${keys === 1 ? 'key' : 'keys'}`);
   if (ci.user_data) parts.push('user-data');
@@ -41,18 +42,16 @@ export class CloudInitSection {
     sum.append(this.status);
     const grid = el('div', 'ci-grid');
     const help = el('p', 'help ci-help', mode === 'override'
-      ? 'What the new VMs are told on their first boot, over the template\'s settings: '
-        + 'an empty field keeps the template\'s.'
-      : 'What each new VM is told on its first boot (images with cloud-init: most cloud '
-        + 'images). The host name defaults to the VM\'s name.');
+      ? _('What the new VMs are told on their first boot, over the template\'s settings: an empty field keeps the template\'s.')
+      : _('What each new VM is told on its first boot (images with cloud-init: most cloud images). The host name defaults to the VM\'s name.'));
     help.id = `${prefix}-ci-help`;
     this.inputs = {
-      hostname: this.field(grid, 'hostname', 'Guest host name', 'input', { placeholder: 'the VM\'s name' }),
-      user: this.field(grid, 'user', 'User', 'input', { placeholder: 'none', help: 'An account with sudo rights.' }),
-      password: this.field(grid, 'password', 'User\'s password', 'password', { wide: true }),
-      ssh_authorized_keys: this.field(grid, 'keys', 'SSH public keys', 'textarea',
-        { wide: true, help: 'One per line (ssh-ed25519 AAAA… user@host).' }),
-      user_data: this.field(grid, 'userdata', 'User-data', 'textarea',
+      hostname: this.field(grid, 'hostname', _('Guest host name'), 'input', { placeholder: _('the VM\'s name') }),
+      user: this.field(grid, 'user', _('User'), 'input', { placeholder: 'none', help: _('An account with sudo rights.') }),
+      password: this.field(grid, 'password', _('User\'s password'), 'password', { wide: true }),
+      ssh_authorized_keys: this.field(grid, 'keys', _('SSH public keys'), 'textarea',
+        { wide: true, help: _('One per line (ssh-ed25519 AAAA… user@host).') }),
+      user_data: this.field(grid, 'userdata', _('User-data'), 'textarea',
         { wide: true, help: 'Optional: a #cloud-config document or a #! script, run besides the fields above.' }),
     };
     this.passwordHelp = grid.querySelector(`#${prefix}-ci-password-help`);
@@ -104,7 +103,7 @@ export class CloudInitSection {
     f.password.value = '';
     f.ssh_authorized_keys.value = (Array.isArray(c.ssh_authorized_keys) ? c.ssh_authorized_keys : []).join('\n');
     f.user_data.value = c.user_data || '';
-    this.sayPassword(!!c.password_set, 'Leave empty to keep it; changing the user removes it.');
+    this.sayPassword(!!c.password_set, _('Leave empty to keep it; changing the user removes it.'));
     this.status.textContent = cloudInitText(c) ? ` (${cloudInitText(c)})` : '';
   }
 
@@ -114,13 +113,13 @@ export class CloudInitSection {
     if (this.mode === 'override') this.was = c;
     const f = this.inputs;
     if (this.mode === 'override') {
-      f.hostname.placeholder = c.hostname || 'the VM\'s name';
-      f.user.placeholder = c.user || 'none';
+      f.hostname.placeholder = c.hostname || _('the VM\'s name');
+      f.user.placeholder = c.user || _('none');
       const keys = Array.isArray(c.ssh_authorized_keys) ? c.ssh_authorized_keys.length : 0;
-      f.ssh_authorized_keys.placeholder = keys ? `the template's ${keys === 1 ? 'key' : `${keys} keys`}` : '';
-      f.user_data.placeholder = c.user_data ? 'the template\'s' : '';
-      this.sayPassword(!!c.password_set, 'The template\'s is used unless one is typed.');
-      this.status.textContent = cloudInitText(c) ? ` (the template's: ${cloudInitText(c)})` : '';
+      f.ssh_authorized_keys.placeholder = keys ? _n('the template\'s key', 'the template\'s {n} keys', keys) : '';
+      f.user_data.placeholder = c.user_data ? _('the template\'s') : '';
+      this.sayPassword(!!c.password_set, _('The template\'s is used unless one is typed.'));
+      this.status.textContent = cloudInitText(c) ? _(' (the template\'s: {c})', { c: cloudInitText(c) }) : '';
     } else {
       this.sayPassword(false, '');
       this.status.textContent = '';
@@ -129,9 +128,9 @@ export class CloudInitSection {
 
   sayPassword(set, then) {
     const f = this.inputs.password;
-    f.placeholder = set ? 'password set' : '';
-    this.passwordHelp.textContent = set ? `A password is set (kept hashed). ${then}`
-      : 'Needs a user. Kept only hashed.';
+    f.placeholder = set ? _('password set') : '';
+    this.passwordHelp.textContent = set ? _('A password is set (kept hashed). {then}', { then })
+      : _('Needs a user. Kept only hashed.');
     this.passwordHelp.hidden = false;
   }
 
@@ -151,8 +150,8 @@ export class CloudInitSection {
       for (const key of ['hostname', 'user']) {
         if (now[key] === (was[key] || '')) continue;
         if (!now[key]) {
-          return { error: `The ${key === 'user' ? 'user' : 'host name'} of a template's cloud-init `
-            + 'can be changed, not removed.', input: f[key] };
+          return { error: key === 'user' ? _('The user of a template\'s cloud-init can be changed, not removed.')
+            : _('The host name of a template\'s cloud-init can be changed, not removed.'), input: f[key] };
         }
         out[key] = now[key];
       }
@@ -166,7 +165,7 @@ export class CloudInitSection {
     if (now.password) {
       // the server wants the user beside the password: the one typed, else the one kept
       const user = now.user || was.user || '';
-      if (!user) return { error: 'A cloud-init password needs a user.', input: f.user };
+      if (!user) return { error: _('A cloud-init password needs a user.'), input: f.user };
       out.password = now.password;
       out.user = user;
     }

@@ -7,6 +7,7 @@ import { $ } from '../core/dom.js';
 import { api, capabilities } from '../core/api.js';
 import { isRemoteHost } from './hosts.js';
 import { addVmControl, addressOf, hostOf, vmTitle } from './vms.js';
+import { _ } from '../core/i18n.js';
 
 let open = null; // {ref, key, rfb, closed, connected}: the console shown
 
@@ -46,7 +47,7 @@ function status(text, kind = 'info') {
  * answers the reason it refused the WebSocket, such as a screen another host's loopback
  * only reaches), else say the connection was lost. */
 async function sayWhy(mine) {
-  const lost = 'The connection was lost. Reopen the console to try again.';
+  const lost = _('The connection was lost. Reopen the console to try again.');
   try {
     await api('GET', `${addressOf(mine.ref)}/console`);
   } catch (e) {
@@ -62,17 +63,17 @@ async function show() {
   const ref = consoleRef();
   if (!ref) return;
   const key = consoleHash(ref);
-  $('console-title').textContent = `Console of ${vmTitle(ref)}`;
+  $('console-title').textContent = _('Console of {ref}', { ref: vmTitle(ref) });
   if (open && open.key === key) return;
   close();
   const mine = { ref, key, rfb: null, closed: false, connected: false };
   open = mine;
-  status('Connecting…');
+  status(_('Connecting…'));
   let RFB;
   try {
     ({ default: RFB } = await import('/ui/novnc/core/rfb.js'));
   } catch (e) {
-    status('The console needs noVNC on the server (apt-get install novnc).', 'error');
+    status(_('The console needs noVNC on the server (apt-get install novnc).'), 'error');
     return;
   }
   if (open !== mine) return; // left meanwhile
@@ -83,17 +84,17 @@ async function show() {
   rfb.background = '#111';
   rfb.addEventListener('connect', () => {
     mine.connected = true;
-    if (open === mine) status('Connected: keys and the mouse go to the VM.', 'ok');
+    if (open === mine) status(_('Connected: keys and the mouse go to the VM.'), 'ok');
   });
   rfb.addEventListener('disconnect', (ev) => {
     mine.closed = true; // noVNC complains when a closed one is disconnected again
     if (open !== mine) return;
     if (ev.detail && ev.detail.clean) {
-      status('Disconnected: the VM stopped or its screen went away.', 'error');
+      status(_('Disconnected: the VM stopped or its screen went away.'), 'error');
     } else if (!mine.connected) {
       sayWhy(mine);
     } else {
-      status('The connection was lost. Reopen the console to try again.', 'error');
+      status(_('The connection was lost. Reopen the console to try again.'), 'error');
     }
   });
   mine.rfb = rfb;
@@ -115,13 +116,13 @@ export default {
     match: /^#\/console\/(.+)$/,
     title: () => {
       const ref = consoleRef();
-      return `${ref ? vmTitle(ref) : 'Console'} · console`;
+      return ref ? _('{vm} · console', { vm: vmTitle(ref) }) : _('Console · console');
     },
     show,
     hide: close,
   },
   init() {
-    addVmControl({ key: 'console', text: 'Console', cls: 'btn-plain', place: 'actions', order: 0,
+    addVmControl({ key: 'console', text: _('Console'), cls: 'btn-plain', place: 'actions', order: 0,
       shown: canConsole, run: (ref) => { location.hash = consoleHash(ref); } });
     $('console-cad').addEventListener('click', () => {
       if (open && open.rfb) open.rfb.sendCtrlAltDel();

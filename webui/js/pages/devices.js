@@ -10,6 +10,7 @@ import { isAdmin } from '../core/session.js';
 import { hostCollectionPath, isRemoteHost } from './hosts.js';
 import { isoList } from './isos.js';
 import { addVmControl, addressOf, hostOf, openVmDialog, vmTitle } from './vms.js';
+import { _ } from '../core/i18n.js';
 
 let devVm = null; // the VM whose devices the dialog shows, {host, name}
 
@@ -19,7 +20,7 @@ function openDevices(ref) {
   devVm = ref;
   const host = hostOf(ref);
   const remote = isRemoteHost(host);
-  $('dev-title').textContent = `Devices of ${vmTitle(ref)}`;
+  $('dev-title').textContent = _('Devices of {ref}', { ref: vmTitle(ref) });
   showDevError('');
   $('dev-path').value = '';
   $('dev-storages').replaceChildren();
@@ -29,7 +30,7 @@ function openDevices(ref) {
   offerIsos(remote ? [] : isoList());
   if (remote) loadIsos(ref);
   const hint = $('dev-path-hint');
-  hint.textContent = remote ? `A volume of a storage pool of ${host}.` : '';
+  hint.textContent = remote ? _('A volume of a storage pool of {host}.', { host }) : '';
   hint.hidden = !remote;
   openVmDialog($('dev-dialog'), ref, 'devices', $('dev-kind'));
   load();
@@ -78,14 +79,14 @@ function render(storages, ifaces, nets) {
     li.dataset.dev = s.dev;
     const what = el('div', 'snap-what');
     what.append(el('span', 'snap-name', `${s.dev} · ${s.type === 'cdrom' ? 'CD-ROM' : 'disk'}`),
-      el('span', 'snap-meta mono', s.path || 'no disc'));
+      el('span', 'snap-meta mono', s.path || _('no disc')));
     li.append(what);
     const at = `${addressOf(vm)}/storages/${encodeURIComponent(s.dev)}`;
     if (s.type === 'cdrom' && s.path) {
-      li.append(actionButton('Eject', 'btn-plain dev-eject', `Eject the disc of ${s.dev}`,
+      li.append(actionButton(_('Eject'), 'btn-plain dev-eject', _('Eject the disc of {dev}', { dev: s.dev }),
         (b) => call(b, 'PUT', at, { path: '' })));
     }
-    li.append(actionButton('Detach', 'btn-danger-outline dev-detach', `Detach ${s.dev}`,
+    li.append(actionButton(_('Detach'), 'btn-danger-outline dev-detach', _('Detach {dev}', { dev: s.dev }),
       (b) => call(b, 'DELETE', at)));
     return li;
   }));
@@ -95,7 +96,7 @@ function render(storages, ifaces, nets) {
     const what = el('div', 'snap-what');
     what.append(el('span', 'snap-name', i.network || i.type),
       el('span', 'snap-meta mono', `${i.mac} · ${i.model || 'default model'}`));
-    li.append(what, actionButton('Remove', 'btn-danger-outline dev-remove', `Remove interface ${i.mac}`,
+    li.append(what, actionButton(_('Remove'), 'btn-danger-outline dev-remove', _('Remove interface {mac}', { mac: i.mac }),
       (b) => call(b, 'DELETE', `${addressOf(vm)}/ifaces/${encodeURIComponent(i.mac)}`)));
     return li;
   }));
@@ -114,7 +115,7 @@ async function call(button, method, path, body) {
   if (button) button.disabled = true;
   try {
     await api(method, path, body);
-    announce('Done');
+    announce(_('Done'));
   } catch (e) {
     showDevError(e.message);
     if (button) button.disabled = false;
@@ -129,7 +130,7 @@ async function attachStorage(ev) {
   const type = $('dev-kind').value;
   const path = $('dev-path').value.trim();
   if (type === 'disk' && !path) {
-    showDevError('Give the path of the disk image to attach.');
+    showDevError(_('Give the path of the disk image to attach.'));
     $('dev-path').focus();
     return;
   }
@@ -142,7 +143,7 @@ async function attachStorage(ev) {
 async function addIface(ev) {
   ev.preventDefault();
   const network = $('dev-network').value;
-  if (!network) { showDevError('There is no network to join.'); return; }
+  if (!network) { showDevError(_('There is no network to join.')); return; }
   await call($('dev-add-iface'), 'POST', `${addressOf(devVm)}/ifaces`,
     { network, model: $('dev-model').value });
   $('dev-add-iface').disabled = false;
@@ -151,8 +152,8 @@ async function addIface(ev) {
 export default {
   name: 'devices',
   init() {
-    addVmControl({ key: 'devices', text: 'Devices', cls: 'btn-plain btn-devices', place: 'access',
-      order: 120, free: true, label: (ref) => `Devices of ${vmTitle(ref)}`,
+    addVmControl({ key: 'devices', text: _('Devices'), cls: 'btn-plain btn-devices', place: 'access',
+      order: 120, free: true, label: (ref) => _('Devices of {ref}', { ref: vmTitle(ref) }),
       shown: () => isAdmin() && offers('/vms/{name}/storages', 'post'), run: openDevices });
     $('dev-storage-form').addEventListener('submit', attachStorage);
     $('dev-iface-form').addEventListener('submit', addIface);

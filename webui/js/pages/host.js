@@ -9,20 +9,21 @@
  * traffic: those cards say so rather than draw a flat line. A figure not told (null) is a
  * gap in its chart, never a zero. Only the samples of the host shown are kept. */
 
-import { $, el, numberFmt, humanSize, durationText, plural } from '../core/dom.js';
+import { $, el, numberFmt, humanSize, durationText } from '../core/dom.js';
 import { api } from '../core/api.js';
 import { isShown } from '../core/router.js';
 import { signedIn } from '../core/session.js';
 import { fillHostSelect, hostList, hostPath, hostStateText, localHost, manyHosts,
   onHosts } from './hosts.js';
+import { _, _n } from '../core/i18n.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const CHARTS = ['chart-cpu', 'chart-mem', 'chart-disk', 'chart-net'];
 const NOW = ['now-cpu', 'now-mem', 'now-disk-read', 'now-disk-write', 'now-net-recv', 'now-net-sent'];
 const RATES = ['disk_read_rate', 'disk_write_rate', 'net_recv_rate', 'net_sent_rate'];
 // the cards whose figures another host's libvirtd may not tell: [card, its figures, what]
-const UNTOLD = [['disk', ['disk_read_rate', 'disk_write_rate'], 'disk reads and writes'],
-  ['net', ['net_recv_rate', 'net_sent_rate'], 'network traffic']];
+const UNTOLD = [['disk', ['disk_read_rate', 'disk_write_rate'], _('disk reads and writes')],
+  ['net', ['net_recv_rate', 'net_sent_rate'], _('network traffic')]];
 
 let chosen = ''; // the host whose figures are shown ('' for the local one)
 let loads = 0; // GETs of the page asked: an answer for a host no longer shown is dropped
@@ -88,16 +89,17 @@ async function loadHost() {
 function localRows(h) {
   const c = h.cpus || {};
   const perSocket = Math.max(1, Math.round((c.cores || c.online) / (c.sockets || 1)));
-  const topo = c.sockets ? [plural(c.sockets, 'socket', 'sockets'),
-    plural(perSocket, 'core', 'cores'), plural(c.threads_per_core || 1, 'thread', 'threads')].join(' × ') : '';
+  const topo = c.sockets ? [_n('{n} socket', '{n} sockets', c.sockets),
+    _n('{n} core', '{n} cores', perSocket), _n('{n} thread', '{n} threads', c.threads_per_core || 1)].join(' × ') : '';
   return [
-    ['Operating system', [h.os_distro, h.os_version, h.os_codename ? `(${h.os_codename})` : '']
+    [_('Operating system'), [h.os_distro, h.os_version, h.os_codename ? `(${h.os_codename})` : '']
       .filter(Boolean).join(' ')],
-    ['Kernel', `${h.kernel || '—'} ${h.architecture || ''}`.trim()],
-    ['Processor', `${h.cpu_model || '—'}${h.cpu_mhz ? `, ${numberFmt.format(h.cpu_mhz)} MHz` : ''}`],
-    ['CPUs', `${c.online || '—'} online${topo ? ` (${topo})` : ''}`],
-    ['Memory', humanSize(h.memory)],
-    ['libvirt', h.libvirt_version || 'not reachable'],
+    [_('Kernel'), `${h.kernel || '—'} ${h.architecture || ''}`.trim()],
+    [_('Processor'), `${h.cpu_model || '—'}${h.cpu_mhz ? `, ${numberFmt.format(h.cpu_mhz)} MHz` : ''}`],
+    [_('CPUs'), topo ? _('{online} online ({topology})', { online: c.online || '—', topology: topo })
+      : _('{online} online', { online: c.online || '—' })],
+    [_('Memory'), humanSize(h.memory)],
+    ['libvirt', h.libvirt_version || _('not reachable')],
   ];
 }
 
@@ -108,12 +110,12 @@ function otherRows(h) {
   const vms = h.vms && typeof h.vms === 'object' ? h.vms : {};
   const reason = !up && h.reason ? `: ${h.reason}` : '';
   return [
-    ['libvirt URI', h.uri || '—'],
-    ['State', `${hostStateText(h.state)}${reason}`],
+    [_('libvirt URI'), h.uri || '—'],
+    [_('State'), `${hostStateText(h.state)}${reason}`],
     ['CPUs', count(h.cpus)],
-    ['Memory', h.memory ? humanSize(h.memory) : '—'],
-    ['Virtual machines', up ? `${count(vms.running)} running of ${count(vms.total)}` : '—'],
-    ['Workers', count(h.workers)],
+    [_('Memory'), h.memory ? humanSize(h.memory) : '—'],
+    [_('Virtual machines'), up ? _('{running} running of {total}', { running: count(vms.running), total: count(vms.total) }) : '—'],
+    [_('Workers'), count(h.workers)],
   ];
 }
 
@@ -121,17 +123,17 @@ function renderInfo() {
   const h = info;
   const dl = $('host-info');
   const local = showsLocal();
-  $('host-info-title').textContent = local ? 'This machine' : `Host ${shownHost()}`;
+  $('host-info-title').textContent = local ? _('This machine') : _('Host {shownHost}', { shownHost: shownHost() });
   if (!h) {
-    $('host-sub').textContent = error ? `The host cannot be described: ${error}` : 'Loading…';
+    $('host-sub').textContent = error ? _('The host cannot be described: {error}', { error }) : _('Loading…');
     dl.replaceChildren();
     return;
   }
   if (local) {
     const up = (h.uptime || 0) + (Date.now() - infoAt) / 1000;
-    $('host-sub').textContent = `${h.hostname || 'This host'} · up ${durationText(up)}`;
+    $('host-sub').textContent = _('{host} · up {uptime}', { host: h.hostname || _('This host'), uptime: durationText(up) });
   } else {
-    const through = h.state === 'connected' ? ' through its libvirtd' : '';
+    const through = h.state === 'connected' ? _(' through its libvirtd') : '';
     $('host-sub').textContent = `${shownHost()} · ${hostStateText(h.state).toLowerCase()}${through}`;
   }
   const items = [];
@@ -225,14 +227,13 @@ function renderCharts() {
   drawChart($('chart-cpu'), [{ values: pick('cpu_utilization'), cls: 'line-a', area: 'area-a' }], 100);
   const cpuTold = all.some((s) => isNumber(s.cpu_utilization));
   $('chart-cpu-none').hidden = cpuTold || !all.length || showsLocal();
-  $('chart-cpu-none').textContent = `${host}'s libvirtd has not told its CPU use.`;
+  $('chart-cpu-none').textContent = _('{host}\'s libvirtd has not told its CPU use.', { host });
   const total = last && last.memory && isNumber(last.memory.total) ? last.memory.total : 0;
   drawChart($('chart-mem'), [{ values: all.map(usedOf), cls: 'line-a', area: 'area-a' }], total);
   const top = (keys) => Math.max(1024, ...all.flatMap((s) => keys.map((k) => s[k] || 0))) * 1.1;
   for (const [card, keys, what] of UNTOLD) {
     const shown = told(all, keys);
-    showChartOrNote(card, shown ? '' : `libvirt does not report the ${what} of ${host}: `
-      + 'kimchi measures them on its own machine only.');
+    showChartOrNote(card, shown ? '' : _('libvirt does not report the {what} of {host}: kimchi measures them on its own machine only.', { what, host }));
     if (!shown) {
       $(`chart-${card}`).replaceChildren();
       continue;
@@ -243,20 +244,19 @@ function renderCharts() {
   $('now-cpu').textContent = isNumber(cpu) ? `${cpu.toFixed(1)} %` : '—';
   const used = usedOf(last);
   $('now-mem').textContent = isNumber(used) ? humanSize(used) : '—';
-  $('now-mem-of').textContent = isNumber(used) && total ? `in use of ${humanSize(total)}` : '';
+  $('now-mem-of').textContent = isNumber(used) && total ? _('in use of {total}', { total: humanSize(total) }) : '';
   $('now-disk-read').textContent = last ? rateText(last.disk_read_rate) : '—';
   $('now-disk-write').textContent = last ? rateText(last.disk_write_rate) : '—';
   $('now-net-recv').textContent = last ? rateText(last.net_recv_rate) : '—';
   $('now-net-sent').textContent = last ? rateText(last.net_sent_rate) : '—';
-  $('chart-cpu').setAttribute('aria-label', !last ? 'CPU use: no sample yet'
-    : !cpuTold ? `CPU use: not told by ${host}'s libvirtd`
-      : `CPU use over the last ${durationText(all.length * interval)}: now ${$('now-cpu').textContent}`);
+  $('chart-cpu').setAttribute('aria-label', !last ? _('CPU use: no sample yet')
+    : !cpuTold ? _('CPU use: not told by {host}\'s libvirtd', { host })
+      : _('CPU use over the last {duration}: now {now}', { duration: durationText(all.length * interval), now: $('now-cpu').textContent }));
   if (statsError && !all.length) {
-    $('host-window').textContent = `The figures of ${host} cannot be read: ${statsError}`;
+    $('host-window').textContent = _('The figures of {host} cannot be read: {statsError}', { host, statsError });
   } else {
     $('host-window').textContent = all.length
-      ? `The last ${durationText(Math.max(60, all.length * interval))}, a sample every ${
-        interval} s, live.` : 'Waiting for the first sample…';
+      ? _('The last {interval}, a sample every {interval2} s, live.', { interval: durationText(Math.max(60, all.length * interval)), interval2: interval }) : _('Waiting for the first sample…');
   }
   if (info && showsLocal()) renderInfo(); // the uptime moves on
 }
@@ -286,10 +286,10 @@ function clearShown() {
   error = '';
   statsError = '';
   samples = [];
-  $('host-sub').textContent = 'Loading…';
+  $('host-sub').textContent = _('Loading…');
   $('host-info').replaceChildren();
   for (const id of CHARTS) $(id).replaceChildren();
-  $('chart-cpu').setAttribute('aria-label', 'CPU use over the last minutes');
+  $('chart-cpu').setAttribute('aria-label', _('CPU use over the last minutes'));
   for (const id of NOW) $(id).textContent = '—';
   $('now-mem-of').textContent = '';
   $('host-window').textContent = '';
@@ -305,7 +305,7 @@ function chooseHost(name) {
   chosen = name === localHost() ? '' : name;
   loads += 1; // an answer for the host shown before is dropped
   clearShown();
-  $('host-info-title').textContent = showsLocal() ? 'This machine' : `Host ${shownHost()}`;
+  $('host-info-title').textContent = showsLocal() ? _('This machine') : _('Host {shownHost}', { shownHost: shownHost() });
   if (isShown('host') && signedIn()) loadHost();
 }
 
@@ -329,7 +329,7 @@ export default {
   name: 'host',
   page: {
     id: 'host',
-    title: 'Host',
+    title: _('Host'),
     show() {
       if (signedIn()) loadHost();
     },
@@ -349,7 +349,7 @@ export default {
     chosen = '';
     loads += 1;
     clearShown();
-    $('host-info-title').textContent = 'This machine';
+    $('host-info-title').textContent = _('This machine');
     $('host-pick-field').hidden = true;
     $('host-pick').replaceChildren();
   },

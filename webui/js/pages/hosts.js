@@ -13,9 +13,10 @@ import { askConfirm } from '../core/dialogs.js';
 import { Listing, showListingState } from '../core/listing.js';
 import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
+import { _, _n } from '../core/i18n.js';
 
 export const LOCAL_HOST = 'local';
-const STATE_TEXT = { connected: 'Connected', connecting: 'Connecting', unreachable: 'Unreachable' };
+const STATE_TEXT = { connected: _('Connected'), connecting: _('Connecting'), unreachable: _('Unreachable') };
 const STATE_CLASS = { connected: 'running', connecting: 'paused', unreachable: 'crashed' };
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
@@ -51,7 +52,7 @@ export function onHosts(fn) {
 }
 
 /** "Connected", "Unreachable"...: a host's state in words. */
-export const hostStateText = (state) => STATE_TEXT[state] || state || 'Connecting';
+export const hostStateText = (state) => STATE_TEXT[state] || state || _('Connecting');
 
 /** Whether kimchi manages several hosts: the pages then say whose each object is. */
 export const manyHosts = () => hostList().length > 1;
@@ -147,7 +148,7 @@ function hostRow(h) {
   tr.dataset.state = h.state || '';
   const name = el('td', 'cell-name');
   name.append(el('span', 'host-name', h.name));
-  if (h.local) name.append(el('span', 'tag host-local', 'this host'));
+  if (h.local) name.append(el('span', 'tag host-local', _('this host')));
   const uri = el('bdi', 'host-uri mono', h.uri || '—');
   uri.dir = 'ltr';
   name.append(uri);
@@ -159,7 +160,7 @@ function hostRow(h) {
   const vms = h.vms && typeof h.vms === 'object' ? h.vms : {};
   const act = el('td', 'cell-actions');
   if (isAdmin() && !h.local) {
-    act.append(actionButton('Remove', 'btn-danger-outline host-remove', `Remove host ${h.name}`,
+    act.append(actionButton(_('Remove'), 'btn-danger-outline host-remove', _('Remove host {name}', { name: h.name }),
       () => askRemove(h)));
   }
   const [cpuUse, memUse] = figuresText(h);
@@ -181,8 +182,8 @@ function renderHosts() {
   const list = hostList();
   replaceRowsKeepingFocus($('host-rows'), list.map(hostRow));
   const down = list.filter((h) => h.state === 'unreachable').length;
-  showListingState(hosts, { prefix: 'host', noun: ['host', 'hosts'], what: 'hosts',
-    emptyText: 'No hosts.', extra: down ? ` · ${numberFmt.format(down)} unreachable` : '' });
+  showListingState(hosts, { prefix: 'host', noun: (n) => _n('{n} host', '{n} hosts', n), what: _('hosts'),
+    emptyText: _('No hosts.'), extra: down ? _(' · {down} unreachable', { down: numberFmt.format(down) }) : '' });
 }
 
 /** "Host h3 is unreachable: <libvirt's reason>. <tail>" for each unreachable host. */
@@ -191,7 +192,7 @@ function downLines(down, tail) {
     const p = el('p', 'hosts-down-line');
     const words = el('span');
     const reason = (h.reason || '').trim().replace(/\.+$/, '');
-    words.append(el('strong', null, `Host ${h.name} is unreachable`),
+    words.append(el('strong', null, _('Host {name} is unreachable', { name: h.name })),
       document.createTextNode(`${reason ? `: ${reason}` : ''}. ${tail}`));
     p.append(words);
     return p;
@@ -208,9 +209,9 @@ function renderDown() {
   if (key === downKey) return; // the live regions speak only when their words change
   downKey = key;
   $('hosts-down').replaceChildren(...downLines(down,
-    'kimchi keeps trying: its VMs are not listed until it comes back.'));
+    _('kimchi keeps trying: its VMs are not listed until it comes back.')));
   $('vm-hosts-down').replaceChildren(...downLines(down,
-    'Its VMs are not listed until it comes back.'));
+    _('Its VMs are not listed until it comes back.')));
 }
 
 // -- live updates ------------------------------------------------------------------------
@@ -261,7 +262,7 @@ function hostCreated(d) {
   const { by, ...h } = d;
   const known = hostList().some((x) => x.name === h.name);
   hosts.patch((items) => upsert(items, h));
-  if (!known && isShown('hosts')) announce(`Host ${h.name} added`);
+  if (!known && isShown('hosts')) announce(_('Host {name} added', { name: h.name }));
   relistSoonAndLater();
 }
 
@@ -270,7 +271,7 @@ function hostDeleted(d) {
   const known = hostList().some((x) => x.name === d.name);
   figures.delete(d.name);
   hosts.patch((items) => items.filter((x) => x.name !== d.name));
-  if (known && isShown('hosts')) announce(`Host ${d.name} removed`);
+  if (known && isShown('hosts')) announce(_('Host {name} removed', { name: d.name }));
   hosts.soon();
 }
 
@@ -281,7 +282,7 @@ function hostState(d) {
   hosts.patch((items) => (items.some((x) => x.name === d.host)
     ? upsert(items, { name: d.host, state: d.state, reason: d.reason || '' }) : items));
   if (old && old.state !== d.state && isShown('hosts')) {
-    announce(`Host ${d.host}: ${(STATE_TEXT[d.state] || d.state || '').toLowerCase()}`);
+    announce(_('Host {name}: {state}', { name: d.host, state: (STATE_TEXT[d.state] || d.state || '').toLowerCase() }));
   }
   relistSoonAndLater(); // its CPUs, memory and VM counts
 }
@@ -313,25 +314,25 @@ async function addHost(ev) {
   const name = nameInput.value.trim();
   const uri = uriInput.value.trim();
   if (!name) {
-    showHostError('Give the host a name, such as h2.', 'host-name');
+    showHostError(_('Give the host a name, such as h2.'), 'host-name');
     nameInput.focus();
     return;
   }
   if (!uri) {
-    showHostError('Give the libvirt URI of the host, such as qemu+ssh://root@h2/system.', 'host-uri');
+    showHostError(_('Give the libvirt URI of the host, such as qemu+ssh://root@h2/system.'), 'host-uri');
     uriInput.focus();
     return;
   }
   const btn = $('host-add');
   btn.disabled = true;
-  $('host-adding').textContent = `Connecting to ${uri}… (at most 20 seconds)`;
+  $('host-adding').textContent = _('Connecting to {uri}… (at most 20 seconds)', { uri });
   try {
     const r = await api('POST', '/hosts', { name, uri });
     const h = r.data && typeof r.data.name === 'string' ? r.data : { name, uri };
     nameInput.value = '';
     uriInput.value = '';
     hosts.patch((items) => upsert(items, h));
-    announce(`Host ${h.name} added: ${(STATE_TEXT[h.state] || 'connecting').toLowerCase()}`);
+    announce(_('Host {name} added: {state}', { name: h.name, state: (STATE_TEXT[h.state] || _('Connecting')).toLowerCase() }));
     relistSoonAndLater();
   } catch (e) {
     const field = fieldOf(e);
@@ -346,15 +347,16 @@ async function addHost(ev) {
 function askRemove(h) {
   const n = h.vms && typeof h.vms.total === 'number' ? h.vms.total : null;
   askConfirm({
-    title: 'Remove host?',
-    text: `kimchi stops managing the host ${h.name} (${h.uri}). Its virtual machines keep `
-      + `running${n ? ` (${n === 1 ? 'one VM' : `${numberFmt.format(n)} VMs`})` : ''}: they are only `
-      + 'no longer listed here. The host can be added again later.',
-    ok: 'Remove',
+    title: _('Remove host?'),
+    text: n ? _n('kimchi stops managing the host {name} ({uri}). Its virtual machines keep running (one VM): they are only no longer listed here. The host can be added again later.',
+      'kimchi stops managing the host {name} ({uri}). Its virtual machines keep running ({n} VMs): they are only no longer listed here. The host can be added again later.',
+      n, { name: h.name, uri: h.uri })
+      : _('kimchi stops managing the host {name} ({uri}). Its virtual machines keep running: they are only no longer listed here. The host can be added again later.', { name: h.name, uri: h.uri }),
+    ok: _('Remove'),
     run: async () => {
       await remove(hostPath(h.name)); // gone already: removed elsewhere
       hosts.patch((items) => items.filter((x) => x.name !== h.name));
-      announce(`Host ${h.name} removed`);
+      announce(_('Host {name} removed', { name: h.name }));
     },
     back: () => document.querySelector('#host-rows .host-remove') || $('host-name'),
   });
@@ -364,7 +366,7 @@ export default {
   name: 'hosts',
   page: {
     id: 'hosts',
-    title: 'Hosts',
+    title: _('Hosts'),
     show() {
       if (signedIn()) hosts.load();
     },
@@ -392,7 +394,7 @@ export default {
     showHostError('');
     $('host-adding').textContent = '';
     $('host-rows').replaceChildren();
-    $('host-count').textContent = 'Loading…';
+    $('host-count').textContent = _('Loading…');
     $('host-empty').hidden = true;
     $('hosts-down').replaceChildren();
     $('vm-hosts-down').replaceChildren();

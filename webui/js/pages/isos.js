@@ -15,6 +15,7 @@ import { TERMINAL, tasks, upsertTask, requestCancel, taskStatus, taskTarget, wat
 import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
 import { fillHostSelect, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
+import { _ } from '../core/i18n.js';
 
 const SORT_KEYS = {
   name: (i) => i.name || '',
@@ -97,7 +98,7 @@ function isoRow(iso) {
   const size = el('td', 'num', humanSize(iso.size));
   if (typeof iso.size === 'number') size.title = `${numberFmt.format(iso.size)} bytes`;
   const boot = el('td', 'cell-boot');
-  boot.append(el('span', iso.bootable ? 'yes' : 'no', iso.bootable ? 'Yes' : 'No'));
+  boot.append(el('span', iso.bootable ? 'yes' : 'no', iso.bootable ? _('Yes') : _('No')));
   // long paths lose their start, not their end: the folder and file are what tell them apart
   const path = el('td', 'cell-path mono');
   const bdi = el('bdi', null, iso.path);
@@ -109,10 +110,10 @@ function isoRow(iso) {
     iso.found_by === 'pool' && iso.pool ? `pool ${iso.pool}` : iso.found_by || '—'));
   const act = el('td', 'cell-actions');
   if (isAdmin() && !remote) { // templates are the local host's: from its own ISOs
-    const mk = el('button', 'btn btn-small btn-plain iso-make-template', '+ Template');
+    const mk = el('button', 'btn btn-small btn-plain iso-make-template', _('+ Template'));
     mk.type = 'button';
-    mk.setAttribute('aria-label', `Create a template from ${iso.name}`);
-    mk.title = `Create a template from ${iso.name}`;
+    mk.setAttribute('aria-label', _('Create a template from {name}', { name: iso.name }));
+    mk.title = _('Create a template from {name}', { name: iso.name });
     mk.addEventListener('click', () => prefill(iso.path));
     act.append(mk);
   }
@@ -146,11 +147,11 @@ function render() {
   table.setItems(shown, { now: true });
   const empty = $('iso-empty');
   if (!all.length) {
-    $('iso-empty-text').textContent = isAdmin() ? 'No ISO images yet. Scan a folder to find some.'
-      : 'No ISO images yet.';
+    $('iso-empty-text').textContent = isAdmin() ? _('No ISO images yet. Scan a folder to find some.')
+      : _('No ISO images yet.');
     empty.hidden = false;
   } else if (!shown.length) {
-    $('iso-empty-text').textContent = `No image matches “${filter.trim()}”.`;
+    $('iso-empty-text').textContent = _('No image matches “{filter}”.', { filter: filter.trim() });
     empty.hidden = false;
   } else {
     empty.hidden = true;
@@ -249,8 +250,8 @@ function updateScanControls() {
   stop.hidden = !running;
   if (running) {
     stop.disabled = !!t.cancelling;
-    stop.lastChild.textContent = t.cancelling ? 'Stopping…' : 'Stop';
-    stop.setAttribute('aria-label', `Stop the scan of ${scanTarget(t.rec)}`);
+    stop.lastChild.textContent = t.cancelling ? _('Stopping…') : _('Stop');
+    stop.setAttribute('aria-label', _('Stop the scan of {t}', { t: scanTarget(t.rec) }));
     stop.dataset.taskId = t.rec.id;
   }
   if (t) {
@@ -258,12 +259,13 @@ function updateScanControls() {
     status.dataset.status = taskStatus(t);
     const where = scanTarget(t.rec);
     if (running) {
-      status.textContent = t.cancelling ? `Stopping the scan of ${where}…`
-        : waiting(t.rec) ? `The scan of ${where} is waiting: ${t.rec.message}` : `Scanning ${where}…`;
+      status.textContent = t.cancelling ? _('Stopping the scan of {where}…', { where })
+        : waiting(t.rec) ? _('The scan of {where} is waiting: {message}', { where, message: t.rec.message }) : _('Scanning {where}…', { where });
     } else {
       const msg = t.rec.message || '';
       const said = msg && msg.toLowerCase().replace(/\.$/, '') !== t.rec.status;
-      status.textContent = `Scan of ${where} ${t.rec.status}${said ? `: ${msg}` : '.'}`;
+      status.textContent = said ? _('Scan of {where} {status}: {message}', { where, status: t.rec.status, message: msg })
+        : _('Scan of {where} {status}.', { where, status: t.rec.status });
     }
   } else {
     status.hidden = true;
@@ -276,7 +278,7 @@ async function startScan(ev) {
   const path = input.value.trim();
   showScanError('');
   if (!path) {
-    showScanError('Enter the absolute path of a folder, for example /srv/isos.');
+    showScanError(_('Enter the absolute path of a folder, for example /srv/isos.'));
     input.focus();
     return;
   }
@@ -311,7 +313,7 @@ async function stopScan() {
 
 export default {
   name: 'isos',
-  page: { id: 'isos', title: 'ISO library' },
+  page: { id: 'isos', title: _('ISO library') },
   events: {
     'iso.found': isoFound,
     'iso.removed': isoRemoved,

@@ -18,9 +18,10 @@ import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
 import { fillHostSelect, hostCollectionPath, hostObjectPath, localHost, manyHosts, onHosts,
   replaceHostRowsKeepingFocus } from './hosts.js';
+import { _, _n } from '../core/i18n.js';
 
-export const NET_KINDS = { nat: 'NAT', isolated: 'Isolated', bridge: 'Bridged', macvtap: 'macvtap',
-  route: 'Routed', open: 'Open' };
+export const NET_KINDS = { nat: 'NAT', isolated: _('Isolated'), bridge: _('Bridged'), macvtap: 'macvtap',
+  route: _('Routed'), open: _('Open') };
 
 const netErrors = new Map(); // netKey -> why its last action failed
 let ifaces = null; // the new network's host's interfaces: what a bridged or macvtap one may use
@@ -75,9 +76,9 @@ function fillInterfaces() {
     return o;
   });
   if (!opts.length) {
-    const on = manyHosts() ? ` on ${formHost()}` : ' on this host';
-    const o = el('option', null, ifaces === null ? 'Loading…'
-      : kind === 'bridge' ? `No bridge${on}` : `No interface${on}`);
+    const on = manyHosts() ? ` on ${formHost()}` : _(' on this host');
+    const o = el('option', null, ifaces === null ? _('Loading…')
+      : kind === 'bridge' ? _('No bridge{on}', { on }) : _('No interface{on}', { on }));
     o.value = '';
     opts.push(o);
   }
@@ -107,7 +108,7 @@ async function makeNetwork(ev) {
   showNetError('');
   const name = $('net-name').value.trim();
   const connection = $('net-connection').value;
-  if (!name) { showNetError('Give the network a name.', 'net-name'); $('net-name').focus(); return; }
+  if (!name) { showNetError(_('Give the network a name.'), 'net-name'); $('net-name').focus(); return; }
   const body = { name, connection };
   if (connection === 'nat' || connection === 'isolated') {
     const subnet = $('net-subnet').value.trim();
@@ -115,9 +116,9 @@ async function makeNetwork(ev) {
   } else {
     const iface = $('net-iface').value;
     if (!iface) {
-      const which = manyHosts() ? formHost() : 'This host';
-      showNetError(connection === 'bridge' ? `${which} has no bridge to use.`
-        : 'Choose the host interface to share.', 'net-iface');
+      const which = manyHosts() ? formHost() : _('This host');
+      showNetError(connection === 'bridge' ? _('{which} has no bridge to use.', { which })
+        : _('Choose the host interface to share.'), 'net-iface');
       return;
     }
     body.interface = iface;
@@ -130,7 +131,7 @@ async function makeNetwork(ev) {
     await api('POST', hostCollectionPath(host, 'networks'), body);
     $('net-name').value = '';
     $('net-subnet').value = '';
-    announce(`Network ${name} made${host ? ` on ${host}` : ''}`);
+    announce(host ? _('Network {name} made on {host}', { name, host }) : _('Network {name} made', { name }));
     await nets.load();
   } catch (e) {
     const code = e.body && e.body.errcode;
@@ -155,24 +156,24 @@ function networkRow(n) {
   }
   const st = el('td');
   st.append(el('span', `state state-${n.state === 'active' ? 'running' : 'shutoff'}`,
-    n.state === 'active' ? 'Active' : 'Inactive'));
+    n.state === 'active' ? _('Active') : _('Inactive')));
   if (n.autostart) st.append(el('span', 'help', ' autostart'));
   const addr = el('td');
   if (n.subnet) {
     addr.append(el('span', 'mono', n.subnet));
-    if (n.dhcp && n.dhcp.start) addr.append(el('span', 'net-addr', `DHCP ${n.dhcp.start} – ${n.dhcp.end}`));
+    if (n.dhcp && n.dhcp.start) addr.append(el('span', 'net-addr', _('DHCP {start} – {end}', { start: n.dhcp.start, end: n.dhcp.end })));
   } else {
     addr.append(el('span', 'mono', (n.interfaces || []).join(', ') || n.bridge || '—'));
   }
   const act = el('td', 'cell-actions');
   if (isAdmin()) {
     if (n.state === 'active') {
-      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${n.name}${on}`,
+      act.append(actionButton(_('Deactivate'), 'btn-plain', _('Deactivate {name}{on}', { name: n.name, on }),
         (b) => networkAction(n, 'deactivate', b)));
     } else {
-      act.append(actionButton('Activate', 'btn-plain', `Activate ${n.name}${on}`,
+      act.append(actionButton(_('Activate'), 'btn-plain', _('Activate {name}{on}', { name: n.name, on }),
         (b) => networkAction(n, 'activate', b)));
-      act.append(actionButton('Delete', 'btn-danger-outline net-delete', `Delete ${n.name}${on}`,
+      act.append(actionButton(_('Delete'), 'btn-danger-outline net-delete', _('Delete {name}{on}', { name: n.name, on }),
         () => askDeleteNetwork(n)));
     }
   }
@@ -188,13 +189,13 @@ function renderNetworks() {
   const list = manyHosts() && hostFilter ? all.filter((n) => n.host === hostFilter) : all;
   replaceHostRowsKeepingFocus($('net-rows'), list.map(networkRow));
   const activeN = list.filter((n) => n.state === 'active').length;
-  showListingState(nets, { prefix: 'net', noun: ['network', 'networks'], what: 'networks',
-    emptyText: 'No networks.', extra: ` · ${activeN} active` });
+  showListingState(nets, { prefix: 'net', noun: (n) => _n('{n} network', '{n} networks', n), what: _('networks'),
+    emptyText: _('No networks.'), extra: _(' · {activeN} active', { activeN }) });
   if (list.length !== all.length) { // filtered: "1 of 3 networks · 1 active", or none of them
-    $('net-count').textContent = `${numberFmt.format(list.length)} of ${numberFmt.format(all.length)}`
-      + ` ${all.length === 1 ? 'network' : 'networks'} · ${activeN} active`;
+    $('net-count').textContent = _n('{shown} of {n} network · {active} active', '{shown} of {n} networks · {active} active',
+      all.length, { shown: numberFmt.format(list.length), active: activeN });
     if (!list.length && !nets.error) {
-      $('net-empty-text').textContent = `No networks on ${hostFilter}.`;
+      $('net-empty-text').textContent = _('No networks on {hostFilter}.', { hostFilter });
       $('net-empty').hidden = false;
     }
   }
@@ -219,7 +220,7 @@ function fillHosts() {
   $('net-new-host-field').hidden = !many;
   const was = formHost();
   if (many) {
-    hostFilter = fillHostSelect($('net-filter-host'), hostFilter, 'All hosts');
+    hostFilter = fillHostSelect($('net-filter-host'), hostFilter, _('All hosts'));
     newHost = fillHostSelect($('net-new-host'), newHost || localHost());
   }
   // the host chosen went (or the hosts became known): its interfaces are another's
@@ -234,11 +235,12 @@ function newHostChanged(e) {
 
 function askDeleteNetwork(n) {
   askConfirm({
-    title: 'Delete network?',
-    text: `The network “${n.name}”${onHost(n)} is deleted${n.subnet ? `, with its subnet ${n.subnet}` : ''}.`,
+    title: _('Delete network?'),
+    text: n.subnet ? _('The network “{name}”{on} is deleted, with its subnet {subnet}.', { name: n.name, on: onHost(n), subnet: n.subnet })
+      : _('The network “{name}”{on} is deleted.', { name: n.name, on: onHost(n) }),
     run: async () => {
       await remove(netPath(n));
-      announce(`Network ${n.name}${onHost(n)} deleted`);
+      announce(_('Network {name}{n} deleted', { name: n.name, n: onHost(n) }));
       await nets.load();
     },
     back: () => document.querySelector('#net-rows button') || $('net-name'),
@@ -251,7 +253,7 @@ export default {
   name: 'networks',
   page: {
     id: 'networks',
-    title: 'Networks',
+    title: _('Networks'),
     show() {
       if (!signedIn()) return;
       nets.load();
@@ -294,7 +296,7 @@ export default {
     $('net-new-host').replaceChildren();
     $('net-rows').replaceChildren();
     $('net-iface').replaceChildren();
-    $('net-count').textContent = 'Loading…';
+    $('net-count').textContent = _('Loading…');
     $('net-empty').hidden = true;
     showNetError('');
     $('net-connection').value = 'nat'; // as the form's reset leaves it

@@ -15,6 +15,7 @@ import { isAdmin, signedIn } from '../core/session.js';
 import { TERMINAL, upsertTask, watchTasks, runningOf, requestCancel, isCancelling } from '../core/tasks.js';
 
 import { fillHostSelect, localHost, manyHosts, onHosts } from './hosts.js';
+import { _, _n } from '../core/i18n.js';
 
 /** The tasks that make a report: the local host's, and another host's. */
 export const REPORT_KINDS = ['debugreport.collect', 'debugreport.fetch'];
@@ -70,11 +71,11 @@ function renderMaking() {
       const made = el('td', 'report-progress');
       const bar = el('progress', 'bar');
       bar.max = 100;
-      bar.setAttribute('aria-label', `Making ${name}`);
+      bar.setAttribute('aria-label', _('Making {name}', { name }));
       const msg = el('p', 'help report-msg');
       made.append(bar, msg);
       const act = el('td', 'cell-actions');
-      const stop = actionButton('Stop', 'btn-plain report-stop', `Stop making ${name}`,
+      const stop = actionButton(_('Stop'), 'btn-plain report-stop', _('Stop making {name}', { name }),
         (b) => stopReport(rec.id, b));
       act.append(stop);
       tr.append(el('td', 'cell-name', name), made, el('td', 'num', '—'), act);
@@ -84,7 +85,7 @@ function renderMaking() {
     if (typeof rec.progress === 'number') row.bar.value = rec.progress;
     else row.bar.removeAttribute('value');
     const stopping = isCancelling(rec.id);
-    row.msg.textContent = stopping ? 'Stopping…' : rec.message || 'Waiting for a worker';
+    row.msg.textContent = stopping ? _('Stopping…') : rec.message || _('Waiting for a worker');
     row.stop.disabled = stopping;
     if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
   });
@@ -119,13 +120,13 @@ function reportRow(r) {
   made.title = r.time || '';
   const size = el('td', 'num', humanSize(r.size));
   const act = el('td', 'cell-actions');
-  const link = el('a', 'btn btn-small btn-plain report-download', 'Download');
+  const link = el('a', 'btn btn-small btn-plain report-download', _('Download'));
   link.href = r.uri || `${reportPath(r.name)}/content`;
   link.setAttribute('download', r.file || `${r.name}.tar.xz`);
-  link.setAttribute('aria-label', `Download ${r.name}`);
+  link.setAttribute('aria-label', _('Download {name}', { name: r.name }));
   act.append(link,
-    actionButton('Rename', 'btn-plain report-rename', `Rename ${r.name}`, () => openRename(r.name)),
-    actionButton('Delete', 'btn-danger-outline report-delete', `Delete ${r.name}`, () => askDeleteReport(r)));
+    actionButton(_('Rename'), 'btn-plain report-rename', _('Rename {name}', { name: r.name }), () => openRename(r.name)),
+    actionButton(_('Delete'), 'btn-danger-outline report-delete', _('Delete {name}', { name: r.name }), () => askDeleteReport(r)));
   tr.append(name, made, size, act);
   return tr;
 }
@@ -148,9 +149,9 @@ function renderReports() {
 
 function renderCount() {
   const n = making.size;
-  showListingState(reports, { prefix: 'report', noun: ['report', 'reports'], what: 'reports',
-    emptyText: 'No debug reports. Make one above when something goes wrong.',
-    extra: n ? ` · ${n} being made` : '', busy: n });
+  showListingState(reports, { prefix: 'report', noun: (n) => _n('{n} report', '{n} reports', n), what: _('reports'),
+    emptyText: _('No debug reports. Make one above when something goes wrong.'),
+    extra: n ? _(' · {n} being made', { n }) : '', busy: n });
   const caps = capabilities();
   const noTool = !!caps && caps.system_report_tool === false;
   $('report-notool').hidden = !noTool;
@@ -188,7 +189,7 @@ async function makeReport(ev) {
   const input = $('report-name');
   const name = input.value.trim();
   if (name && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(name)) {
-    showReportError('Use letters, digits, - and _ (starting with a letter or digit), at most 64.');
+    showReportError(_('Use letters, digits, - and _ (starting with a letter or digit), at most 64.'));
     input.focus();
     return;
   }
@@ -200,7 +201,7 @@ async function makeReport(ev) {
     const r = await api('POST', '/debugreports', body);
     upsertTask(r.data);
     input.value = '';
-    announce(`Making debug report ${reportNameOf(r.data || {}) || name}`);
+    announce(_('Making debug report {name}', { name: reportNameOf(r.data || {}) || name }));
   } catch (e) {
     showReportError(e.message);
     input.focus();
@@ -213,7 +214,7 @@ async function makeReport(ev) {
 function openRename(name) {
   renaming = name;
   focusRenamed = null;
-  $('report-rename-title').textContent = `Rename ${name}`;
+  $('report-rename-title').textContent = _('Rename {name}', { name });
   const input = $('report-rename-name');
   input.value = name;
   showNameError('report-rename', '');
@@ -244,7 +245,7 @@ async function submitRename(ev) {
     await api('PUT', reportPath(from), { name: to });
     renaming = to;
     $('report-rename-dialog').close('done');
-    announce(`${from} renamed to ${to}`);
+    announce(_('{from} renamed to {to}', { from, to }));
     loadReports();
   } catch (e) {
     showNameError('report-rename', e.message);
@@ -256,13 +257,12 @@ async function submitRename(ev) {
 
 function askDeleteReport(r) {
   askConfirm({
-    title: 'Delete debug report?',
-    text: `The report “${r.name}” (${humanSize(r.size)}) is deleted from this host. `
-      + 'Copies already downloaded are not affected.',
+    title: _('Delete debug report?'),
+    text: _('The report “{name}” ({size}) is deleted from this host. Copies already downloaded are not affected.', { name: r.name, size: humanSize(r.size) }),
     run: async () => {
       await remove(reportPath(r.name)); // gone already: fine
       reports.patch((items) => items.filter((x) => x.name !== r.name));
-      announce(`Report ${r.name} deleted`);
+      announce(_('Report {name} deleted', { name: r.name }));
     },
     back: () => document.querySelector('#report-rows .report-delete') || $('report-name'),
   });
@@ -272,7 +272,7 @@ export default {
   name: 'reports',
   page: {
     id: 'reports',
-    title: 'Debug reports',
+    title: _('Debug reports'),
     admin: true,
     show() {
       if (signedIn()) loadReports();
@@ -306,7 +306,7 @@ export default {
     focusRenamed = null;
     $('report-rows').replaceChildren();
     $('report-making').replaceChildren();
-    $('report-count').textContent = 'Loading…';
+    $('report-count').textContent = _('Loading…');
     $('report-empty').hidden = true;
     showReportError('');
   },

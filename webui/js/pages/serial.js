@@ -12,6 +12,7 @@ import { $ } from '../core/dom.js';
 import { api, capabilities } from '../core/api.js';
 import { isRemoteHost } from './hosts.js';
 import { addVmControl, addressOf, hostOf, vmTitle } from './vms.js';
+import { _ } from '../core/i18n.js';
 
 let open = null; // {ref, key, ws, decoder, opened}: the console shown
 let term = null; // the one terminal (xterm.js), kept between consoles
@@ -80,7 +81,7 @@ function fit() {
 /** The socket closed before it opened: ask the server why (a plain GET of the address
  * answers the reason it refused the WebSocket: not running, not yours...). */
 async function sayWhy(mine) {
-  const lost = 'Closed: the connection was lost. Reconnect to try again.';
+  const lost = _('Closed: the connection was lost. Reconnect to try again.');
   try {
     await api('GET', `${addressOf(mine.ref)}/serial`);
   } catch (e) {
@@ -99,7 +100,7 @@ function connect() {
   const mine = { ref, key: serialHash(ref), ws: null, decoder: new TextDecoder(), opened: false };
   open = mine;
   $('serial-reconnect').hidden = true;
-  status('Connecting…');
+  status(_('Connecting…'));
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(`${scheme}//${location.host}${addressOf(ref)}/serial`);
   ws.binaryType = 'arraybuffer';
@@ -107,7 +108,7 @@ function connect() {
   ws.onopen = () => {
     mine.opened = true;
     if (open !== mine) return;
-    status('Connected: keys typed go to the VM.', 'ok');
+    status(_('Connected: keys typed go to the VM.'), 'ok');
     term.focus();
   };
   ws.onmessage = (ev) => {
@@ -119,8 +120,8 @@ function connect() {
     if (open !== mine) return;
     $('serial-reconnect').hidden = false;
     if (!mine.opened) sayWhy(mine);
-    else if (ev.reason) status(`Closed: ${ev.reason}.`, 'error');
-    else status('Closed: the connection was lost. Reconnect to try again.', 'error');
+    else if (ev.reason) status(_('Closed: {reason}.', { reason: ev.reason }), 'error');
+    else status(_('Closed: the connection was lost. Reconnect to try again.'), 'error');
   };
 }
 
@@ -134,16 +135,16 @@ async function show() {
   const ref = serialRef();
   if (!ref) return;
   const key = serialHash(ref);
-  $('serial-title').textContent = `Serial console of ${vmTitle(ref)}`;
+  $('serial-title').textContent = _('Serial console of {ref}', { ref: vmTitle(ref) });
   if (open && open.key === key) return;
   disconnect();
-  status('Connecting…');
+  status(_('Connecting…'));
   $('serial-reconnect').hidden = true;
   let Terminal;
   try {
     Terminal = await loadXterm();
   } catch (e) {
-    status('The serial console needs xterm.js on the server (apt-get install node-xterm).', 'error');
+    status(_('The serial console needs xterm.js on the server (apt-get install node-xterm).'), 'error');
     return;
   }
   if (serialRef() === null || serialHash(serialRef()) !== key) return; // left meanwhile
@@ -174,13 +175,13 @@ export default {
     match: /^#\/serial\/(.+)$/,
     title: () => {
       const ref = serialRef();
-      return `${ref ? vmTitle(ref) : 'Serial console'} · serial console`;
+      return ref ? _('{vm} · serial console', { vm: vmTitle(ref) }) : _('Serial console · serial console');
     },
     show,
     hide,
   },
   init() {
-    addVmControl({ key: 'serial', text: 'Serial', cls: 'btn-plain', place: 'actions', order: 1,
+    addVmControl({ key: 'serial', text: _('Serial'), cls: 'btn-plain', place: 'actions', order: 1,
       shown: canSerial, run: (ref) => { location.hash = serialHash(ref); } });
     $('serial-reconnect').addEventListener('click', () => {
       if (term) term.write('\r\n');

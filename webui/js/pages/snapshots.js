@@ -9,6 +9,7 @@ import { askConfirm } from '../core/dialogs.js';
 import { isAdmin } from '../core/session.js';
 import { tasks, TERMINAL, upsertTask, watchTasks } from '../core/tasks.js';
 import { addVmControl, addressOf, hostOf, openVmDialog, STATE_TEXT, vmKey, vmTitle } from './vms.js';
+import { _ } from '../core/i18n.js';
 
 export const SNAP_KIND = 'vm.snapshot';
 
@@ -24,7 +25,7 @@ const vmOfTask = (rec) => ({ host: hostOf(rec.params.host ? rec.params : rec), n
 function openSnapshots(ref) {
   snapVm = ref;
   snaps = null;
-  $('snap-title').textContent = `Snapshots of ${vmTitle(ref)}`;
+  $('snap-title').textContent = _('Snapshots of {ref}', { ref: vmTitle(ref) });
   $('snap-name').value = '';
   showNameError('snap', '');
   render();
@@ -62,17 +63,17 @@ function render() {
     li.dataset.name = sn.name;
     const what = el('div', 'snap-what');
     what.append(el('span', 'snap-name', sn.name));
-    const meta = [whenText(sn.created), `the VM ${STATE_TEXT[sn.state] ? STATE_TEXT[sn.state].toLowerCase() : sn.state}`];
+    const meta = [whenText(sn.created), _('the VM {state}', { state: STATE_TEXT[sn.state] ? STATE_TEXT[sn.state].toLowerCase() : sn.state })];
     if (sn.current) meta.push('current');
     what.append(el('span', 'snap-meta', meta.join(' · ')));
     if (sn.description) what.append(el('span', 'snap-meta', sn.description));
-    const revert = el('button', 'btn btn-small btn-plain snap-revert', 'Revert');
+    const revert = el('button', 'btn btn-small btn-plain snap-revert', _('Revert'));
     revert.type = 'button';
-    revert.setAttribute('aria-label', `Revert ${snapVm.name} to ${sn.name}`);
+    revert.setAttribute('aria-label', _('Revert {name} to {name2}', { name: snapVm.name, name2: sn.name }));
     revert.addEventListener('click', () => askRevert(sn));
-    const del = el('button', 'btn btn-small btn-danger-outline snap-delete', 'Delete');
+    const del = el('button', 'btn btn-small btn-danger-outline snap-delete', _('Delete'));
     del.type = 'button';
-    del.setAttribute('aria-label', `Delete snapshot ${sn.name}`);
+    del.setAttribute('aria-label', _('Delete snapshot {name}', { name: sn.name }));
     del.addEventListener('click', () => askDelete(sn));
     li.append(what, revert, del);
     return li;
@@ -84,7 +85,7 @@ function render() {
     li.dataset.name = rec.params.name;
     li.setAttribute('aria-busy', 'true');
     const what = el('div', 'snap-what');
-    what.append(el('span', 'snap-name', rec.params.name), el('span', 'snap-meta', rec.message || 'Being taken…'));
+    what.append(el('span', 'snap-name', rec.params.name), el('span', 'snap-meta', rec.message || _('Being taken…')));
     li.append(what);
     items.push(li);
   }
@@ -99,7 +100,7 @@ async function take(ev) {
   showNameError('snap', '');
   const name = $('snap-name').value.trim();
   if (name && (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name) || name === 'current')) {
-    showNameError('snap', 'Use letters, digits, “.”, “-” and “_” (starting with a letter or digit).');
+    showNameError('snap', _('Use letters, digits, “.”, “-” and “_” (starting with a letter or digit).'));
     $('snap-name').focus();
     return;
   }
@@ -109,7 +110,7 @@ async function take(ev) {
     const r = await api('POST', `${addressOf(vm)}/snapshots`, name ? { name } : {});
     upsertTask(r.data);
     $('snap-name').value = '';
-    announce(`Taking snapshot ${(r.data.params || {}).name || name} of ${vmTitle(vm)}`);
+    announce(_('Taking snapshot {name} of {vm}', { name: (r.data.params || {}).name || name, vm: vmTitle(vm) }));
   } catch (e) {
     showNameError('snap', e.message);
     $('snap-name').focus();
@@ -121,13 +122,12 @@ async function take(ev) {
 function askRevert(sn) {
   const vm = snapVm;
   askConfirm({
-    title: 'Revert to this snapshot?',
-    text: `${vmTitle(vm)} goes back to “${sn.name}” (${whenText(sn.created)}). What changed on its `
-      + 'disks since then is lost.',
-    ok: 'Revert',
+    title: _('Revert to this snapshot?'),
+    text: _('{vm} goes back to “{name}” ({created}). What changed on its disks since then is lost.', { vm: vmTitle(vm), name: sn.name, created: whenText(sn.created) }),
+    ok: _('Revert'),
     run: async () => {
       await api('POST', `${addressOf(vm)}/snapshots/${encodeURIComponent(sn.name)}/revert`);
-      announce(`${vmTitle(vm)} reverted to ${sn.name}`);
+      announce(_('{vm} reverted to {name}', { vm: vmTitle(vm), name: sn.name }));
       await load();
     },
     back: () => document.querySelector('#snap-list .snap-revert') || $('snap-name'),
@@ -137,12 +137,11 @@ function askRevert(sn) {
 function askDelete(sn) {
   const vm = snapVm;
   askConfirm({
-    title: 'Delete snapshot?',
-    text: `The snapshot “${sn.name}” of ${vmTitle(vm)} is deleted. The VM and the other `
-      + 'snapshots stay.',
+    title: _('Delete snapshot?'),
+    text: _('The snapshot “{name}” of {vm} is deleted. The VM and the other snapshots stay.', { name: sn.name, vm: vmTitle(vm) }),
     run: async () => {
       await remove(`${addressOf(vm)}/snapshots/${encodeURIComponent(sn.name)}`);
-      announce(`Snapshot ${sn.name} deleted`);
+      announce(_('Snapshot {name} deleted', { name: sn.name }));
       await load();
     },
     back: () => document.querySelector('#snap-list .snap-delete') || $('snap-name'),
@@ -164,8 +163,8 @@ export default {
     },
   },
   init() {
-    addVmControl({ key: 'snapshots', text: 'Snapshots', cls: 'btn-plain btn-snapshots', place: 'access',
-      order: 110, free: true, label: (ref) => `Snapshots of ${vmTitle(ref)}`,
+    addVmControl({ key: 'snapshots', text: _('Snapshots'), cls: 'btn-plain btn-snapshots', place: 'access',
+      order: 110, free: true, label: (ref) => _('Snapshots of {ref}', { ref: vmTitle(ref) }),
       shown: () => isAdmin() && offers('/vms/{name}/snapshots', 'post'), run: openSnapshots });
     watchTasks([SNAP_KIND], (rec, why) => {
       if (!rec.params || typeof rec.params.vm !== 'string') return;
@@ -176,7 +175,7 @@ export default {
       }
       news(ref);
       if (rec.status === 'failed' && isShownVm(ref)) {
-        showNameError('snap', rec.message || 'The snapshot could not be taken.');
+        showNameError('snap', rec.message || _('The snapshot could not be taken.'));
       }
     });
     $('snap-form').addEventListener('submit', take);

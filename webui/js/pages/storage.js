@@ -22,6 +22,7 @@ import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
 import { fillHostSelect, hostCollectionPath, hostObjectPath, localHost, manyHosts,
   onHosts, replaceHostRowsKeepingFocus } from './hosts.js';
+import { _, _n } from '../core/i18n.js';
 
 const poolErrors = new Map(); // poolKey -> why its last action failed
 let chosen = null; // { host, name }: the pool whose volumes are shown
@@ -69,7 +70,7 @@ function poolRow(p) {
   name.append(pathText('pool-path mono', p.path || (p.source && p.source.host) || ''));
   const st = el('td');
   st.append(el('span', `state state-${p.state === 'active' ? 'running' : 'shutoff'}`,
-    p.state === 'active' ? 'Active' : p.state === 'inactive' ? 'Inactive' : p.state));
+    p.state === 'active' ? _('Active') : p.state === 'inactive' ? _('Inactive') : p.state));
   if (p.autostart) st.append(el('span', 'help', ' autostart'));
   const space = el('td');
   if (p.state === 'active' && p.capacity) {
@@ -77,8 +78,8 @@ function poolRow(p) {
     const bar = el('progress', 'bar');
     bar.max = p.capacity;
     bar.value = p.allocated;
-    bar.setAttribute('aria-label', `${p.name}${on}: ${humanSize(p.allocated)} used of ${humanSize(p.capacity)}`);
-    box.append(bar, el('span', 'space-text', `${humanSize(p.available)} free of ${humanSize(p.capacity)}`));
+    bar.setAttribute('aria-label', _('{name}{on}: {allocated} used of {capacity}', { name: p.name, on, allocated: humanSize(p.allocated), capacity: humanSize(p.capacity) }));
+    box.append(bar, el('span', 'space-text', _('{available} free of {capacity}', { available: humanSize(p.available), capacity: humanSize(p.capacity) })));
     space.append(box);
   } else {
     space.textContent = '—';
@@ -87,17 +88,17 @@ function poolRow(p) {
   const used = el('td', null, usedByText(p.used_by));
   const act = el('td', 'cell-actions');
   if (p.state === 'active') {
-    act.append(actionButton('Volumes', 'btn-plain pool-volumes', `Volumes of ${p.name}${on}`,
+    act.append(actionButton(_('Volumes'), 'btn-plain pool-volumes', _('Volumes of {name}{on}', { name: p.name, on }),
       () => choosePool(p)));
   }
   if (isAdmin()) {
     if (p.state === 'active') {
-      act.append(actionButton('Deactivate', 'btn-plain', `Deactivate ${p.name}${on}`,
+      act.append(actionButton(_('Deactivate'), 'btn-plain', _('Deactivate {name}{on}', { name: p.name, on }),
         (b) => poolAction(p, 'deactivate', b)));
     } else {
-      act.append(actionButton('Activate', 'btn-plain', `Activate ${p.name}${on}`,
+      act.append(actionButton(_('Activate'), 'btn-plain', _('Activate {name}{on}', { name: p.name, on }),
         (b) => poolAction(p, 'activate', b)));
-      act.append(actionButton('Delete', 'btn-danger-outline pool-delete', `Delete ${p.name}${on}`,
+      act.append(actionButton(_('Delete'), 'btn-danger-outline pool-delete', _('Delete {name}{on}', { name: p.name, on }),
         () => askDeletePool(p)));
     }
   }
@@ -118,20 +119,20 @@ function renderPools() {
   const list = shownPools();
   replaceHostRowsKeepingFocus($('pool-rows'), list.map(poolRow));
   const activeN = list.filter((p) => p.state === 'active').length;
-  showListingState(pools, { prefix: 'pool', noun: ['pool', 'pools'], what: 'pools',
-    emptyText: 'No storage pools.', extra: ` · ${activeN} active` });
+  showListingState(pools, { prefix: 'pool', noun: (n) => _n('{n} pool', '{n} pools', n), what: _('pools'),
+    emptyText: _('No storage pools.'), extra: _(' · {activeN} active', { activeN }) });
   if (list.length !== all.length) { // filtered: "1 of 4 pools · 1 active", or none of them
-    $('pool-count').textContent = `${numberFmt.format(list.length)} of ${numberFmt.format(all.length)}`
-      + ` ${all.length === 1 ? 'pool' : 'pools'} · ${activeN} active`;
+    $('pool-count').textContent = _n('{shown} of {n} pool · {active} active', '{shown} of {n} pools · {active} active',
+      all.length, { shown: numberFmt.format(list.length), active: activeN });
     if (!list.length && !pools.error) {
-      $('pool-empty-text').textContent = `No storage pools on ${hostFilter}.`;
+      $('pool-empty-text').textContent = _('No storage pools on {hostFilter}.', { hostFilter });
       $('pool-empty').hidden = false;
     }
   }
   if (chosen && !list.some((p) => samePool(p, chosen) && p.state === 'active')) {
     unchoose(); // gone, stopped or filtered out: no volumes to show
   } else if (chosen) {
-    $('volumes-title').textContent = `Volumes of ${chosen.name}${onHost(chosen)}`; // hosts came or went
+    $('volumes-title').textContent = _('Volumes of {name}{chosen}', { name: chosen.name, chosen: onHost(chosen) }); // hosts came or went
   }
 }
 
@@ -153,7 +154,7 @@ function fillHosts() {
   $('pool-filter-host-field').hidden = !many;
   $('pool-new-host-field').hidden = !many;
   if (!many) return;
-  hostFilter = fillHostSelect($('pool-filter-host'), hostFilter, 'All hosts');
+  hostFilter = fillHostSelect($('pool-filter-host'), hostFilter, _('All hosts'));
   newHost = fillHostSelect($('pool-new-host'), newHost || localHost());
 }
 
@@ -171,9 +172,9 @@ async function makePool(ev) {
   showPoolError('');
   const name = $('pool-name').value.trim();
   const path = $('pool-path').value.trim();
-  if (!name) { showPoolError('Give the pool a name.', 'pool-name'); $('pool-name').focus(); return; }
+  if (!name) { showPoolError(_('Give the pool a name.'), 'pool-name'); $('pool-name').focus(); return; }
   if (!path.startsWith('/')) {
-    showPoolError('The folder must be an absolute path, like /srv/vm-disks.', 'pool-path');
+    showPoolError(_('The folder must be an absolute path, like /srv/vm-disks.'), 'pool-path');
     $('pool-path').focus();
     return;
   }
@@ -185,7 +186,7 @@ async function makePool(ev) {
     await api('POST', hostCollectionPath(host, 'storagepools'), { name, type: 'dir', path });
     $('pool-name').value = '';
     $('pool-path').value = '';
-    announce(`Storage pool ${name} made${host ? ` on ${host}` : ''}`);
+    announce(host ? _('Storage pool {name} made on {host}', { name, host }) : _('Storage pool {name} made', { name }));
     await pools.load();
   } catch (e) {
     const code = e.body && e.body.errcode;
@@ -197,12 +198,13 @@ async function makePool(ev) {
 
 function askDeletePool(p) {
   askConfirm({
-    title: 'Forget storage pool?',
-    text: `kimchi and libvirt forget the pool “${p.name}”${onHost(p)}. Its files stay in ${p.path || 'place'}.`,
-    ok: 'Forget',
+    title: _('Forget storage pool?'),
+    text: p.path ? _('kimchi and libvirt forget the pool “{name}”{on}. Its files stay in {path}.', { name: p.name, on: onHost(p), path: p.path })
+      : _('kimchi and libvirt forget the pool “{name}”{on}. Its files stay in place.', { name: p.name, on: onHost(p) }),
+    ok: _('Forget'),
     run: async () => {
       await remove(poolPath(p));
-      announce(`Storage pool ${p.name}${onHost(p)} forgotten`);
+      announce(_('Storage pool {name}{p} forgotten', { name: p.name, p: onHost(p) }));
       await pools.load();
     },
     back: () => document.querySelector('#pool-rows button') || $('pool-name'),
@@ -215,7 +217,7 @@ function choosePool(p) {
   chosen = { host: p.host, name: p.name };
   volumes.forget(); // an answer for the pool shown before is not this one's
   $('volumes').hidden = false;
-  $('volumes-title').textContent = `Volumes of ${p.name}${onHost(p)}`;
+  $('volumes-title').textContent = _('Volumes of {name}{p}', { name: p.name, p: onHost(p) });
   showVolumeError('');
   renderPools();
   renderVolumes();
@@ -236,16 +238,16 @@ function volumeRow(v) {
   name.title = v.path;
   const act = el('td', 'cell-actions');
   if (isAdmin()) {
-    const wipe = actionButton('Wipe', 'btn-plain volume-wipe', `Wipe ${v.name}`,
+    const wipe = actionButton(_('Wipe'), 'btn-plain volume-wipe', _('Wipe {name}', { name: v.name }),
       () => askWipeVolume(v));
-    const clone = actionButton('Clone', 'btn-plain volume-clone', `Clone ${v.name}`,
+    const clone = actionButton(_('Clone'), 'btn-plain volume-clone', _('Clone {name}', { name: v.name }),
       () => openClone(v));
-    const del = actionButton('Delete', 'btn-danger-outline volume-delete', `Delete ${v.name}`,
+    const del = actionButton(_('Delete'), 'btn-danger-outline volume-delete', _('Delete {name}', { name: v.name }),
       () => askDeleteVolume(v));
     if (v.used_by && v.used_by.length) {
       del.disabled = true;
-      del.title = `A disk of ${v.used_by.join(', ')}`;
-      wipe.title = `A disk of ${v.used_by.join(', ')}: refused while it runs`;
+      del.title = _('A disk of {vms}', { vms: v.used_by.join(', ') });
+      wipe.title = _('A disk of {vms}: refused while it runs', { vms: v.used_by.join(', ') });
     }
     act.append(wipe, clone, del);
   }
@@ -258,8 +260,8 @@ function volumeRow(v) {
 function renderVolumes() {
   const list = volumes.items || [];
   $('volume-rows').replaceChildren(...list.map(volumeRow));
-  showListingState(volumes, { prefix: 'volume', noun: ['volume', 'volumes'], what: 'volumes',
-    emptyText: 'No volumes in this pool.' });
+  showListingState(volumes, { prefix: 'volume', noun: (n) => _n('{n} volume', '{n} volumes', n), what: _('volumes'),
+    emptyText: _('No volumes in this pool.') });
 }
 
 function showVolumeError(text) {
@@ -276,9 +278,9 @@ async function makeVolume(ev) {
   showVolumeError('');
   const name = $('volume-name').value.trim();
   const gib = Number($('volume-size').value);
-  if (!name) { showVolumeError('Give the volume a name.'); $('volume-name').focus(); return; }
+  if (!name) { showVolumeError(_('Give the volume a name.')); $('volume-name').focus(); return; }
   if (!Number.isInteger(gib) || gib < 1) {
-    showVolumeError('The size is a whole number of GiB, 1 or more.');
+    showVolumeError(_('The size is a whole number of GiB, 1 or more.'));
     $('volume-size').focus();
     return;
   }
@@ -288,7 +290,7 @@ async function makeVolume(ev) {
     await api('POST', `${poolPath(pool)}/storagevolumes`,
       { name, capacity: gib * 1024 ** 3, format: $('volume-format').value });
     $('volume-name').value = '';
-    announce(`Volume ${name} made in ${pool.name}${onHost(pool)}`);
+    announce(_('Volume {name} made in {name2}{pool}', { name, name2: pool.name, pool: onHost(pool) }));
     await pools.load();
   } catch (e) {
     showVolumeError(e.message);
@@ -301,12 +303,11 @@ async function makeVolume(ev) {
 function askDeleteVolume(v) {
   const pool = chosen;
   askConfirm({
-    title: 'Delete volume?',
-    text: `The volume “${v.name}” (${humanSize(v.capacity)}) in ${pool.name}${onHost(pool)} is deleted with its data. `
-      + 'This cannot be undone.',
+    title: _('Delete volume?'),
+    text: _('The volume “{name}” ({capacity}) in {name2}{pool} is deleted with its data. This cannot be undone.', { name: v.name, capacity: humanSize(v.capacity), name2: pool.name, pool: onHost(pool) }),
     run: async () => {
       await remove(`${poolPath(pool)}/storagevolumes/${encodeURIComponent(v.name)}`);
-      announce(`Volume ${v.name} deleted`);
+      announce(_('Volume {name} deleted', { name: v.name }));
       await pools.load();
     },
     back: () => document.querySelector('#volume-rows button:not([disabled])') || $('volume-name'),
@@ -332,13 +333,13 @@ async function startDownload(ev) {
   const name = $('download-name').value.trim() || decodeURIComponent(url.split('?')[0].split('/').pop() || '');
   const checksum = $('download-checksum').value.trim();
   if (!/^https?:\/\/\S+$/i.test(url)) {
-    showFormError('download-error', 'The URL must begin with http:// or https://.');
+    showFormError('download-error', _('The URL must begin with http:// or https://.'));
     $('download-url').focus();
     return;
   }
-  if (!name) { showFormError('download-error', 'Give the volume a name.'); $('download-name').focus(); return; }
+  if (!name) { showFormError('download-error', _('Give the volume a name.')); $('download-name').focus(); return; }
   if (checksum && !/^sha256:[0-9a-f]{64}$/i.test(checksum)) {
-    showFormError('download-error', 'The checksum is sha256: followed by 64 hexadecimal digits.');
+    showFormError('download-error', _('The checksum is sha256: followed by 64 hexadecimal digits.'));
     $('download-checksum').focus();
     return;
   }
@@ -350,7 +351,7 @@ async function startDownload(ev) {
     $('download-name').value = '';
     $('download-url').value = '';
     $('download-checksum').value = '';
-    announce(`Downloading ${name} into ${pool.name}${onHost(pool)}`);
+    announce(_('Downloading {name} into {name2}{pool}', { name, name2: pool.name, pool: onHost(pool) }));
   } catch (e) {
     showFormError('download-error', e.message);
   } finally {
@@ -365,7 +366,7 @@ function showUpload(u) {
   $('upload-bar').max = 100;
   $('upload-bar').value = pct;
   $('upload-bar').setAttribute('aria-valuetext', `${pct} %`);
-  $('upload-text').textContent = `${u.name}: ${humanSize(u.sent)} of ${humanSize(u.total)} (${pct} %)`;
+  $('upload-text').textContent = _('{name}: {sent} of {total} ({pct} %)', { name: u.name, sent: humanSize(u.sent), total: humanSize(u.total), pct });
 }
 
 function uploadHeaders(extra) {
@@ -418,7 +419,7 @@ async function sendSlices(u, file) {
       if (e.status && e.status < 500 && e.status !== 408) throw e; // refused: trying again won't help
       failures += 1;
       if (failures > RETRIES) throw new Error(`The upload failed ${RETRIES} times in a row: ${e.message}`);
-      $('upload-text').textContent = `${u.name}: connection lost, going on in ${failures} s…`;
+      $('upload-text').textContent = _('{name}: connection lost, going on in {failures} s…', { name: u.name, failures });
       await new Promise((ok) => { setTimeout(ok, 1000 * failures); });
       if (u.cancelled) return;
       try { u.sent = await uploadOffset(u); showUpload(u); } catch (e2) { /* next turn tries again */ }
@@ -432,7 +433,7 @@ async function startUpload(ev) {
   if (!pool || uploading) return;
   showFormError('upload-error', '');
   const file = $('upload-file').files[0];
-  if (!file) { showFormError('upload-error', 'Pick a file to upload.'); $('upload-file').focus(); return; }
+  if (!file) { showFormError('upload-error', _('Pick a file to upload.')); $('upload-file').focus(); return; }
   const name = $('upload-name').value.trim() || file.name;
   const format = $('upload-format').value;
   const btn = $('upload-start');
@@ -457,7 +458,7 @@ async function startUpload(ev) {
     await sendSlices(u, file);
     if (u.cancelled) return;
     showUpload(u);
-    announce(`Volume ${name} uploaded to ${pool.name}${onHost(pool)}`);
+    announce(_('Volume {name} uploaded to {name2}{pool}', { name, name2: pool.name, pool: onHost(pool) }));
     $('upload-file').value = '';
     $('upload-name').value = '';
     await pools.load();
@@ -478,8 +479,8 @@ async function cancelUpload() {
   $('upload-cancel').disabled = true;
   try {
     await remove(u.path);
-    $('upload-text').textContent = `${u.name}: upload cancelled`;
-    announce(`Upload of ${u.name} cancelled`);
+    $('upload-text').textContent = _('{name}: upload cancelled', { name: u.name });
+    announce(_('Upload of {name} cancelled', { name: u.name }));
   } catch (e) {
     showFormError('upload-error', e.message);
   }
@@ -496,14 +497,13 @@ function pickedFile() {
 function askWipeVolume(v) {
   const pool = chosen;
   askConfirm({
-    title: 'Wipe volume?',
-    text: `Every byte of “${v.name}” (${humanSize(v.capacity)}) in ${pool.name}${onHost(pool)} is overwritten `
-      + 'with zeros. This cannot be undone.',
-    ok: 'Wipe',
+    title: _('Wipe volume?'),
+    text: _('Every byte of “{name}” ({capacity}) in {name2}{pool} is overwritten with zeros. This cannot be undone.', { name: v.name, capacity: humanSize(v.capacity), name2: pool.name, pool: onHost(pool) }),
+    ok: _('Wipe'),
     run: async () => {
       const r = await api('POST', `${volumesPath(pool)}/${encodeURIComponent(v.name)}/wipe`);
       upsertTask(r.data);
-      announce(`Wiping ${v.name}`);
+      announce(_('Wiping {name}', { name: v.name }));
     },
     back: () => document.querySelector('#volume-rows button:not([disabled])') || $('volume-name'),
   });
@@ -512,7 +512,7 @@ function askWipeVolume(v) {
 function openClone(v) {
   cloneSource = v;
   $('clone-form').hidden = false;
-  $('clone-label').textContent = `Name of the clone of ${v.name}`;
+  $('clone-label').textContent = _('Name of the clone of {name}', { name: v.name });
   const dot = v.name.lastIndexOf('.');
   $('clone-name').value = dot > 0 ? `${v.name.slice(0, dot)}-clone${v.name.slice(dot)}` : `${v.name}-clone`;
   showFormError('clone-error', '');
@@ -530,13 +530,13 @@ async function startClone(ev) {
   const v = cloneSource;
   if (!pool || !v) return;
   const name = $('clone-name').value.trim();
-  if (!name) { showFormError('clone-error', 'Give the clone a name.'); return; }
+  if (!name) { showFormError('clone-error', _('Give the clone a name.')); return; }
   const btn = $('clone-start');
   btn.disabled = true;
   try {
     const r = await api('POST', `${volumesPath(pool)}/${encodeURIComponent(v.name)}/clone`, { name });
     upsertTask(r.data);
-    announce(`Cloning ${v.name} to ${name}`);
+    announce(_('Cloning {name} to {name2}', { name: v.name, name2: name }));
     closeClone();
   } catch (e) {
     showFormError('clone-error', e.message);
@@ -555,7 +555,7 @@ export default {
   name: 'storage',
   page: {
     id: 'storage',
-    title: 'Storage',
+    title: _('Storage'),
     show() {
       if (signedIn()) pools.load();
     },
@@ -604,7 +604,7 @@ export default {
     $('pool-new-host').replaceChildren();
     $('pool-rows').replaceChildren();
     $('volume-rows').replaceChildren();
-    $('pool-count').textContent = 'Loading…';
+    $('pool-count').textContent = _('Loading…');
     $('pool-empty').hidden = true;
     $('volume-empty').hidden = true;
     showPoolError('');

@@ -12,6 +12,7 @@ import { upsertTask, taskTarget } from '../core/tasks.js';
 import { isoList, hasIso, onIsosChanged, setPrefill, distroText } from './isos.js';
 import { fillHostSelect, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
 import { CloudInitSection, cloudInitText } from './cloud-init.js';
+import { _, _n } from '../core/i18n.js';
 
 export let templates = new Map(); // name -> template
 const rowErrors = new Map(); // name -> error text shown in its row
@@ -31,10 +32,10 @@ export function invalidText(inv) {
   const out = [];
   const list = (v) => (Array.isArray(v) ? v : [v]).map(String);
   for (const [key, v] of Object.entries(inv)) {
-    if (key === 'cdrom') out.push(list(v).length > 1 ? `${list(v).length} ISOs missing` : 'ISO missing');
-    else if (key === 'networks') for (const n of list(v)) out.push(`network ${n} missing`);
-    else if (key === 'storagepools') for (const n of list(v)) out.push(`storage pool ${n} missing`);
-    else if (key === 'file') out.push(`file unreadable: ${list(v).join(', ')}`);
+    if (key === 'cdrom') out.push(list(v).length > 1 ? _('{n} ISOs missing', { n: list(v).length }) : _('ISO missing'));
+    else if (key === 'networks') for (const n of list(v)) out.push(_('network {n} missing', { n }));
+    else if (key === 'storagepools') for (const n of list(v)) out.push(_('storage pool {n} missing', { n }));
+    else if (key === 'file') out.push(_('file unreadable: {files}', { files: list(v).join(', ') }));
     else out.push(`${key}: ${list(v).join(', ')}`);
   }
   return out;
@@ -47,7 +48,7 @@ export function templateSpec(t) {
   if (n) parts.push(`${n} ${n === 1 ? 'vCPU' : 'vCPUs'}`);
   const disks = Array.isArray(t.disks) ? t.disks : [];
   const size = disks.reduce((a, x) => a + (typeof x.size === 'number' ? x.size : 0), 0);
-  if (disks.length) parts.push(`${size} GB disk`);
+  if (disks.length) parts.push(_('{size} GB disk', { size }));
   return parts.join(' · ');
 }
 
@@ -72,7 +73,7 @@ function fillIsoSelect() {
   const sel = $('tmpl-iso');
   const want = sel.value || $('tmpl-path').value.trim();
   const isos = isoList().sort((a, b) => collator.compare(a.name || '', b.name || ''));
-  const opts = [el('option', null, isos.length ? 'Choose an ISO…' : 'No ISO in the library yet')];
+  const opts = [el('option', null, isos.length ? _('Choose an ISO…') : _('No ISO in the library yet'))];
   opts[0].value = '';
   for (const iso of isos) {
     const o = el('option', null, `${iso.name} — ${distroText(iso)}`);
@@ -109,7 +110,7 @@ function showSource() {
   $('tmpl-image-path-field').hidden = kind !== 'image';
   $('tmpl-image-help').hidden = kind !== 'image';
   $('tmpl-netboot-help').hidden = kind !== 'netboot';
-  $('tmpl-name').placeholder = { iso: 'from the ISO', image: 'from the file name', netboot: '' }[kind];
+  $('tmpl-name').placeholder = { iso: _('from the ISO'), image: _('from the file name'), netboot: '' }[kind];
   fillImageHost();
 }
 
@@ -136,7 +137,7 @@ function sourceMedia() {
   if (kind === 'image') {
     const path = $('tmpl-image-path').value.trim();
     if (!path) {
-      showTmplError('Enter the path of a qcow2 or raw disk image.');
+      showTmplError(_('Enter the path of a qcow2 or raw disk image.'));
       $('tmpl-image-path').focus();
       return null;
     }
@@ -147,7 +148,7 @@ function sourceMedia() {
   }
   const path = $('tmpl-path').value.trim() || $('tmpl-iso').value;
   if (!path) {
-    showTmplError('Choose an ISO of the library or enter the path of one.');
+    showTmplError(_('Choose an ISO of the library or enter the path of one.'));
     $('tmpl-iso').focus();
     return null;
   }
@@ -165,13 +166,13 @@ async function createTemplate(ev) {
   const mem = $('tmpl-memory').value.trim();
   if (mem) {
     const n = Number(mem);
-    if (!Number.isInteger(n) || n < 64) { showTmplError('Memory is a whole number of MiB, at least 64.'); return; }
+    if (!Number.isInteger(n) || n < 64) { showTmplError(_('Memory is a whole number of MiB, at least 64.')); return; }
     body.memory = { current: n, maxmemory: n }; // as the OS defaults: no hot-plug room
   }
   const cpus = $('tmpl-vcpus').value.trim();
   if (cpus) {
     const n = Number(cpus);
-    if (!Number.isInteger(n) || n < 1) { showTmplError('vCPUs is a whole number, at least 1.'); return; }
+    if (!Number.isInteger(n) || n < 1) { showTmplError(_('vCPUs is a whole number, at least 1.')); return; }
     body.cpu_info = { vcpus: n, maxvcpus: n };
   }
   Object.assign(body, hardwareChoice());
@@ -190,10 +191,10 @@ async function createTemplate(ev) {
     if (r.status === 202) {
       // made by a task (an image downloaded first): in the panel; the template follows
       upsertTask(r.data);
-      announce(`Making the template: ${taskTarget(r.data)}`);
+      announce(_('Making the template: {r}', { r: taskTarget(r.data) }));
     } else {
       templateChanged(r.data, false);
-      announce(`Template ${r.data.name} created`);
+      announce(_('Template {name} created', { name: r.data.name }));
     }
     for (const id of ['tmpl-name', 'tmpl-memory', 'tmpl-vcpus', 'tmpl-path', 'tmpl-machine',
       'tmpl-firmware', 'tmpl-secure', 'tmpl-tpm', 'tmpl-image-path']) $(id).value = '';
@@ -209,7 +210,7 @@ async function createTemplate(ev) {
 
 // -- the virtual hardware: chipset, firmware, TPM (each defaults to what the OS wants) ----------
 
-const MACHINES = { q35: 'q35', pc: 'pc (i440FX)' };
+const MACHINES = { q35: 'q35', pc: _('pc (i440FX)') };
 const FIRMWARES = { bios: 'BIOS', uefi: 'UEFI' };
 let hwEditing = null; // the template the hardware dialog is about
 
@@ -238,7 +239,7 @@ export function hardwareText(t) {
   const parts = [];
   if (t.machine) parts.push(t.machine);
   if (t.firmware) parts.push(FIRMWARES[t.firmware] || t.firmware);
-  if (t.secure_boot) parts.push('Secure Boot');
+  if (t.secure_boot) parts.push(_('Secure Boot'));
   if (t.tpm) parts.push('TPM');
   return parts.join(' · ');
 }
@@ -264,21 +265,22 @@ function openHardware(t) {
   const caps = capabilities() || {};
   const d = t.os_defaults || {};
   hwEditing = t.name;
-  $('tmpl-hw-title').textContent = `Hardware of ${t.name}`;
-  const from = d.source === 'osinfo-db' ? 'osinfo-db' : 'kimchi\'s own table';
-  $('tmpl-hw-text').textContent = `Its OS (${t.os_distro || 'unknown'} ${t.os_version || ''}`.trimEnd()
-    + `) wants, says ${from}: ${hardwareText(d) || 'nothing particular'}`
-    + `${d.secure_boot ? '' : ', no Secure Boot'}${d.tpm ? '' : ', no TPM'}.`;
+  $('tmpl-hw-title').textContent = _('Hardware of {name}', { name: t.name });
+  const from = d.source === 'osinfo-db' ? 'osinfo-db' : _('kimchi\'s own table');
+  $('tmpl-hw-text').textContent = _('Its OS ({os}) wants, says {from}: {hardware}{secure_boot}{tpm}.', {
+    os: `${t.os_distro || _('unknown')} ${t.os_version || ''}`.trimEnd(), from,
+    hardware: hardwareText(d) || _('nothing particular'),
+    secure_boot: d.secure_boot ? '' : _(', no Secure Boot'), tpm: d.tpm ? '' : _(', no TPM') });
   fillChoice($('tmpl-hw-machine'), MACHINES, t.machine, d.machine, () => true);
   fillChoice($('tmpl-hw-firmware'), FIRMWARES, t.firmware, d.firmware,
     (k) => k === 'bios' || !!caps.uefi);
   $('tmpl-hw-firmware-field').hidden = $('tmpl-hw-firmware').options.length < 2;
   $('tmpl-hw-secure').checked = !!t.secure_boot;
   $('tmpl-hw-secure').disabled = !secureUsable();
-  $('tmpl-hw-secure-help').textContent = `OS default: ${onOff(d.secure_boot)}. UEFI on q35 only.`;
+  $('tmpl-hw-secure-help').textContent = _('OS default: {secure_boot}. UEFI on q35 only.', { secure_boot: onOff(d.secure_boot) });
   $('tmpl-hw-secure-field').hidden = !caps.secure_boot && !t.secure_boot;
   $('tmpl-hw-tpm').checked = !!t.tpm;
-  $('tmpl-hw-tpm-help').textContent = `OS default: ${onOff(d.tpm)}.`;
+  $('tmpl-hw-tpm-help').textContent = _('OS default: {tpm}.', { tpm: onOff(d.tpm) });
   $('tmpl-hw-tpm-field').hidden = !caps.tpm && !t.tpm;
   showError('tmpl-hw-error', '');
   $('tmpl-hw-save').disabled = false;
@@ -309,7 +311,7 @@ async function saveHardware(ev) {
     const r = await api('PUT', `/templates/${encodeURIComponent(t.name)}`, body);
     templateChanged(r.data, false);
     $('tmpl-hw-dialog').close('done');
-    announce(`Template ${t.name} saved`);
+    announce(_('Template {name} saved', { name: t.name }));
   } catch (e) {
     showError('tmpl-hw-error', e.message);
     $('tmpl-hw-save').disabled = false;
@@ -329,15 +331,15 @@ function imageInfo(t) {
   if (m.format) parts.push(m.format);
   if (typeof m.virtual_size === 'number') parts.push(humanSize(m.virtual_size));
   if (m.host) parts.push(`on ${m.host}`);
-  if (m.owned) parts.push('made from a VM');
+  if (m.owned) parts.push(_('made from a VM'));
   const out = [el('span', 'tmpl-image-text', parts.join(' · '))];
   const vms = Array.isArray(t.vms) ? t.vms : [];
   if (!vms.length) {
-    out.push(el('span', 'tmpl-used tmpl-used-none', 'Used by no VM'));
+    out.push(el('span', 'tmpl-used tmpl-used-none', _('Used by no VM')));
     return out;
   }
   const box = el('details', 'tmpl-used');
-  const sum = el('summary', null, `Used by ${vms.length} ${vms.length === 1 ? 'VM' : 'VMs'}`);
+  const sum = el('summary', null, _n('Used by {n} VM', 'Used by {n} VMs', vms.length, { n: vms.length }));
   sum.title = vms.join('\n');
   const ul = el('ul', 'tmpl-used-list');
   for (const n of vms) ul.append(el('li', null, n));
@@ -435,7 +437,7 @@ async function cloneTemplate(name, btn) {
     const r = await api('POST', `/templates/${encodeURIComponent(name)}/clone`);
     rowErrors.delete(name);
     templateChanged(r.data, false);
-    announce(`Template ${name} cloned as ${r.data.name}`);
+    announce(_('Template {name} cloned as {name2}', { name, name2: r.data.name }));
   } catch (e) {
     rowError(name, e.message);
   } finally {
@@ -454,7 +456,7 @@ async function renameTemplate(name, input) {
     templates.delete(name);
     if (r.data && r.data.name) templateChanged(r.data, false);
     else render();
-    announce(`Template ${name} renamed to ${to}`);
+    announce(_('Template {name} renamed to {to}', { name, to }));
   } catch (e) {
     input.disabled = false;
     rowError(name, e.message);
@@ -466,17 +468,16 @@ function askDelete(name) {
   const over = Array.isArray(t.vms) ? t.vms : [];
   const owned = t.source_media && t.source_media.owned;
   askConfirm({
-    title: 'Delete template?',
-    text: over.length ? `The template “${name}” is the base of ${usedByText(over)}: `
-      + 'it cannot be deleted while they are there.'
-      : `The template “${name}” will be deleted${owned ? ', its base image with it' : ''}. `
-        + 'Virtual machines made from it are not affected.',
+    title: _('Delete template?'),
+    text: over.length ? _('The template “{name}” is the base of {over}: it cannot be deleted while they are there.', { name, over: usedByText(over) })
+      : owned ? _('The template “{name}” will be deleted, its base image with it. Virtual machines made from it are not affected.', { name })
+        : _('The template “{name}” will be deleted. Virtual machines made from it are not affected.', { name }),
     run: async () => {
       await api('DELETE', `/templates/${encodeURIComponent(name)}`);
       templates.delete(name);
       rowErrors.delete(name);
       render();
-      announce(`Template ${name} deleted`);
+      announce(_('Template {name} deleted', { name }));
     },
     back: () => document.querySelector(`#tmpl-rows tr[data-name="${CSS.escape(name)}"] .tmpl-delete`),
   });
@@ -487,11 +488,11 @@ function renameForm(t) {
   const input = el('input', 'input');
   input.type = 'text';
   input.value = t.name;
-  input.setAttribute('aria-label', `New name for ${t.name}`);
+  input.setAttribute('aria-label', _('New name for {name}', { name: t.name }));
   input.spellcheck = false;
-  const save = el('button', 'btn btn-small btn-primary', 'Save');
+  const save = el('button', 'btn btn-small btn-primary', _('Save'));
   save.type = 'submit';
-  const cancel = el('button', 'btn btn-small btn-plain', 'Cancel');
+  const cancel = el('button', 'btn btn-small btn-plain', _('Cancel'));
   cancel.type = 'button';
   cancel.addEventListener('click', () => { renaming = null; rowError(t.name, ''); });
   input.addEventListener('keydown', (e) => {
@@ -512,7 +513,7 @@ function templateRow(t) {
   const name = el('td', 'cell-name');
   name.append(renaming === t.name ? renameForm(t) : el('span', 'tmpl-name', t.name));
   const media = t.source_media || {};
-  const srcText = t.source_media ? (media.type === 'netboot' ? 'network boot' : media.path || '—') : '—';
+  const srcText = t.source_media ? (media.type === 'netboot' ? _('network boot') : media.path || '—') : '—';
   const src = el('span', 'tmpl-src mono');
   const bdi = el('bdi', null, srcText);
   bdi.dir = 'ltr';
@@ -525,7 +526,7 @@ function templateRow(t) {
   // its cloud-init, in words; admins change it from there (the actions column is full)
   const ci = cloudInitText(t.cloud_init);
   if (isAdmin()) {
-    const b = el('button', 'tmpl-ci', ci ? `cloud-init: ${ci}` : '+ cloud-init');
+    const b = el('button', 'tmpl-ci', ci ? `cloud-init: ${ci}` : _('+ cloud-init'));
     b.type = 'button';
     b.setAttribute('aria-label', `cloud-init of ${t.name}`);
     if (ci) b.title = `cloud-init: ${ci}`;
@@ -536,8 +537,8 @@ function templateRow(t) {
   }
   if (problems.length) {
     const chip = el('span', 'chip-invalid', problems.join(' · '));
-    const missing = t.invalid && t.invalid.cdrom ? [].concat(t.invalid.cdrom).map((p) => `\nmissing ISO: ${p}`).join('') : '';
-    chip.title = `A VM made from this template now would fail: ${problems.join('; ')}${missing}`;
+    const missing = t.invalid && t.invalid.cdrom ? [].concat(t.invalid.cdrom).map((p) => `\n${_('missing ISO: {path}', { path: p })}`).join('') : '';
+    chip.title = _('A VM made from this template now would fail: {problems}', { problems: problems.join('; ') }) + missing;
     name.append(chip);
   }
   const err = rowErrors.get(t.name);
@@ -552,18 +553,18 @@ function templateRow(t) {
   const disks = Array.isArray(t.disks) ? t.disks : [];
   const total = disks.reduce((a, x) => a + (typeof x.size === 'number' ? x.size : 0), 0);
   const disk = el('td', 'num', disks.length ? `${total} GB` : '—');
-  if (disks.length) disk.title = disks.map((x) => `${x.size} GB ${x.format || ''} on ${x.pool && x.pool.name ? x.pool.name : '?'}`).join('\n');
-  const nets = el('td', null, Array.isArray(t.networks) && t.networks.length ? t.networks.join(', ') : 'none');
+  if (disks.length) disk.title = disks.map((x) => _('{size} GB {format} on {pool}', { size: x.size, format: x.format || '', pool: x.pool && x.pool.name ? x.pool.name : '?' })).join('\n');
+  const nets = el('td', null, Array.isArray(t.networks) && t.networks.length ? t.networks.join(', ') : _('none'));
   const act = el('td', 'cell-actions');
   if (isAdmin()) {
     act.append(
-      actionButton('Clone', 'btn-plain', `Clone ${t.name}`, (b) => cloneTemplate(t.name, b)),
-      actionButton('Hardware', 'btn-plain tmpl-hw', `Hardware of ${t.name}`, () => openHardware(t)),
-      actionButton('Rename', 'btn-plain', `Rename ${t.name}`, () => {
+      actionButton(_('Clone'), 'btn-plain', _('Clone {name}', { name: t.name }), (b) => cloneTemplate(t.name, b)),
+      actionButton(_('Hardware'), 'btn-plain tmpl-hw', _('Hardware of {name}', { name: t.name }), () => openHardware(t)),
+      actionButton(_('Rename'), 'btn-plain', _('Rename {name}', { name: t.name }), () => {
         renaming = t.name;
         rowError(t.name, '');
       }),
-      actionButton('Delete', 'btn-danger-outline tmpl-delete', `Delete ${t.name}`, () => askDelete(t.name)),
+      actionButton(_('Delete'), 'btn-danger-outline tmpl-delete', _('Delete {name}', { name: t.name }), () => askDelete(t.name)),
     );
   }
   tr.append(name, os, mem, cpus, disk, nets, act);
@@ -634,7 +635,7 @@ function renderDistros() {
       el('span', 'distro-arch mono', d.os_arch || ''),
     );
     li.title = d.path || '';
-    li.append(actionButton('+ Template', 'btn-plain', `Create a template from ${d.name}`,
+    li.append(actionButton(_('+ Template'), 'btn-plain', _('Create a template from {name}', { name: d.name }),
       (btn) => templateFromDistro(d, btn)));
     return li;
   });
@@ -651,7 +652,7 @@ async function templateFromDistro(d, btn) {
   try {
     const r = await api('POST', '/templates', body);
     templateChanged(r.data, false);
-    announce(`Template ${r.data.name} created`);
+    announce(_('Template {name} created', { name: r.data.name }));
   } catch (e) {
     err.textContent = e.message;
     err.hidden = false;
@@ -662,7 +663,7 @@ async function templateFromDistro(d, btn) {
 
 export default {
   name: 'templates',
-  page: { id: 'templates', title: 'Templates' },
+  page: { id: 'templates', title: _('Templates') },
   events: {
     'template.created template.updated': (d, ev) => {
       templateChanged(d, ev.type === 'template.updated');

@@ -8,6 +8,7 @@ import { askConfirm } from '../core/dialogs.js';
 import { Listing, showListingState } from '../core/listing.js';
 import { isShown } from '../core/router.js';
 import { isAdmin, signedIn } from '../core/session.js';
+import { _, _n } from '../core/i18n.js';
 
 const tokens = new Listing({
   path: '/tokens',
@@ -28,12 +29,12 @@ function tokenRow(t) {
   tr.append(...cells, el('td', null, whenText(t.created)));
   const exp = t.expires ? Date.parse(t.expires) : null;
   const expires = el('td', exp !== null && exp <= Date.now() ? 'token-expired' : null,
-    t.expires ? whenText(t.expires) : 'Never');
+    t.expires ? whenText(t.expires) : _('Never'));
   if (t.expires) expires.title = t.expires;
   tr.append(expires);
   const actions = el('td', 'actions');
-  actions.append(actionButton('Revoke', 'btn-danger-outline token-revoke',
-    `Revoke token ${t.name} of ${t.username}`, () => askRevoke(t)));
+  actions.append(actionButton(_('Revoke'), 'btn-danger-outline token-revoke',
+    _('Revoke token {name} of {username}', { name: t.name, username: t.username }), () => askRevoke(t)));
   tr.append(actions);
   return tr;
 }
@@ -43,8 +44,8 @@ function renderTokens() {
   const sorted = [...list].sort((a, b) => collator.compare(a.created || '', b.created || '')
     || collator.compare(a.id, b.id));
   $('token-rows').replaceChildren(...sorted.map(tokenRow));
-  showListingState(tokens, { prefix: 'token', noun: ['token', 'tokens'], what: 'tokens',
-    emptyText: 'No API tokens. Issue one above for a script.' });
+  showListingState(tokens, { prefix: 'token', noun: (n) => _n('{n} token', '{n} tokens', n), what: _('tokens'),
+    emptyText: _('No API tokens. Issue one above for a script.') });
 }
 
 function showTokenError(text) {
@@ -61,7 +62,7 @@ async function issueToken(ev) {
   for (const input of [nameInput, userInput]) input.setAttribute('aria-invalid', 'false');
   const name = nameInput.value.trim();
   if (!name) {
-    showTokenError('Give the token a name, to know later what uses it.');
+    showTokenError(_('Give the token a name, to know later what uses it.'));
     nameInput.setAttribute('aria-invalid', 'true');
     nameInput.focus();
     return;
@@ -95,14 +96,15 @@ async function issueToken(ev) {
 
 /** The secret, this once: it is in this answer only, and is forgotten when dismissed. */
 function showSecret(t) {
-  $('token-secret-text').textContent = `Token “${t.name}” for ${t.username}, ${
-    t.expires ? `valid until ${whenText(t.expires)}` : 'valid until revoked'}:`;
+  $('token-secret-text').textContent = t.expires
+    ? _('Token “{name}” for {username}, valid until {expires}:', { name: t.name, username: t.username, expires: whenText(t.expires) })
+    : _('Token “{name}” for {username}, valid until revoked:', { name: t.name, username: t.username });
   $('token-value').value = t.token || '';
   $('token-copied').textContent = '';
   $('token-secret').hidden = false;
   $('token-value').focus();
   $('token-value').select();
-  announce('Token issued: copy it now, it will not be shown again');
+  announce(_('Token issued: copy it now, it will not be shown again'));
 }
 
 function hideSecret() {
@@ -117,26 +119,25 @@ async function copySecret() {
   try {
     if (!navigator.clipboard) throw new Error('no clipboard');
     await navigator.clipboard.writeText(input.value);
-    note.textContent = 'Copied to the clipboard.';
+    note.textContent = _('Copied to the clipboard.');
   } catch (e) {
     // no clipboard access (an insecure origin, a refusal): copying the selection still works
     input.focus();
     input.select();
-    note.textContent = document.execCommand('copy') ? 'Copied to the clipboard.'
-      : 'The browser does not let the page copy: the token is selected, copy it with Ctrl+C.';
+    note.textContent = document.execCommand('copy') ? _('Copied to the clipboard.')
+      : _('The browser does not let the page copy: the token is selected, copy it with Ctrl+C.');
   }
 }
 
 function askRevoke(t) {
   askConfirm({
-    title: 'Revoke token?',
-    text: `The token “${t.name}” of ${t.username} stops working at once. Scripts using it `
-      + 'will be refused. This cannot be undone.',
-    ok: 'Revoke',
+    title: _('Revoke token?'),
+    text: _('The token “{name}” of {username} stops working at once. Scripts using it will be refused. This cannot be undone.', { name: t.name, username: t.username }),
+    ok: _('Revoke'),
     run: async () => {
       await remove(`/tokens/${encodeURIComponent(t.id)}`); // gone already: revoked elsewhere, expired
       tokens.patch((items) => items.filter((x) => x.id !== t.id));
-      announce(`Token ${t.name} revoked`);
+      announce(_('Token {name} revoked', { name: t.name }));
     },
     back: () => document.querySelector('#token-rows .token-revoke') || $('token-name'),
   });
@@ -146,7 +147,7 @@ export default {
   name: 'tokens',
   page: {
     id: 'tokens',
-    title: 'API tokens',
+    title: _('API tokens'),
     admin: true,
     show() {
       if (signedIn()) loadTokens();
@@ -169,7 +170,7 @@ export default {
     showTokenError('');
     tokens.forget();
     $('token-rows').replaceChildren();
-    $('token-count').textContent = 'Loading…';
+    $('token-count').textContent = _('Loading…');
     $('token-empty').hidden = true;
   },
 };

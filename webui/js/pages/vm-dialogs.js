@@ -15,6 +15,7 @@ import {
   vmOf, vmUpsert, vmGone, forgetVm, renderVms, followVmTask, addVmControl, controlOf, openVmDialog,
   accessText, namesOf, addressOf, setBusy, hostOf, vmTitle,
 } from './vms.js';
+import { _ } from '../core/i18n.js';
 
 let editing = null; // the VM the edit dialog is about, {host, name}
 let cloning = null; // the VM the clone dialog is about
@@ -46,7 +47,7 @@ function fillTemplatePicks(keep) {
     head.append(el('span', 'pick-name', t.name), chip);
     body.append(head, el('span', 'pick-spec', templateSpec(t)));
     if (problems.length) {
-      body.append(el('span', 'chip-invalid', `Cannot be used: ${problems.join(' · ')}`));
+      body.append(el('span', 'chip-invalid', _('Cannot be used: {problems}', { problems: problems.join(' · ') })));
     }
     label.append(input, body);
     return label;
@@ -84,7 +85,7 @@ function addNewOptions(body) {
   const count = Number($('vm-new-count').value.trim() || '1');
   if (!Number.isInteger(count) || count < 1 || count > 500) {
     $('vm-new-count').focus();
-    return 'How many is a whole number from 1 to 500.';
+    return _('How many is a whole number from 1 to 500.');
   }
   if (count > 1) body.count = count;
   if (!$('vm-new-disks').hidden) {
@@ -141,7 +142,7 @@ async function createVm(ev) {
   showNewError('');
   const template = chosenTemplate();
   if (!template) {
-    showNewError('Choose a template.');
+    showNewError(_('Choose a template.'));
     return;
   }
   const body = { template };
@@ -164,8 +165,8 @@ async function createVm(ev) {
       followVmTask(r.data);
     }
     $('vm-new-dialog').close('done');
-    announce(body.count ? `Making ${body.count} VMs from ${template}`
-      : `Making ${vmNameOf(r.data || {}) || name || `a VM from ${template}`}`);
+    announce(body.count ? _('Making {count} VMs from {template}', { count: body.count, template })
+      : _('Making {name}', { name: vmNameOf(r.data || {}) || name || _('a VM from {template}', { template }) }));
   } catch (e) {
     showNewError(e.message);
     $('vm-new-name').focus();
@@ -182,7 +183,7 @@ function openEdit(ref) {
   const vm = vmOf(ref);
   if (!vm) return;
   editing = ref;
-  $('vm-edit-title').textContent = `Edit ${vmTitle(ref)}`;
+  $('vm-edit-title').textContent = _('Edit {ref}', { ref: vmTitle(ref) });
   $('vm-edit-name').value = ref.name;
   $('vm-edit-memory').value = vm.memory && typeof vm.memory.current === 'number' ? vm.memory.current : '';
   $('vm-edit-cpus').value = typeof vm.cpus === 'number' ? vm.cpus : '';
@@ -207,13 +208,13 @@ async function saveEdit(ev) {
   showEditError('');
   const body = {};
   const to = $('vm-edit-name').value.trim();
-  if (!to) { showEditError('A virtual machine needs a name.'); return; }
+  if (!to) { showEditError(_('A virtual machine needs a name.')); return; }
   if (to !== ref.name) body.name = to;
   const mem = Number($('vm-edit-memory').value);
-  if (!Number.isInteger(mem) || mem < 64) { showEditError('Memory is a whole number of MiB, at least 64.'); return; }
+  if (!Number.isInteger(mem) || mem < 64) { showEditError(_('Memory is a whole number of MiB, at least 64.')); return; }
   if (!vm.memory || mem !== vm.memory.current) body.memory = { current: mem };
   const cpus = Number($('vm-edit-cpus').value);
-  if (!Number.isInteger(cpus) || cpus < 1) { showEditError('vCPUs is a whole number, at least 1.'); return; }
+  if (!Number.isInteger(cpus) || cpus < 1) { showEditError(_('vCPUs is a whole number, at least 1.')); return; }
   if (cpus !== vm.cpus) body.cpus = cpus;
   const problem = addSettings(vm, body, cpus);
   if (problem) { showEditError(problem); return; }
@@ -238,7 +239,7 @@ async function saveEdit(ev) {
 // the settings of the Edit dialog beside name, memory and vCPUs: autostart, boot order and
 // menu, CPU topology, NIC model, firmware and TPM (what the host cannot give is hidden)
 
-const BOOT_DEVICES = { hd: 'Hard disk', cdrom: 'CD-ROM', network: 'Network (PXE)' };
+const BOOT_DEVICES = { hd: _('Hard disk'), cdrom: 'CD-ROM', network: _('Network (PXE)') };
 const NIC_MODELS = ['virtio', 'e1000e', 'rtl8139'];
 let bootOrder = []; // [{dev, on}], in the order shown
 
@@ -255,7 +256,7 @@ function renderBoot() {
     const move = (text, to, d) => {
       const btn = el('button', 'btn btn-small btn-plain', text);
       btn.type = 'button';
-      btn.setAttribute('aria-label', `Move ${BOOT_DEVICES[b.dev] || b.dev} ${d}`);
+      btn.setAttribute('aria-label', _('Move {dev} {d}', { dev: BOOT_DEVICES[b.dev] || b.dev, d }));
       btn.disabled = to < 0 || to >= bootOrder.length;
       btn.addEventListener('click', () => {
         [bootOrder[i], bootOrder[to]] = [bootOrder[to], bootOrder[i]];
@@ -289,16 +290,16 @@ function fillSettings(vm) {
   $('vm-edit-sockets').value = top.sockets || '';
   $('vm-edit-cores').value = top.cores || '';
   $('vm-edit-threads').value = top.threads || '';
-  $('vm-edit-topology-help').textContent = 'Sockets × cores × threads is the most vCPUs the VM '
-    + `may have${typeof vm.maxcpus === 'number' ? ` (now ${vm.maxcpus})` : ''}; empty: libvirt's `
-    + '(one socket per vCPU).';
+  $('vm-edit-topology-help').textContent = typeof vm.maxcpus === 'number'
+    ? _('Sockets × cores × threads is the most vCPUs the VM may have (now {maxcpus}); empty: libvirt\'s (one socket per vCPU).', { maxcpus: vm.maxcpus })
+    : _('Sockets × cores × threads is the most vCPUs the VM may have; empty: libvirt\'s (one socket per vCPU).');
   const nics = Array.isArray(vm.interfaces) ? vm.interfaces : [];
   const models = [...new Set(nics.map((n) => n.model || ''))];
   const sel = $('vm-edit-nic');
   const choices = [...NIC_MODELS, ...models.filter((m) => m && !NIC_MODELS.includes(m))];
   const opts = choices.map((m) => { const o = el('option', null, m); o.value = m; return o; });
   if (models.length > 1) {
-    const mixed = el('option', null, 'as they are (several models)');
+    const mixed = el('option', null, _('as they are (several models)'));
     mixed.value = '';
     opts.unshift(mixed);
   }
@@ -323,16 +324,16 @@ function addSettings(vm, body, cpus) {
   if ($('vm-edit-autostart').checked !== !!vm.autostart) body.autostart = $('vm-edit-autostart').checked;
   if ($('vm-edit-bootmenu').checked !== !!vm.bootmenu) body.bootmenu = $('vm-edit-bootmenu').checked;
   const boot = bootOrder.filter((b) => b.on).map((b) => b.dev);
-  if (!boot.length) return 'Choose at least one device to boot from.';
+  if (!boot.length) return _('Choose at least one device to boot from.');
   if (boot.join() !== (Array.isArray(vm.boot) ? vm.boot.join() : '')) body.boot = boot;
   const parts = ['sockets', 'cores', 'threads'].map((k) => $(`vm-edit-${k}`).value.trim());
   let top = null;
   if (parts.some((v) => v)) {
     const n = parts.map(Number);
-    if (n.some((x) => !Number.isInteger(x) || x < 1)) return 'Give sockets, cores and threads as whole numbers, at least 1 (or none of them).';
+    if (n.some((x) => !Number.isInteger(x) || x < 1)) return _('Give sockets, cores and threads as whole numbers, at least 1 (or none of them).');
     top = { sockets: n[0], cores: n[1], threads: n[2] };
     const most = n[0] * n[1] * n[2];
-    if (cpus > most) return `${cpus} vCPUs is more than sockets × cores × threads, ${most}.`;
+    if (cpus > most) return _('{cpus} vCPUs is more than sockets × cores × threads, {most}.', { cpus, most });
     if (most !== vm.maxcpus) {
       body.maxcpus = most; // the server takes a new maximum with the vCPUs
       body.cpus = cpus;
@@ -360,18 +361,18 @@ function openClone(ref) {
   if (!vm) return;
   cloning = ref;
   const { name } = ref;
-  $('vm-clone-title').textContent = `Clone ${vmTitle(ref)}`;
-  $('vm-clone-text').textContent = 'The copy is a virtual machine of its own, shut off, with '
-    + `a new UUID and new MAC addresses${manyHosts() ? `, on ${hostOf(ref)} too` : ''}. `
-    + `${name} cannot be started until its disks are copied.`;
+  $('vm-clone-title').textContent = _('Clone {ref}', { ref: vmTitle(ref) });
+  $('vm-clone-text').textContent = manyHosts()
+    ? _('The copy is a virtual machine of its own, shut off, with a new UUID and new MAC addresses, on {host} too. {name} cannot be started until its disks are copied.', { host: hostOf(ref), name })
+    : _('The copy is a virtual machine of its own, shut off, with a new UUID and new MAC addresses. {name} cannot be started until its disks are copied.', { name });
   const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
   const box = $('vm-clone-disks');
   box.replaceChildren();
   if (disks.length) {
-    box.append(el('p', null, disks.length === 1 ? 'Its disk is copied next to it:'
-      : `Its ${disks.length} disks are copied next to them:`));
+    box.append(el('p', null, disks.length === 1 ? _('Its disk is copied next to it:')
+      : _('Its {n} disks are copied next to them:', { n: disks.length })));
     const ul = el('ul', 'path-list copy-list');
-    for (const d of disks) ul.append(el('li', 'mono', d.path || `${d.dev || 'disk'} (no file)`));
+    for (const d of disks) ul.append(el('li', 'mono', d.path || _('{dev} (no file)', { dev: d.dev || _('disk') })));
     box.append(ul);
   }
   const input = $('vm-clone-name');
@@ -394,7 +395,7 @@ async function submitClone(ev) {
     const r = await api('POST', `${addressOf(source)}/clone`, name ? { name } : {});
     followVmTask(r.data);
     $('vm-clone-dialog').close('done');
-    announce(`Cloning ${vmTitle(source)} as ${vmNameOf(r.data || {}) || name || 'a new VM'}`);
+    announce(_('Cloning {vm} as {name}', { vm: vmTitle(source), name: vmNameOf(r.data || {}) || name || _('a new VM') }));
   } catch (e) {
     showCloneError(e.message);
     if (e.status === 404) vmGone(source);
@@ -430,7 +431,7 @@ function migrateRunning(running) {
   $('vm-migrate-submit').hidden = running;
   $('vm-migrate-progress').hidden = !running;
   const cancel = $('vm-migrate-cancel');
-  cancel.textContent = running ? 'Cancel migration' : 'Cancel';
+  cancel.textContent = running ? _('Cancel migration') : _('Cancel');
   cancel.disabled = false;
   if (!running) {
     $('vm-migrate-bar').removeAttribute('value');
@@ -444,9 +445,8 @@ function openMigrate(ref) {
   const from = hostOf(vm);
   const { name } = ref;
   migrating = { ref, from, task: null };
-  $('vm-migrate-title').textContent = `Migrate ${name}`;
-  $('vm-migrate-text').textContent = `${name} is on ${from}: it moves to the host chosen, `
-    + 'its definition with it.';
+  $('vm-migrate-title').textContent = _('Migrate {name}', { name });
+  $('vm-migrate-text').textContent = _('{name} is on {from}: it moves to the host chosen, its definition with it.', { name, from });
   const targets = hostList().filter((h) => h.name !== from && h.state === 'connected');
   const sel = $('vm-migrate-host');
   sel.replaceChildren(...targets.map((h) => {
@@ -458,7 +458,7 @@ function openMigrate(ref) {
   $('vm-migrate-storage').value = 'auto';
   $('vm-migrate-status').textContent = '';
   migrateRunning(false);
-  showMigrateError(targets.length ? '' : 'No other host is connected.');
+  showMigrateError(targets.length ? '' : _('No other host is connected.'));
   $('vm-migrate-submit').disabled = !targets.length;
   openDialog($('vm-migrate-dialog'), { focus: targets.length ? sel : $('vm-migrate-cancel'),
     back: migrateClosed });
@@ -485,7 +485,7 @@ async function submitMigrate(ev) {
   if (!vmOf(m.ref)) { $('vm-migrate-dialog').close(); return; }
   showMigrateError('');
   const to = $('vm-migrate-host').value;
-  if (!to) { showMigrateError('Choose the host to move it to.'); return; }
+  if (!to) { showMigrateError(_('Choose the host to move it to.')); return; }
   const body = { host: to, live: $('vm-migrate-live').checked,
     copy_storage: $('vm-migrate-storage').value };
   const btn = $('vm-migrate-submit');
@@ -498,7 +498,7 @@ async function submitMigrate(ev) {
     if (migrating === m) {
       m.task = rec.id;
       migrateRunning(true);
-      $('vm-migrate-status').textContent = `Moving ${m.ref.name} to ${to}…`;
+      $('vm-migrate-status').textContent = _('Moving {name} to {to}…', { name: m.ref.name, to });
       $('vm-migrate-cancel').focus();
     }
     setBusy(m.ref, 'migrate');
@@ -528,8 +528,8 @@ function migrateProgress(rec) {
     const total = mib(d.total);
     const parts = [];
     if (pct !== null) parts.push(`${Math.round(pct)}%`);
-    if (moved !== null) parts.push(total !== null ? `${moved} of ${total} MiB moved` : `${moved} MiB moved`);
-    const text = parts.length ? parts.join(' · ') : `Moving ${move.ref.name} to ${move.to}…`;
+    if (moved !== null) parts.push(total !== null ? _('{moved} of {total} MiB moved', { moved, total }) : _('{moved} MiB moved', { moved }));
+    const text = parts.length ? parts.join(' · ') : _('Moving {name} to {to}…', { name: move.ref.name, to: move.to });
     bar.setAttribute('aria-valuetext', text);
     $('vm-migrate-status').textContent = text;
     return;
@@ -540,12 +540,12 @@ function migrateProgress(rec) {
     // its row is the target's before the dialog closes: the keyboard goes back to it
     movedVm(move).then(() => {
       if (shown && migrating && migrating.task === rec.id) $('vm-migrate-dialog').close('done');
-      announce(`Moved ${move.ref.name} to ${move.to}`);
+      announce(_('Moved {name} to {to}', { name: move.ref.name, to: move.to }));
     });
     return;
   }
-  const why = rec.status === 'cancelled' ? `Cancelled: ${move.ref.name} stays on ${move.from}.`
-    : `${move.ref.name} was not moved: ${rec.message || 'the migration failed'}`;
+  const why = rec.status === 'cancelled' ? _('Cancelled: {name} stays on {from}.', { name: move.ref.name, from: move.from })
+    : _('{name} was not moved: {reason}', { name: move.ref.name, reason: rec.message || _('the migration failed') });
   if (shown) {
     migrating.task = null;
     migrateRunning(false);
@@ -580,7 +580,7 @@ async function cancelMigrate() {
   const btn = $('vm-migrate-cancel');
   btn.disabled = true;
   showMigrateError('');
-  $('vm-migrate-status').textContent = 'Cancelling…';
+  $('vm-migrate-status').textContent = _('Cancelling…');
   try {
     await requestCancel(m.task);
   } catch (e) {
@@ -604,7 +604,7 @@ function openAccess(ref) {
   const vm = vmOf(ref);
   if (!vm) return;
   accessing = ref;
-  $('vm-access-title').textContent = `Who may use ${vmTitle(ref)}`;
+  $('vm-access-title').textContent = _('Who may use {ref}', { ref: vmTitle(ref) });
   $('vm-access-users').value = namesOf(vm.users).join(', ');
   $('vm-access-groups').value = namesOf(vm.groups).join(', ');
   showAccessError('');
@@ -634,7 +634,7 @@ function renderPicks() {
     $(box).replaceChildren(...left.map((n) => {
       const b = el('button', 'btn btn-small btn-plain pick', `+ ${n}`);
       b.type = 'button';
-      b.setAttribute('aria-label', `Add ${kind === 'users' ? 'user' : 'group'} ${n}`);
+      b.setAttribute('aria-label', kind === 'users' ? _('Add user {name}', { name: n }) : _('Add group {name}', { name: n }));
       b.addEventListener('click', () => {
         $(input).value = [...splitNames($(input).value), n].join(', ');
         renderPicks();
@@ -671,18 +671,18 @@ async function saveAccess(ev) {
 export default {
   name: 'vm-dialogs',
   init() {
-    addVmControl({ key: 'edit', text: 'Edit', cls: 'btn-plain', place: 'actions', order: 20,
+    addVmControl({ key: 'edit', text: _('Edit'), cls: 'btn-plain', place: 'actions', order: 20,
       shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}', 'put'), run: openEdit });
-    addVmControl({ key: 'clone', text: 'Clone', cls: 'btn-plain', place: 'actions', order: 30,
+    addVmControl({ key: 'clone', text: _('Clone'), cls: 'btn-plain', place: 'actions', order: 30,
       shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}/clone', 'post'),
       run: openClone });
-    addVmControl({ key: 'migrate', text: 'Migrate', cls: 'btn-plain', place: 'actions', order: 40,
+    addVmControl({ key: 'migrate', text: _('Migrate'), cls: 'btn-plain', place: 'actions', order: 40,
       shown: (vm) => isAdmin() && manyHosts() && MIGRATABLE.has(vm.state)
         && offers('/vms/{name}/migrate', 'post'),
       run: openMigrate });
     // who may use the VM: beside its assignment, apart from the power actions
-    addVmControl({ key: 'access', text: 'Access', cls: 'btn-plain btn-access', place: 'access', order: 100,
-      free: true, label: (ref) => `Access to ${vmTitle(ref)}`,
+    addVmControl({ key: 'access', text: _('Access'), cls: 'btn-plain btn-access', place: 'access', order: 100,
+      free: true, label: (ref) => _('Access to {ref}', { ref: vmTitle(ref) }),
       shown: () => isAdmin() && offers('/vms/{name}', 'put'), run: openAccess });
     onTemplatesChanged(refreshPicks);
     $('vm-new').addEventListener('click', openVmNew);

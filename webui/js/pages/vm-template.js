@@ -8,6 +8,7 @@ import { api, offers } from '../core/api.js';
 import { isAdmin } from '../core/session.js';
 import { upsertTask, watchTasks } from '../core/tasks.js';
 import { vmOf, vmGone, addVmControl, openVmDialog, addressOf, vmTitle, refreshAll } from './vms.js';
+import { _, _n } from '../core/i18n.js';
 
 let making = null; // the VM the dialog is about, {host, name}
 
@@ -17,11 +18,11 @@ function openMakeTemplate(ref) {
   const vm = vmOf(ref);
   if (!vm) return;
   making = ref;
-  $('vm-mktmpl-title').textContent = `Make a template of ${vmTitle(ref)}`;
+  $('vm-mktmpl-title').textContent = _('Make a template of {ref}', { ref: vmTitle(ref) });
   const disks = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'disk');
-  $('vm-mktmpl-text').textContent = `${disks.length === 1 ? 'Its disk is' : `Its ${disks.length} disks are`} `
-    + `copied to a read-only base image of the new template; ${ref.name} then runs on a `
-    + 'leaf over it, as the template\'s new VMs will. It cannot be started until the copy is made.';
+  $('vm-mktmpl-text').textContent = _n('Its disk is copied to a read-only base image of the new template; {name} then runs on a leaf over it, as the template\'s new VMs will. It cannot be started until the copy is made.',
+    'Its {n} disks are copied to a read-only base image of the new template; {name} then runs on a leaf over it, as the template\'s new VMs will. It cannot be started until the copy is made.',
+    disks.length, { n: disks.length, name: ref.name });
   $('vm-mktmpl-name').value = `${ref.name}-template`;
   showError('');
   $('vm-mktmpl-submit').disabled = false;
@@ -36,7 +37,7 @@ async function submitMakeTemplate(ev) {
   showError('');
   const name = $('vm-mktmpl-name').value.trim();
   if (!name) {
-    showError('A template needs a name.');
+    showError(_('A template needs a name.'));
     $('vm-mktmpl-name').focus();
     return;
   }
@@ -46,7 +47,7 @@ async function submitMakeTemplate(ev) {
     const r = await api('POST', `${addressOf(ref)}/template`, { name });
     upsertTask(r.data); // in the task panel; its events follow
     $('vm-mktmpl-dialog').close('done');
-    announce(`Making the template ${name} of ${vmTitle(ref)}`);
+    announce(_('Making the template {name} of {ref}', { name, ref: vmTitle(ref) }));
   } catch (e) {
     showError(e.message);
     if (e.status === 404) vmGone(ref);
@@ -59,8 +60,8 @@ async function submitMakeTemplate(ev) {
 export default {
   name: 'vm-template',
   init() {
-    addVmControl({ key: 'template', text: 'Make template', cls: 'btn-plain', place: 'actions', order: 35,
-      label: (ref) => `Make a template of ${vmTitle(ref)}`,
+    addVmControl({ key: 'template', text: _('Make template'), cls: 'btn-plain', place: 'actions', order: 35,
+      label: (ref) => _('Make a template of {ref}', { ref: vmTitle(ref) }),
       shown: (vm) => isAdmin() && vm.state === 'shutoff' && offers('/vms/{name}/template', 'post'),
       run: openMakeTemplate });
     $('vm-mktmpl-form').addEventListener('submit', submitMakeTemplate);

@@ -22,22 +22,23 @@ import { onLibvirt, libvirtIsDown } from '../core/health.js';
 import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
 import { hostList, hostObjectPath, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
+import { _, _n } from '../core/i18n.js';
 
-export const STATE_TEXT = { running: 'Running', paused: 'Paused', shutoff: 'Shut off', shutdown: 'Shutting down',
-  crashed: 'Crashed', blocked: 'Blocked', pmsuspended: 'Suspended', nostate: 'No state' };
+export const STATE_TEXT = { running: _('Running'), paused: _('Paused'), shutoff: _('Shut off'), shutdown: _('Shutting down'),
+  crashed: _('Crashed'), blocked: _('Blocked'), pmsuspended: _('Suspended'), nostate: _('No state') };
 const STATE_RANK = { running: 0, paused: 1, blocked: 2, pmsuspended: 3, shutdown: 4, crashed: 5, shutoff: 6, nostate: 7 };
 
 // action -> [button text, the states that offer it, what the row says while it runs]
 const VM_ACTIONS = [
-  ['start', 'Start', ['shutoff', 'crashed'], 'Starting…'],
-  ['shutdown', 'Shut down', ['running'], 'Shutting down…'],
-  ['poweroff', 'Power off', ['running', 'paused', 'blocked', 'pmsuspended', 'shutdown'], 'Powering off…'],
-  ['reset', 'Reset', ['running'], 'Resetting…'],
-  ['suspend', 'Pause', ['running'], 'Pausing…'],
-  ['resume', 'Resume', ['paused'], 'Resuming…'],
+  ['start', _('Start'), ['shutoff', 'crashed'], _('Starting…')],
+  ['shutdown', _('Shut down'), ['running'], _('Shutting down…')],
+  ['poweroff', _('Power off'), ['running', 'paused', 'blocked', 'pmsuspended', 'shutdown'], _('Powering off…')],
+  ['reset', _('Reset'), ['running'], _('Resetting…')],
+  ['suspend', _('Pause'), ['running'], _('Pausing…')],
+  ['resume', _('Resume'), ['paused'], _('Resuming…')],
 ];
-const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: 'Deleting…',
-  migrate: 'Migrating…' };
+const BUSY_TEXT = { ...Object.fromEntries(VM_ACTIONS.map((a) => [a[0], a[3]])), delete: _('Deleting…'),
+  migrate: _('Migrating…') };
 const MAKES_VM = new Set(['vm.create', 'vm.clone']);
 const COPIES_VM = new Set(['vm.clone', 'vm.template']); // tasks that copy a VM's disks
 // other orders than the name's: a number per VM (ties go by name)
@@ -268,7 +269,7 @@ export function updateThumb(item, vm) {
   item.shot.hidden = !(shown || (vm && vm.state === 'paused' && item.hasShot));
   item.li.classList.toggle('vm-frozen', !!(vm && vm.state === 'paused' && item.hasShot));
   item.off.hidden = shown;
-  item.off.textContent = !vm ? '' : running ? (item.noScreen ? 'Running: no screen to show' : 'Loading the screen…')
+  item.off.textContent = !vm ? '' : running ? (item.noScreen ? _('Running: no screen to show') : _('Loading the screen…'))
     : `${STATE_TEXT[vm.state] || vm.state}${vm.state === 'paused' ? '' : ': no screen'}`;
 }
 
@@ -294,7 +295,7 @@ function updateStats(item, vm) {
 export function accessText(vm) {
   const users = namesOf(vm.users);
   const groups = namesOf(vm.groups);
-  if (!users.length && !groups.length) return 'Administrators only';
+  if (!users.length && !groups.length) return _('Administrators only');
   const parts = [];
   if (users.length) parts.push(`${users.length === 1 ? 'User' : 'Users'}: ${users.join(', ')}`);
   if (groups.length) parts.push(`${groups.length === 1 ? 'Group' : 'Groups'}: ${groups.join(', ')}`);
@@ -310,9 +311,9 @@ function updateItem(item, vm) {
   li.setAttribute('aria-busy', doing ? 'true' : 'false');
   item.chip.className = `state state-${/^[a-z]+$/.test(st) ? st : 'unknown'}`;
   item.chip.textContent = doing ? BUSY_TEXT[doing] || doing
-    : copied ? (copied.kind === 'vm.template' ? 'Making a template' : 'Being cloned') : STATE_TEXT[st] || st;
+    : copied ? (copied.kind === 'vm.template' ? _('Making a template') : _('Being cloned')) : STATE_TEXT[st] || st;
   li.querySelector('.vm-cpus').textContent = typeof vm.cpus === 'number'
-    ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : '— vCPUs';
+    ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : _('— vCPUs');
   li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
   li.querySelector('.vm-uuid').textContent = vm.uuid || '';
   const many = manyHosts();
@@ -322,7 +323,7 @@ function updateItem(item, vm) {
   if (many) li.dataset.host = hostOf(vm);
   else delete li.dataset.host;
   const title = vmTitle(item.ref);
-  item.shot.alt = `Screen of ${title}`;
+  item.shot.alt = _('Screen of {title}', { title });
   // libvirtIsDown() is the local host's libvirt: another host's VMs are listed only while
   // their host is connected
   const down = libvirtIsDown() && !isRemoteHost(hostOf(vm));
@@ -334,7 +335,7 @@ function updateItem(item, vm) {
     // the server refuses to start (or clone again) a VM while its disks are being copied
     const held = !!copied && (c.key === 'start' || c.key === 'clone' || c.key === 'template');
     b.disabled = down || (!c.free && (!!doing || held));
-    b.title = held ? `Its disks are being copied for ${vmNameOf(copied) || copied.params.template}` : '';
+    b.title = held ? _('Its disks are being copied for {template}', { template: vmNameOf(copied) || copied.params.template }) : '';
   }
   item.accessText.textContent = accessText(vm);
   const err = errors.get(item.key);
@@ -358,13 +359,13 @@ function pendingItem({ key, host, name, making: rec }) {
     li.dataset.state = 'creating';
     li.setAttribute('aria-busy', 'true');
     const thumb = el('div', 'vm-thumb');
-    thumb.append(el('span', 'vm-shot-off', 'Being made'));
+    thumb.append(el('span', 'vm-shot-off', _('Being made')));
     const main = el('div', 'vm-main');
     const head = el('div', 'vm-head');
-    head.append(el('h3', 'vm-name', name), el('span', 'state state-creating', 'Creating'));
+    head.append(el('h3', 'vm-name', name), el('span', 'state state-creating', _('Creating')));
     const bar = el('progress', 'bar');
     bar.max = 100;
-    bar.setAttribute('aria-label', `Making ${name}`);
+    bar.setAttribute('aria-label', _('Making {name}', { name }));
     main.append(head, bar, el('p', 'vm-spec vm-pending-msg'));
     li.append(thumb, main);
     item = { li, bar, msg: main.querySelector('.vm-pending-msg') };
@@ -373,8 +374,8 @@ function pendingItem({ key, host, name, making: rec }) {
   if (typeof rec.progress === 'number') item.bar.value = rec.progress;
   else item.bar.removeAttribute('value');
   const p = rec.params || {};
-  item.msg.textContent = rec.message || (p.template ? `From the template ${p.template}`
-    : p.source ? `A copy of ${p.source}` : '');
+  item.msg.textContent = rec.message || (p.template ? _('From the template {template}', { template: p.template })
+    : p.source ? _('A copy of {source}', { source: p.source }) : '');
   return item.li;
 }
 
@@ -424,25 +425,27 @@ export function renderVms() {
   const empty = $('vm-empty');
   const n = vms.size;
   if (listError && !n) {
-    $('vm-empty-text').textContent = `The virtual machines cannot be listed: ${listError}`;
+    $('vm-empty-text').textContent = _('The virtual machines cannot be listed: {listError}', { listError });
     empty.hidden = false;
   } else if (!n && !making.size) {
     $('vm-empty-text').textContent = isAdmin()
-      ? 'No virtual machines on this host. Make one from a template with “New VM”.'
-      : 'No virtual machine is assigned to you.';
+      ? _('No virtual machines on this host. Make one from a template with “New VM”.')
+      : _('No virtual machine is assigned to you.');
     empty.hidden = false;
   } else if (!shown.length && !making.size) {
-    $('vm-empty-text').textContent = q ? `No virtual machine${on ? ` on ${on}` : ''} matches “${filter.trim()}”.`
-      : `No virtual machine on ${on}.`;
+    $('vm-empty-text').textContent = q ? (on ? _('No virtual machine on {on} matches “{filter}”.', { on, filter: filter.trim() })
+      : _('No virtual machine matches “{filter}”.', { filter: filter.trim() }))
+      : _('No virtual machine on {on}.', { on });
     empty.hidden = false;
   } else {
     empty.hidden = true;
   }
   let running = 0;
   for (const vm of vms.values()) if (vm.state === 'running') running += 1;
-  const total = `${numberFmt.format(n)} ${n === 1 ? 'guest' : 'guests'}`;
-  $('vm-count').textContent = listError && !n ? 'Unavailable'
-    : `${shown.length === n ? total : `${numberFmt.format(shown.length)} of ${total}`} · ${running} running`;
+  $('vm-count').textContent = listError && !n ? _('Unavailable')
+    : shown.length === n ? _n('{n} guest · {running} running', '{n} guests · {running} running', n, { running })
+      : _n('{shown} of {n} guest · {running} running', '{shown} of {n} guests · {running} running', n,
+        { shown: numberFmt.format(shown.length), running });
   const badge = $('nav-vm-count');
   badge.hidden = n === 0;
   badge.textContent = String(n);
@@ -459,7 +462,7 @@ function fillHostFilter() {
   if (hostFilter && !names.includes(hostFilter)) hostFilter = ''; // removed
   const had = [...sel.options].map((o) => o.value).join('\n');
   if (had !== ['', ...names].join('\n')) {
-    const all = el('option', null, 'All hosts');
+    const all = el('option', null, _('All hosts'));
     all.value = '';
     sel.replaceChildren(all, ...names.map((n) => {
       const o = el('option', null, n);
@@ -592,7 +595,8 @@ function showNotice(text) {
 
 function createFailed(rec) {
   const name = vmNameOf(rec);
-  showNotice(`The virtual machine ${name ? `“${name}” ` : ''}could not be made: ${rec.message || 'the task failed'}`);
+  showNotice((name ? _('The virtual machine “{name}” could not be made: {reason}', { name, reason: rec.message || _('the task failed') })
+      : _('The virtual machine could not be made: {reason}', { reason: rec.message || _('the task failed') })));
 }
 
 /** A task this page started that makes a VM: in the panel, its row in the list. */
@@ -647,27 +651,27 @@ function askDeleteVm(ref) {
   const cdroms = (Array.isArray(vm.disks) ? vm.disks : []).filter((d) => d && d.device === 'cdrom');
   const extra = el('div', 'confirm-disks');
   if (disks.length) {
-    extra.append(el('p', null, disks.length === 1 ? 'Its disk will be deleted too:'
-      : `Its ${disks.length} disks will be deleted too:`));
+    extra.append(el('p', null, disks.length === 1 ? _('Its disk will be deleted too:')
+      : _('Its {n} disks will be deleted too:', { n: disks.length })));
     const ul = el('ul', 'path-list');
-    for (const d of disks) ul.append(el('li', 'mono', d.path || `${d.dev || 'disk'} (no file)`));
+    for (const d of disks) ul.append(el('li', 'mono', d.path || _('{dev} (no file)', { dev: d.dev || _('disk') })));
     extra.append(ul);
   } else {
-    extra.append(el('p', null, 'It has no disks to delete.'));
+    extra.append(el('p', null, _('It has no disks to delete.')));
   }
   if (cdroms.length) {
     const paths = cdroms.map((d) => d.path).filter(Boolean);
     extra.append(el('p', 'kept', paths.length
-      ? `CD-ROMs are kept: ${paths.join(', ')}.` : 'CD-ROMs are kept.'));
+      ? _('CD-ROMs are kept: {paths}.', { paths: paths.join(', ') }) : _('CD-ROMs are kept.')));
   } else {
-    extra.append(el('p', 'kept', 'CD-ROM images are never deleted.'));
+    extra.append(el('p', 'kept', _('CD-ROM images are never deleted.')));
   }
   const running = vm.state !== 'shutoff' && vm.state !== 'crashed';
-  const on = manyHosts() ? ` on ${hostOf(ref)}` : '';
+  const on = manyHosts() ? _(' on {host}', { host: hostOf(ref) }) : '';
   askConfirm({
-    title: 'Delete virtual machine?',
-    text: `The virtual machine “${ref.name}”${on} will be deleted`
-      + `${running ? ' (it is powered off first)' : ''}.`,
+    title: _('Delete virtual machine?'),
+    text: running ? _('The virtual machine “{name}”{on} will be deleted (it is powered off first).', { name: ref.name, on })
+      : _('The virtual machine “{name}”{on} will be deleted.', { name: ref.name, on }),
     extra,
     run: async () => {
       setBusy(ref, 'delete');
@@ -702,7 +706,7 @@ function onLibvirtChange(down) {
 
 export default {
   name: 'vms',
-  page: { id: 'vms', title: 'Virtual machines', show: () => queueVmRender() },
+  page: { id: 'vms', title: _('Virtual machines'), show: () => queueVmRender() },
   events: {
     'vm.created vm.updated': (d) => vmUpsert(d),
     'vm.state': vmState,
@@ -717,7 +721,7 @@ export default {
       addVmControl({ key, text, cls: 'btn-plain', place: 'actions', order: 10,
         shown: (vm) => states.includes(vm.state || 'nostate'), run: (ref, b) => vmAction(ref, key, b) });
     }
-    addVmControl({ key: 'delete', text: 'Delete', cls: 'btn-danger-outline', place: 'actions', order: 90,
+    addVmControl({ key: 'delete', text: _('Delete'), cls: 'btn-danger-outline', place: 'actions', order: 90,
       shown: () => isAdmin(), run: askDeleteVm });
     watchTasks([...MAKES_VM], (rec, why) => {
       if (why === 'task.finished') vmArriving(rec);
@@ -760,7 +764,7 @@ export default {
     clearTimeout(hostsTimer);
     hostsTimer = null;
     $('vm-host-field').hidden = true;
-    $('vm-host').replaceChildren(el('option', null, 'All hosts'));
+    $('vm-host').replaceChildren(el('option', null, _('All hosts')));
     listError = null;
     showNotice('');
   },
