@@ -588,7 +588,12 @@ cmd_test() {
     # No path given: pytest takes testpaths (tests/) from pyproject.toml.
     # KIMCHI_TEST_RUNNER: the tests that need what this script installs (node, axe-core)
     # fail without it, instead of skipping as they do when pytest is run by hand.
-    KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest -p no:cacheprovider "$@" || rc=$?
+    # Two processes (pytest-xdist): the tests of the machine's libvirtd and QEMU guests run
+    # one after another in one of them (tests/conftest.py), the rest beside them.
+    # KIMCHI_TEST_PROCESSES=0: one process, as pytest run by hand.
+    local procs=${KIMCHI_TEST_PROCESSES:-2} parallel=()
+    [ "$procs" -gt 0 ] 2>/dev/null && parallel=(-n "$procs" --dist loadgroup)
+    KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest -p no:cacheprovider "${parallel[@]}" "$@" || rc=$?
     if [ "$rc" -eq 5 ]; then
         say "error: pytest collected no tests"
         rc=1

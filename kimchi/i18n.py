@@ -265,13 +265,24 @@ def _write_po(catalog: Any, path: Path, **kw: Any) -> None:
         write_po(f, catalog, width=100, sort_output=False, **kw)
 
 
+def _strings(catalog: Any) -> list[tuple[Any, ...]]:
+    return [(m.context, m.id, tuple(m.locations), tuple(m.auto_comments))
+            for m in catalog if m.id]
+
+
 def update() -> None:
     """Extract ``po/kimchi.pot`` again and merge it into every ``po/<locale>.po``."""
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import read_po
 
     template = extract_catalogue()
-    _write_po(template, PO_DIR / "kimchi.pot", omit_header=False)
+    pot = PO_DIR / "kimchi.pot"
+    if pot.exists():  # the same strings: the same date, so that nothing else changes
+        with open(pot, "rb") as f:
+            old = read_po(f)
+        if _strings(old) == _strings(template):
+            template.creation_date = old.creation_date
+    _write_po(template, pot, omit_header=False)
     for tag in TRANSLATED:
         locale = LANGUAGES[tag][0]
         path = PO_DIR / f"{locale}.po"

@@ -22,6 +22,7 @@
 # of it is cached (libvirt-dev pkg-config gcc, as ./kimchi.sh installs).  Root is not
 # needed (files are owned by root in the package: dpkg-deb --root-owner-group).
 set -euo pipefail
+umask 022  # the modes the files get in the package
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -52,6 +53,10 @@ command -v dpkg-deb >/dev/null || die "dpkg-deb is missing (apt-get install dpkg
 
 VERSION=$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml")
 ARCH=$(dpkg --print-architecture)
+QEMU=qemu-system-x86 UEFI=ovmf  # as kimchi.sh's wanted_packages
+if [ "$ARCH" = arm64 ]; then
+    QEMU=qemu-system-arm UEFI=qemu-efi-aarch64
+fi
 PYVER=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -142,7 +147,7 @@ done
 echo /etc/pam.d/kimchi >"$STAGE/DEBIAN/conffiles"
 SIZE=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
 sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@SIZE@|$SIZE|" \
-    -e "s|@PYVER@|$PYVER|g" "$HERE/debian/control.in" >"$STAGE/DEBIAN/control"
+    -e "s|@PYVER@|$PYVER|g" -e "s|@QEMU@|$QEMU|" -e "s|@UEFI@|$UEFI|" "$HERE/debian/control.in" >"$STAGE/DEBIAN/control"
 
 say "packing $DEB"
 dpkg-deb --root-owner-group -Zzstd --build "$STAGE" "$DEB" >/dev/null

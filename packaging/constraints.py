@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -42,16 +43,41 @@ HEADER = """\
 """
 
 
+def own_requirements(extras: set[str]) -> list[str]:
+    """kimchi's requirements as pyproject.toml says now (its ``extras`` included), in the
+    form of installed metadata: an extra's requirement carries ``extra == "..."``."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    found = list(project.get("dependencies", []))
+    for extra, reqs in project.get("optional-dependencies", {}).items():
+        if extra in extras:
+            found += [f'{r.split(";")[0]}; extra == "{extra}"' for r in reqs]
+    return found
+
+
+def installed(name: str, needed_by: str) -> metadata.Distribution:
+    try:
+        return metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        raise SystemExit(f"error: {name} (required by {needed_by}) is not installed here: "
+                         "install kimchi's extras first (./kimchi.sh test)") from None
+
+
 def closure(project: str = PROJECT, extras: tuple[str, ...] = EXTRAS) -> dict[str, str]:
-    """Canonical name -> ``Name==version`` of everything ``project[extras]`` requires,
-    as installed in this environment (the project itself left out)."""
-    wanted: dict[str, set[str]] = {canonicalize_name(project): set(extras)}
-    todo: list[str] = [canonicalize_name(project)]
+    """Canonical name -> ``Name==version`` of everything ``project[extras]`` requires
+    (``project``'s own requirements read from pyproject.toml), at the versions installed
+    in this environment (the project itself left out)."""
+    own = canonicalize_name(project)
+    wanted: dict[str, set[str]] = {own: set(extras)}
+    parent: dict[str, str] = {}
+    todo: list[str] = [own]
     while todo:
         name = todo.pop()
-        dist = metadata.distribution(name)
         active = wanted[name] | {""}
-        for text in dist.requires or []:
+        if name == own:
+            requires = own_requirements(wanted[name])
+        else:
+            requires = installed(name, parent.get(name, project)).requires or []
+        for text in requires:
             req = Requirement(text)
             if req.marker is not None and not any(
                     req.marker.evaluate({"extra": extra}) for extra in active):
@@ -60,16 +86,16 @@ def closure(project: str = PROJECT, extras: tuple[str, ...] = EXTRAS) -> dict[st
             more = set(req.extras)
             if dep not in wanted:
                 wanted[dep] = more
+                parent[dep] = name
                 todo.append(dep)
             elif not more <= wanted[dep]:
                 wanted[dep] |= more
                 todo.append(dep)
     pins: dict[str, str] = {}
     for name in wanted:
-        if name == canonicalize_name(project):
-            continue
-        dist = metadata.distribution(name)
-        pins[name] = f"{dist.metadata['Name']}=={dist.version}"
+        if name != own:
+            dist = installed(name, parent.get(name, project))
+            pins[name] = f"{dist.metadata['Name']}=={dist.version}"
     return pins
 
 

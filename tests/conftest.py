@@ -28,6 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("KIMCHI_TEST_ARTIFACTS", ROOT / "artifacts"))
 
 
+# The tests that use the machine's libvirtd, or QEMU hosts of their own, run in one
+# process, one after another, when the suite runs in several (pytest-xdist's loadgroup,
+# as ./kimchi.sh test runs it): they share the machine's libvirtd, whose objects the
+# session checks are left as found, and each of their emulated guests takes a core.
+SYSTEM_FIXTURES = frozenset({"libvirtd", "qemu_hosts"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("system"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -328,8 +341,13 @@ class Libvirtd:
         """The machine's libvirtd holds what it held before the tests, no more, no less."""
         self.restore_defaults()
         after = self.objects()
-        changed = {kind: {"before": self.before[kind], "after": after[kind]}
-                   for kind in after if after[kind] != self.before.get(kind)}
+        # a throw-away pool of another test session running meanwhile (qemu_pool) may have
+        # been there at the start and gone since: not this session's change
+        before = {kind: {name: state for name, state in objs.items()
+                         if not name.startswith("kimchi-test-") or name in after[kind]}
+                  for kind, objs in self.before.items()}
+        changed = {kind: {"before": before[kind], "after": after[kind]}
+                   for kind in after if after[kind] != before.get(kind)}
         assert not changed, f"the tests changed the machine's libvirtd objects: {changed}"
 
     @staticmethod

@@ -15,9 +15,10 @@ import websocket
 
 from tests.conftest import Kimchi, wait_for
 
-# what anyone may reach without signing in: the login page (the UI), its files, /health
+# what anyone may reach without signing in: the login page (the UI), its files, /health,
+# the UI's words in a language (the login page is translated too)
 PUBLIC = {("GET", "/"), ("GET", "/ui/<path:asset>"), ("GET", "/health"), ("POST", "/login"),
-          ("POST", "/logout")}
+          ("POST", "/logout"), ("GET", "/i18n"), ("GET", "/i18n/<lang>.json")}
 
 
 @pytest.fixture

@@ -41,6 +41,11 @@ WEBUI = ROOT / "webui"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CACHE = ROOT / ".cache" / "debian-root"
 SUITE = "bookworm"  # Debian 12
+ARCH = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                      check=False).stdout.strip() or "amd64"
+QEMU = "qemu-system-arm" if ARCH == "arm64" else "qemu-system-x86"
+# one process builds the wheel once for all three (pytest-xdist's loadgroup)
+pytestmark = pytest.mark.xdist_group("packaging")
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
 
@@ -200,7 +205,7 @@ def package_depends() -> list[str]:
     """The names in the Depends of packaging/debian/control.in (for Debian 12's python3.11)."""
     for line in (ROOT / "packaging/debian/control.in").read_text().splitlines():
         if line.startswith("Depends:"):
-            return [d.split()[0].replace("@PYVER@", "3.11")
+            return [d.split()[0].replace("@PYVER@", "3.11").replace("@QEMU@", QEMU)
                     for d in line.partition(":")[2].split(",")]
     raise AssertionError("control.in has no Depends")
 
@@ -339,14 +344,14 @@ def test_debian_package_installs_and_starts_in_a_fresh_debian_12(
         dist: Path, debian_root: DebianRoot, tmp_path: Path) -> None:
     deb = Path(run(BUILD, "--wheel", wheel_of(dist), "--out", tmp_path,
                    timeout=900).stdout.strip().splitlines()[-1])
-    assert deb.name == f"kimchi_{VERSION}_amd64.deb"
+    assert deb.name == f"kimchi_{VERSION}_{ARCH}.deb"
 
     # what it is, before installing it
     info = deb_info(deb)
-    assert (info["Package"], info["Version"], info["Architecture"]) == ("kimchi", VERSION, "amd64")
+    assert (info["Package"], info["Version"], info["Architecture"]) == ("kimchi", VERSION, ARCH)
     depends = {d.split()[0] for d in info["Depends"].split(", ")}
     assert {"python3.11", "redis-server", "libvirt-daemon-system", "libvirt-clients",
-            "qemu-utils", "qemu-system-x86", "libvirt0"} <= depends
+            "qemu-utils", QEMU, "libvirt0"} <= depends
     recommends = info["Recommends"].split(", ")
     listing = run("dpkg-deb", "-c", deb).stdout
     for path in ("./opt/kimchi/bin/kimchid", "./opt/kimchi/bin/kimchi-worker",
