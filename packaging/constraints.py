@@ -109,8 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     how.add_argument("--write", action="store_true", help=f"rewrite {FILE.name}")
     how.add_argument("--check", action="store_true",
                      help=f"exit 1 when {FILE.name} differs from this environment")
+    parser.add_argument("--extras", default=",".join(EXTRAS), metavar="A,B",
+                        help="the extras installed here (default: all of them); with "
+                             "--check and fewer, only their packages are compared")
     args = parser.parse_args(argv)
-    pins = closure()
+    extras = tuple(e for e in args.extras.split(",") if e)
+    if args.write and set(extras) != set(EXTRAS):
+        parser.error(f"--write pins every extra: {','.join(EXTRAS)}")
+    pins = closure(extras=extras)
     missing = [name for name in PRIVATE_API if name not in pins]
     if missing:
         print(f"error: {', '.join(missing)} not among kimchi's requirements", file=sys.stderr)
@@ -119,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         FILE.write_text(text)
         print(f"{FILE}: {len(pins)} packages pinned", file=sys.stderr)
+        return 0
+    if args.check and set(extras) != set(EXTRAS):  # a part of them installed: each pinned
+        have_pins = set(FILE.read_text().splitlines()) if FILE.exists() else set()
+        wrong = sorted(pin for pin in pins.values() if pin not in have_pins)
+        if wrong:
+            print(f"{FILE.name} does not pin these as installed here: {', '.join(wrong)}: "
+                  ".venv/bin/python packaging/constraints.py --write", file=sys.stderr)
+            return 1
         return 0
     if args.check:
         have = FILE.read_text() if FILE.exists() else ""

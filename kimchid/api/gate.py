@@ -35,7 +35,7 @@ IDENTITY_MEMORY = 30.0  # seconds a token user's groups are remembered
 
 
 def header(request: IRequest, name: str) -> str | None:
-    v = request.getHeader(name)
+    v = request.getHeader(name.encode("ascii"))  # bytes: Twisted's own UTF-8 decoding raises
     return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 

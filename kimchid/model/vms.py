@@ -493,6 +493,14 @@ class VmActions:
                 if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:  # gone, not yet re-read
                     await self.inventory.forget(vm["uuid"])
                     raise NotFound("KCHVM0002E", name=name) from None
+                if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                    # its state changed meanwhile (another client, libvirtd restarted): the
+                    # state libvirt has now, and a refusal that names it
+                    fresh = await self.inventory.libvirt.run(
+                        lambda c: read_domain(c.lookupByUUIDString(vm["uuid"])))
+                    await self.inventory.apply(fresh)
+                    raise InvalidOperation("KCHVM0010E", action=action, name=name,
+                                           state=fresh["state"]) from None
                 raise OperationFailed("KCHVM0011E", action=action, name=name,
                                       error=e.get_error_message()) from None
             await self.inventory.apply(fresh)
