@@ -9,7 +9,9 @@ reference runs the worker's own ``qemu-img convert`` command line from here and 
 ``fsync``s the copy, as the worker does before the copy takes its name.  Both read the
 same source (2 GiB of real data) on the machine's real libvirtd (``qemu:///system``),
 interleaved ABBA; before every run of either side the VM is put back on a fresh copy of its
-original disk and the machine's writes flushed (not timed).
+original disk, the machine's writes flushed, and the disk left to finish what it does (no
+reads, writes or discards for 1.5 s: kimchi's runs delete 2 GiB files, whose blocks this
+disk discards for a while after) (not timed).
 
 Target (issue 13): the copy's throughput >= 0.95x the hand-run copy's, judged on each side's
 fastest (this VM's disk has slow episodes: see bench/clone.py), medians and the whole
@@ -82,6 +84,32 @@ def restore(conn: Any, xml: str, original: Path, src: Path, pool: Any) -> None:
     os.sync()
 
 
+def _disk_stat(folder: Path) -> list[int]:
+    """The counters of the block device under ``folder`` (/sys/block/<dev>/stat)."""
+    dev = os.stat(folder).st_dev
+    name = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}").resolve()
+    stat = name / "stat" if (name / "stat").exists() else name.parent / "stat"
+    return [int(x) for x in stat.read_text().split()]
+
+
+def quiet_disk(folder: Path, still: float = 1.5, limit: float = 60.0) -> float:
+    """Wait until the disk has done nothing for ``still`` seconds (the writes, removals
+    and discards of the run before finished), so that each run of either side starts on
+    an idle disk; the seconds waited."""
+    t0 = time.monotonic()
+    last, since = _disk_stat(folder), time.monotonic()
+    while time.monotonic() - t0 < limit:
+        time.sleep(0.25)
+        now = _disk_stat(folder)
+        # reads, writes, discards completed, and requests in flight (fields 1, 5, 12, 9)
+        busy = [now[i] != last[i] for i in (0, 4, 11) if i < len(now)] + [now[8] > 0]
+        if any(busy):
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= still:
+            break
+    return time.monotonic() - t0
+
+
 def measure(wd: Path, conn: Any, pool: Any, folder: Path, gib: int, reps: int
             ) -> tuple[list[float], list[dict[str, float]]]:
     """The hand's copies, and kimchi's runs, interleaved."""
@@ -128,7 +156,7 @@ def measure(wd: Path, conn: Any, pool: Any, folder: Path, gib: int, reps: int
                 # the same start for both: the source just written (in the page cache),
                 # everything flushed, the last run's removals settled (ext4 discards them)
                 restore(conn, xml, original, src, pool)
-                time.sleep(2)
+                quiet_disk(folder)
                 if who == "hand":
                     hand.append(by_hand(src, folder / "hand.qcow2"))
                 else:

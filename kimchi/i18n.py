@@ -8,12 +8,15 @@ are in it:
   message context (``msgctxt``): a code never changes, whatever its words become;
 * the UI's strings in ``webui/index.html`` (every text and the placeholder, title,
   aria-label and alt of an element, but under ``translate="no"``);
-* the UI's strings in ``webui/js/**.js``: the arguments of ``_(...)`` and ``_n(...)``.
+* the UI's strings in ``webui/js/**.js``: the arguments of ``_(...)`` and ``_n(...)``;
+* the messages of tasks: the templates of ``TaskText("Copying {name}", name=...)`` in the
+  Python code (kimchi/bus/text.py), which jobs write and :func:`task_message` translates.
 
 ``python -m kimchi.i18n update`` extracts them again and merges the ``.po`` files;
 ``python -m kimchi.i18n compile`` writes what kimchid reads, in ``kimchi/locale/``: a
 ``.mo`` per language (the error messages, read with :mod:`gettext`) and a ``webui.json``
-(the UI's strings, served as they are at ``GET /i18n``).  kimchid needs only the standard
+(the UI's strings, the task messages and the error messages, these keyed by their errcode:
+served as they are at ``GET /i18n``).  kimchid needs only the standard
 library; Babel is needed to extract and compile (the ``dev`` and ``test`` extras).
 
 The language of a request is the user's choice (the ``kimchi_lang`` cookie the UI's
@@ -28,7 +31,7 @@ import gettext
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -127,6 +130,46 @@ def reason(errcode: str, params: dict[str, Any], tag: str) -> str:
     return f"{errcode}: {text}"
 
 
+def task_message(task: Mapping[str, Any], tag: str) -> str:
+    """A task's ``message`` in language ``tag``: its template (``message_id``) translated
+    and filled with ``message_args``, or the reason of its error (``errcode``); the
+    English ``message`` as it is when the task carries neither, or when the catalogue
+    has no translation of it."""
+    text = str(task.get("message") or "")
+    if tag == DEFAULT:
+        return text
+    args = task.get("message_args")
+    args = args if isinstance(args, dict) else {}
+    errcode = task.get("errcode")
+    if isinstance(errcode, str) and errcode:
+        from kimchi.errors import CATALOGUE
+
+        return reason(errcode, args, tag) if errcode in CATALOGUE else text
+    template = task.get("message_id")
+    if not isinstance(template, str) or not template:
+        return text
+    translated = translations(tag).gettext(template)
+    if translated == template:
+        return text
+    try:
+        return translated.format(**args)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return text
+
+
+def translate_tasks(body: Any, tag: str) -> Any:
+    """``body`` with the ``message`` of each task in it in language ``tag``: a task, or a
+    list of them (an answer of ``/tasks``, or a 202's); anything else as it is."""
+    if tag == DEFAULT:
+        return body
+    if isinstance(body, dict) and "message_id" in body and "message" in body:
+        return {**body, "message": task_message(body, tag)}
+    if isinstance(body, list) and body and all(
+            isinstance(t, dict) and "message_id" in t for t in body):
+        return [{**t, "message": task_message(t, tag)} for t in body]
+    return body
+
+
 @cache
 def ui_messages(tag: str) -> dict[str, Any]:
     """The UI's strings in language ``tag``: English msgid -> translation (a list of the
@@ -168,6 +211,32 @@ def extract_errors(fileobj: IO[bytes], keywords: Any, comment_tags: Any,
                 code = str(key.value)
                 yield msg.lineno, "pgettext", (code, msg.value), [
                     f"error {code}: keep every {{field}} as it is"]
+
+
+TASK_TEXT = "TaskText"  # kimchi/bus/text.py: a task's message, its template extracted
+
+
+def task_text_calls(tree: ast.AST) -> Iterator[tuple[int, str | None]]:
+    """(line, template) of each ``TaskText(...)`` call of a module; the template is None
+    when the first argument is no string literal (then it cannot be extracted)."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == TASK_TEXT):
+            continue
+        first = node.args[0] if node.args else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            yield node.lineno, first.value
+        else:
+            yield node.lineno, None
+
+
+def extract_task_texts(fileobj: IO[bytes], keywords: Any, comment_tags: Any,
+                       options: Any) -> Iterator[Extracted]:
+    """The templates of the task messages of a Python module: the string literal that
+    opens each ``TaskText(...)`` call."""
+    for line, template in task_text_calls(ast.parse(fileobj.read())):
+        if template:
+            yield line, None, template, ["task message: keep every {field} as it is"]
 
 
 _ATTRS = ("placeholder", "title", "aria-label", "alt")
@@ -309,8 +378,11 @@ def compiled(locale: str) -> tuple[bytes, str]:
     write_mo(mo, catalog, use_fuzzy=False)
     ui: dict[str, Any] = {}
     for m in catalog:
-        if not m.id or m.context or m.fuzzy or not any(
-                not loc[0].endswith(".py") for loc in m.locations):
+        if not m.id or m.fuzzy:
+            continue
+        if m.context:  # an error's message, by its errcode: the UI translates failed tasks
+            if m.string:
+                ui[str(m.context)] = m.string
             continue
         if m.pluralizable:
             forms = [str(f) for f in m.string or ()]

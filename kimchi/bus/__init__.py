@@ -43,6 +43,7 @@ from typing import Any
 
 from kimchi.bus import kinds
 from kimchi.bus.kinds import LOCAL_HOST as LOCAL_HOST
+from kimchi.bus.text import TaskText
 
 GROUP = "workers"
 
@@ -61,14 +62,12 @@ UPLOAD_CHUNK = 1 << 20
 LIVE_WINDOW = 3.0
 
 
-def waiting_message(kind: str, host: str, live_workers: int) -> str:
+def waiting_message(kind: str, host: str, live_workers: int) -> TaskText:
     """What a new task says until a worker takes it: for a job that runs on ``host`` while
     no worker serves that host (``live_workers``), why it waits (KCHTASK0008E)."""
     if kinds.kind(kind).where == kinds.HOST and not live_workers:
-        from kimchi.errors import message
-
-        return message("KCHTASK0008E", host=host)
-    return "Waiting for a worker"
+        return TaskText.error("KCHTASK0008E", host=host)
+    return TaskText("Waiting for a worker")
 
 
 def now_iso(seconds: float) -> str:
@@ -246,6 +245,9 @@ def task_from_hash(h: dict[str, str]) -> dict[str, Any]:
         "kind": h["kind"],
         "status": h["status"],
         "message": h.get("message", ""),
+        "message_id": h.get("message_id") or None,
+        "message_args": _raw(h.get("message_args")),
+        "errcode": h.get("errcode") or None,
         "progress": float(h["progress"]) if h.get("progress") else None,
         "target_uri": h.get("target_uri", ""),
         "created": h["created"],

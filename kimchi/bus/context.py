@@ -4,6 +4,10 @@ A job is a plain function ``job(ctx) -> result dict`` registered by kind in
 :mod:`workers.jobs`.  It reports through ``ctx.progress`` / ``ctx.found`` and
 calls ``ctx.check()`` between steps; both raise :class:`Stop` once the task is
 cancelled, timed out, lost to another worker or handed back.
+
+Its messages (progress, and its result's ``"message"``) are :class:`TaskText`: an
+English template and its values, which the task keeps so that each reader gets them in
+its language (kimchi/bus/text.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kimchi.bus import Library
+from kimchi.bus.text import TaskText
 
 # a find's record for a library: (the library, its field, the value stored there)
 Stored = tuple[Library, str, dict[str, Any]]
@@ -32,7 +37,7 @@ class Stop(Exception):
 @dataclass
 class Progress:
     percent: float | None
-    message: str
+    message: TaskText
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,10 +98,12 @@ class JobContext:
         if self._stop is not None:
             raise Stop(self._stop)
 
-    def progress(self, percent: float | None, message: str, **details: Any) -> None:
+    def progress(self, percent: float | None, message: TaskText, **details: Any) -> None:
         """Report progress; sent at most every ``progress_interval``, the last one always.
 
-        The percentage never goes down within one attempt.
+        ``message``: ``TaskText("Copying {name}", name=...)``; ``details``: the job's
+        counters, kept as the task's ``details``.  The percentage never goes down within
+        one attempt.
         """
         self.check()
         if percent is not None:
@@ -110,7 +117,7 @@ class JobContext:
         if due:
             self.flush()
 
-    def note(self, percent: float | None, message: str, **details: Any) -> None:
+    def note(self, percent: float | None, message: TaskText, **details: Any) -> None:
         """Leave a last progress to send, even while the job is stopping."""
         with self._lock:
             if percent is not None and self._last_percent is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from kimchi import bus
 from kimchi.bus.context import JobContext
 from kimchi.bus.sync import SyncBus
+from kimchi.bus.text import TaskText
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def follow(ctx: JobContext, sync: SyncBus, child: str, since: str, share: float,
         if (t["progress"], t["message"]) != last:
             last = (t["progress"], t["message"])
             ctx.progress(None if t["progress"] is None else share * t["progress"],
-                         t["message"], **details)
+                         TaskText.of_task(t), **details)
         ctx.check()
         since = child_event(sync, child, since, block_ms=max(1, min(100, int(timeout * 500))))
 

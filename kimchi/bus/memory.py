@@ -19,7 +19,14 @@ import uuid
 from typing import Any
 
 from kimchi import bus
-from kimchi.errors import message
+from kimchi.bus.text import TaskText
+
+
+def _said(text: TaskText) -> dict[str, str]:
+    """A message's fields of the task hash, as the scripts' ``set_message`` writes them."""
+    rendered, template, args, errcode = text.argv()
+    return {"message": rendered, "message_id": template, "message_args": args,
+            "errcode": errcode}
 
 
 class MemoryBus:
@@ -88,9 +95,10 @@ class MemoryBus:
             self._tasks[task_id] = {
                 "id": task_id, "kind": kind, "params": json.dumps(params or {}),
                 "target_uri": target_uri, "created": now, "updated": now,
-                "status": "running", "message": "Waiting for a worker", "progress": "",
+                "status": "running", "progress": "",
                 "result": "", "details": "", "attempt": "0", "worker": "", "cancel": "0",
-                "owner": "", "host": host}
+                "owner": "", "host": host,
+                **_said(bus.waiting_message(kind, host, 1))}
             self._jobs.setdefault(self.keys.queue(kind, host), []).append(
                 (self._entry(), task_id))
             self._emit("task.created", self._json(task_id), task_id)
@@ -99,7 +107,7 @@ class MemoryBus:
         return task_id
 
     def start(self, entry_id: str, task_id: str, worker: str, max_attempts: int,
-              lost_message: str, cancelled_message: str, stream: str | None = None,
+              lost_message: TaskText, cancelled_message: TaskText, stream: str | None = None,
               pipe: Any = None) -> Any:
         stream = stream or self.keys.jobs
         with self._lock:
@@ -109,15 +117,15 @@ class MemoryBus:
                 return self._answer(["skip", h["status"] if h else "missing"], pipe)
             now = bus.now_iso(time.time())
             if h["cancel"] == "1":
-                h.update(status="cancelled", message=cancelled_message, updated=now)
+                h.update(status="cancelled", updated=now, **_said(cancelled_message))
                 self._drop(stream, entry_id)
                 self._emit("task.cancelled", self._json(task_id), task_id)
                 return self._answer(["skip", "cancelled"], pipe)
             attempt = int(h["attempt"]) + 1
             if attempt - int(h.get("handbacks", "0")) > int(max_attempts):
-                h.update(status="failed", message=lost_message, updated=now, worker="")
+                h.update(status="failed", updated=now, worker="", **_said(lost_message))
                 self._drop(stream, entry_id)
-                self.dead.append((task_id, lost_message))
+                self.dead.append((task_id, str(lost_message)))
                 self._emit("task.failed", self._json(task_id), task_id)
                 return self._answer(["skip", "failed"], pipe)
             h.update(attempt=str(attempt), worker=worker, updated=now)
@@ -125,18 +133,18 @@ class MemoryBus:
                 {"id": task_id, "attempt": attempt, "worker": worker}), task_id)
             return self._answer(["run", str(attempt), h["kind"], h["params"]], pipe)
 
-    def progress(self, task_id: str, attempt: str, percent: float | None, text: str,
+    def progress(self, task_id: str, attempt: str, percent: float | None, text: TaskText,
                  details: dict[str, Any] | None = None, pipe: Any = None) -> Any:
         with self._lock:
             if not self._owns(task_id, attempt):
                 return self._answer(0, pipe)
             h = self._tasks[task_id]
-            h.update(progress="" if percent is None else str(percent), message=text,
+            h.update(progress="" if percent is None else str(percent),
                      details=json.dumps(details) if details else "",
-                     updated=bus.now_iso(time.time()))
+                     updated=bus.now_iso(time.time()), **_said(text))
             self._emit("task.progress", json.dumps(
                 {"id": task_id, "progress": None if percent is None else float(percent),
-                 "message": text, "details": details or None, "attempt": int(attempt)}),
+                 **text.fields(), "details": details or None, "attempt": int(attempt)}),
                 task_id)
             return self._answer(2 if h["cancel"] == "1" else 1, pipe)
 
@@ -162,7 +170,7 @@ class MemoryBus:
                 return self._answer(0, pipe)
             return self._answer(2 if self._tasks[task_id]["cancel"] == "1" else 1, pipe)
 
-    def handback(self, task_id: str, attempt: str, entry_id: str, text: str,
+    def handback(self, task_id: str, attempt: str, entry_id: str, text: TaskText,
                  stream: str | None = None, pipe: Any = None) -> Any:
         stream = stream or self.keys.jobs
         with self._lock:
@@ -170,23 +178,24 @@ class MemoryBus:
                 return self._answer(0, pipe)
             h = self._tasks[task_id]
             h["handbacks"] = str(int(h.get("handbacks", "0")) + 1)
-            h.update(worker="", message=text, updated=bus.now_iso(time.time()))
+            h.update(worker="", updated=bus.now_iso(time.time()), **_said(text))
             self._drop(stream, entry_id)
             self._jobs.setdefault(stream, []).append((self._entry(), task_id))
             self._emit("task.progress", json.dumps(
-                {"id": task_id, "progress": None, "message": text, "details": None,
+                {"id": task_id, "progress": None, **text.fields(), "details": None,
                  "attempt": int(attempt)}), task_id)
             return self._answer(1, pipe)
 
-    def finish(self, task_id: str, attempt: str, status: str, text: str, result: Any,
+    def finish(self, task_id: str, attempt: str, status: str, text: TaskText, result: Any,
                entry_id: str, keep_seconds: int, percent: float | None = None,
                stream: str | None = None, pipe: Any = None) -> Any:
         with self._lock:
             if not self._owns(task_id, attempt):
                 return self._answer(0, pipe)
             h = self._tasks[task_id]
-            h.update(status=status, message=text, updated=bus.now_iso(time.time()),
-                     result=json.dumps(result) if result is not None else "", cancel="0")
+            h.update(status=status, updated=bus.now_iso(time.time()),
+                     result=json.dumps(result) if result is not None else "", cancel="0",
+                     **_said(text))
             if percent is not None:
                 h["progress"] = str(percent)
             self._drop(stream or self.keys.jobs, entry_id)
@@ -208,8 +217,8 @@ class MemoryBus:
             h = self._tasks[task_id]
             now = bus.now_iso(time.time())
             if h["attempt"] == "0":
-                h.update(status="cancelled", updated=now,
-                         message=message("KCHTASK0002E", id=task_id, status="cancelled"))
+                h.update(status="cancelled", updated=now, **_said(
+                    TaskText.error("KCHTASK0002E", id=task_id, status="cancelled")))
                 self._emit("task.cancelled", self._json(task_id), task_id)
                 return ["cancelled"]
             if h["cancel"] != "1":
@@ -235,7 +244,7 @@ class MemoryBus:
             return [json.loads(bus.event_json(eid, fields)) for eid, fields in self._events
                     if bus.parse_event_id(eid) > after][:count]
 
-    def expire(self, task_id: str, reason: str) -> list[str]:
+    def expire(self, task_id: str, reason: TaskText) -> list[str]:
         with self._lock:
             why = self._not_running(task_id)
             if why:
@@ -243,7 +252,7 @@ class MemoryBus:
             h = self._tasks[task_id]
             if h["attempt"] != "0":
                 return ["started"]
-            h.update(status="failed", message=reason, updated=bus.now_iso(time.time()))
+            h.update(status="failed", updated=bus.now_iso(time.time()), **_said(reason))
             self._emit("task.failed", self._json(task_id), task_id)
             return ["failed"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from kimchi import bus
-from kimchi.errors import message
+from kimchi.bus.text import TaskText
 
 
 class _Script:
@@ -115,9 +115,10 @@ class SyncBus:
         live = 1
         if bus.kinds.kind(kind).where == bus.kinds.HOST:
             live = int(self.client.zcount(k.host_workers(host), now - bus.LIVE_WINDOW, "+inf"))
+        waiting = bus.waiting_message(kind, host, live).argv()
         args: list[Any] = [
             task_id, kind, json.dumps(params or {}), target_uri, bus.now_iso(now),
-            int(now * 1000), self.maxlen, bus.waiting_message(kind, host, live), "", host,
+            int(now * 1000), self.maxlen, waiting[0], "", host, *waiting[1:],
         ]
         self.scripts["submit"](
             keys=[k.task(task_id), k.tasks, k.queue(kind, host), k.events], args=args,
@@ -180,41 +181,44 @@ class SyncBus:
         k = self.keys
         answer: list[str] = self.scripts["cancel"](
             keys=[k.task(task_id), k.events],
-            args=[bus.now_iso(time.time()), self.maxlen, message("KCHTASK0002E", id=task_id,
-                                                                  status="cancelled")],
+            args=[bus.now_iso(time.time()), self.maxlen,
+                  *TaskText.error("KCHTASK0002E", id=task_id, status="cancelled").argv()],
         )
         return answer
 
-    def expire(self, task_id: str, reason: str) -> list[str]:
+    def expire(self, task_id: str, reason: TaskText) -> list[str]:
         """Fail a task that no worker has started (its host has none): ``['failed']``, or
         why not: ``['started']``, ``['ended', status]``, ``['missing']``."""
         k = self.keys
         answer: list[str] = self.scripts["expire"](
             keys=[k.task(task_id), k.events],
-            args=[bus.now_iso(time.time()), self.maxlen, reason])
+            args=[bus.now_iso(time.time()), self.maxlen, str(reason), "",
+                  *reason.argv()[1:]])
         return answer
 
     # -- what a worker does to a task: one script each (see scripts/<name>.lua).  With
     # ``pipe``, the call is queued on that pipeline (its result comes from execute()).
 
     def start(self, entry_id: str, task_id: str, worker: str, max_attempts: int,
-              lost_message: str, cancelled_message: str, stream: str | None = None,
+              lost_message: TaskText, cancelled_message: TaskText, stream: str | None = None,
               pipe: Any = None) -> Any:
         """Take a job just read: ``['run', attempt, kind, params]`` or ``['skip', status]``."""
         k = self.keys
         return self.scripts["start"](
             keys=[k.task(task_id), stream or k.jobs, k.events, k.dead],
             args=[entry_id, worker, bus.now_iso(time.time()), max_attempts, self.maxlen,
-                  lost_message, cancelled_message], client=pipe)
+                  str(lost_message), str(cancelled_message), *lost_message.argv()[1:],
+                  *cancelled_message.argv()[1:]], client=pipe)
 
-    def progress(self, task_id: str, attempt: str, percent: float | None, text: str,
+    def progress(self, task_id: str, attempt: str, percent: float | None, text: TaskText,
                  details: dict[str, Any] | None = None, pipe: Any = None) -> Any:
         """0: the attempt lost the task; 1: carry on; 2: a cancel was asked."""
         k = self.keys
         return self.scripts["progress"](
             keys=[k.task(task_id), k.events],
-            args=[attempt, bus.now_iso(time.time()), "" if percent is None else percent, text,
-                  json.dumps(details) if details else "", self.maxlen], client=pipe)
+            args=[attempt, bus.now_iso(time.time()), "" if percent is None else percent,
+                  str(text), json.dumps(details) if details else "", self.maxlen,
+                  *text.argv()[1:]], client=pipe)
 
     def found(self, task_id: str, attempt: str, item_key: str, event_type: str,
               event_json: str, library: bus.Library | None = None, field: str = "",
@@ -235,25 +239,27 @@ class SyncBus:
             keys=[k.task(task_id), stream or k.jobs], args=[attempt, entry_id, worker],
             client=pipe)
 
-    def handback(self, task_id: str, attempt: str, entry_id: str, text: str,
+    def handback(self, task_id: str, attempt: str, entry_id: str, text: TaskText,
                  stream: str | None = None, pipe: Any = None) -> Any:
         """Give a running job back to the queue (a worker stopping): 0 lost, 1 done."""
         k = self.keys
         return self.scripts["handback"](
             keys=[k.task(task_id), stream or k.jobs, k.events],
-            args=[attempt, entry_id, bus.now_iso(time.time()), text, self.maxlen],
+            args=[attempt, entry_id, bus.now_iso(time.time()), str(text), self.maxlen,
+                  *text.argv()[1:]],
             client=pipe)
 
-    def finish(self, task_id: str, attempt: str, status: str, text: str, result: Any,
+    def finish(self, task_id: str, attempt: str, status: str, text: TaskText, result: Any,
                entry_id: str, keep_seconds: int, percent: float | None = None,
                stream: str | None = None, pipe: Any = None) -> Any:
         """End the task (finished, failed, cancelled): 0 lost, 1 ended."""
         k = self.keys
         return self.scripts["finish"](
             keys=[k.task(task_id), stream or k.jobs, k.events, k.found(task_id)],
-            args=[attempt, status, bus.now_iso(time.time()), text,
+            args=[attempt, status, bus.now_iso(time.time()), str(text),
                   json.dumps(result) if result is not None else "", entry_id, keep_seconds,
-                  self.maxlen, "" if percent is None else percent], client=pipe)
+                  self.maxlen, "" if percent is None else percent, *text.argv()[1:]],
+            client=pipe)
 
     def emit(self, etype: str, data: dict[str, Any], task_id: str = "",
              pipe: Any = None) -> Any:

@@ -27,8 +27,9 @@ from kimchi import bus
 from kimchi.bus.context import JobContext, Progress, Stop
 from kimchi.bus.jobs import Job
 from kimchi.bus.sync import SyncBus, connect
+from kimchi.bus.text import TaskText
 from kimchi.config import Config
-from kimchi.errors import KimchiError, message
+from kimchi.errors import KimchiError
 
 log = logging.getLogger("kimchi.worker")
 
@@ -70,7 +71,7 @@ class Worker:
         self.fault_prune_delay = float(os.environ.get("KIMCHI_FAULT_SLOW_PRUNE", "0") or 0)
         self.grace = 2.0
         self.busy = 0
-        self.endings: queue.Queue[tuple[JobContext, str, str, Any]] = queue.Queue()
+        self.endings: queue.Queue[tuple[JobContext, str, TaskText, Any]] = queue.Queue()
         self._next_tidy = 0.0
         self.jobs = jobs
 
@@ -160,8 +161,9 @@ class Worker:
         for stream, eid, fields in entries:
             tid = fields["task"]
             self.bus.start(eid, tid, self.name, self.cfg.workers.max_attempts,
-                           message("KCHTASK0003E", attempts=self.cfg.workers.max_attempts),
-                           "Cancelled before it started", stream=stream, pipe=pipe)
+                           TaskText.error("KCHTASK0003E",
+                                          attempts=self.cfg.workers.max_attempts),
+                           TaskText("Cancelled before it started"), stream=stream, pipe=pipe)
         for (stream, eid, fields), res in zip(entries, self.bus.execute(pipe), strict=True):
             if res[0] != "run":
                 continue
@@ -182,21 +184,28 @@ class Worker:
     # -- one job ---------------------------------------------------------------
 
     def _run_job(self, ctx: JobContext) -> None:
-        status, msg, result = "finished", "OK", None
+        status, msg, result = "finished", TaskText("OK"), None
         try:
             fn = self.jobs.get(ctx.kind)
             if fn is None:
                 raise KimchiError("KCHTASK0004E", kind=ctx.kind)
             log.debug("task %s (%s) attempt %s started", ctx.task_id, ctx.kind, ctx.attempt)
             result = fn(ctx) or {}
-            msg = str(result.pop("message", "OK")) if isinstance(result, dict) else "OK"
+            said = result.pop("message", None) if isinstance(result, dict) else None
+            if isinstance(said, TaskText):
+                msg = said
+            elif said is not None:  # a job's bug: its words cannot be translated
+                log.warning("task %s (%s): a message that is no TaskText: %r", ctx.task_id,
+                            ctx.kind, said)
+                msg = TaskText.verbatim(str(said))
         except Stop as s:
             status, msg = self._stopped_as(ctx, s.why)
         except KimchiError as e:
-            status, msg = "failed", e.reason
+            status, msg = "failed", TaskText.of_error(e)
         except Exception as e:  # the job's bug or its environment's: fail, with the reason
             log.error("task %s failed:\n%s", ctx.task_id, traceback.format_exc())
-            status, msg = "failed", message("KCHTASK0005E", error=f"{type(e).__name__}: {e}")
+            status, msg = "failed", TaskText.error("KCHTASK0005E",
+                                                   error=f"{type(e).__name__}: {e}")
         if status not in ("lost", "handback"):
             try:
                 ctx.flush_finds()  # what was found is recorded, whatever the ending
@@ -226,7 +235,7 @@ class Worker:
             for _ in batch:
                 self.endings.task_done()
 
-    def _record_endings(self, batch: list[tuple[JobContext, str, str, Any]]) -> None:
+    def _record_endings(self, batch: list[tuple[JobContext, str, TaskText, Any]]) -> None:
         backoff = 0.1
         give_up = float("inf")
         todo = [b for b in batch if b[1] != "lost"]
@@ -260,15 +269,16 @@ class Worker:
                 self.running.pop(ctx.task_id, None)
                 log.debug("task %s ended: %s", ctx.task_id, status)
 
-    def _stopped_as(self, ctx: JobContext, why: str) -> tuple[str, str]:
+    def _stopped_as(self, ctx: JobContext, why: str) -> tuple[str, TaskText]:
         if why == "cancelled":
-            return "cancelled", "Cancelled"
+            return "cancelled", TaskText("Cancelled")
         if why == "timeout":
-            return "failed", message("KCHTASK0006E", id=ctx.task_id,
-                                     seconds=self.cfg.workers.job_timeout)
-        return why, why  # lost | handback
+            return "failed", TaskText.error("KCHTASK0006E", id=ctx.task_id,
+                                            seconds=self.cfg.workers.job_timeout)
+        return why, TaskText("Stopped: {why}", why=why)  # lost | handback: not recorded
 
-    def _finish(self, ctx: JobContext, status: str, msg: str, result: Any, pipe: Any) -> None:
+    def _finish(self, ctx: JobContext, status: str, msg: TaskText, result: Any,
+                pipe: Any) -> None:
         final = ctx.last_percent
         if status == "finished":
             final = 100.0
@@ -277,7 +287,8 @@ class Worker:
 
     def _handback(self, ctx: JobContext, pipe: Any) -> None:
         self.bus.handback(ctx.task_id, ctx.attempt, ctx.entry_id,
-                          f"Handed back by worker {self.name}, which is stopping",
+                          TaskText("Handed back by worker {worker}, which is stopping",
+                                   worker=self.name),
                           stream=ctx.stream, pipe=pipe)
 
     def _send_progress(self, ctx: JobContext, p: Progress) -> int:

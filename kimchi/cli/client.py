@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from kimchi import __version__
+from kimchi import __version__, i18n
 from kimchi.cli.settings import Settings
 
 # Exit codes scripts can rely on (docs/cli.md lists them).
@@ -105,6 +105,8 @@ class Client:
         language = accept_language(os.environ)
         if language:  # the server's messages in the user's language (errcodes never change)
             self.http.headers["Accept-Language"] = language
+        #: the language the server answers in: what events (in English) are shown in
+        self.language = i18n.negotiate(language)
         self._password_prompt = password_prompt
         self._auth_ready = False
 

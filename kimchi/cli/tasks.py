@@ -10,6 +10,7 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from kimchi import i18n
 from kimchi.cli.client import (
     TASK_ENDED,
     TASK_FAILED,
@@ -68,9 +69,12 @@ def wait_task(client: Client, output: Output, task_id: str, timeout: float | Non
                     task = client.get(path_of("tasks", task_id))
                 elif kind == "task.progress":
                     task = {**task, "progress": data.get("progress"),
-                            "message": data.get("message", task.get("message"))}
+                            "message": i18n.task_message(data, client.language)
+                            if "message" in data else task.get("message")}
                 elif isinstance(kind, str) and kind.startswith("task.") and data.get("id"):
                     task = {**task, **data}
+                    if "message" in data:  # events are in English: the reader's language
+                        task["message"] = i18n.task_message(data, client.language)
                 bar.update(row, description=_label(task),
                            completed=task.get("progress") or 0)
                 if task.get("status") in TASK_ENDED:
@@ -210,8 +214,10 @@ def tasks_wait(task_id: str, timeout: float | None, quiet: bool) -> None:
 # -- events ----------------------------------------------------------------------------
 
 
-def _event_line(output: Output, ev: dict[str, Any]) -> None:
+def _event_line(output: Output, ev: dict[str, Any], language: str) -> None:
     data = ev.get("data") or {}
+    if str(ev.get("type", "")).startswith("task.") and "message" in data:
+        data = {**data, "message": i18n.task_message(data, language)}
     bits = []
     for key in ("host", "name", "id", "status", "state", "progress", "message"):
         if key in data and data[key] not in (None, ""):
@@ -260,7 +266,7 @@ def events(keep_following: bool, types: str | None, since: str | None, task_id: 
         elif ev.get("type") == "reset":
             out.warn("events were lost (older than what the server keeps): list again")
         else:
-            _event_line(out, ev)
+            _event_line(out, ev, s.client.language)
         count += 1
         return limit is not None and count >= limit
 

@@ -72,7 +72,7 @@ def _write_json(request: IRequest, status: int, body: Any) -> bytes:
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
     if isinstance(body, RawJSON):
         request.setHeader(b"Vary", b"Accept-Encoding")
-        if len(body.body) >= GZIP_FROM and takes_gzip(request.getHeader("accept-encoding")):
+        if len(body.body) >= GZIP_FROM and takes_gzip(_header(request, b"accept-encoding")):
             request.setHeader(b"Content-Encoding", b"gzip")
             return body.gzipped()
         return body.body
@@ -413,7 +413,13 @@ async def _handle(route: Route, request: IRequest, args: dict[str, str],
     reply = result if isinstance(result, Reply) else Reply(route.status, result)
     for k, v in reply.headers.items():
         request.setHeader(k.encode(), v.encode())
-    return _write_json(request, reply.status, reply.body)
+    body = reply.body
+    lang = _language(request)
+    if lang != i18n.DEFAULT:  # a task's message in the request's language, as a reason is
+        body = i18n.translate_tasks(body, lang)
+        if body is not reply.body:
+            request.setHeader(b"Content-Language", lang.encode())
+    return _write_json(request, reply.status, body)
 
 
 def _header(request: IRequest, name: bytes) -> str | None:

@@ -14,7 +14,10 @@ LANG_PARAM = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,35}$",
 MESSAGES_SCHEMA = {
     "type": "object",
     "description": "English text -> its translation (for a plural text, keyed by its "
-                   "singular, the list of its plural forms); empty in English",
+                   "singular, the list of its plural forms), the templates of the tasks' "
+                   "messages (a task's `message_id`) among them; and errcode -> the "
+                   "translation of that error's message (a failed task's `errcode`); "
+                   "empty in English",
     "additionalProperties": {"oneOf": [{"type": "string"},
                                        {"type": "array", "items": {"type": "string"}}]},
 }

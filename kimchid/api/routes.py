@@ -126,8 +126,10 @@ class Call:
     data: bytes = b""  # the raw body of a route that takes bytes (``Route.octets``)
 
     def header(self, name: str) -> str | None:
-        v = self.request.getHeader(name)
-        return v.decode() if isinstance(v, bytes) else v
+        """A request header's value as text: its bytes as ISO-8859-1, as HTTP defines them
+        (any byte decodes; a handler's own check then refuses what it does not take)."""
+        v = self.request.getHeader(name.encode("ascii"))  # bytes: Twisted decodes none
+        return v.decode("latin-1") if isinstance(v, bytes) else v
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -381,7 +383,18 @@ TASK_SCHEMA = {
         "id": {"type": "string"},
         "kind": {"type": "string", "examples": ["iso.scan"]},
         "status": {"enum": ["running", "finished", "failed", "cancelled"]},
-        "message": {"type": "string"},
+        "message": {"type": "string",
+                    "description": "what the task says now, in the language of the request "
+                                   "(Accept-Language, the kimchi_lang cookie)"},
+        "message_id": {"type": ["string", "null"],
+                       "description": "the English template of `message`, a msgid of the "
+                                      "catalogues (`GET /i18n`), `{field}`s filled from "
+                                      "`message_args`"},
+        "message_args": {"type": ["object", "null"],
+                         "description": "the values of `message_id`'s fields"},
+        "errcode": {"type": ["string", "null"],
+                    "description": "set when `message` is an error's reason (a failed task): "
+                                   "its errcode, `message_args` its parameters"},
         "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
         "target_uri": {"type": "string"},
         "created": {"type": "string", "format": "date-time"},

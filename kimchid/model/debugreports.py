@@ -24,6 +24,7 @@ from twisted.internet import threads
 from kimchi import bus
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, follow, last_event, stop_child
+from kimchi.bus.text import TaskText
 from kimchi.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
 from kimchi.reports import FETCH, KIND, NAME, SUFFIXES, report_file
 from kimchid.model.capabilities import Capabilities
@@ -147,7 +148,8 @@ class DebugReports:
         kept = report_file(self.folder, name)
         if kept is not None:  # a lost attempt got as far as keeping it
             return {**describe(kept, name), "host": host,
-                    "message": f"Debug report {name} of host {host} is ready"}
+                    "message": TaskText("Debug report {name} of host {host} is ready",
+                                        name=name, host=host)}
         for n in range(1, attempt):  # a lost attempt's job: stopped first
             stop_child(sync, child_id(ctx.task_id, n))
         child = child_id(ctx.task_id, attempt)
@@ -170,7 +172,8 @@ class DebugReports:
         suffix = next((s for s in SUFFIXES if str(result.get("file", "")).endswith(s)), None)
         if suffix is None or not isinstance(result.get("upload"), dict):
             raise KimchiError("KCHDR0006E", name=name, error="the host sent no archive")
-        ctx.progress(99, f"Receiving debug report {name} from host {host}")
+        ctx.progress(99, TaskText("Receiving debug report {name} from host {host}",
+                                  name=name, host=host))
         self.ensure_folder()
         part = self.folder / ".work" / f"{name}.fetch.{attempt}"
         part.parent.mkdir(mode=0o700, exist_ok=True)
@@ -182,7 +185,8 @@ class DebugReports:
         os.chmod(part, 0o600)
         os.rename(part, final)
         return {**describe(final, name), "host": host,
-                "message": f"Debug report {name} of host {host} is ready"}
+                "message": TaskText("Debug report {name} of host {host} is ready", name=name,
+                                    host=host)}
 
     async def rename(self, name: str, new: str) -> dict[str, Any]:
         path = await self.path(name)

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from kimchi.bus.context import JobContext
+from kimchi.bus.text import TaskText
 from kimchi.errors import InvalidOperation, InvalidRequest, KimchiError, NotFound
 from kimchid.model.libvirtobjects import LibvirtObjects, lv, why
 
@@ -124,8 +125,8 @@ class Snapshots(LibvirtObjects):
             except libvirt.libvirtError:
                 pass
             ctx.check()
-            ctx.progress(10, "Taking the snapshot"
-                         + (" (with the running VM's memory)" if dom.isActive() else ""))
+            ctx.progress(10, TaskText("Taking the snapshot (with the running VM's memory)")
+                         if dom.isActive() else TaskText("Taking the snapshot"))
             try:
                 return snapshot_info(dom.snapshotCreateXML(
                     snapshot_xml(p["name"], p.get("description", "")), 0))
@@ -137,7 +138,8 @@ class Snapshots(LibvirtObjects):
         self.libvirt.reactor.callFromThread(lambda: Deferred.fromCoroutine(
             self._publish("snapshot.created", {**out, "vm": p["vm"]})))
         return {**out, "vm": p["vm"], "host": self.host,
-                "message": f"Snapshot {p['name']} of {p['vm']} taken"}
+                "message": TaskText("Snapshot {name} of {vm} taken", name=p["name"],
+                                    vm=p["vm"])}
 
     async def revert(self, vm: str, name: str) -> dict[str, Any]:
         def back(c: Any) -> dict[str, Any]:

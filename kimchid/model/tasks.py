@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from kimchi import bus
 from kimchi.bus import kinds
 from kimchi.bus.sync import SyncBus, connect
+from kimchi.bus.text import TaskText
 from kimchi.bus.twisted import RedisClient
 from kimchi.errors import InvalidOperation, InvalidRequest, NotFound, message
 
@@ -62,11 +63,11 @@ class TaskService:
         now = self.clock.seconds()
         k = self.keys
         live = await self.live_workers(host) if kinds.kind(kind).where == kinds.HOST else 1
-        waiting = bus.waiting_message(kind, host, live)
+        waiting = bus.waiting_message(kind, host, live).argv()
         await self.redis.script(
             "submit", [k.task(task_id), k.tasks, k.queue(kind, host), k.events],
             [task_id, kind, json.dumps(params), target_uri, bus.now_iso(now), int(now * 1000),
-             self.max_len, waiting, owner, host],
+             self.max_len, waiting[0], owner, host, *waiting[1:]],
         )
         return await self.get(task_id)
 
@@ -84,10 +85,10 @@ class TaskService:
                 fields = bus.fields_of(flat)
                 if int(entry_id.split("-")[0]) / 1000.0 > now - wait:
                     break  # the rest are younger
+                reason = TaskText.error("KCHTASK0009E", host=host, seconds=f"{wait:g}").argv()
                 res = await self.redis.script(
                     "expire", [self.keys.task(fields["task"]), self.keys.events, stream],
-                    [bus.now_iso(now), self.max_len,
-                     message("KCHTASK0009E", host=host, seconds=f"{wait:g}"), entry_id])
+                    [bus.now_iso(now), self.max_len, reason[0], entry_id, *reason[1:]])
                 failed += res[0] == "failed"
         return failed
 
@@ -166,7 +167,8 @@ class TaskService:
         await self.get(task_id)
         res = await self.redis.script(
             "cancel", [self.keys.task(task_id), self.keys.events],
-            [bus.now_iso(self.clock.seconds()), self.max_len, "Cancelled before it started"],
+            [bus.now_iso(self.clock.seconds()), self.max_len,
+             *TaskText("Cancelled before it started").argv()],
         )
         if res[0] == "ended":
             raise InvalidOperation("KCHTASK0002E", id=task_id, status=res[1])

@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 from kimchi.bus import LOCAL_HOST
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, run_child, stop_child
+from kimchi.bus.text import TaskText
 from kimchi.errors import KimchiError, NotFound
 from kimchid.model.hosts import Hosts
 from kimchid.model.storage import VolumeTransfers
@@ -84,7 +85,8 @@ class TemplateDownloads:
             made: Any = self._made
             if threads.blockingCallFromThread(self.reactor, made, name, ctx.task_id):
                 return {"template": name, "path": path, "url": p["url"],
-                        "message": f"Made template {name} of {p['url']}"}
+                        "message": TaskText("Made template {name} of {url}", name=name,
+                                            url=p["url"])}
         try:
             for n in range(1, attempt):  # the lost attempt's download: stopped first
                 child = child_id(ctx.task_id, n)
@@ -100,7 +102,8 @@ class TemplateDownloads:
                                       error="the download job disappeared") from None
                 if done["status"] != "finished":
                     raise KimchiError("KCHTMPL0023E", url=p["url"], error=done["message"])
-            ctx.progress(97, f"Making template {name} of {download['name']}")
+            ctx.progress(97, TaskText("Making template {name} of {volume}", name=name,
+                                      volume=download["name"]))
             ctx.flush()
             host.conn.call(lambda c: refresh_pools(c, {p["pool"]}))
             media = {"type": "image", "path": path}
@@ -118,7 +121,7 @@ class TemplateDownloads:
                 raise
             raise KimchiError("KCHTMPL0023E", url=p["url"], error=str(e)) from e
         return {"template": t["name"], "path": path, "url": p["url"],
-                "message": f"Made template {name} of {p['url']}"}
+                "message": TaskText("Made template {name} of {url}", name=name, url=p["url"])}
 
     def _make(self, body: dict[str, Any], url: str, task_id: str) -> Deferred[dict[str, Any]]:
         return Deferred.fromCoroutine(self.templates.create(

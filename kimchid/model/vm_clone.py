@@ -26,6 +26,7 @@ from kimchi import bus
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, follow, last_event, stop_child
 from kimchi.bus.sync import SyncBus
+from kimchi.bus.text import TaskText
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.domainxml import METADATA_NS
 from kimchid.model.hosts import Host, Hosts
@@ -196,7 +197,8 @@ class VmCloner:
             if attempt > 1:
                 uuid = host.conn.call(lambda c: _created_by(c, name, ctx.task_id))
                 if uuid:
-                    return {"name": name, "uuid": uuid, "message": f"Cloned {p['source']}"}
+                    return {"name": name, "uuid": uuid,
+                            "message": TaskText("Cloned {source}", source=p["source"])}
                 earlier = [child_id(ctx.task_id, n) for n in range(1, attempt)]
                 for child in earlier:  # the lost attempt's copy: stop it first
                     stop_child(sync, child)
@@ -214,7 +216,7 @@ class VmCloner:
                                   error="the copy job disappeared") from None
             if done["status"] != "finished":
                 raise KimchiError("KCHVM0018E", name=p["source"], error=done["message"])
-            ctx.progress(96, f"Defining virtual machine {name}")
+            ctx.progress(96, TaskText("Defining virtual machine {name}", name=name))
             ctx.flush()
             def define(conn: Any) -> str:
                 root = _clone_xml(conn, p["source_uuid"], name, copies)
@@ -223,7 +225,8 @@ class VmCloner:
             uuid = host.conn.call(define)
             host.vms.wait_listed(uuid)
             return {"name": name, "uuid": uuid, "host": host.name,
-                    "message": f"Cloned {p['source']} as {name}",
+                    "message": TaskText("Cloned {source} as {name}", source=p["source"],
+                                        name=name),
                     "disks": [c["dst"] for c in copies]}
         except BaseException as e:
             if isinstance(e, Stop) and e.why in ("lost", "handback"):

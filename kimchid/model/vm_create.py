@@ -32,6 +32,7 @@ from kimchi import bus, isoinfo
 from kimchi.bus import LOCAL_HOST
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, run_child, stop_child
+from kimchi.bus.text import TaskText
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchi.outbound import DestinationRefused
 from kimchid.adapters.libvirt import LibvirtConnection
@@ -428,7 +429,7 @@ class VmCreator:
         current = names[0]
         sync = None
 
-        def step(percent: float, text: str) -> None:
+        def step(percent: float, text: TaskText) -> None:
             ctx.progress(percent, text)
             ctx.flush()  # a handful of steps: each one is worth showing
             if ctx.fault_delay:  # KIMCHI_FAULT_SLOW_REPORTS, for the tests
@@ -446,7 +447,7 @@ class VmCreator:
                         continue
                     for vol in plans[name] + ([_seed_volume(name, plans[name])] if ci else []):
                         call(partial(_delete_volume, vol=vol))
-            step(0, "Checking the host")
+            step(0, TaskText("Checking the host"))
             guest = call(lambda c: pick_guest(c.getCapabilities(), bool(p.get("kvm"))))
             todo = [name for name in names if name not in defined]
             copies = self._copies(call, {name: plans[name] for name in todo}, made)
@@ -476,8 +477,10 @@ class VmCreator:
                         continue
                     if len(todo) == 1:
                         step(base + per * i / max(1, len(plans[name])),
-                             f"Creating disk {vol.name} ({vol.capacity_gb:g} GB, {vol.format}) "
-                             f"in storage pool {vol.pool}")
+                             TaskText("Creating disk {disk} ({size} GB, {format}) in storage "
+                                      "pool {pool}", disk=vol.name,
+                                      size=f"{vol.capacity_gb:g}", format=vol.format,
+                                      pool=vol.pool))
                     paths.append((vol, call(partial(self._create_volume, vol=vol))))
                 cidata = ""
                 if ci:
@@ -486,8 +489,10 @@ class VmCreator:
                         ci, name, f"{name}-{ctx.task_id[:12]}"))
                     cidata = call(partial(_upload_volume, vol=seed, data=iso))
                     paths.append((seed, cidata))
-                step(base + per * 0.9, f"Defining virtual machine {name}" if len(todo) == 1
-                     else f"Defining virtual machine {name} ({k + 1} of {len(todo)})")
+                step(base + per * 0.9, TaskText("Defining virtual machine {name}", name=name)
+                     if len(todo) == 1 else
+                     TaskText("Defining virtual machine {name} ({done} of {total})", name=name,
+                              done=k + 1, total=len(todo)))
                 xml = domain_xml(name=name, template_name=template_name, template=data,
                                  guest=guest, volumes=[(v, pth) for v, pth in paths
                                                        if v.format != "iso"],
@@ -500,10 +505,12 @@ class VmCreator:
                 inventory.wait_listed(uuid)
             if len(names) == 1:
                 name = names[0]
-                return {"name": name, "uuid": defined[name], "message": f"Created {name}",
+                return {"name": name, "uuid": defined[name],
+                        "message": TaskText("Created {name}", name=name),
                         "disks": [pth for v, pth in made[name] if v.format != "iso"]}
             return {"names": names, "uuids": [defined[n] for n in names],
-                    "message": f"Created {len(names)} virtual machines"}
+                    "message": TaskText("Created {count} virtual machines",
+                                        count=len(names))}
         except BaseException as e:
             if isinstance(e, Stop) and e.why in ("lost", "handback"):
                 raise  # another attempt takes over and tidies up

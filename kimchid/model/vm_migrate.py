@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kimchi.bus.context import JobContext, Stop
+from kimchi.bus.text import TaskText
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchid.model.hosts import Host, Hosts
 from kimchid.model.tasks import TaskService
@@ -138,7 +139,7 @@ class VmMigrator:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{address}"
         if p["bandwidth"]:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = p["bandwidth"]  # MiB/s
-        ctx.progress(0, f"Moving {p['name']} to {target.name}")
+        ctx.progress(0, TaskText("Moving {name} to {host}", name=p["name"], host=target.name))
         ctx.flush()
         outcome: dict[str, BaseException | None] = {}
 
@@ -186,7 +187,8 @@ class VmMigrator:
         done = stats.get("data_processed") or stats.get("memory_processed") or 0
         if total:
             ctx.progress(min(99.0, 100.0 * done / total),
-                         f"Moving {name} to {host}: {done // 2**20} of {total // 2**20} MiB",
+                         TaskText("Moving {name} to {host}: {done} of {total} MiB", name=name,
+                                  host=host, done=done // 2**20, total=total // 2**20),
                          bytes=done, total=total)
 
     @staticmethod
@@ -195,4 +197,5 @@ class VmMigrator:
         # listed on the target as it now is there (a live move ends with a resume)
         target.vms.wait_listed(p["uuid"], timeout=10, state="running" if active else None)
         return {"name": p["name"], "host": target.name,
-                "message": f"Moved {p['name']} to {target.name}"}
+                "message": TaskText("Moved {name} to {host}", name=p["name"],
+                                    host=target.name)}

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.follow import ChildGone, child_id, run_child, stop_child
 from kimchi.bus.sync import SyncBus
+from kimchi.bus.text import TaskText
 from kimchi.errors import InvalidOperation, KimchiError, NotFound
 from kimchi.faults import crash_point
 from kimchid.model import osinfo
@@ -264,7 +265,7 @@ class VmTemplater:
                 if done["status"] != "finished":
                     raise KimchiError("KCHVM0044E", template=name, name=source,
                                       error=done["message"])
-                ctx.progress(92, f"Moving {source} onto its new disks")
+                ctx.progress(92, TaskText("Moving {name} onto its new disks", name=source))
                 ctx.flush()
                 ctx.check()  # the last moment a cancel leaves the VM as it was
                 crash_point("vm.template.commit")
@@ -282,7 +283,7 @@ class VmTemplater:
                 raise
             raise KimchiError("KCHVM0044E", template=name, name=source, error=str(e)) from e
         # committed: the rest only completes (a cancel now comes too late)
-        ctx.progress(95, f"Keeping template {name}")
+        ctx.progress(95, TaskText("Keeping template {name}", name=name))
         ctx.flush()
         data = {**p["template_data"], "made_by": ctx.task_id}
         adopt: Any = self._adopt  # (typeshed's signature takes no Deferred of a value)
@@ -301,8 +302,8 @@ class VmTemplater:
         host.conn.call(lambda c: refresh_pools(c, {d["pool"] for d in disks}))
         return {"template": name, "vm": source, "host": host.name,
                 "bases": [d["base"] for d in disks], "leaves": [d["leaf"] for d in disks],
-                "message": f"Made template {name} of {source}; {source} now runs on "
-                           f"leaves over its base"}
+                "message": TaskText("Made template {name} of {vm}; {vm} now runs on leaves "
+                                    "over its base", name=name, vm=source)}
 
 
 def _remove_made(sync: SyncBus, host: str, disks: list[dict[str, Any]], children: list[str],

@@ -154,3 +154,40 @@ def test_a_portuguese_browser_gets_portuguese_pages_and_the_menu_switches_langua
     page.wait_for_selector('#conn[data-state="live"]')
     assert page.get_by_role("navigation", name="Sections").get_by_role(
         "link", name="Virtual machines").is_visible()
+
+
+def test_a_task_bar_shows_its_messages_in_portuguese(
+        kimchi_factory: Any, redis_db: Any, pt_page: Any, pam_users: Any,
+        artifacts: Any) -> None:
+    """The task events come in English (one stream for every watcher): the UI shows their
+    progress and their failure in its own language, from each message's template."""
+    from kimchi.bus.sync import SyncBus, connect
+
+    kimchi = kimchi_factory(redis_url=redis_db.url, workers=1)
+    r = requests.post(kimchi.url + "/login", timeout=20, json={
+        "username": pam_users.admin.name, "password": pam_users.admin.password})
+    assert r.status_code == 200, r.text
+    page = pt_page
+    page.context.add_cookies([{"name": "kimchi_session", "url": kimchi.url,
+                               "value": r.cookies["kimchi_session"]}])
+    page.goto(kimchi.url + "/")
+    page.wait_for_selector('#conn[data-state="live"]')
+
+    bus = SyncBus(connect(redis_db.url))
+    sleeping = bus.submit("diag.sleep", {"seconds": 30.0, "steps": 30})
+    card = page.locator(f'#task-list > li[data-task-id="{sleeping}"]')
+    card.wait_for()
+    message = card.locator(".task-message")
+    page.wait_for_function(
+        "(id) => /^passo \\d+ de 30$/.test(document.querySelector("
+        "`#task-list > li[data-task-id=\"${id}\"] .task-message`).textContent)", arg=sleeping)
+    assert message.inner_text().startswith("passo ")
+    page.screenshot(path=str(artifacts / "ui-i18n-task-pt-BR.png"))
+    bus.cancel(sleeping)
+
+    failing = bus.submit("diag.fail", {"error": "the disk is on fire"})
+    failed = page.locator(f'#task-list > li[data-task-id="{failing}"][data-status="failed"]')
+    failed.wait_for()
+    assert failed.locator(".task-message").inner_text() == (
+        "Motivo: KCHTASK0005E: O job falhou: RuntimeError: the disk is on fire")
+    assert failed.locator(".task-status").inner_text() == "Falhou"

@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 from kimchi.bus.memory import MemoryBus
 from kimchi.bus.sync import SyncBus, connect
+from kimchi.bus.text import TaskText
 from tests.integration.test_task_index import assert_indexes_match
 
 TERMINAL_EVENTS = {"task.finished", "task.failed", "task.cancelled"}
+LOST = TaskText.error("KCHTASK0003E", attempts=3)  # a message that is an error's
+CANCELLED = TaskText("Cancelled before it started")
 
 op = st.one_of(
     st.tuples(st.just("start"), st.sampled_from("AB")),
@@ -55,7 +58,7 @@ class Race:
             if entry is None:
                 return
             self.entry = entry
-            res = b.start(entry, t, who, self.max_attempts, "lost", "cancelled")
+            res = b.start(entry, t, who, self.max_attempts, LOST, CANCELLED)
             assert res[0] == "run" or b.task(t)["status"] != "running"
             self.attempt[who] = res[1] if res[0] == "run" else None
             if res[0] == "run":  # the other worker's attempt is now superseded
@@ -66,7 +69,7 @@ class Race:
             b.cancel(t)
         elif name == "expire":  # no worker for its host: fails only before any start
             before = b.task(t)
-            res = b.expire(t, "no worker")
+            res = b.expire(t, TaskText("no worker"))
             unstarted = before["status"] == "running" and before["attempt"] == 0
             assert (res == ["failed"]) == unstarted, (res, before)
             if unstarted:
@@ -77,15 +80,16 @@ class Race:
             owns = (self.attempt[who] is not None and str(now["attempt"]) == attempt
                     and now["status"] == "running" and bool(now["worker"]))
             if name == "progress":
-                code = b.progress(t, attempt, 50, "m")
+                code = b.progress(t, attempt, 50, TaskText("m"))
             elif name == "heartbeat":
                 code = b.heartbeat(t, attempt, self.entry or "0-0", who)
             elif name == "handback":
-                code = b.handback(t, attempt, self.entry or "0-0", "hb")
+                code = b.handback(t, attempt, self.entry or "0-0", TaskText("hb"))
                 if code:
                     self.attempt[who] = None
             else:
-                code = b.finish(t, attempt, step[2], "done", None, self.entry or "0-0", 3600)
+                code = b.finish(t, attempt, step[2], TaskText("done"), None,
+                                self.entry or "0-0", 3600)
             assert (code != 0) == owns, (step, code, owns)
 
 
@@ -150,7 +154,7 @@ def test_the_memory_bus_answers_as_redis_does_step_by_step(redis_db):
             race.run(step)
             t = b.task(race.task)
             answers.append((t["status"], t["attempt"], t["worker"], t["message"],
-                            t["progress"]))
+                            t["message_id"], t["message_args"], t["errcode"], t["progress"]))
         types = [e["type"] for e in b.events("0", 1000)]
         seen.append((answers, types, b.handbacks(race.task), len(b.queued())))
     assert seen[0] == seen[1]
@@ -170,7 +174,7 @@ def test_finds_are_reported_once_per_task_by_both(redis_db):
         t = b.submit("iso.scan", host="h2")  # a host's job: on that host's queue
         assert b.queued() == [] and b.task(t)["host"] == "h2"
         entry = b.queued(b.keys.host_jobs("h2"))[-1][0]
-        attempt = b.start(entry, t, "A", 3, "lost", "cancelled")[1]
+        attempt = b.start(entry, t, "A", 3, LOST, CANCELLED)[1]
         codes = [b.found(t, attempt, "/a.iso", "iso.found", '{"path": "/a.iso"}', bus.ISOS,
                          "/a.iso", {"size": 1}),
                  b.found(t, attempt, "/a.iso", "iso.found", '{"path": "/a.iso"}', bus.ISOS,

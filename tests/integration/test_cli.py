@@ -276,6 +276,25 @@ def test_events_without_follow_print_the_kept_events(cli: Cli, bus: SyncBus, dae
     assert cli("events", "--since", "yesterday").returncode == 2
 
 
+def test_task_messages_follow_the_users_locale(cli: Cli, bus: SyncBus, daemon: Kimchi):
+    failing = bus.submit("diag.fail", {"error": "the disk is on fire"})
+    daemon.wait_task(failing)
+    english = "KCHTASK0005E: Job failed: RuntimeError: the disk is on fire"
+    assert cli.json("tasks", "show", failing)["message"] == english
+    shown = cli.json("tasks", "show", failing, LANG="pt_BR.UTF-8")
+    assert shown["message"] == "KCHTASK0005E: O job falhou: RuntimeError: the disk is on fire"
+    r = cli("tasks", "wait", failing, LANG="pt_BR.UTF-8")
+    assert r.returncode == 5 and "O job falhou: RuntimeError" in r.stderr, r.stderr
+    # events come as the server keeps them (English, with the template): the client shows
+    # them in the user's language, and prints them as they are with --json
+    people = cli("events", "--since", "0", "--task", failing, LANG="zh_CN.UTF-8")
+    assert people.returncode == 0 and "作业失败：RuntimeError" in people.stdout, people.stdout
+    raw = cli("events", "--json", "--since", "0", "--task", failing, LANG="pt_BR.UTF-8")
+    ended = [json.loads(line) for line in raw.stdout.splitlines()][-1]
+    assert ended["type"] == "task.failed" and ended["data"]["message"] == english
+    assert ended["data"]["errcode"] == "KCHTASK0005E"
+
+
 # -- the other groups -------------------------------------------------------------------
 
 

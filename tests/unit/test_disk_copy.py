@@ -59,7 +59,7 @@ def test_a_copy_is_the_same_data_under_its_name_with_progress_up_to_100(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-clone-0.qcow2", "a.qcow2"]
     percents = [p.percent for p in sent]
     assert percents[0] == 0 and percents[-1] == 100 and percents == sorted(percents)
-    assert sent[-1].message == "Copying a-clone-0.qcow2: 100 %"
+    assert str(sent[-1].message) == "Copying a-clone-0.qcow2: 100 %"
 
 
 def test_the_copy_runs_qemu_img_as_a_user_would_with_a_limit_only_when_one_is_set():

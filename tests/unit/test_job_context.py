@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kimchi.bus.context import JobContext, Progress, Stop
+from kimchi.bus.text import TaskText
 
 
 class Clock:
@@ -30,10 +31,10 @@ def test_progress_is_throttled_and_the_last_is_flushed():
     ctx = make(clock, sent)
     for i in range(100):
         clock.now = i * 0.01  # 1 s of updates every 10 ms
-        ctx.progress(i, f"step {i}")
+        ctx.progress(i, TaskText("step {i}", i=i))
     assert 5 <= len(sent) <= 6
     ctx.flush()
-    assert sent[-1].percent == 99 and sent[-1].message == "step 99"
+    assert sent[-1].percent == 99 and str(sent[-1].message) == "step 99"
 
 
 def test_progress_never_goes_down_within_an_attempt():
@@ -41,7 +42,7 @@ def test_progress_never_goes_down_within_an_attempt():
     ctx = make(clock, sent)
     for pct in (10, 50, 30, 60):
         clock.now += 1
-        ctx.progress(pct, "x")
+        ctx.progress(pct, TaskText("x"))
     assert [p.percent for p in sent] == [10, 50, 50, 60]
 
 
@@ -49,7 +50,7 @@ def test_progress_never_goes_down_within_an_attempt():
 def test_a_cancel_or_a_lost_lease_stops_the_job(code, why):
     clock, sent = Clock(), []
     ctx = make(clock, sent, code)
-    ctx.progress(1, "x")
+    ctx.progress(1, TaskText("x"))
     with pytest.raises(Stop) as e:
         ctx.check()
     assert e.value.why == why

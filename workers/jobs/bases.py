@@ -18,6 +18,7 @@ from typing import Any
 
 from kimchi.bus.context import JobContext
 from kimchi.bus.jobs import job
+from kimchi.bus.text import TaskText
 from kimchi.errors import KimchiError
 from workers.jobs.disks import flush, remove_all, run_convert, settle
 
@@ -71,8 +72,8 @@ def make_bases(ctx: JobContext) -> dict[str, Any]:
             def report(percent: float, base: int = done_bytes, size: int = size,
                        name: str = name) -> None:
                 ctx.progress(100.0 * (base + size * percent / 100) / total * 0.98,
-                             f"Copying {name} to the template's base: {percent:.0f} %",
-                             disk=name)
+                             TaskText("Copying {name} to the template's base: {percent} %",
+                                      name=name, percent=f"{percent:.0f}"), disk=name)
                 if ctx.fault_delay:  # KIMCHI_FAULT_SLOW_REPORTS, for the tests
                     time.sleep(ctx.fault_delay)
 
@@ -84,7 +85,7 @@ def make_bases(ctx: JobContext) -> dict[str, Any]:
             settle(part, d["base"])
             written[-1] = d["base"]
             done_bytes += size
-        ctx.progress(99, "Making the virtual machine's new disks over the bases")
+        ctx.progress(99, TaskText("Making the virtual machine's new disks over the bases"))
         for d in disks:
             part = d["leaf"] + ".part"
             written.append(part)
@@ -95,7 +96,8 @@ def make_bases(ctx: JobContext) -> dict[str, Any]:
             ctx.check()
         return {"bases": [d["base"] for d in disks], "leaves": [d["leaf"] for d in disks],
                 "copied": [d["base"] for d in disks] + [d["leaf"] for d in disks],
-                "bytes": total, "message": f"Made {len(disks)} base(s) and leaves"}
+                "bytes": total,
+                "message": TaskText("Made {count} base(s) and leaves", count=len(disks))}
     except BaseException:
         remove_all(written)  # a cancel or a failure leaves none of its files
         raise

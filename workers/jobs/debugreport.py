@@ -31,6 +31,7 @@ from typing import Any
 
 from kimchi.bus.context import JobContext, Stop, kill_when_stopped
 from kimchi.bus.jobs import job
+from kimchi.bus.text import TaskText
 from kimchi.errors import KimchiError
 from kimchi.reports import KIND, NAME, SUFFIXES, report_file
 
@@ -68,7 +69,8 @@ def _plan(params: dict[str, Any]) -> tuple[str, Path, list[str]]:
 def _result(path: Path, name: str) -> dict[str, Any]:
     st = path.stat()
     return {"name": name, "file": path.name, "size": st.st_size,
-            "uri": f"/debugreports/{name}", "message": f"Debug report {name} is ready"}
+            "uri": f"/debugreports/{name}",
+            "message": TaskText("Debug report {name} is ready", name=name)}
 
 
 def _argv(work: Path, plugins: list[str]) -> list[str]:
@@ -101,14 +103,15 @@ def _run(ctx: JobContext, argv: list[str], work: Path) -> None:
                 done, total = int(m.group(1)), max(1, int(m.group(2)))
                 plugin = m.group(3).decode(errors="replace")
                 ctx.progress(5 + 80 * (done - 1) / total,
-                             f"Collecting {plugin} ({done} of {total})", plugin=plugin,
-                             plugins_done=done - 1, plugins=total)
+                             TaskText("Collecting {plugin} ({done} of {total})",
+                                      plugin=plugin, done=done, total=total),
+                             plugin=plugin, plugins_done=done - 1, plugins=total)
                 if ctx.fault_delay:  # KIMCHI_FAULT_SLOW_REPORTS, for the tests
                     time.sleep(ctx.fault_delay)
             elif _FINISHING.search(line):
-                ctx.progress(85, "Finishing the plugins")
+                ctx.progress(85, TaskText("Finishing the plugins"))
             elif _ARCHIVE.search(line):
-                ctx.progress(90, "Compressing the report")
+                ctx.progress(90, TaskText("Compressing the report"))
             ctx.check()
         code = proc.wait()
         ctx.check()  # killed by the guard: say why
@@ -152,7 +155,7 @@ def collect(ctx: JobContext) -> dict[str, Any]:
     made = _collect(ctx, name, reports, plugins)
     path = reports / made["file"]
     try:
-        ctx.progress(99, f"Sending debug report {name}")
+        ctx.progress(99, TaskText("Sending debug report {name}", name=name))
         return {**made, "upload": ctx.upload(str(path))}
     finally:
         path.unlink(missing_ok=True)
@@ -168,7 +171,7 @@ def _collect(ctx: JobContext, name: str, reports: Path, plugins: list[str]) -> d
     work = reports / ".work" / f"{name}.{attempt}"
     work.mkdir(parents=True, mode=0o700)
     try:
-        ctx.progress(1, "Starting the report tool")
+        ctx.progress(1, TaskText("Starting the report tool"))
         _run(ctx, _argv(work, plugins), work)
         archive = _archive(work)
         suffix = next(s for s in SUFFIXES if archive.name.endswith(s))

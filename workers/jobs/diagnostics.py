@@ -7,6 +7,7 @@ from typing import Any
 
 from kimchi.bus.context import JobContext
 from kimchi.bus.jobs import job
+from kimchi.bus.text import TaskText
 
 
 @job("diag.noop")
@@ -23,7 +24,8 @@ def sleep(ctx: JobContext) -> dict[str, Any]:
     for i in range(steps):
         ctx.check()
         time.sleep(seconds / steps)
-        ctx.progress(100.0 * (i + 1) / steps, f"step {i + 1} of {steps}", step=i + 1, t=time.time())
+        ctx.progress(100.0 * (i + 1) / steps, TaskText("step {step} of {steps}", step=i + 1,
+                                                       steps=steps), step=i + 1, t=time.time())
     return {"steps": steps}
 
 
@@ -33,7 +35,7 @@ def progress(ctx: JobContext) -> dict[str, Any]:
     count = int(ctx.params.get("count", 100))
     every = float(ctx.params.get("every", 0.01))
     for i in range(count):
-        ctx.progress(100.0 * (i + 1) / count, "tick", i=i, t=time.time())
+        ctx.progress(100.0 * (i + 1) / count, TaskText("tick"), i=i, t=time.time())
         ctx.flush()
         time.sleep(every)
     return {"count": count}

@@ -18,6 +18,7 @@ from typing import Any
 
 from kimchi.bus.context import JobContext, Stop, kill_when_stopped
 from kimchi.bus.jobs import job
+from kimchi.bus.text import TaskText
 from kimchi.errors import KimchiError
 
 _PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
@@ -129,7 +130,8 @@ def copy_disks(ctx: JobContext) -> dict[str, Any]:
             def report(percent: float, base: int = done_bytes, size: int = size,
                        name: str = name) -> None:
                 ctx.progress(100.0 * (base + size * percent / 100) / total,
-                             f"Copying {name}: {percent:.0f} %", disk=name)
+                             TaskText("Copying {name}: {percent} %", name=name,
+                                      percent=f"{percent:.0f}"), disk=name)
                 if ctx.fault_delay:  # KIMCHI_FAULT_SLOW_REPORTS, for the tests
                     time.sleep(ctx.fault_delay)
 
@@ -139,7 +141,7 @@ def copy_disks(ctx: JobContext) -> dict[str, Any]:
             written[-1] = c["dst"]
             done_bytes += size
         return {"copied": [c["dst"] for c in copies], "bytes": total,
-                "message": f"Copied {len(copies)} disk(s)"}
+                "message": TaskText("Copied {count} disk(s)", count=len(copies))}
     except BaseException:
         remove_all(written)  # a cancel or a failure leaves none of its files
         raise
@@ -169,4 +171,5 @@ def remove_copies(ctx: JobContext) -> dict[str, Any]:
             removed.append(path)
         except FileNotFoundError:
             pass
-    return {"removed": removed, "message": f"Removed {len(removed)} file(s)"}
+    return {"removed": removed,
+            "message": TaskText("Removed {count} file(s)", count=len(removed))}

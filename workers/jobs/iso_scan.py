@@ -26,6 +26,7 @@ from kimchi import isoinfo
 from kimchi.bus import ISOS, LOCAL_HOST, library_field
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.jobs import job
+from kimchi.bus.text import TaskText
 from kimchi.scanpaths import check_scan_path
 
 PSEUDO_FS = ("/proc", "/sys", "/dev")
@@ -102,8 +103,14 @@ class _Scan:
             return None
         return min(99.0, 100.0 * self.dirs / self.dirs_found)
 
-    def summary(self) -> str:
-        return f"Scanned {self.files} files in {self.dirs} folders, {self.isos} ISO images found"
+    def counts(self) -> dict[str, int]:
+        """The values of the scan's messages."""
+        return {"files": self.files, "dirs": self.dirs, "isos": self.isos,
+                "skipped": self.skipped}
+
+    def summary(self) -> TaskText:
+        return TaskText("Scanned {files} files in {dirs} folders, {isos} ISO images found",
+                        **self.counts())
 
     def walk(self) -> None:
         # The hot loop of a scan (100,000 entries in a fraction of a second): counters in
@@ -319,18 +326,22 @@ def deep_scan(ctx: JobContext) -> dict[str, Any]:
         pass  # the folder went away mid-scan: report what was seen
     except Stop:
         # cancelled or stopping: the task keeps the counts of what was done
-        ctx.note(scan.percent(), scan.summary() + " (stopped)", **scan.details())
+        ctx.note(scan.percent(), TaskText("Scanned {files} files in {dirs} folders, {isos} "
+                                          "ISO images found (stopped)", **scan.counts()),
+                 **scan.details())
         raise
     removed: list[str] = []
     if ctx.params.get("prune", True):
-        ctx.progress(scan.percent(), scan.summary() + "; removing the ISO images no longer "
-                     "there from the library", **scan.details())
+        ctx.progress(scan.percent(), TaskText(
+            "Scanned {files} files in {dirs} folders, {isos} ISO images found; removing the "
+            "ISO images no longer there from the library", **scan.counts()), **scan.details())
         removed = ctx.prune(ISOS, library_field(scan.host, root), scan.paths)
     details = scan.details()
-    ctx.progress(100.0, f"Scanned {scan.files} files, {scan.isos} ISO images found", **details)
+    ctx.progress(100.0, TaskText("Scanned {files} files, {isos} ISO images found",
+                                 **scan.counts()), **details)
     return {
         **details,
         "removed": len(removed),
-        "message": f"Found {scan.isos} ISO images in {scan.files} files "
-                   f"({scan.skipped} skipped)",
+        "message": TaskText("Found {isos} ISO images in {files} files ({skipped} skipped)",
+                            **scan.counts()),
     }

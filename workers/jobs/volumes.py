@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.jobs import job
+from kimchi.bus.text import TaskText
 from kimchi.errors import KimchiError
 from kimchi.outbound import DestinationRefused, OutboundPolicy
 from workers.jobs.disks import run_convert, settle
@@ -132,10 +133,11 @@ def download(ctx: JobContext) -> dict[str, Any]:
     except BaseException:
         _remove(part)
         raise
-    ctx.note(100, f"Downloaded {name}: {human(got)}", bytes=got, total=got)
+    ctx.note(100, TaskText("Downloaded {name}: {size}", name=name, size=human(got)), bytes=got,
+             total=got)
     return {"name": name, "pool": p["pool"], "path": final, "bytes": got,
             **({"sha256": digest} if digest else {}),
-            "message": f"Downloaded {name} ({human(got)})"}
+            "message": TaskText("Downloaded {name} ({size})", name=name, size=human(got))}
 
 
 def _fetch(ctx: JobContext, url: str, part: str, folder: str, name: str, pool: str,
@@ -236,10 +238,12 @@ class _Reporter:
         self.next = now + 0.2
         if self.total:
             self.ctx.progress(100.0 * done / self.total,
-                              f"Downloading {self.name}: {human(done)} of {human(self.total)}",
+                              TaskText("Downloading {name}: {done} of {size}", name=self.name,
+                                       done=human(done), size=human(self.total)),
                               bytes=done, total=self.total)
         else:
-            self.ctx.progress(None, f"Downloading {self.name}: {human(done)}", bytes=done)
+            self.ctx.progress(None, TaskText("Downloading {name}: {done}", name=self.name,
+                                             done=human(done)), bytes=done)
 
 
 @job("volume.wipe")
@@ -259,7 +263,8 @@ def wipe(ctx: JobContext) -> dict[str, Any]:
             f.write(zeros[:n])
             done += n
             ctx.progress(100.0 * done / size,
-                         f"Wiping {name}: {human(done)} of {human(size)}",
+                         TaskText("Wiping {name}: {done} of {size}", name=name,
+                                  done=human(done), size=human(size)),
                          bytes=done, total=size)
             if ctx.fault_delay:
                 time.sleep(ctx.fault_delay)
@@ -274,7 +279,7 @@ def wipe(ctx: JobContext) -> dict[str, Any]:
             raise KimchiError("KCHVOL0017E", action="wipe", name=name,
                               reason=made.stderr.strip() or f"exit {made.returncode}")
     return {"name": name, "pool": p["pool"], "bytes": size,
-            "message": f"Wiped {name} ({human(size)})"}
+            "message": TaskText("Wiped {name} ({size})", name=name, size=human(size))}
 
 
 @job("volume.clone")
@@ -291,7 +296,8 @@ def clone(ctx: JobContext) -> dict[str, Any]:
     target = os.path.basename(dst)
 
     def report(percent: float) -> None:
-        ctx.progress(percent, f"Cloning {name} to {target}: {percent:.0f} %")
+        ctx.progress(percent, TaskText("Cloning {name} to {target}: {percent} %", name=name,
+                                       target=target, percent=f"{percent:.0f}"))
         if ctx.fault_delay:
             time.sleep(ctx.fault_delay)
 
@@ -303,4 +309,4 @@ def clone(ctx: JobContext) -> dict[str, Any]:
         _remove(part)  # cancelled, failed, or lost: a copy starts again from nothing
         raise
     return {"name": target, "pool": p["pool"], "path": dst, "source": name,
-            "message": f"Cloned {name} to {target}"}
+            "message": TaskText("Cloned {name} to {target}", name=name, target=target)}

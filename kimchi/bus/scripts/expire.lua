@@ -8,12 +8,14 @@ local now_iso = ARGV[1]
 local maxlen = ARGV[2]
 local reason = ARGV[3]
 local entry_id = ARGV[4]  -- its entry there, never delivered (optional)
+local message_id, message_args, errcode = ARGV[5], ARGV[6], ARGV[7]
 local st = redis.call('HMGET', task, 'status', 'attempt', 'id')
 if not st[1] then return {'missing'} end
 if st[1] ~= 'running' then return {'ended', st[1]} end
 if st[2] ~= '0' then return {'started'} end
 if jobs and entry_id and entry_id ~= '' then redis.call('XDEL', jobs, entry_id) end
-redis.call('HSET', task, 'status', 'failed', 'message', reason, 'updated', now_iso)
+redis.call('HSET', task, 'status', 'failed', 'updated', now_iso)
+set_message(task, reason, message_id, message_args, errcode)
 index_status(task, 'running', 'failed')
 emit(events, maxlen, 'task.failed', now_iso, task_json(task), st[3])
 return {'failed'}

@@ -12,9 +12,11 @@ local entry_id = ARGV[6]
 local keep_seconds = ARGV[7]
 local maxlen = ARGV[8]
 local progress = ARGV[9]
+local message_id, message_args, errcode = ARGV[10], ARGV[11], ARGV[12]
 if not owns(task, attempt) then return 0 end
-redis.call('HSET', task, 'status', status, 'message', message, 'result', result_json,
-           'updated', now_iso, 'cancel', '0')
+redis.call('HSET', task, 'status', status, 'result', result_json, 'updated', now_iso,
+           'cancel', '0')
+set_message(task, message, message_id, message_args, errcode)
 if progress ~= '' then redis.call('HSET', task, 'progress', progress) end
 index_status(task, 'running', status)
 redis.call('XACK', jobs, 'workers', entry_id)

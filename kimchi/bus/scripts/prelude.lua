@@ -11,6 +11,16 @@ local function str_or_null(s)
   if s == nil or s == false or s == '' then return 'null' end
   return cjson.encode(s)
 end
+-- A task's message: its English text, and what translates it (kimchi/bus/text.py): the
+-- template (a msgid) and its values (JSON), or an error's errcode and parameters.
+local function set_message(key, text, id, args, errcode)
+  redis.call('HSET', key, 'message', text, 'message_id', id or '', 'message_args', args or '',
+             'errcode', errcode or '')
+end
+local function message_json(text, id, args, errcode)
+  return '"message":' .. cjson.encode(text or '') .. ',"message_id":' .. str_or_null(id) ..
+    ',"message_args":' .. raw_or_null(args) .. ',"errcode":' .. str_or_null(errcode)
+end
 -- The public JSON of a task, built from its hash (kept in step with
 -- kimchi.bus.task_from_hash).
 local function task_json(key)
@@ -20,7 +30,7 @@ local function task_json(key)
   return '{"id":' .. cjson.encode(t.id) ..
     ',"kind":' .. cjson.encode(t.kind) ..
     ',"status":' .. cjson.encode(t.status) ..
-    ',"message":' .. cjson.encode(t.message or '') ..
+    ',' .. message_json(t.message, t.message_id, t.message_args, t.errcode) ..
     ',"progress":' .. num_or_null(t.progress) ..
     ',"target_uri":' .. cjson.encode(t.target_uri or '') ..
     ',"created":' .. cjson.encode(t.created) ..

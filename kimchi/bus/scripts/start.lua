@@ -11,6 +11,8 @@ local max_attempts = ARGV[4]
 local maxlen = ARGV[5]
 local lost_message = ARGV[6]
 local cancelled_message = ARGV[7]
+local lost_id, lost_args, lost_errcode = ARGV[8], ARGV[9], ARGV[10]
+local cancelled_id, cancelled_args, cancelled_errcode = ARGV[11], ARGV[12], ARGV[13]
 local st = redis.call('HMGET', task, 'status', 'cancel', 'kind', 'params', 'attempt')
 local function drop()
   redis.call('XACK', jobs, 'workers', entry_id)
@@ -18,7 +20,8 @@ local function drop()
 end
 if st[1] ~= 'running' then drop(); return {'skip', st[1] or 'missing'} end
 if st[2] == '1' then
-  redis.call('HSET', task, 'status', 'cancelled', 'message', cancelled_message, 'updated', now_iso)
+  redis.call('HSET', task, 'status', 'cancelled', 'updated', now_iso)
+  set_message(task, cancelled_message, cancelled_id, cancelled_args, cancelled_errcode)
   index_status(task, 'running', 'cancelled')
   drop()
   emit(events, maxlen, 'task.cancelled', now_iso, task_json(task),
@@ -29,8 +32,8 @@ local attempt = tonumber(st[5]) + 1
 -- hand-backs (a worker stopping cleanly) do not count against max_attempts
 local handbacks = tonumber(redis.call('HGET', task, 'handbacks') or '0')
 if attempt - handbacks > tonumber(max_attempts) then
-  redis.call('HSET', task, 'status', 'failed', 'message', lost_message, 'updated', now_iso,
-             'worker', '')
+  redis.call('HSET', task, 'status', 'failed', 'updated', now_iso, 'worker', '')
+  set_message(task, lost_message, lost_id, lost_args, lost_errcode)
   index_status(task, 'running', 'failed')
   drop()
   local id = redis.call('HGET', task, 'id')

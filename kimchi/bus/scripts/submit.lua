@@ -13,11 +13,13 @@ local maxlen = ARGV[7]
 local message = ARGV[8]
 local owner = ARGV[9]
 local host = ARGV[10]
+local message_id, message_args, errcode = ARGV[11], ARGV[12], ARGV[13]
 if redis.call('EXISTS', task) == 1 then return redis.error_reply('EXISTS') end
 redis.call('HSET', task, 'id', id, 'kind', kind, 'params', params_json,
   'target_uri', target_uri, 'created', now_iso, 'updated', now_iso, 'status', 'running',
-  'message', message, 'progress', '', 'result', '', 'details', '', 'attempt', '0',
+  'progress', '', 'result', '', 'details', '', 'attempt', '0',
   'worker', '', 'cancel', '0', 'owner', owner, 'host', host)
+set_message(task, message, message_id, message_args, errcode)
 redis.call('ZADD', tasks, now_ms, id)
 redis.call('ZADD', tasks .. ':kind:' .. kind, now_ms, id)
 redis.call('SADD', tasks .. ':kinds', kind)

@@ -54,6 +54,24 @@ export function _n(one, many, n, params) {
   return fill(text, { n: numberFmt.format(n), ...(params || {}) });
 }
 
+/** A task's message — of a task record or a task.progress event — in the UI's language:
+ * its template (``message_id``) or, for an error, its ``errcode``'s message translated,
+ * filled from ``message_args``; the server's (English) ``message`` when the catalogue has
+ * no translation. Events are shared by every watcher, so the server sends them in English. */
+export function taskMessage(rec) {
+  const english = rec && typeof rec.message === 'string' ? rec.message : '';
+  if (!rec) return english;
+  const args = rec.message_args && typeof rec.message_args === 'object' ? rec.message_args : {};
+  const translated = (key) => (typeof key === 'string' && key && has(messages, key)
+    && typeof messages[key] === 'string' && messages[key] ? messages[key] : null);
+  if (typeof rec.errcode === 'string' && rec.errcode) {
+    const found = translated(rec.errcode);
+    return found ? `${rec.errcode}: ${fill(found, args)}` : english;
+  }
+  const found = translated(rec.message_id);
+  return found ? fill(found, args) : english;
+}
+
 /** The language the UI shows (a BCP 47 tag: en, pt-BR, zh-CN). */
 export const currentLanguage = () => language;
 

@@ -4,7 +4,7 @@
 
 import { $, el, announce, numberFmt, timeFmt } from './dom.js';
 import { api } from './api.js';
-import { _ } from './i18n.js';
+import { _, taskMessage } from './i18n.js';
 
 export const TERMINAL = new Set(['finished', 'failed', 'cancelled']);
 export const KIND_LABELS = { 'iso.scan': _('ISO scan'), 'vm.create': _('New VM'), 'vm.clone': _('Clone VM'),
@@ -130,7 +130,7 @@ function renderTask(t) {
   const msg = node.querySelector('.task-message');
   msg.replaceChildren();
   if (rec.status === 'failed') {
-    msg.append(el('strong', null, 'Reason: '), document.createTextNode(rec.message || 'unknown'));
+    msg.append(el('strong', null, _('Reason:')), document.createTextNode(` ${rec.message || _('unknown')}`));
   } else {
     msg.textContent = rec.message || '';
   }
@@ -214,6 +214,7 @@ function changed(t, why) {
 /** Apply a full task record, unless it is older than what is shown. */
 export function upsertTask(rec, { announceIt = true, why = 'answered' } = {}) {
   if (!rec || typeof rec.id !== 'string') return;
+  if (typeof rec.message === 'string') rec = { ...rec, message: taskMessage(rec) };
   let t = tasks.get(rec.id);
   if (t && t.stub) {
     tasks.delete(rec.id);
@@ -260,7 +261,10 @@ function taskProgress(d) {
   if (typeof d.attempt === 'number' && d.attempt < (t.rec.attempt || 0)) return;
   const before = t.rec.progress;
   t.rec.progress = typeof d.progress === 'number' ? d.progress : null;
-  t.rec.message = d.message;
+  t.rec.message = taskMessage(d);
+  t.rec.message_id = d.message_id;
+  t.rec.message_args = d.message_args;
+  t.rec.errcode = d.errcode;
   if (d.details) t.rec.details = d.details;
   if (typeof d.attempt === 'number') t.rec.attempt = d.attempt;
   renderTask(t);

@@ -224,8 +224,7 @@ function scanTarget(rec) {
 }
 
 /** Whether a scan still waits for a worker serving its host (none does now). */
-const waiting = (rec) => rec.status === 'running' && !rec.attempt
-  && typeof rec.message === 'string' && rec.message.startsWith('KCHTASK0008E');
+const waiting = (rec) => rec.status === 'running' && !rec.attempt && rec.errcode === 'KCHTASK0008E';
 
 function currentScan() {
   let t = scanTaskId ? tasks.get(scanTaskId) : null;
