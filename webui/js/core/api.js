@@ -1,12 +1,14 @@
 /* The REST client, what this server offers (its OpenAPI paths) and what the host can do
  * (GET /config/capabilities). */
 
+import { _ } from './i18n.js';
+
 const hooks = {
   headers: () => {}, // every answer's headers (the session notes Session-Expires-On)
   unauthorized: () => {}, // a 401 on an authenticated call: the session has ended
 };
 
-/** The session module's hooks (kept here so that api.js imports nothing). */
+/** The session module's hooks (kept here so that api.js imports only i18n.js). */
 export function setApiHooks(h) {
   Object.assign(hooks, h);
 }
@@ -39,7 +41,7 @@ export async function api(method, path, body, { auth = true, signal } = {}) {
     resp = await fetch(path, opts);
   } catch (e) {
     if (e && e.name === 'AbortError') throw e;
-    const err = new Error('The server cannot be reached. Check that kimchid is running.');
+    const err = new Error(_('The server cannot be reached. Check that kimchid is running.'));
     err.status = 0;
     throw err;
   }

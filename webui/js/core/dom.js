@@ -81,20 +81,22 @@ export function clearOnInput(errorId, inputs, clear) {
   }
 }
 
-export const plural = (n, one, many) => `${numberFmt.format(n)} ${n === 1 ? one : many}`;
+/** "1.5 GiB": a size in its unit (IEC symbols; a translation may write them its own way). */
+export const SIZE_UNITS = [(p) => _('{size} B', p), (p) => _('{size} KiB', p), (p) => _('{size} MiB', p),
+  (p) => _('{size} GiB', p), (p) => _('{size} TiB', p), (p) => _('{size} PiB', p)];
 
 export function humanSize(bytes) {
   if (typeof bytes !== 'number' || !isFinite(bytes) || bytes < 0) return '—';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let v = bytes;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
-  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+  while (v >= 1024 && i < SIZE_UNITS.length - 1) { v /= 1024; i += 1; }
+  return SIZE_UNITS[i]({ size: i === 0 ? String(v) : v.toFixed(v < 10 ? 1 : 0) });
 }
 
 export function memText(mib) {
   if (typeof mib !== 'number' || !isFinite(mib)) return '—';
-  return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} GiB` : `${numberFmt.format(mib)} MiB`;
+  return mib >= 1024 && mib % 1024 === 0 ? _('{size} GiB', { size: mib / 1024 })
+    : _('{size} MiB', { size: numberFmt.format(mib) });
 }
 
 export function whenText(iso) {

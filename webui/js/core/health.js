@@ -113,7 +113,9 @@ function degraded(d) {
   if (d.component === 'libvirt' && d.status === 'down') setLibvirt(true);
   const listed = Array.isArray(d.problems) ? d.problems : [{
     id: d.component, component: d.component,
-    what: `${d.component || 'A component'} is ${d.status || 'down'}`, reason: d.reason || '', fix: d.fix || '',
+    what: d.component ? _('{component} is {status}', { component: d.component, status: d.status || _('down') })
+      : _('A component is {status}', { status: d.status || _('down') }),
+    reason: d.reason || '', fix: d.fix || '',
   }];
   const ids = new Set(listed.map(keyOf));
   problems = [...problems.filter((p) => !ids.has(keyOf(p)) && p.component !== d.component), ...listed];

@@ -99,10 +99,11 @@ function cookieChoice() {
 const ATTRS = ['placeholder', 'title', 'aria-label', 'alt'];
 
 /** Translate the texts and attributes under ``root`` that are English msgids (the page's
- * own, from index.html), but under translate="no". */
+ * own, from index.html), but under translate="no"; the contents of its <template>s too
+ * (a task's Cancel button, a VM's CPU and Memory), which the pages clone later. */
 export function translateTree(root) {
   if (!Object.keys(messages).length) return;
-  const skip = (node) => node.closest && node.closest('[translate="no"], script, style');
+  const skip = (node) => node && node.closest && node.closest('[translate="no"], script, style');
   const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
   const texts = [];
   for (let n = walker.nextNode(); n; n = walker.nextNode()) texts.push(n);
@@ -125,6 +126,7 @@ export function translateTree(root) {
       if (key && has(messages, key) && typeof messages[key] === 'string') e.setAttribute(a, messages[key]);
     }
   }
+  for (const t of root.querySelectorAll('template')) translateTree(t.content);
 }
 
 async function load() {

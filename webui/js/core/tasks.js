@@ -12,11 +12,17 @@ export const KIND_LABELS = { 'iso.scan': _('ISO scan'), 'vm.create': _('New VM')
   'debugreport.fetch': _('Debug report'), 'disks.remove': _('Disk removal'), 'vm.snapshot': _('Snapshot'),
   'vm.migrate': _('Migration'), 'vm.template': _('Make template'), 'vm.template.disks': _('Disk copy'),
   'volume.download': _('Volume download'), 'volume.wipe': _('Volume wipe'), 'volume.clone': _('Volume clone') };
-const COUNTERS = [['files', _('Files')], ['dirs', _('Folders')], ['isos', 'ISOs'], ['skipped', _('Skipped')]];
+const COUNTERS = [['files', _('Files')], ['dirs', _('Folders')], ['isos', _('ISOs')], ['skipped', _('Skipped')]];
 const STATUS_TEXT = {
   queued: _('Queued'), running: _('Running'), cancelling: _('Cancelling…'), finished: _('Finished'),
   failed: _('Failed'), cancelled: _('Cancelled'),
 };
+// a status inside a sentence read to screen readers ("New VM web1 finished: ...")
+const STATUS_WORD = {
+  queued: _('queued'), running: _('running'), cancelling: _('cancelling'), finished: _('finished'),
+  failed: _('failed'), cancelled: _('cancelled'),
+};
+const statusWord = (s) => STATUS_WORD[s] || s;
 const MAX_TASKS = 100;
 
 /** id -> { rec, cancelling, el, stub } */
@@ -86,7 +92,7 @@ function duration(rec) {
   const b = Date.parse(rec.updated);
   if (!isFinite(a) || !isFinite(b) || b < a) return '';
   const s = (b - a) / 1000;
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 60) return _('{s} s', { s: s.toFixed(s < 10 ? 1 : 0) });
   const m = Math.floor(s / 60);
   return _('{m} min {m2} s', { m, m2: Math.round(s - m * 60) });
 }
@@ -114,7 +120,7 @@ function renderTask(t) {
   target.title = taskTarget(rec);
 
   const bar = node.querySelector('.bar');
-  bar.setAttribute('aria-label', `${kind} progress`);
+  bar.setAttribute('aria-label', _('{kind} progress', { kind }));
   let pct = typeof rec.progress === 'number' ? rec.progress : null;
   if (TERMINAL.has(rec.status) && pct === null) pct = rec.status === 'finished' ? 100 : 0;
   if (pct === null) {
@@ -200,7 +206,7 @@ function updateSummary() {
   $('task-empty').hidden = all.length > 0;
   const badge = $('nav-running');
   badge.hidden = running === 0;
-  badge.replaceChildren(String(running), el('span', 'visually-hidden', ' running'));
+  badge.replaceChildren(String(running), el('span', 'visually-hidden', ` ${_('running')}`));
 }
 
 function changed(t, why) {
@@ -229,12 +235,16 @@ export function upsertTask(rec, { announceIt = true, why = 'answered' } = {}) {
     t.rec = { ...was, ...rec };
     if (TERMINAL.has(rec.status)) t.cancelling = false;
     if (announceIt && newerEnd) {
-      announce(`${kindLabel(rec.kind)} ${taskTarget(rec)} ${rec.status}: ${rec.message || ''}`);
+      announce(_('{kind} {target} {status}: {message}', { kind: kindLabel(rec.kind), target: taskTarget(rec),
+        status: statusWord(rec.status), message: rec.message || '' }));
     }
   } else {
     t = { rec: { ...rec }, cancelling: false, el: null };
     tasks.set(rec.id, t);
-    if (announceIt) announce(`${kindLabel(rec.kind)} ${taskTarget(rec)}: ${rec.status}`);
+    if (announceIt) {
+      announce(_('{kind} {target}: {status}', { kind: kindLabel(rec.kind), target: taskTarget(rec),
+        status: statusWord(rec.status) }));
+    }
   }
   changed(t, why);
 }
@@ -272,7 +282,7 @@ function taskProgress(d) {
   const p = t.rec.progress;
   if (typeof p === 'number' && typeof before === 'number'
       && Math.floor(p / 25) > Math.floor(before / 25) && p < 100) {
-    announce(`${kindLabel(t.rec.kind)}: ${Math.round(p)}%`);
+    announce(_('{kind}: {percent}%', { kind: kindLabel(t.rec.kind), percent: Math.round(p) }));
   }
 }
 

@@ -12,11 +12,11 @@ import { _, _n } from '../core/i18n.js';
 export function cloudInitText(ci) {
   if (!ci || typeof ci !== 'object') return '';
   const parts = [];
-  if (ci.hostname) parts.push(`host ${ci.hostname}`);
-  if (ci.user) parts.push(`user ${ci.user}`);
+  if (ci.hostname) parts.push(_('host {name}', { name: ci.hostname }));
+  if (ci.user) parts.push(_('user {name}', { name: ci.user }));
   if (ci.password_set) parts.push(_('password set'));
   const keys = Array.isArray(ci.ssh_authorized_keys) ? ci.ssh_authorized_keys.length : 0;
-  if (keys) parts.push(`${keys} SSH ${keys === 1 ? 'key' : 'keys'}`);
+  if (keys) parts.push(_n('{n} SSH key', '{n} SSH keys', keys));
   if (ci.user_data) parts.push('user-data');
   return parts.join(' · ');
 }
@@ -47,12 +47,12 @@ export class CloudInitSection {
     help.id = `${prefix}-ci-help`;
     this.inputs = {
       hostname: this.field(grid, 'hostname', _('Guest host name'), 'input', { placeholder: _('the VM\'s name') }),
-      user: this.field(grid, 'user', _('User'), 'input', { placeholder: 'none', help: _('An account with sudo rights.') }),
+      user: this.field(grid, 'user', _('User'), 'input', { placeholder: _('none'), help: _('An account with sudo rights.') }),
       password: this.field(grid, 'password', _('User\'s password'), 'password', { wide: true }),
       ssh_authorized_keys: this.field(grid, 'keys', _('SSH public keys'), 'textarea',
         { wide: true, help: _('One per line (ssh-ed25519 AAAA… user@host).') }),
       user_data: this.field(grid, 'userdata', _('User-data'), 'textarea',
-        { wide: true, help: 'Optional: a #cloud-config document or a #! script, run besides the fields above.' }),
+        { wide: true, help: _('Optional: a #cloud-config document or a #! script, run besides the fields above.') }),
     };
     this.passwordHelp = grid.querySelector(`#${prefix}-ci-password-help`);
     this.node.append(sum, help, grid);

@@ -78,7 +78,7 @@ function render(storages, ifaces, nets) {
     const li = el('li');
     li.dataset.dev = s.dev;
     const what = el('div', 'snap-what');
-    what.append(el('span', 'snap-name', `${s.dev} · ${s.type === 'cdrom' ? 'CD-ROM' : 'disk'}`),
+    what.append(el('span', 'snap-name', s.type === 'cdrom' ? _('{dev} · CD-ROM', { dev: s.dev }) : _('{dev} · disk', { dev: s.dev })),
       el('span', 'snap-meta mono', s.path || _('no disc')));
     li.append(what);
     const at = `${addressOf(vm)}/storages/${encodeURIComponent(s.dev)}`;
@@ -95,7 +95,7 @@ function render(storages, ifaces, nets) {
     li.dataset.mac = i.mac;
     const what = el('div', 'snap-what');
     what.append(el('span', 'snap-name', i.network || i.type),
-      el('span', 'snap-meta mono', `${i.mac} · ${i.model || 'default model'}`));
+      el('span', 'snap-meta mono', i.model ? `${i.mac} · ${i.model}` : _('{mac} · default model', { mac: i.mac })));
     li.append(what, actionButton(_('Remove'), 'btn-danger-outline dev-remove', _('Remove interface {mac}', { mac: i.mac }),
       (b) => call(b, 'DELETE', `${addressOf(vm)}/ifaces/${encodeURIComponent(i.mac)}`)));
     return li;
@@ -103,7 +103,7 @@ function render(storages, ifaces, nets) {
   const sel = $('dev-network');
   const keep = sel.value;
   sel.replaceChildren(...nets.map((n) => {
-    const o = el('option', null, `${n.name}${n.state === 'active' ? '' : ' (inactive)'}`);
+    const o = el('option', null, n.state === 'active' ? n.name : _('{name} (inactive)', { name: n.name }));
     o.value = n.name;
     return o;
   }));

@@ -95,7 +95,8 @@ function localRows(h) {
     [_('Operating system'), [h.os_distro, h.os_version, h.os_codename ? `(${h.os_codename})` : '']
       .filter(Boolean).join(' ')],
     [_('Kernel'), `${h.kernel || '—'} ${h.architecture || ''}`.trim()],
-    [_('Processor'), `${h.cpu_model || '—'}${h.cpu_mhz ? `, ${numberFmt.format(h.cpu_mhz)} MHz` : ''}`],
+    [_('Processor'), h.cpu_mhz ? _('{model}, {mhz} MHz', { model: h.cpu_model || '—', mhz: numberFmt.format(h.cpu_mhz) })
+      : h.cpu_model || '—'],
     [_('CPUs'), topo ? _('{online} online ({topology})', { online: c.online || '—', topology: topo })
       : _('{online} online', { online: c.online || '—' })],
     [_('Memory'), humanSize(h.memory)],
@@ -112,7 +113,7 @@ function otherRows(h) {
   return [
     [_('libvirt URI'), h.uri || '—'],
     [_('State'), `${hostStateText(h.state)}${reason}`],
-    ['CPUs', count(h.cpus)],
+    [_('CPUs'), count(h.cpus)],
     [_('Memory'), h.memory ? humanSize(h.memory) : '—'],
     [_('Virtual machines'), up ? _('{running} running of {total}', { running: count(vms.running), total: count(vms.total) }) : '—'],
     [_('Workers'), count(h.workers)],

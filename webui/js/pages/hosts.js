@@ -18,7 +18,10 @@ import { _, _n } from '../core/i18n.js';
 export const LOCAL_HOST = 'local';
 const STATE_TEXT = { connected: _('Connected'), connecting: _('Connecting'), unreachable: _('Unreachable') };
 const STATE_CLASS = { connected: 'running', connecting: 'paused', unreachable: 'crashed' };
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+// "3.1 of 15.6 GiB", in each unit
+const IN_USE = [(p) => _('{used} of {total} B', p), (p) => _('{used} of {total} KiB', p),
+  (p) => _('{used} of {total} MiB', p), (p) => _('{used} of {total} GiB', p),
+  (p) => _('{used} of {total} TiB', p), (p) => _('{used} of {total} PiB', p)];
 
 const listeners = new Set();
 const figures = new Map(); // host name -> its latest host.stats sample
@@ -76,7 +79,7 @@ export const hostCollectionPath = (host, kind) => (isRemoteHost(host) ? `${hostP
 export function fillHostSelect(sel, value, first = null) {
   const opts = first === null ? [] : [['', first]];
   for (const h of hostList()) {
-    opts.push([h.name, h.state === 'unreachable' ? `${h.name} (unreachable)` : h.name]);
+    opts.push([h.name, h.state === 'unreachable' ? _('{name} (unreachable)', { name: h.name }) : h.name]);
   }
   const had = [...sel.options].map((o) => `${o.value}\t${o.textContent}`).join('\n');
   if (had !== opts.map(([v, t]) => `${v}\t${t}`).join('\n')) {
@@ -127,9 +130,9 @@ function count(n) {
 /** "3.1 of 15.6 GiB": memory in use, in the unit of the total. */
 function inUseText(used, total) {
   let i = 0;
-  while (total >= 1024 ** (i + 1) && i < UNITS.length - 1) i += 1;
+  while (total >= 1024 ** (i + 1) && i < IN_USE.length - 1) i += 1;
   const n = (v) => (v / 1024 ** i).toFixed(i ? 1 : 0);
-  return `${n(used)} of ${n(total)} ${UNITS[i]}`;
+  return IN_USE[i]({ used: n(used), total: n(total) });
 }
 
 /** The CPU use and memory in use of a host as its row says them: "—" while it is not
@@ -172,7 +175,7 @@ function hostRow(h) {
   memory.append(el('span', 'host-memory', h.memory ? humanSize(h.memory) : '—'),
     el('span', 'host-use host-mem-use', memUse));
   tr.append(name, st, cpus, memory,
-    el('td', 'num', up ? `${count(vms.running)} of ${count(vms.total)}` : '—'),
+    el('td', 'num', up ? _('{running} of {total}', { running: count(vms.running), total: count(vms.total) }) : '—'),
     el('td', 'num', count(h.workers)),
     act);
   return tr;
@@ -205,7 +208,7 @@ function renderDown() {
   const badge = $('nav-hosts-down');
   badge.hidden = !down.length;
   badge.replaceChildren(document.createTextNode(String(down.length)),
-    el('span', 'visually-hidden', ' unreachable'));
+    el('span', 'visually-hidden', ` ${_('unreachable')}`));
   if (key === downKey) return; // the live regions speak only when their words change
   downKey = key;
   $('hosts-down').replaceChildren(...downLines(down,

@@ -15,7 +15,7 @@ import { TERMINAL, tasks, upsertTask, requestCancel, taskStatus, taskTarget, wat
 import { Listing } from '../core/listing.js';
 import { WindowedList } from '../core/vlist.js';
 import { fillHostSelect, isRemoteHost, localHost, manyHosts, onHosts } from './hosts.js';
-import { _ } from '../core/i18n.js';
+import { _, _n } from '../core/i18n.js';
 
 const SORT_KEYS = {
   name: (i) => i.name || '',
@@ -27,6 +27,7 @@ const SORT_KEYS = {
 };
 
 let isos = new Map(); // isoKey -> ISO record
+const FOUND_BY = { pool: _('pool'), scan: _('scan') }; // how an ISO was found, in its row
 const rows = new Map(); // isoKey -> { rec, tr }: a row is rebuilt only when its record changes
 const fresh = new Set(); // isoKeys of the ISOs that arrived live, highlighted for a moment
 let sort = { key: 'name', dir: 1 };
@@ -90,13 +91,13 @@ function isoRow(iso) {
   const remote = isRemoteHost(hostOf(iso));
   if (many) {
     tr.dataset.host = hostOf(iso);
-    name.append(el('span', 'obj-host', `on ${hostOf(iso)}`));
-    name.title = `${iso.path} on ${hostOf(iso)}`;
+    name.append(el('span', 'obj-host', _('on {host}', { host: hostOf(iso) })));
+    name.title = _('{path} on {host}', { path: iso.path, host: hostOf(iso) });
   }
   const distro = el('td', 'cell-distro');
   distro.append(distroChip(iso.os_distro, iso.os_version));
   const size = el('td', 'num', humanSize(iso.size));
-  if (typeof iso.size === 'number') size.title = `${numberFmt.format(iso.size)} bytes`;
+  if (typeof iso.size === 'number') size.title = _n('{n} byte', '{n} bytes', iso.size);
   const boot = el('td', 'cell-boot');
   boot.append(el('span', iso.bootable ? 'yes' : 'no', iso.bootable ? _('Yes') : _('No')));
   // long paths lose their start, not their end: the folder and file are what tell them apart
@@ -107,7 +108,7 @@ function isoRow(iso) {
   path.title = iso.path;
   const by = el('td', 'cell-by');
   by.append(el('span', `tag tag-${iso.found_by === 'pool' ? 'pool' : 'scan'}`,
-    iso.found_by === 'pool' && iso.pool ? `pool ${iso.pool}` : iso.found_by || '—'));
+    iso.found_by === 'pool' && iso.pool ? _('pool {pool}', { pool: iso.pool }) : FOUND_BY[iso.found_by] || iso.found_by || '—'));
   const act = el('td', 'cell-actions');
   if (isAdmin() && !remote) { // templates are the local host's: from its own ISOs
     const mk = el('button', 'btn btn-small btn-plain iso-make-template', _('+ Template'));
@@ -157,9 +158,8 @@ function render() {
     empty.hidden = true;
   }
   const n = all.length;
-  const word = n === 1 ? 'image' : 'images';
-  $('iso-count').textContent = shown.length === n ? `${numberFmt.format(n)} ${word}`
-    : `${numberFmt.format(shown.length)} of ${numberFmt.format(n)} ${word}`;
+  $('iso-count').textContent = shown.length === n ? _n('{n} image', '{n} images', n)
+    : _n('{shown} of {n} image', '{shown} of {n} images', n, { shown: numberFmt.format(shown.length) });
   for (const th of document.querySelectorAll('#iso-table th[data-key]')) {
     th.setAttribute('aria-sort', th.dataset.key !== sort.key ? 'none'
       : sort.dir > 0 ? 'ascending' : 'descending');
@@ -220,7 +220,7 @@ function fillScanHost() {
 /** What a scan is of: its folder, and with several hosts its host. */
 function scanTarget(rec) {
   const where = taskTarget(rec);
-  return manyHosts() && rec.host ? `${where} on ${rec.host}` : where;
+  return manyHosts() && rec.host ? _('{path} on {host}', { path: where, host: rec.host }) : where;
 }
 
 /** Whether a scan still waits for a worker serving its host (none does now). */

@@ -20,7 +20,7 @@ import { fillHostSelect, hostCollectionPath, hostObjectPath, localHost, manyHost
   replaceHostRowsKeepingFocus } from './hosts.js';
 import { _, _n } from '../core/i18n.js';
 
-export const NET_KINDS = { nat: 'NAT', isolated: _('Isolated'), bridge: _('Bridged'), macvtap: 'macvtap',
+export const NET_KINDS = { nat: _('NAT'), isolated: _('Isolated'), bridge: _('Bridged'), macvtap: 'macvtap',
   route: _('Routed'), open: _('Open') };
 
 const netErrors = new Map(); // netKey -> why its last action failed
@@ -34,7 +34,7 @@ const netKey = (n) => `${n.host || ''}\n${n.name}`;
 /** The address of a network: the canonical one for another host's. */
 const netPath = (n) => hostObjectPath(n.host, 'networks', n.name);
 /** " on h2" with several hosts, to tell the networks of one name apart; else nothing. */
-const onHost = (n) => (manyHosts() && n.host ? ` on ${n.host}` : '');
+const onHost = (n) => (manyHosts() && n.host ? _(' on {host}', { host: n.host }) : '');
 
 const nets = new Listing({
   path: '/networks',
@@ -71,12 +71,13 @@ function fillInterfaces() {
   const sel = $('net-iface');
   const keep = sel.value;
   const opts = (ifaces || []).filter((i) => wanted.includes(i.type)).map((i) => {
-    const o = el('option', null, `${i.name}${i.ipaddr ? ` (${i.ipaddr})` : ''}${i.status === 'down' ? ' — down' : ''}`);
+    const text = `${i.name}${i.ipaddr ? ` (${i.ipaddr})` : ''}`;
+    const o = el('option', null, i.status === 'down' ? _('{iface} — down', { iface: text }) : text);
     o.value = i.name;
     return o;
   });
   if (!opts.length) {
-    const on = manyHosts() ? ` on ${formHost()}` : _(' on this host');
+    const on = manyHosts() ? _(' on {host}', { host: formHost() }) : _(' on this host');
     const o = el('option', null, ifaces === null ? _('Loading…')
       : kind === 'bridge' ? _('No bridge{on}', { on }) : _('No interface{on}', { on }));
     o.value = '';
@@ -152,12 +153,12 @@ function networkRow(n) {
   const on = onHost(n);
   if (on) {
     tr.dataset.host = n.host;
-    name.append(el('span', 'obj-host', `on ${n.host}`));
+    name.append(el('span', 'obj-host', _('on {host}', { host: n.host })));
   }
   const st = el('td');
   st.append(el('span', `state state-${n.state === 'active' ? 'running' : 'shutoff'}`,
     n.state === 'active' ? _('Active') : _('Inactive')));
-  if (n.autostart) st.append(el('span', 'help', ' autostart'));
+  if (n.autostart) st.append(el('span', 'help', ` ${_('autostart')}`));
   const addr = el('td');
   if (n.subnet) {
     addr.append(el('span', 'mono', n.subnet));
@@ -206,7 +207,8 @@ async function networkAction(n, action, button) {
   netErrors.delete(netKey(n));
   try {
     await api('POST', `${netPath(n)}/${action}`);
-    announce(`${n.name}${onHost(n)} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+    announce(action === 'activate' ? _('{name}{on} activated', { name: n.name, on: onHost(n) })
+      : _('{name}{on} deactivated', { name: n.name, on: onHost(n) }));
   } catch (e) {
     netErrors.set(netKey(n), e.message);
   }

@@ -87,7 +87,7 @@ async function sayWhy(mine) {
   } catch (e) {
     const code = e.body && e.body.errcode;
     // KCHVM0022E: "not a WebSocket request", i.e. nothing else was wrong
-    if (open === mine) status(e.status && code !== 'KCHVM0022E' ? `Closed: ${e.message}` : lost, 'error');
+    if (open === mine) status(e.status && code !== 'KCHVM0022E' ? _('Closed: {reason}', { reason: e.message }) : lost, 'error');
     return;
   }
   if (open === mine) status(lost, 'error');

@@ -39,7 +39,7 @@ const samePool = (a, b) => !!a && !!b && a.name === b.name && (a.host || '') ===
 /** The address of a pool: the canonical one for another host's. */
 const poolPath = (p) => hostObjectPath(p.host, 'storagepools', p.name);
 /** " on h2" with several hosts, to tell the pools of one name apart; else nothing. */
-const onHost = (p) => (manyHosts() && p.host ? ` on ${p.host}` : '');
+const onHost = (p) => (manyHosts() && p.host ? _(' on {host}', { host: p.host }) : '');
 
 const pools = new Listing({
   path: '/storagepools',
@@ -65,13 +65,13 @@ function poolRow(p) {
   const on = onHost(p);
   if (on) {
     tr.dataset.host = p.host;
-    name.append(el('span', 'obj-host', `on ${p.host}`));
+    name.append(el('span', 'obj-host', _('on {host}', { host: p.host })));
   }
   name.append(pathText('pool-path mono', p.path || (p.source && p.source.host) || ''));
   const st = el('td');
   st.append(el('span', `state state-${p.state === 'active' ? 'running' : 'shutoff'}`,
     p.state === 'active' ? _('Active') : p.state === 'inactive' ? _('Inactive') : p.state));
-  if (p.autostart) st.append(el('span', 'help', ' autostart'));
+  if (p.autostart) st.append(el('span', 'help', ` ${_('autostart')}`));
   const space = el('td');
   if (p.state === 'active' && p.capacity) {
     const box = el('div', 'space');
@@ -141,7 +141,8 @@ async function poolAction(p, action, button) {
   poolErrors.delete(poolKey(p));
   try {
     await api('POST', `${poolPath(p)}/${action}`);
-    announce(`${p.name}${onHost(p)} ${action === 'activate' ? 'activated' : 'deactivated'}`);
+    announce(action === 'activate' ? _('{name}{on} activated', { name: p.name, on: onHost(p) })
+      : _('{name}{on} deactivated', { name: p.name, on: onHost(p) }));
   } catch (e) {
     poolErrors.set(poolKey(p), e.message);
   }
@@ -418,7 +419,7 @@ async function sendSlices(u, file) {
       if (u.cancelled) return;
       if (e.status && e.status < 500 && e.status !== 408) throw e; // refused: trying again won't help
       failures += 1;
-      if (failures > RETRIES) throw new Error(`The upload failed ${RETRIES} times in a row: ${e.message}`);
+      if (failures > RETRIES) throw new Error(_('The upload failed {n} times in a row: {reason}', { n: RETRIES, reason: e.message }));
       $('upload-text').textContent = _('{name}: connection lost, going on in {failures} s…', { name: u.name, failures });
       await new Promise((ok) => { setTimeout(ok, 1000 * failures); });
       if (u.cancelled) return;

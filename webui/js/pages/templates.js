@@ -2,7 +2,7 @@
  * from an ISO of the library, a path, or a distribution's published media; cloned,
  * renamed in place, deleted. What a template misses (an ISO gone, a pool) is shown. */
 
-import { $, el, announce, collator, numberFmt, memText, humanSize, distroChip, actionButton, showError,
+import { $, el, announce, collator, memText, humanSize, distroChip, actionButton, showError,
   replaceRowsKeepingFocus } from '../core/dom.js';
 import { api, offers, onServerKnown, routesKnown, capabilities } from '../core/api.js';
 import { askConfirm, openDialog } from '../core/dialogs.js';
@@ -45,7 +45,7 @@ export function invalidText(inv) {
 export function templateSpec(t) {
   const parts = [memText(t.memory && t.memory.current)];
   const n = t.cpu_info && t.cpu_info.vcpus;
-  if (n) parts.push(`${n} ${n === 1 ? 'vCPU' : 'vCPUs'}`);
+  if (n) parts.push(_n('{n} vCPU', '{n} vCPUs', n));
   const disks = Array.isArray(t.disks) ? t.disks : [];
   const size = disks.reduce((a, x) => a + (typeof x.size === 'number' ? x.size : 0), 0);
   if (disks.length) parts.push(_('{size} GB disk', { size }));
@@ -211,7 +211,7 @@ async function createTemplate(ev) {
 // -- the virtual hardware: chipset, firmware, TPM (each defaults to what the OS wants) ----------
 
 const MACHINES = { q35: 'q35', pc: _('pc (i440FX)') };
-const FIRMWARES = { bios: 'BIOS', uefi: 'UEFI' };
+const FIRMWARES = { bios: _('BIOS'), uefi: _('UEFI') };
 let hwEditing = null; // the template the hardware dialog is about
 
 /** The New template form's hardware fields: only those chosen (else the OS's default). */
@@ -240,17 +240,17 @@ export function hardwareText(t) {
   if (t.machine) parts.push(t.machine);
   if (t.firmware) parts.push(FIRMWARES[t.firmware] || t.firmware);
   if (t.secure_boot) parts.push(_('Secure Boot'));
-  if (t.tpm) parts.push('TPM');
+  if (t.tpm) parts.push(_('TPM'));
   return parts.join(' · ');
 }
 
-const onOff = (b) => (b ? 'on' : 'off');
+const onOff = (b) => (b ? _('on') : _('off'));
 
 function fillChoice(sel, labels, value, osDefault, offered) {
   const keys = [...Object.keys(labels).filter((k) => offered(k) || k === value)];
   if (value && !keys.includes(value)) keys.push(value); // a versioned name (pc-q35-7.2)
   sel.replaceChildren(...keys.map((k) => {
-    const o = el('option', null, `${labels[k] || k}${k === osDefault ? ' (OS default)' : ''}`);
+    const o = el('option', null, k === osDefault ? _('{label} (OS default)', { label: labels[k] || k }) : labels[k] || k);
     o.value = k;
     return o;
   }));
@@ -321,16 +321,16 @@ async function saveHardware(ev) {
 // -- image templates: the image, and the VMs over it ------------------------------------------
 
 /** "3 VMs (a, b, c)": the VMs over an image template's base. */
-const usedByText = (vms) => `${vms.length} ${vms.length === 1 ? 'VM' : 'VMs'} (${vms.join(', ')})`;
+const usedByText = (vms) => _n('{n} VM ({names})', '{n} VMs ({names})', vms.length, { n: vms.length, names: vms.join(', ') });
 
 /** What an image template's row says of its image: "Disk image · qcow2 · 20 GiB", and the
  * VMs whose disks are leaves over it ("Used by 3 VMs", their names on hover and expanded). */
 function imageInfo(t) {
   const m = t.source_media || {};
-  const parts = ['Disk image'];
+  const parts = [_('Disk image')];
   if (m.format) parts.push(m.format);
   if (typeof m.virtual_size === 'number') parts.push(humanSize(m.virtual_size));
-  if (m.host) parts.push(`on ${m.host}`);
+  if (m.host) parts.push(_('on {host}', { host: m.host }));
   if (m.owned) parts.push(_('made from a VM'));
   const out = [el('span', 'tmpl-image-text', parts.join(' · '))];
   const vms = Array.isArray(t.vms) ? t.vms : [];
@@ -369,7 +369,7 @@ let ciEditing = null; // the template the dialog is about
 
 function openCloudInit(t) {
   ciEditing = t.name;
-  $('tmpl-ci-title').textContent = `cloud-init of ${t.name}`;
+  $('tmpl-ci-title').textContent = _('cloud-init of {name}', { name: t.name });
   ciDialog.fill(t.cloud_init);
   ciDialog.node.open = true;
   showError('tmpl-ci-error', '');
@@ -397,7 +397,7 @@ async function saveCloudInit(ev) {
     const r = await api('PUT', `/templates/${encodeURIComponent(t.name)}`, { cloud_init: ci.value });
     templateChanged(r.data, false);
     $('tmpl-ci-dialog').close('done');
-    announce(`cloud-init of ${t.name} saved`);
+    announce(_('cloud-init of {name} saved', { name: t.name }));
   } catch (e) {
     showError('tmpl-ci-error', e.message);
     $('tmpl-ci-save').disabled = false;
@@ -518,7 +518,7 @@ function templateRow(t) {
   const bdi = el('bdi', null, srcText);
   bdi.dir = 'ltr';
   src.append(bdi);
-  src.title = `Source: ${srcText}`;
+  src.title = _('Source: {source}', { source: srcText });
   name.append(src);
   if (media.type === 'image') name.append(...imageInfo(t));
   const hw = hardwareText(t);
@@ -526,14 +526,14 @@ function templateRow(t) {
   // its cloud-init, in words; admins change it from there (the actions column is full)
   const ci = cloudInitText(t.cloud_init);
   if (isAdmin()) {
-    const b = el('button', 'tmpl-ci', ci ? `cloud-init: ${ci}` : _('+ cloud-init'));
+    const b = el('button', 'tmpl-ci', ci ? _('cloud-init: {what}', { what: ci }) : _('+ cloud-init'));
     b.type = 'button';
-    b.setAttribute('aria-label', `cloud-init of ${t.name}`);
-    if (ci) b.title = `cloud-init: ${ci}`;
+    b.setAttribute('aria-label', _('cloud-init of {name}', { name: t.name }));
+    if (ci) b.title = _('cloud-init: {what}', { what: ci });
     b.addEventListener('click', () => openCloudInit(t));
     name.append(b);
   } else if (ci) {
-    name.append(el('span', 'tmpl-ci-text', `cloud-init: ${ci}`));
+    name.append(el('span', 'tmpl-ci-text', _('cloud-init: {what}', { what: ci })));
   }
   if (problems.length) {
     const chip = el('span', 'chip-invalid', problems.join(' · '));
@@ -546,13 +546,13 @@ function templateRow(t) {
 
   const os = el('td', 'tmpl-os');
   const chip = distroChip(t.os_distro, t.os_version);
-  if (!t.os_distro || t.os_distro === 'unknown') chip.replaceChildren(el('span', 'distro-name', 'unknown'));
+  if (!t.os_distro || t.os_distro === 'unknown') chip.replaceChildren(el('span', 'distro-name', _('unknown')));
   os.append(chip);
   const mem = el('td', 'num', memText(t.memory && t.memory.current));
   const cpus = el('td', 'num', t.cpu_info && t.cpu_info.vcpus ? t.cpu_info.vcpus : '—');
   const disks = Array.isArray(t.disks) ? t.disks : [];
   const total = disks.reduce((a, x) => a + (typeof x.size === 'number' ? x.size : 0), 0);
-  const disk = el('td', 'num', disks.length ? `${total} GB` : '—');
+  const disk = el('td', 'num', disks.length ? _('{size} GB', { size: total }) : '—');
   if (disks.length) disk.title = disks.map((x) => _('{size} GB {format} on {pool}', { size: x.size, format: x.format || '', pool: x.pool && x.pool.name ? x.pool.name : '?' })).join('\n');
   const nets = el('td', null, Array.isArray(t.networks) && t.networks.length ? t.networks.join(', ') : _('none'));
   const act = el('td', 'cell-actions');
@@ -592,7 +592,8 @@ function render() {
   $('tmpl-empty').hidden = all.length > 0;
   const n = all.length;
   const bad = all.filter((t) => invalidText(t.invalid).length).length;
-  $('tmpl-count').textContent = `${numberFmt.format(n)} ${n === 1 ? 'template' : 'templates'}${bad ? ` · ${bad} invalid` : ''}`;
+  $('tmpl-count').textContent = bad ? _n('{n} template · {bad} invalid', '{n} templates · {bad} invalid', n, { bad })
+    : _n('{n} template', '{n} templates', n);
   const badge = $('nav-tmpl-count');
   badge.hidden = n === 0;
   badge.textContent = String(n);
@@ -630,7 +631,7 @@ function renderDistros() {
     const dd = d.os_distro || 'unknown';
     li.append(
       el('span', `distro distro-${/^[a-z0-9-]+$/.test(dd) ? dd : 'other'}`,
-        d.os_version ? `${dd} ${d.os_version}` : dd),
+        d.os_version ? `${dd} ${d.os_version}` : dd === 'unknown' ? _('unknown') : dd),
       el('span', 'distro-title', d.name || ''),
       el('span', 'distro-arch mono', d.os_arch || ''),
     );

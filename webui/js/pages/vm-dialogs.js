@@ -43,7 +43,7 @@ function fillTemplatePicks(keep) {
     const head = el('span', 'pick-head');
     const d = t.os_distro || 'unknown';
     const chip = el('span', `distro distro-${/^[a-z0-9-]+$/.test(d) ? d : 'other'}`,
-      t.os_version && t.os_version !== 'unknown' ? `${d} ${t.os_version}` : d);
+      t.os_version && t.os_version !== 'unknown' ? `${d} ${t.os_version}` : d === 'unknown' ? _('unknown') : d);
     head.append(el('span', 'pick-name', t.name), chip);
     body.append(head, el('span', 'pick-spec', templateSpec(t)));
     if (problems.length) {
@@ -68,7 +68,7 @@ function chosenTemplate() {
 
 function updateNamePlaceholder() {
   const t = chosenTemplate();
-  $('vm-new-name').placeholder = t ? `${t}-vm-N` : '';
+  $('vm-new-name').placeholder = t ? _('{template}-vm-N', { template: t }) : '';
   // an image template's VMs: linked disks or full copies; its cloud-init under the fields
   const rec = t ? templates.get(t) : null;
   const image = rec && rec.source_media && rec.source_media.type === 'image' ? rec.source_media : null;
@@ -229,7 +229,7 @@ async function saveEdit(ev) {
     renderVms();
     editing = r.data && typeof r.data.name === 'string' ? { host: hostOf(ref), name: r.data.name } : null;
     $('vm-edit-dialog').close('done');
-    announce(`${vmTitle(ref)} saved`);
+    announce(_('{vm} saved', { vm: vmTitle(ref) }));
   } catch (e) {
     showEditError(e.message);
     btn.disabled = false;
@@ -239,7 +239,7 @@ async function saveEdit(ev) {
 // the settings of the Edit dialog beside name, memory and vCPUs: autostart, boot order and
 // menu, CPU topology, NIC model, firmware and TPM (what the host cannot give is hidden)
 
-const BOOT_DEVICES = { hd: _('Hard disk'), cdrom: 'CD-ROM', network: _('Network (PXE)') };
+const BOOT_DEVICES = { hd: _('Hard disk'), cdrom: _('CD-ROM'), network: _('Network (PXE)') };
 const NIC_MODELS = ['virtio', 'e1000e', 'rtl8139'];
 let bootOrder = []; // [{dev, on}], in the order shown
 
@@ -253,20 +253,21 @@ function renderBoot() {
     box.addEventListener('change', () => { b.on = box.checked; });
     const label = el('label', null, BOOT_DEVICES[b.dev] || b.dev);
     label.htmlFor = box.id;
-    const move = (text, to, d) => {
+    const move = (text, to, said) => {
       const btn = el('button', 'btn btn-small btn-plain', text);
       btn.type = 'button';
-      btn.setAttribute('aria-label', _('Move {dev} {d}', { dev: BOOT_DEVICES[b.dev] || b.dev, d }));
+      btn.setAttribute('aria-label', said);
       btn.disabled = to < 0 || to >= bootOrder.length;
       btn.addEventListener('click', () => {
         [bootOrder[i], bootOrder[to]] = [bootOrder[to], bootOrder[i]];
         renderBoot();
-        const again = $('vm-edit-boot').querySelector(`[aria-label="Move ${BOOT_DEVICES[b.dev] || b.dev} ${d}"]`);
+        const again = $('vm-edit-boot').querySelector(`[aria-label="${CSS.escape(said)}"]`);
         if (again && !again.disabled) again.focus();
       });
       return btn;
     };
-    li.append(box, label, move('↑', i - 1, 'up'), move('↓', i + 1, 'down'));
+    const dev = BOOT_DEVICES[b.dev] || b.dev;
+    li.append(box, label, move('↑', i - 1, _('Move {dev} up', { dev })), move('↓', i + 1, _('Move {dev} down', { dev })));
     return li;
   });
   $('vm-edit-boot').replaceChildren(...items);
@@ -377,7 +378,7 @@ function openClone(ref) {
   }
   const input = $('vm-clone-name');
   input.value = '';
-  input.placeholder = `${name}-clone-N`;
+  input.placeholder = _('{vm}-clone-N', { vm: name });
   showCloneError('');
   $('vm-clone-submit').disabled = false;
   openDialog($('vm-clone-dialog'), { focus: input, back: cloneClosed });
@@ -493,7 +494,7 @@ async function submitMigrate(ev) {
   try {
     const r = await api('POST', `${addressOf(m.ref)}/migrate`, body);
     const rec = r.data || {};
-    if (typeof rec.id !== 'string') throw new Error('The server did not start the migration.');
+    if (typeof rec.id !== 'string') throw new Error(_('The server did not start the migration.'));
     moves.set(rec.id, { ref: m.ref, from: m.from, to });
     if (migrating === m) {
       m.task = rec.id;

@@ -96,7 +96,7 @@ export const vmKey = (x) => `${hostOf(x)}\n${x.name}`;
 export const vmRef = (x) => ({ host: hostOf(x), name: x.name });
 
 /** The VM ``ref`` names as the user reads it: "web1", or "web1 on h2" with several hosts. */
-export const vmTitle = (ref) => (manyHosts() ? `${ref.name} on ${hostOf(ref)}` : ref.name);
+export const vmTitle = (ref) => (manyHosts() ? _('{name} on {host}', { name: ref.name, host: hostOf(ref) }) : ref.name);
 
 /** The address of a VM: the root one (/vms/<name>) for the local host's, which names the
  * local host's VM of that name; the canonical /hosts/<host>/vms/<name> for another's. */
@@ -270,7 +270,8 @@ export function updateThumb(item, vm) {
   item.li.classList.toggle('vm-frozen', !!(vm && vm.state === 'paused' && item.hasShot));
   item.off.hidden = shown;
   item.off.textContent = !vm ? '' : running ? (item.noScreen ? _('Running: no screen to show') : _('Loading the screen…'))
-    : `${STATE_TEXT[vm.state] || vm.state}${vm.state === 'paused' ? '' : ': no screen'}`;
+    : vm.state === 'paused' ? STATE_TEXT[vm.state] || vm.state
+      : _('{state}: no screen', { state: STATE_TEXT[vm.state] || vm.state });
 }
 
 const kibRate = (kib) => (typeof kib === 'number' && isFinite(kib) ? `${humanSize(Math.round(kib * 1024))}/s` : '—');
@@ -297,8 +298,8 @@ export function accessText(vm) {
   const groups = namesOf(vm.groups);
   if (!users.length && !groups.length) return _('Administrators only');
   const parts = [];
-  if (users.length) parts.push(`${users.length === 1 ? 'User' : 'Users'}: ${users.join(', ')}`);
-  if (groups.length) parts.push(`${groups.length === 1 ? 'Group' : 'Groups'}: ${groups.join(', ')}`);
+  if (users.length) parts.push(_n('User: {names}', 'Users: {names}', users.length, { names: users.join(', ') }));
+  if (groups.length) parts.push(_n('Group: {names}', 'Groups: {names}', groups.length, { names: groups.join(', ') }));
   return parts.join(' · ');
 }
 
@@ -313,11 +314,11 @@ function updateItem(item, vm) {
   item.chip.textContent = doing ? BUSY_TEXT[doing] || doing
     : copied ? (copied.kind === 'vm.template' ? _('Making a template') : _('Being cloned')) : STATE_TEXT[st] || st;
   li.querySelector('.vm-cpus').textContent = typeof vm.cpus === 'number'
-    ? `${vm.cpus} ${vm.cpus === 1 ? 'vCPU' : 'vCPUs'}` : _('— vCPUs');
+    ? _n('{n} vCPU', '{n} vCPUs', vm.cpus) : _('— vCPUs');
   li.querySelector('.vm-mem').textContent = memText(vm.memory && vm.memory.current);
   li.querySelector('.vm-uuid').textContent = vm.uuid || '';
   const many = manyHosts();
-  item.host.textContent = `on ${hostOf(vm)}`;
+  item.host.textContent = _('on {host}', { host: hostOf(vm) });
   item.host.hidden = !many;
   // keyed by host and name, as the other pages' rows: the host said with several only
   if (many) li.dataset.host = hostOf(vm);
@@ -568,7 +569,7 @@ export function vmGone(d) {
   const key = vmKey(d);
   errors.delete(key);
   if (forgetVm(d)) {
-    announce(`${vmTitle(d)} deleted`);
+    announce(_('{vm} deleted', { vm: vmTitle(d) }));
     queueVmRender();
   }
 }
