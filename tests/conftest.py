@@ -28,17 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("KIMCHI_TEST_ARTIFACTS", ROOT / "artifacts"))
 
 
-# The tests that use the machine's libvirtd, or QEMU hosts of their own, run in one
-# process, one after another, when the suite runs in several (pytest-xdist's loadgroup,
-# as ./kimchi.sh test runs it): they share the machine's libvirtd, whose objects the
-# session checks are left as found, and each of their emulated guests takes a core.
+# The tests that use the machine's libvirtd, or QEMU hosts of their own, are marked
+# "system": ./kimchi.sh test runs them one after another in one pytest process, and the
+# others in a second process beside it.  They share the machine's libvirtd, whose objects
+# the session checks are left as found, and each of their emulated guests takes a core.
 SYSTEM_FIXTURES = frozenset({"libvirtd", "qemu_hosts"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("system"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.system)
 
 
 def free_port() -> int:

@@ -850,6 +850,10 @@ class Screenshots:
             try:
                 png = await inventory.libvirt.run(lambda c: _screenshot(c, uuid))
             except libvirt.libvirtError as e:
+                if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN,
+                                          libvirt.VIR_ERR_OPERATION_INVALID):
+                    # stopped, or gone to another host, since it was listed as running
+                    raise NotFound("KCHVM0012E", name=name) from None
                 raise OperationFailed("KCHVM0011E", action="take a screenshot of", name=name,
                                       error=e.get_error_message()) from None
             self._cache[uuid] = (self.clock.seconds(), png)

@@ -24,7 +24,15 @@ URI = "qemu:///system"
 PLAIN_QEMU = {"libvirt": {"uri": URI}, "features": {"kvm": "off"}}
 
 
+def _connected(k: Kimchi) -> None:
+    """Wait for a daemon just started to have its libvirt connection open: it answers
+    /health before, and a change asked of it meanwhile gets a 503."""
+    wait_for(lambda: k.get("/health").json().get("libvirt") == "up", timeout=30,
+             what="kimchid connected to libvirtd")
+
+
 def _image_template(k: Kimchi, pool: Any, name: str, **fields: Any) -> Path:
+    _connected(k)
     base = make_boot_disk(pool.folder / f"{name}-image.img")
     pool.refresh(0)
     body = {"name": name, "source_media": {"type": "image", "path": str(base)},
@@ -228,6 +236,8 @@ def test_a_daemon_killed_at_each_step_of_a_template_from_a_vm_leaves_it_whole(
         k.stop()
         k.env["KIMCHI_FAULT_CRASH_AT"] = point
         k.start()
+        # listed: the daemon has read the host's VMs (before, a change of one is a 503)
+        wait_for(lambda: k.get(f"/vms/{vm}").status_code == 200, what=f"{vm} listed")
         task = k.post(f"/vms/{vm}/template", {"name": template}).json()
         assert k.proc is not None
         assert k.proc.wait(90) == -signal.SIGKILL, point  # it died there
