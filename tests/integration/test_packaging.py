@@ -44,8 +44,6 @@ SUITE = "bookworm"  # Debian 12
 ARCH = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
                       check=False).stdout.strip() or "amd64"
 QEMU = "qemu-system-arm" if ARCH == "arm64" else "qemu-system-x86"
-# one process builds the wheel once for all three (pytest-xdist's loadgroup)
-pytestmark = pytest.mark.xdist_group("packaging")
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
 
