@@ -589,23 +589,22 @@ cmd_test() {
     # KIMCHI_TEST_RUNNER: the tests that need what this script installs (node, axe-core)
     # fail without it, instead of skipping as they do when pytest is run by hand.
     # Two pytest processes side by side: the tests of the machine's libvirtd and QEMU guests
-    # (marked "system" by tests/conftest.py) one after another in one, followed there by the
-    # browser and fuzz tests (all marked "heavy"), the others in the other; their outputs
-    # follow each other at the end. With pytest arguments, or
+    # (marked "system" by tests/conftest.py) one after another in one, the others in the
+    # other; their outputs follow each other at the end. With pytest arguments, or
     # KIMCHI_TEST_PROCESSES=1: one process, as pytest run by hand.
     if [ $# -eq 0 ] && [ "${KIMCHI_TEST_PROCESSES:-2}" != 1 ]; then
         local sys_rc=0 rest_rc=0 sys_pid rest_pid
         KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest \
-            -p no:cacheprovider -m heavy --basetemp=/tmp/kimchi-tests-system \
+            -p no:cacheprovider -m system --basetemp=/tmp/kimchi-tests-system \
             >"$artifacts/pytest-system.log" 2>&1 &
         sys_pid=$!
         KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest \
-            -p no:cacheprovider -m "not heavy" --basetemp=/tmp/kimchi-tests-rest \
+            -p no:cacheprovider -m "not system" --basetemp=/tmp/kimchi-tests-rest \
             >"$artifacts/pytest-rest.log" 2>&1 &
         rest_pid=$!
         wait "$rest_pid" || rest_rc=$?
         wait "$sys_pid" || sys_rc=$?
-        say "the tests of the machine's libvirtd and QEMU guests, the browser and fuzz tests (exit $sys_rc):"
+        say "the tests of the machine's libvirtd and QEMU guests (exit $sys_rc):"
         cat "$artifacts/pytest-system.log"
         say "the other tests (exit $rest_rc):"
         cat "$artifacts/pytest-rest.log"

@@ -35,18 +35,9 @@ ARTIFACTS = Path(os.environ.get("KIMCHI_TEST_ARTIFACTS", ROOT / "artifacts"))
 SYSTEM_FIXTURES = frozenset({"libvirtd", "qemu_hosts"})
 
 
-HEAVY_DIRS = ("browser", "fuzz")  # tests/<dir>: Chromium, schemathesis
-
-
 def pytest_itemcollected(item: pytest.Item) -> None:
     if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
         item.add_marker(pytest.mark.system)
-    # the lane of ./kimchi.sh test's first process: the system tests, then the browser
-    # and fuzz tests; the second process runs all the others
-    parts = Path(str(item.path)).parts
-    if item.get_closest_marker("system") or any(
-            f"tests/{d}" in "/".join(parts) for d in HEAVY_DIRS):
-        item.add_marker(pytest.mark.heavy)
 
 
 def free_port() -> int:
