@@ -37,6 +37,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO, Any
 
+from kimchi.accept import weighted
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"  # compiled, package data
 PO_DIR = ROOT / "po"  # the sources (in the checkout only)
@@ -84,20 +86,9 @@ def negotiate(accept_language: str | None, choice: str | None = None) -> str:
     chosen = language_of(choice)
     if chosen:
         return chosen
-    ranges: list[tuple[float, int, str]] = []
-    for i, item in enumerate((accept_language or "").split(",")):
-        name, _, params = item.strip().partition(";")
-        q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        if name.strip() and q > 0:
-            ranges.append((-q, i, name.strip()))
-    for _q, _i, name in sorted(ranges):
+    ranges = sorted((-q, i, name) for i, (name, q) in enumerate(weighted(accept_language))
+                    if q > 0)
+    for _q, _i, name in ranges:
         if name == "*":
             return DEFAULT
         found = language_of(name)

@@ -220,7 +220,7 @@ class Kimchid(MultiService):
     def listening(self) -> defer.Deferred[list[IListeningPort]]:
         """Fires when every port listens; fails (naming the port and why) when one cannot,
         a port taken by another program say."""
-        return defer.gatherResults([svc.listening() for svc in self.listeners],
+        return defer.gatherResults([svc.listening for svc in self.listeners],
                                    consumeErrors=True)
 
     def startService(self) -> None:
@@ -280,54 +280,35 @@ class Kimchid(MultiService):
 
 class Listener(Service):
     """One listening port of the daemon, opened when the service starts and closed when it
-    stops; :meth:`listening` says whether it could be opened (the daemon stops when not,
-    rather than run without the port its users were told of)."""
+    stops.  ``listening`` fires with the port, or fails naming the port and why it could
+    not be opened (the daemon then stops, rather than run without the port its users were
+    told of)."""
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory,
                  what: str) -> None:
         self.endpoint = endpoint
         self.factory = factory
         self.what = what
-        self._port: defer.Deferred[IListeningPort] | None = None
-        self._outcome: IListeningPort | Failure | None = None
-        self._told: list[defer.Deferred[IListeningPort]] = []
+        self.port: IListeningPort | None = None
+        self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
 
     def startService(self) -> None:
         super().startService()
-        self._port = self.endpoint.listen(self.factory)
-        self._port.addBoth(self._settled)
+        self.listening = self.endpoint.listen(self.factory)
+        self.listening.addCallbacks(self._opened, self._refused)
 
-    def _settled(self, outcome: IListeningPort | Failure) -> None:
-        self._outcome = outcome
-        for d in self._told:
-            self._tell(d)
-        self._told.clear()
+    def _opened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        return port
 
-    def _tell(self, d: defer.Deferred[IListeningPort]) -> None:
-        outcome = self._outcome
-        if isinstance(outcome, Failure):
-            d.errback(RuntimeError(f"cannot listen on {self.what}: "
-                                   f"{outcome.getErrorMessage()}"))
-        elif outcome is not None:
-            d.callback(outcome)
-
-    def listening(self) -> defer.Deferred[IListeningPort]:
-        """The port once it listens, or a failure saying which port and why not."""
-        d: defer.Deferred[IListeningPort] = defer.Deferred()
-        if self._port is None:
-            d.errback(RuntimeError(f"{self.what}: not started"))
-        elif self._outcome is None:
-            self._told.append(d)
-        else:
-            self._tell(d)
-        return d
+    def _refused(self, failure: Failure) -> Failure:
+        return Failure(RuntimeError(f"cannot listen on {self.what}: "
+                                    f"{failure.getErrorMessage()}"))
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
-        outcome, self._port, self._outcome = self._outcome, None, None
-        if outcome is None or isinstance(outcome, Failure):
-            return None  # never listened (or not yet: endpoints listen at once here)
-        stopped = outcome.stopListening()
+        port, self.port = self.port, None
+        stopped = port.stopListening() if port is not None else None
         return stopped if isinstance(stopped, defer.Deferred) else None
 
 

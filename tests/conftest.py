@@ -71,6 +71,13 @@ class RedisServer:
         self.url = f"unix://{self.sock}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def emptied(self) -> RedisServer:
+        """This server running (started again if a test stopped it) and empty."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        self.client().flushall()
+        return self
+
     def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (.ci/run installs it)"
@@ -113,10 +120,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_db(redis_server: RedisServer) -> RedisServer:
     """The session's Redis, emptied for this test (restarted first if a test stopped it)."""
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    redis_server.client().flushall()
-    return redis_server
+    return redis_server.emptied()
 
 
 class Kimchi:

@@ -25,6 +25,7 @@ from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.routing import Map, Rule
 
 from kimchi import i18n
+from kimchi.accept import weighted
 from kimchi.errors import (
     KimchiError,
     MethodNotAllowed,
@@ -43,6 +44,7 @@ from kimchid.api.routes import (
     Route,
     RouteTable,
     clip,
+    header,
 )
 from kimchid.auth import policy
 from kimchid.auth.policy import Identity
@@ -72,7 +74,7 @@ def _write_json(request: IRequest, status: int, body: Any) -> bytes:
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
     if isinstance(body, RawJSON):
         request.setHeader(b"Vary", b"Accept-Encoding")
-        if len(body.body) >= GZIP_FROM and takes_gzip(_header(request, b"accept-encoding")):
+        if len(body.body) >= GZIP_FROM and takes_gzip(header(request, "accept-encoding")):
             request.setHeader(b"Content-Encoding", b"gzip")
             return body.gzipped()
         return body.body
@@ -89,22 +91,11 @@ GZIP_FROM = 1400
 def takes_gzip(accept: str | None) -> bool:
     """Whether an ``Accept-Encoding`` value accepts gzip (RFC 9110: ``gzip`` or ``*``
     without ``q=0``; an explicit ``gzip`` decides over ``*``)."""
-    if not accept:
-        return False
     star = False
-    for item in accept.split(","):
-        name, _, params = item.strip().partition(";")
-        name = name.strip().lower()
+    for name, q in weighted(accept):
+        name = name.lower()
         if name not in ("gzip", "x-gzip", "*"):
             continue
-        q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k.strip().lower() == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
         if name == "*":
             star = q > 0
         else:
@@ -132,7 +123,7 @@ def error_body(request: IRequest, err: KimchiError) -> bytes:
 def _language(request: IRequest) -> str:
     """The language of a request: the user's choice (cookie), else its Accept-Language."""
     cookie = request.getCookie(i18n.COOKIE.encode())
-    return i18n.negotiate(_header(request, b"accept-language"),
+    return i18n.negotiate(header(request, "accept-language"),
                           cookie.decode(errors="replace") if cookie else None)
 
 
@@ -398,14 +389,14 @@ async def _handle(route: Route, request: IRequest, args: dict[str, str],
     if any("\x00" in v for v in args.values()) or not route.matches_args(args):
         # no name or file has a NUL; a name its schema refuses names nothing
         raise NotFound("KCHAPI0001E", path=_path(request))
-    media = route.check_accept(_header(request, b"accept"))
+    media = route.check_accept(header(request, "accept"))
     query = route.validate_query(request.uri)
     body: dict[str, Any] = {}
     data = b""
     if route.octets:
-        data = route.check_octets(raw, _header(request, b"content-type"))
+        data = route.check_octets(raw, header(request, "content-type"))
     elif route.method in ("POST", "PUT", "PATCH"):
-        body = route.validate_body(raw, _header(request, b"content-type"))
+        body = route.validate_body(raw, header(request, "content-type"))
     call = Call(args, query, body, request, who, data)
     result = await route.handler(call)
     if route.raw and media != JSON or route.raw and not isinstance(result, (Reply, dict, list)):
@@ -422,6 +413,3 @@ async def _handle(route: Route, request: IRequest, args: dict[str, str],
     return _write_json(request, reply.status, body)
 
 
-def _header(request: IRequest, name: bytes) -> str | None:
-    v = request.getHeader(name)
-    return v.decode(errors="replace") if isinstance(v, bytes) else v

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from kimchid.api.gate import address
-from kimchid.api.routes import JSON, Call, Reply, Route, RouteTable, clip
+from kimchid.api.routes import JSON, Call, Reply, Route, RouteTable, clip, header
 from kimchid.auth import policy
 from kimchid.auth.sessions import COOKIE_NAME, SessionStore
 from kimchid.model.audit import ENTRY_ID, REQUEST, TASK_END, TIME_PATTERN, AuditLog, parse_time
@@ -225,9 +225,7 @@ class AuditTrail:
             content.seek(where)
         except (OSError, ValueError):
             return None
-        ctype = request.getHeader(b"content-type")
-        return summarise(raw, ctype.decode(errors="replace") if isinstance(ctype, bytes)
-                         else ctype, route.octets)
+        return summarise(raw, header(request, "content-type"), route.octets)
 
 
 def register(table: RouteTable, audit: AuditLog) -> None:

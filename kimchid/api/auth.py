@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kimchi.errors import InvalidOperation
-from kimchid.api.gate import Gate, address, header, is_tls
-from kimchid.api.routes import Call, Reply, RouteTable
+from kimchid.api.gate import Gate, address, is_tls
+from kimchid.api.routes import Call, Reply, RouteTable, header
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, cleared_cookie, session_cookie
 from kimchid.auth.tokens import MAX_LIFETIME, NAME_PATTERN
 

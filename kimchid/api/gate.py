@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from kimchi.errors import Forbidden, KimchiError, TooManyRequests, Unauthorized
+from kimchid.api.routes import header
 from kimchid.auth import policy
 from kimchid.auth.pam import PamLogin
 from kimchid.auth.policy import Identity
@@ -32,11 +33,6 @@ log = Logger()
 
 BASIC_MEMORY = 60.0  # seconds a right Basic password is remembered (per daemon)
 IDENTITY_MEMORY = 30.0  # seconds a token user's groups are remembered
-
-
-def header(request: IRequest, name: str) -> str | None:
-    v = request.getHeader(name.encode("ascii"))  # bytes: Twisted's own UTF-8 decoding raises
-    return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
 def address(request: IRequest) -> str:

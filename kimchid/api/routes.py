@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
+from kimchi.accept import weighted
 from kimchi.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from kimchid.api.streams import EventStream, WebSocket
 from kimchid.auth.policy import Identity
@@ -126,10 +127,16 @@ class Call:
     data: bytes = b""  # the raw body of a route that takes bytes (``Route.octets``)
 
     def header(self, name: str) -> str | None:
-        """A request header's value as text: its bytes as ISO-8859-1, as HTTP defines them
-        (any byte decodes; a handler's own check then refuses what it does not take)."""
-        v = self.request.getHeader(name.encode("ascii"))  # bytes: Twisted decodes none
-        return v.decode("latin-1") if isinstance(v, bytes) else v
+        return header(self.request, name)
+
+
+def header(request: IRequest, name: str) -> str | None:
+    """A request header's value as text: its bytes as ISO-8859-1, as HTTP defines them
+    (any byte decodes; a handler's own check then refuses what it does not take).  Asked
+    by its name in bytes: with a text name Twisted decodes the value as UTF-8, and raises
+    on bytes that are not."""
+    v = request.getHeader(name.encode("ascii"))
+    return v.decode("latin-1") if isinstance(v, bytes) else v
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -264,19 +271,7 @@ class Route:
         """The media type to answer with, or 406."""
         if not accept:
             return self.produces[0]
-        offered = []
-        for part in accept.split(","):
-            media, _, params = part.strip().partition(";")
-            q = 1.0
-            for p in params.split(";"):
-                k, _, v = p.strip().partition("=")
-                if k == "q":
-                    try:
-                        q = float(v)
-                    except ValueError:
-                        q = 0.0
-            if q > 0:
-                offered.append((q, media.strip().lower()))
+        offered = [(q, media.lower()) for media, q in weighted(accept) if q > 0]
         for _q, media in sorted(offered, key=lambda x: -x[0]):
             for mine in self.produces:
                 major = mine.split("/")[0]

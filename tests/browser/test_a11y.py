@@ -53,9 +53,7 @@ class Site:
 @pytest.fixture(scope="module")
 def site(chromium: Any, redis_server: RedisServer, pam_users: Any, axe_source: str,
          artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    redis_server.client().flushall()
+    redis_server.emptied()
     work = tmp_path_factory.mktemp("a11y")
     admin = pam_users.admin
     kimchi = Kimchi(work / "kimchi", redis_url=redis_server.url, workers=1,

@@ -25,9 +25,7 @@ from tests.isofactory import make_iso
 @pytest.fixture(scope="module")
 def k(redis_server: RedisServer, pam_users: Any,
       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kimchi]:
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    redis_server.client().flushall()
+    redis_server.emptied()
     work = tmp_path_factory.mktemp("audit")
     admin = pam_users.admin
     daemon = Kimchi(work / "kimchi", redis_url=redis_server.url, workers=0,

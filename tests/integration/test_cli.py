@@ -39,9 +39,7 @@ ENDED = ("task.finished", "task.failed", "task.cancelled")
 def daemon(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
            pam_users: PamUsers) -> Iterator[Kimchi]:
     """kimchid over HTTPS with its own certificate, two workers, quick debug reports."""
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    redis_server.client().flushall()
+    redis_server.emptied()
     k = Kimchi(tmp_path_factory.mktemp("cli") / "kimchi", redis_url=redis_server.url,
                auth=(pam_users.admin.name, pam_users.admin.password), tls=True,
                extra={"debugreports": {"plugins": ["host", "kernel"]}})

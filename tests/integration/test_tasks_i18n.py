@@ -25,9 +25,7 @@ ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
 def daemon(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
            pam_users: PamUsers) -> Iterator[Kimchi]:
     """One kimchid with one embedded worker for the module."""
-    if redis_server.proc is None or redis_server.proc.poll() is not None:
-        redis_server.start()
-    redis_server.client().flushall()
+    redis_server.emptied()
     k = Kimchi(tmp_path_factory.mktemp("tasks-i18n") / "kimchi", redis_url=redis_server.url,
                workers=1, auth=(pam_users.admin.name, pam_users.admin.password))
     k.start()
