@@ -99,6 +99,8 @@ class LibvirtConnection(Service):
         self.pool_listeners: list[ObjectListener] = []
         self.down_listeners: list[Callable[[str], None]] = []  # told once per outage
         self.connect_listeners: list[Callable[[], None]] = []  # once per connection
+        # whether the open connection delivers domain lifecycle events
+        self.lifecycle_events = False
         self._retry: task.LoopingCall | None = None
 
     def startService(self) -> None:
@@ -214,10 +216,12 @@ class LibvirtConnection(Service):
         import libvirt
 
         conn = libvirt.open(self.uri)
+        self.lifecycle_events = False
         try:
             conn.registerCloseCallback(self._closed, None)
             conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
                                         self._lifecycle, None)
+            self.lifecycle_events = True
             if not self.uri.startswith("test:"):
                 conn.setKeepAlive(5, 3)
         except libvirt.libvirtError as e:
@@ -242,6 +246,24 @@ class LibvirtConnection(Service):
         conn = await self._connect()
         try:
             return await threads.deferToThreadPool(self.reactor, self.pool, _on, conn, fn)
+        except _Broken as e:
+            self._lost(conn, e.error)
+            raise self._unavailable() from None
+
+    async def answering(self, timeout: float) -> None:
+        """Whether libvirtd answers now: :class:`ServiceUnavailable` unless it does within
+        ``timeout`` seconds.  Asked on a thread of the reactor's pool, not this
+        connection's, so calls queued there (a host's every VM read at once) are not
+        taken for libvirtd's silence."""
+        conn = await self._connect()
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _on, conn,
+                                      lambda c: c.getLibVersion())
+        d.addTimeout(timeout, self.reactor)
+        try:
+            await d
+        except defer.TimeoutError:
+            raise ServiceUnavailable("KCHSVC0002E",
+                                     error=f"no answer within {timeout:g} s") from None
         except _Broken as e:
             self._lost(conn, e.error)
             raise self._unavailable() from None

@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from kimchi.bus.twisted import RedisClient
+from kimchi.errors import ServiceUnavailable
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.events import EventHub
 from kimchid.model.tasks import TaskService
@@ -31,6 +32,7 @@ from kimchid.model.tasks import TaskService
 log = Logger()
 
 RECHECK_SECONDS = 30.0  # a look now and then, in case an event was lost
+ANSWER_SECONDS = 5.0  # libvirtd silent this long is reported down
 SETTLE_SECONDS = 0.5  # after libvirt's news, one look for a burst (defined, then started)
 
 
@@ -135,14 +137,13 @@ class Health(Service):
         else:
             problems.append(redis_down(self.redis.error, self.redis_embedded))
         try:
-            await defer.Deferred.fromCoroutine(self.libvirt.run(
-                lambda c: c.getLibVersion())).addTimeout(2.0, self.clock)
+            await self.libvirt.answering(ANSWER_SECONDS)
             lv = "up"
             problems += self.defaults
-        except Exception as e:
+        except ServiceUnavailable as e:
             lv = "down"
-            problems.append(libvirt_down(self.libvirt.error or str(e)
-                                         or "no answer within 2 s"))
+            problems.append(libvirt_down(self.libvirt.error or e.params.get("error", "")
+                                         or "not connected"))
         return {
             "status": "degraded" if problems else "ok",
             "redis": "up" if self.redis.up else "down",

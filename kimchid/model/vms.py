@@ -191,6 +191,13 @@ class VmInventory:
         # which may have listed the domains before them
         self._reading = False
         self._during_read: list[tuple[str, str, str]] = []
+        # (uuid, event) -> who waits to see that lifecycle event taken in (see expect)
+        self._expected: dict[tuple[str, str], list[defer.Deferred[None]]] = {}
+        # Reads of libvirt are numbered as they begin; each VM's view remembers the number
+        # it comes from, and an answer older than that (a read that began before an action
+        # and ended after it) is not taken in.
+        self._reads = 0
+        self._as_of: dict[str, int] = {}
         # libvirt away: anything may change meanwhile (a restart forgets the test driver's
         # VMs), so the view is not shown again until it has been read again
         self._outages = 0
@@ -247,6 +254,19 @@ class VmInventory:
             self._changes.wait_for(lambda: uuid in self._vms and (
                 state is None or self._vms[uuid]["state"] == state), timeout)
 
+    def reading(self) -> int:
+        """Number a read of libvirt about to begin (reactor thread), for :meth:`apply`."""
+        self._reads += 1
+        return self._reads
+
+    def _current(self, uuid: str, read: int) -> bool:
+        """Whether the read numbered ``read`` is no older than what the view holds of
+        ``uuid``; if so, the view now holds it."""
+        if read < self._as_of.get(uuid, 0):
+            return False
+        self._as_of[uuid] = read
+        return True
+
     def _check(self) -> None:
         if not self.loaded or self._read_after < self._outages or not self.libvirt.up:
             raise ServiceUnavailable("KCHSVC0002E", error=self.libvirt.error)
@@ -264,10 +284,17 @@ class VmInventory:
         """Read every domain again; report what changed while we were not listening."""
         self._reading = True
         outages = self._outages
+        read = self.reading()
         try:
             fresh = await self.libvirt.run(_read_all)
             for vm in fresh.values():
                 vm["host"] = self.host
+            for uuid in self.vms.keys() | fresh.keys():
+                if not self._current(uuid, read):  # an action's answer came meanwhile
+                    if uuid in self.vms:
+                        fresh[uuid] = self.vms[uuid]
+                    else:
+                        fresh.pop(uuid, None)
             if self.loaded:
                 for uuid in self.vms.keys() - fresh.keys():
                     await self.events.publish("vm.deleted", {"name": self.vms[uuid]["name"],
@@ -288,6 +315,26 @@ class VmInventory:
         for uuid, name, event in missed:
             self._domain_event(uuid, name, event)
 
+    def expect(self, uuid: str, event: str) -> defer.Deferred[None]:
+        """Fires once libvirt's lifecycle ``event`` of that domain has been taken in.
+
+        An action waits for the event it causes before it answers: libvirt may deliver
+        that event after the call's reply, and taken in later it would say a state
+        older than the action's (a "stopped" arriving after the next "start").
+        """
+        key = (uuid, event)
+
+        def cancel(d: defer.Deferred[None]) -> None:
+            waiting = self._expected.get(key, [])
+            if d in waiting:
+                waiting.remove(d)
+            if not waiting:
+                self._expected.pop(key, None)
+
+        d: defer.Deferred[None] = defer.Deferred(cancel)
+        self._expected.setdefault(key, []).append(d)
+        return d
+
     def _domain_event(self, uuid: str, name: str, event: str) -> None:
         # Events of one domain are applied in order: chain each refresh after the last.
         prev = self._refreshing.get(uuid)
@@ -303,6 +350,8 @@ class VmInventory:
 
         d.addBoth(done)
         d.addErrback(lambda f: log.warn("VM {name}: {e}", name=name, e=f.getErrorMessage()))
+        for waiter in self._expected.pop((uuid, event), []):
+            waiter.callback(None)
 
     def _say_state(self, uuid: str, event: str) -> defer.Deferred[None] | None:
         """A known VM's new state, said at once from the event itself (started, stopped,
@@ -327,9 +376,13 @@ class VmInventory:
         if not self.loaded or self._reading:
             self._during_read.append((uuid, name, event))  # applied once the read is in
             return
+        read = self.reading()
         vm = await self.libvirt.run(lambda conn: _read_one(conn, uuid))
-        old = self.vms.get(uuid)
-        if vm is None:
+        if vm is not None:
+            await self.apply(vm, read)
+            return
+        if self._current(uuid, read):
+            old = self.vms.get(uuid)
             if old is not None:
                 # Gone before we could read it (destroyed then undefined at once): still
                 # tell what the event said before saying it is gone.
@@ -341,12 +394,13 @@ class VmInventory:
                 self.changed()
                 await self.events.publish("vm.deleted", {"name": old["name"], "uuid": uuid,
                                                          "host": self.host})
-            return
-        await self.apply(vm)
 
-    async def apply(self, vm: dict[str, Any]) -> None:
-        """Take a freshly read VM into the view; say what changed (once, whoever reads it)."""
-        vm["host"] = self.host
+    async def apply(self, vm: dict[str, Any], read: int) -> None:
+        """Take a VM read by the read numbered ``read`` (:meth:`reading`) into the view,
+        unless the view holds a newer read of it; say what changed (once, whoever reads it)."""
+        vm["host"] = self.host  # in the caller's answer too
+        if not self._current(vm["uuid"], read):
+            return
         old = self.vms.get(vm["uuid"])
         if old is not None and vm["state"] == "running":
             vm["stats"] = old.get("stats", vm["stats"])  # until the next sample
@@ -363,6 +417,7 @@ class VmInventory:
 
     async def forget(self, uuid: str) -> None:
         """A VM is gone (deleted here): drop it and say so, once."""
+        self._as_of[uuid] = self.reading()  # a read begun before brings it back no more
         old = self.vms.pop(uuid, None)
         self.changed()
         if old is not None:
@@ -383,6 +438,12 @@ _DESCRIPTIVE = ("name", "cpus", "memory", "graphics", "users", "groups", "disks"
 # what PUT /vms/<name> changes in the persistent definition, only when the VM is shut off
 _SHUT_OFF_ONLY = ("memory", "cpus", "graphics", "boot", "bootmenu", "cpu_topology",
                   "nic_model", "machine", "firmware", "secure_boot", "tpm")
+
+# the lifecycle event each of those calls causes (reset causes none, and a guest's
+# shutdown comes whenever the guest is done), and how long an action waits for it
+ACTION_EVENTS = {"create": "started", "destroy": "stopped", "suspend": "suspended",
+                 "resume": "resumed"}
+EVENT_WAIT = 5.0
 
 # action -> (states it is allowed in, what it does to the domain)
 ACTIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -477,8 +538,6 @@ class VmActions:
         return self._locks.setdefault(uuid, defer.DeferredLock())
 
     async def act(self, name: str, action: str) -> dict[str, Any]:
-        import libvirt
-
         vm = self.inventory.get(name)
         allowed, method = ACTIONS[action]
         lock = self._lock(vm["uuid"])
@@ -487,26 +546,51 @@ class VmActions:
             vm = self.inventory.get(name)
             if vm["state"] not in allowed:
                 raise InvalidOperation("KCHVM0010E", action=action, name=name, state=vm["state"])
+            caused = ACTION_EVENTS.get(method)
+            seen = (self.inventory.expect(vm["uuid"], caused)
+                    if caused and self.inventory.libvirt.lifecycle_events else None)
+            read = self.inventory.reading()
             try:
-                fresh = await self.inventory.libvirt.run(lambda c: _act(c, vm["uuid"], method))
-            except libvirt.libvirtError as e:
-                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:  # gone, not yet re-read
-                    await self.inventory.forget(vm["uuid"])
-                    raise NotFound("KCHVM0002E", name=name) from None
-                if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
-                    # its state changed meanwhile (another client, libvirtd restarted): the
-                    # state libvirt has now, and a refusal that names it
-                    fresh = await self.inventory.libvirt.run(
-                        lambda c: read_domain(c.lookupByUUIDString(vm["uuid"])))
-                    await self.inventory.apply(fresh)
-                    raise InvalidOperation("KCHVM0010E", action=action, name=name,
-                                           state=fresh["state"]) from None
-                raise OperationFailed("KCHVM0011E", action=action, name=name,
-                                      error=e.get_error_message()) from None
-            await self.inventory.apply(fresh)
+                fresh = await self._call(vm, action, method)
+            except BaseException:
+                if seen is not None:
+                    seen.addErrback(lambda f: f.trap(defer.CancelledError))
+                    seen.cancel()
+                raise
+            if seen is not None:
+                seen.addTimeout(EVENT_WAIT, self.inventory.libvirt.reactor)
+                try:
+                    await seen
+                except defer.TimeoutError:
+                    log.warn("VM {name}: no {event} event from libvirt {s} s after {action}",
+                             name=name, event=caused, s=EVENT_WAIT, action=action)
+            await self.inventory.apply(fresh, read)
             return fresh
         finally:
             lock.release()
+
+    async def _call(self, vm: dict[str, Any], action: str, method: str) -> dict[str, Any]:
+        """Do ``method`` to the domain; libvirt's refusals as the API's errors."""
+        import libvirt
+
+        name = vm["name"]
+        try:
+            return await self.inventory.libvirt.run(lambda c: _act(c, vm["uuid"], method))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:  # gone, not yet re-read
+                await self.inventory.forget(vm["uuid"])
+                raise NotFound("KCHVM0002E", name=name) from None
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                # its state changed meanwhile (another client, libvirtd restarted): the
+                # state libvirt has now, and a refusal that names it
+                read = self.inventory.reading()
+                fresh = await self.inventory.libvirt.run(
+                    lambda c: read_domain(c.lookupByUUIDString(vm["uuid"])))
+                await self.inventory.apply(fresh, read)
+                raise InvalidOperation("KCHVM0010E", action=action, name=name,
+                                       state=fresh["state"]) from None
+            raise OperationFailed("KCHVM0011E", action=action, name=name,
+                                  error=e.get_error_message()) from None
 
     async def update(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Rename (shut off only), memory, cpus, graphics (shut off), users and groups."""
@@ -516,13 +600,14 @@ class VmActions:
         lock = self._lock(vm["uuid"])
         await lock.acquire()
         try:
+            read = self.inventory.reading()
             try:
                 fresh = await self.inventory.libvirt.run(
                     lambda c: _update(c, vm["uuid"], changes))
             except libvirt.libvirtError as e:
                 raise OperationFailed("KCHVM0011E", action="change", name=name,
                                       error=e.get_error_message()) from None
-            await self.inventory.apply(fresh)
+            await self.inventory.apply(fresh, read)
             return fresh
         finally:
             lock.release()

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from kimchi.bus.twisted import RedisClient
+from kimchi.errors import ServiceUnavailable
 from kimchid.adapters.libvirt import LibvirtConnection
 from kimchid.model.events import EventHub
 from kimchid.model.health import Health, Problem
@@ -90,6 +91,10 @@ class StandInLibvirt:
         if not self.up:
             raise RuntimeError(self.error)
         return fn(self.conn)
+
+    async def answering(self, timeout: float) -> None:
+        if not self.up:
+            raise ServiceUnavailable("KCHSVC0002E", error=self.error)
 
 
 class StandInRedis:

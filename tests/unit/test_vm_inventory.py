@@ -12,7 +12,7 @@ from twisted.internet import reactor, task
 
 from kimchi.errors import NotFound
 from kimchid.adapters.libvirt import LibvirtConnection, start_event_loop
-from kimchid.model.vms import VmInventory
+from kimchid.model.vms import VmActions, VmInventory
 
 
 class RecordedEvents:
@@ -108,3 +108,87 @@ async def test_a_vm_defined_while_every_domain_is_being_read_is_not_lost(monkeyp
     finally:
         conn.stopService()
         other.lookupByUUIDString(uid).undefine()
+
+
+def watching() -> tuple[LibvirtConnection, RecordedEvents, VmInventory, VmActions]:
+    """A connection to this process's test driver, the view of its VMs and their actions."""
+    start_event_loop()
+    conn = LibvirtConnection("test:///default", reactor)
+    events = RecordedEvents()
+    vms = VmInventory(conn, events)  # type: ignore[arg-type]
+    return conn, events, vms, VmActions(vms)
+
+
+async def with_own_vm(conn: LibvirtConnection, vms: VmInventory) -> tuple[str, str, Any]:
+    """Start watching, then define a VM of this test's own (as virsh would): its name,
+    UUID and domain, once the view lists it."""
+    conn.startService()
+    await until(lambda: vms.loaded)
+    name, uid = f"vm-{uuid.uuid4().hex[:6]}", str(uuid.uuid4())
+    dom = libvirt.open("test:///default").defineXML(DOMAIN.format(name=name, uuid=uid))
+    await until(lambda: vms.has(name))
+    return name, uid, dom
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_delivered_late_never_undoes_the_next_action(monkeypatch):
+    """libvirt may hand over an action's event after the action's reply (a busy machine):
+    poweroff then start at once must not see the late "stopped" turn the VM back off."""
+    conn, events, vms, actions = watching()
+    late = conn._lifecycle
+
+    def deliver_late(*args: Any) -> None:
+        r: Any = reactor
+        r.callFromThread(r.callLater, 0.3, late, *args)
+
+    monkeypatch.setattr(conn, "_lifecycle", deliver_late)
+    try:
+        name, uid, dom = await with_own_vm(conn, vms)
+        steps = [("start", "running"), ("poweroff", "shutoff"), ("start", "running"),
+                 ("suspend", "paused"), ("resume", "running"), ("poweroff", "shutoff")]
+        for action, state in steps:
+            assert (await actions.act(name, action))["state"] == state, action
+            assert vms.get(name)["state"] == state, action
+        await task.deferLater(reactor, 0.5)  # anything still on its way has come
+        assert vms.get(name)["state"] == "shutoff"
+        said = [d["state"] for t, d in events.sent if t == "vm.state" and d["uuid"] == uid]
+        assert said == [s for _a, s in steps]  # each change said once, in order
+        dom.undefine()
+    finally:
+        conn.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_read_begun_before_an_action_and_answered_after_it_is_not_taken(monkeypatch):
+    import time
+
+    from kimchid.model import vms as vms_module
+
+    conn, events, vms, actions = watching()
+    real = vms_module._read_one
+    slow = {"on": False}
+
+    def slow_read(c: Any, u: str) -> Any:
+        found = real(c, u)
+        if slow["on"]:
+            time.sleep(0.4)  # answered long after it looked
+        return found
+
+    monkeypatch.setattr(vms_module, "_read_one", slow_read)
+    try:
+        name, uid, dom = await with_own_vm(conn, vms)
+        dom.create()
+        await until(lambda: vms.has(name) and vms.get(name)["state"] == "running")
+        await task.deferLater(reactor, 0.1)
+        slow["on"] = True
+        dom.suspend()  # by another client: the event's read looks now, answers in 0.4 s
+        await until(lambda: vms.get(name)["state"] == "paused")
+        assert (await actions.act(name, "resume"))["state"] == "running"
+        await task.deferLater(reactor, 1.2)  # both slow reads have answered
+        assert vms.get(name)["state"] == "running"
+        said = [d["state"] for t, d in events.sent if t == "vm.state" and d["uuid"] == uid]
+        assert said[-2:] == ["paused", "running"] and said.count("paused") == 1
+        dom.destroy()
+        dom.undefine()
+    finally:
+        conn.stopService()

@@ -14,7 +14,7 @@ import { upsertTask, watchTasks, TERMINAL } from './tasks.js';
 import { REPORT_KINDS, reportNameOf, reportsBeingMade } from '../pages/reports.js';
 import { _ } from './i18n.js';
 
-const RECHECK = 15000; // ms between two looks while something is wrong
+const RECHECK = 5000; // ms between two looks while something is wrong
 
 let problems = []; // [{id, component, what, reason, fix}]
 let libvirtDown = false;
