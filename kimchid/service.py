@@ -49,6 +49,7 @@ from kimchid.model.host import HostStats
 from kimchid.model.host_setup import check_defaults, ensure_defaults
 from kimchid.model.hosts import LOCAL, Host, Hosts
 from kimchid.model.isos import IsoLibrary
+from kimchid.model.preferences import Preferences
 from kimchid.model.serial import SerialConsoles
 from kimchid.model.storage import VolumeTransfers
 from kimchid.model.tasks import TaskService
@@ -95,6 +96,7 @@ class Kimchid(MultiService):
                                  cfg.tasks.keep_seconds)
         self.isos = IsoLibrary(self.redis, self.keys, self.tasks, self.libvirt)
         self.store = ObjectStore(cfg.paths.objects_dir)
+        self.preferences = Preferences(self.store)
         local = Host(LOCAL, cfg.libvirt.uri, True, self.libvirt, self.events,
                      template_pools=lambda: pools_named(self.store),
                      template_networks=lambda: networks_named(self.store))

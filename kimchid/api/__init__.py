@@ -37,7 +37,7 @@ def make_table(svc: Any) -> RouteTable:
     """Every route of the daemon, bound to the services of ``svc`` (a Kimchid)."""
     table = RouteTable()
     system.register(table, svc.cfg, svc.health.report, svc.capabilities)
-    auth.register(table, svc.gate)
+    auth.register(table, svc.gate, svc.preferences)
     audit.register(table, svc.audit)
     tasks.register(table, svc.tasks, svc.events.cursor, svc.access)
     isos.register(table, svc.isos, svc.hosts)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from kimchi import i18n
 from kimchi.errors import InvalidOperation
 from kimchid.api.gate import Gate, address, is_tls
+from kimchid.api.i18n import language_cookie
 from kimchid.api.routes import Call, Reply, RouteTable, header
 from kimchid.auth.sessions import COOKIE_NAME, EXPIRES_HEADER, cleared_cookie, session_cookie
 from kimchid.auth.tokens import MAX_LIFETIME, NAME_PATTERN
+from kimchid.model.preferences import Preferences
 
 # bytes of a login body: a user name and a password (PAM itself takes 512 bytes), even
 # with every character written as \uXXXX; checked before anything else (anyone may post)
 LOGIN_BODY_LIMIT = 8 * 1024
 
-IDENTITY = {"type": "object", "required": ["username", "groups", "role"],
+LANGUAGE = {"enum": [*i18n.LANGUAGES, None],
+            "description": "the UI's language chosen by this person, on any browser; null: "
+                           "each browser's own languages"}
+IDENTITY = {"type": "object", "required": ["username", "groups", "role", "language"],
             "properties": {"username": {"type": "string"},
                            "groups": {"type": "array", "items": {"type": "string"}},
-                           "role": {"enum": ["admin", "user"]}}}
+                           "role": {"enum": ["admin", "user"]},
+                           "language": LANGUAGE}}
+PREFERENCES = {"type": "object", "required": ["language"], "properties": {"language": LANGUAGE}}
 TOKEN = {"type": "object", "required": ["id", "name", "username", "created_by", "created",
                                         "expires"],
          "properties": {"id": {"type": "string"}, "name": {"type": "string"},
@@ -27,7 +35,7 @@ TOKEN = {"type": "object", "required": ["id", "name", "username", "created_by", 
                                   "description": "the secret: in the answer to POST only"}}}
 
 
-def register(table: RouteTable, gate: Gate) -> None:
+def register(table: RouteTable, gate: Gate, preferences: Preferences) -> None:
     async def login(call: Call) -> Reply:
         req = call.request
         gate.check_origin(req, "POST", ambient=True)  # no logging in from another site
@@ -36,7 +44,11 @@ def register(table: RouteTable, gate: Gate) -> None:
             who, address(req), header(req, "user-agent") or "")
         req.setHeader(b"Set-Cookie", session_cookie(secret, secure=is_tls(req)).encode())
         req.setHeader(EXPIRES_HEADER, session.expires_on_header)
-        return Reply(200, who.to_json())
+        language = (await preferences.get(who.username))["language"]
+        if language is not None:  # this browser speaks the person's language from now on
+            req.responseHeaders.addRawHeader(
+                b"Set-Cookie", language_cookie(language, is_tls(req)).encode())
+        return Reply(200, {**who.to_json(), "language": language})
 
     async def logout(call: Call) -> Reply:
         req = call.request
@@ -49,7 +61,21 @@ def register(table: RouteTable, gate: Gate) -> None:
 
     async def whoami(call: Call) -> dict[str, Any]:
         assert call.who is not None
-        return call.who.to_json()
+        language = (await preferences.get(call.who.username))["language"]
+        return {**call.who.to_json(), "language": language}
+
+    async def own_preferences(call: Call) -> dict[str, Any]:
+        assert call.who is not None
+        return await preferences.get(call.who.username)
+
+    async def set_preferences(call: Call) -> dict[str, Any]:
+        assert call.who is not None
+        prefs = await preferences.update(call.who.username, call.body)
+        if "language" in call.body:  # the browser that chose follows at once
+            call.request.responseHeaders.addRawHeader(
+                b"Set-Cookie", language_cookie(prefs["language"],
+                                               is_tls(call.request)).encode())
+        return prefs
 
     table.add("/login", "POST", login, "Sign in with a Linux account (PAM)", "auth",
               public=True, response=IDENTITY, max_body=LOGIN_BODY_LIMIT,
@@ -68,6 +94,16 @@ def register(table: RouteTable, gate: Gate) -> None:
               status=204)
     table.add("/session", "GET", whoami, "Who is signed in (for the UI)", "auth",
               response=IDENTITY)
+    table.add("/preferences", "GET", own_preferences, "Your own preferences", "auth",
+              response=PREFERENCES)
+    table.add("/preferences", "PUT", set_preferences, "Change your own preferences", "auth",
+              response=PREFERENCES,
+              body={"type": "object", "additionalProperties": False, "minProperties": 1,
+                    "properties": {"language": LANGUAGE}},
+              description="Kept with your account: `POST /login` gives the `language` to "
+                          f"each browser you sign in from (the `{i18n.COOKIE}` cookie), "
+                          "and this answer to the browser that changes it. null: each "
+                          "browser's own languages.")
 
     async def list_tokens(call: Call) -> list[dict[str, Any]]:
         return [t.to_json() for t in await gate.tokens.list()]

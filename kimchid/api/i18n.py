@@ -38,6 +38,15 @@ ACCEPT_LANGUAGE = ("the languages the client reads, best first (q-values); the "
                    {"type": "string"})
 
 
+def language_cookie(tag: str | None, secure: bool) -> str:
+    """The ``Set-Cookie`` value that makes ``tag`` this browser's language (None: its own
+    languages again).  Not ``HttpOnly``: the UI reads it to show the choice in its menu."""
+    flags = "; Path=/; SameSite=Strict" + ("; Secure" if secure else "")
+    if tag is None:
+        return f"{i18n.COOKIE}=; Max-Age=0" + flags
+    return f"{i18n.COOKIE}={tag}; Max-Age=31536000" + flags
+
+
 def request_language(call: Call) -> str:
     """The language of a request: its cookie, else its Accept-Language."""
     cookie = call.request.getCookie(i18n.COOKIE.encode())

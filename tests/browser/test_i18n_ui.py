@@ -149,6 +149,34 @@ def test_a_portuguese_browser_gets_portuguese_pages_and_the_menu_switches_langua
     reason = page.evaluate("fetch('/vms/nope').then((r) => r.json()).then((b) => b.reason)")
     assert reason == "KCHVM0002E: 虚拟机 nope 不存在"
 
+    # the choice is kept with the account: another browser, in English until its login,
+    # shows it once signed in
+    other = page.context.browser.new_context(viewport={"width": 1280, "height": 800},
+                                             locale="en-US")
+    try:
+        elsewhere = other.new_page()
+        elsewhere.on("console", lambda m: problems.add(f"console: {m.text}")
+                     if m.type == "error" else None)
+        elsewhere.goto(idle_kimchi.url + "/")
+        elsewhere.wait_for_selector("#login-form:visible")
+        assert elsewhere.locator("#login-title").inner_text() == "Sign in"
+        elsewhere.get_by_label("User name").fill(admin.name)
+        elsewhere.get_by_label("Password", exact=True).fill(admin.password)
+        with elsewhere.expect_navigation():
+            elsewhere.get_by_role("button", name="Sign in").click()
+        elsewhere.wait_for_selector('#conn[data-state="live"]')
+        assert elsewhere.evaluate("document.documentElement.lang") == "zh-CN"
+        assert elsewhere.get_by_label("语言").input_value() == "zh-CN"
+        # "Browser language" there gives the choice back to each browser
+        with elsewhere.expect_navigation():
+            elsewhere.get_by_label("语言").select_option("")
+        elsewhere.wait_for_selector('#conn[data-state="live"]')
+        assert elsewhere.evaluate("document.documentElement.lang") == "en"
+        prefs = elsewhere.evaluate("fetch('/preferences').then((r) => r.json())")
+        assert prefs == {"language": None}
+    finally:
+        other.close()
+
     with page.expect_navigation():
         page.get_by_label("语言").select_option("en")
     page.wait_for_selector('#conn[data-state="live"]')

@@ -69,7 +69,7 @@ def test_login_sets_a_strict_cookie_that_logout_ends(k: Kimchi, pam_users):
                                        "password": pam_users.user.password})
     assert r.status_code == 200, r.text
     assert r.json() == {"username": pam_users.user.name, "role": "user",
-                        "groups": r.json()["groups"]}
+                        "groups": r.json()["groups"], "language": None}
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # plain HTTP here (tls = false); see the TLS test

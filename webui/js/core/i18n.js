@@ -81,14 +81,41 @@ export const knownLanguages = () => languages;
 /** The user's choice ('' when the browser's languages decide). */
 export const chosenLanguage = () => chosen;
 
-/** Choose the UI's language ('' for the browser's), kept in the browser (a cookie the server
- * reads too, so errors are in it), and show the page again in it. */
-export function chooseLanguage(tag) {
+let keep = async () => {}; // keeps a choice with the account (set by the session)
+
+/** ``fn(tag)`` keeps a language chosen in the menu with the signed-in person's account
+ * (PUT /preferences), so it follows them to every browser. */
+export function onLanguageChosen(fn) { keep = fn; }
+
+function setCookie(tag) {
   const secure = window.location.protocol === 'https:' ? '; Secure' : '';
   document.cookie = tag
     ? `${COOKIE}=${encodeURIComponent(tag)}; Path=/; Max-Age=31536000; SameSite=Strict${secure}`
     : `${COOKIE}=; Path=/; Max-Age=0; SameSite=Strict${secure}`;
+}
+
+/** Choose the UI's language ('' for the browser's): kept with the account when someone is
+ * signed in, and in this browser (a cookie the server reads too, so errors are in it);
+ * then show the page again in it. */
+export async function chooseLanguage(tag) {
+  try {
+    await keep(tag);
+  } catch (e) {
+    // not kept with the account (the server is away): this browser keeps it all the same
+  }
+  setCookie(tag);
   window.location.reload();
+}
+
+/** The signed-in person's language, kept with their account (``null``: none chosen): make
+ * it this browser's, and show the page again in it unless it already is. True when the
+ * page reloads. */
+export function followAccount(tag) {
+  if (typeof tag !== 'string' || !languages.some((l) => l.tag === tag)) return false;
+  if (cookieChoice() !== tag) setCookie(tag);
+  if (tag === language) return false;
+  window.location.reload();
+  return true;
 }
 
 function cookieChoice() {

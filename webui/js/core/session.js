@@ -15,7 +15,7 @@ import { each } from './registry.js';
 import { route, leave, setAccess } from './router.js';
 import { startStream, stopStream, configureStream, nextDelay } from './stream.js';
 import { listTasks } from './tasks.js';
-import { _ } from './i18n.js';
+import { _, followAccount, onLanguageChosen } from './i18n.js';
 
 // The warning shows when a fifth of the idle time is left, 2 minutes at most, but at least
 // 15 s before the end (or half the idle time, if even that is shorter): time to react.
@@ -261,6 +261,7 @@ function startApp(who, { focus }) {
     showLogin();
     return;
   }
+  if (followAccount(who.language)) return; // the page comes back in the account's language
   s.who = who;
   s.signedIn = true;
   s.started = true;
@@ -355,6 +356,9 @@ export default {
       cursor: listTasks,
       check: async () => { await askSession(); return s.signedIn; },
       onReady: () => { loadCapabilities(); loadRoutes(); },
+    });
+    onLanguageChosen(async (tag) => {
+      if (s.signedIn) await api('PUT', '/preferences', { language: tag || null });
     });
     $('login-form').addEventListener('submit', submitLogin);
     $('sign-out').addEventListener('click', signOut);
