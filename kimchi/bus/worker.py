@@ -109,7 +109,10 @@ class Worker:
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             except redis.ResponseError as e:
-                if "NOGROUP" in str(e):
+                # the queue's stream deleted (FLUSHALL, a DEL by hand), before the read
+                # (NOGROUP) or while it waited (UNBLOCKED): make it and its group again
+                if str(e).startswith(("NOGROUP", "UNBLOCKED")):
+                    log.warning("the job queue was deleted in redis (%s); making it again", e)
                     self._ensure_group()
                 else:
                     raise

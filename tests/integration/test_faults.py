@@ -239,3 +239,29 @@ def test_worker_stopping_while_redis_is_away_exits_though_its_job_was_cancelled(
     finally:
         successor.request_stop()
     assert done["status"] == "cancelled", done
+
+
+def test_a_worker_whose_queue_is_deleted_while_it_waits_makes_it_again(redis_db):
+    # FLUSHALL, or a DEL by hand, while the worker is blocked reading its queue: Redis
+    # answers the read "UNBLOCKED the stream key no longer exists".  The worker must not
+    # die of it (the daemon's own runner is a thread: nothing would start it again).
+    from kimchi.bus.worker import Worker
+    from kimchi.config import Config
+
+    worker = Worker(Config(), redis_db.url, {"diag.noop": lambda ctx: {"ok": True}})
+    runs = threading.Thread(target=worker.run, daemon=True)
+    runs.start()
+    client = connect(redis_db.url)
+    try:
+        wait_for(lambda: any(c.get("cmd") == "xreadgroup"
+                             for c in client.client_list()), what="the worker to wait")
+        client.flushall()
+        time.sleep(0.5)
+        assert runs.is_alive()
+        bus = SyncBus(client)
+        task_id = bus.submit("diag.noop")
+        wait_for(lambda: bus.task(task_id)["status"] == "finished", timeout=20,
+                 what="the job to run on the queue made again")
+    finally:
+        worker.request_stop()
+        runs.join(15)
