@@ -33,8 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
 from common import KimchidProc, RedisProc, log, median  # noqa: E402
 
-from kimchi.diskio import start_writeback  # noqa: E402
-
 TARGET = 0.7
 
 
@@ -66,8 +64,7 @@ def tls_floor(src: Path, dst: Path, cert: Path, key: Path) -> float:
     """The least any Python server can take for the same upload here: the file sent over
     one TLS connection on loopback (Python's ``ssl``, OpenSSL in C, the GIL released while
     it encrypts and decrypts), received with ``recv_into`` into 4 MiB buffers by a thread
-    that ``pwrite``s them, starts the disk on each (as kimchid does) and ``fsync``s at the
-    end; no HTTP, no event loop."""
+    that ``pwrite``s them and ``fsync``s at the end; no HTTP, no event loop."""
     import socket
     import ssl
     import threading
@@ -95,7 +92,6 @@ def tls_floor(src: Path, dst: Path, cert: Path, key: Path) -> float:
                                 raise EOFError("the sender stopped")
                             fill += n
                         os.pwrite(fd, buf[:fill], got)
-                        start_writeback(fd, got, fill)  # as kimchid does (kimchi.diskio)
                         got += fill
                     os.fsync(fd)
                 finally:

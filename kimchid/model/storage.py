@@ -26,7 +26,6 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from kimchi.bus import LOCAL_HOST
-from kimchi.diskio import start_writeback
 from kimchi.errors import (
     Conflict,
     InvalidOperation,
@@ -862,14 +861,12 @@ def upload_headers(up: Upload) -> dict[str, str]:
 
 
 def _write_at(path: str, offset: int, data: bytes) -> None:
-    """One chunk at its place, the disk started on it at once (kimchi.diskio)."""
     fd = os.open(path, os.O_WRONLY)
     try:
-        view, at = memoryview(data), offset
+        view = memoryview(data)
         while view:
-            n = os.pwrite(fd, view, at)
-            view, at = view[n:], at + n
-        start_writeback(fd, offset, len(data))
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
     finally:
         os.close(fd)
 

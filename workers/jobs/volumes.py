@@ -27,7 +27,6 @@ from urllib.parse import urljoin, urlsplit
 from kimchi.bus.context import JobContext, Stop
 from kimchi.bus.jobs import job
 from kimchi.bus.text import TaskText
-from kimchi.diskio import Writeback
 from kimchi.errors import KimchiError
 from kimchi.outbound import DestinationRefused, OutboundPolicy
 from workers.jobs.disks import run_convert, settle
@@ -191,7 +190,6 @@ def _fetch(ctx: JobContext, url: str, part: str, folder: str, name: str, pool: s
             out.seek(offset)
             report = _Reporter(ctx, name, offset, total)
             report(offset)
-            disk = Writeback(out, offset)
             while resp.status != 416:
                 block = resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
                 if not block:
@@ -207,7 +205,6 @@ def _fetch(ctx: JobContext, url: str, part: str, folder: str, name: str, pool: s
                     raise KimchiError("KCHVOL0010E", name=name, url=url,
                                       reason=f"the server sent more than {total} bytes")
                 report(offset)
-                disk.written(offset)
                 if ctx.fault_delay:  # KIMCHI_FAULT_SLOW_REPORTS, for the tests
                     time.sleep(ctx.fault_delay)
             out.flush()
@@ -261,12 +258,10 @@ def wipe(ctx: JobContext) -> dict[str, Any]:
     zeros = bytes(CHUNK)
     done = 0
     with open(path, "r+b") as f:
-        disk = Writeback(f)
         while done < size:
             n = min(CHUNK, size - done)
             f.write(zeros[:n])
             done += n
-            disk.written(done)
             ctx.progress(100.0 * done / size,
                          TaskText("Wiping {name}: {done} of {size}", name=name,
                                   done=human(done), size=human(size)),
