@@ -590,16 +590,17 @@ cmd_test() {
     # fail without it, instead of skipping as they do when pytest is run by hand.
     # Two pytest processes side by side: the tests of the machine's libvirtd and QEMU guests
     # (marked "system" by tests/conftest.py) one after another in one, the others in the
-    # other; their outputs follow each other at the end. With pytest arguments, or
+    # other; their outputs follow each other at the end, each with its 25 slowest tests (to
+    # balance the two when the suite grows). With pytest arguments, or
     # KIMCHI_TEST_PROCESSES=1: one process, as pytest run by hand.
     if [ $# -eq 0 ] && [ "${KIMCHI_TEST_PROCESSES:-2}" != 1 ]; then
         local sys_rc=0 rest_rc=0 sys_pid rest_pid
         KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest \
-            -p no:cacheprovider -m system --basetemp=/tmp/kimchi-tests-system \
+            -p no:cacheprovider --durations=25 -m system --basetemp=/tmp/kimchi-tests-system \
             >"$artifacts/pytest-system.log" 2>&1 &
         sys_pid=$!
         KIMCHI_TEST_ARTIFACTS=$artifacts KIMCHI_TEST_RUNNER=kimchi.sh "$PY" -m pytest \
-            -p no:cacheprovider -m "not system" --basetemp=/tmp/kimchi-tests-rest \
+            -p no:cacheprovider --durations=25 -m "not system" --basetemp=/tmp/kimchi-tests-rest \
             >"$artifacts/pytest-rest.log" 2>&1 &
         rest_pid=$!
         wait "$rest_pid" || rest_rc=$?
