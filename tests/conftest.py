@@ -29,9 +29,10 @@ ARTIFACTS = Path(os.environ.get("KIMCHI_TEST_ARTIFACTS", ROOT / "artifacts"))
 
 
 # The tests that use the machine's libvirtd, or QEMU hosts of their own, are marked
-# "system": ./kimchi.sh test runs them one after another in one pytest process, and the
-# others in a second process beside it.  They share the machine's libvirtd, whose objects
-# the session checks are left as found, and each of their emulated guests takes a core.
+# "system": ./kimchi.sh test runs them one after another in one pytest process (with the
+# browser and fuzz tests), and the others in a second process beside it.  They share the
+# machine's libvirtd, whose objects the session checks are left as found, and each of
+# their emulated guests takes a core.
 SYSTEM_FIXTURES = frozenset({"libvirtd", "qemu_hosts"})
 
 

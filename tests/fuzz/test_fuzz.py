@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 SECONDS = int(os.environ.get("KIMCHI_FUZZ_SECONDS", "150"))
 SEED = os.environ.get("KIMCHI_FUZZ_SEED", "20261206")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
 
 
 def _st() -> str:
