@@ -101,6 +101,8 @@ class LibvirtConnection(Service):
         self.connect_listeners: list[Callable[[], None]] = []  # once per connection
         # whether the open connection delivers domain lifecycle events
         self.lifecycle_events = False
+        # who waits for the answer to answering()'s question in flight (None: none is)
+        self._probing: list[defer.Deferred[Any]] | None = None
         self._retry: task.LoopingCall | None = None
 
     def startService(self) -> None:
@@ -254,10 +256,16 @@ class LibvirtConnection(Service):
         """Whether libvirtd answers now: :class:`ServiceUnavailable` unless it does within
         ``timeout`` seconds.  Asked on a thread of the reactor's pool, not this
         connection's, so calls queued there (a host's every VM read at once) are not
-        taken for libvirtd's silence."""
+        taken for libvirtd's silence.  One question at a time: while libvirtd is silent
+        its thread waits, and whoever asks meanwhile waits for that same answer instead of
+        holding a thread of its own."""
         conn = await self._connect()
-        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _on, conn,
-                                      lambda c: c.getLibVersion())
+        d: defer.Deferred[Any] = defer.Deferred()
+        if self._probing is None:
+            self._probing = []
+            threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _on, conn,
+                                      lambda c: c.getLibVersion()).addBoth(self._answered)
+        self._probing.append(d)
         d.addTimeout(timeout, self.reactor)
         try:
             await d
@@ -267,6 +275,15 @@ class LibvirtConnection(Service):
         except _Broken as e:
             self._lost(conn, e.error)
             raise self._unavailable() from None
+
+    def _answered(self, result: Any) -> None:
+        waiting, self._probing = self._probing or [], None
+        for d in waiting:
+            if not d.called:  # else it gave up waiting (its timeout)
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result)
 
     def call(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(connection)`` here and now: for the daemon's own job threads (never

@@ -45,6 +45,7 @@ from kimchid.api.routes import (
     RouteTable,
     clip,
     header,
+    request_language,
 )
 from kimchid.auth import policy
 from kimchid.auth.policy import Identity
@@ -109,7 +110,7 @@ def error_body(request: IRequest, err: KimchiError) -> bytes:
         request.setHeader(k.encode(), v.encode())
     body = err.to_json()
     request.kimchi_errcode = err.errcode  # type: ignore[attr-defined]  # for the audit log
-    lang = _language(request)
+    lang = request_language(request)
     if lang != i18n.DEFAULT:  # the reason in the request's language; the errcode stays
         body["reason"] = i18n.reason(err.errcode, err.params, lang)
         request.setHeader(b"Content-Language", lang.encode())
@@ -118,13 +119,6 @@ def error_body(request: IRequest, err: KimchiError) -> bytes:
             k: clip(v, 4 * ECHO_LIMIT) if isinstance(v, str) else v
             for k, v in err.params.items()}, lang)
     return _write_json(request, err.status.value, body)
-
-
-def _language(request: IRequest) -> str:
-    """The language of a request: the user's choice (cookie), else its Accept-Language."""
-    cookie = request.getCookie(i18n.COOKIE.encode())
-    return i18n.negotiate(header(request, "accept-language"),
-                          cookie.decode(errors="replace") if cookie else None)
 
 
 class BodyLimits:
@@ -405,7 +399,7 @@ async def _handle(route: Route, request: IRequest, args: dict[str, str],
     for k, v in reply.headers.items():
         request.setHeader(k.encode(), v.encode())
     body = reply.body
-    lang = _language(request)
+    lang = request_language(request)
     if lang != i18n.DEFAULT:  # a task's message in the request's language, as a reason is
         body = i18n.translate_tasks(body, lang)
         if body is not reply.body:

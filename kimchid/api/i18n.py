@@ -6,7 +6,7 @@ from typing import Any
 
 from kimchi import i18n
 from kimchi.errors import NotFound
-from kimchid.api.routes import Call, Reply, RouteTable, clip
+from kimchid.api.routes import Call, Reply, RouteTable, clip, request_language
 
 LANG_TAG = {"enum": list(i18n.LANGUAGES)}
 LANG_PARAM = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,35}$",
@@ -47,13 +47,6 @@ def language_cookie(tag: str | None, secure: bool) -> str:
     return f"{i18n.COOKIE}={tag}; Max-Age=31536000" + flags
 
 
-def request_language(call: Call) -> str:
-    """The language of a request: its cookie, else its Accept-Language."""
-    cookie = call.request.getCookie(i18n.COOKIE.encode())
-    return i18n.negotiate(call.header("accept-language"),
-                          cookie.decode(errors="replace") if cookie else None)
-
-
 def _catalogue(tag: str) -> dict[str, Any]:
     return {"language": tag,
             "languages": [{"tag": k, "name": name} for k, (_, name) in i18n.LANGUAGES.items()],
@@ -62,7 +55,7 @@ def _catalogue(tag: str) -> dict[str, Any]:
 
 def register(table: RouteTable) -> None:
     async def negotiated(call: Call) -> Reply:
-        tag = request_language(call)
+        tag = request_language(call.request)
         return Reply(200, _catalogue(tag), {"Content-Language": tag,
                                             "Vary": "Accept-Language, Cookie"})
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from jsonschema import Draft202012Validator
 from twisted.web.iweb import IRequest
 
+from kimchi import i18n
 from kimchi.accept import weighted
 from kimchi.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from kimchid.api.streams import EventStream, WebSocket
@@ -137,6 +138,14 @@ def header(request: IRequest, name: str) -> str | None:
     on bytes that are not."""
     v = request.getHeader(name.encode("ascii"))
     return v.decode("latin-1") if isinstance(v, bytes) else v
+
+
+def request_language(request: IRequest) -> str:
+    """The language of a request: the user's choice (the ``kimchi_lang`` cookie), else its
+    Accept-Language (kimchi.i18n.negotiate)."""
+    cookie = request.getCookie(i18n.COOKIE.encode())
+    return i18n.negotiate(header(request, "accept-language"),
+                          cookie.decode(errors="replace") if cookie else None)
 
 
 Handler = Callable[[Call], Awaitable[Any]]

@@ -50,6 +50,14 @@ async def test_slow_calls_in_the_queue_are_not_libvirtd_silent_but_a_stopped_one
                 await conn.answering(1.0)
             assert refused.value.errcode == "KCHSVC0002E"
             assert "no answer within 1 s" in refused.value.reason
+            # asked again and again meanwhile: they wait for the question still in flight,
+            # none holds a thread of its own
+            pool = reactor.getThreadPool()  # type: ignore[attr-defined]
+            asked = [defer.ensureDeferred(conn.answering(1.0)) for _ in range(5)]
+            assert len(pool.working) == 1
+            for d in asked:
+                with pytest.raises(ServiceUnavailable):
+                    await d
         finally:
             own_libvirtd.proc.send_signal(signal.SIGCONT)
         await conn.answering(5.0)  # back
